@@ -1,0 +1,540 @@
+//! [`Cgroup`]: one container's cgroup across every hierarchy of a [`Layout`], routing
+//! each controller to the v2 writer if the unified hierarchy has it, else to v1.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::error::{Error, Result};
+use crate::fs;
+use crate::layout::Layout;
+use crate::limits::Limits;
+use crate::v1::V1;
+use crate::v2::V2;
+use crate::writer::{FreezerState, Writer};
+
+/// Controllers this crate enables in `cgroup.subtree_control` of v2 ancestors.
+const V2_MANAGED: &[&str] = &["cpuset", "cpu", "io", "memory", "hugetlb", "pids"];
+
+/// How long `destroy` waits for killed tasks to leave, and `freeze`/`thaw` to settle.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Polling interval while waiting.
+const POLL_INTERVAL: Duration = Duration::from_millis(10);
+
+/// A controller as named in v1 and in v2, plus the name used in error messages.
+struct Controller {
+    v1: &'static str,
+    v2: &'static str,
+    display: &'static str,
+}
+
+const MEMORY: Controller = Controller {
+    v1: "memory",
+    v2: "memory",
+    display: "memory",
+};
+const CPU: Controller = Controller {
+    v1: "cpu",
+    v2: "cpu",
+    display: "cpu",
+};
+const CPUSET: Controller = Controller {
+    v1: "cpuset",
+    v2: "cpuset",
+    display: "cpuset",
+};
+const PIDS: Controller = Controller {
+    v1: "pids",
+    v2: "pids",
+    display: "pids",
+};
+const IO: Controller = Controller {
+    v1: "blkio",
+    v2: "io",
+    display: "blkio/io",
+};
+const HUGETLB: Controller = Controller {
+    v1: "hugetlb",
+    v2: "hugetlb",
+    display: "hugetlb",
+};
+
+/// Simple usage stats. A value is `None` when its controller (or file) is absent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Memory in use, in bytes.
+    pub memory_current: Option<u64>,
+    /// Highest memory use seen, in bytes.
+    pub memory_peak: Option<u64>,
+    /// CPU time consumed, in nanoseconds.
+    pub cpu_usage_ns: Option<u64>,
+    /// Number of tasks.
+    pub pids_current: Option<u64>,
+}
+
+/// This cgroup's place in the unified (v2) hierarchy.
+#[derive(Debug, Clone)]
+struct Unified {
+    /// Mount point of the cgroup2 filesystem.
+    root: PathBuf,
+    /// This cgroup's directory.
+    dir: PathBuf,
+    /// Controllers the unified hierarchy offers (root `cgroup.controllers`).
+    controllers: BTreeSet<String>,
+}
+
+/// This cgroup's place in one v1 hierarchy.
+#[derive(Debug, Clone)]
+struct Legacy {
+    /// Mount point of the hierarchy.
+    root: PathBuf,
+    /// This cgroup's directory.
+    dir: PathBuf,
+}
+
+/// One container's cgroup: a single v2 directory, or one directory per v1 controller.
+#[derive(Debug, Clone)]
+pub struct Cgroup {
+    /// The cgroup path relative to each hierarchy root, without a leading slash.
+    path: PathBuf,
+    /// Present when the layout has a cgroup2 mount.
+    unified: Option<Unified>,
+    /// v1 controller name -> hierarchy, for controllers the unified hierarchy lacks.
+    legacy: BTreeMap<String, Legacy>,
+}
+
+impl Cgroup {
+    /// Creates the cgroup at the absolute path `path` (e.g. "/ccrun/<id>"; a leading
+    /// slash is optional, the path is never relative to the caller's own cgroup) in every
+    /// hierarchy, creating parents; enables controllers in the parents' subtree_control on v2;
+    /// initialises v1 cpuset.cpus/mems from the parent so tasks can join.
+    ///
+    /// An already existing directory is reused.
+    pub fn create(layout: &Layout, path: &str) -> Result<Cgroup> {
+        let cgroup = Cgroup::open(layout, path)?;
+        if let Some(unified) = &cgroup.unified {
+            create_v2(unified, &cgroup.path)?;
+        }
+        for legacy in cgroup.distinct_legacy() {
+            create_levels(&legacy.root, &cgroup.path)?;
+        }
+        if let Some(cpuset) = cgroup.legacy.get("cpuset") {
+            init_v1_cpuset(&cpuset.root, &cgroup.path)?;
+        }
+        Ok(cgroup)
+    }
+
+    /// Opens an existing cgroup (for kill/delete from another process).
+    ///
+    /// Only the hierarchy roots are read; the cgroup's own directories need not exist,
+    /// so that `destroy` of an already removed cgroup succeeds.
+    pub fn open(layout: &Layout, path: &str) -> Result<Cgroup> {
+        let path = normalize(path)?;
+        match layout {
+            Layout::Unified { root } => Ok(Cgroup {
+                unified: Some(unified(root, &path)?),
+                legacy: BTreeMap::new(),
+                path,
+            }),
+            Layout::Legacy {
+                controllers,
+                unified: unified_root,
+            } => {
+                let unified = unified_root
+                    .as_deref()
+                    .map(|root| unified(root, &path))
+                    .transpose()?;
+                let legacy = controllers
+                    .iter()
+                    .filter(|(name, _)| {
+                        // The rule: a controller the unified hierarchy has is used there.
+                        !unified
+                            .as_ref()
+                            .is_some_and(|u| u.controllers.contains(v2_name(name)))
+                    })
+                    .map(|(name, root)| {
+                        let legacy = Legacy {
+                            root: root.clone(),
+                            dir: root.join(&path),
+                        };
+                        (name.clone(), legacy)
+                    })
+                    .collect();
+                Ok(Cgroup {
+                    path,
+                    unified,
+                    legacy,
+                })
+            }
+        }
+    }
+
+    /// Applies OCI resources (memory+swap, cpu quota/period/shares->weight, cpuset, pids, blkio/io
+    /// weight+throttle, hugetlb where present). A limit whose controller is absent is an error naming it.
+    ///
+    /// Device rules, network and rdma resources are not applied (they are logged and ignored).
+    pub fn apply(&self, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
+        let limits = Limits::from_oci(resources)?;
+        if let Some(m) = &limits.memory {
+            self.writer(&MEMORY, "memory limits")?.memory(m)?;
+        }
+        if let Some(c) = &limits.cpu {
+            self.writer(&CPU, "cpu limits")?.cpu(c)?;
+        }
+        if let Some(c) = &limits.cpuset {
+            self.writer(&CPUSET, "cpuset")?.cpuset(c)?;
+        }
+        if let Some(p) = limits.pids {
+            self.writer(&PIDS, "pids limit")?.pids(p)?;
+        }
+        if let Some(io) = &limits.io {
+            self.writer(&IO, "block I/O limits")?.io(io)?;
+        }
+        for h in &limits.hugetlb {
+            self.writer(&HUGETLB, "hugepage limits")?.hugetlb(h)?;
+        }
+        if !limits.unified.is_empty() {
+            let Some(unified) = &self.unified else {
+                return Err(Error::ControllerMissing {
+                    controller: "cgroup2",
+                    setting: "unified resources",
+                });
+            };
+            for (key, value) in &limits.unified {
+                fs::write(&unified.dir.join(key), value)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves a process into the cgroup (all hierarchies).
+    pub fn add_process(&self, pid: i32) -> Result<()> {
+        if pid <= 0 {
+            return Err(Error::InvalidResource {
+                setting: "pid",
+                reason: format!("{pid} is not a process id"),
+            });
+        }
+        for dir in self.paths() {
+            fs::write(&dir.join("cgroup.procs"), &pid.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Pids currently in the cgroup, including those in child cgroups below it,
+    /// sorted and without duplicates. Directories that do not exist contribute nothing.
+    pub fn procs(&self) -> Result<Vec<i32>> {
+        Ok(self.members()?.into_keys().collect())
+    }
+
+    /// Number of OOM kills recorded (v1 memory.oom_control `oom_kill`, v2 memory.events `oom_kill`).
+    pub fn oom_kill_count(&self) -> Result<u64> {
+        self.writer(&MEMORY, "OOM kill count")?.oom_kill_count()
+    }
+
+    /// Freezer (v1 freezer.state, v2 cgroup.freeze). Waits until every task is frozen.
+    pub fn freeze(&self) -> Result<()> {
+        self.set_frozen(true)
+    }
+
+    /// Thaws a frozen cgroup and waits until it is thawed.
+    pub fn thaw(&self) -> Result<()> {
+        self.set_frozen(false)
+    }
+
+    /// SIGKILLs what is left, waits until empty, removes every directory (retrying EBUSY briefly).
+    /// Idempotent: a cgroup already gone is fine.
+    ///
+    /// Only this cgroup's own directories (and child cgroups below them) are removed,
+    /// never the parents, which may be shared (e.g. `/ccrun`).
+    pub fn destroy(&self) -> Result<()> {
+        if let Some(unified) = &self.unified {
+            let kill_file = unified.dir.join("cgroup.kill");
+            if fs::exists(&kill_file) {
+                // Kills the whole subtree at once, racing no forks. Missing on old kernels.
+                if let Err(e) = fs::write(&kill_file, "1") {
+                    tracing::debug!(error = %e, "cgroup.kill failed; falling back to kill(2)");
+                }
+            }
+        }
+        let started = Instant::now();
+        loop {
+            let members = self.members()?;
+            if members.is_empty() {
+                break;
+            }
+            if started.elapsed() > SETTLE_TIMEOUT {
+                let dir = members.into_values().next().unwrap_or_default();
+                return Err(Error::Timeout {
+                    path: dir,
+                    what: "become empty after SIGKILL",
+                    waited: started.elapsed(),
+                });
+            }
+            for (pid, dir) in members {
+                kill_member(pid, &dir)?;
+            }
+            // v1 frozen tasks do not act on SIGKILL until thawed.
+            // self.thaw_if_frozen()?;
+            thread::sleep(POLL_INTERVAL);
+        }
+        for dir in self.paths() {
+            fs::remove_tree(&dir)?;
+        }
+        Ok(())
+    }
+
+    /// Directories that make up this cgroup (for tests and inspect).
+    pub fn paths(&self) -> Vec<PathBuf> {
+        let mut paths: Vec<PathBuf> = self.unified.iter().map(|u| u.dir.clone()).collect();
+        for legacy in self.distinct_legacy() {
+            paths.push(legacy.dir.clone());
+        }
+        paths
+    }
+
+    /// Simple usage stats: memory current/peak bytes, cpu usage ns, pids current.
+    pub fn stats(&self) -> Result<Stats> {
+        let (memory_current, memory_peak) = match self.writer(&MEMORY, "stats") {
+            Ok(w) => w.memory_usage()?,
+            Err(_) => (None, None),
+        };
+        let cpu_usage_ns = match (self.legacy.get("cpuacct"), &self.unified) {
+            (Some(cpuacct), _) => V1::new(&cpuacct.dir).cpu_usage_ns()?,
+            (None, Some(unified)) => V2::new(&unified.dir).cpu_usage_ns()?,
+            (None, None) => None,
+        };
+        let pids_current = match self.writer(&PIDS, "stats") {
+            Ok(w) => w.pids_current()?,
+            Err(_) => None,
+        };
+        Ok(Stats {
+            memory_current,
+            memory_peak,
+            cpu_usage_ns,
+            pids_current,
+        })
+    }
+
+    /// The writer for `controller`: v2 if the unified hierarchy has it, else v1.
+    fn writer(
+        &self,
+        controller: &Controller,
+        setting: &'static str,
+    ) -> Result<Box<dyn Writer + '_>> {
+        if let Some(unified) = &self.unified {
+            if unified.controllers.contains(controller.v2) {
+                return Ok(Box::new(V2::new(&unified.dir)));
+            }
+        }
+        if let Some(legacy) = self.legacy.get(controller.v1) {
+            return Ok(Box::new(V1::new(&legacy.dir)));
+        }
+        Err(Error::ControllerMissing {
+            controller: controller.display,
+            setting,
+        })
+    }
+
+    /// The freezer writer: v1 `freezer` if mounted, else the unified hierarchy,
+    /// where freezing is part of the core and needs no controller.
+    fn freezer(&self) -> Result<(Box<dyn Writer + '_>, &Path)> {
+        if let Some(legacy) = self.legacy.get("freezer") {
+            return Ok((Box::new(V1::new(&legacy.dir)), &legacy.dir));
+        }
+        if let Some(unified) = &self.unified {
+            return Ok((Box::new(V2::new(&unified.dir)), &unified.dir));
+        }
+        Err(Error::ControllerMissing {
+            controller: "freezer",
+            setting: "freeze/thaw",
+        })
+    }
+
+    fn set_frozen(&self, frozen: bool) -> Result<()> {
+        let (writer, dir) = self.freezer()?;
+        let wanted = if frozen {
+            FreezerState::Frozen
+        } else {
+            FreezerState::Thawed
+        };
+        let started = Instant::now();
+        loop {
+            // Re-requesting is harmless and lets a stuck v1 FREEZING make progress.
+            writer.request_freeze(frozen)?;
+            if writer.freezer_state()? == wanted {
+                return Ok(());
+            }
+            if started.elapsed() > SETTLE_TIMEOUT {
+                return Err(Error::Timeout {
+                    path: dir.to_path_buf(),
+                    what: if frozen { "freeze" } else { "thaw" },
+                    waited: started.elapsed(),
+                });
+            }
+            thread::sleep(POLL_INTERVAL);
+        }
+    }
+
+    /// Thaws the cgroup if it exists and is (being) frozen; does not wait.
+    fn thaw_if_frozen(&self) -> Result<()> {
+        let Ok((writer, dir)) = self.freezer() else {
+            return Ok(());
+        };
+        if fs::exists(dir) && writer.freezer_state()? != FreezerState::Thawed {
+            writer.request_freeze(false)?;
+        }
+        Ok(())
+    }
+
+    /// Every pid in any of this cgroup's directories (and below), with a directory
+    /// it was found in.
+    fn members(&self) -> Result<BTreeMap<i32, PathBuf>> {
+        let mut members = BTreeMap::new();
+        for dir in self.paths() {
+            let mut pids = Vec::new();
+            fs::collect_pids(&dir, &mut pids)?;
+            for pid in pids {
+                members.entry(pid).or_insert_with(|| dir.clone());
+            }
+        }
+        Ok(members)
+    }
+
+    /// v1 hierarchies without duplicates (co-mounted controllers share one).
+    fn distinct_legacy(&self) -> Vec<&Legacy> {
+        let mut seen = BTreeSet::new();
+        self.legacy
+            .values()
+            .filter(|l| seen.insert(l.dir.clone()))
+            .collect()
+    }
+}
+
+/// The v2 name of a v1 controller, for the "unified hierarchy has it" check.
+fn v2_name(v1: &str) -> &str {
+    match v1 {
+        "blkio" => "io",
+        other => other,
+    }
+}
+
+/// Reads the unified hierarchy's controllers and places `path` in it.
+fn unified(root: &Path, path: &Path) -> Result<Unified> {
+    let text = fs::read(&root.join("cgroup.controllers"))?;
+    Ok(Unified {
+        root: root.to_path_buf(),
+        dir: root.join(path),
+        controllers: text.split_whitespace().map(str::to_string).collect(),
+    })
+}
+
+/// Turns "/ccrun/<id>" or "ccrun/<id>" into a relative path, rejecting anything that
+/// could escape the hierarchy or name its root.
+fn normalize(path: &str) -> Result<PathBuf> {
+    let invalid = |reason| Error::InvalidPath {
+        path: path.to_string(),
+        reason,
+    };
+    if path.contains('\0') {
+        return Err(invalid("contains a NUL byte"));
+    }
+    let mut rel = PathBuf::new();
+    // Split by hand: Path::components silently drops "." in the middle.
+    for part in path.split('/').filter(|p| !p.is_empty()) {
+        if part == "." || part == ".." {
+            return Err(invalid("must not contain '.' or '..'"));
+        }
+        rel.push(part);
+    }
+    if rel.as_os_str().is_empty() {
+        return Err(invalid("names the hierarchy root"));
+    }
+    Ok(rel)
+}
+
+/// Creates every level of `rel` below `root`.
+fn create_levels(root: &Path, rel: &Path) -> Result<()> {
+    let mut dir = root.to_path_buf();
+    for part in rel.iter() {
+        dir.push(part);
+        fs::mkdir(&dir)?;
+    }
+    Ok(())
+}
+
+/// Creates `rel` in the unified hierarchy, enabling the controllers we manage in the
+/// `cgroup.subtree_control` of the root and of every intermediate level, so that the
+/// leaf gets their interface files.
+fn create_v2(unified: &Unified, rel: &Path) -> Result<()> {
+    let mut dir = unified.root.clone();
+    for part in rel.iter() {
+        enable_controllers(&dir)?;
+        dir.push(part);
+        fs::mkdir(&dir)?;
+    }
+    Ok(())
+}
+
+/// Enables in `dir/cgroup.subtree_control` every managed controller `dir` offers
+/// that is not enabled yet, in a single write.
+fn enable_controllers(dir: &Path) -> Result<()> {
+    let available = fs::read(&dir.join("cgroup.controllers"))?;
+    let control = dir.join("cgroup.subtree_control");
+    let enabled = fs::read(&control)?;
+    let enabled: BTreeSet<&str> = enabled.split_whitespace().collect();
+    let missing: Vec<String> = available
+        .split_whitespace()
+        .filter(|c| V2_MANAGED.contains(c) && !enabled.contains(c))
+        .map(|c| format!("+{c}"))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    fs::write(&control, &missing.join(" "))
+}
+
+/// New v1 cpuset directories start with empty `cpuset.cpus`/`cpuset.mems`, and a
+/// task cannot join such a cpuset (ENOSPC). Copy them down from the parent at every
+/// level of `rel` where they are empty.
+fn init_v1_cpuset(root: &Path, rel: &Path) -> Result<()> {
+    let mut parent = root.to_path_buf();
+    for part in rel.iter() {
+        let dir = parent.join(part);
+        for file in ["cpuset.cpus", "cpuset.mems"] {
+            let own = dir.join(file);
+            if fs::read(&own)?.trim().is_empty() {
+                let inherited = fs::read(&parent.join(file))?;
+                fs::write(&own, inherited.trim())?;
+            }
+        }
+        parent = dir;
+    }
+    Ok(())
+}
+
+/// SIGKILLs one member of the cgroup found in `dir`; one that already exited is fine.
+fn kill_member(pid: i32, dir: &Path) -> Result<()> {
+    let own = nix::unistd::getpid().as_raw();
+    // kill(2) with pid 0 or -1 would hit our process group or every process; pid 1
+    // is init. Neither belongs to a container's cgroup as seen from here.
+    if pid <= 1 || pid == own {
+        return Err(Error::RefuseKill {
+            pid,
+            path: dir.to_path_buf(),
+        });
+    }
+    match kill(Pid::from_raw(pid), Signal::SIGKILL) {
+        Ok(()) | Err(Errno::ESRCH) => Ok(()),
+        Err(source) => Err(Error::Kill {
+            pid,
+            path: dir.to_path_buf(),
+            source,
+        }),
+    }
+}

@@ -1,0 +1,20 @@
+//! cgroup management for ccrun: detects the host's layout (pure v2, hybrid, v1)
+//! and applies OCI `LinuxResources` to a per-container cgroup behind one interface.
+//!
+//! [`Layout::detect`] reads the mounts; [`Cgroup::create`] makes the cgroup at an
+//! absolute path in every hierarchy; [`Cgroup::apply`] writes limits, using the v2
+//! writer for a controller whenever the unified hierarchy has it and the v1 writer
+//! otherwise.
+
+mod cgroup;
+mod error;
+mod fs;
+mod layout;
+mod limits;
+mod v1;
+mod v2;
+mod writer;
+
+pub use cgroup::{Cgroup, Stats};
+pub use error::{Error, Result};
+pub use layout::Layout;

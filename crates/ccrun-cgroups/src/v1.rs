@@ -1,0 +1,237 @@
+//! The cgroup v1 writer: one directory per controller hierarchy.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::fs;
+use crate::limits::{CpuLimits, CpusetLimits, HugetlbLimit, IoLimits, Limit, MemoryLimits};
+use crate::writer::{FreezerState, Writer};
+
+/// Writes v1 interface files in `dir`, this cgroup's directory in one v1 hierarchy.
+pub(crate) struct V1<'a> {
+    dir: &'a Path,
+}
+
+impl<'a> V1<'a> {
+    /// A writer for the cgroup directory `dir`.
+    pub(crate) fn new(dir: &'a Path) -> Self {
+        V1 { dir }
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn write(&self, name: &str, value: &str) -> Result<()> {
+        fs::write(&self.file(name), value)
+    }
+
+    /// Writes to `name`, or fails naming `setting` if the file does not exist.
+    fn write_supported(&self, setting: &str, name: &str, value: &str) -> Result<()> {
+        let path = self.file(name);
+        if !fs::exists(&path) {
+            return Err(Error::Unsupported {
+                setting: setting.to_string(),
+                path,
+            });
+        }
+        fs::write(&path, value)
+    }
+
+    /// The first of `names` that exists, or an `Unsupported` error naming the first.
+    fn first_existing(&self, setting: &str, names: &[&str]) -> Result<PathBuf> {
+        names
+            .iter()
+            .map(|n| self.file(n))
+            .find(|p| fs::exists(p))
+            .ok_or_else(|| Error::Unsupported {
+                setting: setting.to_string(),
+                path: self.file(names.first().copied().unwrap_or_default()),
+            })
+    }
+
+    /// Sets `memory.limit_in_bytes` and `memory.memsw.limit_in_bytes` in an order the
+    /// kernel accepts: it insists on memsw >= memory after every single write.
+    fn memory_and_swap(&self, limit: Option<Limit>, memsw: Option<Limit>) -> Result<()> {
+        const MEMORY: &str = "memory.limit_in_bytes";
+        const MEMSW: &str = "memory.memsw.limit_in_bytes";
+        let memsw = match memsw {
+            // Without swap accounting there is no memsw file; "unlimited" is then a no-op.
+            Some(Limit::Max) if !fs::exists(&self.file(MEMSW)) => None,
+            Some(s) if !fs::exists(&self.file(MEMSW)) => {
+                return Err(Error::Unsupported {
+                    setting: format!("memory+swap limit {}", s.v1()),
+                    path: self.file(MEMSW),
+                })
+            }
+            other => other,
+        };
+        match (limit, memsw) {
+            (Some(limit), Some(memsw)) => {
+                let current = fs::read_u64(&self.file(MEMORY))?;
+                let memsw_first = match memsw {
+                    Limit::Max => true,
+                    Limit::Value(v) => v >= current,
+                };
+                if memsw_first {
+                    self.write(MEMSW, &memsw.v1())?;
+                    self.write(MEMORY, &limit.v1())
+                } else {
+                    // Lowering below the current memory limit: memory first keeps
+                    // memory <= memsw at every step.
+                    self.write(MEMORY, &limit.v1())?;
+                    self.write(MEMSW, &memsw.v1())
+                }
+            }
+            (Some(limit), None) => self.write(MEMORY, &limit.v1()),
+            (None, Some(memsw)) => self.write(MEMSW, &memsw.v1()),
+            (None, None) => Ok(()),
+        }
+    }
+
+    fn cfs_bandwidth(&self, quota: Option<Limit>, period: Option<u64>) -> Result<()> {
+        const QUOTA: &str = "cpu.cfs_quota_us";
+        const PERIOD: &str = "cpu.cfs_period_us";
+        match (quota, period) {
+            (Some(quota), Some(period)) => {
+                let period = period.to_string();
+                match self.write(PERIOD, &period) {
+                    Ok(()) => self.write(QUOTA, &quota.v1()),
+                    // The new period may clash with the old quota (or the parent's);
+                    // setting the quota first can resolve that.
+                    Err(Error::Write { source, .. })
+                        if source.raw_os_error() == Some(libc::EINVAL) =>
+                    {
+                        self.write(QUOTA, &quota.v1())?;
+                        self.write(PERIOD, &period)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            (Some(quota), None) => self.write(QUOTA, &quota.v1()),
+            (None, Some(period)) => self.write(PERIOD, &period.to_string()),
+            (None, None) => Ok(()),
+        }
+    }
+}
+
+impl Writer for V1<'_> {
+    fn memory(&self, m: &MemoryLimits) -> Result<()> {
+        self.memory_and_swap(m.limit, m.memsw)?;
+        if let Some(r) = m.reservation {
+            self.write("memory.soft_limit_in_bytes", &r.v1())?;
+        }
+        if let Some(s) = m.swappiness {
+            self.write_supported("memory.swappiness", "memory.swappiness", &s.to_string())?;
+        }
+        if m.disable_oom_killer {
+            self.write("memory.oom_control", "1")?;
+        }
+        Ok(())
+    }
+
+    fn cpu(&self, c: &CpuLimits) -> Result<()> {
+        if let Some(shares) = c.shares {
+            self.write("cpu.shares", &shares.to_string())?;
+        }
+        self.cfs_bandwidth(c.quota, c.period)?;
+        if let Some(burst) = c.burst {
+            self.write_supported("cpu burst", "cpu.cfs_burst_us", &burst.to_string())?;
+        }
+        if let Some(p) = c.realtime_period {
+            self.write_supported("cpu realtime period", "cpu.rt_period_us", &p.to_string())?;
+        }
+        if let Some(r) = c.realtime_runtime {
+            self.write_supported("cpu realtime runtime", "cpu.rt_runtime_us", &r.to_string())?;
+        }
+        if let Some(idle) = c.idle {
+            self.write_supported("cpu idle", "cpu.idle", &idle.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn cpuset(&self, c: &CpusetLimits) -> Result<()> {
+        if let Some(cpus) = &c.cpus {
+            self.write("cpuset.cpus", cpus)?;
+        }
+        if let Some(mems) = &c.mems {
+            self.write("cpuset.mems", mems)?;
+        }
+        Ok(())
+    }
+
+    fn pids(&self, limit: Limit) -> Result<()> {
+        // pids.max takes "max", not -1, even on v1.
+        self.write("pids.max", &limit.v2())
+    }
+
+    fn io(&self, io: &IoLimits) -> Result<()> {
+        const WEIGHT: &[&str] = &["blkio.weight", "blkio.bfq.weight"];
+        const WEIGHT_DEVICE: &[&str] = &["blkio.weight_device", "blkio.bfq.weight_device"];
+        if let Some(w) = io.weight {
+            fs::write(&self.first_existing("blkio weight", WEIGHT)?, &w.to_string())?;
+        }
+        for (dev, w) in &io.weight_device {
+            let path = self.first_existing("blkio weight_device", WEIGHT_DEVICE)?;
+            fs::write(&path, &format!("{dev} {w}"))?;
+        }
+        for (dev, t) in &io.throttle {
+            let files = [
+                ("blkio.throttle.read_bps_device", t.read_bps),
+                ("blkio.throttle.write_bps_device", t.write_bps),
+                ("blkio.throttle.read_iops_device", t.read_iops),
+                ("blkio.throttle.write_iops_device", t.write_iops),
+            ];
+            for (name, rate) in files {
+                if let Some(rate) = rate {
+                    self.write_supported("blkio throttling", name, &format!("{dev} {rate}"))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn hugetlb(&self, h: &HugetlbLimit) -> Result<()> {
+        let name = format!("hugetlb.{}.limit_in_bytes", h.page_size);
+        let setting = format!("hugetlb limit for page size {}", h.page_size);
+        self.write_supported(&setting, &name, &h.limit.v1())
+    }
+
+    fn oom_kill_count(&self) -> Result<u64> {
+        let path = self.file("memory.oom_control");
+        let text = fs::read(&path)?;
+        fs::keyed_u64(&path, &text, "oom_kill")
+    }
+
+    fn request_freeze(&self, frozen: bool) -> Result<()> {
+        self.write("freezer.state", if frozen { "FROZEN" } else { "THAWED" })
+    }
+
+    fn freezer_state(&self) -> Result<FreezerState> {
+        let path = self.file("freezer.state");
+        match fs::read(&path)?.trim() {
+            "THAWED" => Ok(FreezerState::Thawed),
+            "FREEZING" => Ok(FreezerState::Freezing),
+            "FROZEN" => Ok(FreezerState::Frozen),
+            other => Err(Error::Parse {
+                path,
+                reason: format!("unknown freezer state {other:?}"),
+            }),
+        }
+    }
+
+    fn memory_usage(&self) -> Result<(Option<u64>, Option<u64>)> {
+        Ok((
+            fs::read_u64_optional(&self.file("memory.usage_in_bytes"))?,
+            fs::read_u64_optional(&self.file("memory.max_usage_in_bytes"))?,
+        ))
+    }
+
+    fn cpu_usage_ns(&self) -> Result<Option<u64>> {
+        fs::read_u64_optional(&self.file("cpuacct.usage"))
+    }
+
+    fn pids_current(&self) -> Result<Option<u64>> {
+        fs::read_u64_optional(&self.file("pids.current"))
+    }
+}

@@ -1,0 +1,200 @@
+//! The cgroup v2 writer: one directory in the unified hierarchy.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::fs;
+use crate::limits::{
+    blkio_weight_to_io_weight, shares_to_weight, CpuLimits, CpusetLimits, HugetlbLimit, IoLimits,
+    Limit, MemoryLimits,
+};
+use crate::writer::{FreezerState, Writer};
+
+/// Writes v2 interface files in `dir`, this cgroup's directory in the unified hierarchy.
+pub(crate) struct V2<'a> {
+    dir: &'a Path,
+}
+
+impl<'a> V2<'a> {
+    /// A writer for the cgroup directory `dir`.
+    pub(crate) fn new(dir: &'a Path) -> Self {
+        V2 { dir }
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn write(&self, name: &str, value: &str) -> Result<()> {
+        fs::write(&self.file(name), value)
+    }
+
+    /// Writes to `name`, or fails naming `setting` if the file does not exist.
+    fn write_supported(&self, setting: &str, name: &str, value: &str) -> Result<()> {
+        let path = self.file(name);
+        if !fs::exists(&path) {
+            return Err(Error::Unsupported {
+                setting: setting.to_string(),
+                path,
+            });
+        }
+        fs::write(&path, value)
+    }
+
+    /// `cpu.max` is "QUOTA PERIOD" with QUOTA "max" for unlimited; either may change alone.
+    fn cpu_max(&self, quota: Option<Limit>, period: Option<u64>) -> Result<()> {
+        let value = match (quota, period) {
+            (Some(q), Some(p)) => format!("{} {p}", q.v2()),
+            (Some(q), None) => q.v2(),
+            (None, Some(p)) => {
+                // Keep the current quota; writing "max P" would silently drop it.
+                let path = self.file("cpu.max");
+                let current = fs::read(&path)?;
+                let quota = current.split_whitespace().next().unwrap_or("max");
+                format!("{quota} {p}")
+            }
+            (None, None) => return Ok(()),
+        };
+        self.write("cpu.max", &value)
+    }
+}
+
+impl Writer for V2<'_> {
+    fn memory(&self, m: &MemoryLimits) -> Result<()> {
+        const SWAP: &str = "memory.swap.max";
+        match m.swap {
+            // No swap accounting (or no swap at all): unlimited is a no-op.
+            Some(Limit::Max) if !fs::exists(&self.file(SWAP)) => {}
+            Some(s) => {
+                self.write_supported(&format!("swap limit {}", s.v2()), SWAP, &s.v2())?;
+            }
+            None => {}
+        }
+        if let Some(limit) = m.limit {
+            self.write("memory.max", &limit.v2())?;
+        }
+        if let Some(r) = m.reservation {
+            self.write("memory.low", &r.v2())?;
+        }
+        if m.swappiness.is_some() {
+            tracing::warn!("memory swappiness is not available on cgroup v2; ignored");
+        }
+        if m.disable_oom_killer {
+            tracing::warn!("disabling the OOM killer is not possible on cgroup v2; ignored");
+        }
+        Ok(())
+    }
+
+    fn cpu(&self, c: &CpuLimits) -> Result<()> {
+        if let Some(shares) = c.shares {
+            self.write("cpu.weight", &shares_to_weight(shares).to_string())?;
+        }
+        self.cpu_max(c.quota, c.period)?;
+        if let Some(burst) = c.burst {
+            self.write_supported("cpu burst", "cpu.max.burst", &burst.to_string())?;
+        }
+        if c.realtime_period.is_some() || c.realtime_runtime.is_some() {
+            return Err(Error::Unsupported {
+                setting: "cpu realtime period/runtime".to_string(),
+                path: self.file("cpu.rt_runtime_us"),
+            });
+        }
+        if let Some(idle) = c.idle {
+            self.write_supported("cpu idle", "cpu.idle", &idle.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn cpuset(&self, c: &CpusetLimits) -> Result<()> {
+        if let Some(cpus) = &c.cpus {
+            self.write("cpuset.cpus", cpus)?;
+        }
+        if let Some(mems) = &c.mems {
+            self.write("cpuset.mems", mems)?;
+        }
+        Ok(())
+    }
+
+    fn pids(&self, limit: Limit) -> Result<()> {
+        self.write("pids.max", &limit.v2())
+    }
+
+    fn io(&self, io: &IoLimits) -> Result<()> {
+        // BFQ uses the blkio scale (1..=1000) directly; io.weight has its own scale.
+        let bfq = self.file("io.bfq.weight");
+        let (weight_file, convert): (PathBuf, fn(u16) -> u64) = if fs::exists(&bfq) {
+            (bfq, u64::from)
+        } else {
+            (self.file("io.weight"), blkio_weight_to_io_weight)
+        };
+        if let Some(w) = io.weight {
+            fs::write(&weight_file, &convert(w).to_string())?;
+        }
+        for (dev, w) in &io.weight_device {
+            fs::write(&weight_file, &format!("{dev} {}", convert(*w)))?;
+        }
+        // One write per device: the kernel parses a single "MAJ:MIN key=value..." line.
+        for (dev, t) in &io.throttle {
+            let mut line = dev.to_string();
+            let keys = [
+                ("rbps", t.read_bps),
+                ("wbps", t.write_bps),
+                ("riops", t.read_iops),
+                ("wiops", t.write_iops),
+            ];
+            for (key, rate) in keys {
+                if let Some(rate) = rate {
+                    line.push_str(&format!(" {key}={rate}"));
+                }
+            }
+            self.write_supported("io throttling", "io.max", &line)?;
+        }
+        Ok(())
+    }
+
+    fn hugetlb(&self, h: &HugetlbLimit) -> Result<()> {
+        let name = format!("hugetlb.{}.max", h.page_size);
+        let setting = format!("hugetlb limit for page size {}", h.page_size);
+        self.write_supported(&setting, &name, &h.limit.v2())
+    }
+
+    fn oom_kill_count(&self) -> Result<u64> {
+        let path = self.file("memory.events");
+        let text = fs::read(&path)?;
+        fs::keyed_u64(&path, &text, "oom_kill")
+    }
+
+    fn request_freeze(&self, frozen: bool) -> Result<()> {
+        self.write("cgroup.freeze", if frozen { "1" } else { "0" })
+    }
+
+    fn freezer_state(&self) -> Result<FreezerState> {
+        let path = self.file("cgroup.events");
+        let text = fs::read(&path)?;
+        match fs::keyed_u64(&path, &text, "frozen")? {
+            0 => Ok(FreezerState::Thawed),
+            _ => Ok(FreezerState::Frozen),
+        }
+    }
+
+    fn memory_usage(&self) -> Result<(Option<u64>, Option<u64>)> {
+        Ok((
+            fs::read_u64_optional(&self.file("memory.current"))?,
+            fs::read_u64_optional(&self.file("memory.peak"))?,
+        ))
+    }
+
+    fn cpu_usage_ns(&self) -> Result<Option<u64>> {
+        let path = self.file("cpu.stat");
+        match fs::read_optional(&path)? {
+            Some(text) => Ok(Some(
+                fs::keyed_u64(&path, &text, "usage_usec")?.saturating_mul(1000),
+            )),
+            None => Ok(None),
+        }
+    }
+
+    fn pids_current(&self) -> Result<Option<u64>> {
+        fs::read_u64_optional(&self.file("pids.current"))
+    }
+}

@@ -1,0 +1,26 @@
+//! The image layer of ccrun: references, the registry client, the
+//! content-addressed store and safe layer unpacking.
+//!
+//! The run path uses [`Store::open`] and [`Store::resolve`] to get an image's
+//! config and its unpacked layer directories (lowest first); the CLI uses
+//! [`pull::pull`] and the other [`Store`] methods.
+
+pub mod auth;
+pub mod decompress;
+pub mod digest;
+pub mod error;
+mod fsutil;
+pub mod manifest;
+pub mod platform;
+pub mod pull;
+pub mod reference;
+pub mod registry;
+pub mod store;
+pub mod unpack;
+
+pub use digest::Digest;
+pub use error::{Error, Result};
+pub use platform::Platform;
+pub use pull::{pull, PullOptions, PullProgress};
+pub use reference::Reference;
+pub use store::{Image, ImageRecord, ImageUsage, NoContainers, Removal, Store};

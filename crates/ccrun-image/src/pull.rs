@@ -1,0 +1,432 @@
+//! `pull`: resolve a reference to a platform manifest, then download, verify and
+//! unpack the missing layers concurrently, committing to the store only what verified.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::io::{self, BufReader, Read};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use oci_spec::image::{Descriptor, ImageConfiguration, ImageManifest, MediaType};
+
+use crate::auth::{default_config_path, DockerConfig};
+use crate::decompress;
+use crate::digest::{Digest, HashingReader};
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil;
+use crate::manifest::{self, Fetched};
+use crate::platform::Platform;
+use crate::reference::Reference;
+use crate::registry::{ClientOptions, RegistryClient};
+use crate::store::{ImageRecord, Store, StoreLock};
+use crate::unpack;
+
+/// Largest image config we accept.
+const MAX_CONFIG: u64 = 64 << 20;
+
+/// How to pull.
+#[derive(Debug, Clone)]
+pub struct PullOptions {
+    /// The platform to choose from an index; the host's if `None`.
+    pub platform: Option<Platform>,
+    /// Registries allowed over plain HTTP besides localhost.
+    pub insecure_registries: Vec<String>,
+    /// How many layers to download and unpack at once.
+    pub jobs: usize,
+}
+
+impl Default for PullOptions {
+    fn default() -> Self {
+        PullOptions {
+            platform: None,
+            insecure_registries: Vec::new(),
+            jobs: 4,
+        }
+    }
+}
+
+/// Receives progress events; the CLI draws bars or prints lines from them.
+/// Called from several threads at once.
+pub trait PullProgress: Sync {
+    /// The manifest for `platform` was resolved to `digest`.
+    fn resolved(&self, _reference: &Reference, _digest: &Digest, _platform: &str) {}
+    /// Layer `index` (`digest`, `size` compressed bytes) is needed; `present` if
+    /// the store already has it.
+    fn layer(&self, _index: usize, _digest: &Digest, _size: u64, _present: bool) {}
+    /// `bytes` more of layer `index` were downloaded.
+    fn advance(&self, _index: usize, _bytes: u64) {}
+    /// Layer `index` is verified and committed.
+    fn layer_done(&self, _index: usize) {}
+    /// A non-fatal warning, e.g. a device node we could not create.
+    fn warn(&self, _message: &str) {}
+}
+
+/// A [`PullProgress`] that reports nothing.
+pub struct Quiet;
+impl PullProgress for Quiet {}
+
+/// Pulls `reference` into `store`, returning its record. Nothing already present is
+/// downloaded again; on error, whatever this pull stored is garbage-collected.
+pub fn pull(
+    store: &Store,
+    reference: &Reference,
+    options: &PullOptions,
+    progress: &dyn PullProgress,
+) -> Result<ImageRecord> {
+    let lock = store.lock()?;
+    match pull_locked(store, &lock, reference, options, progress) {
+        Ok(record) => Ok(record),
+        Err(e) => {
+            // Leave nothing behind that no image uses (verified layers of a failed pull).
+            if let Err(gc) = store.gc(&lock) {
+                tracing::warn!("cleaning up after failed pull: {gc}");
+            }
+            Err(e)
+        }
+    }
+}
+
+fn pull_locked(
+    store: &Store,
+    lock: &StoreLock,
+    reference: &Reference,
+    options: &PullOptions,
+    progress: &dyn PullProgress,
+) -> Result<ImageRecord> {
+    let wanted = options.platform.clone().unwrap_or_else(Platform::host);
+    let credentials = match default_config_path() {
+        Some(path) => DockerConfig::load(&path)?.get(reference.registry())?,
+        None => None,
+    };
+    let client = RegistryClient::connect(
+        reference,
+        &ClientOptions {
+            insecure_registries: options.insecure_registries.clone(),
+            credentials,
+        },
+    )?;
+
+    let (bytes, content_type, digest) = client.manifest(&reference.manifest_key())?;
+    let (index, manifest_bytes, manifest_digest, manifest_type) = match manifest::parse(
+        &bytes,
+        content_type.as_deref(),
+        &format!("manifest of {reference}"),
+    )? {
+        Fetched::Image(_) => (None, bytes, digest, content_type),
+        Fetched::Index(index) => {
+            let chosen = manifest::choose_platform(&index, &wanted, &reference.to_string())?;
+            let (m_bytes, m_type, m_digest) = client.manifest(&chosen.to_string())?;
+            (Some((bytes, digest)), m_bytes, m_digest, m_type)
+        }
+    };
+    let what = format!("manifest {manifest_digest}");
+    let manifest = match manifest::parse(&manifest_bytes, manifest_type.as_deref(), &what)? {
+        Fetched::Image(m) => *m,
+        Fetched::Index(_) => {
+            return Err(Error::InvalidContent {
+                what,
+                message: "an index points to another index".to_string(),
+            })
+        }
+    };
+
+    let config_digest = Digest::parse(manifest.config().digest().as_ref())?;
+    let config_bytes = match store.read_blob(&config_digest)? {
+        Some(b) => b,
+        None => client.small_blob(
+            &config_digest,
+            MAX_CONFIG,
+            &format!("config {config_digest}"),
+        )?,
+    };
+    let config: ImageConfiguration =
+        serde_json::from_slice(&config_bytes).map_err(|e| Error::InvalidContent {
+            what: format!("config {config_digest}"),
+            message: e.to_string(),
+        })?;
+    let platform = config_platform(&config);
+    if index.is_none()
+        && !wanted.matches(
+            &config.os().to_string(),
+            &config.architecture().to_string(),
+            config.variant().as_deref(),
+        )
+    {
+        progress.warn(&format!(
+            "image platform {platform} does not match the requested {wanted}"
+        ));
+    }
+    progress.resolved(reference, &manifest_digest, &platform);
+
+    let diff_ids = diff_ids(&config, &manifest, &config_digest)?;
+    let jobs = plan_layers(store, &manifest, &diff_ids, progress)?;
+    download_layers(store, lock, &client, jobs, options.jobs.max(1), progress)?;
+
+    // Every layer is verified and in place: now the small blobs, then the record
+    // that makes the image visible.
+    store.write_blob(lock, &config_digest, &config_bytes)?;
+    store.write_blob(lock, &manifest_digest, &manifest_bytes)?;
+    let index_digest = match &index {
+        Some((bytes, d)) => {
+            store.write_blob(lock, d, bytes)?;
+            Some(d.clone())
+        }
+        None => None,
+    };
+    let size = diff_ids
+        .iter()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .map(|d| fsutil::tree_size(&store.layer_dir(d)))
+        .sum();
+    let repo_digest = format!(
+        "{}@{}",
+        reference.name(),
+        index_digest.as_ref().unwrap_or(&manifest_digest)
+    );
+    let record = ImageRecord {
+        id: config_digest,
+        manifest_digest,
+        index_digest,
+        names: reference
+            .tag()
+            .filter(|_| reference.digest().is_none())
+            .map(|_| vec![reference.to_string()])
+            .unwrap_or_default(),
+        repo_digests: vec![repo_digest],
+        layers: diff_ids,
+        size,
+        created: config.created().clone(),
+        platform,
+        pulled_at: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    };
+    store.put_record(lock, record)
+}
+
+fn config_platform(config: &ImageConfiguration) -> String {
+    match config.variant() {
+        Some(v) => format!("{}/{}/{v}", config.os(), config.architecture()),
+        None => format!("{}/{}", config.os(), config.architecture()),
+    }
+}
+
+/// The config's diff-ids, one per manifest layer.
+fn diff_ids(
+    config: &ImageConfiguration,
+    manifest: &ImageManifest,
+    config_digest: &Digest,
+) -> Result<Vec<Digest>> {
+    let ids = config
+        .rootfs()
+        .diff_ids()
+        .iter()
+        .map(|d| Digest::parse(d))
+        .collect::<Result<Vec<_>>>()?;
+    if ids.len() != manifest.layers().len() {
+        return Err(Error::InvalidContent {
+            what: format!("config {config_digest}"),
+            message: format!(
+                "{} diff_ids for {} layers in the manifest",
+                ids.len(),
+                manifest.layers().len()
+            ),
+        });
+    }
+    Ok(ids)
+}
+
+/// One layer to fetch.
+struct Job {
+    index: usize,
+    descriptor: Descriptor,
+    digest: Digest,
+    diff_id: Digest,
+}
+
+/// Decides which layers need downloading: not in the store, and each diff-id once.
+fn plan_layers(
+    store: &Store,
+    manifest: &ImageManifest,
+    diff_ids: &[Digest],
+    progress: &dyn PullProgress,
+) -> Result<Vec<Job>> {
+    let mut seen = BTreeSet::new();
+    let mut jobs = Vec::new();
+    for (index, (desc, diff_id)) in manifest.layers().iter().zip(diff_ids).enumerate() {
+        check_layer_type(desc)?;
+        let digest = Digest::parse(desc.digest().as_ref())?;
+        let present = store.has_layer(diff_id) || !seen.insert(diff_id.clone());
+        progress.layer(index, &digest, desc.size(), present);
+        if !present {
+            jobs.push(Job {
+                index,
+                descriptor: desc.clone(),
+                digest,
+                diff_id: diff_id.clone(),
+            });
+        }
+    }
+    Ok(jobs)
+}
+
+fn check_layer_type(desc: &Descriptor) -> Result<()> {
+    let t = desc.media_type().to_string();
+    let ok = matches!(
+        desc.media_type(),
+        MediaType::ImageLayer | MediaType::ImageLayerGzip | MediaType::ImageLayerZstd
+    ) || t == "application/vnd.docker.image.rootfs.diff.tar.gzip"
+        || t == "application/vnd.docker.image.rootfs.diff.tar";
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidContent {
+            what: format!("layer {}", desc.digest()),
+            message: format!("unsupported layer media type {t}"),
+        })
+    }
+}
+
+/// Runs the layer jobs on `workers` scoped threads (all joined before returning, so
+/// no thread outlives the pull). The first error stops the others.
+fn download_layers(
+    store: &Store,
+    lock: &StoreLock,
+    client: &RegistryClient,
+    jobs: Vec<Job>,
+    workers: usize,
+    progress: &dyn PullProgress,
+) -> Result<()> {
+    let queue = Mutex::new(jobs.into_iter().collect::<VecDeque<_>>());
+    let failed = AtomicBool::new(false);
+    let first_error: Mutex<Option<Error>> = Mutex::new(None);
+    let workers = workers.min(queue.lock().map_or(1, |q| q.len().max(1)));
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                if failed.load(Ordering::Relaxed) {
+                    return;
+                }
+                let job = match queue.lock() {
+                    Ok(mut q) => q.pop_front(),
+                    Err(_) => None,
+                };
+                let Some(job) = job else { return };
+                if let Err(e) = fetch_layer(store, lock, client, &job, &failed, progress) {
+                    failed.store(true, Ordering::Relaxed);
+                    if let Ok(mut slot) = first_error.lock() {
+                        slot.get_or_insert(e);
+                    }
+                    return;
+                }
+                progress.layer_done(job.index);
+            });
+        }
+    });
+    match first_error.into_inner().ok().flatten() {
+        Some(e) => Err(e),
+        None if failed.load(Ordering::Relaxed) => Err(Error::Registry {
+            registry: client.host().to_string(),
+            message: "a layer download thread failed".to_string(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Streams one layer: download → hash → decompress → hash → unpack, in one pass,
+/// then checks both digests and only then moves the layer into the store.
+fn fetch_layer(
+    store: &Store,
+    lock: &StoreLock,
+    client: &RegistryClient,
+    job: &Job,
+    failed: &AtomicBool,
+    progress: &dyn PullProgress,
+) -> Result<()> {
+    let tmp = store
+        .tmp_root()
+        .join(format!("layer-{}", job.diff_id.hex()));
+    fsutil::remove_tree(&tmp)?;
+    std::fs::create_dir(&tmp).ctx("creating", &tmp)?;
+    let result = (|| {
+        let body = Watched {
+            inner: client.blob(&job.digest, Some(job.descriptor.size())),
+            index: job.index,
+            failed,
+            progress,
+        };
+        let mut compressed = HashingReader::new(body);
+        let unpacked = (|| {
+            let buffered = BufReader::with_capacity(256 * 1024, &mut compressed);
+            let decoder = decompress::decoder(buffered).map_err(|e| stream_error(job, e))?;
+            let mut plain = HashingReader::new(decoder);
+            let warn = |m: String| progress.warn(&m);
+            unpack::unpack(&mut plain, &tmp, &job.digest.to_string(), &warn)?;
+            // Whatever follows the end-of-archive marker is part of the digests too.
+            io::copy(&mut plain, &mut io::sink()).map_err(|e| stream_error(job, e))?;
+            Ok(plain.finish().0)
+        })();
+        let drained = io::copy(&mut compressed, &mut io::sink());
+        let size = compressed.count();
+        let (digest, _) = compressed.finish();
+        let diff_id = match unpacked {
+            // A corrupted blob usually breaks decompression or tar parsing first;
+            // name the real cause when the bytes do not match their digest.
+            Err(e) => {
+                if drained.is_ok() && digest != job.digest {
+                    job.digest
+                        .verify(&digest, format!("layer {}", job.digest))?;
+                }
+                return Err(e);
+            }
+            Ok(d) => d,
+        };
+        drained.map_err(|e| stream_error(job, e))?;
+        if size != job.descriptor.size() {
+            return Err(Error::InvalidContent {
+                what: format!("layer {}", job.digest),
+                message: format!("{size} bytes, descriptor says {}", job.descriptor.size()),
+            });
+        }
+        job.digest
+            .verify(&digest, format!("layer {}", job.digest))?;
+        job.diff_id.verify(
+            &diff_id,
+            format!("uncompressed layer {} (config diff_id)", job.digest),
+        )?;
+        store.commit_layer(lock, &tmp, &job.diff_id)
+    })();
+    if result.is_err() {
+        if let Err(e) = fsutil::remove_tree(&tmp) {
+            tracing::warn!("{e}");
+        }
+    }
+    result
+}
+
+fn stream_error(job: &Job, source: io::Error) -> Error {
+    Error::Stream {
+        what: format!("layer {}", job.digest),
+        source,
+    }
+}
+
+/// Reports download progress and stops early once another layer failed.
+struct Watched<'a, R> {
+    inner: R,
+    index: usize,
+    failed: &'a AtomicBool,
+    progress: &'a dyn PullProgress,
+}
+
+impl<R: Read> Read for Watched<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.failed.load(Ordering::Relaxed) {
+            return Err(io::Error::other("cancelled: another layer failed"));
+        }
+        let n = self.inner.read(buf)?;
+        self.progress.advance(self.index, n as u64);
+        Ok(n)
+    }
+}

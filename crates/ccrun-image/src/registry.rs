@@ -1,0 +1,675 @@
+//! A Distribution API v2 client for one repository: auth (Bearer tokens and
+//! Basic), manifests, and blobs with redirects, retries and `Range` resume.
+//!
+//! It is synchronous and keeps no background threads, so the process may fork
+//! right after a pull. It is `Sync`: layer downloads share one client from
+//! scoped threads.
+
+use std::io::{self, Read};
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use ureq::http::{Response, Uri};
+use ureq::Body;
+
+use crate::auth::{parse_challenge, Challenge, Credentials};
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::manifest::MANIFEST_ACCEPT;
+use crate::reference::Reference;
+
+/// How many times one request is retried after 5xx, 429 or a dropped connection.
+const MAX_RETRIES: u32 = 5;
+/// How many times one blob download resumes after a dropped connection.
+const MAX_RESUMES: u32 = 10;
+/// Redirect hops followed for one request.
+const MAX_REDIRECTS: u32 = 10;
+/// Largest manifest we read (Docker's own limit is 4 MiB).
+const MAX_MANIFEST: u64 = 4 << 20;
+/// Longest wait we accept from a `Retry-After` header.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
+
+/// Options for talking to registries.
+#[derive(Debug, Clone, Default)]
+pub struct ClientOptions {
+    /// Registries (`host[:port]`) to reach over plain HTTP besides localhost.
+    pub insecure_registries: Vec<String>,
+    /// Credentials for this registry, e.g. from `~/.docker/config.json`.
+    pub credentials: Option<Credentials>,
+}
+
+/// Whether `host[:port]` may be spoken to over plain HTTP: localhost and
+/// 127.0.0.0/8 always (Docker's rule), others only when listed.
+pub fn is_insecure(host: &str, listed: &[String]) -> bool {
+    if listed.iter().any(|h| h == host) {
+        return true;
+    }
+    let bare = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or(rest)
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h)
+    };
+    bare == "localhost" || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// What the registry requires, learned from the `/v2/` probe.
+#[derive(Debug, Clone)]
+enum AuthState {
+    /// Nothing yet, or the registry is open.
+    Anonymous,
+    /// Basic credentials on every request.
+    Basic(String),
+    /// A bearer token from the token server; renewed from the next 401's challenge.
+    Bearer(String),
+}
+
+/// A client for one repository of one registry.
+pub struct RegistryClient {
+    agent: ureq::Agent,
+    host: String,
+    base: String,
+    repository: String,
+    credentials: Option<Credentials>,
+    auth: Mutex<AuthState>,
+}
+
+impl RegistryClient {
+    /// Connects to the registry of `reference` and probes `/v2/` to learn its auth scheme.
+    pub fn connect(reference: &Reference, options: &ClientOptions) -> Result<RegistryClient> {
+        let client = RegistryClient::new(reference, options);
+        client.probe()?;
+        Ok(client)
+    }
+
+    /// Checks credentials the way `docker login` does: `/v2/` must answer 200 with
+    /// them (via a token for token-auth registries, directly for Basic auth).
+    pub fn check_login(registry: &str, options: &ClientOptions) -> Result<()> {
+        // Any repository name gives us the registry's host mapping (docker.io → registry-1).
+        let probe_ref = Reference::parse(&format!("{registry}/probe"))?;
+        let mut client = RegistryClient::new(&probe_ref, options);
+        // An empty repository asks the token server for a token without scope.
+        client.repository = String::new();
+        client.probe()
+    }
+
+    fn new(reference: &Reference, options: &ClientOptions) -> RegistryClient {
+        let host = reference.api_host().to_string();
+        let scheme = if is_insecure(&host, &options.insecure_registries) {
+            "http"
+        } else {
+            "https"
+        };
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .user_agent(concat!("ccrun/", env!("CARGO_PKG_VERSION")))
+            .timeout_connect(Some(Duration::from_secs(30)))
+            .timeout_recv_response(Some(Duration::from_secs(60)))
+            .timeout_per_read(Some(Duration::from_secs(60)))
+            .build();
+        RegistryClient {
+            agent: config.new_agent(),
+            base: format!("{scheme}://{host}"),
+            host,
+            repository: reference.repository().to_string(),
+            credentials: options.credentials.clone(),
+            auth: Mutex::new(AuthState::Anonymous),
+        }
+    }
+
+    /// The registry host this client talks to.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// `GET /v2/`: checks the registry speaks the API and, through the 401 it may
+    /// answer, learns its auth scheme and gets a token before the real requests.
+    fn probe(&self) -> Result<()> {
+        self.get("/v2/", None, None, "probing /v2/").map(|_| ())
+    }
+
+    /// Updates the auth state from a 401's `WWW-Authenticate` and fetches a token.
+    fn learn_auth(&self, resp: &Response<Body>) -> Result<()> {
+        let header = resp
+            .headers()
+            .get("www-authenticate")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        let state = match parse_challenge(header) {
+            Some(Challenge::Bearer { realm, service, .. }) => {
+                AuthState::Bearer(self.fetch_token(&realm, service.as_deref())?)
+            }
+            Some(Challenge::Basic) => match &self.credentials {
+                Some(c) => AuthState::Basic(c.basic_header()),
+                None => {
+                    return Err(Error::Unauthorized {
+                        registry: self.host.clone(),
+                        message: "the registry requires a login (ccrun login)".to_string(),
+                    })
+                }
+            },
+            None => {
+                return Err(Error::Unauthorized {
+                    registry: self.host.clone(),
+                    message: format!("unsupported authentication challenge {header:?}"),
+                })
+            }
+        };
+        *self.lock_auth() = state;
+        Ok(())
+    }
+
+    fn lock_auth(&self) -> std::sync::MutexGuard<'_, AuthState> {
+        // A panic while holding the lock leaves a consistent state; keep using it.
+        self.auth.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Gets a pull token for our repository from the token server (Docker's token flow).
+    fn fetch_token(&self, realm: &str, service: Option<&str>) -> Result<String> {
+        let mut params = Vec::new();
+        if let Some(s) = service {
+            params.push(format!("service={}", urlencode(s)));
+        }
+        if !self.repository.is_empty() {
+            let scope = format!("repository:{}:pull", self.repository);
+            params.push(format!("scope={}", urlencode(&scope)));
+        }
+        if let Some(c) = &self.credentials {
+            params.push(format!("account={}", urlencode(&c.username)));
+        }
+        let sep = if realm.contains('?') { '&' } else { '?' };
+        let url = format!("{realm}{sep}{}", params.join("&"));
+        let mut attempt = 0;
+        loop {
+            let mut req = self.agent.get(&url);
+            if let Some(c) = &self.credentials {
+                req = req.header("Authorization", c.basic_header());
+            }
+            let result = req.call();
+            match result {
+                Ok(mut resp) if resp.status().is_success() => {
+                    let body = resp
+                        .body_mut()
+                        .with_config()
+                        .limit(1 << 20)
+                        .read_to_vec()
+                        .map_err(|e| self.http_error("reading token", e))?;
+                    #[derive(serde::Deserialize)]
+                    struct TokenResponse {
+                        token: Option<String>,
+                        access_token: Option<String>,
+                    }
+                    let t: TokenResponse =
+                        serde_json::from_slice(&body).map_err(|e| Error::Registry {
+                            registry: self.host.clone(),
+                            message: format!("token server {realm} sent invalid JSON: {e}"),
+                        })?;
+                    return t
+                        .token
+                        .or(t.access_token)
+                        .filter(|t| !t.is_empty())
+                        .ok_or_else(|| Error::Registry {
+                            registry: self.host.clone(),
+                            message: format!("token server {realm} sent no token"),
+                        });
+                }
+                Ok(mut resp) if matches!(resp.status().as_u16(), 401 | 403) => {
+                    let body = resp
+                        .body_mut()
+                        .with_config()
+                        .limit(4096)
+                        .read_to_string()
+                        .unwrap_or_default();
+                    return Err(Error::Unauthorized {
+                        registry: self.host.clone(),
+                        message: format!(
+                            "token server refused {}: {}",
+                            if self.credentials.is_some() {
+                                "our credentials"
+                            } else {
+                                "anonymous access"
+                            },
+                            body.trim()
+                        ),
+                    });
+                }
+                Ok(resp) if retryable_status(resp.status().as_u16()) && attempt < MAX_RETRIES => {
+                    attempt += 1;
+                    std::thread::sleep(self.retry_delay(&resp, attempt));
+                }
+                Ok(resp) => {
+                    return Err(self
+                        .registry_error(format!("token server {realm}: HTTP {}", resp.status())))
+                }
+                Err(e) if attempt < MAX_RETRIES => {
+                    attempt += 1;
+                    tracing::warn!("token server {realm}: {e}; retrying");
+                    std::thread::sleep(backoff(attempt));
+                }
+                Err(e) => return Err(self.http_error("fetching token", e)),
+            }
+        }
+    }
+
+    /// One HTTP GET with our auth header, no retries (the probe and the retry loop use it).
+    fn send(
+        &self,
+        url: &str,
+        accept: Option<&str>,
+        range: Option<u64>,
+        with_auth: bool,
+    ) -> Result<Response<Body>> {
+        let mut req = self.agent.get(url);
+        if let Some(a) = accept {
+            req = req.header("Accept", a);
+        }
+        if let Some(start) = range {
+            req = req.header("Range", format!("bytes={start}-"));
+        }
+        if with_auth {
+            match &*self.lock_auth() {
+                AuthState::Anonymous => {}
+                AuthState::Basic(h) => req = req.header("Authorization", h.as_str()),
+                AuthState::Bearer(t) => req = req.header("Authorization", format!("Bearer {t}")),
+            }
+        }
+        req.call()
+            .map_err(|e| self.http_error(&format!("GET {url}"), e))
+    }
+
+    /// GET with auth, redirects (dropping `Authorization` on other hosts), token
+    /// renewal on 401, and retries with backoff on 5xx, 429 and transport errors.
+    fn get(
+        &self,
+        path: &str,
+        accept: Option<&str>,
+        range: Option<u64>,
+        what: &str,
+    ) -> Result<Response<Body>> {
+        let start = format!("{}{path}", self.base);
+        let mut attempt = 0;
+        let mut renewed = false;
+        'retry: loop {
+            let mut url = start.clone();
+            let mut hops = 0;
+            loop {
+                // Credentials go only to the registry itself, never to a CDN it redirects to.
+                let same_host = same_origin(&url, &self.base);
+                let resp = match self.send(&url, accept, range, same_host) {
+                    Ok(r) => r,
+                    Err(e) if attempt < MAX_RETRIES => {
+                        attempt += 1;
+                        tracing::warn!("{what}: {e}; retrying ({attempt}/{MAX_RETRIES})");
+                        std::thread::sleep(backoff(attempt));
+                        continue 'retry;
+                    }
+                    Err(e) => return Err(e),
+                };
+                let status = resp.status().as_u16();
+                match status {
+                    200..=299 => return Ok(resp),
+                    301 | 302 | 303 | 307 | 308 if hops < MAX_REDIRECTS => {
+                        let location = resp
+                            .headers()
+                            .get("location")
+                            .and_then(|l| l.to_str().ok())
+                            .ok_or_else(|| {
+                                self.registry_error(format!("{what}: redirect without Location"))
+                            })?;
+                        url = resolve_location(&url, location).ok_or_else(|| {
+                            self.registry_error(format!("{what}: bad redirect {location:?}"))
+                        })?;
+                        hops += 1;
+                    }
+                    401 if same_host && !renewed => {
+                        // Tokens expire (Docker Hub's after ~5 minutes): get a fresh one once.
+                        renewed = true;
+                        self.learn_auth(&resp)?;
+                        continue 'retry;
+                    }
+                    401 | 403 => {
+                        return Err(Error::Unauthorized {
+                            registry: self.host.clone(),
+                            message: format!("{what}: HTTP {status}: {}", error_text(resp)),
+                        })
+                    }
+                    404 => {
+                        return Err(Error::NotFound {
+                            what: format!("{what} in {}/{}", self.host, self.repository),
+                        })
+                    }
+                    s if retryable_status(s) && attempt < MAX_RETRIES => {
+                        attempt += 1;
+                        let delay = self.retry_delay(&resp, attempt);
+                        if s == 429 {
+                            tracing::warn!(
+                                "{what}: registry says too many requests (429); waiting {}s as asked by Retry-After",
+                                delay.as_secs()
+                            );
+                        } else {
+                            tracing::warn!(
+                                "{what}: HTTP {s}; retrying in {:.1}s ({attempt}/{MAX_RETRIES})",
+                                delay.as_secs_f64()
+                            );
+                        }
+                        std::thread::sleep(delay);
+                        continue 'retry;
+                    }
+                    s => {
+                        return Err(
+                            self.registry_error(format!("{what}: HTTP {s}: {}", error_text(resp)))
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// The delay before a retry: `Retry-After` on 429/503 if given, else exponential backoff.
+    fn retry_delay(&self, resp: &Response<Body>, attempt: u32) -> Duration {
+        resp.headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER))
+            .unwrap_or_else(|| backoff(attempt))
+    }
+
+    /// Fetches a manifest or index by tag or digest; returns its bytes, Content-Type
+    /// and digest, verified against the requested digest or `Docker-Content-Digest`.
+    pub fn manifest(&self, key: &str) -> Result<(Vec<u8>, Option<String>, Digest)> {
+        let what = format!("manifest {key}");
+        let mut resp = self.get(
+            &format!("/v2/{}/manifests/{key}", self.repository),
+            Some(MANIFEST_ACCEPT),
+            None,
+            &what,
+        )?;
+        let content_type = resp
+            .headers()
+            .get("content-type")
+            .and_then(|c| c.to_str().ok())
+            .map(str::to_string);
+        let announced = resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|c| c.to_str().ok())
+            .map(str::to_string);
+        let bytes = resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_MANIFEST)
+            .read_to_vec()
+            .map_err(|e| self.http_error(&format!("reading {what}"), e))?;
+        let actual = Digest::of(&bytes);
+        if let Ok(pinned) = Digest::parse(key) {
+            pinned.verify(&actual, &what)?;
+        } else if let Some(announced) = announced {
+            let announced = Digest::parse(&announced)?;
+            announced.verify(&actual, format!("{what} (Docker-Content-Digest)"))?;
+        }
+        Ok((bytes, content_type, actual))
+    }
+
+    /// Fetches a small blob (an image config) whole and verifies it.
+    pub fn small_blob(&self, digest: &Digest, limit: u64, what: &str) -> Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        self.blob(digest, None)
+            .take(limit + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| self.registry_error(format!("reading {what}: {e}")))?;
+        if bytes.len() as u64 > limit {
+            return Err(self.registry_error(format!("{what} is larger than {limit} bytes")));
+        }
+        digest.verify(&Digest::of(&bytes), what)?;
+        Ok(bytes)
+    }
+
+    /// A reader for a blob that resumes with `Range` after dropped connections.
+    /// `size` (from the descriptor) bounds what is read, so a registry cannot make
+    /// us read forever; the caller still verifies the digest.
+    pub fn blob(&self, digest: &Digest, size: Option<u64>) -> BlobReader<'_> {
+        BlobReader {
+            client: self,
+            digest: digest.clone(),
+            size,
+            offset: 0,
+            body: None,
+            resumes: 0,
+        }
+    }
+
+    fn registry_error(&self, message: String) -> Error {
+        Error::Registry {
+            registry: self.host.clone(),
+            message,
+        }
+    }
+
+    fn http_error(&self, context: &str, e: ureq::Error) -> Error {
+        Error::Http {
+            context: format!("{}: {context}", self.host),
+            source: Box::new(e),
+        }
+    }
+}
+
+/// Streams one blob, reconnecting with `Range: bytes=N-` when the connection drops.
+pub struct BlobReader<'c> {
+    client: &'c RegistryClient,
+    digest: Digest,
+    size: Option<u64>,
+    offset: u64,
+    body: Option<ureq::BodyReader<'static>>,
+    resumes: u32,
+}
+
+impl BlobReader<'_> {
+    /// Opens (or reopens at `offset`) the blob.
+    fn open(&mut self) -> io::Result<()> {
+        let what = format!("blob {}", self.digest);
+        let range = (self.offset > 0).then_some(self.offset);
+        let resp = self
+            .client
+            .get(
+                &format!("/v2/{}/blobs/{}", self.client.repository, self.digest),
+                None,
+                range,
+                &what,
+            )
+            .map_err(io::Error::other)?;
+        let partial = resp.status().as_u16() == 206;
+        let mut body = resp.into_body().into_reader();
+        if self.offset > 0 && !partial {
+            // The server ignored Range: skip what we already have.
+            let skipped = io::copy(&mut (&mut body).take(self.offset), &mut io::sink())?;
+            if skipped != self.offset {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "blob shorter than before",
+                ));
+            }
+        }
+        self.body = Some(body);
+        Ok(())
+    }
+
+    /// Drops the connection and plans a resume, or gives up after too many.
+    fn resume(&mut self, why: &dyn std::fmt::Display) -> io::Result<()> {
+        self.body = None;
+        if self.resumes >= MAX_RESUMES {
+            return Err(io::Error::other(format!(
+                "blob {}: giving up after {MAX_RESUMES} resumes: {why}",
+                self.digest
+            )));
+        }
+        self.resumes += 1;
+        tracing::warn!(
+            "blob {}: {why}; resuming at byte {}",
+            self.digest,
+            self.offset
+        );
+        std::thread::sleep(backoff(self.resumes.min(4)));
+        Ok(())
+    }
+}
+
+impl Read for BlobReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.size.is_some_and(|s| self.offset >= s) {
+            // Read one more byte at most to detect a blob longer than announced.
+            if self.body.is_none() {
+                return Ok(0);
+            }
+        }
+        loop {
+            if self.body.is_none() {
+                if let Err(e) = self.open() {
+                    self.resume(&e)?;
+                    continue;
+                }
+            }
+            let Some(body) = self.body.as_mut() else {
+                continue;
+            };
+            match body.read(buf) {
+                Ok(0) => {
+                    if self.size.is_some_and(|s| self.offset < s) {
+                        self.resume(&"connection closed early")?;
+                        continue;
+                    }
+                    self.body = None;
+                    // Mark finished so further reads return 0 without reopening.
+                    self.size = Some(self.offset);
+                    return Ok(0);
+                }
+                Ok(n) => {
+                    self.offset += n as u64;
+                    if self.size.is_some_and(|s| self.offset > s) {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!("blob {} is larger than its descriptor says", self.digest),
+                        ));
+                    }
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => self.resume(&e)?,
+            }
+        }
+    }
+}
+
+fn retryable_status(s: u16) -> bool {
+    s == 429 || (500..=599).contains(&s) && s != 501 && s != 505
+}
+
+/// 0.5 s, 1 s, 2 s, 4 s … capped at 8 s.
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(250u64 << attempt.clamp(1, 5))
+}
+
+/// A short excerpt of an error response body (registries send JSON error lists).
+fn error_text(resp: Response<Body>) -> String {
+    let mut body = resp.into_body();
+    let text = body
+        .with_config()
+        .limit(4096)
+        .read_to_string()
+        .unwrap_or_default();
+    let text = text.trim();
+    if text.is_empty() {
+        "(no details)".to_string()
+    } else {
+        text.chars().take(300).collect()
+    }
+}
+
+/// Whether two URLs share scheme, host and port.
+fn same_origin(a: &str, b: &str) -> bool {
+    match (a.parse::<Uri>(), b.parse::<Uri>()) {
+        (Ok(a), Ok(b)) => {
+            a.scheme() == b.scheme()
+                && a.authority().map(|x| x.as_str().to_ascii_lowercase())
+                    == b.authority().map(|x| x.as_str().to_ascii_lowercase())
+        }
+        _ => false,
+    }
+}
+
+/// Resolves a `Location` header against the URL it came from.
+fn resolve_location(current: &str, location: &str) -> Option<String> {
+    if location.starts_with("http://") || location.starts_with("https://") {
+        return Some(location.to_string());
+    }
+    let cur: Uri = current.parse().ok()?;
+    let origin = format!("{}://{}", cur.scheme_str()?, cur.authority()?.as_str());
+    if let Some(rest) = location.strip_prefix("//") {
+        return Some(format!("{}://{rest}", cur.scheme_str()?));
+    }
+    if location.starts_with('/') {
+        return Some(format!("{origin}{location}"));
+    }
+    let path = cur.path();
+    let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
+    Some(format!("{origin}{dir}{location}"))
+}
+
+/// Percent-encodes a query parameter value.
+fn urlencode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insecure_rule() {
+        for h in [
+            "localhost",
+            "localhost:5000",
+            "127.0.0.1:5000",
+            "127.1.2.3",
+            "[::1]:5000",
+        ] {
+            assert!(is_insecure(h, &[]), "{h}");
+        }
+        for h in [
+            "registry-1.docker.io",
+            "10.0.0.1:5000",
+            "localhost.example.com",
+        ] {
+            assert!(!is_insecure(h, &[]), "{h}");
+        }
+        assert!(is_insecure("reg.lan:5000", &["reg.lan:5000".to_string()]));
+    }
+
+    #[test]
+    fn redirects_and_origins() {
+        assert_eq!(
+            resolve_location("http://a:1/v2/x/blobs/d", "/b").as_deref(),
+            Some("http://a:1/b")
+        );
+        assert_eq!(
+            resolve_location("http://a:1/v2/x", "https://cdn/b?s=1").as_deref(),
+            Some("https://cdn/b?s=1")
+        );
+        assert!(same_origin("http://A:1/x", "http://a:1"));
+        assert!(!same_origin("http://a:1/x", "http://a:2"));
+        assert!(!same_origin("https://a/x", "http://a"));
+        assert_eq!(
+            urlencode("repository:a/b:pull"),
+            "repository%3Aa%2Fb%3Apull"
+        );
+    }
+}

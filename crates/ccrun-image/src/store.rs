@@ -1,0 +1,483 @@
+//! The content-addressed image store.
+//!
+//! Layout under `<root>/image/`:
+//! - `blobs/sha256/<hex>`: manifests, indexes and configs, by digest;
+//! - `layers/<hex>/`: each layer unpacked once, keyed by its diff-id (the digest
+//!   of the uncompressed tar), ready to be an overlayfs lower directory;
+//! - `images.json`: the image records (names → manifest, config, layers);
+//! - `tmp/`: work in progress, emptied whenever the lock is taken;
+//! - `lock`: `flock`ed by whoever changes the store.
+//!
+//! Everything becomes visible by a `rename`, so a process killed at any point
+//! leaves either nothing or a complete, verified object; the next pull reuses
+//! what is complete and discards `tmp/`.
+
+use std::collections::BTreeSet;
+use std::fs::{self, File, OpenOptions};
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+
+use oci_spec::image::{ImageConfiguration, ImageManifest};
+use rustix::fs::FlockOperation;
+
+use crate::digest::Digest;
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil;
+use crate::reference::Reference;
+
+/// One image in the store.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ImageRecord {
+    /// The image id: the digest of its config, as Docker shows it.
+    pub id: Digest,
+    /// The digest of the platform-specific manifest.
+    pub manifest_digest: Digest,
+    /// The digest of the index it was chosen from, for multi-platform images.
+    pub index_digest: Option<Digest>,
+    /// Tagged names, fully qualified (`docker.io/library/alpine:latest`).
+    pub names: Vec<String>,
+    /// Digest names (`docker.io/library/alpine@sha256:…`), the digest being the one
+    /// a `pull` of that name would fetch (the index for multi-platform images).
+    pub repo_digests: Vec<String>,
+    /// Layer diff-ids, lowest first.
+    pub layers: Vec<Digest>,
+    /// Bytes of file content over all layers.
+    pub size: u64,
+    /// The config's `created` time, RFC 3339.
+    pub created: Option<String>,
+    /// `os/arch[/variant]` of the image.
+    pub platform: String,
+    /// When it was pulled, seconds since the epoch.
+    pub pulled_at: u64,
+}
+
+/// An image resolved for running: its record, config, manifest and layer directories.
+#[derive(Debug, Clone)]
+pub struct Image {
+    /// The store record.
+    pub record: ImageRecord,
+    /// The image config (entrypoint, env, user, working dir …).
+    pub config: ImageConfiguration,
+    /// The platform manifest.
+    pub manifest: ImageManifest,
+    /// Unpacked layer directories, lowest first: overlayfs wants them reversed in `lowerdir=`.
+    pub layer_dirs: Vec<PathBuf>,
+}
+
+/// Tells `rmi` which containers use an image. The container engine implements it;
+/// until containers reference images, [`NoContainers`] says none do.
+pub trait ImageUsage {
+    /// Names or ids of containers created from `image`; non-empty blocks removal without `-f`.
+    fn containers_using(&self, image: &ImageRecord) -> Result<Vec<String>>;
+}
+
+/// An [`ImageUsage`] for when no containers exist.
+pub struct NoContainers;
+
+impl ImageUsage for NoContainers {
+    fn containers_using(&self, _image: &ImageRecord) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+}
+
+/// What `rmi` did, line by line as Docker prints it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Removal {
+    /// A name was removed from an image.
+    Untagged(String),
+    /// An image record was deleted.
+    Deleted(Digest),
+}
+
+/// What a garbage collection freed.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct GcStats {
+    /// Layer directories removed.
+    pub layers: usize,
+    /// Blobs removed.
+    pub blobs: usize,
+}
+
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Records {
+    images: Vec<ImageRecord>,
+}
+
+/// The image store under a root directory.
+#[derive(Debug, Clone)]
+pub struct Store {
+    dir: PathBuf,
+}
+
+/// An exclusive hold on the store, released on drop (and by the kernel if we die).
+pub struct StoreLock {
+    _file: File,
+}
+
+impl Store {
+    /// Opens (creating if needed) the image store under `root`.
+    pub fn open(root: &Path) -> Result<Store> {
+        let dir = root.join("image");
+        for sub in ["blobs/sha256", "layers", "tmp"] {
+            fsutil::create_dir_all_mode(&dir.join(sub), 0o700)?;
+        }
+        Ok(Store { dir })
+    }
+
+    /// The store's own directory (`<root>/image`).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Takes the store lock, waiting (and saying so) if another process holds it,
+    /// then clears `tmp/`, whose contents can only be left over from a killed process.
+    pub fn lock(&self) -> Result<StoreLock> {
+        let path = self.dir.join("lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .ctx("opening lock", &path)?;
+        if rustix::fs::flock(file.as_fd(), FlockOperation::NonBlockingLockExclusive).is_err() {
+            tracing::warn!("waiting for another ccrun process to release the image store lock");
+            rustix::fs::flock(file.as_fd(), FlockOperation::LockExclusive).ctx("locking", &path)?;
+        }
+        let tmp = self.tmp_root();
+        for entry in fs::read_dir(&tmp).ctx("listing", &tmp)? {
+            let entry = entry.ctx("listing", &tmp)?;
+            fsutil::remove_tree(&entry.path())?;
+        }
+        Ok(StoreLock { _file: file })
+    }
+
+    /// The directory for temporary work.
+    pub(crate) fn tmp_root(&self) -> PathBuf {
+        self.dir.join("tmp")
+    }
+
+    /// Where the layer with `diff_id` is (or would be) unpacked.
+    pub fn layer_dir(&self, diff_id: &Digest) -> PathBuf {
+        self.dir.join("layers").join(diff_id.hex())
+    }
+
+    /// Whether a layer is fully unpacked in the store.
+    pub fn has_layer(&self, diff_id: &Digest) -> bool {
+        self.layer_dir(diff_id).is_dir()
+    }
+
+    /// Moves a verified, unpacked layer from `tmp` into place.
+    pub(crate) fn commit_layer(
+        &self,
+        _lock: &StoreLock,
+        tmp: &Path,
+        diff_id: &Digest,
+    ) -> Result<()> {
+        let dest = self.layer_dir(diff_id);
+        if dest.is_dir() {
+            return fsutil::remove_tree(tmp);
+        }
+        // One syncfs instead of an fsync per file: the layer must be on disk before
+        // the rename makes it visible, or a crash could leave a visible torn layer.
+        let dir = File::open(tmp).ctx("opening", tmp)?;
+        rustix::fs::syncfs(dir.as_fd()).ctx("syncing", tmp)?;
+        fs::rename(tmp, &dest).ctx("committing layer", &dest)?;
+        fsutil::fsync_dir(&self.dir.join("layers"))
+    }
+
+    fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.dir.join("blobs/sha256").join(digest.hex())
+    }
+
+    /// Reads a blob, verifying it still matches its digest.
+    pub fn read_blob(&self, digest: &Digest) -> Result<Option<Vec<u8>>> {
+        let path = self.blob_path(digest);
+        match fs::read(&path) {
+            Ok(bytes) => {
+                digest.verify(
+                    &Digest::of(&bytes),
+                    format!("stored blob {}", path.display()),
+                )?;
+                Ok(Some(bytes))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).ctx("reading", path),
+        }
+    }
+
+    /// Stores a blob (already verified by the caller) atomically.
+    pub(crate) fn write_blob(
+        &self,
+        _lock: &StoreLock,
+        digest: &Digest,
+        bytes: &[u8],
+    ) -> Result<()> {
+        let path = self.blob_path(digest);
+        if path.exists() {
+            return Ok(());
+        }
+        fsutil::write_atomic(&path, bytes, 0o600)
+    }
+
+    fn records(&self) -> Result<Records> {
+        let path = self.dir.join("images.json");
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::InvalidContent {
+                what: path.display().to_string(),
+                message: e.to_string(),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Records::default()),
+            Err(e) => Err(e).ctx("reading", path),
+        }
+    }
+
+    fn save_records(&self, _lock: &StoreLock, records: &Records) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(records).map_err(|e| Error::InvalidContent {
+            what: "image records".to_string(),
+            message: e.to_string(),
+        })?;
+        fsutil::write_atomic(&self.dir.join("images.json"), &bytes, 0o600)
+    }
+
+    /// All images, in pull order.
+    pub fn list(&self) -> Result<Vec<ImageRecord>> {
+        Ok(self.records()?.images)
+    }
+
+    /// Adds or updates an image record: its names move to it from any other image
+    /// (a re-pulled tag that changed leaves the old image untagged, as Docker does).
+    pub(crate) fn put_record(
+        &self,
+        lock: &StoreLock,
+        mut record: ImageRecord,
+    ) -> Result<ImageRecord> {
+        let mut records = self.records()?;
+        for other in records.images.iter_mut().filter(|r| r.id != record.id) {
+            other.names.retain(|n| !record.names.contains(n));
+        }
+        if let Some(existing) = records.images.iter_mut().find(|r| r.id == record.id) {
+            for n in &existing.names {
+                if !record.names.contains(n) {
+                    record.names.push(n.clone());
+                }
+            }
+            for d in &existing.repo_digests {
+                if !record.repo_digests.contains(d) {
+                    record.repo_digests.push(d.clone());
+                }
+            }
+            *existing = record.clone();
+        } else {
+            records.images.push(record.clone());
+        }
+        self.save_records(lock, &records)?;
+        Ok(record)
+    }
+
+    /// Finds the record for a reference (`alpine`, `alpine@sha256:…`) or an image id
+    /// (`sha256:…` or a unique hex prefix of at least 4 characters).
+    pub fn find(&self, name: &str) -> Result<Option<ImageRecord>> {
+        let records = self.records()?;
+        if let Some(hex) = id_prefix(name) {
+            let matches: Vec<_> = records
+                .images
+                .iter()
+                .filter(|r| r.id.hex().starts_with(hex))
+                .collect();
+            match matches.as_slice() {
+                [one] => return Ok(Some((*one).clone())),
+                [] if name.starts_with("sha256:") => return Ok(None),
+                [] => {}
+                _ => return Err(Error::Ambiguous(name.to_string())),
+            }
+        }
+        let Ok(reference) = Reference::parse(name) else {
+            return Ok(None);
+        };
+        Ok(records
+            .images
+            .into_iter()
+            .find(|r| matches_reference(r, &reference)))
+    }
+
+    /// Resolves a name for the run path: config, manifest and layer directories,
+    /// checking that every layer is present.
+    pub fn resolve(&self, name: &str) -> Result<Option<Image>> {
+        let Some(record) = self.find(name)? else {
+            return Ok(None);
+        };
+        let config_bytes = self
+            .read_blob(&record.id)?
+            .ok_or_else(|| self.damaged(&record, "config blob missing"))?;
+        let config: ImageConfiguration =
+            serde_json::from_slice(&config_bytes).map_err(|e| Error::InvalidContent {
+                what: format!("config of {}", record.id),
+                message: e.to_string(),
+            })?;
+        let manifest_bytes = self
+            .read_blob(&record.manifest_digest)?
+            .ok_or_else(|| self.damaged(&record, "manifest blob missing"))?;
+        let manifest: ImageManifest =
+            serde_json::from_slice(&manifest_bytes).map_err(|e| Error::InvalidContent {
+                what: format!("manifest {}", record.manifest_digest),
+                message: e.to_string(),
+            })?;
+        let mut layer_dirs = Vec::with_capacity(record.layers.len());
+        for l in &record.layers {
+            if !self.has_layer(l) {
+                return Err(
+                    self.damaged(&record, &format!("layer {l} missing; pull the image again"))
+                );
+            }
+            layer_dirs.push(self.layer_dir(l));
+        }
+        Ok(Some(Image {
+            record,
+            config,
+            manifest,
+            layer_dirs,
+        }))
+    }
+
+    fn damaged(&self, record: &ImageRecord, what: &str) -> Error {
+        Error::InvalidContent {
+            what: format!("image {} in {}", record.id, self.dir.display()),
+            message: what.to_string(),
+        }
+    }
+
+    /// `rmi NAME`: untags a name, and deletes the image once no tag is left (or
+    /// when named by id). Refuses while containers use it unless `force`.
+    pub fn remove(
+        &self,
+        lock: &StoreLock,
+        name: &str,
+        force: bool,
+        usage: &dyn ImageUsage,
+    ) -> Result<Vec<Removal>> {
+        let record = self
+            .find(name)?
+            .ok_or_else(|| Error::ImageNotFound(name.to_string()))?;
+        let mut records = self.records()?;
+        let by_id = id_prefix(name).is_some_and(|hex| record.id.hex().starts_with(hex));
+        let mut remaining = record.clone();
+        let mut out = Vec::new();
+        if !by_id {
+            if let Ok(reference) = Reference::parse(name) {
+                let full = reference.to_string();
+                let before = remaining.names.len() + remaining.repo_digests.len();
+                remaining.names.retain(|n| n != &full);
+                remaining.repo_digests.retain(|n| n != &full);
+                if remaining.names.len() + remaining.repo_digests.len() != before {
+                    out.push(Removal::Untagged(full));
+                }
+                if !remaining.names.is_empty() {
+                    // Other tags keep the image alive; only this name goes.
+                    replace(&mut records, &remaining);
+                    self.save_records(lock, &records)?;
+                    return Ok(out);
+                }
+            }
+        } else if record.names.len() > 1 && !force {
+            return Err(Error::ImageInUse {
+                image: name.to_string(),
+                reason: format!(
+                    "it is tagged as {}; use -f to remove all of them",
+                    record.names.join(", ")
+                ),
+            });
+        }
+        let users = usage.containers_using(&record)?;
+        if !users.is_empty() && !force {
+            return Err(Error::ImageInUse {
+                image: name.to_string(),
+                reason: format!(
+                    "used by container(s) {}; use -f to remove anyway",
+                    users.join(", ")
+                ),
+            });
+        }
+        out.extend(remaining.names.iter().cloned().map(Removal::Untagged));
+        out.extend(
+            remaining
+                .repo_digests
+                .iter()
+                .cloned()
+                .map(Removal::Untagged),
+        );
+        records.images.retain(|r| r.id != record.id);
+        self.save_records(lock, &records)?;
+        out.push(Removal::Deleted(record.id));
+        Ok(out)
+    }
+
+    /// Removes blobs and layers no image references.
+    pub fn gc(&self, _lock: &StoreLock) -> Result<GcStats> {
+        let records = self.records()?;
+        let mut keep_blobs = BTreeSet::new();
+        let mut keep_layers = BTreeSet::new();
+        for r in &records.images {
+            keep_blobs.insert(r.id.hex().to_string());
+            keep_blobs.insert(r.manifest_digest.hex().to_string());
+            if let Some(i) = &r.index_digest {
+                keep_blobs.insert(i.hex().to_string());
+            }
+            for l in &r.layers {
+                keep_layers.insert(l.hex().to_string());
+            }
+        }
+        let mut stats = GcStats::default();
+        let blobs = self.dir.join("blobs/sha256");
+        for entry in fs::read_dir(&blobs).ctx("listing", &blobs)? {
+            let entry = entry.ctx("listing", &blobs)?;
+            if !keep_blobs.contains(entry.file_name().to_string_lossy().as_ref()) {
+                fsutil::remove_tree(&entry.path())?;
+                stats.blobs += 1;
+            }
+        }
+        let layers = self.dir.join("layers");
+        for entry in fs::read_dir(&layers).ctx("listing", &layers)? {
+            let entry = entry.ctx("listing", &layers)?;
+            if !keep_layers.contains(entry.file_name().to_string_lossy().as_ref()) {
+                fsutil::remove_tree(&entry.path())?;
+                stats.layers += 1;
+            }
+        }
+        Ok(stats)
+    }
+}
+
+/// The hex part of something that may be an image id: `sha256:<hex>` or 4–64 hex digits.
+fn id_prefix(name: &str) -> Option<&str> {
+    let hex = name.strip_prefix("sha256:").unwrap_or(name);
+    let ok = (4..=64).contains(&hex.len())
+        && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    ok.then_some(hex)
+}
+
+fn replace(records: &mut Records, record: &ImageRecord) {
+    if let Some(r) = records.images.iter_mut().find(|r| r.id == record.id) {
+        *r = record.clone();
+    }
+}
+
+/// Whether a record answers to a reference: by tag name, or by digest (repo
+/// digest, manifest or index digest) within the same repository.
+fn matches_reference(record: &ImageRecord, reference: &Reference) -> bool {
+    match reference.digest() {
+        Some(d) => {
+            let name = reference.name();
+            record
+                .repo_digests
+                .iter()
+                .any(|rd| rd == &format!("{name}@{d}"))
+                || ((&record.manifest_digest == d || record.index_digest.as_ref() == Some(d))
+                    && record
+                        .names
+                        .iter()
+                        .chain(&record.repo_digests)
+                        .any(|n| Reference::parse(n).is_ok_and(|r| r.name() == name)))
+        }
+        None => record.names.iter().any(|n| n == &reference.to_string()),
+    }
+}

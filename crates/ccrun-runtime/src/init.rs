@@ -1,0 +1,209 @@
+//! The container's init: the code that runs in the cloned child. It finishes setup in
+//! the new namespaces (user ids, cgroup namespace, rootfs, hostname, sysctls, rlimits,
+//! program lookup), reports to the parent, waits at the exec gate until `start`, then
+//! takes the process's identity and execs the user's program as PID 1.
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+
+use nix::errno::Errno;
+use nix::sched::{setns, unshare, CloneFlags};
+use nix::unistd::{Gid, Uid};
+use oci_spec::runtime::Process;
+
+use crate::error::{Error, Result, SysContext};
+use crate::namespaces::NamespacePlan;
+use crate::process;
+use crate::rootfs::{self, RootfsPlan};
+use crate::signals;
+use crate::sync::{Channel, FailureKind, Message};
+
+/// Everything the init needs, computed by the parent before the clone.
+#[derive(Debug)]
+pub struct InitPlan {
+    /// Namespaces to join or create after the clone.
+    pub ns: NamespacePlan,
+    /// Filesystem view.
+    pub rootfs: RootfsPlan,
+    /// The process to run.
+    pub process: Process,
+    /// Hostname (UTS namespace only).
+    pub hostname: Option<String>,
+    /// NIS domain name (UTS namespace only).
+    pub domainname: Option<String>,
+    /// Sysctls to set inside the container.
+    pub sysctl: HashMap<String, String>,
+    /// `O_PATH` fd of the exec fifo.
+    pub exec_fifo: RawFd,
+    /// Run the minimal init as PID 1 with the program as its child.
+    pub minimal_init: bool,
+}
+
+/// What setup yields: the program to exec and its argv/envp.
+struct Ready {
+    program: PathBuf,
+    args: Vec<CString>,
+    env: Vec<CString>,
+}
+
+/// Entry point in the child. Never returns.
+pub fn main(plan: &InitPlan, chan: Channel) -> ! {
+    let ready = match prepare(plan, &chan) {
+        Ok(ready) => ready,
+        Err((kind, msg)) => {
+            let _ = chan.send(&Message::Failed(kind, msg), None);
+            exit(1);
+        }
+    };
+    if chan.send(&Message::Ready, None).is_err() {
+        exit(1);
+    }
+    drop(chan);
+    if let Err(e) = wait_at_gate(plan.exec_fifo) {
+        fail_after_start(&format!("waiting for start: {e}"), 125);
+    }
+    if let Err(e) = take_identity(&plan.process) {
+        fail_after_start(&e.to_string(), 125);
+    }
+    signals::reset_for_exec();
+    if plan.minimal_init {
+        crate::reaper::run(&ready.program, &ready.args, &ready.env);
+    }
+    let err = process::exec(&ready.program, &ready.args, &ready.env);
+    let code = if err == Errno::ENOENT { 127 } else { 126 };
+    fail_after_start(&format!("exec {}: {err}", ready.program.display()), code);
+}
+
+fn exit(code: i32) -> ! {
+    // SAFETY: _exit only ends the process; skipping atexit handlers is intended in a child.
+    unsafe { libc::_exit(code) }
+}
+
+fn fail_after_start(msg: &str, code: i32) -> ! {
+    let _ = writeln!(std::io::stderr(), "ccrun: {msg}");
+    exit(code);
+}
+
+fn setup_err(e: Error) -> (FailureKind, String) {
+    (FailureKind::Setup, e.to_string())
+}
+
+fn prepare(plan: &InitPlan, chan: &Channel) -> std::result::Result<Ready, (FailureKind, String)> {
+    let (msg, idmapped_root) = chan.recv().map_err(setup_err)?;
+    if !matches!(msg, Message::Continue) {
+        return Err((FailureKind::Setup, format!("unexpected message {msg:?}")));
+    }
+    become_root(plan).map_err(setup_err)?;
+    join_namespaces(plan).map_err(setup_err)?;
+    rootfs::setup(&plan.rootfs, idmapped_root).map_err(setup_err)?;
+    set_names(plan).map_err(setup_err)?;
+    for (key, value) in &plan.sysctl {
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        std::fs::write(&path, value)
+            .map_err(|e| setup_err(Error::io("setting sysctl", &path, e)))?;
+    }
+    if let Some(adj) = plan.process.oom_score_adj() {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .map_err(|e| setup_err(Error::io("writing", "/proc/self/oom_score_adj", e)))?;
+    }
+    enter_cwd(&plan.process).map_err(setup_err)?;
+    let args = plan.process.args().clone().unwrap_or_default();
+    let env = plan.process.env().clone().unwrap_or_default();
+    let first = args
+        .first()
+        .ok_or((FailureKind::Setup, "process.args is empty".to_string()))?;
+    let program = process::find_program(first, &env)?;
+    if let Some(limits) = plan.process.rlimits() {
+        process::apply_rlimits(limits).map_err(setup_err)?;
+    }
+    Ok(Ready {
+        program,
+        args: process::c_strings(&args).map_err(setup_err)?,
+        env: process::c_strings(&env).map_err(setup_err)?,
+    })
+}
+
+/// In a new user namespace, become its root (the parent has written the maps by now).
+fn become_root(plan: &InitPlan) -> Result<()> {
+    if !plan.ns.user {
+        return Ok(());
+    }
+    let root_gid = Gid::from_raw(0);
+    let root_uid = Uid::from_raw(0);
+    nix::unistd::setresgid(root_gid, root_gid, root_gid).ctx(|| "setgid 0 in user namespace".into())?;
+    nix::unistd::setresuid(root_uid, root_uid, root_uid).ctx(|| "setuid 0 in user namespace".into())
+}
+
+fn join_namespaces(plan: &InitPlan) -> Result<()> {
+    for (flag, path) in &plan.ns.join {
+        let f = std::fs::File::open(path).map_err(|e| Error::io("opening namespace", path, e))?;
+        setns(f, CloneFlags::from_bits_retain(*flag))
+            .ctx(|| format!("joining namespace {}", path.display()))?;
+    }
+    if plan.ns.new_cgroup {
+        // After the parent moved us into our cgroup, so that cgroup becomes our root.
+        unshare(CloneFlags::CLONE_NEWCGROUP).ctx(|| "creating cgroup namespace".into())?;
+    }
+    Ok(())
+}
+
+fn set_names(plan: &InitPlan) -> Result<()> {
+    if let Some(name) = &plan.hostname {
+        if !plan.ns.uts {
+            return Err(Error::InvalidSpec(
+                "hostname set without a UTS namespace".into(),
+            ));
+        }
+        nix::unistd::sethostname(name).ctx(|| format!("sethostname {name}"))?;
+    }
+    if let Some(name) = &plan.domainname {
+        // SAFETY: the pointer and length describe `name`'s bytes for the call.
+        let ret = unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) };
+        Errno::result(ret).ctx(|| format!("setdomainname {name}"))?;
+    }
+    Ok(())
+}
+
+fn enter_cwd(process: &Process) -> Result<()> {
+    let cwd = process.cwd();
+    if let Err(e) = std::fs::create_dir_all(cwd) {
+        // A missing cwd is created as Docker does; other errors surface on chdir.
+        tracing::debug!("creating cwd {}: {e}", cwd.display());
+    }
+    nix::unistd::chdir(cwd.as_path()).ctx(|| format!("chdir to cwd {}", cwd.display()))
+}
+
+/// Blocks until `start` opens the exec fifo for reading, then signals it.
+fn wait_at_gate(fifo: RawFd) -> Result<()> {
+    let path = format!("/proc/self/fd/{fifo}");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io("opening exec fifo", &path, e))?;
+    f.write_all(b"0")
+        .map_err(|e| Error::io("writing exec fifo", &path, e))?;
+    // SAFETY: the O_PATH fd was inherited for this purpose and is not used afterwards.
+    unsafe { libc::close(fifo) };
+    Ok(())
+}
+
+fn take_identity(process: &Process) -> Result<()> {
+    if process.no_new_privileges().unwrap_or(false) {
+        process::set_no_new_privs()?;
+    }
+    process::set_identity(process)
+}
+
+/// Keeps an fd alive and closes it on drop (used for fds passed through the clone).
+#[derive(Debug)]
+pub struct InheritedFd(pub OwnedFd);
+
+impl InheritedFd {
+    /// The raw fd number the child will see.
+    pub fn raw(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}

@@ -1,0 +1,25 @@
+//! The ccrun runtime core: turns an OCI runtime spec (`oci_spec::runtime::Spec`) and a
+//! root filesystem into an isolated, resource-limited process, following the OCI
+//! lifecycle (create → start → state/kill → delete). Both the `ccrun` engine and the
+//! runc-compatible CLI drive containers through [`Container`].
+
+pub mod container;
+pub mod devices;
+pub mod error;
+pub mod fsroot;
+pub mod init;
+pub mod mounts;
+pub mod namespaces;
+pub mod process;
+pub mod reaper;
+pub mod rootfs;
+pub mod signals;
+pub mod state;
+pub mod sync;
+pub mod sys;
+pub mod userns;
+
+pub use container::{Container, CreateOptions, ANNOTATION_ROOTFS_IDMAP};
+pub use error::{Error, Result};
+pub use signals::{ExitStatus, Forwarder};
+pub use state::{State, Status};

@@ -1,0 +1,223 @@
+//! Builds the container's filesystem view inside its mount namespace: propagation,
+//! the rootfs mount (plain bind or idmapped), the spec's mounts, `/dev`, `pivot_root`
+//! with the old root detached, masked and read-only paths, and a read-only root.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use oci_spec::runtime::{Mount, Spec};
+
+use crate::devices::{self, DeviceNode};
+use crate::error::{Error, Result, SysContext};
+use crate::mounts;
+use crate::sys;
+
+/// Everything the init needs to build the filesystem view.
+#[derive(Debug, Clone)]
+pub struct RootfsPlan {
+    /// Host path of the rootfs.
+    pub rootfs: PathBuf,
+    /// Bundle directory (base of relative mount sources).
+    pub bundle: PathBuf,
+    /// The spec's mounts, in order.
+    pub mounts: Vec<Mount>,
+    /// Mount the root read-only.
+    pub readonly: bool,
+    /// Propagation of the container's mounts (default `MS_PRIVATE|MS_REC`).
+    pub propagation: MsFlags,
+    /// Extra devices from the spec.
+    pub devices: Vec<DeviceNode>,
+    /// Provide the default devices (when `/dev` is a fresh filesystem).
+    pub default_devices: bool,
+    /// Bind-mount devices from the host instead of `mknod` (user namespaces).
+    pub bind_devices: bool,
+    /// Use `MS_MOVE` + `chroot` instead of `pivot_root` (`--no-pivot`).
+    pub no_pivot: bool,
+    /// Paths hidden from the container.
+    pub masked_paths: Vec<String>,
+    /// Paths made read-only.
+    pub readonly_paths: Vec<String>,
+}
+
+impl RootfsPlan {
+    /// Derives the plan from a spec, a resolved rootfs path and the bundle.
+    pub fn from_spec(spec: &Spec, rootfs: PathBuf, bundle: PathBuf, user_ns: bool) -> RootfsPlan {
+        let mounts = spec.mounts().clone().unwrap_or_default();
+        let dev_is_fresh = mounts.iter().any(|m| {
+            m.destination() == Path::new("/dev")
+                && m.typ().as_deref() != Some("bind")
+                && !mounts::parse_options(m.options().as_deref().unwrap_or(&[])).bind
+        });
+        let linux = spec.linux().as_ref();
+        let propagation = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
+            Some("shared") | Some("rshared") => MsFlags::MS_SHARED,
+            Some("slave") | Some("rslave") => MsFlags::MS_SLAVE,
+            Some("unbindable") | Some("runbindable") => MsFlags::MS_UNBINDABLE,
+            _ => MsFlags::MS_PRIVATE,
+        } | MsFlags::MS_REC;
+        RootfsPlan {
+            rootfs,
+            bundle,
+            mounts,
+            readonly: spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false),
+            propagation,
+            devices: linux
+                .and_then(|l| l.devices().as_ref())
+                .map(|d| d.iter().map(devices::from_spec).collect())
+                .unwrap_or_default(),
+            default_devices: dev_is_fresh,
+            bind_devices: user_ns,
+            no_pivot: false,
+            masked_paths: linux.and_then(|l| l.masked_paths().clone()).unwrap_or_default(),
+            readonly_paths: linux
+                .and_then(|l| l.readonly_paths().clone())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// Builds the view and enters it. Runs in the init, in its new mount namespace.
+pub fn setup(plan: &RootfsPlan, idmapped_root: Option<OwnedFd>) -> Result<()> {
+    // Nothing we mount may propagate back to the host.
+    mount(None::<&str>, "/", None::<&str>, plan.propagation_for_host(), None::<&str>)
+        .ctx(|| "making / private".into())?;
+    match idmapped_root {
+        Some(fd) => sys::move_mount_to(fd.as_fd(), &plan.rootfs)
+            .ctx(|| format!("attaching idmapped rootfs at {}", plan.rootfs.display()))?,
+        // pivot_root needs the new root to be a mount point.
+        None => mount(
+            Some(&plan.rootfs),
+            &plan.rootfs,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .ctx(|| format!("bind mounting rootfs {}", plan.rootfs.display()))?,
+    }
+    let root = std::fs::File::open(&plan.rootfs)
+        .map_err(|e| Error::io("opening rootfs", &plan.rootfs, e))?;
+
+    for m in &plan.mounts {
+        mounts::mount_entry(root.as_fd(), &plan.bundle, m)?;
+    }
+    let mut devs = if plan.default_devices {
+        devices::default_devices()
+    } else {
+        Vec::new()
+    };
+    devs.extend(plan.devices.iter().cloned());
+    for d in &devs {
+        devices::create(root.as_fd(), d, plan.bind_devices)?;
+    }
+    if plan.default_devices {
+        let has_pts = plan
+            .mounts
+            .iter()
+            .any(|m| m.destination() == Path::new("/dev/pts"));
+        devices::create_symlinks(root.as_fd(), has_pts)?;
+    }
+    drop(root);
+
+    enter_root(&plan.rootfs, plan.no_pivot)?;
+
+    for p in &plan.masked_paths {
+        mask_path(Path::new(p))?;
+    }
+    for p in &plan.readonly_paths {
+        readonly_path(Path::new(p))?;
+    }
+    if plan.readonly {
+        mounts::remount_bind(Path::new("/"), MsFlags::MS_RDONLY)?;
+    }
+    Ok(())
+}
+
+impl RootfsPlan {
+    fn propagation_for_host(&self) -> MsFlags {
+        // Shared propagation is applied to the container root after pivoting; the host
+        // side always starts private (or slave if asked) so nothing leaks out.
+        if self.propagation.contains(MsFlags::MS_SHARED) {
+            MsFlags::MS_PRIVATE | MsFlags::MS_REC
+        } else {
+            self.propagation
+        }
+    }
+}
+
+/// `pivot_root` into `rootfs` and detach the old root; `MS_MOVE` + `chroot` when
+/// pivot_root cannot work (rootfs on ramfs/initramfs) or when asked.
+fn enter_root(rootfs: &Path, no_pivot: bool) -> Result<()> {
+    nix::unistd::chdir(rootfs).ctx(|| format!("chdir {}", rootfs.display()))?;
+    if !no_pivot {
+        match nix::unistd::pivot_root(".", ".") {
+            Ok(()) => {
+                // The old root is now stacked under "."; detach it without letting the
+                // unmount propagate anywhere.
+                mount(
+                    None::<&str>,
+                    ".",
+                    None::<&str>,
+                    MsFlags::MS_SLAVE | MsFlags::MS_REC,
+                    None::<&str>,
+                )
+                .ctx(|| "making old root a slave".into())?;
+                umount2(".", MntFlags::MNT_DETACH).ctx(|| "detaching old root".into())?;
+                return nix::unistd::chdir("/").ctx(|| "chdir /".into());
+            }
+            Err(Errno::EINVAL) => {}
+            Err(e) => return Err(Error::sys("pivot_root", e)),
+        }
+    }
+    mount(
+        Some("."),
+        "/",
+        None::<&str>,
+        MsFlags::MS_MOVE,
+        None::<&str>,
+    )
+    .ctx(|| "moving rootfs onto /".into())?;
+    nix::unistd::chroot(".").ctx(|| "chroot".into())?;
+    nix::unistd::chdir("/").ctx(|| "chdir /".into())
+}
+
+fn mask_path(path: &Path) -> Result<()> {
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io("masking", path, e)),
+    };
+    let result = if meta.is_dir() {
+        mount(
+            Some("tmpfs"),
+            path,
+            Some("tmpfs"),
+            MsFlags::MS_RDONLY,
+            None::<&str>,
+        )
+    } else {
+        mount(
+            Some("/dev/null"),
+            path,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+    };
+    result.ctx(|| format!("masking {}", path.display()))
+}
+
+fn readonly_path(path: &Path) -> Result<()> {
+    match mount(
+        Some(path),
+        path,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    ) {
+        Ok(()) => mounts::remount_bind(path, MsFlags::MS_RDONLY),
+        Err(Errno::ENOENT) => Ok(()),
+        Err(e) => Err(Error::sys(format!("read-only bind of {}", path.display()), e)),
+    }
+}

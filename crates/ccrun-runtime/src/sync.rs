@@ -1,0 +1,138 @@
+//! The parent <-> container-init channel: a `SOCK_SEQPACKET` socket pair carrying
+//! small tagged messages (and, for idmapped mounts, a file descriptor).
+
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::sys::socket::{
+    recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
+    SockFlag, SockType,
+};
+
+use crate::error::{Error, Result};
+
+/// Largest message we ever send (error texts are truncated to fit).
+const MAX_MESSAGE: usize = 4096;
+
+/// Why the init failed, so the parent can pick Docker's exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum FailureKind {
+    /// Generic setup failure (exit 125).
+    Setup = 0,
+    /// The program was not found (exit 127).
+    NotFound = 1,
+    /// The program is not executable (exit 126).
+    NotExecutable = 2,
+}
+
+/// A message on the channel.
+#[derive(Debug)]
+pub enum Message {
+    /// Parent -> init: the uid/gid maps and cgroup are in place; go on.
+    Continue,
+    /// Init -> parent: setup is complete and the init waits on the exec gate.
+    Ready,
+    /// Init -> parent: setup failed.
+    Failed(FailureKind, String),
+}
+
+impl Message {
+    fn encode(&self) -> Vec<u8> {
+        match self {
+            Message::Continue => vec![b'C'],
+            Message::Ready => vec![b'R'],
+            Message::Failed(kind, text) => {
+                let mut out = vec![b'F', *kind as u8];
+                let bytes = text.as_bytes();
+                out.extend_from_slice(&bytes[..bytes.len().min(MAX_MESSAGE - 2)]);
+                out
+            }
+        }
+    }
+
+    fn decode(buf: &[u8]) -> Result<Message> {
+        match buf {
+            [b'C'] => Ok(Message::Continue),
+            [b'R'] => Ok(Message::Ready),
+            [b'F', kind, text @ ..] => {
+                let kind = match kind {
+                    1 => FailureKind::NotFound,
+                    2 => FailureKind::NotExecutable,
+                    _ => FailureKind::Setup,
+                };
+                Ok(Message::Failed(kind, String::from_utf8_lossy(text).into_owned()))
+            }
+            [] => Err(Error::Setup(
+                "container init exited before finishing setup".into(),
+            )),
+            _ => Err(Error::Setup("garbled message from container init".into())),
+        }
+    }
+}
+
+/// One end of the channel.
+#[derive(Debug)]
+pub struct Channel {
+    fd: OwnedFd,
+}
+
+/// Creates a connected pair: (parent end, init end). Both are close-on-exec.
+pub fn pair() -> Result<(Channel, Channel)> {
+    let (a, b) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| Error::sys("socketpair", e))?;
+    Ok((Channel { fd: a }, Channel { fd: b }))
+}
+
+impl Channel {
+    /// Sends a message, optionally with a file descriptor attached.
+    pub fn send(&self, msg: &Message, fd: Option<BorrowedFd<'_>>) -> Result<()> {
+        let bytes = msg.encode();
+        let iov = [IoSlice::new(&bytes)];
+        let raw: Vec<RawFd> = fd.iter().map(|f| f.as_raw_fd()).collect();
+        let cmsg = [ControlMessage::ScmRights(&raw)];
+        let cmsgs: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &cmsg };
+        sendmsg::<()>(self.fd.as_raw_fd(), &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None)
+            .map_err(|e| Error::sys("sending to container init", e))?;
+        Ok(())
+    }
+
+    /// Receives one message and any file descriptor sent with it.
+    pub fn recv(&self) -> Result<(Message, Option<OwnedFd>)> {
+        let mut buf = vec![0u8; MAX_MESSAGE];
+        let mut cmsg_space = nix::cmsg_space!([RawFd; 1]);
+        let (len, fd) = loop {
+            let mut iov = [IoSliceMut::new(&mut buf)];
+            match recvmsg::<()>(
+                self.fd.as_raw_fd(),
+                &mut iov,
+                Some(&mut cmsg_space),
+                MsgFlags::MSG_CMSG_CLOEXEC,
+            ) {
+                Ok(msg) => {
+                    let mut fd = None;
+                    if let Ok(cmsgs) = msg.cmsgs() {
+                        for c in cmsgs {
+                            if let ControlMessageOwned::ScmRights(fds) = c {
+                                if let Some(&raw) = fds.first() {
+                                    // SAFETY: SCM_RIGHTS just installed this fd in our table;
+                                    // we are its only owner.
+                                    fd = Some(unsafe { OwnedFd::from_raw_fd(raw) });
+                                }
+                            }
+                        }
+                    }
+                    break (msg.bytes, fd);
+                }
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(Error::sys("receiving from container init", e)),
+            }
+        };
+        Ok((Message::decode(&buf[..len])?, fd))
+    }
+}

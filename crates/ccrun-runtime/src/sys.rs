@@ -1,0 +1,163 @@
+//! Thin wrappers over the system calls that `nix` does not cover: raw `clone`,
+//! the new mount API (`open_tree`, `mount_setattr`, `move_mount`) and `openat2`.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+use nix::errno::Errno;
+
+/// `open_tree` flag: clone the mount (a detached bind mount) instead of opening it.
+pub const OPEN_TREE_CLONE: u32 = 1;
+/// `open_tree` flag: close on exec.
+pub const OPEN_TREE_CLOEXEC: u32 = libc::O_CLOEXEC as u32;
+/// `mount_setattr` attribute: idmap the mount with the given user namespace.
+pub const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+/// `move_mount` flag: the source is the fd itself.
+pub const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x0000_0004;
+
+/// `struct mount_attr` from `<linux/mount.h>`.
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// `struct open_how` from `<linux/openat2.h>`.
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+/// `openat2` resolve flag: treat the dirfd as the root for every lookup.
+pub const RESOLVE_IN_ROOT: u64 = 0x10;
+/// `openat2` resolve flag: never follow magic links such as /proc/self/fd/N.
+pub const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+
+fn cstr(path: &Path) -> nix::Result<CString> {
+    use std::os::unix::ffi::OsStrExt;
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)
+}
+
+/// Forks with `clone(2)` into the namespaces in `flags`, returning the child's pid
+/// in the parent and 0 in the child, like `fork`.
+///
+/// # Safety
+/// The calling process must be single-threaded, and the child must only call
+/// functions that are safe after `fork` in such a process before it execs or exits.
+pub unsafe fn clone_fork(flags: libc::c_int) -> nix::Result<libc::pid_t> {
+    // SAFETY: a NULL stack makes the kernel give the child a copy-on-write copy of the
+    // parent's stack, exactly as fork(2) does; the caller guarantees single-threadedness.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as libc::c_ulong,
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            0 as libc::c_ulong,
+        )
+    };
+    Errno::result(ret).map(|pid| pid as libc::pid_t)
+}
+
+/// Clones the mount at `path` (recursively) as a detached mount and returns its fd.
+pub fn open_tree_clone(path: &Path) -> nix::Result<OwnedFd> {
+    let c = cstr(path)?;
+    // SAFETY: `c` is a valid NUL-terminated string for the duration of the call.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | libc::AT_RECURSIVE as u32,
+        )
+    };
+    let fd = Errno::result(fd)?;
+    // SAFETY: the kernel just returned this fd to us and nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Turns the detached mount `mount_fd` into an idmapped mount using `userns`'s mapping.
+pub fn idmap_mount(mount_fd: BorrowedFd<'_>, userns: BorrowedFd<'_>) -> nix::Result<()> {
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_IDMAP,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns.as_raw_fd() as u64,
+    };
+    let empty = c"";
+    // SAFETY: every pointer refers to live memory of the declared size for the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            mount_fd.as_raw_fd(),
+            empty.as_ptr(),
+            (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    Errno::result(ret).map(drop)
+}
+
+/// Attaches the detached mount `mount_fd` at `target`.
+pub fn move_mount_to(mount_fd: BorrowedFd<'_>, target: &Path) -> nix::Result<()> {
+    let c = cstr(target)?;
+    let empty = c"";
+    // SAFETY: both strings are valid NUL-terminated strings for the duration of the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            mount_fd.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    Errno::result(ret).map(drop)
+}
+
+/// `openat2(dirfd, path, flags, mode, resolve)`.
+pub fn openat2(
+    dirfd: BorrowedFd<'_>,
+    path: &Path,
+    flags: libc::c_int,
+    mode: libc::mode_t,
+    resolve: u64,
+) -> nix::Result<OwnedFd> {
+    let c = cstr(path)?;
+    let how = OpenHow {
+        flags: (flags | libc::O_CLOEXEC) as u64,
+        mode: mode as u64,
+        resolve,
+    };
+    // SAFETY: `c` and `how` are valid for the duration of the call, size matches.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dirfd.as_raw_fd(),
+            c.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    let fd = Errno::result(fd)?;
+    // SAFETY: the kernel just returned this fd to us and nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// The `/proc/self/fd/N` path through which an `O_PATH` fd can be used as a mount target.
+pub fn proc_fd_path(fd: BorrowedFd<'_>) -> std::path::PathBuf {
+    std::path::PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+/// Number of threads of this process (the container-creation path must be single-threaded).
+pub fn thread_count() -> std::io::Result<usize> {
+    Ok(std::fs::read_dir("/proc/self/task")?.count())
+}

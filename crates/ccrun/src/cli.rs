@@ -1,0 +1,102 @@
+//! Top-level command line: global options and the list of subcommands.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::commands;
+
+/// ccrun — run containers from OCI images, daemonless, with Docker's verbs.
+#[derive(Debug, Parser)]
+#[command(name = "ccrun", version, about, long_about = None, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalOpts,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand understands.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GlobalOpts {
+    /// Storage root for images and containers [default: /var/lib/ccrun for root,
+    /// $XDG_DATA_HOME/ccrun otherwise]
+    #[arg(long, global = true, env = "CCRUN_ROOT", value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Directory for runtime state of running containers [default: /run/ccrun]
+    #[arg(long, global = true, env = "CCRUN_STATE", value_name = "DIR")]
+    pub state: Option<PathBuf>,
+    /// Log level: error, warn, info, debug, trace
+    #[arg(long, global = true, env = "CCRUN_LOG", default_value = "warn", value_name = "LEVEL")]
+    pub log_level: String,
+}
+
+impl GlobalOpts {
+    /// The storage root: flag, env, or the per-user default.
+    pub fn store_root(&self) -> PathBuf {
+        if let Some(root) = &self.root {
+            return root.clone();
+        }
+        if nix::unistd::geteuid().is_root() {
+            return PathBuf::from("/var/lib/ccrun");
+        }
+        let data = std::env::var_os("XDG_DATA_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+            .unwrap_or_else(|| PathBuf::from("/tmp"));
+        data.join("ccrun")
+    }
+
+    /// The runtime state directory (tmpfs, so it vanishes on reboot like the containers do).
+    pub fn state_root(&self) -> PathBuf {
+        self.state
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/run/ccrun"))
+    }
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a command in a new container
+    Run(Box<commands::run::RunArgs>),
+    #[command(flatten)]
+    Image(commands::image::ImageCommand),
+}
+
+impl Cli {
+    /// Parses argv; usage errors exit with 125 like Docker's, `--help`/`--version` with 0.
+    pub fn parse_with_docker_exit_codes() -> Cli {
+        match Cli::try_parse() {
+            Ok(cli) => cli,
+            Err(err) => {
+                let code = if err.use_stderr() { 125 } else { 0 };
+                // Printing can only fail on a closed stdout/stderr, where there is nobody to tell.
+                let _ = err.print();
+                std::process::exit(code);
+            }
+        }
+    }
+}
+
+/// Sets up `tracing` output on stderr at the requested level.
+pub fn init_logging(global: &GlobalOpts) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&global.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}

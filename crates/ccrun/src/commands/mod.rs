@@ -1,0 +1,14 @@
+//! One module per group of subcommands; `dispatch` routes a parsed command line.
+
+pub mod image;
+pub mod run;
+
+use crate::cli::{Cli, Command};
+
+/// Runs the chosen subcommand and returns the process exit status.
+pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Run(args) => run::run(&cli.global, *args),
+        Command::Image(cmd) => image::run(&cli.global, cmd),
+    }
+}

@@ -1,0 +1,27 @@
+//! `ccrun`: a daemonless container engine with Docker's verbs, flags and exit codes.
+
+mod cli;
+mod commands;
+mod exit;
+mod spec_builder;
+mod units;
+mod user;
+
+use clap::Parser;
+
+fn main() {
+    let cli = cli::Cli::parse_with_docker_exit_codes();
+    cli::init_logging(&cli.global);
+    let code = match commands::dispatch(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("ccrun: {}", exit::one_line(&err));
+            exit::code_for(&err)
+        }
+    };
+    std::process::exit(code);
+}
+
+/// Keeps `clap::Parser` in scope for `parse_with_docker_exit_codes`.
+#[allow(dead_code)]
+fn _assert_parser<T: Parser>() {}

@@ -1,0 +1,423 @@
+//! Turns the engine's run options into an OCI runtime `Spec` with Docker's defaults:
+//! the standard mounts, masked and read-only paths, namespaces, the user namespace
+//! mapping, and cgroup resources.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use oci_spec::runtime::{
+    LinuxBuilder, LinuxCpuBuilder, LinuxIdMapping, LinuxIdMappingBuilder, LinuxMemoryBuilder,
+    LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder,
+    LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder,
+    UserBuilder,
+};
+
+use crate::user::Identity;
+
+/// Host id range a private user namespace maps container ids 0..65535 onto when
+/// `/etc/subuid` has no `ccrun` entry.
+pub const DEFAULT_SUBID_START: u32 = 100_000;
+/// Size of the mapped range.
+pub const DEFAULT_SUBID_COUNT: u32 = 65_536;
+
+/// How the container's user namespace is set up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UsernsMode {
+    /// A new user namespace mapping container 0..count to host `start..start+count`.
+    Private {
+        /// First host uid.
+        uid_start: u32,
+        /// First host gid.
+        gid_start: u32,
+        /// Number of ids mapped.
+        count: u32,
+    },
+    /// No user namespace: container root is host root.
+    Host,
+}
+
+/// How the container is networked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetworkMode {
+    /// Share the host's network namespace.
+    Host,
+    /// A private network namespace with only loopback.
+    None,
+}
+
+/// cgroup limits requested on the command line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Memory limit in bytes.
+    pub memory: Option<i64>,
+    /// Memory + swap limit in bytes (-1: unlimited swap).
+    pub memory_swap: Option<i64>,
+    /// CFS quota in microseconds per [`crate::units::CPU_PERIOD`].
+    pub cpu_quota: Option<i64>,
+    /// Relative CPU weight (cgroup v1 shares).
+    pub cpu_shares: Option<u64>,
+    /// CPUs allowed (cpuset list).
+    pub cpuset_cpus: Option<String>,
+    /// Memory nodes allowed.
+    pub cpuset_mems: Option<String>,
+    /// Maximum number of processes.
+    pub pids: Option<i64>,
+}
+
+/// Everything the spec is built from.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    /// Container id (names the cgroup).
+    pub id: String,
+    /// Absolute rootfs path.
+    pub rootfs: PathBuf,
+    /// Mount the rootfs read-only.
+    pub readonly: bool,
+    /// argv.
+    pub args: Vec<String>,
+    /// Environment (`K=V`), already merged; defaults are added when missing.
+    pub env: Vec<String>,
+    /// Working directory.
+    pub cwd: String,
+    /// The identity to run as.
+    pub user: Identity,
+    /// Hostname.
+    pub hostname: String,
+    /// User namespace mode.
+    pub userns: UsernsMode,
+    /// Network mode.
+    pub network: NetworkMode,
+    /// cgroup limits.
+    pub limits: Limits,
+}
+
+fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Result<Mount> {
+    Ok(MountBuilder::default()
+        .destination(dest)
+        .typ(typ)
+        .source(source)
+        .options(options.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .build()?)
+}
+
+/// Docker's standard mounts.
+pub fn default_mounts() -> Result<Vec<Mount>> {
+    Ok(vec![
+        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
+        mount(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        )?,
+        mount(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
+        )?,
+        mount(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+        )?,
+        mount("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"])?,
+        mount("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", "ro"])?,
+    ])
+}
+
+/// Docker's default masked paths.
+pub const MASKED_PATHS: &[&str] = &[
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// Docker's default read-only paths.
+pub const READONLY_PATHS: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+fn id_map(start: u32, count: u32) -> Result<LinuxIdMapping> {
+    Ok(LinuxIdMappingBuilder::default()
+        .container_id(0u32)
+        .host_id(start)
+        .size(count)
+        .build()?)
+}
+
+fn namespace(kind: LinuxNamespaceType) -> Result<LinuxNamespace> {
+    Ok(LinuxNamespaceBuilder::default().typ(kind).build()?)
+}
+
+/// Adds `PATH`, `HOSTNAME` and `HOME` when the environment lacks them.
+pub fn with_default_env(mut env: Vec<String>, hostname: &str, home: &str) -> Vec<String> {
+    let has = |env: &[String], key: &str| env.iter().any(|e| e.split('=').next() == Some(key));
+    if !has(&env, "PATH") {
+        env.insert(0, format!("PATH={}", ccrun_runtime::process::DEFAULT_PATH));
+    }
+    if !has(&env, "HOSTNAME") {
+        env.push(format!("HOSTNAME={hostname}"));
+    }
+    if !has(&env, "HOME") {
+        env.push(format!("HOME={home}"));
+    }
+    env
+}
+
+/// Builds the spec.
+pub fn build(run: &RunSpec) -> Result<Spec> {
+    let home = run
+        .user
+        .home
+        .clone()
+        .unwrap_or_else(|| if run.user.uid == 0 { "/root".into() } else { "/".into() });
+    let process = ProcessBuilder::default()
+        .terminal(false)
+        .args(run.args.clone())
+        .env(with_default_env(run.env.clone(), &run.hostname, &home))
+        .cwd(run.cwd.clone())
+        .user(
+            UserBuilder::default()
+                .uid(run.user.uid)
+                .gid(run.user.gid)
+                .additional_gids(run.user.additional_gids.clone())
+                .build()?,
+        )
+        .no_new_privileges(false)
+        .build()?;
+
+    let mut namespaces = vec![
+        namespace(LinuxNamespaceType::Pid)?,
+        namespace(LinuxNamespaceType::Ipc)?,
+        namespace(LinuxNamespaceType::Uts)?,
+        namespace(LinuxNamespaceType::Mount)?,
+        namespace(LinuxNamespaceType::Cgroup)?,
+    ];
+    if run.network == NetworkMode::None {
+        namespaces.push(namespace(LinuxNamespaceType::Network)?);
+    }
+    let mut linux = LinuxBuilder::default();
+    let mut annotations = std::collections::HashMap::new();
+    if let UsernsMode::Private {
+        uid_start,
+        gid_start,
+        count,
+    } = run.userns
+    {
+        namespaces.push(namespace(LinuxNamespaceType::User)?);
+        linux = linux
+            .uid_mappings(vec![id_map(uid_start, count)?])
+            .gid_mappings(vec![id_map(gid_start, count)?]);
+        annotations.insert(
+            ccrun_runtime::ANNOTATION_ROOTFS_IDMAP.to_string(),
+            "true".to_string(),
+        );
+    }
+
+    let l = &run.limits;
+    let mut resources = LinuxResourcesBuilder::default();
+    if l.memory.is_some() || l.memory_swap.is_some() {
+        let mut mem = LinuxMemoryBuilder::default();
+        if let Some(m) = l.memory {
+            mem = mem.limit(m);
+        }
+        if let Some(s) = l.memory_swap {
+            mem = mem.swap(s);
+        }
+        resources = resources.memory(mem.build()?);
+    }
+    if l.cpu_quota.is_some() || l.cpu_shares.is_some() || l.cpuset_cpus.is_some() || l.cpuset_mems.is_some() {
+        let mut cpu = LinuxCpuBuilder::default();
+        if let Some(q) = l.cpu_quota {
+            cpu = cpu.quota(q).period(crate::units::CPU_PERIOD);
+        }
+        if let Some(s) = l.cpu_shares {
+            cpu = cpu.shares(s);
+        }
+        if let Some(c) = &l.cpuset_cpus {
+            cpu = cpu.cpus(c.clone());
+        }
+        if let Some(m) = &l.cpuset_mems {
+            cpu = cpu.mems(m.clone());
+        }
+        resources = resources.cpu(cpu.build()?);
+    }
+    if let Some(p) = l.pids {
+        resources = resources.pids(LinuxPidsBuilder::default().limit(p).build()?);
+    }
+
+    let linux = linux
+        .namespaces(namespaces)
+        .resources(resources.build()?)
+        .cgroups_path(PathBuf::from(format!("/ccrun/{}", run.id)))
+        .masked_paths(MASKED_PATHS.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .readonly_paths(READONLY_PATHS.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .build()?;
+
+    SpecBuilder::default()
+        .version("1.2.0")
+        .process(process)
+        .root(
+            RootBuilder::default()
+                .path(run.rootfs.clone())
+                .readonly(run.readonly)
+                .build()?,
+        )
+        .hostname(run.hostname.clone())
+        .mounts(default_mounts()?)
+        .linux(linux)
+        .annotations(annotations)
+        .build()
+        .context("building the runtime spec")
+}
+
+/// The private user namespace range: the `ccrun` entry of `/etc/subuid` and
+/// `/etc/subgid` when present, else [`DEFAULT_SUBID_START`] + [`DEFAULT_SUBID_COUNT`].
+pub fn private_userns() -> UsernsMode {
+    let lookup = |file: &str| -> Option<(u32, u32)> {
+        let text = std::fs::read_to_string(file).ok()?;
+        text.lines().find_map(|line| {
+            let mut f = line.trim().split(':');
+            if f.next()? != "ccrun" {
+                return None;
+            }
+            Some((f.next()?.parse().ok()?, f.next()?.parse().ok()?))
+        })
+    };
+    let (uid_start, ucount) =
+        lookup("/etc/subuid").unwrap_or((DEFAULT_SUBID_START, DEFAULT_SUBID_COUNT));
+    let (gid_start, gcount) =
+        lookup("/etc/subgid").unwrap_or((DEFAULT_SUBID_START, DEFAULT_SUBID_COUNT));
+    UsernsMode::Private {
+        uid_start,
+        gid_start,
+        count: ucount.min(gcount).min(DEFAULT_SUBID_COUNT),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> RunSpec {
+        RunSpec {
+            id: "abc".into(),
+            rootfs: "/tmp/rootfs".into(),
+            readonly: false,
+            args: vec!["sh".into()],
+            env: vec!["FOO=bar".into()],
+            cwd: "/".into(),
+            user: Identity {
+                uid: 0,
+                gid: 0,
+                additional_gids: vec![],
+                home: None,
+            },
+            hostname: "abc".into(),
+            userns: UsernsMode::Private {
+                uid_start: 100000,
+                gid_start: 200000,
+                count: 65536,
+            },
+            network: NetworkMode::Host,
+            limits: Limits::default(),
+        }
+    }
+
+    #[test]
+    fn private_userns_maps_root_and_asks_for_idmapped_rootfs() {
+        let spec = build(&base()).expect("spec");
+        let linux = spec.linux().as_ref().expect("linux");
+        let uid = &linux.uid_mappings().as_ref().expect("uid maps")[0];
+        assert_eq!((uid.container_id(), uid.host_id(), uid.size()), (0, 100000, 65536));
+        let gid = &linux.gid_mappings().as_ref().expect("gid maps")[0];
+        assert_eq!(gid.host_id(), 200000);
+        let ns = linux.namespaces().as_ref().expect("namespaces");
+        assert!(ns.iter().any(|n| n.typ() == LinuxNamespaceType::User));
+        assert!(!ns.iter().any(|n| n.typ() == LinuxNamespaceType::Network));
+        assert_eq!(
+            spec.annotations().as_ref().expect("annotations")
+                [ccrun_runtime::ANNOTATION_ROOTFS_IDMAP],
+            "true"
+        );
+        assert_eq!(linux.cgroups_path().as_deref(), Some(std::path::Path::new("/ccrun/abc")));
+    }
+
+    #[test]
+    fn host_userns_has_no_mapping() {
+        let mut run = base();
+        run.userns = UsernsMode::Host;
+        run.network = NetworkMode::None;
+        let spec = build(&run).expect("spec");
+        let linux = spec.linux().as_ref().expect("linux");
+        assert!(linux.uid_mappings().is_none());
+        let ns = linux.namespaces().as_ref().expect("namespaces");
+        assert!(!ns.iter().any(|n| n.typ() == LinuxNamespaceType::User));
+        assert!(ns.iter().any(|n| n.typ() == LinuxNamespaceType::Network));
+    }
+
+    #[test]
+    fn limits_land_in_resources() {
+        let mut run = base();
+        run.limits = Limits {
+            memory: Some(64 << 20),
+            memory_swap: Some(128 << 20),
+            cpu_quota: Some(50_000),
+            cpu_shares: Some(512),
+            cpuset_cpus: Some("0".into()),
+            cpuset_mems: None,
+            pids: Some(20),
+        };
+        let spec = build(&run).expect("spec");
+        let res = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.resources().as_ref())
+            .expect("resources");
+        let mem = res.memory().as_ref().expect("memory");
+        assert_eq!(mem.limit(), Some(64 << 20));
+        assert_eq!(mem.swap(), Some(128 << 20));
+        let cpu = res.cpu().as_ref().expect("cpu");
+        assert_eq!(cpu.quota(), Some(50_000));
+        assert_eq!(cpu.period(), Some(100_000));
+        assert_eq!(cpu.shares(), Some(512));
+        assert_eq!(cpu.cpus().as_deref(), Some("0"));
+        assert_eq!(res.pids().as_ref().expect("pids").limit(), 20);
+    }
+
+    #[test]
+    fn env_defaults_fill_gaps_only() {
+        let env = with_default_env(vec!["PATH=/x".into(), "A=1".into()], "h", "/root");
+        assert_eq!(env, vec!["PATH=/x", "A=1", "HOSTNAME=h", "HOME=/root"]);
+    }
+
+    #[test]
+    fn default_mounts_match_docker() {
+        let spec = build(&base()).expect("spec");
+        let dests: Vec<_> = spec
+            .mounts()
+            .as_ref()
+            .expect("mounts")
+            .iter()
+            .map(|m| m.destination().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            dests,
+            ["/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys"]
+        );
+    }
+}

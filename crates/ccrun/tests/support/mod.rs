@@ -1,0 +1,239 @@
+//! Shared test harness: a busybox root filesystem built from Debian's busybox-static,
+//! a `ccrun` command with a private state directory, and helpers to watch a running
+//! container from the host.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Fails loudly when not root: these tests need real namespaces, mounts and cgroups.
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "integration tests must run as root (namespaces, mounts, cgroups)"
+    );
+}
+
+/// Path of the static busybox the rootfs is built from.
+pub fn busybox() -> PathBuf {
+    for p in ["/bin/busybox", "/usr/bin/busybox"] {
+        if Path::new(p).exists() {
+            return PathBuf::from(p);
+        }
+    }
+    panic!("busybox not found: install busybox-static");
+}
+
+/// A root filesystem: busybox with its applet links, /etc/passwd and /etc/group,
+/// a root-owned marker file and an empty /tmp.
+pub struct Rootfs {
+    dir: tempfile::TempDir,
+}
+
+impl Rootfs {
+    /// Builds a fresh rootfs in a temp dir.
+    pub fn busybox() -> Rootfs {
+        let dir = tempfile::Builder::new()
+            .prefix("ccrun-rootfs-")
+            .tempdir()
+            .expect("tempdir");
+        let root = dir.path();
+        for d in ["bin", "etc", "root", "tmp", "proc", "sys", "dev", "home/user"] {
+            std::fs::create_dir_all(root.join(d)).expect("mkdir");
+        }
+        std::fs::copy(busybox(), root.join("bin/busybox")).expect("copy busybox");
+        // Exec the host's copy: the fresh one may still be open for writing in a child
+        // that another test thread is forking right now (ETXTBSY).
+        let list = Command::new(busybox())
+            .arg("--list")
+            .output()
+            .expect("busybox --list");
+        for applet in String::from_utf8_lossy(&list.stdout).lines() {
+            if applet != "busybox" {
+                std::os::unix::fs::symlink("busybox", root.join("bin").join(applet))
+                    .expect("applet link");
+            }
+        }
+        std::fs::write(
+            root.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/home/user:/bin/sh\n",
+        )
+        .expect("passwd");
+        std::fs::write(root.join("etc/group"), "root:x:0:\nuser:x:1000:\nwheel:x:10:user\n")
+            .expect("group");
+        std::fs::write(root.join("rootfile"), "owned by root\n").expect("marker");
+        set_mode(&root.join("tmp"), 0o1777);
+        Rootfs { dir }
+    }
+
+    /// The rootfs path.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// chmod.
+pub fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// A `ccrun` invocation with its own state directory (removed on drop).
+pub struct Ccrun {
+    state: tempfile::TempDir,
+}
+
+impl Ccrun {
+    /// A fresh state directory.
+    pub fn new() -> Ccrun {
+        require_root();
+        Ccrun {
+            state: tempfile::Builder::new()
+                .prefix("ccrun-state-")
+                .tempdir()
+                .expect("state dir"),
+        }
+    }
+
+    /// The state root used.
+    pub fn state_root(&self) -> &Path {
+        self.state.path()
+    }
+
+    /// A command with `--state` set.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_ccrun"));
+        c.env("CCRUN_STATE", self.state.path());
+        c.env_remove("CCRUN_LOG");
+        c
+    }
+
+    /// Runs `ccrun run --rootfs ROOTFS <args>` and collects its output.
+    pub fn run(&self, rootfs: &Path, args: &[&str]) -> Output {
+        self.cmd()
+            .arg("run")
+            .arg("--rootfs")
+            .arg(rootfs)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("spawn ccrun")
+    }
+
+    /// Starts `ccrun run` in the background and waits until the container is running.
+    pub fn spawn(&self, rootfs: &Path, args: &[&str]) -> Running {
+        let child = self
+            .cmd()
+            .arg("run")
+            .arg("--rootfs")
+            .arg(rootfs)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ccrun");
+        let mut running = Running {
+            child: Some(child),
+            id: String::new(),
+            pid: 0,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some((id, pid, status)) = self.only_container() {
+                if status == "running" {
+                    running.id = id;
+                    running.pid = pid;
+                    return running;
+                }
+            }
+            if let Some(Ok(Some(status))) = running.child.as_mut().map(|c| c.try_wait()) {
+                panic!("ccrun exited early with {status}");
+            }
+            assert!(Instant::now() < deadline, "container did not start in time");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// (id, pid, status) of the single container in the state root, if any.
+    pub fn only_container(&self) -> Option<(String, i32, String)> {
+        let entry = std::fs::read_dir(self.state.path()).ok()?.flatten().next()?;
+        let state: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(entry.path().join("state.json")).ok()?).ok()?;
+        Some((
+            state["id"].as_str()?.to_string(),
+            state["pid"].as_i64()? as i32,
+            state["status"].as_str()?.to_string(),
+        ))
+    }
+
+    /// Number of container state directories left.
+    pub fn leftover_state(&self) -> usize {
+        std::fs::read_dir(self.state.path()).map_or(0, |d| d.count())
+    }
+}
+
+/// A container running in the background; killed on drop.
+pub struct Running {
+    /// The `ccrun run` process (taken by [`Running::wait`]).
+    pub child: Option<Child>,
+    /// Container id.
+    pub id: String,
+    /// Host pid of the container's init.
+    pub pid: i32,
+}
+
+impl Running {
+    /// Waits for ccrun to exit and returns its output.
+    pub fn wait(mut self) -> Output {
+        let child = self.child.take().expect("ccrun process");
+        child.wait_with_output().expect("wait ccrun")
+    }
+
+    /// Host pid of the `ccrun run` process.
+    pub fn ccrun_pid(&self) -> i32 {
+        self.child.as_ref().map_or(0, |c| c.id() as i32)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.pid > 0 {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        if let Some(mut child) = self.child.take() {
+            let _ = child.wait();
+        }
+    }
+}
+
+/// stdout as a trimmed string.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// stderr as a trimmed string.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).trim().to_string()
+}
+
+/// The host's mount table, as text.
+pub fn host_mounts() -> String {
+    std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo")
+}
+
+/// The `Uid:` line of a process's status (real, effective, saved, fs).
+pub fn proc_uids(pid: i32) -> Vec<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .expect("Uid line")
+        .split_whitespace()
+        .map(|v| v.parse().expect("uid"))
+        .collect()
+}
