@@ -280,7 +280,7 @@ impl Cgroup {
                 kill_member(pid, &dir)?;
             }
             // v1 frozen tasks do not act on SIGKILL until thawed.
-            // self.thaw_if_frozen()?;
+            self.thaw_if_frozen()?;
             thread::sleep(POLL_INTERVAL);
         }
         for dir in self.paths() {

@@ -6,6 +6,8 @@
 //! writer for a controller whenever the unified hierarchy has it and the v1 writer
 //! otherwise.
 
+#![warn(missing_docs)]
+
 mod cgroup;
 mod error;
 mod fs;

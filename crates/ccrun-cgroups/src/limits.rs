@@ -165,7 +165,10 @@ impl Limits {
         for h in resources.hugepage_limits().iter().flatten() {
             let page_size = h.page_size().clone();
             if page_size.is_empty() || !page_size.chars().all(|c| c.is_ascii_alphanumeric()) {
-                return Err(invalid("hugepage_limits.page_size", format!("{page_size:?}")));
+                return Err(invalid(
+                    "hugepage_limits.page_size",
+                    format!("{page_size:?}"),
+                ));
             }
             hugetlb.push(HugetlbLimit {
                 page_size,
@@ -180,14 +183,29 @@ impl Limits {
             unified.insert(key.clone(), value.clone());
         }
         Ok(Limits {
-            memory: resources.memory().as_ref().map(memory).transpose()?,
-            cpu: resources.cpu().as_ref().map(cpu).transpose()?,
+            memory: resources
+                .memory()
+                .as_ref()
+                .map(memory)
+                .transpose()?
+                .filter(|m| *m != MemoryLimits::default()),
+            cpu: resources
+                .cpu()
+                .as_ref()
+                .map(cpu)
+                .transpose()?
+                .filter(|c| *c != CpuLimits::default()),
             cpuset: resources.cpu().as_ref().and_then(cpuset),
             pids: resources.pids().as_ref().map(|p| match p.limit() {
                 n if n > 0 => Limit::Value(n.unsigned_abs()),
                 _ => Limit::Max,
             }),
-            io: resources.block_io().as_ref().map(io).transpose()?,
+            io: resources
+                .block_io()
+                .as_ref()
+                .map(io)
+                .transpose()?
+                .filter(|i| *i != IoLimits::default()),
             hugetlb,
             unified,
         })
@@ -211,7 +229,10 @@ fn signed_limit(setting: &'static str, value: i64) -> Result<Option<Limit>> {
     match value {
         -1 => Ok(Some(Limit::Max)),
         v if v >= 0 => Ok(Some(Limit::Value(v.unsigned_abs()))),
-        v => Err(invalid(setting, format!("{v} is negative (only -1 means unlimited)"))),
+        v => Err(invalid(
+            setting,
+            format!("{v} is negative (only -1 means unlimited)"),
+        )),
     }
 }
 
@@ -285,6 +306,15 @@ fn device(setting: &'static str, major: i64, minor: i64) -> Result<Device> {
     }
 }
 
+/// The four OCI throttle lists.
+#[derive(Clone, Copy)]
+enum ThrottleKind {
+    ReadBps,
+    WriteBps,
+    ReadIops,
+    WriteIops,
+}
+
 fn io(b: &LinuxBlockIo) -> Result<IoLimits> {
     if b.leaf_weight().is_some() {
         tracing::warn!("blkio leaf_weight is not supported by the kernel any more; ignored");
@@ -296,16 +326,22 @@ fn io(b: &LinuxBlockIo) -> Result<IoLimits> {
         }
     }
     let mut throttle: BTreeMap<Device, Throttle> = BTreeMap::new();
-    let lists: [(_, fn(&mut Throttle) -> &mut Option<u64>); 4] = [
-        (b.throttle_read_bps_device(), |t| &mut t.read_bps),
-        (b.throttle_write_bps_device(), |t| &mut t.write_bps),
-        (b.throttle_read_iops_device(), |t| &mut t.read_iops),
-        (b.throttle_write_iops_device(), |t| &mut t.write_iops),
-    ];
-    for (list, field) in lists {
+    for (kind, list) in [
+        (ThrottleKind::ReadBps, b.throttle_read_bps_device()),
+        (ThrottleKind::WriteBps, b.throttle_write_bps_device()),
+        (ThrottleKind::ReadIops, b.throttle_read_iops_device()),
+        (ThrottleKind::WriteIops, b.throttle_write_iops_device()),
+    ] {
         for td in list.iter().flatten() {
             let dev = device("blkio.throttle", td.major(), td.minor())?;
-            *field(throttle.entry(dev).or_default()) = Some(td.rate());
+            let entry = throttle.entry(dev).or_default();
+            let slot = match kind {
+                ThrottleKind::ReadBps => &mut entry.read_bps,
+                ThrottleKind::WriteBps => &mut entry.write_bps,
+                ThrottleKind::ReadIops => &mut entry.read_iops,
+                ThrottleKind::WriteIops => &mut entry.write_iops,
+            };
+            *slot = Some(td.rate());
         }
     }
     Ok(IoLimits {
@@ -411,7 +447,12 @@ mod tests {
                     .build()
                     .unwrap(),
             )
-            .memory(LinuxMemoryBuilder::default().limit(1i64 << 20).build().unwrap())
+            .memory(
+                LinuxMemoryBuilder::default()
+                    .limit(1i64 << 20)
+                    .build()
+                    .unwrap(),
+            )
             .build()
             .unwrap();
         let l = Limits::from_oci(&r).unwrap();
@@ -429,6 +470,18 @@ mod tests {
         assert_eq!(l.memory.unwrap().limit, Some(Limit::Value(1 << 20)));
         assert_eq!(l.pids, None);
         assert_eq!(l.io, None);
+    }
+
+    #[test]
+    fn empty_sections_request_nothing() {
+        // Nothing set means no controller is needed (so none can be missing).
+        let r = LinuxResourcesBuilder::default()
+            .memory(LinuxMemory::default())
+            .cpu(LinuxCpu::default())
+            .block_io(LinuxBlockIo::default())
+            .build()
+            .unwrap();
+        assert_eq!(Limits::from_oci(&r).unwrap(), Limits::default());
     }
 
     #[test]

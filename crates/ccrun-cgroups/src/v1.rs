@@ -169,7 +169,10 @@ impl Writer for V1<'_> {
         const WEIGHT: &[&str] = &["blkio.weight", "blkio.bfq.weight"];
         const WEIGHT_DEVICE: &[&str] = &["blkio.weight_device", "blkio.bfq.weight_device"];
         if let Some(w) = io.weight {
-            fs::write(&self.first_existing("blkio weight", WEIGHT)?, &w.to_string())?;
+            fs::write(
+                &self.first_existing("blkio weight", WEIGHT)?,
+                &w.to_string(),
+            )?;
         }
         for (dev, w) in &io.weight_device {
             let path = self.first_existing("blkio weight_device", WEIGHT_DEVICE)?;

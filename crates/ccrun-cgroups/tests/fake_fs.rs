@@ -30,7 +30,10 @@ const V2_FILES: &[(&str, &str)] = &[
     ),
     ("cpu.max", "max 100000"),
     ("cpu.weight", "100"),
-    ("cpu.stat", "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\n"),
+    (
+        "cpu.stat",
+        "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\n",
+    ),
     ("pids.max", "max"),
     ("pids.current", "3"),
     ("io.max", ""),
@@ -58,8 +61,7 @@ fn v2_cgroup() -> (TempDir, Cgroup) {
 }
 
 fn read(path: impl AsRef<Path>) -> String {
-    fs::read_to_string(path.as_ref())
-        .unwrap_or_else(|e| panic!("{}: {e}", path.as_ref().display()))
+    fs::read_to_string(path.as_ref()).unwrap_or_else(|e| panic!("{}: {e}", path.as_ref().display()))
 }
 
 fn leaf(tmp: &TempDir) -> PathBuf {
@@ -233,7 +235,13 @@ fn v2_cpu_weight_conversion() {
 fn v2_cpuset() {
     let (tmp, cgroup) = v2_cgroup();
     let r = LinuxResourcesBuilder::default()
-        .cpu(LinuxCpuBuilder::default().cpus("0-1").mems("0").build().unwrap())
+        .cpu(
+            LinuxCpuBuilder::default()
+                .cpus("0-1")
+                .mems("0")
+                .build()
+                .unwrap(),
+        )
         .build()
         .unwrap();
     cgroup.apply(&r).unwrap();
@@ -305,7 +313,12 @@ fn v2_io_bfq_weight_takes_the_blkio_scale() {
     let (tmp, cgroup) = v2_cgroup();
     fs::write(leaf(&tmp).join("io.bfq.weight"), "default 100").unwrap();
     let r = LinuxResourcesBuilder::default()
-        .block_io(LinuxBlockIoBuilder::default().weight(300u16).build().unwrap())
+        .block_io(
+            LinuxBlockIoBuilder::default()
+                .weight(300u16)
+                .build()
+                .unwrap(),
+        )
         .build()
         .unwrap();
     cgroup.apply(&r).unwrap();
@@ -343,7 +356,11 @@ fn v2_freeze_writes_cgroup_freeze_and_waits_for_events() {
 fn absent_controller_is_an_error_naming_it() {
     let tmp = tempfile::tempdir().unwrap();
     fake_v2_dir(tmp.path());
-    fs::write(tmp.path().join("cgroup.controllers"), "cpu memory io cpuset").unwrap();
+    fs::write(
+        tmp.path().join("cgroup.controllers"),
+        "cpu memory io cpuset",
+    )
+    .unwrap();
     let cgroup = Cgroup::create(&Layout::unified_at(tmp.path()), "/x").unwrap();
     assert_eq!(
         read(tmp.path().join("cgroup.subtree_control")),
@@ -351,7 +368,13 @@ fn absent_controller_is_an_error_naming_it() {
     );
     let err = cgroup.apply(&with_pids(10)).unwrap_err();
     assert!(
-        matches!(err, Error::ControllerMissing { controller: "pids", .. }),
+        matches!(
+            err,
+            Error::ControllerMissing {
+                controller: "pids",
+                ..
+            }
+        ),
         "{err}"
     );
     assert!(err.to_string().contains("\"pids\""), "{err}");
@@ -371,7 +394,13 @@ fn unsupported_hugepage_size_is_an_error_naming_the_file() {
     // The fake root lists no hugetlb controller.
     let err = cgroup.apply(&r).unwrap_err();
     assert!(
-        matches!(err, Error::ControllerMissing { controller: "hugetlb", .. }),
+        matches!(
+            err,
+            Error::ControllerMissing {
+                controller: "hugetlb",
+                ..
+            }
+        ),
         "{err}"
     );
 }
@@ -408,7 +437,10 @@ fn fake_v1_dir(dir: &Path, controller: &str) {
             ("memory.limit_in_bytes", "9223372036854771712"),
             ("memory.memsw.limit_in_bytes", "9223372036854771712"),
             ("memory.soft_limit_in_bytes", "9223372036854771712"),
-            ("memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 5\n"),
+            (
+                "memory.oom_control",
+                "oom_kill_disable 0\nunder_oom 0\noom_kill 5\n",
+            ),
         ],
         "cpu" => &[
             ("cpu.shares", "1024"),
@@ -457,7 +489,10 @@ fn hybrid_routes_v1_controllers_to_v1_and_hugetlb_to_v2() {
     let (tmp, cgroup) = hybrid("hugetlb");
     let p = tmp.path();
     assert_eq!(read(p.join("unified/cgroup.subtree_control")), "+hugetlb");
-    assert_eq!(read(p.join("unified/ccrun/cgroup.subtree_control")), "+hugetlb");
+    assert_eq!(
+        read(p.join("unified/ccrun/cgroup.subtree_control")),
+        "+hugetlb"
+    );
     // cpuset.cpus/mems copied down through every created level.
     assert_eq!(read(p.join("cpuset/ccrun/cpuset.cpus")), "0-3");
     assert_eq!(read(p.join("cpuset/ccrun/c1/cpuset.cpus")), "0-3");
@@ -537,13 +572,18 @@ fn hybrid_prefers_v2_when_unified_has_the_controller() {
 #[test]
 fn v1_swap_limit_without_memsw_file_is_an_error() {
     let (tmp, cgroup) = hybrid("hugetlb");
-    let memsw = tmp.path().join("memory/ccrun/c1/memory.memsw.limit_in_bytes");
+    let memsw = tmp
+        .path()
+        .join("memory/ccrun/c1/memory.memsw.limit_in_bytes");
     fs::remove_file(&memsw).unwrap();
     let err = cgroup
         .apply(&with_memory(10 << 20, Some(20 << 20)))
         .unwrap_err();
     assert!(matches!(err, Error::Unsupported { .. }), "{err}");
-    assert!(err.to_string().contains("memory.memsw.limit_in_bytes"), "{err}");
+    assert!(
+        err.to_string().contains("memory.memsw.limit_in_bytes"),
+        "{err}"
+    );
     // Unlimited swap is fine without the file.
     cgroup.apply(&with_memory(10 << 20, Some(-1))).unwrap();
     assert_eq!(
@@ -561,7 +601,13 @@ fn pure_v1_without_unified_has_no_hugetlb_and_no_v2_dir() {
     assert_eq!(cgroup.paths(), vec![tmp.path().join("pids/a")]);
     let err = cgroup.apply(&with_memory(1 << 20, None)).unwrap_err();
     assert!(
-        matches!(err, Error::ControllerMissing { controller: "memory", .. }),
+        matches!(
+            err,
+            Error::ControllerMissing {
+                controller: "memory",
+                ..
+            }
+        ),
         "{err}"
     );
 }

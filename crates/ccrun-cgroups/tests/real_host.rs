@@ -142,7 +142,10 @@ impl Proc {
             if let Some(status) = self.0.try_wait().unwrap() {
                 return status;
             }
-            assert!(start.elapsed() < timeout, "child did not exit in {timeout:?}");
+            assert!(
+                start.elapsed() < timeout,
+                "child did not exit in {timeout:?}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -150,8 +153,16 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        // Bounded: a task left frozen by a failing test would block wait() forever.
         let _ = self.0.kill();
-        let _ = self.0.wait();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(5) {
+            if !matches!(self.0.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!("child {} did not exit; leaving it", self.0.id());
     }
 }
 
@@ -224,14 +235,32 @@ fn limits_procs_and_destroy() {
         assert_eq!(read(memsw), expected);
     }
     if tree.is_v2("cpu") {
-        assert_eq!(read(tree.file(&path, ("cpu", ""), ("cpu", "cpu.max"))), "50000 100000");
-        assert_eq!(read(tree.file(&path, ("cpu", ""), ("cpu", "cpu.weight"))), "20");
+        assert_eq!(
+            read(tree.file(&path, ("cpu", ""), ("cpu", "cpu.max"))),
+            "50000 100000"
+        );
+        assert_eq!(
+            read(tree.file(&path, ("cpu", ""), ("cpu", "cpu.weight"))),
+            "20"
+        );
     } else {
-        assert_eq!(read(tree.file(&path, ("cpu", "cpu.cfs_quota_us"), ("cpu", ""))), "50000");
-        assert_eq!(read(tree.file(&path, ("cpu", "cpu.cfs_period_us"), ("cpu", ""))), "100000");
-        assert_eq!(read(tree.file(&path, ("cpu", "cpu.shares"), ("cpu", ""))), "512");
+        assert_eq!(
+            read(tree.file(&path, ("cpu", "cpu.cfs_quota_us"), ("cpu", ""))),
+            "50000"
+        );
+        assert_eq!(
+            read(tree.file(&path, ("cpu", "cpu.cfs_period_us"), ("cpu", ""))),
+            "100000"
+        );
+        assert_eq!(
+            read(tree.file(&path, ("cpu", "cpu.shares"), ("cpu", ""))),
+            "512"
+        );
     }
-    assert_eq!(read(tree.file(&path, ("pids", "pids.max"), ("pids", "pids.max"))), "64");
+    assert_eq!(
+        read(tree.file(&path, ("pids", "pids.max"), ("pids", "pids.max"))),
+        "64"
+    );
     let cpus = tree.file(&path, ("cpuset", "cpuset.cpus"), ("cpuset", "cpuset.cpus"));
     assert_eq!(read(cpus), "0");
 
@@ -334,13 +363,7 @@ fn oom_kill_is_counted() {
         .unwrap();
     let mut child = Proc(child);
     cgroup.add_process(child.pid()).unwrap();
-    child
-        .0
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"go\n")
-        .unwrap();
+    child.0.stdin.take().unwrap().write_all(b"go\n").unwrap();
     let status = child.wait_timeout(Duration::from_secs(30));
     assert!(!status.success(), "memory hog survived: {status}");
     assert!(cgroup.oom_kill_count().unwrap() >= 1);
