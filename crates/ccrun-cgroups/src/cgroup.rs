@@ -118,7 +118,11 @@ impl Cgroup {
     pub fn create(layout: &Layout, path: &str) -> Result<Cgroup> {
         let cgroup = Cgroup::open(layout, path)?;
         if let Some(unified) = &cgroup.unified {
-            create_v2(unified, &cgroup.path)?;
+            // On a pure v2 host the root must delegate the controllers, as runc and crun
+            // ensure. On a hybrid host the unified root belongs to the machine's own setup:
+            // use what it already delegates and never change it.
+            let enable_at_root = matches!(layout, Layout::Unified { .. });
+            create_v2(unified, &cgroup.path, enable_at_root)?;
         }
         for legacy in cgroup.distinct_legacy() {
             create_levels(&legacy.root, &cgroup.path)?;
@@ -471,10 +475,12 @@ fn create_levels(root: &Path, rel: &Path) -> Result<()> {
 /// Creates `rel` in the unified hierarchy, enabling the controllers we manage in the
 /// `cgroup.subtree_control` of the root and of every intermediate level, so that the
 /// leaf gets their interface files.
-fn create_v2(unified: &Unified, rel: &Path) -> Result<()> {
+fn create_v2(unified: &Unified, rel: &Path, enable_at_root: bool) -> Result<()> {
     let mut dir = unified.root.clone();
-    for part in rel.iter() {
-        enable_controllers(&dir)?;
+    for (level, part) in rel.iter().enumerate() {
+        if level > 0 || enable_at_root {
+            enable_controllers(&dir)?;
+        }
         dir.push(part);
         fs::mkdir(&dir)?;
     }

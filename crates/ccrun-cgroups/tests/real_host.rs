@@ -424,7 +424,17 @@ fn hugetlb_goes_where_the_controller_is() {
         .unwrap();
     let available = match &tree.layout {
         Layout::Legacy { controllers, .. } if controllers.contains_key("hugetlb") => true,
-        _ => tree.is_v2("hugetlb"),
+        // On a hybrid host ccrun never changes the unified root's delegation, so the
+        // controller is usable only if the machine already delegates it.
+        Layout::Legacy { .. } => {
+            tree.is_v2("hugetlb")
+                && unified_root(&tree.layout).is_some_and(|root| {
+                    read(root.join("cgroup.subtree_control"))
+                        .split_whitespace()
+                        .any(|c| c == "hugetlb")
+                })
+        }
+        Layout::Unified { .. } => tree.is_v2("hugetlb"),
     };
     if !available {
         let err = cgroup.apply(&r).unwrap_err();

@@ -33,6 +33,8 @@ pub struct PullOptions {
     pub insecure_registries: Vec<String>,
     /// How many layers to download and unpack at once.
     pub jobs: usize,
+    /// Flush each layer to disk before committing it (power-loss safety; slower).
+    pub sync_layers: bool,
 }
 
 impl Default for PullOptions {
@@ -41,6 +43,7 @@ impl Default for PullOptions {
             platform: None,
             insecure_registries: Vec::new(),
             jobs: 4,
+            sync_layers: false,
         }
     }
 }
@@ -160,7 +163,7 @@ fn pull_locked(
 
     let diff_ids = diff_ids(&config, &manifest, &config_digest)?;
     let jobs = plan_layers(store, &manifest, &diff_ids, progress)?;
-    download_layers(store, lock, &client, jobs, options.jobs.max(1), progress)?;
+    download_layers(store, lock, &client, jobs, options, progress)?;
 
     // Every layer is verified and in place: now the small blobs, then the record
     // that makes the image visible.
@@ -295,9 +298,10 @@ fn download_layers(
     lock: &StoreLock,
     client: &RegistryClient,
     jobs: Vec<Job>,
-    workers: usize,
+    options: &PullOptions,
     progress: &dyn PullProgress,
 ) -> Result<()> {
+    let workers = options.jobs.max(1);
     let queue = Mutex::new(jobs.into_iter().collect::<VecDeque<_>>());
     let failed = AtomicBool::new(false);
     let first_error: Mutex<Option<Error>> = Mutex::new(None);
@@ -313,7 +317,15 @@ fn download_layers(
                     Err(_) => None,
                 };
                 let Some(job) = job else { return };
-                if let Err(e) = fetch_layer(store, lock, client, &job, &failed, progress) {
+                if let Err(e) = fetch_layer(
+                    store,
+                    lock,
+                    client,
+                    &job,
+                    &failed,
+                    options.sync_layers,
+                    progress,
+                ) {
                     failed.store(true, Ordering::Relaxed);
                     if let Ok(mut slot) = first_error.lock() {
                         slot.get_or_insert(e);
@@ -342,6 +354,7 @@ fn fetch_layer(
     client: &RegistryClient,
     job: &Job,
     failed: &AtomicBool,
+    sync: bool,
     progress: &dyn PullProgress,
 ) -> Result<()> {
     let tmp = store
@@ -395,7 +408,7 @@ fn fetch_layer(
             &diff_id,
             format!("uncompressed layer {} (config diff_id)", job.digest),
         )?;
-        store.commit_layer(lock, &tmp, &job.diff_id)
+        store.commit_layer(lock, &tmp, &job.diff_id, sync)
     })();
     if result.is_err() {
         if let Err(e) = fsutil::remove_tree(&tmp) {

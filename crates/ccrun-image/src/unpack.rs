@@ -300,9 +300,11 @@ impl Tree<'_> {
             };
             cur = match next {
                 Ok(fd) => fd,
-                Err(Errno::LOOP | Errno::NOTDIR) => return Err(self.bad(format!(
+                Err(Errno::LOOP | Errno::NOTDIR) => {
+                    return Err(self.bad(format!(
                     "{shown}: {c:?} is a symlink or not a directory; refusing to write through it"
-                ))),
+                )))
+                }
                 Err(e) => return Err(self.bad(format!("{shown}: resolving {c:?}: {e}"))),
             };
         }

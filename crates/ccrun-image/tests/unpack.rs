@@ -14,7 +14,14 @@ impl Tar {
         Tar(tar::Builder::new(Vec::new()))
     }
 
-    fn entry(&mut self, kind: tar::EntryType, name: &str, link: &str, mode: u32, data: &[u8]) -> &mut Self {
+    fn entry(
+        &mut self,
+        kind: tar::EntryType,
+        name: &str,
+        link: &str,
+        mode: u32,
+        data: &[u8],
+    ) -> &mut Self {
         let mut h = tar::Header::new_gnu();
         {
             let raw = h.as_old_mut();
@@ -64,7 +71,11 @@ fn outer_untouched(outer: &Path) {
         .map(|e| e.expect("entry").file_name().into_string().expect("utf8"))
         .collect();
     names.sort();
-    assert_eq!(names, ["layer", "secret"], "something was written outside the layer");
+    assert_eq!(
+        names,
+        ["layer", "secret"],
+        "something was written outside the layer"
+    );
     assert_eq!(fs::read(outer.join("secret")).expect("read"), b"keep");
 }
 
@@ -75,8 +86,20 @@ fn unpacks_by_oci_rules() {
     t.entry(tar::EntryType::Directory, "etc/", "", 0o755, b"")
         .file("etc/passwd", b"root:x:0:0::/root:/bin/sh\n")
         .entry(tar::EntryType::Regular, "bin/su", "", 0o4755, b"suid")
-        .entry(tar::EntryType::Symlink, "bin/sh", "/bin/busybox", 0o777, b"")
-        .entry(tar::EntryType::Link, "etc/passwd.lnk", "etc/passwd", 0o644, b"")
+        .entry(
+            tar::EntryType::Symlink,
+            "bin/sh",
+            "/bin/busybox",
+            0o777,
+            b"",
+        )
+        .entry(
+            tar::EntryType::Link,
+            "etc/passwd.lnk",
+            "etc/passwd",
+            0o644,
+            b"",
+        )
         .file("etc/.wh.shadow", b"")
         .entry(tar::EntryType::Directory, "opt/", "", 0o1777, b"")
         .file("opt/.wh..wh..opq", b"")
@@ -84,29 +107,45 @@ fn unpacks_by_oci_rules() {
         .file("/abs/file", b"absolute");
     run(&t.bytes(), &layer).expect("unpack");
 
-    assert_eq!(fs::read(layer.join("etc/passwd")).expect("passwd").len(), 26);
+    assert_eq!(
+        fs::read(layer.join("etc/passwd")).expect("passwd").len(),
+        26
+    );
     let su = fs::metadata(layer.join("bin/su")).expect("su");
     assert_eq!(su.permissions().mode() & 0o7777, 0o4755);
-    assert_eq!(fs::read_link(layer.join("bin/sh")).expect("link").to_str(), Some("/bin/busybox"));
+    assert_eq!(
+        fs::read_link(layer.join("bin/sh")).expect("link").to_str(),
+        Some("/bin/busybox")
+    );
     let a = fs::metadata(layer.join("etc/passwd")).expect("a");
     let b = fs::metadata(layer.join("etc/passwd.lnk")).expect("b");
     assert_eq!(a.ino(), b.ino(), "hardlink shares the inode");
     assert_eq!(a.mtime(), 1_600_000_000);
     let wh = fs::symlink_metadata(layer.join("etc/shadow")).expect("whiteout");
-    assert!(wh.file_type().is_char_device() && wh.rdev() == 0, "whiteout is a 0/0 char device");
+    assert!(
+        wh.file_type().is_char_device() && wh.rdev() == 0,
+        "whiteout is a 0/0 char device"
+    );
     assert!(!layer.join("etc/.wh.shadow").exists());
     let opt = fs::metadata(layer.join("opt")).expect("opt");
     assert_eq!(opt.permissions().mode() & 0o7777, 0o1777);
-    let opaque = rustix::fs::getxattr(&layer.join("opt"), OPAQUE_XATTR, &mut [0u8; 4]);
+    let opaque = rustix::fs::getxattr(layer.join("opt"), OPAQUE_XATTR, &mut [0u8; 4]);
     assert_eq!(opaque.ok(), Some(1), "opaque xattr set");
-    assert!(fs::symlink_metadata(layer.join("run/fifo")).expect("fifo").file_type().is_fifo());
+    assert!(fs::symlink_metadata(layer.join("run/fifo"))
+        .expect("fifo")
+        .file_type()
+        .is_fifo());
     assert_eq!(fs::read(layer.join("abs/file")).expect("abs"), b"absolute");
 }
 
 #[test]
 fn refuses_dotdot() {
     let (outer, layer) = setup();
-    let err = run(Tar::new().file("a/../../evil", b"x").bytes().as_slice(), &layer).expect_err("..");
+    let err = run(
+        Tar::new().file("a/../../evil", b"x").bytes().as_slice(),
+        &layer,
+    )
+    .expect_err("..");
     assert!(err.to_string().contains("escapes"), "{err}");
     outer_untouched(outer.path());
 }
@@ -128,8 +167,14 @@ fn replaces_symlink_instead_of_writing_through_it() {
     let (outer, layer) = setup();
     let secret = outer.path().join("secret");
     let mut t = Tar::new();
-    t.entry(tar::EntryType::Symlink, "s", secret.to_str().expect("utf8"), 0o777, b"")
-        .file("s", b"overwritten?");
+    t.entry(
+        tar::EntryType::Symlink,
+        "s",
+        secret.to_str().expect("utf8"),
+        0o777,
+        b"",
+    )
+    .file("s", b"overwritten?");
     run(&t.bytes(), &layer).expect("unpack");
     assert_eq!(fs::read(layer.join("s")).expect("s"), b"overwritten?");
     outer_untouched(outer.path());
@@ -141,15 +186,22 @@ fn refuses_hardlink_escape() {
     let secret = outer.path().join("secret");
     for target in ["../secret", secret.to_str().expect("utf8")] {
         let mut t = Tar::new();
-        t.entry(tar::EntryType::Link, "h", target, 0o644, b"").file("h2", b"x");
+        t.entry(tar::EntryType::Link, "h", target, 0o644, b"")
+            .file("h2", b"x");
         assert!(run(&t.bytes(), &layer).is_err(), "hardlink to {target}");
         outer_untouched(outer.path());
         assert!(!layer.join("h").exists());
     }
     // A hardlink through a symlink to the outside is refused too.
     let mut t = Tar::new();
-    t.entry(tar::EntryType::Symlink, "out", outer.path().to_str().expect("utf8"), 0o777, b"")
-        .entry(tar::EntryType::Link, "h", "out/secret", 0o644, b"");
+    t.entry(
+        tar::EntryType::Symlink,
+        "out",
+        outer.path().to_str().expect("utf8"),
+        0o777,
+        b"",
+    )
+    .entry(tar::EntryType::Link, "h", "out/secret", 0o644, b"");
     assert!(run(&t.bytes(), &layer).is_err());
     outer_untouched(outer.path());
 }
@@ -171,8 +223,11 @@ fn hardlink_is_not_written_through() {
 fn ignores_overlay_xattrs_from_the_archive() {
     let (_outer, layer) = setup();
     let mut b = tar::Builder::new(Vec::new());
-    b.append_pax_extensions([("SCHILY.xattr.trusted.overlay.redirect", &b"/etc"[..]), ("SCHILY.xattr.user.ok", &b"1"[..])])
-        .expect("pax");
+    b.append_pax_extensions([
+        ("SCHILY.xattr.trusted.overlay.redirect", &b"/etc"[..]),
+        ("SCHILY.xattr.user.ok", &b"1"[..]),
+    ])
+    .expect("pax");
     let mut h = tar::Header::new_ustar();
     h.set_path("d").expect("path");
     h.set_entry_type(tar::EntryType::Directory);
@@ -185,5 +240,5 @@ fn ignores_overlay_xattrs_from_the_archive() {
     b.append(&h, &b""[..]).expect("append");
     run(&b.into_inner().expect("tar"), &layer).expect("unpack");
     let mut buf = [0u8; 16];
-    assert!(rustix::fs::getxattr(&layer.join("d"), "trusted.overlay.redirect", &mut buf).is_err());
+    assert!(rustix::fs::getxattr(layer.join("d"), "trusted.overlay.redirect", &mut buf).is_err());
 }

@@ -125,7 +125,8 @@ impl Container {
                 rootfs.display()
             )));
         }
-        let threads = sys::thread_count().map_err(|e| Error::io("reading", "/proc/self/task", e))?;
+        let threads =
+            sys::thread_count().map_err(|e| Error::io("reading", "/proc/self/task", e))?;
         if threads != 1 {
             return Err(Error::Setup(format!(
                 "internal error: container creation needs a single-threaded process ({threads} threads)"
@@ -141,12 +142,17 @@ impl Container {
                 "a new user namespace needs linux.uidMappings and linux.gidMappings".into(),
             ));
         }
-        let annotations: HashMap<String, String> =
-            spec.annotations().clone().unwrap_or_default();
+        let annotations: HashMap<String, String> = spec.annotations().clone().unwrap_or_default();
         let want_idmap = ns.user
             && annotations
                 .get(ANNOTATION_ROOTFS_IDMAP)
                 .is_some_and(|v| v == "true");
+
+        if ns.user {
+            let uid = userns::host_id(&uid_maps, 0).unwrap_or(u32::MAX);
+            let gid = userns::host_id(&gid_maps, 0).unwrap_or(u32::MAX);
+            check_reachable(&rootfs, uid, gid)?;
+        }
 
         std::fs::create_dir_all(&opts.state_root)
             .map_err(|e| Error::io("creating", &opts.state_root, e))?;
@@ -164,12 +170,15 @@ impl Container {
             pid: None,
         };
 
-        let fifo = make_exec_fifo(&state_dir, ns.user.then(|| {
-            (
-                userns::host_id(&uid_maps, 0).unwrap_or(0),
-                userns::host_id(&gid_maps, 0).unwrap_or(0),
-            )
-        }))?;
+        let fifo = make_exec_fifo(
+            &state_dir,
+            ns.user.then(|| {
+                (
+                    userns::host_id(&uid_maps, 0).unwrap_or(0),
+                    userns::host_id(&gid_maps, 0).unwrap_or(0),
+                )
+            }),
+        )?;
 
         let cgroup_path = linux
             .cgroups_path()
@@ -183,7 +192,8 @@ impl Container {
             cg.apply(res)?;
         }
 
-        let mut rootfs_plan = RootfsPlan::from_spec(spec, rootfs.clone(), opts.bundle.clone(), ns.user);
+        let mut rootfs_plan =
+            RootfsPlan::from_spec(spec, rootfs.clone(), opts.bundle.clone(), ns.user);
         rootfs_plan.no_pivot = opts.no_pivot;
         let plan = InitPlan {
             ns: ns.clone(),
@@ -383,6 +393,35 @@ impl Container {
     }
 }
 
+/// The init sets up the rootfs as the user namespace's root, which is an unprivileged
+/// host user: every directory above the rootfs must be searchable by it. Checking first
+/// turns an opaque EACCES during setup into an error that says what to change.
+fn check_reachable(rootfs: &Path, host_uid: u32, host_gid: u32) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    for dir in rootfs.ancestors().skip(1) {
+        let meta = std::fs::metadata(dir).map_err(|e| Error::io("checking", dir, e))?;
+        let mode = meta.mode();
+        let searchable = if meta.uid() == host_uid {
+            mode & 0o100 != 0
+        } else if meta.gid() == host_gid {
+            mode & 0o010 != 0
+        } else {
+            mode & 0o001 != 0
+        };
+        if !searchable {
+            return Err(Error::InvalidSpec(format!(
+                "rootfs {} is not reachable by the container's root (host uid {host_uid}): \
+                 {} is not searchable by others (mode {:o}); chmod o+x it, move the rootfs, \
+                 or use --userns=host",
+                rootfs.display(),
+                dir.display(),
+                mode & 0o7777
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Creates the exec fifo and opens it `O_PATH` for the init to inherit; in a user
 /// namespace it belongs to the container's root so the init may open it for writing.
 fn make_exec_fifo(state_dir: &Path, owner: Option<(u32, u32)>) -> Result<OwnedFd> {
@@ -404,14 +443,31 @@ fn make_exec_fifo(state_dir: &Path, owner: Option<(u32, u32)>) -> Result<OwnedFd
     // std opens with O_CLOEXEC; the init must inherit this fd through the clone (it
     // closes it itself before exec).
     let fd: OwnedFd = file.into();
-    nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()))
-        .ctx(|| "clearing close-on-exec on exec fifo".into())?;
+    nix::fcntl::fcntl(
+        fd.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+    )
+    .ctx(|| "clearing close-on-exec on exec fifo".into())?;
     Ok(fd)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unreachable_rootfs_is_reported() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let locked = tmp.path().join("locked");
+        std::fs::create_dir_all(locked.join("rootfs")).expect("mkdir");
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o711))
+            .expect("chmod");
+        let err = check_reachable(&locked.join("rootfs"), 100000, 100000).unwrap_err();
+        assert!(err.to_string().contains("not searchable"), "{err}");
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o711)).expect("chmod");
+        check_reachable(&locked.join("rootfs"), 100000, 100000).expect("reachable");
+    }
 
     #[test]
     fn ids_are_validated() {

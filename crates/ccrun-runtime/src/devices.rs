@@ -96,17 +96,29 @@ pub fn create(root: BorrowedFd<'_>, dev: &DeviceNode, bind: bool) -> Result<()> 
     let name = rel
         .file_name()
         .ok_or_else(|| Error::InvalidSpec(format!("bad device path {}", dev.path.display())))?;
-    let dir = fsroot::mkdir_all(root, parent, 0o755)
-        .ctx(|| format!("creating {}", parent.display()))?;
-    let dir = sys::openat2(dir.as_fd(), Path::new("."), libc::O_DIRECTORY | libc::O_RDONLY, 0, 0)
-        .ctx(|| format!("opening {}", parent.display()))?;
+    let dir =
+        fsroot::mkdir_all(root, parent, 0o755).ctx(|| format!("creating {}", parent.display()))?;
+    let dir = sys::openat2(
+        dir.as_fd(),
+        Path::new("."),
+        libc::O_DIRECTORY | libc::O_RDONLY,
+        0,
+        0,
+    )
+    .ctx(|| format!("opening {}", parent.display()))?;
     let kind = match dev.kind {
         'b' => SFlag::S_IFBLK,
         'p' => SFlag::S_IFIFO,
         _ => SFlag::S_IFCHR,
     };
     let rdev = makedev(dev.major as u64, dev.minor as u64);
-    match mknodat(Some(dir.as_raw_fd_compat()), name, kind, Mode::from_bits_truncate(dev.mode), rdev) {
+    match mknodat(
+        Some(dir.as_raw_fd_compat()),
+        name,
+        kind,
+        Mode::from_bits_truncate(dev.mode),
+        rdev,
+    ) {
         Ok(()) | Err(Errno::EEXIST) => {}
         Err(e) => return Err(Error::sys(format!("mknod {}", dev.path.display()), e)),
     }
@@ -117,7 +129,13 @@ pub fn create(root: BorrowedFd<'_>, dev: &DeviceNode, bind: bool) -> Result<()> 
         Mode::from_bits_truncate(dev.mode),
         nix::sys::stat::FchmodatFlags::NoFollowSymlink,
     )
-    .or_else(|e| if e == Errno::EOPNOTSUPP { Ok(()) } else { Err(e) })
+    .or_else(|e| {
+        if e == Errno::EOPNOTSUPP {
+            Ok(())
+        } else {
+            Err(e)
+        }
+    })
     .ctx(|| format!("chmod {}", dev.path.display()))?;
     nix::unistd::fchownat(
         Some(dir.as_raw_fd_compat()),
@@ -133,8 +151,14 @@ pub fn create(root: BorrowedFd<'_>, dev: &DeviceNode, bind: bool) -> Result<()> 
 /// `/dev/ptmx -> pts/ptmx`.
 pub fn create_symlinks(root: BorrowedFd<'_>, with_ptmx: bool) -> Result<()> {
     let dev = fsroot::mkdir_all(root, Path::new("/dev"), 0o755).ctx(|| "opening /dev".into())?;
-    let dev = sys::openat2(dev.as_fd(), Path::new("."), libc::O_DIRECTORY | libc::O_RDONLY, 0, 0)
-        .ctx(|| "opening /dev".into())?;
+    let dev = sys::openat2(
+        dev.as_fd(),
+        Path::new("."),
+        libc::O_DIRECTORY | libc::O_RDONLY,
+        0,
+        0,
+    )
+    .ctx(|| "opening /dev".into())?;
     let mut links = vec![
         ("/proc/self/fd", "fd"),
         ("/proc/self/fd/0", "stdin"),
@@ -144,7 +168,11 @@ pub fn create_symlinks(root: BorrowedFd<'_>, with_ptmx: bool) -> Result<()> {
     ];
     if with_ptmx {
         // A bind-mounted or created ptmx would point at the host's devpts instance.
-        let _ = nix::unistd::unlinkat(Some(dev.as_raw_fd_compat()), "ptmx", nix::unistd::UnlinkatFlags::NoRemoveDir);
+        let _ = nix::unistd::unlinkat(
+            Some(dev.as_raw_fd_compat()),
+            "ptmx",
+            nix::unistd::UnlinkatFlags::NoRemoveDir,
+        );
         links.push(("pts/ptmx", "ptmx"));
     }
     for (target, name) in links {

@@ -44,15 +44,27 @@ pub fn open_path(root: BorrowedFd<'_>, path: &Path) -> nix::Result<OwnedFd> {
 /// fd of the last one.
 pub fn mkdir_all(root: BorrowedFd<'_>, path: &Path, mode: u32) -> nix::Result<OwnedFd> {
     let rel = relative(path);
-    let mut current = sys::openat2(root, Path::new("."), libc::O_PATH | libc::O_DIRECTORY, 0, RESOLVE)?;
+    let mut current = sys::openat2(
+        root,
+        Path::new("."),
+        libc::O_PATH | libc::O_DIRECTORY,
+        0,
+        RESOLVE,
+    )?;
     let mut so_far = PathBuf::new();
     for name in rel.components() {
-        let Component::Normal(name) = name else { continue };
+        let Component::Normal(name) = name else {
+            continue;
+        };
         so_far.push(name);
         match sys::openat2(root, &so_far, libc::O_PATH | libc::O_DIRECTORY, 0, RESOLVE) {
             Ok(fd) => current = fd,
             Err(Errno::ENOENT) => {
-                match nix::sys::stat::mkdirat(Some(current.as_raw_fd()), name, Mode::from_bits_truncate(mode)) {
+                match nix::sys::stat::mkdirat(
+                    Some(current.as_raw_fd()),
+                    name,
+                    Mode::from_bits_truncate(mode),
+                ) {
                     Ok(()) | Err(Errno::EEXIST) => {}
                     Err(e) => return Err(e),
                 }
@@ -75,11 +87,20 @@ pub fn ensure_file(root: BorrowedFd<'_>, path: &Path) -> nix::Result<OwnedFd> {
     let parent = rel.parent().unwrap_or(Path::new(""));
     let name = rel.file_name().unwrap_or(OsStr::new("."));
     let dir = mkdir_all(root, parent, 0o755)?;
-    let dir = sys::openat2(dir.as_fd(), Path::new("."), libc::O_DIRECTORY | libc::O_RDONLY, 0, 0)?;
+    let dir = sys::openat2(
+        dir.as_fd(),
+        Path::new("."),
+        libc::O_DIRECTORY | libc::O_RDONLY,
+        0,
+        0,
+    )?;
     match nix::fcntl::openat(
         Some(dir.as_raw_fd()),
         name,
-        nix::fcntl::OFlag::O_CREAT | nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NOFOLLOW,
+        nix::fcntl::OFlag::O_CREAT
+            | nix::fcntl::OFlag::O_WRONLY
+            | nix::fcntl::OFlag::O_CLOEXEC
+            | nix::fcntl::OFlag::O_NOFOLLOW,
         Mode::from_bits_truncate(0o644),
     ) {
         Ok(_) | Err(Errno::EEXIST) => {}
@@ -104,15 +125,26 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let root = tmp.path().join("root");
         let outside = tmp.path().join("outside");
-        std::fs::create_dir_all(&root).expect("mkdir");
+        std::fs::create_dir_all(root.join("real")).expect("mkdir");
         std::fs::create_dir_all(&outside).expect("mkdir");
-        // An absolute symlink pointing at the host directory.
-        std::os::unix::fs::symlink(&outside, root.join("evil")).expect("symlink");
         let rootfd = std::fs::File::open(&root).expect("open root");
-        mkdir_all(rootfd.as_fd(), Path::new("/evil/x"), 0o755).expect("mkdir_all");
+
+        // An absolute link to a host directory is dangling inside the root: refused,
+        // and nothing is created on the host.
+        std::os::unix::fs::symlink(&outside, root.join("evil")).expect("symlink");
+        assert!(mkdir_all(rootfd.as_fd(), Path::new("/evil/x"), 0o755).is_err());
         assert!(!outside.join("x").exists(), "escaped the root");
-        // Resolved inside the root, the absolute target lives under root/<outside path>.
-        assert!(root.join(relative(&outside)).join("x").is_dir());
+
+        // An absolute link is resolved relative to the root.
+        std::os::unix::fs::symlink("/real", root.join("link")).expect("symlink");
+        mkdir_all(rootfd.as_fd(), Path::new("/link/x"), 0o755).expect("mkdir_all");
+        assert!(root.join("real/x").is_dir());
+
+        // `..` cannot climb above the root.
+        std::os::unix::fs::symlink("../../..", root.join("up")).expect("symlink");
+        mkdir_all(rootfd.as_fd(), Path::new("/up/y"), 0o755).expect("mkdir_all");
+        assert!(root.join("y").is_dir());
+        assert!(!tmp.path().join("y").exists());
     }
 
     #[test]

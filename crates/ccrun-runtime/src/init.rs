@@ -133,7 +133,8 @@ fn become_root(plan: &InitPlan) -> Result<()> {
     }
     let root_gid = Gid::from_raw(0);
     let root_uid = Uid::from_raw(0);
-    nix::unistd::setresgid(root_gid, root_gid, root_gid).ctx(|| "setgid 0 in user namespace".into())?;
+    nix::unistd::setresgid(root_gid, root_gid, root_gid)
+        .ctx(|| "setgid 0 in user namespace".into())?;
     nix::unistd::setresuid(root_uid, root_uid, root_uid).ctx(|| "setuid 0 in user namespace".into())
 }
 

@@ -100,7 +100,7 @@ pub fn parse_options(options: &[String]) -> ParsedOptions {
 fn propagation_flag(opt: &str) -> MsFlags {
     // "rprivate", "rshared", "rslave" and "runbindable" are the recursive forms.
     let (recursive, name) = match opt.strip_prefix('r') {
-        Some(rest) if rest != "" && opt != "rw" => (true, rest),
+        Some(rest) if !rest.is_empty() && opt != "rw" => (true, rest),
         _ => (false, opt),
     };
     let base = match name {
@@ -160,14 +160,16 @@ fn host_source(bundle: &Path, source: &Path) -> PathBuf {
 pub fn mount_entry(root: BorrowedFd<'_>, bundle: &Path, m: &Mount) -> Result<()> {
     let dest = m.destination();
     let opts = parse_options(m.options().as_deref().unwrap_or(&[]));
-    let typ = m.typ().as_deref().unwrap_or(if opts.bind { "bind" } else { "" });
+    let typ = m
+        .typ()
+        .as_deref()
+        .unwrap_or(if opts.bind { "bind" } else { "" });
     let is_bind = opts.bind || typ == "bind";
     let source = m.source().clone().unwrap_or_else(|| PathBuf::from(typ));
 
     if is_bind {
         let src = host_source(bundle, &source);
-        let meta =
-            std::fs::metadata(&src).map_err(|e| Error::io("bind mount source", &src, e))?;
+        let meta = std::fs::metadata(&src).map_err(|e| Error::io("bind mount source", &src, e))?;
         let target = if meta.is_dir() {
             fsroot::mkdir_all(root, dest, 0o755)
         } else {
@@ -287,7 +289,10 @@ mod tests {
             opts(&["runbindable"]).propagation,
             vec![MsFlags::MS_UNBINDABLE | MsFlags::MS_REC]
         );
-        assert_eq!(opts(&["unbindable"]).propagation, vec![MsFlags::MS_UNBINDABLE]);
+        assert_eq!(
+            opts(&["unbindable"]).propagation,
+            vec![MsFlags::MS_UNBINDABLE]
+        );
     }
 
     #[test]

@@ -86,13 +86,21 @@ mod tests {
 
     fn spec_with(ns: Vec<LinuxNamespace>) -> Spec {
         SpecBuilder::default()
-            .linux(LinuxBuilder::default().namespaces(ns).build().expect("linux"))
+            .linux(
+                LinuxBuilder::default()
+                    .namespaces(ns)
+                    .build()
+                    .expect("linux"),
+            )
             .build()
             .expect("spec")
     }
 
     fn ns(kind: LinuxNamespaceType) -> LinuxNamespace {
-        LinuxNamespaceBuilder::default().typ(kind).build().expect("ns")
+        LinuxNamespaceBuilder::default()
+            .typ(kind)
+            .build()
+            .expect("ns")
     }
 
     #[test]

@@ -56,7 +56,9 @@ pub fn apply_rlimits(limits: &[PosixRlimit]) -> Result<()> {
             };
             // SAFETY: `old` is a valid out-pointer.
             unsafe { libc::getrlimit(res, &mut old) };
-            let name = format!("{:?}", l.typ()).to_uppercase().replace("RLIMIT", "RLIMIT_");
+            let name = format!("{:?}", l.typ())
+                .to_uppercase()
+                .replace("RLIMIT", "RLIMIT_");
             if err == Errno::EPERM && l.hard() > old.rlim_max {
                 return Err(Error::Setup(format!(
                     "cannot raise {name} hard limit from {} to {}: raising a hard limit needs \
@@ -106,7 +108,9 @@ pub fn set_identity(process: &Process) -> Result<()> {
 pub fn set_no_new_privs() -> Result<()> {
     // SAFETY: prctl with these integer arguments has no memory effects.
     let ret = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-    Errno::result(ret).map(drop).ctx(|| "prctl(NO_NEW_PRIVS)".into())
+    Errno::result(ret)
+        .map(drop)
+        .ctx(|| "prctl(NO_NEW_PRIVS)".into())
 }
 
 /// Finds the program to run: `args[0]` itself when it has a slash, else the first
@@ -171,8 +175,7 @@ pub fn c_strings(items: &[String]) -> Result<Vec<CString>> {
     items
         .iter()
         .map(|s| {
-            CString::new(s.as_bytes())
-                .map_err(|_| Error::InvalidSpec(format!("NUL byte in {s:?}")))
+            CString::new(s.as_bytes()).map_err(|_| Error::InvalidSpec(format!("NUL byte in {s:?}")))
         })
         .collect()
 }

@@ -2,7 +2,7 @@
 //! the rootfs mount (plain bind or idmapped), the spec's mounts, `/dev`, `pivot_root`
 //! with the old root detached, masked and read-only paths, and a read-only root.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -11,6 +11,7 @@ use oci_spec::runtime::{Mount, Spec};
 
 use crate::devices::{self, DeviceNode};
 use crate::error::{Error, Result, SysContext};
+use crate::fsroot;
 use crate::mounts;
 use crate::sys;
 
@@ -61,7 +62,11 @@ impl RootfsPlan {
             rootfs,
             bundle,
             mounts,
-            readonly: spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false),
+            readonly: spec
+                .root()
+                .as_ref()
+                .and_then(|r| r.readonly())
+                .unwrap_or(false),
             propagation,
             devices: linux
                 .and_then(|l| l.devices().as_ref())
@@ -70,7 +75,9 @@ impl RootfsPlan {
             default_devices: dev_is_fresh,
             bind_devices: user_ns,
             no_pivot: false,
-            masked_paths: linux.and_then(|l| l.masked_paths().clone()).unwrap_or_default(),
+            masked_paths: linux
+                .and_then(|l| l.masked_paths().clone())
+                .unwrap_or_default(),
             readonly_paths: linux
                 .and_then(|l| l.readonly_paths().clone())
                 .unwrap_or_default(),
@@ -81,8 +88,14 @@ impl RootfsPlan {
 /// Builds the view and enters it. Runs in the init, in its new mount namespace.
 pub fn setup(plan: &RootfsPlan, idmapped_root: Option<OwnedFd>) -> Result<()> {
     // Nothing we mount may propagate back to the host.
-    mount(None::<&str>, "/", None::<&str>, plan.propagation_for_host(), None::<&str>)
-        .ctx(|| "making / private".into())?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        plan.propagation_for_host(),
+        None::<&str>,
+    )
+    .ctx(|| "making / private".into())?;
     match idmapped_root {
         Some(fd) => sys::move_mount_to(fd.as_fd(), &plan.rootfs)
             .ctx(|| format!("attaching idmapped rootfs at {}", plan.rootfs.display()))?,
@@ -118,16 +131,18 @@ pub fn setup(plan: &RootfsPlan, idmapped_root: Option<OwnedFd>) -> Result<()> {
             .any(|m| m.destination() == Path::new("/dev/pts"));
         devices::create_symlinks(root.as_fd(), has_pts)?;
     }
+    // Before pivoting, so the host's /dev/null can mask files even when the spec
+    // gives the container no /dev.
+    for p in &plan.masked_paths {
+        mask_path(root.as_fd(), Path::new(p))?;
+    }
+    for p in &plan.readonly_paths {
+        readonly_path(root.as_fd(), Path::new(p))?;
+    }
     drop(root);
 
     enter_root(&plan.rootfs, plan.no_pivot)?;
 
-    for p in &plan.masked_paths {
-        mask_path(Path::new(p))?;
-    }
-    for p in &plan.readonly_paths {
-        readonly_path(Path::new(p))?;
-    }
     if plan.readonly {
         mounts::remount_bind(Path::new("/"), MsFlags::MS_RDONLY)?;
     }
@@ -170,28 +185,28 @@ fn enter_root(rootfs: &Path, no_pivot: bool) -> Result<()> {
             Err(e) => return Err(Error::sys("pivot_root", e)),
         }
     }
-    mount(
-        Some("."),
-        "/",
-        None::<&str>,
-        MsFlags::MS_MOVE,
-        None::<&str>,
-    )
-    .ctx(|| "moving rootfs onto /".into())?;
+    mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+        .ctx(|| "moving rootfs onto /".into())?;
     nix::unistd::chroot(".").ctx(|| "chroot".into())?;
     nix::unistd::chdir("/").ctx(|| "chdir /".into())
 }
 
-fn mask_path(path: &Path) -> Result<()> {
-    let meta = match std::fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::io("masking", path, e)),
+/// Hides `path` (inside the rootfs): an empty read-only tmpfs over a directory, the
+/// host's /dev/null over anything else. A path that does not exist needs no mask.
+fn mask_path(root: BorrowedFd<'_>, path: &Path) -> Result<()> {
+    let target = match fsroot::open_path(root, path) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => return Ok(()),
+        Err(e) => return Err(Error::sys(format!("masking {}", path.display()), e)),
     };
-    let result = if meta.is_dir() {
+    let is_dir = nix::sys::stat::fstat(target.as_raw_fd())
+        .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+        .ctx(|| format!("stat {}", path.display()))?;
+    let proc_path = sys::proc_fd_path(target.as_fd());
+    let result = if is_dir {
         mount(
             Some("tmpfs"),
-            path,
+            &proc_path,
             Some("tmpfs"),
             MsFlags::MS_RDONLY,
             None::<&str>,
@@ -199,7 +214,7 @@ fn mask_path(path: &Path) -> Result<()> {
     } else {
         mount(
             Some("/dev/null"),
-            path,
+            &proc_path,
             None::<&str>,
             MsFlags::MS_BIND,
             None::<&str>,
@@ -208,16 +223,23 @@ fn mask_path(path: &Path) -> Result<()> {
     result.ctx(|| format!("masking {}", path.display()))
 }
 
-fn readonly_path(path: &Path) -> Result<()> {
-    match mount(
-        Some(path),
-        path,
+/// Makes `path` (inside the rootfs) read-only with a bind mount onto itself.
+fn readonly_path(root: BorrowedFd<'_>, path: &Path) -> Result<()> {
+    let target = match fsroot::open_path(root, path) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => return Ok(()),
+        Err(e) => return Err(Error::sys(format!("read-only {}", path.display()), e)),
+    };
+    let proc_path = sys::proc_fd_path(target.as_fd());
+    mount(
+        Some(&proc_path),
+        &proc_path,
         None::<&str>,
         MsFlags::MS_BIND | MsFlags::MS_REC,
         None::<&str>,
-    ) {
-        Ok(()) => mounts::remount_bind(path, MsFlags::MS_RDONLY),
-        Err(Errno::ENOENT) => Ok(()),
-        Err(e) => Err(Error::sys(format!("read-only bind of {}", path.display()), e)),
-    }
+    )
+    .ctx(|| format!("read-only bind of {}", path.display()))?;
+    // The fd still names the covered inode; remount the new mount on top of it.
+    let mounted = fsroot::open_path(root, path).ctx(|| format!("reopening {}", path.display()))?;
+    mounts::remount_bind(&sys::proc_fd_path(mounted.as_fd()), MsFlags::MS_RDONLY)
 }

@@ -61,7 +61,10 @@ impl Message {
                     2 => FailureKind::NotExecutable,
                     _ => FailureKind::Setup,
                 };
-                Ok(Message::Failed(kind, String::from_utf8_lossy(text).into_owned()))
+                Ok(Message::Failed(
+                    kind,
+                    String::from_utf8_lossy(text).into_owned(),
+                ))
             }
             [] => Err(Error::Setup(
                 "container init exited before finishing setup".into(),
@@ -97,8 +100,14 @@ impl Channel {
         let raw: Vec<RawFd> = fd.iter().map(|f| f.as_raw_fd()).collect();
         let cmsg = [ControlMessage::ScmRights(&raw)];
         let cmsgs: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &cmsg };
-        sendmsg::<()>(self.fd.as_raw_fd(), &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None)
-            .map_err(|e| Error::sys("sending to container init", e))?;
+        sendmsg::<()>(
+            self.fd.as_raw_fd(),
+            &iov,
+            cmsgs,
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        )
+        .map_err(|e| Error::sys("sending to container init", e))?;
         Ok(())
     }
 

@@ -27,7 +27,13 @@ pub struct GlobalOpts {
     #[arg(long, global = true, env = "CCRUN_STATE", value_name = "DIR")]
     pub state: Option<PathBuf>,
     /// Log level: error, warn, info, debug, trace
-    #[arg(long, global = true, env = "CCRUN_LOG", default_value = "warn", value_name = "LEVEL")]
+    #[arg(
+        long,
+        global = true,
+        env = "CCRUN_LOG",
+        default_value = "warn",
+        value_name = "LEVEL"
+    )]
     pub log_level: String,
 }
 

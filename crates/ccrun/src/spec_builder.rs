@@ -114,7 +114,14 @@ pub fn default_mounts() -> Result<Vec<Mount>> {
             "/dev/pts",
             "devpts",
             "devpts",
-            &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
         )?,
         mount(
             "/dev/shm",
@@ -122,8 +129,18 @@ pub fn default_mounts() -> Result<Vec<Mount>> {
             "shm",
             &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
         )?,
-        mount("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"])?,
-        mount("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", "ro"])?,
+        mount(
+            "/dev/mqueue",
+            "mqueue",
+            "mqueue",
+            &["nosuid", "noexec", "nodev"],
+        )?,
+        mount(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "noexec", "nodev", "ro"],
+        )?,
     ])
 }
 
@@ -180,11 +197,13 @@ pub fn with_default_env(mut env: Vec<String>, hostname: &str, home: &str) -> Vec
 
 /// Builds the spec.
 pub fn build(run: &RunSpec) -> Result<Spec> {
-    let home = run
-        .user
-        .home
-        .clone()
-        .unwrap_or_else(|| if run.user.uid == 0 { "/root".into() } else { "/".into() });
+    let home = run.user.home.clone().unwrap_or_else(|| {
+        if run.user.uid == 0 {
+            "/root".into()
+        } else {
+            "/".into()
+        }
+    });
     let process = ProcessBuilder::default()
         .terminal(false)
         .args(run.args.clone())
@@ -240,7 +259,11 @@ pub fn build(run: &RunSpec) -> Result<Spec> {
         }
         resources = resources.memory(mem.build()?);
     }
-    if l.cpu_quota.is_some() || l.cpu_shares.is_some() || l.cpuset_cpus.is_some() || l.cpuset_mems.is_some() {
+    if l.cpu_quota.is_some()
+        || l.cpu_shares.is_some()
+        || l.cpuset_cpus.is_some()
+        || l.cpuset_mems.is_some()
+    {
         let mut cpu = LinuxCpuBuilder::default();
         if let Some(q) = l.cpu_quota {
             cpu = cpu.quota(q).period(crate::units::CPU_PERIOD);
@@ -264,8 +287,18 @@ pub fn build(run: &RunSpec) -> Result<Spec> {
         .namespaces(namespaces)
         .resources(resources.build()?)
         .cgroups_path(PathBuf::from(format!("/ccrun/{}", run.id)))
-        .masked_paths(MASKED_PATHS.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-        .readonly_paths(READONLY_PATHS.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .masked_paths(
+            MASKED_PATHS
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>(),
+        )
+        .readonly_paths(
+            READONLY_PATHS
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>(),
+        )
         .build()?;
 
     SpecBuilder::default()
@@ -343,7 +376,10 @@ mod tests {
         let spec = build(&base()).expect("spec");
         let linux = spec.linux().as_ref().expect("linux");
         let uid = &linux.uid_mappings().as_ref().expect("uid maps")[0];
-        assert_eq!((uid.container_id(), uid.host_id(), uid.size()), (0, 100000, 65536));
+        assert_eq!(
+            (uid.container_id(), uid.host_id(), uid.size()),
+            (0, 100000, 65536)
+        );
         let gid = &linux.gid_mappings().as_ref().expect("gid maps")[0];
         assert_eq!(gid.host_id(), 200000);
         let ns = linux.namespaces().as_ref().expect("namespaces");
@@ -354,7 +390,10 @@ mod tests {
                 [ccrun_runtime::ANNOTATION_ROOTFS_IDMAP],
             "true"
         );
-        assert_eq!(linux.cgroups_path().as_deref(), Some(std::path::Path::new("/ccrun/abc")));
+        assert_eq!(
+            linux.cgroups_path().as_deref(),
+            Some(std::path::Path::new("/ccrun/abc"))
+        );
     }
 
     #[test]
@@ -417,7 +456,14 @@ mod tests {
             .collect();
         assert_eq!(
             dests,
-            ["/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys"]
+            [
+                "/proc",
+                "/dev",
+                "/dev/pts",
+                "/dev/shm",
+                "/dev/mqueue",
+                "/sys"
+            ]
         );
     }
 }

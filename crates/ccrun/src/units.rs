@@ -10,9 +10,9 @@ pub fn parse_bytes(input: &str) -> Result<i64> {
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let value: f64 = num
-        .parse()
-        .with_context(|| format!("invalid size {input:?}: expected a number with an optional unit (b, k, m, g)"))?;
+    let value: f64 = num.parse().with_context(|| {
+        format!("invalid size {input:?}: expected a number with an optional unit (b, k, m, g)")
+    })?;
     let unit = unit.trim().to_ascii_lowercase();
     let unit = unit
         .strip_suffix("ib")
@@ -52,7 +52,7 @@ pub fn cpus_to_quota(input: &str) -> Result<i64> {
         .trim()
         .parse()
         .with_context(|| format!("invalid --cpus {input:?}: expected a number such as 0.5"))?;
-    if !(cpus > 0.0) || !cpus.is_finite() {
+    if cpus.is_nan() || cpus <= 0.0 || !cpus.is_finite() {
         bail!("invalid --cpus {input:?}: must be greater than 0");
     }
     let max = crate::units::online_cpus() as f64;

@@ -56,7 +56,12 @@ fn read_group(rootfs: &Path) -> Vec<GroupEntry> {
                 gid: f.get(2)?.parse().ok()?,
                 members: f
                     .get(3)
-                    .map(|m| m.split(',').filter(|s| !s.is_empty()).map(String::from).collect())
+                    .map(|m| {
+                        m.split(',')
+                            .filter(|s| !s.is_empty())
+                            .map(String::from)
+                            .collect()
+                    })
                     .unwrap_or_default(),
             })
         })
@@ -73,12 +78,9 @@ pub fn resolve(spec: &str, rootfs: &Path) -> Result<Identity> {
     let passwd = read_passwd(rootfs);
     let entry = match user.parse::<u32>() {
         Ok(uid) => passwd.iter().find(|p| p.uid == uid),
-        Err(_) => Some(
-            passwd
-                .iter()
-                .find(|p| p.name == user)
-                .with_context(|| format!("unable to find user {user}: no matching entries in passwd file"))?,
-        ),
+        Err(_) => Some(passwd.iter().find(|p| p.name == user).with_context(|| {
+            format!("unable to find user {user}: no matching entries in passwd file")
+        })?),
     };
     let uid = match (user.parse::<u32>(), entry) {
         (Ok(uid), _) => uid,
@@ -93,7 +95,9 @@ pub fn resolve(spec: &str, rootfs: &Path) -> Result<Identity> {
                 .iter()
                 .find(|e| e.name == g)
                 .map(|e| e.gid)
-                .with_context(|| format!("unable to find group {g}: no matching entries in group file"))?,
+                .with_context(|| {
+                    format!("unable to find group {g}: no matching entries in group file")
+                })?,
         },
         None => entry.map_or(0, |e| e.gid),
     };
@@ -104,7 +108,7 @@ pub fn resolve(spec: &str, rootfs: &Path) -> Result<Identity> {
         additional_gids.extend(
             groups
                 .iter()
-                .filter(|g| g.members.iter().any(|m| *m == e.name) && g.gid != gid)
+                .filter(|g| g.members.contains(&e.name) && g.gid != gid)
                 .map(|g| g.gid),
         );
     }

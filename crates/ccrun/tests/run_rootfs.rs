@@ -16,7 +16,10 @@ fn echo_and_exit_codes() {
     assert_eq!(stdout(&out), "hello world");
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(c.run(r.path(), &["false"]).status.code(), Some(1));
-    assert_eq!(c.run(r.path(), &["sh", "-c", "exit 42"]).status.code(), Some(42));
+    assert_eq!(
+        c.run(r.path(), &["sh", "-c", "exit 42"]).status.code(),
+        Some(42)
+    );
 }
 
 #[test]
@@ -25,7 +28,12 @@ fn missing_command_is_127_and_non_executable_is_126() {
     let out = c.run(r.path(), &["no-such-command"]);
     assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
     assert!(stderr(&out).contains("no-such-command"), "{}", stderr(&out));
-    assert_eq!(stderr(&out).lines().count(), 1, "one-line error: {}", stderr(&out));
+    assert_eq!(
+        stderr(&out).lines().count(),
+        1,
+        "one-line error: {}",
+        stderr(&out)
+    );
     let out = c.run(r.path(), &["/rootfile"]);
     assert_eq!(out.status.code(), Some(126), "{}", stderr(&out));
     let out = c.run(r.path(), &["/etc"]);
@@ -103,7 +111,10 @@ fn pid_namespace_shows_only_the_container() {
     let lines: Vec<&str> = text.lines().skip(1).collect();
     assert_eq!(lines.len(), 1, "only ps itself: {text}");
     assert!(lines[0].trim_start().starts_with("1 ps"), "{text}");
-    let out = c.run(r.path(), &["sh", "-c", "echo $$; ls /proc | grep -c '^[0-9]'"]);
+    let out = c.run(
+        r.path(),
+        &["sh", "-c", "echo $$; ls /proc | grep -c '^[0-9]'"],
+    );
     let text = stdout(&out);
     let mut it = text.lines();
     assert_eq!(it.next(), Some("1"), "{text}");
@@ -118,7 +129,10 @@ fn mounts_stay_private_and_are_gone_after_exit() {
     let running = c.spawn(r.path(), &["sleep", "30"]);
     let inside = std::fs::read_to_string(format!("/proc/{}/mountinfo", running.pid))
         .expect("container mountinfo");
-    assert!(inside.contains(" /proc "), "container has its /proc: {inside}");
+    assert!(
+        inside.contains(" /proc "),
+        "container has its /proc: {inside}"
+    );
     let host = host_mounts();
     assert!(
         !host.contains(&rootfs.display().to_string()),
@@ -134,7 +148,10 @@ fn private_userns_maps_root_to_unprivileged_host_uid() {
     let (c, r) = (Ccrun::new(), Rootfs::busybox());
     let running = c.spawn(r.path(), &["sleep", "30"]);
     let uids = proc_uids(running.pid);
-    assert!(uids.iter().all(|&u| u != 0), "container root is host root: {uids:?}");
+    assert!(
+        uids.iter().all(|&u| u != 0),
+        "container root is host root: {uids:?}"
+    );
     assert_eq!(uids[0], expected_root_host_uid());
     drop(running);
     let out = c.run(r.path(), &["id", "-u"]);
@@ -158,7 +175,11 @@ fn root_owned_files_appear_owned_by_container_root_and_are_writable() {
     let (c, r) = (Ccrun::new(), Rootfs::busybox());
     let out = c.run(
         r.path(),
-        &["sh", "-c", "stat -c %u:%g /rootfile /bin/busybox; echo new > /created; stat -c %u /created"],
+        &[
+            "sh",
+            "-c",
+            "stat -c %u:%g /rootfile /bin/busybox; echo new > /created; stat -c %u /created",
+        ],
     );
     assert_eq!(stdout(&out), "0:0\n0:0\n0", "{}", stderr(&out));
     // Written through the idmapped mount: stored as host root, no chown of the rootfs.
@@ -181,7 +202,17 @@ fn env_workdir_and_user_are_applied() {
     let (c, r) = (Ccrun::new(), Rootfs::busybox());
     let out = c.run(
         r.path(),
-        &["-e", "FOO=bar", "-w", "/srv/app", "-u", "user", "sh", "-c", "echo $FOO; pwd; id; echo $HOME"],
+        &[
+            "-e",
+            "FOO=bar",
+            "-w",
+            "/srv/app",
+            "-u",
+            "user",
+            "sh",
+            "-c",
+            "echo $FOO; pwd; id; echo $HOME",
+        ],
     );
     assert_eq!(
         stdout(&out),
@@ -222,7 +253,13 @@ fn oom_kill_is_reported_as_137() {
     let (c, r) = (Ccrun::new(), Rootfs::busybox());
     let out = c.run(
         r.path(),
-        &["--memory", "32m", "sh", "-c", "x=$(head -c 200m /dev/zero | tr '\\0' a); echo survived"],
+        &[
+            "--memory",
+            "32m",
+            "sh",
+            "-c",
+            "x=$(head -c 200m /dev/zero | tr '\\0' a); echo survived",
+        ],
     );
     assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
     assert!(stderr(&out).contains("OOM"), "{}", stderr(&out));
@@ -250,12 +287,27 @@ fn cgroup_limits_land_in_cgroup_files_and_cgroup_is_removed() {
     let (c, r) = (Ccrun::new(), Rootfs::busybox());
     let running = c.spawn(
         r.path(),
-        &["--cpus", "0.5", "--pids-limit", "42", "--memory", "64m", "--cpu-shares", "512", "sleep", "30"],
+        &[
+            "--cpus",
+            "0.5",
+            "--pids-limit",
+            "42",
+            "--memory",
+            "64m",
+            "--cpu-shares",
+            "512",
+            "sleep",
+            "30",
+        ],
     );
     let id = running.id.clone();
     let read = |controller: &str, v1: &str, v2: &str| {
         let dir = cgroup_dir(controller, &id);
-        let file = if dir.join("cgroup.controllers").exists() { v2 } else { v1 };
+        let file = if dir.join("cgroup.controllers").exists() {
+            v2
+        } else {
+            v1
+        };
         std::fs::read_to_string(dir.join(file))
             .unwrap_or_else(|e| panic!("{}: {e}", dir.join(file).display()))
             .trim()
@@ -264,11 +316,17 @@ fn cgroup_limits_land_in_cgroup_files_and_cgroup_is_removed() {
     let quota = read("cpu", "cpu.cfs_quota_us", "cpu.max");
     assert!(quota == "50000" || quota == "50000 100000", "{quota}");
     assert_eq!(read("pids", "pids.max", "pids.max"), "42");
-    assert_eq!(read("memory", "memory.limit_in_bytes", "memory.max"), (64u64 << 20).to_string());
+    assert_eq!(
+        read("memory", "memory.limit_in_bytes", "memory.max"),
+        (64u64 << 20).to_string()
+    );
     let shares = read("cpu", "cpu.shares", "cpu.weight");
     assert!(shares == "512" || shares == "20", "{shares}");
     let procs = read("pids", "cgroup.procs", "cgroup.procs");
-    assert!(procs.lines().any(|p| p == running.pid.to_string()), "{procs}");
+    assert!(
+        procs.lines().any(|p| p == running.pid.to_string()),
+        "{procs}"
+    );
     let dirs = ccrun_cgroups::Cgroup::open(
         &ccrun_cgroups::Layout::detect().expect("layout"),
         &format!("/ccrun/{id}"),
@@ -289,7 +347,13 @@ fn fork_loop_is_stopped_by_pids_limit() {
     let (c, r) = (Ccrun::new(), Rootfs::busybox());
     let out = c.run(
         r.path(),
-        &["--pids-limit", "10", "sh", "-c", "n=0; while [ $n -lt 30 ]; do sleep 5 & n=$((n+1)); done; echo all-forked"],
+        &[
+            "--pids-limit",
+            "10",
+            "sh",
+            "-c",
+            "n=0; while [ $n -lt 30 ]; do sleep 5 & n=$((n+1)); done; echo all-forked",
+        ],
     );
     assert!(stderr(&out).contains("fork"), "{}", stderr(&out));
     assert!(!stdout(&out).contains("all-forked"));
@@ -300,7 +364,11 @@ fn sigterm_to_ccrun_reaches_the_container() {
     let (c, r) = (Ccrun::new(), Rootfs::busybox());
     let running = c.spawn(
         r.path(),
-        &["sh", "-c", "trap 'echo got-term; exit 42' TERM; echo ready; while :; do sleep 0.1; done"],
+        &[
+            "sh",
+            "-c",
+            "trap 'echo got-term; exit 42' TERM; echo ready; while :; do sleep 0.1; done",
+        ],
     );
     // Give the shell time to install its trap after the container reports running.
     std::thread::sleep(Duration::from_millis(300));
@@ -324,7 +392,12 @@ fn minimal_init_reaps_zombies_and_forwards_signals() {
     assert!(lines.next().unwrap_or("").contains("1 "), "{text}");
     let running = c.spawn(
         r.path(),
-        &["--init", "sh", "-c", "trap 'exit 7' TERM; while :; do sleep 0.1; done"],
+        &[
+            "--init",
+            "sh",
+            "-c",
+            "trap 'exit 7' TERM; while :; do sleep 0.1; done",
+        ],
     );
     std::thread::sleep(Duration::from_millis(300));
     kill(Pid::from_raw(running.ccrun_pid()), Signal::SIGTERM).expect("kill");
@@ -336,10 +409,33 @@ fn bad_input_gives_one_line_error_and_125() {
     let (c, r) = (Ccrun::new(), Rootfs::busybox());
     let cases: Vec<Vec<String>> = vec![
         vec!["run".into(), "--no-such-flag".into()],
-        vec!["run".into(), "--rootfs".into(), "/nonexistent/rootfs".into(), "true".into()],
-        vec!["run".into(), "--rootfs".into(), r.path().display().to_string(), "--memory".into(), "12q".into(), "true".into()],
-        vec!["run".into(), "--rootfs".into(), r.path().display().to_string(), "--cpus".into(), "abc".into(), "true".into()],
-        vec!["run".into(), "--rootfs".into(), r.path().display().to_string()],
+        vec![
+            "run".into(),
+            "--rootfs".into(),
+            "/nonexistent/rootfs".into(),
+            "true".into(),
+        ],
+        vec![
+            "run".into(),
+            "--rootfs".into(),
+            r.path().display().to_string(),
+            "--memory".into(),
+            "12q".into(),
+            "true".into(),
+        ],
+        vec![
+            "run".into(),
+            "--rootfs".into(),
+            r.path().display().to_string(),
+            "--cpus".into(),
+            "abc".into(),
+            "true".into(),
+        ],
+        vec![
+            "run".into(),
+            "--rootfs".into(),
+            r.path().display().to_string(),
+        ],
     ];
     for args in cases {
         let out = c.cmd().args(&args).output().expect("spawn");

@@ -1,21 +1,738 @@
-//! Image subcommands: pull, images, rmi, login, logout, image inspect.
-//! (Owned by the image work; see crates/ccrun-image.)
+//! Image subcommands: pull, images, rmi, login, logout, image inspect/ls/rm.
+//! The work is done by `ccrun_image`; this module parses flags and prints.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use ccrun_image::auth::{default_config_path, Credentials, DockerConfig};
+use ccrun_image::registry::{ClientOptions, RegistryClient};
+use ccrun_image::store::{ImageRecord, NoContainers, Removal, Store};
+use ccrun_image::{Digest, Platform, PullOptions, PullProgress, Reference};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::cli::GlobalOpts;
 
 /// Image-related subcommands, flattened into the top-level command list.
 #[derive(Debug, clap::Subcommand)]
 pub enum ImageCommand {
-    /// Pull an image from a registry
-    Pull {
-        /// Image reference, e.g. alpine, alpine:3.20, ghcr.io/org/app@sha256:…
-        reference: String,
+    /// Download an image from a registry
+    Pull(PullArgs),
+    /// List images
+    Images(ImagesArgs),
+    /// Remove one or more images
+    Rmi(RmiArgs),
+    /// Manage images
+    #[command(subcommand)]
+    Image(ImageSubcommand),
+    /// Log in to a registry (stores credentials in ~/.docker/config.json)
+    Login(LoginArgs),
+    /// Log out from a registry
+    Logout {
+        /// Registry host [default: docker.io]
+        server: Option<String>,
     },
 }
 
+/// `ccrun image …`.
+#[derive(Debug, clap::Subcommand)]
+pub enum ImageSubcommand {
+    /// Show an image's record, manifest and config as JSON
+    Inspect {
+        /// Image references or ids
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// List images
+    #[command(alias = "list")]
+    Ls(ImagesArgs),
+    /// Remove one or more images
+    #[command(alias = "remove")]
+    Rm(RmiArgs),
+    /// Download an image from a registry
+    Pull(PullArgs),
+}
+
+/// Flags of `pull`.
+#[derive(Debug, clap::Args)]
+pub struct PullArgs {
+    /// Platform to pull from a multi-platform image, e.g. linux/arm64
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+    /// Print nothing but the pulled image's name
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Registry to reach over plain HTTP (localhost and 127.0.0.0/8 always are)
+    #[arg(
+        long = "insecure-registry",
+        value_name = "HOST[:PORT]",
+        env = "CCRUN_INSECURE_REGISTRIES",
+        value_delimiter = ','
+    )]
+    pub insecure_registries: Vec<String>,
+    /// How many layers to download and unpack at once
+    #[arg(long, env = "CCRUN_PULL_JOBS", default_value_t = 4, value_name = "N")]
+    pub jobs: usize,
+    /// Flush every layer to disk before committing it (survives power loss; slower)
+    #[arg(long, env = "CCRUN_SYNC_LAYERS")]
+    pub sync_layers: bool,
+    /// Image reference, e.g. alpine, alpine:3.20, ghcr.io/org/app@sha256:…
+    pub reference: String,
+}
+
+/// Flags of `images`.
+#[derive(Debug, clap::Args)]
+pub struct ImagesArgs {
+    /// Show digests
+    #[arg(long)]
+    pub digests: bool,
+    /// Output format: "table" or "json" (one object per line)
+    #[arg(long, default_value = "table")]
+    pub format: String,
+    /// Only show image ids
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Do not truncate image ids
+    #[arg(long)]
+    pub no_trunc: bool,
+}
+
+/// Flags of `rmi`.
+#[derive(Debug, clap::Args)]
+pub struct RmiArgs {
+    /// Remove even if tagged several times or used by containers
+    #[arg(short, long)]
+    pub force: bool,
+    /// Image references or ids
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+/// Flags of `login`.
+#[derive(Debug, clap::Args)]
+pub struct LoginArgs {
+    /// User name
+    #[arg(short, long)]
+    pub username: Option<String>,
+    /// Password or token (prefer --password-stdin)
+    #[arg(short, long)]
+    pub password: Option<String>,
+    /// Read the password from standard input
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Registry to reach over plain HTTP (localhost and 127.0.0.0/8 always are)
+    #[arg(
+        long = "insecure-registry",
+        value_name = "HOST[:PORT]",
+        env = "CCRUN_INSECURE_REGISTRIES",
+        value_delimiter = ','
+    )]
+    pub insecure_registries: Vec<String>,
+    /// Registry host [default: docker.io]
+    pub server: Option<String>,
+}
+
 /// Runs an image subcommand.
-pub fn run(_global: &GlobalOpts, cmd: ImageCommand) -> anyhow::Result<i32> {
+pub fn run(global: &GlobalOpts, cmd: ImageCommand) -> anyhow::Result<i32> {
     match cmd {
-        ImageCommand::Pull { reference } => anyhow::bail!("pull of {reference}: not implemented yet"),
+        ImageCommand::Pull(args) | ImageCommand::Image(ImageSubcommand::Pull(args)) => {
+            pull(global, args)
+        }
+        ImageCommand::Images(args) | ImageCommand::Image(ImageSubcommand::Ls(args)) => {
+            images(global, args)
+        }
+        ImageCommand::Rmi(args) | ImageCommand::Image(ImageSubcommand::Rm(args)) => {
+            rmi(global, args)
+        }
+        ImageCommand::Image(ImageSubcommand::Inspect { images }) => inspect(global, &images),
+        ImageCommand::Login(args) => login(args),
+        ImageCommand::Logout { server } => logout(server),
+    }
+}
+
+fn open_store(global: &GlobalOpts) -> anyhow::Result<Store> {
+    let root = global.store_root();
+    Store::open(&root).with_context(|| format!("opening image store in {}", root.display()))
+}
+
+fn pull(global: &GlobalOpts, args: PullArgs) -> anyhow::Result<i32> {
+    let reference = Reference::parse(&args.reference)?;
+    let platform = args
+        .platform
+        .as_deref()
+        .map(str::parse::<Platform>)
+        .transpose()?;
+    let store = open_store(global)?;
+    let options = PullOptions {
+        platform,
+        insecure_registries: args.insecure_registries,
+        jobs: args.jobs,
+        sync_layers: args.sync_layers,
+    };
+    let before = store.find(&reference.to_string()).ok().flatten();
+    let display = Display::new(args.quiet);
+    if !args.quiet {
+        let what = reference
+            .tag()
+            .map_or_else(|| reference.manifest_key(), str::to_string);
+        println!("{what}: Pulling from {}", reference.repository());
+    }
+    let record = ccrun_image::pull(&store, &reference, &options, &display)
+        .with_context(|| format!("pulling {}", familiar(&reference.to_string())))?;
+    display.finish();
+    if args.quiet {
+        println!("{reference}");
+        return Ok(0);
+    }
+    let shown = familiar(&reference.to_string());
+    println!(
+        "Digest: {}",
+        record
+            .index_digest
+            .as_ref()
+            .unwrap_or(&record.manifest_digest)
+    );
+    if before.as_ref().is_some_and(|b| b.id == record.id) {
+        println!("Status: Image is up to date for {shown}");
+    } else {
+        println!("Status: Downloaded newer image for {shown}");
+    }
+    println!("{reference}");
+    Ok(0)
+}
+
+/// Pull progress: bars on a terminal, plain lines otherwise, nothing when quiet.
+struct Display {
+    mode: Mode,
+    layers: Mutex<Vec<(String, Option<ProgressBar>)>>,
+}
+
+enum Mode {
+    Quiet,
+    Lines,
+    Bars(MultiProgress),
+}
+
+impl Display {
+    fn new(quiet: bool) -> Display {
+        let mode = if quiet {
+            Mode::Quiet
+        } else if std::io::stdout().is_terminal() {
+            Mode::Bars(MultiProgress::with_draw_target(ProgressDrawTarget::stdout()))
+        } else {
+            Mode::Lines
+        };
+        Display {
+            mode,
+            layers: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn with_layer(&self, index: usize, f: impl FnOnce(&str, Option<&ProgressBar>)) {
+        // A poisoned lock only means another thread panicked mid-update; keep drawing.
+        let layers = self.layers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((id, bar)) = layers.get(index) {
+            f(id, bar.as_ref());
+        }
+    }
+
+    fn finish(&self) {
+        if let Mode::Bars(multi) = &self.mode {
+            let _ = multi.clear();
+        }
+    }
+}
+
+impl PullProgress for Display {
+    fn layer(&self, index: usize, digest: &Digest, size: u64, present: bool) {
+        let id = digest.hex()[..12].to_string();
+        let bar = match &self.mode {
+            Mode::Quiet => None,
+            Mode::Lines => {
+                let state = if present {
+                    "Already exists"
+                } else {
+                    "Pulling fs layer"
+                };
+                println!("{id}: {state}");
+                None
+            }
+            Mode::Bars(multi) => {
+                if present {
+                    let _ = multi.println(format!("{id}: Already exists"));
+                    None
+                } else {
+                    let bar = multi.add(ProgressBar::new(size));
+                    let style = ProgressStyle::with_template(
+                        "{prefix}: {msg:11} [{bar:30}] {bytes:>10}/{total_bytes:10}",
+                    )
+                    .map(|s| s.progress_chars("=> "))
+                    .unwrap_or_else(|_| ProgressStyle::default_bar());
+                    bar.set_style(style);
+                    bar.set_prefix(id.clone());
+                    bar.set_message("Downloading");
+                    bar.enable_steady_tick(Duration::from_millis(200));
+                    Some(bar)
+                }
+            }
+        };
+        let mut layers = self.layers.lock().unwrap_or_else(|p| p.into_inner());
+        if layers.len() <= index {
+            layers.resize(index + 1, (String::new(), None));
+        }
+        layers[index] = (id, bar);
+    }
+
+    fn advance(&self, index: usize, bytes: u64) {
+        self.with_layer(index, |_, bar| {
+            if let Some(bar) = bar {
+                bar.inc(bytes);
+            }
+        });
+    }
+
+    fn layer_done(&self, index: usize) {
+        self.with_layer(index, |id, bar| match (&self.mode, bar) {
+            (_, Some(bar)) => {
+                bar.set_message("Pull complete");
+                bar.finish();
+            }
+            (Mode::Lines, None) => println!("{id}: Pull complete"),
+            _ => {}
+        });
+    }
+
+    fn warn(&self, message: &str) {
+        match &self.mode {
+            Mode::Bars(multi) => {
+                let _ = multi.println(format!("warning: {message}"));
+            }
+            _ => eprintln!("warning: {message}"),
+        }
+    }
+}
+
+/// A full name as Docker shows it: `alpine:latest` rather than `docker.io/library/alpine:latest`.
+fn familiar(full: &str) -> String {
+    match Reference::parse(full) {
+        Ok(r) => {
+            let mut s = r.familiar_name();
+            if let Some(t) = r.tag() {
+                s.push(':');
+                s.push_str(t);
+            }
+            if let Some(d) = r.digest() {
+                s.push('@');
+                s.push_str(&d.to_string());
+            }
+            s
+        }
+        Err(_) => full.to_string(),
+    }
+}
+
+/// One line of `images`.
+struct Row<'a> {
+    repository: String,
+    tag: String,
+    digest: String,
+    record: &'a ImageRecord,
+}
+
+fn rows(records: &[ImageRecord]) -> Vec<Row<'_>> {
+    let mut out = Vec::new();
+    for record in records.iter().rev() {
+        let digest_for = |name: &str| {
+            record
+                .repo_digests
+                .iter()
+                .filter_map(|d| Reference::parse(d).ok())
+                .find(|d| d.name() == name)
+                .and_then(|d| d.digest().map(|x| x.to_string()))
+                .unwrap_or_else(|| "<none>".to_string())
+        };
+        let mut any = false;
+        for name in &record.names {
+            if let Ok(r) = Reference::parse(name) {
+                any = true;
+                out.push(Row {
+                    repository: r.familiar_name(),
+                    tag: r.tag().unwrap_or("<none>").to_string(),
+                    digest: digest_for(&r.name()),
+                    record,
+                });
+            }
+        }
+        if !any {
+            // Untagged but pulled by digest: show the repository, like Docker does.
+            let repo = record
+                .repo_digests
+                .first()
+                .and_then(|d| Reference::parse(d).ok());
+            out.push(Row {
+                repository: repo
+                    .as_ref()
+                    .map_or_else(|| "<none>".to_string(), |r| r.familiar_name()),
+                tag: "<none>".to_string(),
+                digest: repo
+                    .and_then(|r| r.digest().map(|d| d.to_string()))
+                    .unwrap_or_else(|| "<none>".to_string()),
+                record,
+            });
+        }
+    }
+    out
+}
+
+fn images(global: &GlobalOpts, args: ImagesArgs) -> anyhow::Result<i32> {
+    let store = open_store(global)?;
+    let records = store.list()?;
+    let rows = rows(&records);
+    let id = |r: &ImageRecord| {
+        if args.no_trunc {
+            r.id.to_string()
+        } else {
+            r.id.hex()[..12].to_string()
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    if args.quiet {
+        let mut seen = Vec::new();
+        for row in &rows {
+            let i = id(row.record);
+            if !seen.contains(&i) {
+                writeln!(out, "{i}")?;
+                seen.push(i);
+            }
+        }
+        return Ok(0);
+    }
+    match args.format.as_str() {
+        "json" => {
+            for row in &rows {
+                let r = row.record;
+                let line = serde_json::json!({
+                    "Repository": row.repository,
+                    "Tag": row.tag,
+                    "Digest": row.digest,
+                    "ID": id(r),
+                    "CreatedAt": r.created.clone().unwrap_or_default(),
+                    "CreatedSince": r.created.as_deref().map(since).unwrap_or_default(),
+                    "Size": human_size(r.size),
+                    "VirtualSize": r.size,
+                    "Platform": r.platform,
+                });
+                writeln!(out, "{line}")?;
+            }
+        }
+        "table" => {
+            let mut table = vec![{
+                let mut h = vec!["REPOSITORY", "TAG"];
+                if args.digests {
+                    h.push("DIGEST");
+                }
+                h.extend(["IMAGE ID", "CREATED", "SIZE"]);
+                h.into_iter().map(str::to_string).collect::<Vec<_>>()
+            }];
+            for row in &rows {
+                let r = row.record;
+                let mut cells = vec![row.repository.clone(), row.tag.clone()];
+                if args.digests {
+                    cells.push(row.digest.clone());
+                }
+                cells.extend([
+                    id(r),
+                    r.created
+                        .as_deref()
+                        .map(since)
+                        .unwrap_or_else(|| "N/A".to_string()),
+                    human_size(r.size),
+                ]);
+                table.push(cells);
+            }
+            print_table(&mut out, &table)?;
+        }
+        other => bail!("unknown --format {other:?}: use table or json"),
+    }
+    Ok(0)
+}
+
+fn print_table(out: &mut impl Write, table: &[Vec<String>]) -> std::io::Result<()> {
+    let cols = table.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            table
+                .iter()
+                .map(|r| r[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for row in table {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            if c + 1 == cols {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<w$}   ", w = widths[c]));
+            }
+        }
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    Ok(())
+}
+
+/// Sizes as Docker prints them: decimal units, three significant digits.
+fn human_size(bytes: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u + 1 < units.len() {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes}B")
+    } else {
+        format!("{:.3}", v)
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string()
+            + units[u]
+    }
+}
+
+/// "3 days ago" from an RFC 3339 time.
+fn since(rfc3339: &str) -> String {
+    let Some(t) = parse_rfc3339(rfc3339) else {
+        return rfc3339.to_string();
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let secs = (now - t).max(0);
+    let (n, unit) = match secs {
+        s if s < 60 => return "Less than a minute ago".to_string(),
+        s if s < 3600 => (s / 60, "minute"),
+        s if s < 86_400 => (s / 3600, "hour"),
+        s if s < 14 * 86_400 => (s / 86_400, "day"),
+        s if s < 60 * 86_400 => (s / (7 * 86_400), "week"),
+        s if s < 730 * 86_400 => (s / (30 * 86_400), "month"),
+        s => (s / (365 * 86_400), "year"),
+    };
+    format!("{n} {unit}{} ago", if n == 1 { "" } else { "s" })
+}
+
+/// Seconds since the epoch of `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`.
+fn parse_rfc3339(s: &str) -> Option<i64> {
+    let num = |a: usize, b: usize| s.get(a..b)?.parse::<i64>().ok();
+    let (y, mo, d) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
+    let (h, mi, sec) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
+    let rest = s.get(19..)?;
+    let rest = rest.trim_start_matches(|c: char| c == '.' || c.is_ascii_digit());
+    let offset = match rest {
+        "Z" | "z" | "" => 0,
+        o => {
+            let sign = if o.starts_with('-') { -1 } else { 1 };
+            let hh = o.get(1..3)?.parse::<i64>().ok()?;
+            let mm = o.get(4..6)?.parse::<i64>().ok()?;
+            sign * (hh * 3600 + mm * 60)
+        }
+    };
+    // Days from civil date (Howard Hinnant's algorithm).
+    let y = if mo <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if mo > 2 { mo - 3 } else { mo + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + h * 3600 + mi * 60 + sec - offset)
+}
+
+fn rmi(global: &GlobalOpts, args: RmiArgs) -> anyhow::Result<i32> {
+    let store = open_store(global)?;
+    let lock = store.lock()?;
+    let mut failures = Vec::new();
+    for name in &args.images {
+        match store.remove(&lock, name, args.force, &NoContainers) {
+            Ok(actions) => {
+                for a in actions {
+                    match a {
+                        Removal::Untagged(n) => println!("Untagged: {}", familiar(&n)),
+                        Removal::Deleted(id) => println!("Deleted: {id}"),
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("Error response: {e}");
+                failures.push(name.clone());
+            }
+        }
+    }
+    let freed = store.gc(&lock).context("removing unused layers")?;
+    tracing::info!("removed {} layers and {} blobs", freed.layers, freed.blobs);
+    if !failures.is_empty() {
+        bail!("could not remove {}", failures.join(", "));
+    }
+    Ok(0)
+}
+
+fn inspect(global: &GlobalOpts, names: &[String]) -> anyhow::Result<i32> {
+    let store = open_store(global)?;
+    let mut out = Vec::new();
+    let mut missing = Vec::new();
+    for name in names {
+        match store.resolve(name)? {
+            Some(image) => out.push(serde_json::json!({
+                "Id": image.record.id,
+                "RepoTags": image.record.names.iter().map(|n| familiar(n)).collect::<Vec<_>>(),
+                "RepoDigests": image.record.repo_digests.iter().map(|n| familiar(n)).collect::<Vec<_>>(),
+                "Created": image.record.created,
+                "Platform": image.record.platform,
+                "Size": image.record.size,
+                "ManifestDigest": image.record.manifest_digest,
+                "IndexDigest": image.record.index_digest,
+                "Layers": image.record.layers,
+                "LayerDirs": image.layer_dirs,
+                "Manifest": image.manifest,
+                "Config": image.config,
+            })),
+            None => missing.push(name.clone()),
+        }
+    }
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    if !missing.is_empty() {
+        bail!("no such image: {}", missing.join(", "));
+    }
+    Ok(0)
+}
+
+fn registry_arg(server: Option<String>) -> anyhow::Result<String> {
+    let server = server.unwrap_or_else(|| ccrun_image::reference::DOCKER_HUB.to_string());
+    // Accept what people paste: URLs and Docker Hub's historical names.
+    let host = server
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    if host.is_empty() {
+        bail!("invalid registry {server:?}");
+    }
+    Ok(match host.as_str() {
+        "index.docker.io" | "registry-1.docker.io" => {
+            ccrun_image::reference::DOCKER_HUB.to_string()
+        }
+        _ => host,
+    })
+}
+
+fn config_path() -> anyhow::Result<std::path::PathBuf> {
+    default_config_path().context("neither DOCKER_CONFIG nor HOME is set: cannot find config.json")
+}
+
+fn login(args: LoginArgs) -> anyhow::Result<i32> {
+    let registry = registry_arg(args.server)?;
+    let username = match args.username {
+        Some(u) => u,
+        None => prompt("Username: ", false)?,
+    };
+    let password = match (args.password, args.password_stdin) {
+        (Some(_), true) => bail!("--password and --password-stdin are mutually exclusive"),
+        (Some(p), false) => {
+            eprintln!("WARNING! Using --password via the CLI is insecure. Use --password-stdin.");
+            p
+        }
+        (None, true) => {
+            let mut line = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .context("reading password from stdin")?;
+            line.trim_end_matches(['\n', '\r']).to_string()
+        }
+        (None, false) => prompt("Password: ", true)?,
+    };
+    if username.is_empty() || password.is_empty() {
+        bail!("username and password are required");
+    }
+    let creds = Credentials { username, password };
+    RegistryClient::check_login(
+        &registry,
+        &ClientOptions {
+            insecure_registries: args.insecure_registries,
+            credentials: Some(creds.clone()),
+        },
+    )
+    .with_context(|| format!("logging in to {registry}"))?;
+    let path = config_path()?;
+    let mut config = DockerConfig::load(&path)?;
+    config.set(&registry, &creds);
+    config.save()?;
+    println!("Login Succeeded");
+    Ok(0)
+}
+
+fn logout(server: Option<String>) -> anyhow::Result<i32> {
+    let registry = registry_arg(server)?;
+    let path = config_path()?;
+    let mut config = DockerConfig::load(&path)?;
+    if config.remove(&registry) {
+        config.save()?;
+        println!("Removing login credentials for {registry}");
+    } else {
+        println!("Not logged in to {registry}");
+    }
+    Ok(0)
+}
+
+/// Reads one line from the terminal, without echo for passwords.
+fn prompt(label: &str, secret: bool) -> anyhow::Result<String> {
+    use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        bail!(
+            "cannot prompt for {}: standard input is not a terminal",
+            label.trim_end_matches([':', ' '])
+        );
+    }
+    eprint!("{label}");
+    std::io::stderr().flush()?;
+    let saved = if secret {
+        let saved = tcgetattr(&stdin).context("reading terminal settings")?;
+        let mut quiet = saved.clone();
+        quiet.local_flags.remove(LocalFlags::ECHO);
+        tcsetattr(&stdin, SetArg::TCSANOW, &quiet).context("turning off echo")?;
+        Some(saved)
+    } else {
+        None
+    };
+    let mut line = String::new();
+    let read = stdin.lock().read_line(&mut line);
+    if let Some(saved) = saved {
+        let _ = tcsetattr(&stdin, SetArg::TCSANOW, &saved);
+        eprintln!();
+    }
+    read.context("reading from the terminal")?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_times() {
+        assert_eq!(human_size(999), "999B");
+        assert_eq!(human_size(7_800_000), "7.8MB");
+        assert_eq!(human_size(1_234_567_890), "1.235GB");
+        assert_eq!(parse_rfc3339("1970-01-02T00:00:00Z"), Some(86_400));
+        assert_eq!(
+            parse_rfc3339("2024-02-29T12:00:00.123456789+01:00"),
+            Some(1_709_204_400)
+        );
+        assert_eq!(familiar("docker.io/library/alpine:latest"), "alpine:latest");
     }
 }

@@ -100,11 +100,7 @@ pub fn new_container_id() -> Result<String> {
     while filled < bytes.len() {
         // SAFETY: the pointer and length describe the unfilled tail of `bytes`.
         let n = unsafe {
-            libc::getrandom(
-                bytes[filled..].as_mut_ptr().cast(),
-                bytes.len() - filled,
-                0,
-            )
+            libc::getrandom(bytes[filled..].as_mut_ptr().cast(), bytes.len() - filled, 0)
         };
         if n < 0 {
             let err = std::io::Error::last_os_error();
@@ -134,7 +130,11 @@ fn expand_env(items: &[String]) -> Vec<String> {
 
 fn limits(args: &RunArgs) -> Result<Limits> {
     let memory = args.memory.as_deref().map(units::parse_bytes).transpose()?;
-    let memory_swap = args.memory_swap.as_deref().map(units::parse_swap).transpose()?;
+    let memory_swap = args
+        .memory_swap
+        .as_deref()
+        .map(units::parse_swap)
+        .transpose()?;
     if let (Some(m), Some(s)) = (memory, memory_swap) {
         if s != -1 && s < m {
             bail!("--memory-swap ({s} bytes) must be at least --memory ({m} bytes)");
@@ -174,7 +174,10 @@ pub fn run(global: &GlobalOpts, args: RunArgs) -> Result<i32> {
         bail!("no command given: ccrun run --rootfs DIR COMMAND [ARG...]");
     }
     let id = new_container_id()?;
-    let hostname = args.hostname.clone().unwrap_or_else(|| id[..12].to_string());
+    let hostname = args
+        .hostname
+        .clone()
+        .unwrap_or_else(|| id[..12].to_string());
     let identity = user::resolve(args.user.as_deref().unwrap_or(""), &rootfs)?;
     let run_spec = RunSpec {
         id: id.clone(),
@@ -201,7 +204,10 @@ pub fn run(global: &GlobalOpts, args: RunArgs) -> Result<i32> {
     let forwarder = Forwarder::block()?;
     let mut container = Container::create(CreateOptions {
         id: id.clone(),
-        bundle: rootfs.parent().map(PathBuf::from).unwrap_or_else(|| rootfs.clone()),
+        bundle: rootfs
+            .parent()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| rootfs.clone()),
         spec,
         state_root: global.state_root(),
         minimal_init: args.init,
@@ -210,14 +216,19 @@ pub fn run(global: &GlobalOpts, args: RunArgs) -> Result<i32> {
     let status = container
         .start()
         .and_then(|()| forwarder.forward_until_exit(container.pid()));
-    let oom = matches!(status, Ok(ExitStatus::Signaled(nix::sys::signal::Signal::SIGKILL)))
-        && container.oom_killed();
+    let oom = matches!(
+        status,
+        Ok(ExitStatus::Signaled(nix::sys::signal::Signal::SIGKILL))
+    ) && container.oom_killed();
     if let Err(e) = container.delete(true) {
         eprintln!("ccrun: cleaning up container {}: {e}", &id[..12]);
     }
     let status = status?;
     if oom {
-        eprintln!("ccrun: container {} was OOM killed (memory limit reached)", &id[..12]);
+        eprintln!(
+            "ccrun: container {} was OOM killed (memory limit reached)",
+            &id[..12]
+        );
         return Ok(137);
     }
     Ok(status.code())

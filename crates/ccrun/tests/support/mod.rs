@@ -3,81 +3,11 @@
 //! container from the host.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// Fails loudly when not root: these tests need real namespaces, mounts and cgroups.
-pub fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "integration tests must run as root (namespaces, mounts, cgroups)"
-    );
-}
-
-/// Path of the static busybox the rootfs is built from.
-pub fn busybox() -> PathBuf {
-    for p in ["/bin/busybox", "/usr/bin/busybox"] {
-        if Path::new(p).exists() {
-            return PathBuf::from(p);
-        }
-    }
-    panic!("busybox not found: install busybox-static");
-}
-
-/// A root filesystem: busybox with its applet links, /etc/passwd and /etc/group,
-/// a root-owned marker file and an empty /tmp.
-pub struct Rootfs {
-    dir: tempfile::TempDir,
-}
-
-impl Rootfs {
-    /// Builds a fresh rootfs in a temp dir.
-    pub fn busybox() -> Rootfs {
-        let dir = tempfile::Builder::new()
-            .prefix("ccrun-rootfs-")
-            .tempdir()
-            .expect("tempdir");
-        let root = dir.path();
-        for d in ["bin", "etc", "root", "tmp", "proc", "sys", "dev", "home/user"] {
-            std::fs::create_dir_all(root.join(d)).expect("mkdir");
-        }
-        std::fs::copy(busybox(), root.join("bin/busybox")).expect("copy busybox");
-        // Exec the host's copy: the fresh one may still be open for writing in a child
-        // that another test thread is forking right now (ETXTBSY).
-        let list = Command::new(busybox())
-            .arg("--list")
-            .output()
-            .expect("busybox --list");
-        for applet in String::from_utf8_lossy(&list.stdout).lines() {
-            if applet != "busybox" {
-                std::os::unix::fs::symlink("busybox", root.join("bin").join(applet))
-                    .expect("applet link");
-            }
-        }
-        std::fs::write(
-            root.join("etc/passwd"),
-            "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/home/user:/bin/sh\n",
-        )
-        .expect("passwd");
-        std::fs::write(root.join("etc/group"), "root:x:0:\nuser:x:1000:\nwheel:x:10:user\n")
-            .expect("group");
-        std::fs::write(root.join("rootfile"), "owned by root\n").expect("marker");
-        set_mode(&root.join("tmp"), 0o1777);
-        Rootfs { dir }
-    }
-
-    /// The rootfs path.
-    pub fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-/// chmod.
-pub fn set_mode(path: &Path, mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
-}
+pub use ccrun_testkit::{require_root, Rootfs};
 
 /// A `ccrun` invocation with its own state directory (removed on drop).
 pub struct Ccrun {
@@ -158,7 +88,10 @@ impl Ccrun {
 
     /// (id, pid, status) of the single container in the state root, if any.
     pub fn only_container(&self) -> Option<(String, i32, String)> {
-        let entry = std::fs::read_dir(self.state.path()).ok()?.flatten().next()?;
+        let entry = std::fs::read_dir(self.state.path())
+            .ok()?
+            .flatten()
+            .next()?;
         let state: serde_json::Value =
             serde_json::from_slice(&std::fs::read(entry.path().join("state.json")).ok()?).ok()?;
         Some((

@@ -1,0 +1,91 @@
+//! Test fixtures shared by ccrun's crates: a busybox root filesystem built from
+//! Debian's busybox-static, and a root check for tests that need real privileges.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Fails loudly when not root: tests using this need real namespaces, mounts, cgroups.
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test must run as root (namespaces, mounts, cgroups)"
+    );
+}
+
+/// Path of the static busybox the rootfs is built from.
+pub fn busybox() -> PathBuf {
+    ["/bin/busybox", "/usr/bin/busybox"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .expect("busybox not found: install busybox-static")
+}
+
+/// chmod.
+pub fn set_mode(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// A busybox root filesystem in a temp dir (removed on drop): busybox with its applet
+/// links, `/etc/passwd` and `/etc/group` (root, and `user` 1000 in group `wheel`), a
+/// root-owned marker file `/rootfile`, and a world-writable `/tmp`.
+pub struct Rootfs {
+    dir: tempfile::TempDir,
+}
+
+impl Rootfs {
+    /// Builds a fresh rootfs.
+    pub fn busybox() -> Rootfs {
+        let dir = tempfile::Builder::new()
+            .prefix("ccrun-rootfs-")
+            .tempdir()
+            .expect("tempdir");
+        // The user namespace's root must be able to reach the rootfs.
+        set_mode(dir.path(), 0o755);
+        let root = dir.path();
+        for d in [
+            "bin",
+            "etc",
+            "root",
+            "tmp",
+            "proc",
+            "sys",
+            "dev",
+            "home/user",
+        ] {
+            std::fs::create_dir_all(root.join(d)).expect("mkdir");
+        }
+        std::fs::copy(busybox(), root.join("bin/busybox")).expect("copy busybox");
+        // Exec the host's copy: the fresh one may still be open for writing in a child
+        // that another test thread is forking right now (ETXTBSY).
+        let list = Command::new(busybox())
+            .arg("--list")
+            .output()
+            .expect("busybox --list");
+        for applet in String::from_utf8_lossy(&list.stdout).lines() {
+            if applet != "busybox" {
+                std::os::unix::fs::symlink("busybox", root.join("bin").join(applet))
+                    .expect("applet link");
+            }
+        }
+        std::fs::write(
+            root.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/home/user:/bin/sh\n",
+        )
+        .expect("passwd");
+        std::fs::write(
+            root.join("etc/group"),
+            "root:x:0:\nuser:x:1000:\nwheel:x:10:user\n",
+        )
+        .expect("group");
+        std::fs::write(root.join("rootfile"), "owned by root\n").expect("marker");
+        set_mode(&root.join("tmp"), 0o1777);
+        Rootfs { dir }
+    }
+
+    /// The rootfs path.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}

@@ -1,0 +1,21 @@
+#!/bin/bash
+# Installs the Debian packages ccrun's demo, tests and benchmarks need (idempotent).
+set -euo pipefail
+packages=(
+  busybox-static   # test and demo root filesystems
+  docker-registry  # the real CNCF registry the image tests pull from
+  skopeo umoci     # push test images / compare
+  crun runc podman containerd  # peers for benchmarks and OCI runtime tests
+  iproute2 iptables nftables   # network tests inspect what ccrun set up
+  hyperfine jq uidmap openssl strace
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
