@@ -1,7 +1,9 @@
 //! A misbehaving HTTP proxy on 127.0.0.1 in front of a test registry: it logs
 //! requests, and on demand flips a byte in blobs, slows them down, drops the
-//! connection mid-blob, or redirects blob GETs to a second listener (a "CDN") that
-//! records the headers it receives and fetches from the registry like a presigned URL.
+//! connection mid-blob, answers blob GETs with 429 Too Many Requests, rewrites the
+//! Content-Type of manifests, serves one manifest's body for another, or redirects
+//! blob GETs to a second listener (a "CDN") that records the headers it receives
+//! and fetches from the registry like a presigned URL.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -28,6 +30,11 @@ impl Logged {
         self.method == "GET" && self.path.contains("/blobs/sha256:")
     }
 
+    /// Whether this is a manifest download.
+    pub fn is_manifest_get(&self) -> bool {
+        self.method == "GET" && self.path.contains("/manifests/")
+    }
+
     /// A header's value.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -48,6 +55,15 @@ pub struct Faults {
     pub drop_after: AtomicU64,
     /// Redirect blob GETs to the CDN listener.
     pub redirect_blobs: AtomicBool,
+    /// Answer this many blob GETs with `429 Too Many Requests` and `Retry-After: 1`
+    /// (counted down; 0 = never).
+    pub too_many_requests: AtomicU64,
+    /// Replace the `Content-Type` of successful manifest GETs with this.
+    pub manifest_content_type: Mutex<Option<String>>,
+    /// `(key, other)`: a manifest GET for tag or digest `key` is answered with the
+    /// registry's headers for `key` (`Docker-Content-Digest` included) but the body
+    /// of the manifest `other` (a tag or digest in the same repository).
+    pub swap_manifest: Mutex<Option<(String, String)>>,
 }
 
 /// The running proxy (and CDN); stops accepting on drop.
@@ -220,6 +236,21 @@ fn handle(conn: TcpStream, shared: &Shared, is_cdn: bool) {
             );
             return;
         }
+        if is_blob
+            && shared
+                .faults
+                .too_many_requests
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok()
+        {
+            let body = r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}"#;
+            let _ = write!(
+                out,
+                "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            return;
+        }
     }
     let length: usize = headers
         .iter()
@@ -230,36 +261,47 @@ fn handle(conn: TcpStream, shared: &Shared, is_cdn: bool) {
     if reader.read_exact(&mut body).is_err() {
         return;
     }
-    let Ok(mut up) = TcpStream::connect(&shared.upstream) else {
+    let Some(mut response) = forward(shared, &method, &path, &headers, &body) else {
         return;
     };
-    let mut req = format!("{method} {path} HTTP/1.1\r\n");
-    for (k, v) in &headers {
-        if k != "connection" && k != "host" {
-            req.push_str(&format!("{k}: {v}\r\n"));
-        }
-    }
-    req.push_str(&format!(
-        "host: {}\r\nconnection: close\r\n\r\n",
-        shared.upstream
-    ));
-    if up
-        .write_all(req.as_bytes())
-        .and_then(|_| up.write_all(&body))
-        .is_err()
-    {
-        return;
-    }
-    let mut response = Vec::new();
-    if up.read_to_end(&mut response).is_err() {
-        return;
-    }
     let split = response
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .map_or(response.len(), |i| i + 4);
+    let ok = response.starts_with(b"HTTP/1.1 200") || response.starts_with(b"HTTP/1.1 206");
+    if ok && method == "GET" && path.contains("/manifests/") {
+        let mut head = response[..split].to_vec();
+        let mut body = response[split..].to_vec();
+        let swap = shared.faults.swap_manifest.lock().expect("swap").clone();
+        if let Some((key, other)) = swap {
+            if let Some((prefix, k)) = path.rsplit_once('/') {
+                if k == key {
+                    let other_path = format!("{prefix}/{other}");
+                    let Some(r) = forward(shared, &method, &other_path, &headers, &[]) else {
+                        return;
+                    };
+                    let at = r
+                        .windows(4)
+                        .position(|w| w == b"\r\n\r\n")
+                        .map_or(r.len(), |i| i + 4);
+                    body = r[at..].to_vec();
+                    head = set_header(&head, "content-length", &body.len().to_string());
+                }
+            }
+        }
+        let content_type = shared
+            .faults
+            .manifest_content_type
+            .lock()
+            .expect("content type")
+            .clone();
+        if let Some(ct) = content_type {
+            head = set_header(&head, "content-type", &ct);
+        }
+        let _ = out.write_all(&head).and_then(|_| out.write_all(&body));
+        return;
+    }
     let (head, body) = response.split_at_mut(split);
-    let ok = head.starts_with(b"HTTP/1.1 200") || head.starts_with(b"HTTP/1.1 206");
     if is_blob && ok {
         if shared.faults.corrupt_blobs.load(Ordering::Relaxed) && !body.is_empty() {
             let i = body.len() / 2;
@@ -291,4 +333,48 @@ fn handle(conn: TcpStream, shared: &Shared, is_cdn: bool) {
         return;
     }
     let _ = out.write_all(head).and_then(|_| out.write_all(body));
+}
+
+/// Sends one request upstream with `Connection: close` and returns the whole response.
+fn forward(
+    shared: &Shared,
+    method: &str,
+    path: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> Option<Vec<u8>> {
+    let mut up = TcpStream::connect(&shared.upstream).ok()?;
+    let mut req = format!("{method} {path} HTTP/1.1\r\n");
+    for (k, v) in headers {
+        if k != "connection" && k != "host" {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+    }
+    req.push_str(&format!(
+        "host: {}\r\nconnection: close\r\n\r\n",
+        shared.upstream
+    ));
+    up.write_all(req.as_bytes()).ok()?;
+    up.write_all(body).ok()?;
+    let mut response = Vec::new();
+    up.read_to_end(&mut response).ok()?;
+    Some(response)
+}
+
+/// A response head (status line, headers, blank line) with header `name` set to
+/// `value`, replacing any present.
+fn set_header(head: &[u8], name: &str, value: &str) -> Vec<u8> {
+    let text = String::from_utf8_lossy(head);
+    let mut out = String::new();
+    for line in text.split("\r\n").filter(|l| !l.is_empty()) {
+        let is_name = line
+            .split_once(':')
+            .is_some_and(|(k, _)| k.trim().eq_ignore_ascii_case(name));
+        if !is_name {
+            out.push_str(line);
+            out.push_str("\r\n");
+        }
+    }
+    out.push_str(&format!("{name}: {value}\r\n\r\n"));
+    out.into_bytes()
 }
