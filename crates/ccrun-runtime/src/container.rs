@@ -4,7 +4,7 @@
 //! `<state root>/<id>/`, so these can be called from different processes.
 
 use std::collections::HashMap;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -47,6 +47,10 @@ pub struct CreateOptions {
     pub minimal_init: bool,
     /// Use `MS_MOVE` + `chroot` instead of `pivot_root`.
     pub no_pivot: bool,
+    /// File descriptors to give the container as stdin, stdout and stderr (e.g. a
+    /// pty's slave); `None` lets it inherit ccrun's own. They must stay open until
+    /// `create` returns.
+    pub stdio: Option<[RawFd; 3]>,
 }
 
 /// A container known to this runtime.
@@ -56,6 +60,9 @@ pub struct Container {
     pub state_dir: PathBuf,
     /// Its last known state.
     pub state: State,
+    /// The master of its terminal, when `process.terminal` asked for one (only in the
+    /// process that created it).
+    console: Option<OwnedFd>,
 }
 
 /// Removes a half-created container's leftovers unless disarmed.
@@ -204,6 +211,7 @@ impl Container {
             sysctl: linux.sysctl().clone().unwrap_or_default(),
             exec_fifo: fifo.as_raw_fd(),
             minimal_init: opts.minimal_init,
+            stdio: opts.stdio,
         };
 
         let (parent_end, child_end) = sync::pair()?;
@@ -231,7 +239,8 @@ impl Container {
         };
         parent_end.send(&Message::Continue, idmapped.as_ref().map(|f| f.as_fd()))?;
         drop(idmapped);
-        match parent_end.recv()?.0 {
+        let (reply, console) = parent_end.recv()?;
+        match reply {
             Message::Ready => {}
             Message::Failed(kind, msg) => {
                 return Err(match kind {
@@ -262,7 +271,16 @@ impl Container {
         guard.pid = None;
         guard.cgroup = None;
         std::mem::forget(guard);
-        Ok(Container { state_dir, state })
+        Ok(Container {
+            state_dir,
+            state,
+            console,
+        })
+    }
+
+    /// Takes the master side of the container's terminal (see `process.terminal`).
+    pub fn take_console(&mut self) -> Option<OwnedFd> {
+        self.console.take()
     }
 
     /// Loads a container by id from `state_root`, with a freshly derived status.
@@ -274,7 +292,11 @@ impl Container {
         }
         let mut state = State::load(&state_dir)?;
         state.refresh(&state_dir);
-        Ok(Container { state_dir, state })
+        Ok(Container {
+            state_dir,
+            state,
+            console: None,
+        })
     }
 
     /// Container id.

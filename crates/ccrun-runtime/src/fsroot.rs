@@ -40,6 +40,25 @@ pub fn open_path(root: BorrowedFd<'_>, path: &Path) -> nix::Result<OwnedFd> {
     sys::openat2(root, rel, libc::O_PATH, 0, RESOLVE)
 }
 
+/// Reads the file at `path` inside the directory `root` (a host path), resolving every
+/// component inside it: the engine reads an image's `/etc/passwd` this way, so a
+/// symlinked `/etc/passwd -> /etc/shadow` names the image's file, never the host's.
+pub fn read_to_string(root: &Path, path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let dir = std::fs::File::open(root)?;
+    let rel = relative(path);
+    let fd = sys::openat2(
+        dir.as_fd(),
+        &rel,
+        libc::O_RDONLY | libc::O_NOFOLLOW,
+        0,
+        RESOLVE,
+    )?;
+    let mut text = String::new();
+    std::fs::File::from(fd).read_to_string(&mut text)?;
+    Ok(text)
+}
+
 /// Creates every missing directory of `path` inside `root` and returns an `O_PATH`
 /// fd of the last one.
 pub fn mkdir_all(root: BorrowedFd<'_>, path: &Path, mode: u32) -> nix::Result<OwnedFd> {
@@ -103,7 +122,10 @@ pub fn ensure_file(root: BorrowedFd<'_>, path: &Path) -> nix::Result<OwnedFd> {
             | nix::fcntl::OFlag::O_NOFOLLOW,
         Mode::from_bits_truncate(0o644),
     ) {
-        Ok(_) | Err(Errno::EEXIST) => {}
+        // A descriptor open for writing would keep the mount busy: a later read-only
+        // remount of the root would fail with EBUSY.
+        Ok(fd) => nix::unistd::close(fd)?,
+        Err(Errno::EEXIST) => {}
         Err(e) => return Err(e),
     }
     open_path(root, path)

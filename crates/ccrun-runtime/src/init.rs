@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::io::Write;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
 use nix::errno::Errno;
@@ -40,10 +40,14 @@ pub struct InitPlan {
     pub exec_fifo: RawFd,
     /// Run the minimal init as PID 1 with the program as its child.
     pub minimal_init: bool,
+    /// Descriptors to install as fds 0, 1 and 2, if not inherited.
+    pub stdio: Option<[RawFd; 3]>,
 }
 
 /// What setup yields: the program to exec and its argv/envp.
 struct Ready {
+    /// The master of the terminal made for `process.terminal`, for the parent.
+    console: Option<OwnedFd>,
     program: PathBuf,
     args: Vec<CString>,
     env: Vec<CString>,
@@ -51,6 +55,10 @@ struct Ready {
 
 /// Entry point in the child. Never returns.
 pub fn main(plan: &InitPlan, chan: Channel) -> ! {
+    if let Err(e) = attach_stdio(plan) {
+        let _ = chan.send(&Message::Failed(FailureKind::Setup, e.to_string()), None);
+        exit(1);
+    }
     let ready = match prepare(plan, &chan) {
         Ok(ready) => ready,
         Err((kind, msg)) => {
@@ -58,10 +66,14 @@ pub fn main(plan: &InitPlan, chan: Channel) -> ! {
             exit(1);
         }
     };
-    if chan.send(&Message::Ready, None).is_err() {
+    if chan
+        .send(&Message::Ready, ready.console.as_ref().map(|fd| fd.as_fd()))
+        .is_err()
+    {
         exit(1);
     }
     drop(chan);
+    drop(ready.console);
     if let Err(e) = wait_at_gate(plan.exec_fifo) {
         fail_after_start(&format!("waiting for start: {e}"), 125);
     }
@@ -87,6 +99,26 @@ fn fail_after_start(msg: &str, code: i32) -> ! {
     exit(code);
 }
 
+/// Installs the given stdio and, for `process.terminal` with given stdio, makes fd 0
+/// (a pty slave) the controlling terminal of a new session. Without given stdio the
+/// terminal is made inside the container later (see [`crate::console`]).
+fn attach_stdio(plan: &InitPlan) -> Result<()> {
+    if let Some(fds) = plan.stdio {
+        for (target, fd) in (0..).zip(fds) {
+            if fd != target {
+                nix::unistd::dup2(fd, target).ctx(|| format!("dup2 onto fd {target}"))?;
+            }
+        }
+    }
+    if plan.stdio.is_some() && plan.process.terminal() == Some(true) {
+        nix::unistd::setsid().ctx(|| "setsid".into())?;
+        // SAFETY: TIOCSCTTY takes an int argument; fd 0 is open (checked by the ioctl).
+        let ret = unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) };
+        Errno::result(ret).ctx(|| "making the terminal the controlling tty".into())?;
+    }
+    Ok(())
+}
+
 fn setup_err(e: Error) -> (FailureKind, String) {
     (FailureKind::Setup, e.to_string())
 }
@@ -100,6 +132,11 @@ fn prepare(plan: &InitPlan, chan: &Channel) -> std::result::Result<Ready, (Failu
     join_namespaces(plan).map_err(setup_err)?;
     rootfs::setup(&plan.rootfs, idmapped_root).map_err(setup_err)?;
     set_names(plan).map_err(setup_err)?;
+    let console = if plan.process.terminal() == Some(true) && plan.stdio.is_none() {
+        Some(crate::console::create().map_err(setup_err)?)
+    } else {
+        None
+    };
     for (key, value) in &plan.sysctl {
         let path = format!("/proc/sys/{}", key.replace('.', "/"));
         std::fs::write(&path, value)
@@ -120,6 +157,7 @@ fn prepare(plan: &InitPlan, chan: &Channel) -> std::result::Result<Ready, (Failu
         process::apply_rlimits(limits).map_err(setup_err)?;
     }
     Ok(Ready {
+        console,
         program,
         args: process::c_strings(&args).map_err(setup_err)?,
         env: process::c_strings(&env).map_err(setup_err)?,

@@ -3,6 +3,7 @@
 //! lifecycle (create → start → state/kill → delete). Both the `ccrun` engine and the
 //! runc-compatible CLI drive containers through [`Container`].
 
+pub mod console;
 pub mod container;
 pub mod devices;
 pub mod error;

@@ -40,6 +40,9 @@ pub struct RootfsPlan {
     pub masked_paths: Vec<String>,
     /// Paths made read-only.
     pub readonly_paths: Vec<String>,
+    /// The process's working directory, created (if missing) before the root may
+    /// become read-only, as Docker creates an image's `WorkingDir`.
+    pub cwd: PathBuf,
 }
 
 impl RootfsPlan {
@@ -81,6 +84,11 @@ impl RootfsPlan {
             readonly_paths: linux
                 .and_then(|l| l.readonly_paths().clone())
                 .unwrap_or_default(),
+            cwd: spec
+                .process()
+                .as_ref()
+                .map(|p| p.cwd().clone())
+                .unwrap_or_else(|| PathBuf::from("/")),
         }
     }
 }
@@ -111,6 +119,11 @@ pub fn setup(plan: &RootfsPlan, idmapped_root: Option<OwnedFd>) -> Result<()> {
     }
     let root = std::fs::File::open(&plan.rootfs)
         .map_err(|e| Error::io("opening rootfs", &plan.rootfs, e))?;
+    // Missing cwd: created now, while the root is still writable. A failure here (say,
+    // a file in the way) surfaces as the chdir error later.
+    if let Err(e) = fsroot::mkdir_all(root.as_fd(), &plan.cwd, 0o755) {
+        tracing::debug!("creating cwd {}: {e}", plan.cwd.display());
+    }
 
     for m in &plan.mounts {
         mounts::mount_entry(root.as_fd(), &plan.bundle, m)?;

@@ -60,6 +60,38 @@ pub fn idmapped_rootfs(pid: i32, rootfs: &Path) -> Result<OwnedFd> {
     Ok(tree)
 }
 
+/// Creates a user namespace with the given mappings and returns an fd of it, for
+/// idmapping mounts before any container exists (e.g. an image's layers for overlayfs).
+/// A short-lived child owns the namespace until the fd is open. The caller must be
+/// single-threaded (the child is a plain fork).
+pub fn new_userns_fd(uids: &[LinuxIdMapping], gids: &[LinuxIdMapping]) -> Result<OwnedFd> {
+    let (hold_r, hold_w) = nix::unistd::pipe().map_err(|e| Error::sys("pipe", e))?;
+    // SAFETY: the child only calls close, read and _exit, which are async-signal-safe.
+    let pid = unsafe { sys::clone_fork(libc::CLONE_NEWUSER) }
+        .map_err(|e| Error::sys("creating a user namespace", e))?;
+    if pid == 0 {
+        use std::os::fd::AsRawFd;
+        let mut byte = 0u8;
+        // SAFETY: plain syscalls on fds this process owns; the read blocks until the
+        // parent closes its end, and _exit ends the child without running destructors.
+        unsafe {
+            libc::close(hold_w.as_raw_fd());
+            libc::read(hold_r.as_raw_fd(), (&mut byte as *mut u8).cast(), 1);
+            libc::_exit(0);
+        }
+    }
+    drop(hold_r);
+    let result = write_maps(pid, uids, gids).and_then(|()| {
+        let path = format!("/proc/{pid}/ns/user");
+        std::fs::File::open(&path)
+            .map(OwnedFd::from)
+            .map_err(|e| Error::io("opening", &path, e))
+    });
+    drop(hold_w);
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

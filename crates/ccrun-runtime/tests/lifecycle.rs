@@ -81,6 +81,7 @@ impl Env {
             state_root: self.state.path().to_path_buf(),
             minimal_init: false,
             no_pivot: false,
+            stdio: None,
         }
     }
 }

@@ -1,0 +1,67 @@
+//! The container's terminal for `process.terminal`: a pseudo-terminal allocated from
+//! the container's own devpts instance (so `tty`/`ttyname` inside name a real
+//! `/dev/pts/N` and `/dev/console` is that terminal). Its slave becomes the
+//! process's stdio and controlling terminal; the master goes back to the caller.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::mount::{mount, MsFlags};
+use nix::sys::stat::Mode;
+
+use crate::error::{Result, SysContext};
+
+/// Allocates the terminal inside the (already pivoted) root, installs its slave as
+/// fds 0-2 of a new session, bind-mounts it on `/dev/console`, and returns the master.
+pub fn create() -> Result<OwnedFd> {
+    let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .ctx(|| "opening /dev/ptmx in the container".into())?;
+    nix::pty::grantpt(&master).ctx(|| "grantpt".into())?;
+    nix::pty::unlockpt(&master).ctx(|| "unlockpt".into())?;
+    let slave_path = nix::pty::ptsname_r(&master).ctx(|| "ptsname".into())?;
+    let slave: OwnedFd = nix::fcntl::open(
+        slave_path.as_str(),
+        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map(|fd| {
+        // SAFETY: `open` just returned this fd and nothing else owns it.
+        unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) }
+    })
+    .ctx(|| format!("opening {slave_path}"))?;
+    bind_console(&slave_path)?;
+    for target in 0..3 {
+        nix::unistd::dup2(slave.as_raw_fd(), target).ctx(|| format!("dup2 onto fd {target}"))?;
+    }
+    nix::unistd::setsid().ctx(|| "setsid".into())?;
+    // SAFETY: TIOCSCTTY takes an int argument; fd 0 is the terminal opened above.
+    let ret = unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) };
+    Errno::result(ret).ctx(|| "making the terminal the controlling tty".into())?;
+    let raw = std::os::fd::IntoRawFd::into_raw_fd(master);
+    // SAFETY: `into_raw_fd` gave up ownership of this open fd to us.
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) })
+}
+
+/// `/dev/console` as the terminal, as runc and Docker provide it.
+fn bind_console(slave_path: &str) -> Result<()> {
+    let console = "/dev/console";
+    match nix::fcntl::open(
+        console,
+        OFlag::O_CREAT | OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o600),
+    ) {
+        Ok(fd) => {
+            let _ = nix::unistd::close(fd);
+        }
+        Err(e) => return Err(e).ctx(|| format!("creating {console}")),
+    }
+    mount(
+        Some(slave_path),
+        console,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .ctx(|| format!("bind mounting {slave_path} on {console}"))
+}
