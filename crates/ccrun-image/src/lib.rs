@@ -1,5 +1,5 @@
 //! The image layer of ccrun: references, the registry client, the
-//! content-addressed store and safe layer unpacking.
+//! content-addressed store, safe layer unpacking and overlayfs snapshots.
 //!
 //! The run path uses [`Store::open`] and [`Store::resolve`] to get an image's
 //! config and its unpacked layer directories (lowest first); the CLI uses
@@ -15,6 +15,7 @@ pub mod platform;
 pub mod pull;
 pub mod reference;
 pub mod registry;
+pub mod snapshot;
 pub mod store;
 pub mod unpack;
 
@@ -23,4 +24,5 @@ pub use error::{Error, Result};
 pub use platform::Platform;
 pub use pull::{pull, PullOptions, PullProgress};
 pub use reference::Reference;
+pub use snapshot::Snapshot;
 pub use store::{Image, ImageRecord, ImageUsage, NoContainers, Removal, Store};
