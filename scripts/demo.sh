@@ -1,12 +1,23 @@
 #!/bin/bash
-# Installs what ccrun needs, builds it, and runs a real container: a busybox root
-# filesystem with its own hostname, PID namespace, private user namespace and limits.
+# Installs what ccrun needs, builds it, and runs a real container from a real image:
+# a local registry (scripts/local-registry.sh, since test machines have no internet)
+# serves a busybox image that `ccrun run` pulls and runs on an overlayfs root, with its
+# own hostname, PID namespace, private user namespace and cgroup limits.
+# With internet access, the same works against Docker Hub: ccrun run --rm alpine ...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 cargo build --release --locked
-rootfs=$(scripts/make-busybox-rootfs.sh)
-trap 'rm -rf "$rootfs"' EXIT
+export PORT=${PORT:-5000}
+started=no
+if ! scripts/local-registry.sh status >/dev/null 2>&1; then
+  started=yes
+fi
+scripts/local-registry.sh start
+if [ "$started" = yes ]; then
+  trap 'scripts/local-registry.sh stop' EXIT
+fi
 set -x
-./target/release/ccrun run --rootfs "$rootfs" --hostname demo --memory 64m --cpus 0.5 --pids-limit 64 \
-  sh -c 'echo "hello from $(hostname)"; id; ps -o pid,user,args; cat /proc/self/uid_map'
+./target/release/ccrun run --rm --hostname demo --memory 64m --cpus 0.5 --pids-limit 64 \
+  "127.0.0.1:$PORT/library/busybox" \
+  sh -c 'echo "hello from $(hostname)"; id; ps -o pid,user,args; cat /proc/self/uid_map; grep " / " /proc/mounts'

@@ -7,7 +7,7 @@ packages=(
   skopeo umoci     # push test images / compare
   crun runc podman containerd  # peers for benchmarks and OCI runtime tests
   iproute2 iptables nftables   # network tests inspect what ccrun set up
-  hyperfine jq uidmap openssl strace
+  hyperfine jq uidmap openssl strace curl
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -66,6 +66,10 @@ impl GlobalOpts {
 pub enum Command {
     /// Run a command in a new container
     Run(Box<commands::run::RunArgs>),
+    /// List containers
+    Ps(commands::container::PsArgs),
+    /// Remove one or more containers
+    Rm(commands::container::RmArgs),
     #[command(flatten)]
     Image(commands::image::ImageCommand),
 }

@@ -2,8 +2,13 @@
 
 mod cli;
 mod commands;
+mod containers;
+mod etc_files;
 mod exit;
+mod format;
+mod image_config;
 mod spec_builder;
+mod tty;
 mod units;
 mod user;
 

@@ -89,6 +89,13 @@ pub struct RunSpec {
     pub network: NetworkMode,
     /// cgroup limits.
     pub limits: Limits,
+    /// Mounts after Docker's defaults (the /etc files, `--tmpfs`, volumes).
+    pub mounts: Vec<Mount>,
+    /// Give the process a terminal (`-t`).
+    pub terminal: bool,
+    /// Ask the runtime to idmap the rootfs for the user namespace (a plain directory
+    /// rootfs; an overlay snapshot already has idmapped layers).
+    pub idmap_rootfs: bool,
 }
 
 fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Result<Mount> {
@@ -176,6 +183,21 @@ fn id_map(start: u32, count: u32) -> Result<LinuxIdMapping> {
         .build()?)
 }
 
+/// The uid and gid mappings of a user namespace mode (empty for the host's).
+pub fn build_id_mappings(mode: &UsernsMode) -> Result<(Vec<LinuxIdMapping>, Vec<LinuxIdMapping>)> {
+    match *mode {
+        UsernsMode::Private {
+            uid_start,
+            gid_start,
+            count,
+        } => Ok((
+            vec![id_map(uid_start, count)?],
+            vec![id_map(gid_start, count)?],
+        )),
+        UsernsMode::Host => Ok((Vec::new(), Vec::new())),
+    }
+}
+
 fn namespace(kind: LinuxNamespaceType) -> Result<LinuxNamespace> {
     Ok(LinuxNamespaceBuilder::default().typ(kind).build()?)
 }
@@ -205,7 +227,7 @@ pub fn build(run: &RunSpec) -> Result<Spec> {
         }
     });
     let process = ProcessBuilder::default()
-        .terminal(false)
+        .terminal(run.terminal)
         .args(run.args.clone())
         .env(with_default_env(run.env.clone(), &run.hostname, &home))
         .cwd(run.cwd.clone())
@@ -231,20 +253,16 @@ pub fn build(run: &RunSpec) -> Result<Spec> {
     }
     let mut linux = LinuxBuilder::default();
     let mut annotations = std::collections::HashMap::new();
-    if let UsernsMode::Private {
-        uid_start,
-        gid_start,
-        count,
-    } = run.userns
-    {
+    if let UsernsMode::Private { .. } = run.userns {
+        let (uids, gids) = build_id_mappings(&run.userns)?;
         namespaces.push(namespace(LinuxNamespaceType::User)?);
-        linux = linux
-            .uid_mappings(vec![id_map(uid_start, count)?])
-            .gid_mappings(vec![id_map(gid_start, count)?]);
-        annotations.insert(
-            ccrun_runtime::ANNOTATION_ROOTFS_IDMAP.to_string(),
-            "true".to_string(),
-        );
+        linux = linux.uid_mappings(uids).gid_mappings(gids);
+        if run.idmap_rootfs {
+            annotations.insert(
+                ccrun_runtime::ANNOTATION_ROOTFS_IDMAP.to_string(),
+                "true".to_string(),
+            );
+        }
     }
 
     let l = &run.limits;
@@ -311,7 +329,12 @@ pub fn build(run: &RunSpec) -> Result<Spec> {
                 .build()?,
         )
         .hostname(run.hostname.clone())
-        .mounts(default_mounts()?)
+        .mounts(
+            default_mounts()?
+                .into_iter()
+                .chain(run.mounts.iter().cloned())
+                .collect::<Vec<_>>(),
+        )
         .linux(linux)
         .annotations(annotations)
         .build()
@@ -368,6 +391,9 @@ mod tests {
             },
             network: NetworkMode::Host,
             limits: Limits::default(),
+            mounts: vec![],
+            terminal: false,
+            idmap_rootfs: true,
         }
     }
 

@@ -32,7 +32,8 @@ struct GroupEntry {
 }
 
 fn read_passwd(rootfs: &Path) -> Vec<PasswdEntry> {
-    let text = std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap_or_default();
+    let text =
+        ccrun_runtime::fsroot::read_to_string(rootfs, Path::new("etc/passwd")).unwrap_or_default();
     text.lines()
         .filter_map(|line| {
             let f: Vec<&str> = line.split(':').collect();
@@ -47,7 +48,8 @@ fn read_passwd(rootfs: &Path) -> Vec<PasswdEntry> {
 }
 
 fn read_group(rootfs: &Path) -> Vec<GroupEntry> {
-    let text = std::fs::read_to_string(rootfs.join("etc/group")).unwrap_or_default();
+    let text =
+        ccrun_runtime::fsroot::read_to_string(rootfs, Path::new("etc/group")).unwrap_or_default();
     text.lines()
         .filter_map(|line| {
             let f: Vec<&str> = line.split(':').collect();

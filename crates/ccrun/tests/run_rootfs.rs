@@ -56,7 +56,8 @@ fn stdin_is_piped_through() {
     let (c, r) = (Ccrun::new(), Rootfs::busybox());
     let mut child = c
         .cmd()
-        .args(["run", "--rootfs"])
+        // -i attaches stdin, as with docker run.
+        .args(["run", "-i", "--rootfs"])
         .arg(r.path())
         .args(["tr", "a-z", "A-Z"])
         .stdin(std::process::Stdio::piped())

@@ -1,5 +1,6 @@
 //! One module per group of subcommands; `dispatch` routes a parsed command line.
 
+pub mod container;
 pub mod image;
 pub mod run;
 
@@ -10,5 +11,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Run(args) => run::run(&cli.global, *args),
         Command::Image(cmd) => image::run(&cli.global, cmd),
+        Command::Ps(args) => container::ps(&cli.global, args),
+        Command::Rm(args) => container::rm(&cli.global, args),
     }
 }

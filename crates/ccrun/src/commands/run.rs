@@ -1,13 +1,25 @@
-//! `ccrun run`: builds a spec from the flags and runs it in the foreground through the
-//! runtime core (create → start → forward signals until exit → delete).
+//! `ccrun run`: one path from an image (or a `--rootfs` directory) to a running
+//! container: pull if needed, reserve an id and name, mount an overlayfs snapshot,
+//! apply the image config and flags to an OCI spec (saved as `config.json`), run it in
+//! the foreground through the runtime core, and record how it ended.
 
-use std::path::PathBuf;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use ccrun_image::snapshot::{MountOptions, Snapshot};
+use ccrun_image::Store;
 use ccrun_runtime::{Container, CreateOptions, ExitStatus, Forwarder};
+use oci_spec::runtime::{Mount, MountBuilder, Spec};
 
 use crate::cli::GlobalOpts;
+use crate::containers::store::new_container_id;
+use crate::containers::{ContainerStore, Record, RootfsSource, Status};
+use crate::etc_files::{self, EtcFiles};
+use crate::exit;
+use crate::image_config::{self, ImageDefaults};
 use crate::spec_builder::{self, Limits, NetworkMode, RunSpec, UsernsMode};
+use crate::tty;
 use crate::{units, user};
 
 /// `--userns` values.
@@ -28,13 +40,28 @@ pub enum NetworkArg {
     None,
 }
 
+/// `--pull` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PullPolicy {
+    /// Pull when the image is not in the store (default)
+    Missing,
+    /// Pull before every run
+    Always,
+    /// Never pull; fail if the image is missing
+    Never,
+}
+
 /// Options of `ccrun run`.
 #[derive(Debug, clap::Args)]
 #[command(
     about = "Run a command in a new container",
     disable_help_flag = true,
-    after_help = "Examples:\n  ccrun run --rootfs ./rootfs --hostname box sh -c 'hostname; id'\n  \
-                  ccrun run --rootfs ./rootfs --memory 64m --cpus 0.5 --pids-limit 50 -- sh"
+    override_usage = "ccrun run [OPTIONS] IMAGE [COMMAND] [ARG...]\n       \
+                      ccrun run [OPTIONS] --rootfs DIR COMMAND [ARG...]",
+    after_help = "Examples:\n  ccrun run --rm alpine echo hello\n  \
+                  ccrun run -it --name box ubuntu:24.04 bash\n  \
+                  ccrun run --rm --memory 64m --cpus 0.5 --pids-limit 50 alpine sh\n  \
+                  ccrun run --rootfs ./rootfs --hostname box sh -c 'hostname; id'"
 )]
 pub struct RunArgs {
     /// Print help (-h is --hostname, as in Docker)
@@ -43,6 +70,39 @@ pub struct RunArgs {
     /// Use DIR as the container's root filesystem (instead of an image)
     #[arg(long, value_name = "DIR")]
     pub rootfs: Option<PathBuf>,
+    /// Name the container (unique) [default: a generated adjective_surname]
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Remove the container and its changes when it exits
+    #[arg(long)]
+    pub rm: bool,
+    /// Pull the image: missing, always or never
+    #[arg(long, value_enum, default_value_t = PullPolicy::Missing)]
+    pub pull: PullPolicy,
+    /// Platform to pull if the image is multi-platform, e.g. linux/arm64
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+    /// Keep stdin open (attach it to the container)
+    #[arg(long, short = 'i')]
+    pub interactive: bool,
+    /// Give the container a pseudo-terminal
+    #[arg(long, short = 't')]
+    pub tty: bool,
+    /// Override the image's entrypoint ("" clears it; a JSON array for several words)
+    #[arg(long, value_name = "CMD", allow_hyphen_values = true)]
+    pub entrypoint: Option<String>,
+    /// Read environment variables from a file (KEY=VALUE lines)
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
+    /// Mount a tmpfs at PATH (PATH[:OPTIONS], e.g. /run:size=64m,mode=755)
+    #[arg(long, value_name = "PATH[:OPTS]")]
+    pub tmpfs: Vec<String>,
+    /// Set a label (KEY=VALUE)
+    #[arg(long, short = 'l', value_name = "KEY=VALUE")]
+    pub label: Vec<String>,
+    /// Signal that stops the container [default: the image's StopSignal, else SIGTERM]
+    #[arg(long, value_name = "SIGNAL")]
+    pub stop_signal: Option<String>,
     /// Container hostname [default: the short container id]
     #[arg(long, short = 'h', value_name = "NAME")]
     pub hostname: Option<String>,
@@ -88,44 +148,9 @@ pub struct RunArgs {
     /// Mount the root filesystem read-only
     #[arg(long)]
     pub read_only: bool,
-    /// The command and its arguments
-    #[arg(trailing_var_arg = true, value_name = "COMMAND")]
+    /// The image, then the command and its arguments (only the command with --rootfs)
+    #[arg(trailing_var_arg = true, value_name = "IMAGE [COMMAND] [ARG...]")]
     pub command: Vec<String>,
-}
-
-/// A fresh 64-hex-digit container id.
-pub fn new_container_id() -> Result<String> {
-    let mut bytes = [0u8; 32];
-    let mut filled = 0;
-    while filled < bytes.len() {
-        // SAFETY: the pointer and length describe the unfilled tail of `bytes`.
-        let n = unsafe {
-            libc::getrandom(bytes[filled..].as_mut_ptr().cast(), bytes.len() - filled, 0)
-        };
-        if n < 0 {
-            let err = std::io::Error::last_os_error();
-            if err.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(err).context("getrandom");
-        }
-        filled += n as usize;
-    }
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-/// Expands `-e KEY` (no `=`) from ccrun's own environment, as Docker does.
-fn expand_env(items: &[String]) -> Vec<String> {
-    items
-        .iter()
-        .filter_map(|item| {
-            if item.contains('=') {
-                Some(item.clone())
-            } else {
-                std::env::var(item).ok().map(|v| format!("{item}={v}"))
-            }
-        })
-        .collect()
 }
 
 fn limits(args: &RunArgs) -> Result<Limits> {
@@ -159,77 +184,450 @@ fn limits(args: &RunArgs) -> Result<Limits> {
     })
 }
 
+/// Where the container comes from, resolved before anything is created.
+struct Source {
+    /// What `ps` shows as the image.
+    shown: String,
+    /// Image id, for images.
+    image_id: Option<String>,
+    rootfs: RootfsSource,
+    defaults: ImageDefaults,
+    /// The trailing arguments after the image (all of them with `--rootfs`).
+    args: Vec<String>,
+}
+
 /// Runs `ccrun run`.
 pub fn run(global: &GlobalOpts, args: RunArgs) -> Result<i32> {
-    let Some(rootfs) = &args.rootfs else {
-        bail!("running images is not supported yet: pass --rootfs DIR");
-    };
-    let rootfs = rootfs
-        .canonicalize()
-        .with_context(|| format!("rootfs {}", rootfs.display()))?;
-    if !rootfs.is_dir() {
-        bail!("rootfs {} is not a directory", rootfs.display());
+    // Validate everything that needs no side effects first.
+    let limits = limits(&args)?;
+    let labels = parse_labels(&args.label)?;
+    let tmpfs = args
+        .tmpfs
+        .iter()
+        .map(|t| tmpfs_mount(t))
+        .collect::<Result<Vec<_>>>()?;
+    let mut flag_env = Vec::new();
+    for file in &args.env_file {
+        flag_env.extend(image_config::read_env_file(file)?);
     }
-    if args.command.is_empty() {
-        bail!("no command given: ccrun run --rootfs DIR COMMAND [ARG...]");
+    flag_env.extend(args.env.iter().cloned());
+    let flag_env = image_config::expand_from_host(&flag_env);
+    if let Some(name) = &args.name {
+        crate::containers::names::validate(name)?;
     }
+    if args.interactive && args.tty && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        bail!("the input device is not a TTY; drop -t or run from a terminal");
+    }
+
+    // Mounts made from here on (the snapshot) live in ccrun's own mount namespace and
+    // vanish with it and the container, whatever happens to ccrun.
+    enter_private_mount_namespace()?;
+    let root = global.store_root();
+    // First, so that a new storage root gets its searchable modes (see ContainerStore::open).
+    let containers = ContainerStore::open(&root)?;
+    let source = resolve_source(global, &root, &args)?;
+    let argv = image_config::command(args.entrypoint.as_deref(), &source.args, &source.defaults)?;
     let id = new_container_id()?;
-    let hostname = args
-        .hostname
-        .clone()
-        .unwrap_or_else(|| id[..12].to_string());
-    let identity = user::resolve(args.user.as_deref().unwrap_or(""), &rootfs)?;
-    let run_spec = RunSpec {
+    let mut record = Record {
         id: id.clone(),
-        rootfs: rootfs.clone(),
-        readonly: args.read_only,
-        args: args.command.clone(),
-        env: expand_env(&args.env),
-        cwd: args.workdir.clone().unwrap_or_else(|| "/".to_string()),
-        user: identity,
-        hostname,
-        userns: match args.userns {
-            UsernsArg::Private => spec_builder::private_userns(),
-            UsernsArg::Host => UsernsMode::Host,
-        },
-        network: match args.network {
+        name: String::new(),
+        image: source.shown.clone(),
+        image_id: source.image_id.clone(),
+        command: argv.clone(),
+        created: ccrun_runtime::state::now_rfc3339(),
+        status: Status::Created,
+        pid: 0,
+        pid_start_time: 0,
+        exit_code: None,
+        oom_killed: false,
+        started_at: None,
+        finished_at: None,
+        rootfs: source.rootfs.clone(),
+        auto_remove: args.rm,
+        stop_signal: args
+            .stop_signal
+            .clone()
+            .or_else(|| source.defaults.stop_signal.clone()),
+        labels: source
+            .defaults
+            .labels
+            .clone()
+            .into_iter()
+            .chain(labels)
+            .collect(),
+        exposed_ports: source.defaults.exposed_ports.clone(),
+        volumes: source.defaults.volumes.clone(),
+        tty: args.tty,
+        interactive: args.interactive,
+    };
+    let dir = containers.create(&mut record, args.name.as_deref())?;
+    let userns = match args.userns {
+        UsernsArg::Private => spec_builder::private_userns(),
+        UsernsArg::Host => UsernsMode::Host,
+    };
+    let job = Job {
+        global,
+        args: &args,
+        containers: &containers,
+        record: &record,
+        dir: &dir,
+        userns,
+        limits,
+        tmpfs,
+        env: image_config::merge_env(&source.defaults.env, &flag_env),
+        workdir: args
+            .workdir
+            .clone()
+            .or_else(|| source.defaults.working_dir.clone())
+            .unwrap_or_else(|| "/".to_string()),
+        user: args
+            .user
+            .clone()
+            .or_else(|| source.defaults.user.clone())
+            .unwrap_or_default(),
+        argv,
+    };
+    let outcome = job.run();
+    let snapshot = Snapshot::new(&dir);
+    if let Err(e) = snapshot.unmount() {
+        eprintln!("ccrun: {e}");
+    }
+    let (code, oom) = match &outcome {
+        Ok(ended) => (ended.code, ended.oom_killed),
+        Err(e) => (exit::code_for(e), false),
+    };
+    if args.rm {
+        let removed = snapshot
+            .remove()
+            .map_err(anyhow::Error::from)
+            .and_then(|()| containers.remove(&record));
+        if let Err(e) = removed {
+            eprintln!("ccrun: removing container {}: {e:#}", record.short_id());
+        }
+    } else {
+        let finished = ccrun_runtime::state::now_rfc3339();
+        let updated = containers.update(&id, |r| {
+            r.status = Status::Exited;
+            r.exit_code = Some(code);
+            r.oom_killed = oom;
+            r.finished_at = Some(finished);
+        });
+        if let Err(e) = updated {
+            eprintln!("ccrun: recording the exit of {}: {e:#}", record.short_id());
+        }
+    }
+    outcome.map(|ended| ended.code)
+}
+
+/// How the container's process ended.
+struct Ended {
+    code: i32,
+    oom_killed: bool,
+}
+
+/// One container being run: everything decided, nothing mounted yet.
+struct Job<'a> {
+    global: &'a GlobalOpts,
+    args: &'a RunArgs,
+    containers: &'a ContainerStore,
+    record: &'a Record,
+    dir: &'a Path,
+    userns: UsernsMode,
+    limits: Limits,
+    tmpfs: Vec<Mount>,
+    env: Vec<String>,
+    workdir: String,
+    user: String,
+    argv: Vec<String>,
+}
+
+impl Job<'_> {
+    fn run(&self) -> Result<Ended> {
+        let root_owner = match self.userns {
+            UsernsMode::Private {
+                uid_start,
+                gid_start,
+                ..
+            } => (uid_start, gid_start),
+            UsernsMode::Host => (0, 0),
+        };
+        let rootfs = self.mount_rootfs(root_owner)?;
+        let identity = user::resolve(&self.user, &rootfs)?;
+        let hostname = self
+            .args
+            .hostname
+            .clone()
+            .unwrap_or_else(|| self.record.short_id().to_string());
+        let network = match self.args.network {
             NetworkArg::Host => NetworkMode::Host,
             NetworkArg::None => NetworkMode::None,
-        },
-        limits: limits(&args)?,
-    };
-    let spec = spec_builder::build(&run_spec)?;
+        };
+        let mut mounts = etc_files::write(
+            self.dir,
+            &EtcFiles {
+                hostname: &hostname,
+                host_network: network == NetworkMode::Host,
+                hosts: Vec::new(),
+                owner: root_owner,
+            },
+        )?;
+        mounts.extend(self.tmpfs.iter().cloned());
+        let mut env = self.env.clone();
+        if self.args.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+            env.push("TERM=xterm".to_string());
+        }
+        let spec = spec_builder::build(&RunSpec {
+            id: self.record.id.clone(),
+            rootfs: rootfs.clone(),
+            readonly: self.args.read_only,
+            args: self.argv.clone(),
+            env,
+            cwd: self.workdir.clone(),
+            user: identity,
+            hostname,
+            userns: self.userns.clone(),
+            network,
+            limits: self.limits.clone(),
+            mounts,
+            terminal: self.args.tty,
+            idmap_rootfs: matches!(self.record.rootfs, RootfsSource::Dir(_)),
+        })?;
+        save_config(self.dir, &spec)?;
+        self.start_and_wait(spec)
+    }
 
-    // Block the forwarded signals before the clone so none is lost in between.
-    let forwarder = Forwarder::block()?;
-    let mut container = Container::create(CreateOptions {
-        id: id.clone(),
-        bundle: rootfs
-            .parent()
-            .map(PathBuf::from)
-            .unwrap_or_else(|| rootfs.clone()),
-        spec,
-        state_root: global.state_root(),
-        minimal_init: args.init,
-        no_pivot: false,
-    })?;
-    let status = container
-        .start()
-        .and_then(|()| forwarder.forward_until_exit(container.pid()));
-    let oom = matches!(
-        status,
-        Ok(ExitStatus::Signaled(nix::sys::signal::Signal::SIGKILL))
-    ) && container.oom_killed();
-    if let Err(e) = container.delete(true) {
-        eprintln!("ccrun: cleaning up container {}: {e}", &id[..12]);
+    /// The container's root: an overlayfs snapshot over the image's layers (idmapped
+    /// through the container's id mapping), or the `--rootfs` directory.
+    fn mount_rootfs(&self, root_owner: (u32, u32)) -> Result<PathBuf> {
+        let layers = match &self.record.rootfs {
+            RootfsSource::Dir(dir) => return Ok(dir.clone()),
+            RootfsSource::Image { layers } => layers,
+        };
+        let userns_fd: Option<OwnedFd> = match &self.userns {
+            UsernsMode::Private { .. } => {
+                let spec = spec_builder::build_id_mappings(&self.userns)?;
+                Some(ccrun_runtime::userns::new_userns_fd(&spec.0, &spec.1)?)
+            }
+            UsernsMode::Host => None,
+        };
+        let merged = Snapshot::new(self.dir)
+            .mount(
+                layers,
+                MountOptions {
+                    userns: userns_fd.as_ref().map(|fd| fd.as_fd()),
+                    root_owner,
+                },
+            )
+            .context("mounting the container's root filesystem")?;
+        Ok(merged)
     }
-    let status = status?;
-    if oom {
-        eprintln!(
-            "ccrun: container {} was OOM killed (memory limit reached)",
-            &id[..12]
-        );
-        return Ok(137);
+
+    fn start_and_wait(&self, spec: Spec) -> Result<Ended> {
+        let id = &self.record.id;
+        let devnull = std::fs::File::open("/dev/null").context("opening /dev/null")?;
+        // With -t the runtime gives the container a terminal of its own devpts.
+        let stdio = if self.args.tty || self.args.interactive {
+            None
+        } else {
+            Some([devnull.as_raw_fd(), 1, 2])
+        };
+        // Block the forwarded signals before the clone so none is lost in between.
+        let forwarder = Forwarder::block()?;
+        let mut container = Container::create(CreateOptions {
+            id: id.clone(),
+            bundle: self.dir.to_path_buf(),
+            spec,
+            state_root: self.global.state_root(),
+            minimal_init: self.args.init,
+            no_pivot: false,
+            stdio,
+        })?;
+        drop(devnull);
+        let pid = container.pid();
+        let started = ccrun_runtime::state::now_rfc3339();
+        let pid_start_time = container.state.pid_start_time;
+        if let Err(e) = self.containers.update(id, |r| {
+            r.status = Status::Running;
+            r.pid = pid;
+            r.pid_start_time = pid_start_time;
+            r.started_at = Some(started);
+        }) {
+            eprintln!(
+                "ccrun: recording the start of {}: {e:#}",
+                self.record.short_id()
+            );
+        }
+        let status = match container.take_console() {
+            Some(master) => {
+                tty::sync_window_size(master.as_fd());
+                let raw = if self.args.interactive {
+                    tty::RawMode::enter()?
+                } else {
+                    None
+                };
+                let status = container
+                    .start()
+                    .map_err(anyhow::Error::from)
+                    .and_then(|()| tty::relay(&master, pid, self.args.interactive));
+                drop(raw);
+                status
+            }
+            None => container
+                .start()
+                .and_then(|()| forwarder.forward_until_exit(pid))
+                .map_err(anyhow::Error::from),
+        };
+        let oom = matches!(
+            status,
+            Ok(ExitStatus::Signaled(nix::sys::signal::Signal::SIGKILL))
+        ) && container.oom_killed();
+        if let Err(e) = container.delete(true) {
+            eprintln!(
+                "ccrun: cleaning up container {}: {e}",
+                self.record.short_id()
+            );
+        }
+        let status = status?;
+        if oom {
+            eprintln!(
+                "ccrun: container {} was OOM killed (memory limit reached)",
+                self.record.short_id()
+            );
+            return Ok(Ended {
+                code: 137,
+                oom_killed: true,
+            });
+        }
+        Ok(Ended {
+            code: status.code(),
+            oom_killed: false,
+        })
     }
-    Ok(status.code())
+}
+
+/// Writes the spec as the container's `config.json`, so any OCI runtime can replay it.
+fn save_config(dir: &Path, spec: &Spec) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(spec).context("serialising config.json")?;
+    crate::containers::record::write_atomic(&dir.join("config.json"), &bytes)
+}
+
+/// Moves ccrun into a mount namespace of its own whose mounts do not propagate
+/// back to the host (but the host's still reach it).
+fn enter_private_mount_namespace() -> Result<()> {
+    use nix::mount::{mount, MsFlags};
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+        .context("creating a mount namespace (ccrun run needs root)")?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_SLAVE,
+        None::<&str>,
+    )
+    .context("making the mount namespace private")
+}
+
+fn resolve_source(global: &GlobalOpts, root: &Path, args: &RunArgs) -> Result<Source> {
+    if let Some(dir) = &args.rootfs {
+        let dir = dir
+            .canonicalize()
+            .with_context(|| format!("rootfs {}", dir.display()))?;
+        if !dir.is_dir() {
+            bail!("rootfs {} is not a directory", dir.display());
+        }
+        if args.command.is_empty() {
+            bail!("no command given: ccrun run --rootfs DIR COMMAND [ARG...]");
+        }
+        return Ok(Source {
+            shown: dir.display().to_string(),
+            image_id: None,
+            rootfs: RootfsSource::Dir(dir),
+            defaults: ImageDefaults::default(),
+            args: args.command.clone(),
+        });
+    }
+    let Some((name, rest)) = args.command.split_first() else {
+        bail!("\"ccrun run\" requires at least 1 argument: ccrun run [OPTIONS] IMAGE [COMMAND] [ARG...]");
+    };
+    let store =
+        Store::open(root).with_context(|| format!("opening image store in {}", root.display()))?;
+    let found = match args.pull {
+        PullPolicy::Always => None,
+        _ => store.resolve(name)?,
+    };
+    let image = match found {
+        Some(image) => image,
+        None if args.pull == PullPolicy::Never => {
+            bail!("image {name} not found in the store and --pull=never; pull it first with ccrun pull {name}")
+        }
+        None => {
+            if args.pull == PullPolicy::Missing {
+                eprintln!("Unable to find image '{name}' locally");
+            }
+            pull_in_child(global, name, args.platform.as_deref())?;
+            store
+                .resolve(name)?
+                .with_context(|| format!("image {name} is missing after pulling it"))?
+        }
+    };
+    Ok(Source {
+        shown: name.clone(),
+        image_id: Some(image.record.id.to_string()),
+        rootfs: RootfsSource::Image {
+            layers: image.layer_dirs.clone(),
+        },
+        defaults: ImageDefaults::from_config(&image.config),
+        args: rest.to_vec(),
+    })
+}
+
+/// Pulls through `ccrun pull` in a child process: pulling uses threads, and the
+/// container must be created from a single-threaded process. Progress goes to stderr
+/// so that stdout carries only the container's output, as with `docker run`.
+fn pull_in_child(global: &GlobalOpts, name: &str, platform: Option<&str>) -> Result<()> {
+    let mut cmd = std::process::Command::new("/proc/self/exe");
+    cmd.arg("--root").arg(global.store_root());
+    cmd.arg("--log-level").arg(&global.log_level);
+    cmd.arg("pull");
+    if let Some(p) = platform {
+        cmd.arg("--platform").arg(p);
+    }
+    cmd.arg("--").arg(name);
+    let stderr = std::io::stderr()
+        .as_fd()
+        .try_clone_to_owned()
+        .context("dup stderr")?;
+    cmd.stdout(stderr);
+    let status = cmd.status().context("starting ccrun pull")?;
+    if !status.success() {
+        bail!("pulling {name} failed");
+    }
+    Ok(())
+}
+
+fn parse_labels(items: &[String]) -> Result<Vec<(String, String)>> {
+    items
+        .iter()
+        .map(|l| match l.split_once('=') {
+            Some(("", _)) => bail!("invalid label {l:?}: empty key"),
+            Some((k, v)) => Ok((k.to_string(), v.to_string())),
+            None => Ok((l.clone(), String::new())),
+        })
+        .collect()
+}
+
+/// `--tmpfs PATH[:OPTIONS]` with Docker's default options.
+fn tmpfs_mount(item: &str) -> Result<Mount> {
+    let (path, opts) = item.split_once(':').unwrap_or((item, ""));
+    if !path.starts_with('/') {
+        bail!("invalid --tmpfs {item:?}: the path must be absolute");
+    }
+    let mut options: Vec<String> = vec!["nosuid".into(), "nodev".into(), "noexec".into()];
+    options.extend(opts.split(',').filter(|o| !o.is_empty()).map(String::from));
+    Ok(MountBuilder::default()
+        .destination(path)
+        .typ("tmpfs")
+        .source("tmpfs")
+        .options(options)
+        .build()?)
 }

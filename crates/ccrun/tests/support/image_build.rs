@@ -220,11 +220,24 @@ impl Layout {
 
     /// Writes an image manifest and config for `layers`; tags it if `tag` is given.
     pub fn image(&mut self, layers: &[&Layer], arch: &str, tag: Option<&str>) -> Built {
+        let config = serde_json::json!({"Cmd": ["/bin/sh"], "Env": ["PATH=/bin:/usr/bin"], "WorkingDir": "/"});
+        self.image_with_config(layers, arch, tag, config)
+    }
+
+    /// Like [`Layout::image`] with `config` as the image config's `config` object
+    /// (Env, Cmd, Entrypoint, WorkingDir, User, ...).
+    pub fn image_with_config(
+        &mut self,
+        layers: &[&Layer],
+        arch: &str,
+        tag: Option<&str>,
+        run_config: serde_json::Value,
+    ) -> Built {
         let config = serde_json::json!({
             "created": "2024-01-02T03:04:05Z",
             "architecture": arch,
             "os": "linux",
-            "config": {"Cmd": ["/bin/sh"], "Env": ["PATH=/bin:/usr/bin"], "WorkingDir": "/"},
+            "config": run_config,
             "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| l.diff_id.to_string()).collect::<Vec<_>>()},
         })
         .to_string();

@@ -28,11 +28,18 @@ impl Env {
         self.dir.path().join("docker")
     }
 
-    /// A `ccrun` command with `--root` and a private `DOCKER_CONFIG`.
+    /// The `--state` given to ccrun (runtime state of running containers).
+    pub fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// A `ccrun` command with `--root`, `--state` and a private `DOCKER_CONFIG`.
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_ccrun"));
         c.arg("--root")
             .arg(self.root())
+            .arg("--state")
+            .arg(self.state())
             .args(args)
             .env("DOCKER_CONFIG", self.docker_config())
             .env_remove("CCRUN_ROOT")

@@ -9,21 +9,27 @@ use std::time::{Duration, Instant};
 
 pub use ccrun_testkit::{require_root, Rootfs};
 
-/// A `ccrun` invocation with its own state directory (removed on drop).
+/// A `ccrun` invocation with its own state directory and storage root (removed on drop).
 pub struct Ccrun {
     state: tempfile::TempDir,
+    root: tempfile::TempDir,
 }
 
 impl Ccrun {
     /// A fresh state directory.
     pub fn new() -> Ccrun {
         require_root();
-        Ccrun {
-            state: tempfile::Builder::new()
-                .prefix("ccrun-state-")
-                .tempdir()
-                .expect("state dir"),
-        }
+        let state = tempfile::Builder::new()
+            .prefix("ccrun-state-")
+            .tempdir()
+            .expect("state dir");
+        let root = tempfile::Builder::new()
+            .prefix("ccrun-root-")
+            .tempdir()
+            .expect("root dir");
+        // Searchable: the container's unprivileged root reaches its /etc files below it.
+        ccrun_testkit::set_mode(root.path(), 0o711);
+        Ccrun { state, root }
     }
 
     /// The state root used.
@@ -35,6 +41,7 @@ impl Ccrun {
     pub fn cmd(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_ccrun"));
         c.env("CCRUN_STATE", self.state.path());
+        c.env("CCRUN_ROOT", self.root.path());
         c.env_remove("CCRUN_LOG");
         c
     }

@@ -75,12 +75,23 @@ impl Registry {
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config).expect("write registry config");
         let log = std::fs::File::create(dir.path().join("registry.log")).expect("log file");
-        let child = Command::new("docker-registry")
-            .arg("serve")
+        let mut cmd = Command::new("docker-registry");
+        cmd.arg("serve")
             .arg(&config_path)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log fd"))
-            .stderr(log)
+            .stderr(log);
+        // SAFETY: prctl is async-signal-safe. The registry dies with the thread that
+        // started it, so a test run killed from outside leaves no registry running.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd
             .spawn()
             .expect("start docker-registry (apt-get install docker-registry)");
         let reg = Registry {

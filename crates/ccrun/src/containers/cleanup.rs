@@ -1,0 +1,75 @@
+//! Removing a container completely: its process (with `-f`), its runtime state and
+//! cgroup, its snapshot (upper directory and mounts), its record and its name.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use ccrun_image::Snapshot;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use super::{ContainerStore, Record, Status};
+
+/// Removes `record`'s container; a running one only with `force` (it is killed).
+pub fn remove(
+    store: &ContainerStore,
+    state_root: &std::path::Path,
+    record: &Record,
+    force: bool,
+) -> Result<()> {
+    if record.status == Status::Running {
+        if !force {
+            bail!(
+                "cannot remove container {}: it is running; stop it first or use -f",
+                record.name
+            );
+        }
+        kill_and_wait(record)?;
+    }
+    if let Ok(container) = ccrun_runtime::Container::load(state_root, &record.id) {
+        container
+            .delete(true)
+            .with_context(|| format!("deleting the runtime state of {}", record.short_id()))?;
+    }
+    Snapshot::new(&store.dir_of(&record.id))
+        .remove()
+        .with_context(|| format!("removing the filesystem of {}", record.short_id()))?;
+    store.remove(record)
+}
+
+fn kill_and_wait(record: &Record) -> Result<()> {
+    let pid = Pid::from_raw(record.pid);
+    let _ = kill(pid, Signal::SIGKILL);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ccrun_runtime::state::process_is_alive(record.pid, record.pid_start_time) {
+        if Instant::now() > deadline {
+            bail!("container {} did not die after SIGKILL", record.short_id());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
+}
+
+/// Tells `rmi` which containers use an image.
+pub struct ContainerUsage<'a>(pub &'a ContainerStore);
+
+impl ccrun_image::ImageUsage for ContainerUsage<'_> {
+    fn containers_using(
+        &self,
+        image: &ccrun_image::ImageRecord,
+    ) -> ccrun_image::Result<Vec<String>> {
+        let id = image.id.to_string();
+        let records = self
+            .0
+            .list()
+            .map_err(|e| ccrun_image::Error::InvalidContent {
+                what: "container store".into(),
+                message: format!("{e:#}"),
+            })?;
+        Ok(records
+            .into_iter()
+            .filter(|r| r.image_id.as_deref() == Some(id.as_str()))
+            .map(|r| r.name)
+            .collect())
+    }
+}

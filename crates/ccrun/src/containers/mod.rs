@@ -1,0 +1,13 @@
+//! Containers as records: every container has a directory under
+//! `<root>/containers/<id>/` holding its record (`container.json`), its OCI
+//! `config.json`, the files bind-mounted into it (`hostname`, `hosts`,
+//! `resolv.conf`) and its overlayfs snapshot (`upper/`, `work/`, `merged/`).
+//! Names are reserved atomically in `<root>/containers/names/`.
+
+pub mod cleanup;
+pub mod names;
+pub mod record;
+pub mod store;
+
+pub use record::{Record, RootfsSource, Status};
+pub use store::ContainerStore;

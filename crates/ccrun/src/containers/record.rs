@@ -1,0 +1,114 @@
+//! One container's record: what it was created from and what happened to it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+/// File name of the record inside the container directory.
+pub const RECORD_FILE: &str = "container.json";
+
+/// Lifecycle status, as `docker ps` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Set up, never started.
+    Created,
+    /// Its process is alive.
+    Running,
+    /// Its process ended (see `exit_code`).
+    Exited,
+}
+
+/// Where the container's root filesystem comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RootfsSource {
+    /// An image's layers (lowest first) under an overlayfs snapshot in the container dir.
+    Image {
+        /// Unpacked layer directories, lowest first.
+        layers: Vec<PathBuf>,
+    },
+    /// A directory given with `--rootfs`, used in place.
+    Dir(PathBuf),
+}
+
+/// Everything ccrun knows about a container.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    /// 64 hex digits.
+    pub id: String,
+    /// Unique name.
+    pub name: String,
+    /// The image as the user named it (or the `--rootfs` directory).
+    pub image: String,
+    /// The image id (config digest), for images.
+    pub image_id: Option<String>,
+    /// The process's argv.
+    pub command: Vec<String>,
+    /// Creation time, RFC 3339.
+    pub created: String,
+    /// Current status.
+    pub status: Status,
+    /// PID of the container's init while running (host pid namespace).
+    pub pid: i32,
+    /// Its start time (from /proc), to tell a reused pid apart.
+    pub pid_start_time: u64,
+    /// Exit code once exited.
+    pub exit_code: Option<i32>,
+    /// Whether the kernel's OOM killer ended it.
+    pub oom_killed: bool,
+    /// When its process started.
+    pub started_at: Option<String>,
+    /// When its process ended.
+    pub finished_at: Option<String>,
+    /// Root filesystem source.
+    pub rootfs: RootfsSource,
+    /// `--rm`: remove when it exits.
+    pub auto_remove: bool,
+    /// Signal that stops it (image `StopSignal` or `--stop-signal`).
+    pub stop_signal: Option<String>,
+    /// Labels (image labels overridden by `--label`).
+    pub labels: BTreeMap<String, String>,
+    /// Ports the image exposes (recorded for port publishing).
+    pub exposed_ports: Vec<String>,
+    /// Volumes the image declares (recorded for volume handling).
+    pub volumes: Vec<String>,
+    /// `-t`.
+    pub tty: bool,
+    /// `-i`.
+    pub interactive: bool,
+}
+
+impl Record {
+    /// The first 12 hex digits, as Docker shows ids.
+    pub fn short_id(&self) -> &str {
+        &self.id[..12.min(self.id.len())]
+    }
+
+    /// Loads the record from a container directory.
+    pub fn load(dir: &Path) -> Result<Record> {
+        let path = dir.join(RECORD_FILE);
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    /// Writes the record atomically (temp file, fsync, rename).
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(self).context("serialising the record")?;
+        write_atomic(&dir.join(RECORD_FILE), &bytes)
+    }
+}
+
+/// Replaces `path` with `bytes` so readers see the old or the new content, never a mix.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut file =
+        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming onto {}", path.display()))
+}

@@ -1,0 +1,253 @@
+//! The container store: creating, finding, updating and removing container records
+//! under `<root>/containers/`, with a lock so concurrent ccrun commands never
+//! corrupt a record or hand out a name twice.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::ErrorKind;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use super::names;
+use super::record::{Record, Status};
+
+/// The container store under a storage root.
+#[derive(Debug, Clone)]
+pub struct ContainerStore {
+    dir: PathBuf,
+}
+
+/// An exclusive hold on the container store, released on drop (or by the kernel).
+pub struct StoreLock {
+    _lock: nix::fcntl::Flock<File>,
+}
+
+impl ContainerStore {
+    /// Opens (creating if needed) `<root>/containers`. The root and this directory get
+    /// search permission for everyone, because a container's root in a user namespace
+    /// is an unprivileged host user and must reach its rootfs under them.
+    pub fn open(root: &Path) -> Result<ContainerStore> {
+        let dir = root.join("containers");
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o711)
+            .create(dir.join("names"))
+            .with_context(|| format!("creating {}", dir.display()))?;
+        for path in [root, dir.as_path()] {
+            let meta = fs::metadata(path).with_context(|| format!("stat {}", path.display()))?;
+            let mode = meta.permissions().mode() & 0o7777;
+            if mode & 0o011 != 0o011 {
+                fs::set_permissions(path, fs::Permissions::from_mode(mode | 0o011))
+                    .with_context(|| format!("chmod {}", path.display()))?;
+            }
+        }
+        Ok(ContainerStore { dir })
+    }
+
+    /// Takes the store lock, waiting for other ccrun processes.
+    pub fn lock(&self) -> Result<StoreLock> {
+        let path = self.dir.join("lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| e)
+            .with_context(|| format!("locking {}", path.display()))?;
+        Ok(StoreLock { _lock: lock })
+    }
+
+    /// The directory of container `id`.
+    pub fn dir_of(&self, id: &str) -> PathBuf {
+        self.dir.join(id)
+    }
+
+    /// Creates the container's directory and record, reserving `name` (or a generated
+    /// one, stored into `record.name`). Fails if the name is taken.
+    pub fn create(&self, record: &mut Record, name: Option<&str>) -> Result<PathBuf> {
+        let _lock = self.lock()?;
+        if let Some(name) = name {
+            names::validate(name)?;
+            self.reserve(name, &record.id)?
+                .then_some(())
+                .with_context(|| {
+                    let holder = self.name_owner(name).unwrap_or_default();
+                    format!(
+                    "the container name \"/{name}\" is already in use by container \"{holder}\"; \
+                     remove or rename that container to reuse the name"
+                )
+                })?;
+            record.name = name.to_string();
+        } else {
+            let mut reserved = None;
+            for retry in 0..20 {
+                let candidate = names::generate(random_u64()?, retry);
+                if self.reserve(&candidate, &record.id)? {
+                    reserved = Some(candidate);
+                    break;
+                }
+            }
+            record.name = reserved.context("could not generate a free container name")?;
+        }
+        let dir = self.dir_of(&record.id);
+        let made = fs::DirBuilder::new()
+            .mode(0o711)
+            .create(&dir)
+            .with_context(|| format!("creating {}", dir.display()))
+            .and_then(|()| record.save(&dir));
+        if let Err(e) = made {
+            let _ = fs::remove_file(self.name_path(&record.name));
+            let _ = fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+        Ok(dir)
+    }
+
+    fn name_path(&self, name: &str) -> PathBuf {
+        self.dir.join("names").join(name)
+    }
+
+    /// Creates the name entry if it does not exist; false when taken.
+    fn reserve(&self, name: &str, id: &str) -> Result<bool> {
+        let path = self.name_path(name);
+        match OpenOptions::new().write(true).create_new(true).open(&path) {
+            Ok(mut f) => {
+                use std::io::Write;
+                f.write_all(id.as_bytes())
+                    .with_context(|| format!("writing {}", path.display()))?;
+                Ok(true)
+            }
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
+        }
+    }
+
+    fn name_owner(&self, name: &str) -> Option<String> {
+        fs::read_to_string(self.name_path(name)).ok()
+    }
+
+    /// Every container, newest first. Unreadable records are reported and skipped.
+    pub fn list(&self) -> Result<Vec<Record>> {
+        let mut out = Vec::new();
+        let entries =
+            fs::read_dir(&self.dir).with_context(|| format!("reading {}", self.dir.display()))?;
+        for entry in entries {
+            let entry = entry.with_context(|| format!("reading {}", self.dir.display()))?;
+            let id = entry.file_name().to_string_lossy().into_owned();
+            if !is_id(&id) {
+                continue;
+            }
+            match Record::load(&entry.path()) {
+                Ok(r) => out.push(refresh(r)),
+                // A directory without a record is a create in progress or a crash leftover.
+                Err(e) => tracing::debug!("skipping {id}: {e:#}"),
+            }
+        }
+        out.sort_by(|a, b| b.created.cmp(&a.created));
+        Ok(out)
+    }
+
+    /// Finds a container by name, full id or unique id prefix.
+    pub fn find(&self, query: &str) -> Result<Record> {
+        if let Some(id) = self.name_owner(query) {
+            if let Ok(r) = Record::load(&self.dir_of(&id)) {
+                return Ok(refresh(r));
+            }
+        }
+        if !query.is_empty() && query.chars().all(|c| c.is_ascii_hexdigit()) {
+            let matches: Vec<Record> = self
+                .list()?
+                .into_iter()
+                .filter(|r| r.id.starts_with(query))
+                .collect();
+            match matches.len() {
+                1 => return matches.into_iter().next().context("one match"),
+                0 => {}
+                n => bail!(
+                    "multiple containers ({n}) match the id prefix {query:?}; give more of the id"
+                ),
+            }
+        }
+        bail!("no such container: {query}")
+    }
+
+    /// Applies `change` to the stored record of `id` under the lock; `None` if the
+    /// container was removed meanwhile.
+    pub fn update(&self, id: &str, change: impl FnOnce(&mut Record)) -> Result<Option<Record>> {
+        let _lock = self.lock()?;
+        let dir = self.dir_of(id);
+        let mut record = match Record::load(&dir) {
+            Ok(r) => r,
+            Err(_) if !dir.exists() => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        change(&mut record);
+        record.save(&dir)?;
+        Ok(Some(record))
+    }
+
+    /// Deletes the record, its directory and its name.
+    pub fn remove(&self, record: &Record) -> Result<()> {
+        let _lock = self.lock()?;
+        let dir = self.dir_of(&record.id);
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("removing {}", dir.display())),
+        }
+        if self.name_owner(&record.name).as_deref() == Some(record.id.as_str()) {
+            let _ = fs::remove_file(self.name_path(&record.name));
+        }
+        Ok(())
+    }
+}
+
+/// A record whose "running" process is gone is shown as exited (how it ended is
+/// unknown when nothing was there to see it).
+fn refresh(mut record: Record) -> Record {
+    if record.status == Status::Running
+        && !ccrun_runtime::state::process_is_alive(record.pid, record.pid_start_time)
+    {
+        record.status = Status::Exited;
+    }
+    record
+}
+
+fn is_id(s: &str) -> bool {
+    s.len() == 64 && s.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+/// Fills `buf` from the kernel's random source.
+fn random_bytes(buf: &mut [u8]) -> Result<()> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        // SAFETY: the pointer and length describe the unfilled tail of `buf`.
+        let n =
+            unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), buf.len() - filled, 0) };
+        if n < 0 {
+            let err = std::io::Error::last_os_error();
+            if err.kind() == ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err).context("getrandom");
+        }
+        filled += n as usize;
+    }
+    Ok(())
+}
+
+fn random_u64() -> Result<u64> {
+    let mut buf = [0u8; 8];
+    random_bytes(&mut buf)?;
+    Ok(u64::from_ne_bytes(buf))
+}
+
+/// A fresh 64-hex-digit container id.
+pub fn new_container_id() -> Result<String> {
+    let mut bytes = [0u8; 32];
+    random_bytes(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}

@@ -1,0 +1,125 @@
+//! The files Docker writes for every container and bind-mounts over the image's:
+//! `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf`.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use oci_spec::runtime::{Mount, MountBuilder};
+
+/// Nameservers used when the host only has loopback ones the container cannot reach.
+const FALLBACK_NAMESERVERS: &[&str] = &["8.8.8.8", "8.8.4.4"];
+
+/// `/etc/hosts` for a container with its own network namespace: the loopback
+/// entries plus `entries` (address, names).
+pub fn hosts(entries: &[(String, String)]) -> String {
+    let mut out = String::from(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
+         fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n\
+         ff02::2\tip6-allrouters\n",
+    );
+    for (addr, names) in entries {
+        out.push_str(&format!("{addr}\t{names}\n"));
+    }
+    out
+}
+
+/// The container's `/etc/resolv.conf` from the host's: verbatim when it shares the
+/// host's network, else without loopback nameservers (unreachable from another
+/// network namespace), falling back to public resolvers when none is left.
+pub fn resolv_conf(host: &str, host_network: bool) -> String {
+    if host_network {
+        return host.to_string();
+    }
+    let mut out = String::new();
+    let mut servers = 0;
+    for line in host.lines() {
+        let mut words = line.split_whitespace();
+        if words.next() == Some("nameserver") {
+            let addr = words.next().unwrap_or("");
+            if addr.starts_with("127.") || addr == "::1" {
+                continue;
+            }
+            servers += 1;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    if servers == 0 {
+        for s in FALLBACK_NAMESERVERS {
+            out.push_str(&format!("nameserver {s}\n"));
+        }
+    }
+    out
+}
+
+/// Network facts the files depend on.
+#[derive(Debug, Clone)]
+pub struct EtcFiles<'a> {
+    /// The container's hostname.
+    pub hostname: &'a str,
+    /// Whether it shares the host's network namespace.
+    pub host_network: bool,
+    /// Extra `/etc/hosts` entries (address, names).
+    pub hosts: Vec<(String, String)>,
+    /// Host uid and gid of the container's root, which owns the files.
+    pub owner: (u32, u32),
+}
+
+/// Writes the three files into `dir` and returns the bind mounts that put them in place.
+pub fn write(dir: &Path, files: &EtcFiles<'_>) -> Result<Vec<Mount>> {
+    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let hosts_text = if files.host_network {
+        std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| hosts(&files.hosts))
+    } else {
+        let mut entries = files.hosts.clone();
+        if entries.is_empty() {
+            // No address of its own yet: let the hostname resolve to loopback.
+            entries.push(("127.0.1.1".into(), files.hostname.to_string()));
+        }
+        hosts(&entries)
+    };
+    let contents = [
+        ("hostname", format!("{}\n", files.hostname)),
+        ("hosts", hosts_text),
+        ("resolv.conf", resolv_conf(&host_resolv, files.host_network)),
+    ];
+    let mut mounts = Vec::new();
+    for (name, text) in contents {
+        let path = dir.join(name);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        std::os::unix::fs::chown(&path, Some(files.owner.0), Some(files.owner.1))
+            .with_context(|| format!("chown {}", path.display()))?;
+        mounts.push(
+            MountBuilder::default()
+                .destination(format!("/etc/{name}"))
+                .typ("bind")
+                .source(&path)
+                .options(vec!["rbind".to_string(), "rprivate".to_string()])
+                .build()?,
+        );
+    }
+    Ok(mounts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_resolvers_are_replaced_off_host_network() {
+        let host = "search lan\nnameserver 127.0.0.53\noptions edns0\n";
+        assert_eq!(resolv_conf(host, true), host);
+        let own = resolv_conf(host, false);
+        assert!(!own.contains("127.0.0.53"));
+        assert!(own.contains("search lan") && own.contains("nameserver 8.8.8.8"));
+        let real = "nameserver 10.0.0.1\n";
+        assert_eq!(resolv_conf(real, false), real);
+    }
+
+    #[test]
+    fn hosts_lists_loopback_and_entries() {
+        let h = hosts(&[("10.88.0.2".into(), "web".into())]);
+        assert!(h.starts_with("127.0.0.1\tlocalhost\n"));
+        assert!(h.ends_with("10.88.0.2\tweb\n"));
+    }
+}

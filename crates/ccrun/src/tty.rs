@@ -1,0 +1,196 @@
+//! `-t`: the container gets a pseudo-terminal (made by the runtime inside the
+//! container, whose master ccrun holds). ccrun puts its own terminal in raw
+//! mode (restored on drop), relays bytes between it and the pty's master, keeps the
+//! window size in sync on SIGWINCH, forwards other signals, and returns when the
+//! container's process exits. ^C reaches the container as a byte its terminal turns
+//! into SIGINT, so it never stops ccrun itself.
+
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+use anyhow::{Context, Result};
+use ccrun_runtime::signals::FORWARDED;
+use ccrun_runtime::ExitStatus;
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::termios::{self, SetArg, Termios};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+fn window_size(fd: BorrowedFd<'_>) -> Option<nix::pty::Winsize> {
+    let mut ws = nix::pty::Winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one `struct winsize`, which `ws` is.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) };
+    (ret == 0).then_some(ws)
+}
+
+/// Gives the container's terminal ccrun's own terminal size (from stdin, else stdout).
+/// Called before the container starts so its first look at the size is right.
+pub fn sync_window_size(master: BorrowedFd<'_>) {
+    let size =
+        window_size(std::io::stdin().as_fd()).or_else(|| window_size(std::io::stdout().as_fd()));
+    if let Some(ws) = size {
+        // SAFETY: TIOCSWINSZ reads one `struct winsize`; a failure only means no resize.
+        unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    }
+}
+
+/// ccrun's terminal in raw mode for as long as this lives.
+pub struct RawMode {
+    saved: Termios,
+}
+
+impl RawMode {
+    /// Switches stdin's terminal to raw mode; `None` when stdin is not a terminal.
+    pub fn enter() -> Result<Option<RawMode>> {
+        let stdin = std::io::stdin();
+        let Ok(saved) = termios::tcgetattr(&stdin) else {
+            return Ok(None);
+        };
+        let mut raw = saved.clone();
+        termios::cfmakeraw(&mut raw);
+        termios::tcsetattr(&stdin, SetArg::TCSANOW, &raw).context("setting raw mode")?;
+        Ok(Some(RawMode { saved }))
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        let _ = termios::tcsetattr(std::io::stdin(), SetArg::TCSANOW, &self.saved);
+    }
+}
+
+/// Relays between ccrun's stdio and the pty `master` (stdin only when `interactive`)
+/// until process `pid` exits; forwards signals. The forwarded signals and SIGCHLD
+/// must already be blocked (see `ccrun_runtime::Forwarder::block`).
+pub fn relay(master: &OwnedFd, pid: i32, interactive: bool) -> Result<ExitStatus> {
+    let mut set = SigSet::empty();
+    for s in FORWARDED {
+        set.add(*s);
+    }
+    set.add(Signal::SIGCHLD);
+    let sfd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .context("signalfd")?;
+    set_nonblocking(master.as_fd())?;
+    let stdin = std::io::stdin();
+    let pid = Pid::from_raw(pid);
+    let mut stdin_open = interactive;
+    let mut master_open = true;
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        if let Some(status) = reap(pid)? {
+            if master_open {
+                drain(master.as_fd(), &mut buf)?;
+            }
+            return Ok(status);
+        }
+        let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+        if master_open {
+            fds.push(PollFd::new(master.as_fd(), PollFlags::POLLIN));
+        }
+        if stdin_open {
+            fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
+        }
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => return Err(e).context("poll"),
+        }
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
+        drop(fds);
+        if ready[0] {
+            while let Ok(Some(info)) = sfd.read_signal() {
+                match Signal::try_from(info.ssi_signo as i32) {
+                    Ok(Signal::SIGCHLD) => {}
+                    Ok(Signal::SIGWINCH) => sync_window_size(master.as_fd()),
+                    Ok(sig) => {
+                        let _ = kill(pid, sig);
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+        let mut next = 1;
+        if master_open {
+            if ready[next] {
+                master_open = pump_master(master.as_fd(), &mut buf)?;
+            }
+            next += 1;
+        }
+        if stdin_open && ready.get(next) == Some(&true) {
+            match nix::unistd::read(stdin.as_raw_fd(), &mut buf) {
+                Ok(0) => {
+                    // End of input: the terminal's EOF character tells the program.
+                    let _ = write_all(master.as_fd(), &[4]);
+                    stdin_open = false;
+                }
+                Ok(n) => write_all(master.as_fd(), &buf[..n])?,
+                Err(Errno::EINTR | Errno::EAGAIN) => {}
+                Err(_) => stdin_open = false,
+            }
+        }
+    }
+}
+
+fn set_nonblocking(fd: BorrowedFd<'_>) -> Result<()> {
+    let flags = OFlag::from_bits_truncate(fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL)?);
+    fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+    Ok(())
+}
+
+/// Copies what the master has to stdout; false once the slave side is gone.
+fn pump_master(master: BorrowedFd<'_>, buf: &mut [u8]) -> Result<bool> {
+    loop {
+        match nix::unistd::read(master.as_raw_fd(), buf) {
+            Ok(0) | Err(Errno::EIO) => return Ok(false),
+            Ok(n) => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(&buf[..n])
+                    .and_then(|()| out.flush())
+                    .context("writing the container's output")?;
+            }
+            Err(Errno::EAGAIN) => return Ok(true),
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e).context("reading the terminal"),
+        }
+    }
+}
+
+fn drain(master: BorrowedFd<'_>, buf: &mut [u8]) -> Result<()> {
+    pump_master(master, buf).map(drop)
+}
+
+fn write_all(fd: BorrowedFd<'_>, mut data: &[u8]) -> Result<()> {
+    while !data.is_empty() {
+        match nix::unistd::write(fd, data) {
+            Ok(n) => data = &data[n..],
+            Err(Errno::EAGAIN | Errno::EINTR) => {
+                let mut fds = [PollFd::new(fd, PollFlags::POLLOUT)];
+                let _ = poll(&mut fds, PollTimeout::from(100u16));
+            }
+            // The container closed its terminal; what it did not read is moot.
+            Err(Errno::EIO) => return Ok(()),
+            Err(e) => return Err(e).context("writing to the terminal"),
+        }
+    }
+    Ok(())
+}
+
+fn reap(pid: Pid) -> Result<Option<ExitStatus>> {
+    match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+        Ok(WaitStatus::Exited(_, code)) => Ok(Some(ExitStatus::Exited(code))),
+        Ok(WaitStatus::Signaled(_, sig, _)) => Ok(Some(ExitStatus::Signaled(sig))),
+        Ok(_) => Ok(None),
+        Err(e) => Err(e).context("waiting for the container process"),
+    }
+}

@@ -1,0 +1,788 @@
+//! `ccrun run IMAGE` end to end: images built here from busybox-static, pushed to the
+//! real registry (Debian's docker-registry) on 127.0.0.1, pulled and run on overlayfs
+//! snapshots in real namespaces and cgroups.
+//!
+//! Its own main (no libtest harness): the registry and images are built once, shared
+//! by all tests, and torn down at the end even when tests fail.
+
+#[path = "support/image_build.rs"]
+mod image_build;
+#[path = "support/image_cli.rs"]
+mod image_cli;
+#[path = "support/registry.rs"]
+mod registry;
+
+use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use image_build::{features_layer, layer, Comp, Entry, Layer, Layout};
+use image_cli::Env;
+use registry::{Format, Registry};
+
+/// The registry and the images every test uses, built once per test binary.
+struct Images {
+    reg: Registry,
+    _layouts: tempfile::TempDir,
+}
+
+/// busybox with every applet linked, and passwd/group with a non-root user.
+fn base_layer() -> Layer {
+    let bb = std::fs::read(image_build::busybox_path()).expect("read busybox");
+    let list = Command::new(image_build::busybox_path())
+        .arg("--list")
+        .output()
+        .expect("busybox --list");
+    let mut entries = vec![
+        Entry::Dir("bin/", 0o755),
+        Entry::File("bin/busybox".into(), bb, 0o755, 0),
+        Entry::Dir("etc/", 0o755),
+        Entry::File(
+            "etc/passwd".into(),
+            b"root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n".to_vec(),
+            0o644,
+            0,
+        ),
+        Entry::File(
+            "etc/group".into(),
+            b"root:x:0:\napp:x:1000:\nextra:x:2000:app\n".to_vec(),
+            0o644,
+            0,
+        ),
+        Entry::File(
+            "etc/remove-me".into(),
+            b"gone in layer 2\n".to_vec(),
+            0o644,
+            0,
+        ),
+        Entry::Dir("opt/", 0o755),
+        Entry::Dir("opt/old/", 0o755),
+        Entry::File("opt/old/data".into(), b"old\n".to_vec(), 0o644, 0),
+        Entry::Dir("root/", 0o700),
+        Entry::Dir("tmp/", 0o1777),
+    ];
+    for applet in String::from_utf8_lossy(&list.stdout).split_whitespace() {
+        if applet != "busybox" {
+            entries.push(Entry::Raw(
+                tar::EntryType::Symlink,
+                format!("bin/{applet}"),
+                "busybox".into(),
+                Vec::new(),
+            ));
+        }
+    }
+    layer(&entries, Comp::Gzip)
+}
+
+impl Images {
+    fn build() -> Images {
+        let reg = Registry::start();
+        let layouts = tempfile::tempdir().expect("tempdir");
+        let mut layout = Layout::new(&layouts.path().join("oci"));
+        let base = base_layer();
+        let features = features_layer();
+        let env = |extra: serde_json::Value| {
+            let mut c = serde_json::json!({
+                "Env": ["PATH=/bin", "FROM_IMAGE=yes", "SHARED=image"],
+                "Cmd": ["sh", "-c", "echo from-cmd"],
+                "WorkingDir": "/srv/app",
+                "Labels": {"org.test.kind": "base"},
+                "ExposedPorts": {"8080/tcp": {}},
+                "StopSignal": "SIGQUIT",
+            });
+            if let (Some(c), Some(extra)) = (c.as_object_mut(), extra.as_object()) {
+                for (k, v) in extra {
+                    c.insert(k.clone(), v.clone());
+                }
+            }
+            c
+        };
+        layout.image_with_config(&[&base], "amd64", Some("base"), env(serde_json::json!({})));
+        layout.image_with_config(
+            &[&base],
+            "amd64",
+            Some("entry"),
+            env(serde_json::json!({"Entrypoint": ["/bin/echo", "entry"], "Cmd": ["default"]})),
+        );
+        layout.image_with_config(
+            &[&base],
+            "amd64",
+            Some("user"),
+            env(serde_json::json!({"User": "app"})),
+        );
+        layout.image_with_config(
+            &[&base, &features],
+            "amd64",
+            Some("multi"),
+            env(serde_json::json!({})),
+        );
+        let many: Vec<Layer> = (0..64)
+            .map(|i| {
+                layer(
+                    &[
+                        Entry::Dir("layers/", 0o755),
+                        Entry::File(
+                            format!("layers/{i:02}"),
+                            format!("{i}\n").into_bytes(),
+                            0o644,
+                            0,
+                        ),
+                        Entry::File("layers/top".into(), format!("{i}\n").into_bytes(), 0o644, 0),
+                    ],
+                    Comp::Gzip,
+                )
+            })
+            .collect();
+        let mut stack: Vec<&Layer> = vec![&base];
+        stack.extend(many.iter());
+        layout.image_with_config(&stack, "amd64", Some("many"), env(serde_json::json!({})));
+        for tag in ["base", "entry", "user", "multi", "many"] {
+            reg.push(&layout.dir, tag, &format!("test/{tag}"), Format::Oci);
+        }
+        Images {
+            reg,
+            _layouts: layouts,
+        }
+    }
+}
+
+/// A private store and state root; the temp dir is searchable so that the
+/// container's unprivileged root can reach its rootfs below it.
+struct Ctx<'a> {
+    env: Env,
+    images: &'a Images,
+}
+
+impl Ctx<'_> {
+    fn new(images: &Images) -> Ctx<'_> {
+        let env = Env::new();
+        std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o711))
+            .expect("chmod");
+        Ctx { env, images }
+    }
+
+    fn image(&self, tag: &str) -> String {
+        format!("{}/test/{tag}:{tag}", self.images.reg.addr)
+    }
+
+    fn state(&self) -> PathBuf {
+        self.env.state()
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        self.env.cmd(args)
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.env.run(args)
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        self.env.ok(args)
+    }
+
+    fn containers_dir(&self) -> PathBuf {
+        self.env.root().join("containers")
+    }
+
+    /// Container directories (ids) present in the store.
+    fn container_ids(&self) -> Vec<String> {
+        image_cli::list(&self.containers_dir())
+            .into_iter()
+            .filter(|n| n.len() == 64)
+            .collect()
+    }
+}
+
+impl Drop for Ctx<'_> {
+    /// Whatever a failed test left running is killed and removed with its cgroup.
+    fn drop(&mut self) {
+        for id in self.container_ids() {
+            let _ = self.run(&["rm", "-f", &id]);
+        }
+    }
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn pulls_and_runs_in_one_command(images: &Images) {
+    let c = Ctx::new(images);
+    let out = c.run(&["run", "--rm", &c.image("base"), "echo", "hello"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "hello\n",
+        "only the container's output on stdout"
+    );
+    assert!(
+        stderr(&out).contains("Unable to find image"),
+        "{}",
+        stderr(&out)
+    );
+    // The image is now in the store: the next run pulls nothing.
+    let again = c.run(&["run", "--rm", "--pull", "never", &c.image("base"), "true"]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(!stderr(&again).contains("Pulling"), "{}", stderr(&again));
+}
+
+fn image_env_and_workdir_apply_and_flags_override_them(images: &Images) {
+    let c = Ctx::new(images);
+    let img = c.image("base");
+    let out = c.ok(&[
+        "run",
+        "--rm",
+        &img,
+        "sh",
+        "-c",
+        "pwd; echo $FROM_IMAGE $SHARED $HOME",
+    ]);
+    assert_eq!(out, "/srv/app\nyes image /root\n");
+    let env_file = c.env.dir.path().join("env");
+    std::fs::write(&env_file, "# comment\nFROM_FILE=file\nSHARED=file\n").expect("env file");
+    let out = c.ok(&[
+        "run",
+        "--rm",
+        "-e",
+        "SHARED=flag",
+        "--env-file",
+        &env_file.to_string_lossy(),
+        "-w",
+        "/elsewhere",
+        &img,
+        "sh",
+        "-c",
+        "pwd; echo $FROM_IMAGE $FROM_FILE $SHARED",
+    ]);
+    assert_eq!(out, "/elsewhere\nyes file flag\n");
+}
+
+fn entrypoint_and_cmd_follow_docker_rules(images: &Images) {
+    let c = Ctx::new(images);
+    assert_eq!(c.ok(&["run", "--rm", &c.image("base")]), "from-cmd\n");
+    let entry = c.image("entry");
+    assert_eq!(c.ok(&["run", "--rm", &entry]), "entry default\n");
+    assert_eq!(c.ok(&["run", "--rm", &entry, "a", "b"]), "entry a b\n");
+    assert_eq!(
+        c.ok(&["run", "--rm", "--entrypoint", "/bin/echo", &entry, "x"]),
+        "x\n"
+    );
+    assert_eq!(
+        c.ok(&["run", "--rm", "--entrypoint", "", &entry, "echo", "cleared"]),
+        "cleared\n"
+    );
+}
+
+fn user_from_image_and_flag_by_name_and_number(images: &Images) {
+    let c = Ctx::new(images);
+    let user = c.image("user");
+    assert_eq!(
+        c.ok(&["run", "--rm", &user, "id"]),
+        "uid=1000(app) gid=1000(app) groups=1000(app),2000(extra)\n"
+    );
+    assert_eq!(
+        c.ok(&["run", "--rm", "-u", "root", &user, "id", "-u"]),
+        "0\n"
+    );
+    assert_eq!(
+        c.ok(&["run", "--rm", "-u", "1000:2000", &c.image("base"), "id"]),
+        "uid=1000(app) gid=2000(extra) groups=2000(extra)\n"
+    );
+    let out = c.run(&["run", "--rm", "-u", "nobody-here", &user, "id"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr(&out).contains("unable to find user nobody-here"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+fn layers_show_whiteouts_and_stay_untouched(images: &Images) {
+    let c = Ctx::new(images);
+    let multi = c.image("multi");
+    let out = c.ok(&[
+        "run",
+        "--rm",
+        &multi,
+        "sh",
+        "-c",
+        "test -e /etc/remove-me && echo present; ls /opt; cat /usr/data-link; \
+         stat -c '%U %a' /usr/suid /home/user-file",
+    ]);
+    assert_eq!(out, "new\nlinked\nroot 4755\napp 600\n");
+
+    // One container's writes: invisible to another and to the layers.
+    c.ok(&[
+        "run",
+        "--name",
+        "writer",
+        &multi,
+        "sh",
+        "-c",
+        "echo mine > /opt/new; rm /usr/data; touch /made",
+    ]);
+    let out = c.ok(&[
+        "run",
+        "--rm",
+        &multi,
+        "sh",
+        "-c",
+        "cat /opt/new; cat /usr/data; ls /made 2>&1 || true",
+    ]);
+    assert!(out.starts_with("new\nlinked\n"), "{out}");
+    assert!(out.contains("No such file"), "{out}");
+    let layers = c.env.store().join("layers");
+    for entry in std::fs::read_dir(&layers).expect("layers") {
+        let dir = entry.expect("entry").path();
+        assert!(!dir.join("made").exists());
+        if dir.join("opt/new").exists() {
+            assert_eq!(
+                std::fs::read_to_string(dir.join("opt/new")).expect("read"),
+                "new\n"
+            );
+        }
+    }
+    // The writer's changes are in its upper dir, owned by the mapped root.
+    let id = c.ok(&["ps", "-aq", "--no-trunc"]).trim().to_string();
+    let upper = c.containers_dir().join(&id).join("upper");
+    assert_eq!(
+        std::fs::read_to_string(upper.join("opt/new")).expect("upper"),
+        "mine\n"
+    );
+    let meta = std::fs::metadata(upper.join("made")).expect("made");
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), 100_000);
+    c.ok(&["rm", "writer"]);
+}
+
+fn read_only_root_and_tmpfs(images: &Images) {
+    let c = Ctx::new(images);
+    let out = c.run(&[
+        "run",
+        "--rm",
+        "--read-only",
+        "--tmpfs",
+        "/scratch",
+        &c.image("base"),
+        "sh",
+        "-c",
+        "touch /x 2>&1; touch /scratch/y && echo tmpfs-ok",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("Read-only file system"), "{text}");
+    assert!(text.contains("tmpfs-ok"), "{text}");
+}
+
+fn rm_flag_leaves_nothing_behind(images: &Images) {
+    let c = Ctx::new(images);
+    let img = c.image("base");
+    // The default hostname is the short id, which names the cgroup too.
+    let short = c.ok(&[
+        "run",
+        "--rm",
+        "--memory",
+        "64m",
+        &img,
+        "sh",
+        "-c",
+        "echo x > /file; hostname",
+    ]);
+    let short = short.trim();
+    assert_eq!(short.len(), 12, "{short}");
+    assert!(c.container_ids().is_empty(), "{:?}", c.container_ids());
+    assert!(image_cli::list(&c.containers_dir().join("names")).is_empty());
+    assert_eq!(c.ok(&["ps", "-aq"]), "");
+    let root = c.env.root().to_string_lossy().into_owned();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(!mounts.contains(&root), "mount left: {mounts}");
+    assert!(image_cli::list(&c.state()).is_empty(), "runtime state left");
+    for controller in ["memory", "pids", "cpu,cpuacct"] {
+        let left: Vec<String> =
+            image_cli::list(&Path::new("/sys/fs/cgroup").join(controller).join("ccrun"))
+                .into_iter()
+                .filter(|n| n.starts_with(short))
+                .collect();
+        assert!(left.is_empty(), "cgroup left in {controller}: {left:?}");
+    }
+}
+
+fn containers_are_records_until_removed(images: &Images) {
+    let c = Ctx::new(images);
+    let img = c.image("base");
+    let out = c.run(&["run", "--name", "first", &img, "sh", "-c", "exit 3"]);
+    assert_eq!(out.status.code(), Some(3));
+    let ps = c.ok(&["ps", "-a"]);
+    assert!(ps.starts_with("CONTAINER ID"), "{ps}");
+    let line = ps.lines().find(|l| l.contains("first")).expect("listed");
+    assert!(line.contains(&img), "{line}");
+    assert!(line.contains("Exited (3)"), "{line}");
+    assert!(line.contains("\"sh -c exit 3\""), "{line}");
+    assert_eq!(
+        c.ok(&["ps"]).lines().count(),
+        1,
+        "not running: only the header"
+    );
+    // A generated name, a name conflict, an id prefix.
+    c.ok(&["run", &img, "true"]);
+    let json = c.ok(&["ps", "-a", "--format", "json"]);
+    let rows: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(rows.len(), 2);
+    let generated = rows
+        .iter()
+        .find(|r| r["Names"] != "first")
+        .expect("second container");
+    assert!(generated["Names"].as_str().expect("name").contains('_'));
+    let conflict = c.run(&["run", "--name", "first", &img, "true"]);
+    assert_eq!(conflict.status.code(), Some(125));
+    assert!(
+        stderr(&conflict).contains("already in use"),
+        "{}",
+        stderr(&conflict)
+    );
+    // rmi refuses while containers use the image.
+    let rmi = c.run(&["rmi", &img]);
+    assert!(!rmi.status.success());
+    assert!(
+        stderr(&rmi).contains("used by container"),
+        "{}",
+        stderr(&rmi)
+    );
+    let id = generated["ID"].as_str().expect("id");
+    c.ok(&["rm", &id[..8], "first"]);
+    assert!(c.container_ids().is_empty());
+    let gone = c.run(&["rm", "first"]);
+    assert!(
+        stderr(&gone).contains("no such container"),
+        "{}",
+        stderr(&gone)
+    );
+    c.ok(&["rmi", &img]);
+    // The saved config.json is the OCI spec that ran.
+    c.ok(&["run", "--name", "kept", &img, "true"]);
+    let id = c.ok(&["ps", "-aq", "--no-trunc"]).trim().to_string();
+    let config: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(c.containers_dir().join(&id).join("config.json")).expect("config.json"),
+    )
+    .expect("parse");
+    assert_eq!(config["process"]["args"], serde_json::json!(["true"]));
+    assert_eq!(config["process"]["cwd"], "/srv/app");
+    c.ok(&["rm", "kept"]);
+}
+
+fn image_with_many_layers_runs(images: &Images) {
+    let c = Ctx::new(images);
+    let out = c.ok(&[
+        "run",
+        "--rm",
+        &c.image("many"),
+        "sh",
+        "-c",
+        "ls /layers | wc -l; cat /layers/top",
+    ]);
+    assert_eq!(out, "65\n63\n");
+}
+
+fn missing_image_with_pull_never_is_a_clear_error(images: &Images) {
+    let c = Ctx::new(images);
+    let out = c.run(&["run", "--pull", "never", &c.image("base"), "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("not found") && err.contains("--pull"), "{err}");
+    assert!(c.container_ids().is_empty());
+    let out = c.run(&["run", "--rm", "127.0.0.1:1/none/such", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+}
+
+/// A ccrun process on a pseudo-terminal the test owns, its output collected.
+struct OnPty {
+    master: OwnedFd,
+    child: std::process::Child,
+    output: Arc<Mutex<Vec<u8>>>,
+}
+
+impl OnPty {
+    fn spawn(mut cmd: Command, rows: u16, cols: u16) -> OnPty {
+        let ws = nix::pty::Winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        let pty = nix::pty::openpty(Some(&ws), None).expect("openpty");
+        let slave = pty.slave;
+        cmd.stdin(Stdio::from(slave.try_clone().expect("dup")))
+            .stdout(Stdio::from(slave.try_clone().expect("dup")))
+            .stderr(Stdio::from(slave));
+        // SAFETY: setsid and ioctl are async-signal-safe; they make the pty the child's
+        // controlling terminal, as a terminal emulator would.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::unistd::setsid().map_err(std::io::Error::from)?;
+                if libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().expect("spawn ccrun on a pty");
+        drop(cmd);
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let reader = pty.master.try_clone().expect("dup master");
+        let sink = Arc::clone(&output);
+        std::thread::spawn(move || {
+            let mut file = std::fs::File::from(reader);
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = file.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().expect("lock").extend_from_slice(&buf[..n]);
+            }
+        });
+        OnPty {
+            master: pty.master,
+            child,
+            output,
+        }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.output.lock().expect("lock")).into_owned()
+    }
+
+    fn wait_for(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.text().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} in {:?}",
+                self.text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn write(&self, bytes: &[u8]) {
+        nix::unistd::write(&self.master, bytes).expect("write to pty");
+    }
+
+    fn resize(&self, rows: u16, cols: u16) {
+        let ws = nix::pty::Winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads one winsize struct from the pointer.
+        let ret = unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+        assert_eq!(ret, 0, "TIOCSWINSZ");
+    }
+
+    fn exit_code(mut self) -> Option<i32> {
+        self.wait_exit()
+    }
+
+    fn wait_exit(&mut self) -> Option<i32> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("ccrun did not exit; output: {:?}", self.text());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for OnPty {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn tty_gets_a_terminal_and_window_size_changes(images: &Images) {
+    let c = Ctx::new(images);
+    let script = "tty; stty size; trap 'stty size; exit 7' WINCH; echo ready; \
+                  while :; do sleep 0.05; done";
+    let cmd = c.cmd(&["run", "--rm", "-it", &c.image("base"), "sh", "-c", script]);
+    let pty = OnPty::spawn(cmd, 33, 101);
+    pty.wait_for("ready");
+    let text = pty.text();
+    assert!(
+        text.contains("/dev/pts/0"),
+        "a terminal of the container's own: {text:?}"
+    );
+    assert!(text.contains("33 101"), "initial size copied: {text:?}");
+    pty.resize(40, 120);
+    pty.wait_for("40 120");
+    assert_eq!(pty.exit_code(), Some(7));
+}
+
+fn ctrl_c_goes_to_the_container(images: &Images) {
+    let c = Ctx::new(images);
+    let cmd = c.cmd(&[
+        "run",
+        "--rm",
+        "-it",
+        "--init",
+        &c.image("base"),
+        "sh",
+        "-c",
+        "echo ready; sleep 100",
+    ]);
+    let pty = OnPty::spawn(cmd, 24, 80);
+    pty.wait_for("ready");
+    pty.write(&[3]);
+    // sleep dies of SIGINT from its terminal; ccrun itself exits normally with 130.
+    assert_eq!(pty.exit_code(), Some(130));
+}
+
+fn interactive_stdin_reaches_the_container_and_is_closed_without_i(images: &Images) {
+    let c = Ctx::new(images);
+    let img = c.image("base");
+    let mut child = c
+        .cmd(&["run", "--rm", "-i", &img, "sh", "-c", "tr a-z A-Z"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"piped text\n")
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(stdout(&out), "PIPED TEXT\n");
+    let mut child = c
+        .cmd(&["run", "--rm", &img, "sh", "-c", "cat; echo done"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Without -i the container's stdin is /dev/null: cat ends at once even though
+    // ccrun's own stdin stays open.
+    let _keep_open = child.stdin.take();
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(stdout(&out), "done\n");
+}
+
+type Test = fn(&Images);
+
+fn main() {
+    ccrun_testkit::require_root();
+    let tests: &[(&str, Test)] = &[
+        (
+            "pulls_and_runs_in_one_command",
+            pulls_and_runs_in_one_command,
+        ),
+        (
+            "image_env_and_workdir_apply_and_flags_override_them",
+            image_env_and_workdir_apply_and_flags_override_them,
+        ),
+        (
+            "entrypoint_and_cmd_follow_docker_rules",
+            entrypoint_and_cmd_follow_docker_rules,
+        ),
+        (
+            "user_from_image_and_flag_by_name_and_number",
+            user_from_image_and_flag_by_name_and_number,
+        ),
+        (
+            "layers_show_whiteouts_and_stay_untouched",
+            layers_show_whiteouts_and_stay_untouched,
+        ),
+        ("read_only_root_and_tmpfs", read_only_root_and_tmpfs),
+        (
+            "rm_flag_leaves_nothing_behind",
+            rm_flag_leaves_nothing_behind,
+        ),
+        (
+            "containers_are_records_until_removed",
+            containers_are_records_until_removed,
+        ),
+        ("image_with_many_layers_runs", image_with_many_layers_runs),
+        (
+            "missing_image_with_pull_never_is_a_clear_error",
+            missing_image_with_pull_never_is_a_clear_error,
+        ),
+        (
+            "tty_gets_a_terminal_and_window_size_changes",
+            tty_gets_a_terminal_and_window_size_changes,
+        ),
+        ("ctrl_c_goes_to_the_container", ctrl_c_goes_to_the_container),
+        (
+            "interactive_stdin_reaches_the_container_and_is_closed_without_i",
+            interactive_stdin_reaches_the_container_and_is_closed_without_i,
+        ),
+    ];
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let selected: Vec<&(&str, Test)> = tests
+        .iter()
+        .filter(|(name, _)| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str())))
+        .collect();
+    if selected.is_empty() {
+        println!("no tests selected");
+        return;
+    }
+    let images = Images::build();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failed = Mutex::new(Vec::new());
+    // A few tests at a time: each is mostly waiting on container processes.
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some((name, test)) = selected.get(i) else {
+                    break;
+                };
+                let outcome =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| test(&images)));
+                match outcome {
+                    Ok(()) => println!("test {name} ... ok"),
+                    Err(_) => {
+                        println!("test {name} ... FAILED");
+                        failed.lock().unwrap_or_else(|p| p.into_inner()).push(*name);
+                    }
+                }
+            });
+        }
+    });
+    drop(images);
+    let failed = failed.into_inner().unwrap_or_else(|p| p.into_inner());
+    println!(
+        "\ntest result: {}. {} passed; {} failed",
+        if failed.is_empty() { "ok" } else { "FAILED" },
+        selected.len() - failed.len(),
+        failed.len()
+    );
+    if !failed.is_empty() {
+        println!("failures: {failed:?}");
+        std::process::exit(1);
+    }
+}
