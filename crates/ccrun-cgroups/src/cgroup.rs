@@ -97,6 +97,9 @@ struct Legacy {
     dir: PathBuf,
 }
 
+/// How often `create` starts over when a parent vanished under it.
+const CREATE_ATTEMPTS: u32 = 5;
+
 /// One container's cgroup: a single v2 directory, or one directory per v1 controller.
 #[derive(Debug, Clone)]
 pub struct Cgroup {
@@ -117,20 +120,33 @@ impl Cgroup {
     /// An already existing directory is reused.
     pub fn create(layout: &Layout, path: &str) -> Result<Cgroup> {
         let cgroup = Cgroup::open(layout, path)?;
-        if let Some(unified) = &cgroup.unified {
+        let mut attempt = 1;
+        // A shared parent (`/ccrun`) is removed by `destroy` once empty; if that races
+        // with us, a level vanishes under our feet and we start again from the root.
+        while let Err(e) = cgroup.create_dirs(layout) {
+            if !e.is_vanished() || attempt == CREATE_ATTEMPTS {
+                return Err(e);
+            }
+            attempt += 1;
+        }
+        Ok(cgroup)
+    }
+
+    fn create_dirs(&self, layout: &Layout) -> Result<()> {
+        if let Some(unified) = &self.unified {
             // On a pure v2 host the root must delegate the controllers, as runc and crun
             // ensure. On a hybrid host the unified root belongs to the machine's own setup:
             // use what it already delegates and never change it.
             let enable_at_root = matches!(layout, Layout::Unified { .. });
-            create_v2(unified, &cgroup.path, enable_at_root)?;
+            create_v2(unified, &self.path, enable_at_root)?;
         }
-        for legacy in cgroup.distinct_legacy() {
-            create_levels(&legacy.root, &cgroup.path)?;
+        for legacy in self.distinct_legacy() {
+            create_levels(&legacy.root, &self.path)?;
         }
-        if let Some(cpuset) = cgroup.legacy.get("cpuset") {
-            init_v1_cpuset(&cpuset.root, &cgroup.path)?;
+        if let Some(cpuset) = self.legacy.get("cpuset") {
+            init_v1_cpuset(&cpuset.root, &self.path)?;
         }
-        Ok(cgroup)
+        Ok(())
     }
 
     /// Opens an existing cgroup (for kill/delete from another process).
@@ -254,8 +270,9 @@ impl Cgroup {
     /// SIGKILLs what is left, waits until empty, removes every directory (retrying EBUSY briefly).
     /// Idempotent: a cgroup already gone is fine.
     ///
-    /// Only this cgroup's own directories (and child cgroups below them) are removed,
-    /// never the parents, which may be shared (e.g. `/ccrun`).
+    /// This cgroup's own directories (and child cgroups below them) are removed; its
+    /// parents (e.g. the shared `/ccrun`) go too once empty, which `rmdir` decides
+    /// atomically, so a parent other containers still use always stays.
     pub fn destroy(&self) -> Result<()> {
         if let Some(unified) = &self.unified {
             let kill_file = unified.dir.join("cgroup.kill");
@@ -289,6 +306,14 @@ impl Cgroup {
         }
         for dir in self.paths() {
             fs::remove_tree(&dir)?;
+        }
+        let roots = self
+            .unified
+            .iter()
+            .map(|u| &u.root)
+            .chain(self.distinct_legacy().into_iter().map(|l| &l.root));
+        for root in roots {
+            fs::remove_empty_parents(root, &self.path);
         }
         Ok(())
     }

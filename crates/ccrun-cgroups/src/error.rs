@@ -138,3 +138,15 @@ pub enum Error {
 
 /// Shorthand used throughout the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// True when a directory or file was missing: a cgroup level removed concurrently.
+    pub fn is_vanished(&self) -> bool {
+        match self {
+            Error::Read { source, .. }
+            | Error::Write { source, .. }
+            | Error::CreateDir { source, .. } => source.kind() == io::ErrorKind::NotFound,
+            _ => false,
+        }
+    }
+}

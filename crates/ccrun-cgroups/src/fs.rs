@@ -177,6 +177,17 @@ pub(crate) fn remove_tree(dir: &Path) -> Result<()> {
     }
 }
 
+/// Removes the now-empty ancestors of `root/rel` below `root`, deepest first, and
+/// stops at the first one `rmdir` refuses (still in use, or already gone).
+pub(crate) fn remove_empty_parents(root: &Path, rel: &Path) {
+    let mut dir = root.join(rel);
+    while dir.pop() && dir.starts_with(root) && dir != root {
+        if fs::remove_dir(&dir).is_err() {
+            break;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -451,6 +451,37 @@ fn hugetlb_goes_where_the_controller_is() {
 }
 
 #[test]
+fn shared_parent_goes_with_its_last_child_only() {
+    let tree = TestTree::new();
+    let first = Cgroup::create(&tree.layout, &tree.path("parent/one")).unwrap();
+    let second = Cgroup::create(&tree.layout, &tree.path("parent/two")).unwrap();
+    let parents = |c: &Cgroup| -> Vec<PathBuf> {
+        c.paths()
+            .iter()
+            .map(|p| p.parent().unwrap().to_path_buf())
+            .collect()
+    };
+    let shared = parents(&first);
+    assert!(!shared.is_empty());
+    first.destroy().unwrap();
+    for p in &shared {
+        assert!(
+            p.is_dir(),
+            "{} is still used by the second cgroup",
+            p.display()
+        );
+    }
+    second.destroy().unwrap();
+    for p in &shared {
+        assert!(!p.exists(), "{} left behind", p.display());
+        assert!(
+            !p.parent().unwrap().exists(),
+            "the test's top level left behind"
+        );
+    }
+}
+
+#[test]
 fn destroy_of_something_never_created_is_fine() {
     let tree = TestTree::new();
     let cgroup = Cgroup::open(&tree.layout, &tree.path("never")).unwrap();
