@@ -34,13 +34,20 @@ pub fn create() -> Result<OwnedFd> {
     for target in 0..3 {
         nix::unistd::dup2(slave.as_raw_fd(), target).ctx(|| format!("dup2 onto fd {target}"))?;
     }
-    nix::unistd::setsid().ctx(|| "setsid".into())?;
-    // SAFETY: TIOCSCTTY takes an int argument; fd 0 is the terminal opened above.
-    let ret = unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) };
-    Errno::result(ret).ctx(|| "making the terminal the controlling tty".into())?;
+    make_controlling_terminal()?;
     let raw = std::os::fd::IntoRawFd::into_raw_fd(master);
     // SAFETY: `into_raw_fd` gave up ownership of this open fd to us.
     Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) })
+}
+
+/// Starts a new session whose controlling terminal is fd 0 (a pty slave), so job
+/// control and ^C work inside.
+pub(crate) fn make_controlling_terminal() -> Result<()> {
+    nix::unistd::setsid().ctx(|| "setsid".into())?;
+    // SAFETY: TIOCSCTTY takes an int argument; a failure is reported, not undefined.
+    let ret = unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) };
+    Errno::result(ret).ctx(|| "making the terminal the controlling tty".into())?;
+    Ok(())
 }
 
 /// `/dev/console` as the terminal, as runc and Docker provide it.

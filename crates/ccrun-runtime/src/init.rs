@@ -111,10 +111,7 @@ fn attach_stdio(plan: &InitPlan) -> Result<()> {
         }
     }
     if plan.stdio.is_some() && plan.process.terminal() == Some(true) {
-        nix::unistd::setsid().ctx(|| "setsid".into())?;
-        // SAFETY: TIOCSCTTY takes an int argument; fd 0 is open (checked by the ioctl).
-        let ret = unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) };
-        Errno::result(ret).ctx(|| "making the terminal the controlling tty".into())?;
+        crate::console::make_controlling_terminal()?;
     }
     Ok(())
 }

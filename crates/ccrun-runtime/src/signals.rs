@@ -78,15 +78,8 @@ impl Forwarder {
         let pid = Pid::from_raw(pid);
         loop {
             // The child may have exited before we got here; check first.
-            match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) => {}
-                Ok(status) => {
-                    if let Some(exit) = ExitStatus::from_wait(status) {
-                        return Ok(exit);
-                    }
-                }
-                Err(Errno::EINTR) => continue,
-                Err(e) => return Err(Error::sys("waitpid", e)),
+            if let Some(exit) = try_reap(pid.as_raw())? {
+                return Ok(exit);
             }
             match self.set.wait() {
                 Ok(Signal::SIGCHLD) => {}
@@ -97,6 +90,24 @@ impl Forwarder {
                 Err(Errno::EINTR) => {}
                 Err(e) => return Err(Error::sys("sigwait", e)),
             }
+        }
+    }
+}
+
+impl Forwarder {
+    /// The blocked signals (the forwarded ones and SIGCHLD), e.g. for a `signalfd`.
+    pub fn signals(&self) -> &SigSet {
+        &self.set
+    }
+}
+
+/// Reaps `pid` if it has ended, without blocking.
+pub fn try_reap(pid: i32) -> Result<Option<ExitStatus>> {
+    loop {
+        match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+            Ok(status) => return Ok(ExitStatus::from_wait(status)),
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(Error::sys("waitpid", e)),
         }
     }
 }

@@ -36,6 +36,20 @@ pub enum UsernsMode {
     Host,
 }
 
+impl UsernsMode {
+    /// Host uid and gid of the container's root.
+    pub fn root_owner(&self) -> (u32, u32) {
+        match *self {
+            UsernsMode::Private {
+                uid_start,
+                gid_start,
+                ..
+            } => (uid_start, gid_start),
+            UsernsMode::Host => (0, 0),
+        }
+    }
+}
+
 /// How the container is networked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NetworkMode {

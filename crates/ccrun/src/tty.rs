@@ -9,15 +9,13 @@ use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use anyhow::{Context, Result};
-use ccrun_runtime::signals::FORWARDED;
-use ccrun_runtime::ExitStatus;
+use ccrun_runtime::{ExitStatus, Forwarder};
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::signal::{kill, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::termios::{self, SetArg, Termios};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 fn window_size(fd: BorrowedFd<'_>) -> Option<nix::pty::Winsize> {
@@ -69,16 +67,18 @@ impl Drop for RawMode {
 }
 
 /// Relays between ccrun's stdio and the pty `master` (stdin only when `interactive`)
-/// until process `pid` exits; forwards signals. The forwarded signals and SIGCHLD
-/// must already be blocked (see `ccrun_runtime::Forwarder::block`).
-pub fn relay(master: &OwnedFd, pid: i32, interactive: bool) -> Result<ExitStatus> {
-    let mut set = SigSet::empty();
-    for s in FORWARDED {
-        set.add(*s);
-    }
-    set.add(Signal::SIGCHLD);
-    let sfd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
-        .context("signalfd")?;
+/// until process `pid` exits; forwards the signals `forwarder` has blocked.
+pub fn relay(
+    forwarder: &Forwarder,
+    master: &OwnedFd,
+    pid: i32,
+    interactive: bool,
+) -> Result<ExitStatus> {
+    let sfd = SignalFd::with_flags(
+        forwarder.signals(),
+        SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK,
+    )
+    .context("signalfd")?;
     set_nonblocking(master.as_fd())?;
     let stdin = std::io::stdin();
     let pid = Pid::from_raw(pid);
@@ -86,29 +86,25 @@ pub fn relay(master: &OwnedFd, pid: i32, interactive: bool) -> Result<ExitStatus
     let mut master_open = true;
     let mut buf = vec![0u8; 32 * 1024];
     loop {
-        if let Some(status) = reap(pid)? {
+        if let Some(status) = ccrun_runtime::signals::try_reap(pid.as_raw())? {
             if master_open {
-                drain(master.as_fd(), &mut buf)?;
+                pump_master(master.as_fd(), &mut buf)?;
             }
             return Ok(status);
         }
         let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
-        if master_open {
-            fds.push(PollFd::new(master.as_fd(), PollFlags::POLLIN));
-        }
-        if stdin_open {
-            fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
-        }
+        let master_at = watch(&mut fds, master_open, master.as_fd());
+        let stdin_at = watch(&mut fds, stdin_open, stdin.as_fd());
         match poll(&mut fds, PollTimeout::NONE) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => return Err(e).context("poll"),
         }
-        let ready: Vec<bool> = fds
-            .iter()
-            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
-            .collect();
+        let ready =
+            |at: Option<usize>| at.is_some_and(|i| fds[i].revents().is_some_and(|r| !r.is_empty()));
+        let (signal_ready, master_ready, stdin_ready) =
+            (ready(Some(0)), ready(master_at), ready(stdin_at));
         drop(fds);
-        if ready[0] {
+        if signal_ready {
             while let Ok(Some(info)) = sfd.read_signal() {
                 match Signal::try_from(info.ssi_signo as i32) {
                     Ok(Signal::SIGCHLD) => {}
@@ -120,14 +116,10 @@ pub fn relay(master: &OwnedFd, pid: i32, interactive: bool) -> Result<ExitStatus
                 }
             }
         }
-        let mut next = 1;
-        if master_open {
-            if ready[next] {
-                master_open = pump_master(master.as_fd(), &mut buf)?;
-            }
-            next += 1;
+        if master_ready {
+            master_open = pump_master(master.as_fd(), &mut buf)?;
         }
-        if stdin_open && ready.get(next) == Some(&true) {
+        if stdin_ready {
             match nix::unistd::read(stdin.as_raw_fd(), &mut buf) {
                 Ok(0) => {
                     // End of input: the terminal's EOF character tells the program.
@@ -140,6 +132,14 @@ pub fn relay(master: &OwnedFd, pid: i32, interactive: bool) -> Result<ExitStatus
             }
         }
     }
+}
+
+/// Adds `fd` to the poll set when `open`; returns its index there.
+fn watch<'a>(fds: &mut Vec<PollFd<'a>>, open: bool, fd: BorrowedFd<'a>) -> Option<usize> {
+    open.then(|| {
+        fds.push(PollFd::new(fd, PollFlags::POLLIN));
+        fds.len() - 1
+    })
 }
 
 fn set_nonblocking(fd: BorrowedFd<'_>) -> Result<()> {
@@ -166,10 +166,6 @@ fn pump_master(master: BorrowedFd<'_>, buf: &mut [u8]) -> Result<bool> {
     }
 }
 
-fn drain(master: BorrowedFd<'_>, buf: &mut [u8]) -> Result<()> {
-    pump_master(master, buf).map(drop)
-}
-
 fn write_all(fd: BorrowedFd<'_>, mut data: &[u8]) -> Result<()> {
     while !data.is_empty() {
         match nix::unistd::write(fd, data) {
@@ -184,13 +180,4 @@ fn write_all(fd: BorrowedFd<'_>, mut data: &[u8]) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn reap(pid: Pid) -> Result<Option<ExitStatus>> {
-    match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-        Ok(WaitStatus::Exited(_, code)) => Ok(Some(ExitStatus::Exited(code))),
-        Ok(WaitStatus::Signaled(_, sig, _)) => Ok(Some(ExitStatus::Signaled(sig))),
-        Ok(_) => Ok(None),
-        Err(e) => Err(e).context("waiting for the container process"),
-    }
 }

@@ -57,6 +57,19 @@ pub enum ImageSubcommand {
     Pull(PullArgs),
 }
 
+/// `--insecure-registry`, shared by the commands that talk to registries.
+#[derive(Debug, clap::Args)]
+pub struct InsecureRegistries {
+    /// Registry to reach over plain HTTP (localhost and 127.0.0.0/8 always are)
+    #[arg(
+        long = "insecure-registry",
+        value_name = "HOST[:PORT]",
+        env = "CCRUN_INSECURE_REGISTRIES",
+        value_delimiter = ','
+    )]
+    pub registries: Vec<String>,
+}
+
 /// Flags of `pull`.
 #[derive(Debug, clap::Args)]
 pub struct PullArgs {
@@ -66,14 +79,8 @@ pub struct PullArgs {
     /// Print nothing but the pulled image's name
     #[arg(short, long)]
     pub quiet: bool,
-    /// Registry to reach over plain HTTP (localhost and 127.0.0.0/8 always are)
-    #[arg(
-        long = "insecure-registry",
-        value_name = "HOST[:PORT]",
-        env = "CCRUN_INSECURE_REGISTRIES",
-        value_delimiter = ','
-    )]
-    pub insecure_registries: Vec<String>,
+    #[command(flatten)]
+    pub insecure: InsecureRegistries,
     /// How many layers to download and unpack at once
     #[arg(long, env = "CCRUN_PULL_JOBS", default_value_t = 4, value_name = "N")]
     pub jobs: usize,
@@ -124,14 +131,8 @@ pub struct LoginArgs {
     /// Read the password from standard input
     #[arg(long)]
     pub password_stdin: bool,
-    /// Registry to reach over plain HTTP (localhost and 127.0.0.0/8 always are)
-    #[arg(
-        long = "insecure-registry",
-        value_name = "HOST[:PORT]",
-        env = "CCRUN_INSECURE_REGISTRIES",
-        value_delimiter = ','
-    )]
-    pub insecure_registries: Vec<String>,
+    #[command(flatten)]
+    pub insecure: InsecureRegistries,
     /// Registry host [default: docker.io]
     pub server: Option<String>,
 }
@@ -169,7 +170,7 @@ fn pull(global: &GlobalOpts, args: PullArgs) -> anyhow::Result<i32> {
     let store = open_store(global)?;
     let options = PullOptions {
         platform,
-        insecure_registries: args.insecure_registries,
+        insecure_registries: args.insecure.registries,
         jobs: args.jobs,
         sync_layers: args.sync_layers,
     };
@@ -574,7 +575,7 @@ fn login(args: LoginArgs) -> anyhow::Result<i32> {
     RegistryClient::check_login(
         &registry,
         &ClientOptions {
-            insecure_registries: args.insecure_registries,
+            insecure_registries: args.insecure.registries,
             credentials: Some(creds.clone()),
         },
     )

@@ -289,9 +289,6 @@ pub fn run(global: &GlobalOpts, args: RunArgs) -> Result<i32> {
     };
     let outcome = job.run();
     let snapshot = Snapshot::new(&dir);
-    if let Err(e) = snapshot.unmount() {
-        eprintln!("ccrun: {e}");
-    }
     let (code, oom) = match &outcome {
         Ok(ended) => (ended.code, ended.oom_killed),
         Err(e) => (exit::code_for(e), false),
@@ -305,6 +302,9 @@ pub fn run(global: &GlobalOpts, args: RunArgs) -> Result<i32> {
             eprintln!("ccrun: removing container {}: {e:#}", record.short_id());
         }
     } else {
+        if let Err(e) = snapshot.unmount() {
+            eprintln!("ccrun: {e}");
+        }
         let finished = ccrun_runtime::state::now_rfc3339();
         let updated = containers.update(&id, |r| {
             r.status = Status::Exited;
@@ -343,14 +343,7 @@ struct Job<'a> {
 
 impl Job<'_> {
     fn run(&self) -> Result<Ended> {
-        let root_owner = match self.userns {
-            UsernsMode::Private {
-                uid_start,
-                gid_start,
-                ..
-            } => (uid_start, gid_start),
-            UsernsMode::Host => (0, 0),
-        };
+        let root_owner = self.userns.root_owner();
         let rootfs = self.mount_rootfs(root_owner)?;
         let identity = user::resolve(&self.user, &rootfs)?;
         let hostname = self
@@ -405,8 +398,8 @@ impl Job<'_> {
         };
         let userns_fd: Option<OwnedFd> = match &self.userns {
             UsernsMode::Private { .. } => {
-                let spec = spec_builder::build_id_mappings(&self.userns)?;
-                Some(ccrun_runtime::userns::new_userns_fd(&spec.0, &spec.1)?)
+                let (uids, gids) = spec_builder::build_id_mappings(&self.userns)?;
+                Some(ccrun_runtime::userns::new_userns_fd(&uids, &gids)?)
             }
             UsernsMode::Host => None,
         };
@@ -468,7 +461,7 @@ impl Job<'_> {
                 let status = container
                     .start()
                     .map_err(anyhow::Error::from)
-                    .and_then(|()| tty::relay(&master, pid, self.args.interactive));
+                    .and_then(|()| tty::relay(&forwarder, &master, pid, self.args.interactive));
                 drop(raw);
                 status
             }
