@@ -25,4 +25,4 @@ pub use platform::Platform;
 pub use pull::{pull, PullOptions, PullProgress};
 pub use reference::Reference;
 pub use snapshot::Snapshot;
-pub use store::{Image, ImageRecord, ImageUsage, NoContainers, Removal, Store};
+pub use store::{Image, ImageRecord, ImageUsage, Removal, Store};

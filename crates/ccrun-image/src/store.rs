@@ -64,20 +64,10 @@ pub struct Image {
     pub layer_dirs: Vec<PathBuf>,
 }
 
-/// Tells `rmi` which containers use an image. The container engine implements it;
-/// until containers reference images, [`NoContainers`] says none do.
+/// Tells `rmi` which containers use an image; the container engine implements it.
 pub trait ImageUsage {
     /// Names or ids of containers created from `image`; non-empty blocks removal without `-f`.
     fn containers_using(&self, image: &ImageRecord) -> Result<Vec<String>>;
-}
-
-/// An [`ImageUsage`] for when no containers exist.
-pub struct NoContainers;
-
-impl ImageUsage for NoContainers {
-    fn containers_using(&self, _image: &ImageRecord) -> Result<Vec<String>> {
-        Ok(Vec::new())
-    }
 }
 
 /// What `rmi` did, line by line as Docker prints it.
