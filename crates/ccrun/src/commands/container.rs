@@ -58,6 +58,7 @@ pub fn status_text(r: &Record) -> String {
                 None => format!("Exited ({code})"),
             }
         }
+        Status::Dead => "Dead".to_string(),
     }
 }
 

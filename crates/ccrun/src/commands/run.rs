@@ -259,6 +259,15 @@ pub fn run(global: &GlobalOpts, args: RunArgs) -> Result<i32> {
         volumes: source.defaults.volumes.clone(),
         tty: args.tty,
         interactive: args.interactive,
+        init: args.init,
+        restart_policy: Default::default(),
+        restart_count: 0,
+        stopped_by_user: false,
+        stop_timeout: None,
+        monitor_pid: 0,
+        monitor_start_time: 0,
+        error: None,
+        log_max_size: crate::containers::record::DEFAULT_LOG_MAX_SIZE,
     };
     let dir = containers.create(&mut record, args.name.as_deref())?;
     let userns = match args.userns {

@@ -19,6 +19,38 @@ pub enum Status {
     Running,
     /// Its process ended (see `exit_code`).
     Exited,
+    /// Its process ended unobserved (its monitor was gone), see `error`.
+    Dead,
+}
+
+impl Status {
+    /// The lowercase name Docker uses (`created`, `running`, `exited`, `dead`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Exited => "exited",
+            Status::Dead => "dead",
+        }
+    }
+}
+
+/// `--restart`: what the monitor does when the container's process ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "name")]
+pub enum RestartPolicy {
+    /// Never restart (default).
+    #[default]
+    No,
+    /// Restart when it exits with a non-zero code, at most `max_retries` times (0: no limit).
+    OnFailure {
+        /// Restart limit; 0 means unlimited.
+        max_retries: u32,
+    },
+    /// Always restart, unless stopped by `ccrun stop`/`kill`.
+    Always,
+    /// Like `always`; kept distinct for Docker compatibility of `inspect`.
+    UnlessStopped,
 }
 
 /// Where the container's root filesystem comes from.
@@ -79,7 +111,50 @@ pub struct Record {
     pub tty: bool,
     /// `-i`.
     pub interactive: bool,
+    /// `--init`: a minimal init is PID 1.
+    #[serde(default)]
+    pub init: bool,
+    /// `--restart`.
+    #[serde(default)]
+    pub restart_policy: RestartPolicy,
+    /// How often the monitor restarted it.
+    #[serde(default)]
+    pub restart_count: u32,
+    /// Set by `stop`/`kill` so that the restart policy leaves it stopped.
+    #[serde(default)]
+    pub stopped_by_user: bool,
+    /// `--stop-timeout`: seconds between the stop signal and SIGKILL [default: 10].
+    #[serde(default)]
+    pub stop_timeout: Option<u32>,
+    /// PID of the process watching it (the monitor, or a foreground ccrun) while running.
+    #[serde(default)]
+    pub monitor_pid: i32,
+    /// Its start time, to tell a reused pid apart.
+    #[serde(default)]
+    pub monitor_start_time: u64,
+    /// Why the container is dead, or why its last start failed.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// `--log-opt max-size`: rotate the log file at this size (bytes).
+    #[serde(default = "default_log_max_size")]
+    pub log_max_size: u64,
 }
+
+/// Docker's default stop timeout.
+pub const DEFAULT_STOP_TIMEOUT: u32 = 10;
+
+/// Log files rotate at 10 MiB unless `--log-opt max-size` says otherwise.
+pub const DEFAULT_LOG_MAX_SIZE: u64 = 10 << 20;
+
+fn default_log_max_size() -> u64 {
+    DEFAULT_LOG_MAX_SIZE
+}
+
+/// File name of the container's log (CRI format, see `ccrun_monitor::logfile`).
+pub const LOG_FILE: &str = "container.log";
+
+/// File name of the exit file the monitor writes when the process ends.
+pub const EXIT_FILE: &str = "exit";
 
 impl Record {
     /// The first 12 hex digits, as Docker shows ids.
