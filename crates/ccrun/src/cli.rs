@@ -66,6 +66,25 @@ impl GlobalOpts {
 pub enum Command {
     /// Run a command in a new container
     Run(Box<commands::run::RunArgs>),
+    /// Create a container without starting it
+    Create(Box<commands::run::RunArgs>),
+    /// Start one or more stopped containers
+    Start(commands::lifecycle::StartArgs),
+    /// Stop one or more running containers (stop signal, then SIGKILL after a timeout)
+    Stop(commands::lifecycle::StopArgs),
+    /// Send a signal to one or more running containers
+    Kill(commands::lifecycle::KillArgs),
+    /// Restart one or more containers
+    Restart(commands::lifecycle::StopArgs),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(commands::lifecycle::WaitArgs),
+    /// Fetch the logs of a container
+    Logs(commands::logs::LogsArgs),
+    /// Run a command in a running container
+    Exec(Box<commands::exec::ExecArgs>),
+    /// Settle a container whose process ended (run by its monitor)
+    #[command(hide = true, name = "container-cleanup")]
+    ContainerCleanup(commands::lifecycle::CleanupArgs),
     /// List containers
     Ps(commands::container::PsArgs),
     /// Remove one or more containers

@@ -10,8 +10,22 @@ pub const NOT_EXECUTABLE: i32 = 126;
 /// The command was not found.
 pub const NOT_FOUND: i32 = 127;
 
+/// A failure reported by another ccrun process (e.g. a monitor that could not start
+/// the container), carrying the exit status it maps to.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Reported {
+    /// The exit status for this failure (125, 126 or 127).
+    pub code: i32,
+    /// What went wrong, on one line.
+    pub message: String,
+}
+
 /// The exit status for an error that ends ccrun.
 pub fn code_for(err: &anyhow::Error) -> i32 {
+    if let Some(reported) = err.downcast_ref::<Reported>() {
+        return reported.code;
+    }
     match err.downcast_ref::<RuntimeError>() {
         Some(RuntimeError::CommandNotFound(_)) => NOT_FOUND,
         Some(RuntimeError::NotExecutable(_)) => NOT_EXECUTABLE,

@@ -9,6 +9,8 @@
 mod image_build;
 #[path = "support/image_cli.rs"]
 mod image_cli;
+#[path = "support/pty.rs"]
+mod pty;
 #[path = "support/registry.rs"]
 mod registry;
 
@@ -23,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use image_build::{features_layer, layer, Comp, Entry, Layer, Layout};
 use image_cli::Env;
+use pty::OnPty;
 use registry::{Format, Registry};
 
 /// The registry and the images every test uses, built once per test binary.
@@ -507,119 +510,6 @@ fn missing_image_with_pull_never_is_a_clear_error(images: &Images) {
     assert_eq!(out.status.code(), Some(125));
 }
 
-/// A ccrun process on a pseudo-terminal the test owns, its output collected.
-struct OnPty {
-    master: OwnedFd,
-    child: std::process::Child,
-    output: Arc<Mutex<Vec<u8>>>,
-}
-
-impl OnPty {
-    fn spawn(mut cmd: Command, rows: u16, cols: u16) -> OnPty {
-        let ws = nix::pty::Winsize {
-            ws_row: rows,
-            ws_col: cols,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        let pty = nix::pty::openpty(Some(&ws), None).expect("openpty");
-        let slave = pty.slave;
-        cmd.stdin(Stdio::from(slave.try_clone().expect("dup")))
-            .stdout(Stdio::from(slave.try_clone().expect("dup")))
-            .stderr(Stdio::from(slave));
-        // SAFETY: setsid and ioctl are async-signal-safe; they make the pty the child's
-        // controlling terminal, as a terminal emulator would.
-        unsafe {
-            cmd.pre_exec(|| {
-                nix::unistd::setsid().map_err(std::io::Error::from)?;
-                if libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let child = cmd.spawn().expect("spawn ccrun on a pty");
-        drop(cmd);
-        let output = Arc::new(Mutex::new(Vec::new()));
-        let reader = pty.master.try_clone().expect("dup master");
-        let sink = Arc::clone(&output);
-        std::thread::spawn(move || {
-            let mut file = std::fs::File::from(reader);
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = file.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().expect("lock").extend_from_slice(&buf[..n]);
-            }
-        });
-        OnPty {
-            master: pty.master,
-            child,
-            output,
-        }
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.output.lock().expect("lock")).into_owned()
-    }
-
-    fn wait_for(&self, needle: &str) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !self.text().contains(needle) {
-            assert!(
-                Instant::now() < deadline,
-                "no {needle:?} in {:?}",
-                self.text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn write(&self, bytes: &[u8]) {
-        nix::unistd::write(&self.master, bytes).expect("write to pty");
-    }
-
-    fn resize(&self, rows: u16, cols: u16) {
-        let ws = nix::pty::Winsize {
-            ws_row: rows,
-            ws_col: cols,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        // SAFETY: TIOCSWINSZ reads one winsize struct from the pointer.
-        let ret = unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
-        assert_eq!(ret, 0, "TIOCSWINSZ");
-    }
-
-    fn exit_code(mut self) -> Option<i32> {
-        self.wait_exit()
-    }
-
-    fn wait_exit(&mut self) -> Option<i32> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status.code();
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!("ccrun did not exit; output: {:?}", self.text());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for OnPty {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
 
 fn tty_gets_a_terminal_and_window_size_changes(images: &Images) {
     let c = Ctx::new(images);

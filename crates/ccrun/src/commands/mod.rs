@@ -1,7 +1,10 @@
 //! One module per group of subcommands; `dispatch` routes a parsed command line.
 
 pub mod container;
+pub mod exec;
 pub mod image;
+pub mod lifecycle;
+pub mod logs;
 pub mod run;
 
 use crate::cli::{Cli, Command};
@@ -10,6 +13,15 @@ use crate::cli::{Cli, Command};
 pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Run(args) => run::run(&cli.global, *args),
+        Command::Create(args) => run::create(&cli.global, *args),
+        Command::Start(args) => lifecycle::start(&cli.global, args),
+        Command::Stop(args) => lifecycle::stop(&cli.global, args),
+        Command::Kill(args) => lifecycle::kill(&cli.global, args),
+        Command::Restart(args) => lifecycle::restart(&cli.global, args),
+        Command::Wait(args) => lifecycle::wait(&cli.global, args),
+        Command::Logs(args) => logs::logs(&cli.global, args),
+        Command::Exec(args) => exec::exec(&cli.global, *args),
+        Command::ContainerCleanup(args) => lifecycle::cleanup(&cli.global, args),
         Command::Image(cmd) => image::run(&cli.global, cmd),
         Command::Ps(args) => container::ps(&cli.global, args),
         Command::Rm(args) => container::rm(&cli.global, args),

@@ -9,17 +9,15 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use ccrun_image::snapshot::{MountOptions, Snapshot};
 use ccrun_image::Store;
-use ccrun_runtime::{Container, CreateOptions, ExitStatus, Forwarder};
 use oci_spec::runtime::{Mount, MountBuilder, Spec};
 
 use crate::cli::GlobalOpts;
 use crate::containers::store::new_container_id;
-use crate::containers::{ContainerStore, Record, RootfsSource, Status};
+use crate::containers::record::RestartPolicy;
+use crate::containers::{launch, monitor, ContainerStore, Record, RootfsSource, Status};
 use crate::etc_files::{self, EtcFiles};
-use crate::exit;
 use crate::image_config::{self, ImageDefaults};
 use crate::spec_builder::{self, Limits, NetworkMode, RunSpec, UsernsMode};
-use crate::tty;
 use crate::{units, user};
 
 /// `--userns` values.
@@ -76,6 +74,18 @@ pub struct RunArgs {
     /// Remove the container and its changes when it exits
     #[arg(long)]
     pub rm: bool,
+    /// Run in the background and print the container id
+    #[arg(long, short = 'd')]
+    pub detach: bool,
+    /// Restart policy: no, on-failure[:MAX_RETRIES], always or unless-stopped
+    #[arg(long, value_name = "POLICY", default_value = "no")]
+    pub restart: String,
+    /// Seconds between the stop signal and SIGKILL on stop [default: 10]
+    #[arg(long, value_name = "SECONDS")]
+    pub stop_timeout: Option<u32>,
+    /// Log option: max-size=SIZE rotates the log file at SIZE [default: 10m]
+    #[arg(long, value_name = "OPT=VALUE")]
+    pub log_opt: Vec<String>,
     /// Pull the image: missing, always or never
     #[arg(long, value_enum, default_value_t = PullPolicy::Missing)]
     pub pull: PullPolicy,
@@ -198,9 +208,23 @@ struct Source {
 
 /// Runs `ccrun run`.
 pub fn run(global: &GlobalOpts, args: RunArgs) -> Result<i32> {
+    run_or_create(global, args, false)
+}
+
+/// Runs `ccrun create`: everything `run` does up to starting the process.
+pub fn create(global: &GlobalOpts, args: RunArgs) -> Result<i32> {
+    run_or_create(global, args, true)
+}
+
+fn run_or_create(global: &GlobalOpts, args: RunArgs, create_only: bool) -> Result<i32> {
     // Validate everything that needs no side effects first.
     let limits = limits(&args)?;
     let labels = parse_labels(&args.label)?;
+    let restart_policy = parse_restart(&args.restart)?;
+    if args.rm && restart_policy != RestartPolicy::No {
+        bail!("conflicting options: --restart and --rm");
+    }
+    let log_max_size = parse_log_opts(&args.log_opt)?;
     let tmpfs = args
         .tmpfs
         .iter()
@@ -215,13 +239,16 @@ pub fn run(global: &GlobalOpts, args: RunArgs) -> Result<i32> {
     if let Some(name) = &args.name {
         crate::containers::names::validate(name)?;
     }
-    if args.interactive && args.tty && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+    let foreground = !args.detach && !create_only;
+    if foreground
+        && args.interactive
+        && args.tty
+        && !std::io::IsTerminal::is_terminal(&std::io::stdin())
+    {
         bail!("the input device is not a TTY; drop -t or run from a terminal");
     }
 
-    // Mounts made from here on (the snapshot) live in ccrun's own mount namespace and
-    // vanish with it and the container, whatever happens to ccrun.
-    enter_private_mount_namespace()?;
+    launch::enter_private_mount_namespace()?;
     let root = global.store_root();
     // First, so that a new storage root gets its searchable modes (see ContainerStore::open).
     let containers = ContainerStore::open(&root)?;
@@ -260,14 +287,14 @@ pub fn run(global: &GlobalOpts, args: RunArgs) -> Result<i32> {
         tty: args.tty,
         interactive: args.interactive,
         init: args.init,
-        restart_policy: Default::default(),
+        restart_policy,
         restart_count: 0,
         stopped_by_user: false,
-        stop_timeout: None,
+        stop_timeout: args.stop_timeout,
         monitor_pid: 0,
         monitor_start_time: 0,
         error: None,
-        log_max_size: crate::containers::record::DEFAULT_LOG_MAX_SIZE,
+        log_max_size,
     };
     let dir = containers.create(&mut record, args.name.as_deref())?;
     let userns = match args.userns {
@@ -275,9 +302,7 @@ pub fn run(global: &GlobalOpts, args: RunArgs) -> Result<i32> {
         UsernsArg::Host => UsernsMode::Host,
     };
     let job = Job {
-        global,
         args: &args,
-        containers: &containers,
         record: &record,
         dir: &dir,
         userns,
@@ -296,49 +321,86 @@ pub fn run(global: &GlobalOpts, args: RunArgs) -> Result<i32> {
             .unwrap_or_default(),
         argv,
     };
-    let outcome = job.run();
-    let snapshot = Snapshot::new(&dir);
-    let (code, oom) = match &outcome {
-        Ok(ended) => (ended.code, ended.oom_killed),
-        Err(e) => (exit::code_for(e), false),
+    let spec = match job.prepare() {
+        Ok(spec) => spec,
+        Err(e) if create_only => {
+            // `create` leaves nothing behind when it fails.
+            let _ = Snapshot::new(&dir).remove();
+            let _ = containers.remove(&record);
+            return Err(e);
+        }
+        Err(e) => {
+            launch::fail_start(global, &containers, &id, &e);
+            return Err(e);
+        }
     };
-    if args.rm {
-        let removed = snapshot
-            .remove()
-            .map_err(anyhow::Error::from)
-            .and_then(|()| containers.remove(&record));
-        if let Err(e) = removed {
-            eprintln!("ccrun: removing container {}: {e:#}", record.short_id());
-        }
+    if create_only {
+        Snapshot::new(&dir).unmount()?;
+        println!("{id}");
+        return Ok(0);
+    }
+    let started = if args.detach {
+        monitor::start_detached(global, &containers, &record, spec).map(|()| None)
     } else {
-        if let Err(e) = snapshot.unmount() {
-            eprintln!("ccrun: {e}");
+        launch::foreground(global, &containers, &record, spec, args.interactive).map(Some)
+    };
+    match started {
+        Ok(None) => {
+            println!("{id}");
+            Ok(0)
         }
-        let finished = ccrun_runtime::state::now_rfc3339();
-        let updated = containers.update(&id, |r| {
-            r.status = Status::Exited;
-            r.exit_code = Some(code);
-            r.oom_killed = oom;
-            r.finished_at = Some(finished);
-        });
-        if let Err(e) = updated {
-            eprintln!("ccrun: recording the exit of {}: {e:#}", record.short_id());
+        Ok(Some(exit)) => launch::after_exit(global, &containers, &id, exit),
+        Err(e) => {
+            launch::fail_start(global, &containers, &id, &e);
+            Err(e)
         }
     }
-    outcome.map(|ended| ended.code)
 }
 
-/// How the container's process ended.
-struct Ended {
-    code: i32,
-    oom_killed: bool,
+/// `--restart no|on-failure[:N]|always|unless-stopped`.
+fn parse_restart(value: &str) -> Result<RestartPolicy> {
+    let (name, max) = match value.split_once(':') {
+        Some((n, m)) => (n, Some(m)),
+        None => (value, None),
+    };
+    let policy = match (name, max) {
+        ("no", None) => RestartPolicy::No,
+        ("always", None) => RestartPolicy::Always,
+        ("unless-stopped", None) => RestartPolicy::UnlessStopped,
+        ("on-failure", max) => RestartPolicy::OnFailure {
+            max_retries: max
+                .map(|m| m.parse::<u32>())
+                .transpose()
+                .with_context(|| format!("invalid --restart {value:?}: the retry count must be a number"))?
+                .unwrap_or(0),
+        },
+        (_, Some(_)) => bail!("invalid --restart {value:?}: only on-failure takes a retry count"),
+        _ => bail!("invalid --restart {value:?}: use no, on-failure[:N], always or unless-stopped"),
+    };
+    Ok(policy)
+}
+
+/// `--log-opt max-size=SIZE`; returns the rotation size.
+fn parse_log_opts(opts: &[String]) -> Result<u64> {
+    let mut max_size = crate::containers::record::DEFAULT_LOG_MAX_SIZE;
+    for opt in opts {
+        match opt.split_once('=') {
+            Some(("max-size", v)) => {
+                let bytes = units::parse_bytes(v)?;
+                if bytes < 4096 {
+                    bail!("invalid --log-opt {opt:?}: max-size must be at least 4k");
+                }
+                max_size = bytes as u64;
+            }
+            _ => bail!("unknown --log-opt {opt:?}: ccrun supports max-size=SIZE"),
+        }
+    }
+    Ok(max_size)
 }
 
 /// One container being run: everything decided, nothing mounted yet.
 struct Job<'a> {
-    global: &'a GlobalOpts,
     args: &'a RunArgs,
-    containers: &'a ContainerStore,
     record: &'a Record,
     dir: &'a Path,
     userns: UsernsMode,
@@ -351,7 +413,8 @@ struct Job<'a> {
 }
 
 impl Job<'_> {
-    fn run(&self) -> Result<Ended> {
+    /// Mounts the root filesystem, builds the spec and saves it as `config.json`.
+    fn prepare(&self) -> Result<Spec> {
         let root_owner = self.userns.root_owner();
         let rootfs = self.mount_rootfs(root_owner)?;
         let identity = user::resolve(&self.user, &rootfs)?;
@@ -394,8 +457,8 @@ impl Job<'_> {
             terminal: self.args.tty,
             idmap_rootfs: matches!(self.record.rootfs, RootfsSource::Dir(_)),
         })?;
-        save_config(self.dir, &spec)?;
-        self.start_and_wait(spec)
+        launch::save_config(self.dir, &spec)?;
+        Ok(spec)
     }
 
     /// The container's root: an overlayfs snapshot over the image's layers (idmapped
@@ -423,110 +486,6 @@ impl Job<'_> {
             .context("mounting the container's root filesystem")?;
         Ok(merged)
     }
-
-    fn start_and_wait(&self, spec: Spec) -> Result<Ended> {
-        let id = &self.record.id;
-        let devnull = std::fs::File::open("/dev/null").context("opening /dev/null")?;
-        // With -t the runtime gives the container a terminal of its own devpts.
-        let stdio = if self.args.tty || self.args.interactive {
-            None
-        } else {
-            Some([devnull.as_raw_fd(), 1, 2])
-        };
-        // Block the forwarded signals before the clone so none is lost in between.
-        let forwarder = Forwarder::block()?;
-        let mut container = Container::create(CreateOptions {
-            id: id.clone(),
-            bundle: self.dir.to_path_buf(),
-            spec,
-            state_root: self.global.state_root(),
-            minimal_init: self.args.init,
-            no_pivot: false,
-            stdio,
-        })?;
-        drop(devnull);
-        let pid = container.pid();
-        let started = ccrun_runtime::state::now_rfc3339();
-        let pid_start_time = container.state.pid_start_time;
-        if let Err(e) = self.containers.update(id, |r| {
-            r.status = Status::Running;
-            r.pid = pid;
-            r.pid_start_time = pid_start_time;
-            r.started_at = Some(started);
-        }) {
-            eprintln!(
-                "ccrun: recording the start of {}: {e:#}",
-                self.record.short_id()
-            );
-        }
-        let status = match container.take_console() {
-            Some(master) => {
-                tty::sync_window_size(master.as_fd());
-                let raw = if self.args.interactive {
-                    tty::RawMode::enter()?
-                } else {
-                    None
-                };
-                let status = container
-                    .start()
-                    .map_err(anyhow::Error::from)
-                    .and_then(|()| tty::relay(&forwarder, &master, pid, self.args.interactive));
-                drop(raw);
-                status
-            }
-            None => container
-                .start()
-                .and_then(|()| forwarder.forward_until_exit(pid))
-                .map_err(anyhow::Error::from),
-        };
-        let oom = matches!(
-            status,
-            Ok(ExitStatus::Signaled(nix::sys::signal::Signal::SIGKILL))
-        ) && container.oom_killed();
-        if let Err(e) = container.delete(true) {
-            eprintln!(
-                "ccrun: cleaning up container {}: {e}",
-                self.record.short_id()
-            );
-        }
-        let status = status?;
-        if oom {
-            eprintln!(
-                "ccrun: container {} was OOM killed (memory limit reached)",
-                self.record.short_id()
-            );
-            return Ok(Ended {
-                code: 137,
-                oom_killed: true,
-            });
-        }
-        Ok(Ended {
-            code: status.code(),
-            oom_killed: false,
-        })
-    }
-}
-
-/// Writes the spec as the container's `config.json`, so any OCI runtime can replay it.
-fn save_config(dir: &Path, spec: &Spec) -> Result<()> {
-    let bytes = serde_json::to_vec_pretty(spec).context("serialising config.json")?;
-    crate::containers::record::write_atomic(&dir.join("config.json"), &bytes)
-}
-
-/// Moves ccrun into a mount namespace of its own whose mounts do not propagate
-/// back to the host (but the host's still reach it).
-fn enter_private_mount_namespace() -> Result<()> {
-    use nix::mount::{mount, MsFlags};
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
-        .context("creating a mount namespace (ccrun run needs root)")?;
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_SLAVE,
-        None::<&str>,
-    )
-    .context("making the mount namespace private")
 }
 
 fn resolve_source(global: &GlobalOpts, root: &Path, args: &RunArgs) -> Result<Source> {

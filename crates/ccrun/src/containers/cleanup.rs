@@ -1,13 +1,13 @@
 //! Removing a container completely: its process (with `-f`), its runtime state and
 //! cgroup, its snapshot (upper directory and mounts), its record and its name.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use ccrun_image::Snapshot;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 
+use super::process::ProcessHandle;
 use super::{ContainerStore, Record, Status};
 
 /// Removes `record`'s container; a running one only with `force` (it is killed).
@@ -24,7 +24,7 @@ pub fn remove(
                 record.name
             );
         }
-        kill_and_wait(record)?;
+        kill_and_wait(store, record)?;
     }
     if let Ok(container) = ccrun_runtime::Container::load(state_root, &record.id) {
         container
@@ -37,15 +37,18 @@ pub fn remove(
     store.remove(record)
 }
 
-fn kill_and_wait(record: &Record) -> Result<()> {
-    let pid = Pid::from_raw(record.pid);
-    let _ = kill(pid, Signal::SIGKILL);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while ccrun_runtime::state::process_is_alive(record.pid, record.pid_start_time) {
-        if Instant::now() > deadline {
+/// Kills the container's process and lets its monitor settle the record first, so
+/// that the monitor's cleanup and this removal do not race.
+fn kill_and_wait(store: &ContainerStore, record: &Record) -> Result<()> {
+    store.update(&record.id, |r| r.stopped_by_user = true)?;
+    if let Some(process) = ProcessHandle::open(record.pid, record.pid_start_time)? {
+        process.signal(Signal::SIGKILL)?;
+        if !process.wait_exit(Duration::from_secs(10))? {
             bail!("container {} did not die after SIGKILL", record.short_id());
         }
-        std::thread::sleep(Duration::from_millis(10));
+    }
+    if let Err(e) = store.wait_settled(&record.id, Some(Duration::from_secs(10))) {
+        tracing::warn!("{e:#}; removing it anyway");
     }
     Ok(())
 }

@@ -5,7 +5,11 @@
 //! Names are reserved atomically in `<root>/containers/names/`.
 
 pub mod cleanup;
+pub mod finish;
+pub mod launch;
+pub mod monitor;
 pub mod names;
+pub mod process;
 pub mod record;
 pub mod store;
 

@@ -6,9 +6,11 @@ use std::fs::{self, File, OpenOptions};
 use std::io::ErrorKind;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+use super::finish::{Exit, UNOBSERVED};
 use super::names;
 use super::record::{Record, Status};
 
@@ -141,7 +143,7 @@ impl ContainerStore {
                 continue;
             }
             match Record::load(&entry.path()) {
-                Ok(r) => out.push(refresh(r)),
+                Ok(r) => out.push(refresh(r, &entry.path())),
                 // A directory without a record is a create in progress or a crash leftover.
                 Err(e) => tracing::debug!("skipping {id}: {e:#}"),
             }
@@ -153,8 +155,8 @@ impl ContainerStore {
     /// Finds a container by name, full id or unique id prefix.
     pub fn find(&self, query: &str) -> Result<Record> {
         if let Some(id) = self.name_owner(query) {
-            if let Ok(r) = Record::load(&self.dir_of(&id)) {
-                return Ok(refresh(r));
+            if let Some(r) = self.get(&id)? {
+                return Ok(r);
             }
         }
         if !query.is_empty() && query.chars().all(|c| c.is_ascii_hexdigit()) {
@@ -172,6 +174,37 @@ impl ContainerStore {
             }
         }
         bail!("no such container: {query}")
+    }
+
+    /// The record of container `id` as it stands now; `None` if it was removed.
+    pub fn get(&self, id: &str) -> Result<Option<Record>> {
+        let dir = self.dir_of(id);
+        match Record::load(&dir) {
+            Ok(r) => Ok(Some(refresh(r, &dir))),
+            Err(_) if !dir.join(super::record::RECORD_FILE).exists() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Waits until container `id` is no longer running and whoever watched it has
+    /// settled its record; `None` if it was removed meanwhile.
+    pub fn wait_settled(&self, id: &str, timeout: Option<Duration>) -> Result<Option<Record>> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            let Some(record) = self.get(id)? else {
+                return Ok(None);
+            };
+            if record.status != Status::Running {
+                return Ok(Some(record));
+            }
+            if deadline.is_some_and(|d| Instant::now() > d) {
+                bail!(
+                    "container {} is still running or being cleaned up",
+                    record.short_id()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Applies `change` to the stored record of `id` under the lock; `None` if the
@@ -205,13 +238,39 @@ impl ContainerStore {
     }
 }
 
-/// A record whose "running" process is gone is shown as exited (how it ended is
-/// unknown when nothing was there to see it).
-fn refresh(mut record: Record) -> Record {
-    if record.status == Status::Running
-        && !ccrun_runtime::state::process_is_alive(record.pid, record.pid_start_time)
-    {
-        record.status = Status::Exited;
+/// The truth about a record that says "running": while its process lives it runs
+/// (noting a lost monitor); once it is gone and its watcher too, it exited with the
+/// code the monitor wrote, or is dead when nobody saw it end.
+fn refresh(mut record: Record, dir: &Path) -> Record {
+    use ccrun_runtime::state::process_is_alive;
+    if record.status != Status::Running {
+        return record;
+    }
+    let watched =
+        record.monitor_pid > 0 && process_is_alive(record.monitor_pid, record.monitor_start_time);
+    if process_is_alive(record.pid, record.pid_start_time) {
+        if !watched && record.monitor_pid > 0 {
+            record.error = Some(format!(
+                "its monitor (pid {}) is gone: output is not logged and the exit will not be recorded",
+                record.monitor_pid
+            ));
+        }
+        return record;
+    }
+    if watched {
+        // Its watcher is reaping it and settling the record right now.
+        return record;
+    }
+    match Exit::from_exit_file(dir) {
+        Some(exit) => {
+            record.status = Status::Exited;
+            record.exit_code = Some(exit.code);
+            record.finished_at = Some(exit.finished);
+        }
+        None => {
+            record.status = Status::Dead;
+            record.error = Some(UNOBSERVED.to_string());
+        }
     }
     record
 }

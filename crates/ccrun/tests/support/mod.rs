@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 pub use ccrun_testkit::{require_root, Rootfs};
 
+pub mod pty;
+
 /// A `ccrun` invocation with its own state directory and storage root (removed on drop).
 pub struct Ccrun {
     state: tempfile::TempDir,
@@ -44,6 +46,31 @@ impl Ccrun {
         c.env("CCRUN_ROOT", self.root.path());
         c.env_remove("CCRUN_LOG");
         c
+    }
+
+    /// Runs `ccrun <args>` and collects its output.
+    pub fn ccrun(&self, args: &[&str]) -> Output {
+        self.cmd()
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("spawn ccrun")
+    }
+
+    /// The storage root used.
+    pub fn store_root(&self) -> &Path {
+        self.root.path()
+    }
+
+    /// The stored record of container `id` (full id), as JSON.
+    pub fn record(&self, id: &str) -> serde_json::Value {
+        let path = self
+            .root
+            .path()
+            .join("containers")
+            .join(id)
+            .join("container.json");
+        serde_json::from_slice(&std::fs::read(&path).expect("read record")).expect("parse record")
     }
 
     /// Runs `ccrun run --rootfs ROOTFS <args>` and collects its output.
@@ -111,6 +138,22 @@ impl Ccrun {
     /// Number of container state directories left.
     pub fn leftover_state(&self) -> usize {
         std::fs::read_dir(self.state.path()).map_or(0, |d| d.count())
+    }
+}
+
+impl Drop for Ccrun {
+    fn drop(&mut self) {
+        // Containers a failing test left behind: `rm -f` kills them, lets their
+        // monitors finish and removes their cgroups, state and files.
+        let dir = self.root.path().join("containers");
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for entry in entries.flatten() {
+                let id = entry.file_name().to_string_lossy().into_owned();
+                if id.len() == 64 {
+                    let _ = self.ccrun(&["rm", "-f", &id]);
+                }
+            }
+        }
     }
 }
 

@@ -1,0 +1,257 @@
+//! Commands that move existing containers through their lifecycle: `start`, `stop`,
+//! `kill`, `restart`, `wait`, and the monitor's exit command `container-cleanup`.
+
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use nix::sys::signal::Signal;
+
+use crate::cli::GlobalOpts;
+use crate::containers::finish::{self, Exit, Next};
+use crate::containers::launch::{self, Attach};
+use crate::containers::process::{parse_signal, ProcessHandle};
+use crate::containers::record::DEFAULT_STOP_TIMEOUT;
+use crate::containers::{ContainerStore, Record, Status};
+
+/// Flags of `start`.
+#[derive(Debug, clap::Args)]
+pub struct StartArgs {
+    /// Attach stdout/stderr and forward signals; exit with the container's status
+    #[arg(short, long)]
+    pub attach: bool,
+    /// Attach stdin too
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Containers (name, id or unique id prefix)
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub containers: Vec<String>,
+}
+
+/// Flags of `stop` and `restart`.
+#[derive(Debug, clap::Args)]
+pub struct StopArgs {
+    /// Seconds to wait after the stop signal before SIGKILL [default: the container's
+    /// --stop-timeout, else 10]
+    #[arg(short = 't', long = "time", visible_alias = "timeout", value_name = "SECONDS")]
+    pub time: Option<u32>,
+    /// Signal to send instead of the container's stop signal
+    #[arg(short, long, value_name = "SIGNAL")]
+    pub signal: Option<String>,
+    /// Containers (name, id or unique id prefix)
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub containers: Vec<String>,
+}
+
+/// Flags of `kill`.
+#[derive(Debug, clap::Args)]
+pub struct KillArgs {
+    /// Signal to send (name or number)
+    #[arg(short, long, default_value = "KILL", value_name = "SIGNAL")]
+    pub signal: String,
+    /// Containers (name, id or unique id prefix)
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub containers: Vec<String>,
+}
+
+/// Flags of `wait`.
+#[derive(Debug, clap::Args)]
+pub struct WaitArgs {
+    /// Containers (name, id or unique id prefix)
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub containers: Vec<String>,
+}
+
+/// Runs `f` on every named container, printing an error for each that fails, and
+/// fails after trying them all.
+fn each(
+    store: &ContainerStore,
+    names: &[String],
+    mut f: impl FnMut(&Record) -> Result<()>,
+) -> Result<()> {
+    let mut failed = Vec::new();
+    for name in names {
+        match store.find(name).and_then(|r| f(&r)) {
+            Ok(()) => {}
+            Err(e) => {
+                eprintln!("Error response: {}", crate::exit::one_line(&e));
+                failed.push(name.clone());
+            }
+        }
+    }
+    if !failed.is_empty() {
+        bail!("failed for {}", failed.join(", "));
+    }
+    Ok(())
+}
+
+/// Runs `start`.
+pub fn start(global: &GlobalOpts, args: StartArgs) -> Result<i32> {
+    if (args.attach || args.interactive) && args.containers.len() > 1 {
+        bail!("you cannot start and attach multiple containers at once");
+    }
+    let store = ContainerStore::open(&global.store_root())?;
+    launch::enter_private_mount_namespace()?;
+    if args.attach || args.interactive {
+        let record = store.find(&args.containers[0])?;
+        if record.status == Status::Running {
+            bail!("container {} is already running", record.name);
+        }
+        let record = reset_for_start(&store, &record)?;
+        return launch::start_existing(
+            global,
+            &store,
+            &record,
+            Attach::Foreground {
+                interactive: args.interactive,
+            },
+        );
+    }
+    each(&store, &args.containers, |record| {
+        if record.status != Status::Running {
+            let record = reset_for_start(&store, record)?;
+            launch::start_existing(global, &store, &record, Attach::Detached)?;
+        }
+        println!("{}", shown_as(record, &args.containers));
+        Ok(())
+    })?;
+    Ok(0)
+}
+
+/// Clears what a previous run and an earlier `stop` left in the record.
+fn reset_for_start(store: &ContainerStore, record: &Record) -> Result<Record> {
+    store
+        .update(&record.id, |r| {
+            r.stopped_by_user = false;
+            r.error = None;
+        })?
+        .ok_or_else(|| anyhow::anyhow!("no such container: {}", record.name))
+}
+
+/// What Docker echoes for a container: the name or id the user gave.
+fn shown_as<'a>(record: &'a Record, given: &'a [String]) -> &'a str {
+    given
+        .iter()
+        .find(|g| *g == &record.name || record.id.starts_with(g.as_str()))
+        .map_or(record.name.as_str(), String::as_str)
+}
+
+/// Runs `stop`.
+pub fn stop(global: &GlobalOpts, args: StopArgs) -> Result<i32> {
+    let store = ContainerStore::open(&global.store_root())?;
+    let signal = args.signal.as_deref().map(parse_signal).transpose()?;
+    each(&store, &args.containers, |record| {
+        stop_one(&store, record, args.time, signal)?;
+        println!("{}", shown_as(record, &args.containers));
+        Ok(())
+    })?;
+    Ok(0)
+}
+
+/// Sends the stop signal, waits the timeout, then SIGKILL; returns once the monitor
+/// has recorded the exit. Stopping a stopped container does nothing.
+fn stop_one(
+    store: &ContainerStore,
+    record: &Record,
+    time: Option<u32>,
+    signal: Option<Signal>,
+) -> Result<()> {
+    let Some(record) = store.update(&record.id, |r| r.stopped_by_user = true)? else {
+        bail!("no such container: {}", record.name);
+    };
+    let Some(record) = store.get(&record.id)? else {
+        return Ok(());
+    };
+    if record.status != Status::Running {
+        return Ok(());
+    }
+    let signal = match signal {
+        Some(s) => s,
+        None => record
+            .stop_signal
+            .as_deref()
+            .map(parse_signal)
+            .transpose()?
+            .unwrap_or(Signal::SIGTERM),
+    };
+    let timeout = time
+        .or(record.stop_timeout)
+        .unwrap_or(DEFAULT_STOP_TIMEOUT);
+    if let Some(process) = ProcessHandle::open(record.pid, record.pid_start_time)? {
+        process.signal(signal)?;
+        if !process.wait_exit(Duration::from_secs(timeout.into()))? {
+            process.signal(Signal::SIGKILL)?;
+            if !process.wait_exit(Duration::from_secs(10))? {
+                bail!("container {} did not die after SIGKILL", record.short_id());
+            }
+        }
+    }
+    store.wait_settled(&record.id, Some(Duration::from_secs(10)))?;
+    Ok(())
+}
+
+/// Runs `kill`.
+pub fn kill(global: &GlobalOpts, args: KillArgs) -> Result<i32> {
+    let store = ContainerStore::open(&global.store_root())?;
+    let signal = parse_signal(&args.signal)?;
+    each(&store, &args.containers, |record| {
+        if record.status != Status::Running {
+            bail!("cannot kill container {}: it is not running", record.name);
+        }
+        store.update(&record.id, |r| r.stopped_by_user = true)?;
+        match ProcessHandle::open(record.pid, record.pid_start_time)? {
+            Some(process) => process.signal(signal)?,
+            None => bail!("cannot kill container {}: it is not running", record.name),
+        }
+        println!("{}", shown_as(record, &args.containers));
+        Ok(())
+    })?;
+    Ok(0)
+}
+
+/// Runs `restart`: stop (if running), then start detached.
+pub fn restart(global: &GlobalOpts, args: StopArgs) -> Result<i32> {
+    let store = ContainerStore::open(&global.store_root())?;
+    let signal = args.signal.as_deref().map(parse_signal).transpose()?;
+    launch::enter_private_mount_namespace()?;
+    each(&store, &args.containers, |record| {
+        stop_one(&store, record, args.time, signal)?;
+        let record = reset_for_start(&store, record)?;
+        launch::start_existing(global, &store, &record, Attach::Detached)?;
+        println!("{}", shown_as(&record, &args.containers));
+        Ok(())
+    })?;
+    Ok(0)
+}
+
+/// Runs `wait`: blocks until each container stops and prints its exit code.
+pub fn wait(global: &GlobalOpts, args: WaitArgs) -> Result<i32> {
+    let store = ContainerStore::open(&global.store_root())?;
+    each(&store, &args.containers, |record| {
+        if let Some(done) = store.wait_settled(&record.id, None)? {
+            println!("{}", done.exit_code.unwrap_or(-1));
+        } else {
+            bail!("container {} was removed while waiting", record.name);
+        }
+        Ok(())
+    })?;
+    Ok(0)
+}
+
+/// Flags of the hidden `container-cleanup`.
+#[derive(Debug, clap::Args)]
+pub struct CleanupArgs {
+    /// The container's full id
+    #[arg(value_name = "ID")]
+    pub id: String,
+}
+
+/// Runs `container-cleanup`, the monitor's exit command: settles the record from the
+/// exit file and applies the restart policy.
+pub fn cleanup(global: &GlobalOpts, args: CleanupArgs) -> Result<i32> {
+    let store = ContainerStore::open(&global.store_root())?;
+    let exit = Exit::from_exit_file(&store.dir_of(&args.id));
+    if let Next::Restart { delay } = finish::finish(global, &store, &args.id, exit)? {
+        launch::restart_after(global, &store, &args.id, delay)?;
+    }
+    Ok(0)
+}
