@@ -15,6 +15,23 @@ use crate::error::{Result, SysContext};
 /// Allocates the terminal inside the (already pivoted) root, installs its slave as
 /// fds 0-2 of a new session, bind-mounts it on `/dev/console`, and returns the master.
 pub fn create() -> Result<OwnedFd> {
+    let (master, slave, slave_path) = open_pty()?;
+    bind_console(&slave_path)?;
+    install_slave(slave)?;
+    Ok(master)
+}
+
+/// Like [`create`] for a process `exec`'d into a running container: a new terminal from
+/// the container's devpts as fds 0-2 and controlling terminal of a new session, without
+/// touching `/dev/console` (it belongs to the container's init). Returns the master.
+pub fn create_for_exec() -> Result<OwnedFd> {
+    let (master, slave, _) = open_pty()?;
+    install_slave(slave)?;
+    Ok(master)
+}
+
+/// Opens a new pty through `/dev/ptmx` of the current root: (master, slave, slave path).
+fn open_pty() -> Result<(OwnedFd, OwnedFd, String)> {
     let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
         .ctx(|| "opening /dev/ptmx in the container".into())?;
     nix::pty::grantpt(&master).ctx(|| "grantpt".into())?;
@@ -30,14 +47,18 @@ pub fn create() -> Result<OwnedFd> {
         unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) }
     })
     .ctx(|| format!("opening {slave_path}"))?;
-    bind_console(&slave_path)?;
+    let raw = std::os::fd::IntoRawFd::into_raw_fd(master);
+    // SAFETY: `into_raw_fd` gave up ownership of this open fd to us.
+    let master = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+    Ok((master, slave, slave_path))
+}
+
+/// Makes `slave` fds 0-2 and the controlling terminal of a new session.
+fn install_slave(slave: OwnedFd) -> Result<()> {
     for target in 0..3 {
         nix::unistd::dup2(slave.as_raw_fd(), target).ctx(|| format!("dup2 onto fd {target}"))?;
     }
-    make_controlling_terminal()?;
-    let raw = std::os::fd::IntoRawFd::into_raw_fd(master);
-    // SAFETY: `into_raw_fd` gave up ownership of this open fd to us.
-    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) })
+    make_controlling_terminal()
 }
 
 /// Starts a new session whose controlling terminal is fd 0 (a pty slave), so job

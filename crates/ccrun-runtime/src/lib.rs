@@ -1,12 +1,14 @@
 //! The ccrun runtime core: turns an OCI runtime spec (`oci_spec::runtime::Spec`) and a
 //! root filesystem into an isolated, resource-limited process, following the OCI
-//! lifecycle (create → start → state/kill → delete). Both the `ccrun` engine and the
+//! lifecycle (create → start → state/kill → delete), and runs extra processes in
+//! running containers ([`Container::exec`]). Both the `ccrun` engine and the
 //! runc-compatible CLI drive containers through [`Container`].
 
 pub mod console;
 pub mod container;
 pub mod devices;
 pub mod error;
+pub mod exec;
 pub mod fsroot;
 pub mod init;
 pub mod mounts;
@@ -22,5 +24,6 @@ pub mod userns;
 
 pub use container::{Container, CreateOptions, ANNOTATION_ROOTFS_IDMAP};
 pub use error::{Error, Result};
+pub use exec::{ExecOptions, ExecProcess};
 pub use signals::{ExitStatus, Forwarder};
 pub use state::{State, Status};

@@ -1,5 +1,6 @@
 //! The parent <-> container-init channel: a `SOCK_SEQPACKET` socket pair carrying
-//! small tagged messages (and, for idmapped mounts, a file descriptor).
+//! small tagged messages (and, for idmapped mounts or a terminal, a file descriptor).
+//! `exec` uses the same channel between the caller and the processes it forks.
 
 use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -35,6 +36,10 @@ pub enum Message {
     Ready,
     /// Init -> parent: setup failed.
     Failed(FailureKind, String),
+    /// Exec helper -> caller: the host pid of the process started in the container.
+    Pid(i32),
+    /// Exec process -> caller: the master of its terminal is attached.
+    Console,
 }
 
 impl Message {
@@ -42,6 +47,12 @@ impl Message {
         match self {
             Message::Continue => vec![b'C'],
             Message::Ready => vec![b'R'],
+            Message::Console => vec![b'T'],
+            Message::Pid(pid) => {
+                let mut out = vec![b'P'];
+                out.extend_from_slice(&pid.to_le_bytes());
+                out
+            }
             Message::Failed(kind, text) => {
                 let mut out = vec![b'F', *kind as u8];
                 let bytes = text.as_bytes();
@@ -55,6 +66,8 @@ impl Message {
         match buf {
             [b'C'] => Ok(Message::Continue),
             [b'R'] => Ok(Message::Ready),
+            [b'T'] => Ok(Message::Console),
+            [b'P', a, b, c, d] => Ok(Message::Pid(i32::from_le_bytes([*a, *b, *c, *d]))),
             [b'F', kind, text @ ..] => {
                 let kind = match kind {
                     1 => FailureKind::NotFound,
@@ -113,6 +126,21 @@ impl Channel {
 
     /// Receives one message and any file descriptor sent with it.
     pub fn recv(&self) -> Result<(Message, Option<OwnedFd>)> {
+        let (buf, fd) = self.recv_raw()?;
+        Ok((Message::decode(&buf)?, fd))
+    }
+
+    /// Like [`Channel::recv`], but `None` once every peer end is closed (a peer that
+    /// exec'd successfully closes its close-on-exec end).
+    pub fn recv_or_closed(&self) -> Result<Option<(Message, Option<OwnedFd>)>> {
+        let (buf, fd) = self.recv_raw()?;
+        if buf.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some((Message::decode(&buf)?, fd)))
+    }
+
+    fn recv_raw(&self) -> Result<(Vec<u8>, Option<OwnedFd>)> {
         let mut buf = vec![0u8; MAX_MESSAGE];
         let mut cmsg_space = nix::cmsg_space!([RawFd; 1]);
         let (len, fd) = loop {
@@ -142,6 +170,27 @@ impl Channel {
                 Err(e) => return Err(Error::sys("receiving from container init", e)),
             }
         };
-        Ok((Message::decode(&buf[..len])?, fd))
+        buf.truncate(len);
+        Ok((buf, fd))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip() {
+        let (a, b) = pair().expect("pair");
+        a.send(&Message::Pid(123_456), None).expect("send");
+        a.send(&Message::Failed(FailureKind::NotFound, "nope".into()), None)
+            .expect("send");
+        assert!(matches!(b.recv().expect("recv").0, Message::Pid(123_456)));
+        assert!(matches!(
+            b.recv().expect("recv").0,
+            Message::Failed(FailureKind::NotFound, ref m) if m == "nope"
+        ));
+        drop(a);
+        assert!(b.recv_or_closed().expect("recv").is_none());
     }
 }

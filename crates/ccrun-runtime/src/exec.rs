@@ -1,0 +1,433 @@
+//! `exec`: runs an extra process inside a running container, as `runc exec` and
+//! `docker exec` do.
+//!
+//! The caller opens the namespaces of the container's init (checking afterwards that
+//! the init is still the recorded process) and forks a helper. The helper joins the
+//! container's cgroup while it still sees the host's cgroup filesystem, joins the
+//! namespaces, and clones the final process with `CLONE_PARENT`: joining a PID or time
+//! namespace only applies to children, and `CLONE_PARENT` makes the final process a
+//! child of the caller, which reaps it. The helper reports the final pid over a
+//! [`sync`] channel and exits. The final process, whose root is the container's since
+//! it joined the mount namespace, sets up its stdio (or a new terminal from the
+//! container's devpts), its identity and working directory, finds the program in the
+//! container's `PATH` and execs it. Failures before the exec come back over the
+//! channel; a successful exec closes the close-on-exec channel, which the caller sees
+//! as end of file.
+
+use std::fs::File;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::MetadataExt;
+
+use ccrun_cgroups::Cgroup;
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg};
+use nix::sched::{setns, CloneFlags};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use oci_spec::runtime::Process;
+
+use crate::container::Container;
+use crate::error::{Error, Result, SysContext};
+use crate::signals::{self, ExitStatus};
+use crate::state::{self, Status};
+use crate::sync::{self, Channel, FailureKind, Message};
+use crate::{console, process, sys};
+
+/// Inputs of [`Container::exec`].
+#[derive(Debug, Clone)]
+pub struct ExecOptions {
+    /// The process to run: args, env, cwd (inside the container; it must exist), user
+    /// (uid, gid, additional gids, umask), terminal, noNewPrivileges and rlimits are
+    /// honoured. `PATH` from its env (or the default path) is searched for `args[0]`.
+    pub process: Process,
+    /// File descriptors to install as stdin, stdout and stderr; `None` inherits the
+    /// caller's. They must stay open until `exec` returns. Ignored when
+    /// `process.terminal` is true.
+    pub stdio: Option<[RawFd; 3]>,
+}
+
+/// A process started in a container by [`Container::exec`].
+#[derive(Debug)]
+pub struct ExecProcess {
+    /// Its host pid. It is a child of the calling process, which must reap it (see
+    /// [`ExecProcess::wait`], [`signals::wait_for`], [`crate::Forwarder::forward_until_exit`]).
+    pub pid: i32,
+    /// The master side of its terminal, when `process.terminal` asked for one.
+    pub console: Option<OwnedFd>,
+}
+
+impl ExecProcess {
+    /// Waits for the process to exit, without forwarding signals.
+    pub fn wait(&self) -> Result<ExitStatus> {
+        signals::wait_for(self.pid)
+    }
+}
+
+/// Namespaces joined besides the user namespace, by their name in `/proc/<pid>/ns`.
+const NAMESPACES: &[(&str, libc::c_int)] = &[
+    ("mnt", libc::CLONE_NEWNS),
+    ("pid", libc::CLONE_NEWPID),
+    ("uts", libc::CLONE_NEWUTS),
+    ("ipc", libc::CLONE_NEWIPC),
+    ("net", libc::CLONE_NEWNET),
+    ("cgroup", libc::CLONE_NEWCGROUP),
+    ("time", libc::CLONE_NEWTIME),
+];
+
+/// One namespace of the container's init that differs from the caller's.
+#[derive(Debug)]
+struct Namespace {
+    name: &'static str,
+    flag: libc::c_int,
+    file: File,
+}
+
+impl Namespace {
+    fn join(&self) -> nix::Result<()> {
+        setns(&self.file, CloneFlags::from_bits_retain(self.flag))
+    }
+}
+
+/// What the forked processes need, opened by the caller before the fork.
+#[derive(Debug)]
+struct Target {
+    /// The container's user namespace, when it is not the caller's.
+    user: Option<Namespace>,
+    /// The other namespaces that are not the caller's.
+    others: Vec<Namespace>,
+    /// The container's cgroup.
+    cgroup: Cgroup,
+}
+
+/// The process to start, validated by the caller.
+#[derive(Debug)]
+struct Plan<'a> {
+    process: &'a Process,
+    args: Vec<String>,
+    env: Vec<String>,
+    terminal: bool,
+    stdio: Option<[RawFd; 3]>,
+}
+
+impl Container {
+    /// Starts `opts.process` inside this container, which must be created or running:
+    /// in its cgroup and namespaces, under its root. The new process is a child of the
+    /// calling process, which must be single-threaded and must reap it.
+    ///
+    /// Errors: [`Error::WrongState`] when the container is not created or running,
+    /// [`Error::CommandNotFound`] and [`Error::NotExecutable`] when the program cannot
+    /// be run (Docker's exit codes 127 and 126), [`Error::Setup`] for other failures
+    /// inside the container.
+    pub fn exec(&self, opts: ExecOptions) -> Result<ExecProcess> {
+        let args = opts.process.args().clone().unwrap_or_default();
+        if args.is_empty() {
+            return Err(Error::InvalidSpec("process.args is empty".into()));
+        }
+        let terminal = opts.process.terminal() == Some(true);
+        let plan = Plan {
+            process: &opts.process,
+            args,
+            env: opts.process.env().clone().unwrap_or_default(),
+            terminal,
+            stdio: if terminal { None } else { opts.stdio },
+        };
+        let threads =
+            sys::thread_count().map_err(|e| Error::io("reading", "/proc/self/task", e))?;
+        if threads != 1 {
+            return Err(Error::Setup(format!(
+                "internal error: exec needs a single-threaded process ({threads} threads)"
+            )));
+        }
+
+        let mut state = self.state.clone();
+        state.refresh(&self.state_dir);
+        let wrong_state = |status: Status| Error::WrongState {
+            id: state.id.clone(),
+            status: status.to_string(),
+            action: "exec",
+        };
+        if !matches!(state.status, Status::Created | Status::Running) {
+            return Err(wrong_state(state.status));
+        }
+        let target = Target::open(state.pid, self.cgroup()?)?;
+        // The init was alive before and after the opens, so they are its namespaces, not
+        // those of a process that reused its pid.
+        if !state::process_is_alive(state.pid, state.pid_start_time) {
+            return Err(wrong_state(Status::Stopped));
+        }
+
+        let (parent_end, child_end) = sync::pair()?;
+        // SAFETY: we checked above that this process is single-threaded; the child only
+        // runs `helper_main`, which never returns.
+        let helper = unsafe { sys::clone_fork(0) }.ctx(|| "fork for exec".into())?;
+        if helper == 0 {
+            drop(parent_end);
+            helper_main(&target, &plan, child_end);
+        }
+        drop(child_end);
+        drop(target);
+        collect(&parent_end, helper, terminal)
+    }
+}
+
+impl Target {
+    fn open(pid: i32, cgroup: Cgroup) -> Result<Target> {
+        let user = open_namespace(pid, "user", libc::CLONE_NEWUSER)?;
+        let mut others = Vec::new();
+        for &(name, flag) in NAMESPACES {
+            if let Some(ns) = open_namespace(pid, name, flag)? {
+                others.push(ns);
+            }
+        }
+        Ok(Target {
+            user,
+            others,
+            cgroup,
+        })
+    }
+}
+
+/// Opens `/proc/<pid>/ns/<name>`, or `None` when it is the caller's own namespace or
+/// the kernel does not have that kind of namespace.
+fn open_namespace(pid: i32, name: &'static str, flag: libc::c_int) -> Result<Option<Namespace>> {
+    let path = format!("/proc/{pid}/ns/{name}");
+    let file = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io("opening namespace", &path, e)),
+    };
+    let theirs = file
+        .metadata()
+        .map_err(|e| Error::io("inspecting namespace", &path, e))?;
+    let own_path = format!("/proc/self/ns/{name}");
+    match std::fs::metadata(&own_path) {
+        Ok(ours) if (ours.dev(), ours.ino()) == (theirs.dev(), theirs.ino()) => Ok(None),
+        Ok(_) => Ok(Some(Namespace { name, flag, file })),
+        Err(e) => Err(Error::io("inspecting namespace", &own_path, e)),
+    }
+}
+
+/// Reads the reports of the helper and the final process until both are gone, reaps
+/// the helper, and turns what it heard into the result.
+fn collect(chan: &Channel, helper: i32, terminal: bool) -> Result<ExecProcess> {
+    let mut pid = None;
+    let mut console = None;
+    let mut failure = None;
+    loop {
+        match chan.recv_or_closed() {
+            Ok(None) => break,
+            Ok(Some((Message::Pid(p), _))) => pid = Some(p),
+            Ok(Some((Message::Console, fd))) => console = fd,
+            Ok(Some((Message::Failed(kind, msg), _))) => {
+                failure.get_or_insert(match kind {
+                    FailureKind::NotFound => Error::CommandNotFound(msg),
+                    FailureKind::NotExecutable => Error::NotExecutable(msg),
+                    FailureKind::Setup => Error::Setup(msg),
+                });
+            }
+            Ok(Some((other, _))) => {
+                failure.get_or_insert(Error::Setup(format!(
+                    "unexpected message {other:?} from exec"
+                )));
+            }
+            Err(e) => {
+                failure.get_or_insert(e);
+                break;
+            }
+        }
+    }
+    match signals::wait_for(helper) {
+        Ok(ExitStatus::Exited(0)) => {}
+        Ok(status) => {
+            failure.get_or_insert(Error::Setup(format!("exec helper ended with {status:?}")));
+        }
+        Err(e) => {
+            failure.get_or_insert(e);
+        }
+    }
+    let result = match (failure, pid) {
+        (Some(e), _) => Err(e),
+        (None, None) => Err(Error::Setup(
+            "exec helper exited without starting the process".into(),
+        )),
+        (None, Some(_)) if terminal && console.is_none() => Err(Error::Setup(
+            "exec process did not send its terminal".into(),
+        )),
+        (None, Some(pid)) => Ok(ExecProcess { pid, console }),
+    };
+    if let (Err(_), Some(pid)) = (&result, pid) {
+        // It has usually exited after reporting; either way it is our child to reap.
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        let _ = signals::wait_for(pid);
+    }
+    result
+}
+
+fn exit(code: i32) -> ! {
+    // SAFETY: _exit only ends the process; skipping atexit handlers is intended in a child.
+    unsafe { libc::_exit(code) }
+}
+
+fn report(chan: &Channel, kind: FailureKind, msg: String) -> ! {
+    let _ = chan.send(&Message::Failed(kind, msg), None);
+    exit(1);
+}
+
+/// The forked helper: joins the cgroup and namespaces, clones the final process as a
+/// child of the caller, reports its pid, and exits.
+fn helper_main(target: &Target, plan: &Plan<'_>, chan: Channel) -> ! {
+    if let Err(e) = join(target) {
+        report(&chan, FailureKind::Setup, e.to_string());
+    }
+    // SAFETY: this process is a fork of a single-threaded one; the child only runs
+    // `final_main`, which never returns.
+    match unsafe { sys::clone_fork(libc::CLONE_PARENT) } {
+        Ok(0) => final_main(plan, &chan),
+        Ok(pid) => {
+            let code = i32::from(chan.send(&Message::Pid(pid), None).is_err());
+            exit(code)
+        }
+        Err(e) => report(
+            &chan,
+            FailureKind::Setup,
+            format!("cloning the exec process into the container: {e}"),
+        ),
+    }
+}
+
+/// Joins the container's cgroup, then its namespaces.
+///
+/// The cgroup comes first: its paths are those of the host's cgroup filesystem, which
+/// the container's mount namespace does not show. Namespaces are joined in two rounds:
+/// first every one we may join with the caller's privileges (a namespace the container
+/// joined from outside may be owned by a user namespace we lose our capabilities in once
+/// we join the container's), then the user namespace, then those that were refused
+/// before (joining one owned by the container's user namespace may need its capabilities).
+fn join(target: &Target) -> Result<()> {
+    target.cgroup.add_process(nix::unistd::getpid().as_raw())?;
+    let mut refused = Vec::new();
+    for ns in &target.others {
+        match ns.join() {
+            Ok(()) => {}
+            Err(Errno::EPERM) if target.user.is_some() => refused.push(ns),
+            Err(e) => return Err(join_error(ns, e)),
+        }
+    }
+    if let Some(user) = &target.user {
+        user.join().map_err(|e| join_error(user, e))?;
+    }
+    for ns in refused {
+        ns.join().map_err(|e| join_error(ns, e))?;
+    }
+    Ok(())
+}
+
+fn join_error(ns: &Namespace, e: Errno) -> Error {
+    Error::sys(format!("joining the container's {} namespace", ns.name), e)
+}
+
+/// What the final process execs.
+struct Ready {
+    program: std::path::PathBuf,
+    args: Vec<std::ffi::CString>,
+    env: Vec<std::ffi::CString>,
+}
+
+/// The final process, in the container's namespaces and cgroup. Never returns.
+fn final_main(plan: &Plan<'_>, chan: &Channel) -> ! {
+    let ready = match prepare(plan, chan) {
+        Ok(ready) => ready,
+        Err((kind, msg)) => report(chan, kind, msg),
+    };
+    signals::reset_for_exec();
+    let err = process::exec(&ready.program, &ready.args, &ready.env);
+    let kind = if err == Errno::ENOENT {
+        FailureKind::NotFound
+    } else {
+        FailureKind::NotExecutable
+    };
+    report(
+        chan,
+        kind,
+        format!("exec {}: {err}", ready.program.display()),
+    );
+}
+
+fn setup_err(e: Error) -> (FailureKind, String) {
+    (FailureKind::Setup, e.to_string())
+}
+
+/// Everything before the exec. Joining the mount namespace made its root our root and
+/// working directory: the kernel takes the topmost mount on the namespace's `/`, which
+/// is the container's rootfs after `pivot_root` and after the `MS_MOVE` of `no_pivot`.
+fn prepare(plan: &Plan<'_>, chan: &Channel) -> std::result::Result<Ready, (FailureKind, String)> {
+    if plan.terminal {
+        let master = console::create_for_exec().map_err(setup_err)?;
+        chan.send(&Message::Console, Some(master.as_fd()))
+            .map_err(setup_err)?;
+    } else {
+        if let Some(fds) = plan.stdio {
+            install_stdio(fds).map_err(setup_err)?;
+        }
+        nix::unistd::setsid()
+            .ctx(|| "setsid".into())
+            .map_err(setup_err)?;
+    }
+    if let Some(limits) = plan.process.rlimits() {
+        process::apply_rlimits(limits).map_err(setup_err)?;
+    }
+    process::set_identity(plan.process).map_err(setup_err)?;
+    // After taking the identity, so the user must be able to enter it, as with runc.
+    let cwd = plan.process.cwd();
+    nix::unistd::chdir(cwd.as_path())
+        .ctx(|| format!("chdir to cwd {}", cwd.display()))
+        .map_err(setup_err)?;
+    let first = plan
+        .args
+        .first()
+        .ok_or((FailureKind::Setup, "process.args is empty".to_string()))?;
+    let program = process::find_program(first, &plan.env)?;
+    let ready = Ready {
+        program,
+        args: process::c_strings(&plan.args).map_err(setup_err)?,
+        env: process::c_strings(&plan.env).map_err(setup_err)?,
+    };
+    close_fds_on_exec().map_err(setup_err)?;
+    if plan.process.no_new_privileges() == Some(true) {
+        process::set_no_new_privs().map_err(setup_err)?;
+    }
+    Ok(ready)
+}
+
+/// Installs `fds` as fds 0, 1 and 2. They are first copied above 2, so that one given
+/// as, say, fd 1 for stdin is not overwritten by the stdout it is to be replaced with.
+fn install_stdio(fds: [RawFd; 3]) -> Result<()> {
+    let mut copies = Vec::with_capacity(fds.len());
+    for fd in fds {
+        let copy =
+            fcntl(fd, FcntlArg::F_DUPFD_CLOEXEC(3)).ctx(|| format!("duplicating fd {fd}"))?;
+        // SAFETY: fcntl just returned this new fd and nothing else owns it.
+        copies.push(unsafe { OwnedFd::from_raw_fd(copy) });
+    }
+    for (target, fd) in (0..).zip(&copies) {
+        nix::unistd::dup2(fd.as_raw_fd(), target).ctx(|| format!("dup2 onto fd {target}"))?;
+    }
+    Ok(())
+}
+
+/// Marks every fd above 2 close-on-exec, so nothing the caller left open without
+/// `O_CLOEXEC` (a host directory, say) reaches the container.
+fn close_fds_on_exec() -> Result<()> {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only changes flags of our own fds.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3 as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    Errno::result(ret)
+        .map(drop)
+        .ctx(|| "marking inherited fds close-on-exec (close_range needs Linux 5.11)".into())
+}
