@@ -1,0 +1,301 @@
+//! `ccrun-monitor`: the parent of a detached container's init process.
+//!
+//! The engine forks, creates the container from the fork (so that the
+//! container's init is the fork's child) and executes this program in the fork.
+//! It then copies the container's output into the log until the process exits,
+//! reaps it, writes the exit file and executes the engine's exit command
+//! (cleanup). See [`args::USAGE`] for the command line.
+//!
+//! It runs for the container's whole life, so it stays small: no threads, one
+//! 32 KiB read buffer, libc and std only.
+
+mod args;
+mod sys;
+
+use std::io;
+use std::os::unix::io::RawFd;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::exit;
+use std::time::SystemTime;
+
+use args::{Args, Command, Output};
+use ccrun_monitor::{exitfile, logfile};
+use logfile::{LogWriter, Stream};
+
+/// How much a terminal may still hold when the container exits. Pipes report
+/// their capacity instead (see [`drain`]).
+const TTY_DRAIN_LIMIT: usize = 1024 * 1024;
+
+/// How often to check on the process when pidfds are unavailable (Linux < 5.3).
+const FALLBACK_POLL_MS: libc::c_int = 100;
+
+fn main() {
+    let args = match args::parse(std::env::args_os().skip(1)) {
+        Ok(Command::Run(args)) => args,
+        Ok(Command::Help) => {
+            println!("{}", args::USAGE);
+            return;
+        }
+        Err(message) => {
+            eprintln!("ccrun-monitor: {message}\n\n{}", args::USAGE);
+            exit(1);
+        }
+    };
+    if let Err(message) = set_up(&args) {
+        eprintln!("ccrun-monitor: {message}");
+        exit(1);
+    }
+    monitor(&args);
+    run_exit_command(&args.exit_command);
+}
+
+/// Detaches the monitor from everything it does not need and checks that it
+/// can do its job.
+fn set_up(args: &Args) -> Result<(), String> {
+    sys::ignore_signals();
+    // Do not keep the engine's working directory (maybe a mount point) busy.
+    std::env::set_current_dir("/").map_err(|e| format!("cannot change to /: {e}"))?;
+    let fds = args.fds();
+    if let Some(fd) = fds.iter().find(|&&fd| !sys::is_open(fd)) {
+        return Err(format!("fd {fd} is not open"));
+    }
+    // Fds inherited from the engine by accident could hold the container's
+    // pipes open (no EOF) or keep files busy for the container's whole life.
+    sys::close_other_fds(&fds).map_err(|e| format!("cannot close inherited fds: {e}"))?;
+    match sys::is_child(args.pid) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(format!(
+            "process {} is not a child of the monitor",
+            args.pid
+        )),
+        Err(e) => Err(format!("cannot check process {}: {e}", args.pid)),
+    }
+}
+
+/// An fd the container's output arrives on.
+struct Source {
+    /// -1 once closed.
+    fd: RawFd,
+    stream: Stream,
+}
+
+/// The log, or nothing when it cannot be written: output is then read and
+/// dropped so that the container never blocks on a full pipe.
+struct Log<'a> {
+    path: &'a Path,
+    writer: Option<LogWriter>,
+    reported: bool,
+}
+
+impl Log<'_> {
+    fn write(&mut self, stream: Stream, data: &[u8]) {
+        if let Some(writer) = &mut self.writer {
+            let result = writer.write(stream, data);
+            self.check(result);
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(writer) = &mut self.writer {
+            let result = writer.finish();
+            self.check(result);
+        }
+    }
+
+    /// Reports the first failure only: a full disk would otherwise produce a
+    /// message per read.
+    fn check(&mut self, result: io::Result<()>) {
+        if let Err(e) = result {
+            if !self.reported {
+                self.reported = true;
+                eprintln!(
+                    "ccrun-monitor: cannot write the log {}: {e}; dropping output",
+                    self.path.display()
+                );
+            }
+        }
+    }
+}
+
+/// Copies output into the log until the process exits, reaps it, then saves
+/// the rest of the output and the exit file.
+fn monitor(args: &Args) {
+    let mut log = Log {
+        path: &args.log,
+        writer: None,
+        reported: false,
+    };
+    match LogWriter::open(&args.log, args.log_max_size) {
+        Ok(writer) => log.writer = Some(writer),
+        Err(e) => log.check(Err(e)),
+    }
+    let mut sources: Vec<Source> = match args.output {
+        Output::Pipes { stdout, stderr } => vec![
+            Source {
+                fd: stdout,
+                stream: Stream::Stdout,
+            },
+            Source {
+                fd: stderr,
+                stream: Stream::Stderr,
+            },
+        ],
+        Output::Tty(fd) => vec![Source {
+            fd,
+            stream: Stream::Stdout,
+        }],
+    };
+    for source in &mut sources {
+        // Reads must never block: after the exit, other processes may still
+        // hold the write side open without writing.
+        if let Err(e) = sys::set_nonblocking(source.fd) {
+            eprintln!("ccrun-monitor: cannot use fd {}: {e}", source.fd);
+            close_source(source);
+        }
+    }
+    let pidfd = match sys::pidfd_open(args.pid) {
+        Ok(fd) => Some(fd),
+        Err(e) => {
+            eprintln!("ccrun-monitor: no pidfd ({e}); checking on the process every {FALLBACK_POLL_MS} ms");
+            None
+        }
+    };
+
+    let mut buf = [0u8; 32 * 1024];
+    copy_until_exit(args.pid, pidfd, &mut sources, &mut log, &mut buf);
+    let code = match sys::wait(args.pid) {
+        Ok(status) => sys::exit_code(status),
+        Err(e) => {
+            eprintln!("ccrun-monitor: cannot reap process {}: {e}", args.pid);
+            -1
+        }
+    };
+    let finished = SystemTime::now();
+    sys::reap_exited_children();
+
+    drain(&mut sources, &mut log, &mut buf);
+    log.finish();
+    drop(log);
+    if let Err(e) = exitfile::write(&args.exit_file, code, finished) {
+        eprintln!(
+            "ccrun-monitor: cannot write the exit file {}: {e}",
+            args.exit_file.display()
+        );
+    }
+    // Nothing may reach the exit command: the log, the pidfd, the output and
+    // --keep-fd fds (which keep the container's stdin open).
+    if let Err(e) = sys::close_other_fds(&[]) {
+        eprintln!("ccrun-monitor: cannot close fds: {e}");
+    }
+}
+
+/// Copies output as it arrives until the process exits.
+fn copy_until_exit(
+    pid: libc::pid_t,
+    pidfd: Option<RawFd>,
+    sources: &mut [Source],
+    log: &mut Log,
+    buf: &mut [u8],
+) {
+    let (process_fd, timeout) = match pidfd {
+        Some(fd) => (fd, -1),
+        None => (-1, FALLBACK_POLL_MS),
+    };
+    loop {
+        // poll ignores negative fds: closed sources and a missing pidfd.
+        let mut fds = [libc::pollfd {
+            fd: -1,
+            events: libc::POLLIN,
+            revents: 0,
+        }; 3];
+        fds[0].fd = process_fd;
+        for (slot, source) in fds[1..].iter_mut().zip(sources.iter()) {
+            slot.fd = source.fd;
+        }
+        match sys::poll(&mut fds, timeout) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                // Cannot happen with valid arguments; waiting for the process
+                // is all that is left.
+                eprintln!("ccrun-monitor: poll: {e}");
+                return;
+            }
+        }
+        for (slot, source) in fds[1..].iter().zip(sources.iter_mut()) {
+            if slot.revents != 0 {
+                read_once(source, log, buf);
+            }
+        }
+        let exited = match pidfd {
+            Some(_) => fds[0].revents != 0,
+            None => sys::has_exited(pid).unwrap_or(true),
+        };
+        if exited {
+            return;
+        }
+    }
+}
+
+/// Saves what the process wrote before it exited without waiting for more.
+fn drain(sources: &mut [Source], log: &mut Log, buf: &mut [u8]) {
+    for source in sources {
+        // Whatever the process wrote before exiting fits in the pipe. Anything
+        // beyond comes from processes that outlived it, which could keep the
+        // monitor reading forever.
+        let limit = sys::pipe_capacity(source.fd).unwrap_or(TTY_DRAIN_LIMIT);
+        let mut total = 0;
+        while source.fd >= 0 && total < limit {
+            match read_once(source, log, buf) {
+                0 => break,
+                n => total += n,
+            }
+        }
+    }
+}
+
+/// Reads once from `source` into the log. Returns how many bytes that was: 0
+/// when nothing is available now or the source has been closed.
+fn read_once(source: &mut Source, log: &mut Log, buf: &mut [u8]) -> usize {
+    loop {
+        match sys::read(source.fd, buf) {
+            Ok(0) => {
+                close_source(source);
+                return 0;
+            }
+            Ok(n) => {
+                log.write(source.stream, &buf[..n]);
+                return n;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return 0,
+            // EIO from a terminal's master side means that its last user
+            // closed it: the end of the output, like EOF from a pipe. Nothing
+            // more can be read after any other error either.
+            Err(e) => {
+                if e.raw_os_error() != Some(libc::EIO) {
+                    eprintln!("ccrun-monitor: reading fd {}: {e}", source.fd);
+                }
+                close_source(source);
+                return 0;
+            }
+        }
+    }
+}
+
+fn close_source(source: &mut Source) {
+    sys::close(source.fd);
+    source.fd = -1;
+}
+
+/// Executes the exit command, if any, in place of the monitor.
+fn run_exit_command(command: &[std::ffi::OsString]) {
+    let Some((program, args)) = command.split_first() else {
+        return;
+    };
+    sys::restore_signals();
+    let err = std::process::Command::new(program).args(args).exec();
+    eprintln!("ccrun-monitor: cannot execute {program:?}: {err}");
+    exit(127);
+}
