@@ -65,7 +65,13 @@ fn pid_of(c: &Ccrun, id: &str) -> i32 {
 
 fn alive(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
         .unwrap_or(false)
 }
 
@@ -91,7 +97,11 @@ fn detached_container_runs_and_stops_with_its_code() {
     let id = run_d(
         &c,
         &r,
-        &["sh", "-c", "trap 'exit 3' TERM; while :; do sleep 0.1; done"],
+        &[
+            "sh",
+            "-c",
+            "trap 'exit 3' TERM; while :; do sleep 0.1; done",
+        ],
     );
     assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(state_of(&c, &id).0, "running");
@@ -154,12 +164,18 @@ fn logs_keep_both_streams_in_order_and_follow_a_live_container() {
     );
     assert_eq!(stdout(&c.ccrun(&["wait", &id])), "0");
     let out = c.ccrun(&["logs", &id]);
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "out1\nout2\nno newline");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "out1\nout2\nno newline"
+    );
     assert_eq!(String::from_utf8_lossy(&out.stderr), "err1\n");
     let out = c.ccrun(&["logs", "--tail", "1", &id]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "no newline");
     let out = c.ccrun(&["logs", "-t", &id]);
-    let first = String::from_utf8_lossy(&out.stdout).lines().next().map(String::from);
+    let first = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .map(String::from);
     let first = first.expect("a line");
     assert!(
         first.len() > 30 && first.ends_with("Z out1") && first.contains('T'),
@@ -195,11 +211,7 @@ fn logs_keep_both_streams_in_order_and_follow_a_live_container() {
     let mut lines = BufReader::new(follower.stdout.take().expect("stdout")).lines();
     let first = lines.next().expect("a line").expect("read");
     assert_eq!(first, "line1");
-    assert_eq!(
-        state_of(&c, &id).0,
-        "running",
-        "line1 arrived while it ran"
-    );
+    assert_eq!(state_of(&c, &id).0, "running", "line1 arrived while it ran");
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     assert_eq!(rest, ["line2", "line3"]);
     let status = follower.wait().expect("wait logs");
@@ -223,7 +235,17 @@ fn exec_joins_the_container_and_returns_the_status() {
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(stdout(&out), "sleep\nbox\nbar\nrootfs\n/");
-    let out = c.ccrun(&["exec", "-e", "FOO=baz", "-w", "/tmp", &id, "sh", "-c", "echo $FOO; pwd"]);
+    let out = c.ccrun(&[
+        "exec",
+        "-e",
+        "FOO=baz",
+        "-w",
+        "/tmp",
+        &id,
+        "sh",
+        "-c",
+        "echo $FOO; pwd",
+    ]);
     assert_eq!(stdout(&out), "baz\n/tmp");
     let out = c.ccrun(&["exec", "-u", "1000:1000", &id, "id", "-u"]);
     assert_eq!(stdout(&out), "1000");
@@ -233,9 +255,28 @@ fn exec_joins_the_container_and_returns_the_status() {
     );
     let out = c.ccrun(&["exec", &id, "no-such-command"]);
     assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
-    // The exec'd process is in the container's cgroup.
-    let out = c.ccrun(&["exec", &id, "cat", "/proc/self/cgroup"]);
-    assert!(stdout(&out).contains(&id), "{}", stdout(&out));
+    // The exec'd process joins the container's cgroup (seen from the host: inside,
+    // the cgroup namespace shows it as "/").
+    let procs = std::path::Path::new("/sys/fs/cgroup/pids/ccrun")
+        .join(&id)
+        .join("cgroup.procs");
+    let count = || {
+        std::fs::read_to_string(&procs)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    assert_eq!(count(), 1);
+    let mut sleeper = c
+        .cmd()
+        .args(["exec", &id, "sleep", "2"])
+        .spawn()
+        .expect("exec sleep");
+    wait_until(
+        "the exec'd sleep in the cgroup",
+        Duration::from_secs(5),
+        || count() == 2,
+    );
+    assert!(sleeper.wait().expect("wait").success());
     // stdin only with -i.
     let mut child = c
         .cmd()
@@ -286,11 +327,15 @@ fn sigkill_of_container_or_monitor_leaves_a_true_state() {
     let monitor = c.record(&id)["monitor_pid"].as_i64().expect("monitor") as i32;
     assert!(alive(monitor));
     kill(Pid::from_raw(monitor), Signal::SIGKILL).expect("kill monitor");
-    wait_until("the monitor to die", Duration::from_secs(5), || !alive(monitor));
+    wait_until("the monitor to die", Duration::from_secs(5), || {
+        !alive(monitor)
+    });
     assert_eq!(state_of(&c, &id).0, "running");
     let pid = pid_of(&c, &id);
     kill(Pid::from_raw(pid), Signal::SIGKILL).expect("kill");
-    wait_until("the container to die", Duration::from_secs(5), || !alive(pid));
+    wait_until("the container to die", Duration::from_secs(5), || {
+        !alive(pid)
+    });
     assert_eq!(state_of(&c, &id), ("dead".to_string(), None));
     let out = c.ccrun(&["rm", "-f", &id]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -303,7 +348,9 @@ fn sigkill_of_container_or_monitor_leaves_a_true_state() {
     kill(Pid::from_raw(monitor), Signal::SIGKILL).expect("kill monitor");
     let out = c.ccrun(&["rm", "-f", &id]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    wait_until("the container to die", Duration::from_secs(5), || !alive(pid));
+    wait_until("the container to die", Duration::from_secs(5), || {
+        !alive(pid)
+    });
     assert_gone(&c, &id);
 }
 
@@ -371,7 +418,15 @@ fn restart_on_failure_restarts_twice() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(state_of(&c, &id).0, "exited");
     // --restart with --rm is refused.
-    let out = c.ccrun(&["run", "--rm", "--restart", "always", "--rootfs", r.path().to_str().expect("utf-8"), "true"]);
+    let out = c.ccrun(&[
+        "run",
+        "--rm",
+        "--restart",
+        "always",
+        "--rootfs",
+        r.path().to_str().expect("utf-8"),
+        "true",
+    ]);
     assert_eq!(out.status.code(), Some(125));
 }
 
@@ -379,7 +434,16 @@ fn restart_on_failure_restarts_twice() {
 fn create_start_restart_and_auto_remove() {
     let (c, r) = (Ccrun::new(), Rootfs::busybox());
     let rootfs = r.path().to_str().expect("utf-8");
-    let out = c.ccrun(&["create", "--name", "twostep", "--rootfs", rootfs, "sh", "-c", "echo hi; exit 4"]);
+    let out = c.ccrun(&[
+        "create",
+        "--name",
+        "twostep",
+        "--rootfs",
+        rootfs,
+        "sh",
+        "-c",
+        "echo hi; exit 4",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let id = stdout(&out);
     assert_eq!(state_of(&c, &id).0, "created");
@@ -430,11 +494,23 @@ fn name_and_prefix_conflicts_are_clear_125_errors() {
     };
     let out = c.ccrun(&["stop", &shared]);
     assert_eq!(out.status.code(), Some(125));
-    assert!(stderr(&out).contains("multiple containers"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("multiple containers"),
+        "{}",
+        stderr(&out)
+    );
     let out = c.ccrun(&["logs", &shared]);
     assert_eq!(out.status.code(), Some(125));
-    assert!(stderr(&out).contains("multiple containers"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("multiple containers"),
+        "{}",
+        stderr(&out)
+    );
     let out = c.ccrun(&["kill", "no-such-container"]);
     assert_ne!(out.status.code(), Some(0));
-    assert!(stderr(&out).contains("no such container"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no such container"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -14,14 +14,10 @@ mod pty;
 #[path = "support/registry.rs"]
 mod registry;
 
-use std::io::Read;
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Mutex;
 
 use image_build::{features_layer, layer, Comp, Entry, Layer, Layout};
 use image_cli::Env;
@@ -509,7 +505,6 @@ fn missing_image_with_pull_never_is_a_clear_error(images: &Images) {
     let out = c.run(&["run", "--rm", "127.0.0.1:1/none/such", "true"]);
     assert_eq!(out.status.code(), Some(125));
 }
-
 
 fn tty_gets_a_terminal_and_window_size_changes(images: &Images) {
     let c = Ctx::new(images);

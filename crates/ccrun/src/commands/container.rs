@@ -100,7 +100,7 @@ pub fn ps(global: &GlobalOpts, args: PsArgs) -> Result<i32> {
                 let line = serde_json::json!({
                     "ID": r.id, "Names": r.name, "Image": r.image, "ImageID": r.image_id,
                     "Command": r.command.join(" "), "CreatedAt": r.created,
-                    "State": r.status, "Status": status_text(r), "ExitCode": r.exit_code,
+                    "State": r.status.as_str(), "Status": status_text(r), "ExitCode": r.exit_code,
                     "Pid": r.pid, "Labels": r.labels,
                 });
                 writeln!(out, "{line}")?;

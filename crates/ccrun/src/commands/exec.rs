@@ -47,7 +47,11 @@ pub struct ExecArgs {
     #[arg(value_name = "CONTAINER")]
     pub container: String,
     /// The command and its arguments
-    #[arg(required = true, trailing_var_arg = true, value_name = "COMMAND [ARG...]")]
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        value_name = "COMMAND [ARG...]"
+    )]
     pub command: Vec<String>,
 }
 

@@ -32,7 +32,12 @@ pub struct StartArgs {
 pub struct StopArgs {
     /// Seconds to wait after the stop signal before SIGKILL [default: the container's
     /// --stop-timeout, else 10]
-    #[arg(short = 't', long = "time", visible_alias = "timeout", value_name = "SECONDS")]
+    #[arg(
+        short = 't',
+        long = "time",
+        visible_alias = "timeout",
+        value_name = "SECONDS"
+    )]
     pub time: Option<u32>,
     /// Signal to send instead of the container's stop signal
     #[arg(short, long, value_name = "SIGNAL")]
@@ -173,9 +178,7 @@ fn stop_one(
             .transpose()?
             .unwrap_or(Signal::SIGTERM),
     };
-    let timeout = time
-        .or(record.stop_timeout)
-        .unwrap_or(DEFAULT_STOP_TIMEOUT);
+    let timeout = time.or(record.stop_timeout).unwrap_or(DEFAULT_STOP_TIMEOUT);
     if let Some(process) = ProcessHandle::open(record.pid, record.pid_start_time)? {
         process.signal(signal)?;
         if !process.wait_exit(Duration::from_secs(timeout.into()))? {

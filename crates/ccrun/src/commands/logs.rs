@@ -173,7 +173,10 @@ pub fn logs(global: &GlobalOpts, args: LogsArgs) -> Result<i32> {
             .get(&record.id)?
             .is_some_and(|r| r.status == Status::Running);
         let mut lines = Vec::new();
-        for entry in follower.poll().with_context(|| format!("reading {}", path.display()))? {
+        for entry in follower
+            .poll()
+            .with_context(|| format!("reading {}", path.display()))?
+        {
             assembler.push(entry, &mut lines);
         }
         if !running {

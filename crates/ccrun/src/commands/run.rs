@@ -3,7 +3,7 @@
 //! apply the image config and flags to an OCI spec (saved as `config.json`), run it in
 //! the foreground through the runtime core, and record how it ended.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -12,8 +12,8 @@ use ccrun_image::Store;
 use oci_spec::runtime::{Mount, MountBuilder, Spec};
 
 use crate::cli::GlobalOpts;
-use crate::containers::store::new_container_id;
 use crate::containers::record::RestartPolicy;
+use crate::containers::store::new_container_id;
 use crate::containers::{launch, monitor, ContainerStore, Record, RootfsSource, Status};
 use crate::etc_files::{self, EtcFiles};
 use crate::image_config::{self, ImageDefaults};
@@ -371,7 +371,9 @@ fn parse_restart(value: &str) -> Result<RestartPolicy> {
             max_retries: max
                 .map(|m| m.parse::<u32>())
                 .transpose()
-                .with_context(|| format!("invalid --restart {value:?}: the retry count must be a number"))?
+                .with_context(|| {
+                    format!("invalid --restart {value:?}: the retry count must be a number")
+                })?
                 .unwrap_or(0),
         },
         (_, Some(_)) => bail!("invalid --restart {value:?}: only on-failure takes a retry count"),

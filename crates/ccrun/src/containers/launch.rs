@@ -4,7 +4,7 @@
 //! foreground (it is the init's parent and watches it) or a detached monitor takes
 //! over (see [`super::monitor`]).
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -242,7 +242,12 @@ pub fn start_existing(
 
 /// Settles a foreground container that ended and applies its restart policy (the
 /// restarted container runs detached, as with Podman). Returns its exit code.
-pub fn after_exit(global: &GlobalOpts, store: &ContainerStore, id: &str, exit: Exit) -> Result<i32> {
+pub fn after_exit(
+    global: &GlobalOpts,
+    store: &ContainerStore,
+    id: &str,
+    exit: Exit,
+) -> Result<i32> {
     let code = exit.code;
     if let Next::Restart { delay } = finish::finish(global, store, id, Some(exit))? {
         restart_after(global, store, id, delay)?;

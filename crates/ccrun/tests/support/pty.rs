@@ -115,7 +115,7 @@ impl OnPty {
 }
 
 impl Drop for OnPty {
-    pub fn drop(&mut self) {
+    fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
             let _ = self.child.kill();
             let _ = self.child.wait();
