@@ -219,6 +219,34 @@ fn logs_keep_both_streams_in_order_and_follow_a_live_container() {
 }
 
 #[test]
+fn log_rotates_at_its_size_limit() {
+    let (c, r) = (Ccrun::new(), Rootfs::busybox());
+    let id = run_d(
+        &c,
+        &r,
+        &[
+            "--log-opt",
+            "max-size=4k",
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 300 ]; do echo line$i; i=$((i+1)); done",
+        ],
+    );
+    assert_eq!(stdout(&c.ccrun(&["wait", &id])), "0");
+    let dir = c.store_root().join("containers").join(&id);
+    let size = |name: &str| std::fs::metadata(dir.join(name)).map_or(0, |m| m.len());
+    assert!(size("container.log.1") > 0, "rotated file");
+    assert!(size("container.log") <= 4096 && size("container.log.1") <= 4096);
+    // Only the last rotation is kept: the newest lines, in order, end at line299.
+    let out = stdout(&c.ccrun(&["logs", &id]));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.last(), Some(&"line299"));
+    let first: usize = lines[0].trim_start_matches("line").parse().expect("number");
+    let expected: Vec<String> = (first..300).map(|i| format!("line{i}")).collect();
+    assert_eq!(lines, expected);
+}
+
+#[test]
 fn exec_joins_the_container_and_returns_the_status() {
     let (c, r) = (Ccrun::new(), Rootfs::busybox());
     let id = run_d(

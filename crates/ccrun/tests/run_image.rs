@@ -18,6 +18,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use image_build::{features_layer, layer, Comp, Entry, Layer, Layout};
 use image_cli::Env;
@@ -576,6 +577,79 @@ fn interactive_stdin_reaches_the_container_and_is_closed_without_i(images: &Imag
 
 type Test = fn(&Images);
 
+/// Every mount table on the machine that mentions `needle` (mounts of ccrun's
+/// snapshots live in private mount namespaces, not in the test's own).
+fn mount_tables_mentioning(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.chars().all(|c| c.is_ascii_digit()) {
+            continue;
+        }
+        if let Ok(table) = std::fs::read_to_string(entry.path().join("mountinfo")) {
+            if table.contains(needle) {
+                found.push(name);
+            }
+        }
+    }
+    found
+}
+
+fn detached_container_keeps_its_snapshot_across_stop_and_start(images: &Images) {
+    let c = Ctx::new(images);
+    let img = c.image("base");
+    let id = c.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "keep",
+        &img,
+        "sh",
+        "-c",
+        "echo run >> /runs; exec sleep 100",
+    ]);
+    let id = id.trim().to_string();
+    assert_eq!(id.len(), 64, "{id}");
+    let runs = |c: &Ctx| c.ok(&["exec", "keep", "cat", "/runs"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c
+        .run(&["exec", "keep", "test", "-e", "/runs"])
+        .status
+        .code()
+        != Some(0)
+    {
+        assert!(Instant::now() < deadline, "no /runs");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(runs(&c), "run\n");
+    // The overlay is mounted only in the monitor's and the container's namespaces.
+    let own = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(!own.contains(&id), "snapshot mount leaked to the host");
+    assert!(!mount_tables_mentioning(&id).is_empty());
+    c.ok(&["stop", "-t", "0", "keep"]);
+    assert!(
+        mount_tables_mentioning(&id).is_empty(),
+        "snapshot still mounted after stop"
+    );
+    c.ok(&["start", "keep"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while runs(&c) != "run\nrun\n" {
+        assert!(
+            Instant::now() < deadline,
+            "second run not seen: {:?}",
+            runs(&c)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    c.ok(&["rm", "-f", "keep"]);
+    assert!(
+        mount_tables_mentioning(&id).is_empty(),
+        "mount left after rm -f"
+    );
+    assert!(c.container_ids().is_empty());
+    assert!(image_cli::list(&c.state()).is_empty(), "runtime state left");
+}
+
 fn main() {
     ccrun_testkit::require_root();
     let tests: &[(&str, Test)] = &[
@@ -618,6 +692,10 @@ fn main() {
             tty_gets_a_terminal_and_window_size_changes,
         ),
         ("ctrl_c_goes_to_the_container", ctrl_c_goes_to_the_container),
+        (
+            "detached_container_keeps_its_snapshot_across_stop_and_start",
+            detached_container_keeps_its_snapshot_across_stop_and_start,
+        ),
         (
             "interactive_stdin_reaches_the_container_and_is_closed_without_i",
             interactive_stdin_reaches_the_container_and_is_closed_without_i,
