@@ -182,7 +182,9 @@ fn pull(global: &GlobalOpts, args: PullArgs) -> anyhow::Result<i32> {
             .map_or_else(|| reference.manifest_key(), str::to_string);
         println!("{what}: Pulling from {}", reference.repository());
     }
-    let record = ccrun_image::pull(&store, &reference, &options, &display)
+    let containers = ContainerStore::open(&global.store_root())?;
+    let usage = ContainerUsage(&containers);
+    let record = ccrun_image::pull(&store, &reference, &options, &display, &usage)
         .with_context(|| format!("pulling {}", familiar(&reference.to_string())))?;
     display.finish();
     if args.quiet {
@@ -483,7 +485,9 @@ fn rmi(global: &GlobalOpts, args: RmiArgs) -> anyhow::Result<i32> {
             }
         }
     }
-    let freed = store.gc(&lock).context("removing unused layers")?;
+    let freed = store
+        .gc(&lock, &ContainerUsage(&containers))
+        .context("removing unused layers")?;
     tracing::info!("removed {} layers and {} blobs", freed.layers, freed.blobs);
     if !failures.is_empty() {
         bail!("could not remove {}", failures.join(", "));
