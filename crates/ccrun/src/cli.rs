@@ -70,6 +70,13 @@ pub enum Command {
     Ps(commands::container::PsArgs),
     /// Remove one or more containers
     Rm(commands::container::RmArgs),
+    /// Display detailed information on containers or images
+    Inspect(commands::inspect::InspectArgs),
+    /// Display the running processes of a container
+    Top(commands::top::TopArgs),
+    /// Manage containers
+    #[command(subcommand)]
+    Container(commands::container::ContainerSubcommand),
     #[command(flatten)]
     Image(commands::image::ImageCommand),
 }

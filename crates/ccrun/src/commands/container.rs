@@ -1,14 +1,44 @@
-//! Container subcommands that work on records: `ps` and `rm`.
+//! Container subcommands that work on records: `ps` and `rm`, and the
+//! `ccrun container …` group.
 
 use std::io::Write;
 
 use anyhow::{bail, Context, Result};
 
+use super::inspect::{InspectOpts, ObjectType};
+use super::top::TopArgs;
 use crate::cli::GlobalOpts;
 use crate::containers::filter::Filters;
 use crate::containers::{cleanup, ContainerStore, Record, Status};
 use crate::format::{docker_time, human_duration, now_secs, parse_rfc3339, print_table, since};
 use crate::template::{docker_format, Template};
+
+/// `ccrun container …`.
+#[derive(Debug, clap::Subcommand)]
+pub enum ContainerSubcommand {
+    /// Display detailed information on one or more containers
+    Inspect(InspectOpts),
+    /// List containers
+    #[command(alias = "list", alias = "ps")]
+    Ls(PsArgs),
+    /// Remove one or more containers
+    #[command(alias = "remove")]
+    Rm(RmArgs),
+    /// Display the running processes of a container
+    Top(TopArgs),
+}
+
+/// Runs a `container` subcommand.
+pub fn run(global: &GlobalOpts, cmd: ContainerSubcommand) -> Result<i32> {
+    match cmd {
+        ContainerSubcommand::Inspect(opts) => {
+            super::inspect::inspect(global, Some(ObjectType::Container), &opts)
+        }
+        ContainerSubcommand::Ls(args) => ps(global, args),
+        ContainerSubcommand::Rm(args) => rm(global, args),
+        ContainerSubcommand::Top(args) => super::top::top(global, args),
+    }
+}
 
 /// Flags of `ps`.
 #[derive(Debug, clap::Args)]

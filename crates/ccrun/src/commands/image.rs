@@ -12,6 +12,7 @@ use ccrun_image::store::{ImageRecord, Removal, Store};
 use ccrun_image::{Digest, Platform, PullOptions, PullProgress, Reference};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use super::inspect::{InspectOpts, ObjectType};
 use crate::cli::GlobalOpts;
 use crate::containers::cleanup::ContainerUsage;
 use crate::containers::ContainerStore;
@@ -42,11 +43,7 @@ pub enum ImageCommand {
 #[derive(Debug, clap::Subcommand)]
 pub enum ImageSubcommand {
     /// Show an image's record, manifest and config as JSON
-    Inspect {
-        /// Image references or ids
-        #[arg(required = true)]
-        images: Vec<String>,
-    },
+    Inspect(InspectOpts),
     /// List images
     #[command(alias = "list")]
     Ls(ImagesArgs),
@@ -149,7 +146,9 @@ pub fn run(global: &GlobalOpts, cmd: ImageCommand) -> anyhow::Result<i32> {
         ImageCommand::Rmi(args) | ImageCommand::Image(ImageSubcommand::Rm(args)) => {
             rmi(global, args)
         }
-        ImageCommand::Image(ImageSubcommand::Inspect { images }) => inspect(global, &images),
+        ImageCommand::Image(ImageSubcommand::Inspect(opts)) => {
+            super::inspect::inspect(global, Some(ObjectType::Image), &opts)
+        }
         ImageCommand::Login(args) => login(args),
         ImageCommand::Logout { server } => logout(server),
     }
@@ -495,34 +494,26 @@ fn rmi(global: &GlobalOpts, args: RmiArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn inspect(global: &GlobalOpts, names: &[String]) -> anyhow::Result<i32> {
-    let store = open_store(global)?;
-    let mut out = Vec::new();
-    let mut missing = Vec::new();
-    for name in names {
-        match store.resolve(name)? {
-            Some(image) => out.push(serde_json::json!({
-                "Id": image.record.id,
-                "RepoTags": image.record.names.iter().map(|n| familiar(n)).collect::<Vec<_>>(),
-                "RepoDigests": image.record.repo_digests.iter().map(|n| familiar(n)).collect::<Vec<_>>(),
-                "Created": image.record.created,
-                "Platform": image.record.platform,
-                "Size": image.record.size,
-                "ManifestDigest": image.record.manifest_digest,
-                "IndexDigest": image.record.index_digest,
-                "Layers": image.record.layers,
-                "LayerDirs": image.layer_dirs,
-                "Manifest": image.manifest,
-                "Config": image.config,
-            })),
-            None => missing.push(name.clone()),
-        }
-    }
-    println!("{}", serde_json::to_string_pretty(&out)?);
-    if !missing.is_empty() {
-        bail!("no such image: {}", missing.join(", "));
-    }
-    Ok(0)
+/// What `inspect` shows of image `name`: its record, manifest and config; `None`
+/// when the store has no such image.
+pub fn image_json(store: &Store, name: &str) -> anyhow::Result<Option<serde_json::Value>> {
+    let Some(image) = store.resolve(name)? else {
+        return Ok(None);
+    };
+    Ok(Some(serde_json::json!({
+        "Id": image.record.id,
+        "RepoTags": image.record.names.iter().map(|n| familiar(n)).collect::<Vec<_>>(),
+        "RepoDigests": image.record.repo_digests.iter().map(|n| familiar(n)).collect::<Vec<_>>(),
+        "Created": image.record.created,
+        "Platform": image.record.platform,
+        "Size": image.record.size,
+        "ManifestDigest": image.record.manifest_digest,
+        "IndexDigest": image.record.index_digest,
+        "Layers": image.record.layers,
+        "LayerDirs": image.layer_dirs,
+        "Manifest": image.manifest,
+        "Config": image.config,
+    })))
 }
 
 fn registry_arg(server: Option<String>) -> anyhow::Result<String> {

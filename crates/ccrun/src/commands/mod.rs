@@ -2,7 +2,9 @@
 
 pub mod container;
 pub mod image;
+pub mod inspect;
 pub mod run;
+pub mod top;
 
 use crate::cli::{Cli, Command};
 
@@ -13,5 +15,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Image(cmd) => image::run(&cli.global, cmd),
         Command::Ps(args) => container::ps(&cli.global, args),
         Command::Rm(args) => container::rm(&cli.global, args),
+        Command::Inspect(args) => inspect::inspect(&cli.global, args.kind, &args.opts),
+        Command::Top(args) => top::top(&cli.global, args),
+        Command::Container(cmd) => container::run(&cli.global, cmd),
     }
 }

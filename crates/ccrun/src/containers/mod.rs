@@ -5,6 +5,7 @@
 //! Names are reserved atomically in `<root>/containers/names/`.
 
 pub mod cleanup;
+pub mod details;
 pub mod filter;
 pub mod names;
 pub mod record;
