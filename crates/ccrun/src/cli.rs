@@ -77,6 +77,9 @@ pub enum Command {
     /// Manage containers
     #[command(subcommand)]
     Container(commands::container::ContainerSubcommand),
+    /// Manage ccrun: disk usage, pruning
+    #[command(subcommand)]
+    System(commands::system::SystemSubcommand),
     #[command(flatten)]
     Image(commands::image::ImageCommand),
 }

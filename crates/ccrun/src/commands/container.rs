@@ -6,6 +6,7 @@ use std::io::Write;
 use anyhow::{bail, Context, Result};
 
 use super::inspect::{InspectOpts, ObjectType};
+use super::prune::ContainerPruneArgs;
 use super::top::TopArgs;
 use crate::cli::GlobalOpts;
 use crate::containers::filter::Filters;
@@ -26,6 +27,8 @@ pub enum ContainerSubcommand {
     Rm(RmArgs),
     /// Display the running processes of a container
     Top(TopArgs),
+    /// Remove all stopped containers
+    Prune(ContainerPruneArgs),
 }
 
 /// Runs a `container` subcommand.
@@ -37,6 +40,7 @@ pub fn run(global: &GlobalOpts, cmd: ContainerSubcommand) -> Result<i32> {
         ContainerSubcommand::Ls(args) => ps(global, args),
         ContainerSubcommand::Rm(args) => rm(global, args),
         ContainerSubcommand::Top(args) => super::top::top(global, args),
+        ContainerSubcommand::Prune(args) => super::prune::container_prune(global, args),
     }
 }
 

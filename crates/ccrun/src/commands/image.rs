@@ -52,6 +52,8 @@ pub enum ImageSubcommand {
     Rm(RmiArgs),
     /// Download an image from a registry
     Pull(PullArgs),
+    /// Remove unused images
+    Prune(super::prune::PruneArgs),
 }
 
 /// `--insecure-registry`, shared by the commands that talk to registries.
@@ -145,6 +147,9 @@ pub fn run(global: &GlobalOpts, cmd: ImageCommand) -> anyhow::Result<i32> {
         }
         ImageCommand::Rmi(args) | ImageCommand::Image(ImageSubcommand::Rm(args)) => {
             rmi(global, args)
+        }
+        ImageCommand::Image(ImageSubcommand::Prune(args)) => {
+            super::prune::image_prune(global, args)
         }
         ImageCommand::Image(ImageSubcommand::Inspect(opts)) => {
             super::inspect::inspect(global, Some(ObjectType::Image), &opts)
@@ -319,7 +324,7 @@ impl PullProgress for Display {
 }
 
 /// A full name as Docker shows it: `alpine:latest` rather than `docker.io/library/alpine:latest`.
-fn familiar(full: &str) -> String {
+pub(crate) fn familiar(full: &str) -> String {
     match Reference::parse(full) {
         Ok(r) => {
             let mut s = r.familiar_name();
@@ -338,14 +343,19 @@ fn familiar(full: &str) -> String {
 }
 
 /// One line of `images`.
-struct Row<'a> {
-    repository: String,
-    tag: String,
-    digest: String,
-    record: &'a ImageRecord,
+pub(crate) struct Row<'a> {
+    /// Familiar repository name, or `<none>`.
+    pub repository: String,
+    /// Tag, or `<none>`.
+    pub tag: String,
+    /// Repo digest, or `<none>`.
+    pub digest: String,
+    /// The image.
+    pub record: &'a ImageRecord,
 }
 
-fn rows(records: &[ImageRecord]) -> Vec<Row<'_>> {
+/// The lines `images` shows: one per tag, newest image first.
+pub(crate) fn rows(records: &[ImageRecord]) -> Vec<Row<'_>> {
     let mut out = Vec::new();
     for record in records.iter().rev() {
         let digest_for = |name: &str| {

@@ -3,7 +3,9 @@
 pub mod container;
 pub mod image;
 pub mod inspect;
+pub mod prune;
 pub mod run;
+pub mod system;
 pub mod top;
 
 use crate::cli::{Cli, Command};
@@ -18,5 +20,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Inspect(args) => inspect::inspect(&cli.global, args.kind, &args.opts),
         Command::Top(args) => top::top(&cli.global, args),
         Command::Container(cmd) => container::run(&cli.global, cmd),
+        Command::System(cmd) => system::run(&cli.global, cmd),
     }
 }
