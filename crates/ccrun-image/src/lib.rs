@@ -21,8 +21,9 @@ pub mod unpack;
 
 pub use digest::Digest;
 pub use error::{Error, Result};
+pub use fsutil::tree_size;
 pub use platform::Platform;
 pub use pull::{pull, PullOptions, PullProgress};
 pub use reference::Reference;
 pub use snapshot::Snapshot;
-pub use store::{Image, ImageRecord, ImageUsage, Removal, Store};
+pub use store::{GcStats, Image, ImageRecord, ImageUsage, Removal, Store};

@@ -18,7 +18,7 @@ use crate::manifest::{self, Fetched};
 use crate::platform::Platform;
 use crate::reference::Reference;
 use crate::registry::{ClientOptions, RegistryClient};
-use crate::store::{ImageRecord, Store, StoreLock};
+use crate::store::{ImageRecord, ImageUsage, Store, StoreLock};
 use crate::unpack;
 
 /// Largest image config we accept.
@@ -69,19 +69,21 @@ pub struct Quiet;
 impl PullProgress for Quiet {}
 
 /// Pulls `reference` into `store`, returning its record. Nothing already present is
-/// downloaded again; on error, whatever this pull stored is garbage-collected.
+/// downloaded again; on error, whatever this pull stored is garbage-collected
+/// (`usage` keeps the layers containers still stack).
 pub fn pull(
     store: &Store,
     reference: &Reference,
     options: &PullOptions,
     progress: &dyn PullProgress,
+    usage: &dyn ImageUsage,
 ) -> Result<ImageRecord> {
     let lock = store.lock()?;
     match pull_locked(store, &lock, reference, options, progress) {
         Ok(record) => Ok(record),
         Err(e) => {
-            // Leave nothing behind that no image uses (verified layers of a failed pull).
-            if let Err(gc) = store.gc(&lock) {
+            // Leave nothing behind that nothing uses (verified layers of a failed pull).
+            if let Err(gc) = store.gc(&lock, usage) {
                 tracing::warn!("cleaning up after failed pull: {gc}");
             }
             Err(e)

@@ -64,10 +64,15 @@ pub struct Image {
     pub layer_dirs: Vec<PathBuf>,
 }
 
-/// Tells `rmi` which containers use an image; the container engine implements it.
+/// Tells the store what containers use; the container engine implements it.
 pub trait ImageUsage {
     /// Names or ids of containers created from `image`; non-empty blocks removal without `-f`.
     fn containers_using(&self, image: &ImageRecord) -> Result<Vec<String>>;
+
+    /// Layer directories that containers' snapshots stack (their overlayfs lower
+    /// directories). [`Store::gc`] keeps these even when no image lists them any more,
+    /// e.g. after `rmi -f` of an image a stopped container was created from.
+    fn layers_in_use(&self) -> Result<Vec<PathBuf>>;
 }
 
 /// What `rmi` did, line by line as Docker prints it.
@@ -86,6 +91,8 @@ pub struct GcStats {
     pub layers: usize,
     /// Blobs removed.
     pub blobs: usize,
+    /// Bytes of file content removed (layers and blobs).
+    pub bytes: u64,
 }
 
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
@@ -406,8 +413,10 @@ impl Store {
         Ok(out)
     }
 
-    /// Removes blobs and layers no image references.
-    pub fn gc(&self, _lock: &StoreLock) -> Result<GcStats> {
+    /// Removes blobs and layers no image references. Layers that containers still
+    /// stack (see [`ImageUsage::layers_in_use`]) stay, matched by directory name (the
+    /// diff-id), so a container outlives the image it was created from.
+    pub fn gc(&self, _lock: &StoreLock, usage: &dyn ImageUsage) -> Result<GcStats> {
         let records = self.records()?;
         let mut keep_blobs = BTreeSet::new();
         let mut keep_layers = BTreeSet::new();
@@ -421,11 +430,17 @@ impl Store {
                 keep_layers.insert(l.hex().to_string());
             }
         }
+        for dir in usage.layers_in_use()? {
+            if let Some(name) = dir.file_name() {
+                keep_layers.insert(name.to_string_lossy().into_owned());
+            }
+        }
         let mut stats = GcStats::default();
         let blobs = self.dir.join("blobs/sha256");
         for entry in fs::read_dir(&blobs).ctx("listing", &blobs)? {
             let entry = entry.ctx("listing", &blobs)?;
             if !keep_blobs.contains(entry.file_name().to_string_lossy().as_ref()) {
+                stats.bytes += fsutil::tree_size(&entry.path());
                 fsutil::remove_tree(&entry.path())?;
                 stats.blobs += 1;
             }
@@ -434,6 +449,7 @@ impl Store {
         for entry in fs::read_dir(&layers).ctx("listing", &layers)? {
             let entry = entry.ctx("listing", &layers)?;
             if !keep_layers.contains(entry.file_name().to_string_lossy().as_ref()) {
+                stats.bytes += fsutil::tree_size(&entry.path());
                 fsutil::remove_tree(&entry.path())?;
                 stats.layers += 1;
             }
@@ -474,5 +490,49 @@ fn matches_reference(record: &ImageRecord, reference: &Reference) -> bool {
                         .any(|n| Reference::parse(n).is_ok_and(|r| r.name() == name)))
         }
         None => record.names.iter().any(|n| n == &reference.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Containers that stack the given layer directories and use no image.
+    struct Stacking(Vec<PathBuf>);
+
+    impl ImageUsage for Stacking {
+        fn containers_using(&self, _image: &ImageRecord) -> Result<Vec<String>> {
+            Ok(Vec::new())
+        }
+
+        fn layers_in_use(&self) -> Result<Vec<PathBuf>> {
+            Ok(self.0.clone())
+        }
+    }
+
+    #[test]
+    fn gc_keeps_layers_containers_stack_and_counts_what_it_frees() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(tmp.path()).expect("open");
+        let used = Digest::of(b"used");
+        let orphan = Digest::of(b"orphan");
+        for d in [&used, &orphan] {
+            let dir = store.layer_dir(d);
+            fs::create_dir_all(dir.join("bin")).expect("layer dir");
+            fs::write(dir.join("bin/file"), b"12345").expect("layer file");
+        }
+        fs::write(store.blob_path(&orphan), b"blob").expect("blob");
+        let lock = store.lock().expect("lock");
+        // The container's record may name the layer through another spelling of the root.
+        let seen_by_container = PathBuf::from("/elsewhere/image/layers").join(used.hex());
+        let stats = store
+            .gc(&lock, &Stacking(vec![seen_by_container]))
+            .expect("gc");
+        assert!(store.has_layer(&used));
+        assert!(!store.has_layer(&orphan));
+        assert_eq!((stats.layers, stats.blobs, stats.bytes), (1, 1, 9));
+        let stats = store.gc(&lock, &Stacking(Vec::new())).expect("gc");
+        assert!(!store.has_layer(&used));
+        assert_eq!((stats.layers, stats.bytes), (1, 5));
     }
 }

@@ -89,6 +89,16 @@ pub enum Command {
     Ps(commands::container::PsArgs),
     /// Remove one or more containers
     Rm(commands::container::RmArgs),
+    /// Display detailed information on containers or images
+    Inspect(commands::inspect::InspectArgs),
+    /// Display the running processes of a container
+    Top(commands::top::TopArgs),
+    /// Manage containers
+    #[command(subcommand)]
+    Container(commands::container::ContainerSubcommand),
+    /// Manage ccrun: disk usage, pruning
+    #[command(subcommand)]
+    System(commands::system::SystemSubcommand),
     #[command(flatten)]
     Image(commands::image::ImageCommand),
 }

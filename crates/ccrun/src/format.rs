@@ -6,14 +6,25 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Prints rows as left-aligned columns separated by three spaces, like Docker.
 pub fn print_table(out: &mut impl Write, table: &[Vec<String>]) -> std::io::Result<()> {
+    print_table_min_width(out, table, 0)
+}
+
+/// Like [`print_table`], every column but the last at least `min` wide (separator
+/// included), as Docker's `top` lays out its columns.
+pub fn print_table_min_width(
+    out: &mut impl Write,
+    table: &[Vec<String>],
+    min: usize,
+) -> std::io::Result<()> {
     let cols = table.first().map_or(0, Vec::len);
     let widths: Vec<usize> = (0..cols)
         .map(|c| {
-            table
+            let longest = table
                 .iter()
-                .map(|r| r[c].chars().count())
+                .map(|r| r.get(c).map_or(0, |cell| cell.chars().count()))
                 .max()
-                .unwrap_or(0)
+                .unwrap_or(0);
+            (longest + 3).max(min)
         })
         .collect();
     for row in table {
@@ -22,7 +33,10 @@ pub fn print_table(out: &mut impl Write, table: &[Vec<String>]) -> std::io::Resu
             if c + 1 == cols {
                 line.push_str(cell);
             } else {
-                line.push_str(&format!("{cell:<w$}   ", w = widths[c]));
+                line.push_str(&format!(
+                    "{cell:<w$}",
+                    w = widths.get(c).copied().unwrap_or(0)
+                ));
             }
         }
         writeln!(out, "{}", line.trim_end())?;
@@ -97,6 +111,31 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     Some(days * 86_400 + h * 3600 + mi * 60 + sec - offset)
 }
 
+/// An RFC 3339 time as Go's `time.Time.String` prints it in UTC, the way `ps`
+/// templates show `CreatedAt`: `2024-01-02 03:04:05 +0000 UTC`.
+pub fn docker_time(rfc3339: &str) -> String {
+    let Some(secs) = parse_rfc3339(rfc3339) else {
+        return rfc3339.to_string();
+    };
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} +0000 UTC",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
 /// "Up 5 minutes" style duration between two epoch-second times, as `docker ps` shows.
 pub fn human_duration(secs: i64) -> String {
     let secs = secs.max(0);
@@ -144,5 +183,17 @@ mod tests {
         assert_eq!(human_duration(5), "5 seconds");
         assert_eq!(human_duration(3600), "About an hour");
         assert_eq!(human_duration(7200), "2 hours");
+        assert_eq!(
+            docker_time("2024-02-29T12:00:00.5+01:00"),
+            "2024-02-29 11:00:00 +0000 UTC"
+        );
+        assert_eq!(
+            docker_time("1970-01-01T00:00:00Z"),
+            "1970-01-01 00:00:00 +0000 UTC"
+        );
+        assert_eq!(
+            docker_time("2023-12-31T23:59:59Z"),
+            "2023-12-31 23:59:59 +0000 UTC"
+        );
     }
 }

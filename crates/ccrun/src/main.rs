@@ -8,6 +8,7 @@ mod exit;
 mod format;
 mod image_config;
 mod spec_builder;
+mod template;
 mod tty;
 mod units;
 mod user;

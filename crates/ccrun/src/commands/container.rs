@@ -1,12 +1,48 @@
-//! Container subcommands that work on records: `ps` and `rm`.
+//! Container subcommands that work on records: `ps` and `rm`, and the
+//! `ccrun container …` group.
 
 use std::io::Write;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
+use super::inspect::{InspectOpts, ObjectType};
+use super::prune::ContainerPruneArgs;
+use super::top::TopArgs;
 use crate::cli::GlobalOpts;
+use crate::containers::filter::Filters;
 use crate::containers::{cleanup, ContainerStore, Record, Status};
-use crate::format::{human_duration, now_secs, parse_rfc3339, print_table, since};
+use crate::format::{docker_time, human_duration, now_secs, parse_rfc3339, print_table, since};
+use crate::template::{docker_format, Template};
+
+/// `ccrun container …`.
+#[derive(Debug, clap::Subcommand)]
+pub enum ContainerSubcommand {
+    /// Display detailed information on one or more containers
+    Inspect(InspectOpts),
+    /// List containers
+    #[command(alias = "list", alias = "ps")]
+    Ls(PsArgs),
+    /// Remove one or more containers
+    #[command(alias = "remove")]
+    Rm(RmArgs),
+    /// Display the running processes of a container
+    Top(TopArgs),
+    /// Remove all stopped containers
+    Prune(ContainerPruneArgs),
+}
+
+/// Runs a `container` subcommand.
+pub fn run(global: &GlobalOpts, cmd: ContainerSubcommand) -> Result<i32> {
+    match cmd {
+        ContainerSubcommand::Inspect(opts) => {
+            super::inspect::inspect(global, Some(ObjectType::Container), &opts)
+        }
+        ContainerSubcommand::Ls(args) => ps(global, args),
+        ContainerSubcommand::Rm(args) => rm(global, args),
+        ContainerSubcommand::Top(args) => super::top::top(global, args),
+        ContainerSubcommand::Prune(args) => super::prune::container_prune(global, args),
+    }
+}
 
 /// Flags of `ps`.
 #[derive(Debug, clap::Args)]
@@ -20,7 +56,22 @@ pub struct PsArgs {
     /// Do not truncate output
     #[arg(long)]
     pub no_trunc: bool,
-    /// Output format: "table" or "json" (one object per line)
+    /// Filter output (status=, name=, id=, label=, ancestor=, exited=); repeatable
+    #[arg(short, long, value_name = "KEY=VALUE")]
+    pub filter: Vec<String>,
+    /// Show the N last created containers (all states)
+    #[arg(
+        short = 'n',
+        long = "last",
+        value_name = "N",
+        allow_hyphen_values = true
+    )]
+    pub last: Option<i64>,
+    /// Show the latest created container (all states)
+    #[arg(short, long)]
+    pub latest: bool,
+    /// Output format: "table", "json" (one object per line), a Go template such as
+    /// '{{.Names}} {{.Status}}', or "table TEMPLATE" for columns with headers
     #[arg(long, default_value = "table")]
     pub format: String,
 }
@@ -62,7 +113,8 @@ pub fn status_text(r: &Record) -> String {
     }
 }
 
-fn command_text(r: &Record, no_trunc: bool) -> String {
+/// Docker's COMMAND column: quoted, cut at 20 characters unless `no_trunc`.
+pub fn command_text(r: &Record, no_trunc: bool) -> String {
     let full = r.command.join(" ");
     if no_trunc || full.chars().count() <= 20 {
         format!("\"{full}\"")
@@ -72,14 +124,86 @@ fn command_text(r: &Record, no_trunc: bool) -> String {
     }
 }
 
+/// The fields `ps --format` templates can use, with the column header of each.
+const TEMPLATE_FIELDS: &[(&str, &str)] = &[
+    ("ID", "CONTAINER ID"),
+    ("Image", "IMAGE"),
+    ("Command", "COMMAND"),
+    ("CreatedAt", "CREATED AT"),
+    ("RunningFor", "CREATED"),
+    ("Ports", "PORTS"),
+    ("State", "STATE"),
+    ("Status", "STATUS"),
+    ("Size", "SIZE"),
+    ("Names", "NAMES"),
+    ("Labels", "LABELS"),
+    ("Mounts", "MOUNTS"),
+    ("Networks", "NETWORKS"),
+    ("LocalVolumes", "LOCAL VOLUMES"),
+];
+
+/// One container as `ps --format` templates see it (every value a string, as in Docker).
+fn template_row(r: &Record, id: String, no_trunc: bool) -> serde_json::Value {
+    let labels: Vec<String> = r.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let values = [
+        id,
+        r.image.clone(),
+        command_text(r, no_trunc),
+        docker_time(&r.created),
+        since(&r.created),
+        String::new(),
+        r.status.as_str().to_string(),
+        status_text(r),
+        String::new(),
+        r.name.clone(),
+        labels.join(","),
+        String::new(),
+        String::new(),
+        "0".to_string(),
+    ];
+    TEMPLATE_FIELDS
+        .iter()
+        .zip(values)
+        .map(|((field, _), value)| (field.to_string(), serde_json::Value::String(value)))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+/// The image ids `ancestor=` values name in the image store.
+fn ancestor_ids(global: &GlobalOpts, filters: &Filters) -> Result<Vec<String>> {
+    if filters.ancestors().is_empty() {
+        return Ok(Vec::new());
+    }
+    let store = ccrun_image::Store::open(&global.store_root()).context("opening image store")?;
+    Ok(filters
+        .ancestors()
+        .iter()
+        .filter_map(|a| store.find(a).ok().flatten())
+        .map(|image| image.id.to_string())
+        .collect())
+}
+
 /// Runs `ps`.
 pub fn ps(global: &GlobalOpts, args: PsArgs) -> Result<i32> {
+    let filters = Filters::parse(&args.filter)?;
+    let ancestors = ancestor_ids(global, &filters)?;
+    let limit = if args.latest {
+        Some(1)
+    } else {
+        args.last.filter(|&n| n >= 0)
+    };
+    // As in Docker, a status filter or -n/-l looks at containers in every state.
+    let all = args.all || filters.has("status") || limit.is_some();
     let store = ContainerStore::open(&global.store_root())?;
-    let records: Vec<Record> = store
+    let mut records: Vec<Record> = store
         .list()?
         .into_iter()
-        .filter(|r| args.all || r.status == Status::Running)
+        .filter(|r| all || r.status == Status::Running)
+        .filter(|r| filters.matches(r, &ancestors))
         .collect();
+    if let Some(n) = limit {
+        records.truncate(usize::try_from(n).unwrap_or(usize::MAX));
+    }
     let mut out = std::io::stdout().lock();
     let id = |r: &Record| {
         if args.no_trunc {
@@ -131,7 +255,34 @@ pub fn ps(global: &GlobalOpts, args: PsArgs) -> Result<i32> {
             }
             print_table(&mut out, &table)?;
         }
-        other => bail!("unknown --format {other:?}: use table or json"),
+        format => {
+            let (table, body) = docker_format(format);
+            let template = Template::parse(&body).context("parsing --format")?;
+            let render = |value: &serde_json::Value| {
+                template
+                    .render(value)
+                    .context("executing the --format template")
+            };
+            if table {
+                let headers: serde_json::Map<_, _> = TEMPLATE_FIELDS
+                    .iter()
+                    .map(|(f, h)| (f.to_string(), serde_json::Value::String(h.to_string())))
+                    .collect();
+                let mut rows = vec![render(&headers.into())?];
+                for r in &records {
+                    rows.push(render(&template_row(r, id(r), args.no_trunc))?);
+                }
+                let cells: Vec<Vec<String>> = rows
+                    .iter()
+                    .map(|line| line.split('\t').map(str::to_string).collect())
+                    .collect();
+                print_table(&mut out, &cells)?;
+            } else {
+                for r in &records {
+                    writeln!(out, "{}", render(&template_row(r, id(r), args.no_trunc))?)?;
+                }
+            }
+        }
     }
     Ok(0)
 }

@@ -12,6 +12,7 @@ use ccrun_image::store::{ImageRecord, Removal, Store};
 use ccrun_image::{Digest, Platform, PullOptions, PullProgress, Reference};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use super::inspect::{InspectOpts, ObjectType};
 use crate::cli::GlobalOpts;
 use crate::containers::cleanup::ContainerUsage;
 use crate::containers::ContainerStore;
@@ -42,11 +43,7 @@ pub enum ImageCommand {
 #[derive(Debug, clap::Subcommand)]
 pub enum ImageSubcommand {
     /// Show an image's record, manifest and config as JSON
-    Inspect {
-        /// Image references or ids
-        #[arg(required = true)]
-        images: Vec<String>,
-    },
+    Inspect(InspectOpts),
     /// List images
     #[command(alias = "list")]
     Ls(ImagesArgs),
@@ -55,6 +52,8 @@ pub enum ImageSubcommand {
     Rm(RmiArgs),
     /// Download an image from a registry
     Pull(PullArgs),
+    /// Remove unused images
+    Prune(super::prune::PruneArgs),
 }
 
 /// `--insecure-registry`, shared by the commands that talk to registries.
@@ -149,7 +148,12 @@ pub fn run(global: &GlobalOpts, cmd: ImageCommand) -> anyhow::Result<i32> {
         ImageCommand::Rmi(args) | ImageCommand::Image(ImageSubcommand::Rm(args)) => {
             rmi(global, args)
         }
-        ImageCommand::Image(ImageSubcommand::Inspect { images }) => inspect(global, &images),
+        ImageCommand::Image(ImageSubcommand::Prune(args)) => {
+            super::prune::image_prune(global, args)
+        }
+        ImageCommand::Image(ImageSubcommand::Inspect(opts)) => {
+            super::inspect::inspect(global, Some(ObjectType::Image), &opts)
+        }
         ImageCommand::Login(args) => login(args),
         ImageCommand::Logout { server } => logout(server),
     }
@@ -182,7 +186,9 @@ fn pull(global: &GlobalOpts, args: PullArgs) -> anyhow::Result<i32> {
             .map_or_else(|| reference.manifest_key(), str::to_string);
         println!("{what}: Pulling from {}", reference.repository());
     }
-    let record = ccrun_image::pull(&store, &reference, &options, &display)
+    let containers = ContainerStore::open(&global.store_root())?;
+    let usage = ContainerUsage(&containers);
+    let record = ccrun_image::pull(&store, &reference, &options, &display, &usage)
         .with_context(|| format!("pulling {}", familiar(&reference.to_string())))?;
     display.finish();
     if args.quiet {
@@ -318,7 +324,7 @@ impl PullProgress for Display {
 }
 
 /// A full name as Docker shows it: `alpine:latest` rather than `docker.io/library/alpine:latest`.
-fn familiar(full: &str) -> String {
+pub(crate) fn familiar(full: &str) -> String {
     match Reference::parse(full) {
         Ok(r) => {
             let mut s = r.familiar_name();
@@ -337,14 +343,19 @@ fn familiar(full: &str) -> String {
 }
 
 /// One line of `images`.
-struct Row<'a> {
-    repository: String,
-    tag: String,
-    digest: String,
-    record: &'a ImageRecord,
+pub(crate) struct Row<'a> {
+    /// Familiar repository name, or `<none>`.
+    pub repository: String,
+    /// Tag, or `<none>`.
+    pub tag: String,
+    /// Repo digest, or `<none>`.
+    pub digest: String,
+    /// The image.
+    pub record: &'a ImageRecord,
 }
 
-fn rows(records: &[ImageRecord]) -> Vec<Row<'_>> {
+/// The lines `images` shows: one per tag, newest image first.
+pub(crate) fn rows(records: &[ImageRecord]) -> Vec<Row<'_>> {
     let mut out = Vec::new();
     for record in records.iter().rev() {
         let digest_for = |name: &str| {
@@ -483,7 +494,9 @@ fn rmi(global: &GlobalOpts, args: RmiArgs) -> anyhow::Result<i32> {
             }
         }
     }
-    let freed = store.gc(&lock).context("removing unused layers")?;
+    let freed = store
+        .gc(&lock, &ContainerUsage(&containers))
+        .context("removing unused layers")?;
     tracing::info!("removed {} layers and {} blobs", freed.layers, freed.blobs);
     if !failures.is_empty() {
         bail!("could not remove {}", failures.join(", "));
@@ -491,34 +504,26 @@ fn rmi(global: &GlobalOpts, args: RmiArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn inspect(global: &GlobalOpts, names: &[String]) -> anyhow::Result<i32> {
-    let store = open_store(global)?;
-    let mut out = Vec::new();
-    let mut missing = Vec::new();
-    for name in names {
-        match store.resolve(name)? {
-            Some(image) => out.push(serde_json::json!({
-                "Id": image.record.id,
-                "RepoTags": image.record.names.iter().map(|n| familiar(n)).collect::<Vec<_>>(),
-                "RepoDigests": image.record.repo_digests.iter().map(|n| familiar(n)).collect::<Vec<_>>(),
-                "Created": image.record.created,
-                "Platform": image.record.platform,
-                "Size": image.record.size,
-                "ManifestDigest": image.record.manifest_digest,
-                "IndexDigest": image.record.index_digest,
-                "Layers": image.record.layers,
-                "LayerDirs": image.layer_dirs,
-                "Manifest": image.manifest,
-                "Config": image.config,
-            })),
-            None => missing.push(name.clone()),
-        }
-    }
-    println!("{}", serde_json::to_string_pretty(&out)?);
-    if !missing.is_empty() {
-        bail!("no such image: {}", missing.join(", "));
-    }
-    Ok(0)
+/// What `inspect` shows of image `name`: its record, manifest and config; `None`
+/// when the store has no such image.
+pub fn image_json(store: &Store, name: &str) -> anyhow::Result<Option<serde_json::Value>> {
+    let Some(image) = store.resolve(name)? else {
+        return Ok(None);
+    };
+    Ok(Some(serde_json::json!({
+        "Id": image.record.id,
+        "RepoTags": image.record.names.iter().map(|n| familiar(n)).collect::<Vec<_>>(),
+        "RepoDigests": image.record.repo_digests.iter().map(|n| familiar(n)).collect::<Vec<_>>(),
+        "Created": image.record.created,
+        "Platform": image.record.platform,
+        "Size": image.record.size,
+        "ManifestDigest": image.record.manifest_digest,
+        "IndexDigest": image.record.index_digest,
+        "Layers": image.record.layers,
+        "LayerDirs": image.layer_dirs,
+        "Manifest": image.manifest,
+        "Config": image.config,
+    })))
 }
 
 fn registry_arg(server: Option<String>) -> anyhow::Result<String> {

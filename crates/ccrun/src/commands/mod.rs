@@ -3,9 +3,13 @@
 pub mod container;
 pub mod exec;
 pub mod image;
+pub mod inspect;
 pub mod lifecycle;
 pub mod logs;
+pub mod prune;
 pub mod run;
+pub mod system;
+pub mod top;
 
 use crate::cli::{Cli, Command};
 
@@ -25,5 +29,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Image(cmd) => image::run(&cli.global, cmd),
         Command::Ps(args) => container::ps(&cli.global, args),
         Command::Rm(args) => container::rm(&cli.global, args),
+        Command::Inspect(args) => inspect::inspect(&cli.global, args.kind, &args.opts),
+        Command::Top(args) => top::top(&cli.global, args),
+        Command::Container(cmd) => container::run(&cli.global, cmd),
+        Command::System(cmd) => system::run(&cli.global, cmd),
     }
 }

@@ -8,7 +8,7 @@ use ccrun_image::Snapshot;
 use nix::sys::signal::Signal;
 
 use super::process::ProcessHandle;
-use super::{ContainerStore, Record, Status};
+use super::{ContainerStore, Record, RootfsSource, Status};
 
 /// Removes `record`'s container; a running one only with `force` (it is killed).
 pub fn remove(
@@ -53,8 +53,20 @@ fn kill_and_wait(store: &ContainerStore, record: &Record) -> Result<()> {
     Ok(())
 }
 
-/// Tells `rmi` which containers use an image.
+/// Tells the image store which containers use an image and which layers their
+/// snapshots stack, so that `rmi` and garbage collection leave them alone.
 pub struct ContainerUsage<'a>(pub &'a ContainerStore);
+
+impl ContainerUsage<'_> {
+    fn records(&self) -> ccrun_image::Result<Vec<Record>> {
+        self.0
+            .list()
+            .map_err(|e| ccrun_image::Error::InvalidContent {
+                what: "container store".into(),
+                message: format!("{e:#}"),
+            })
+    }
+}
 
 impl ccrun_image::ImageUsage for ContainerUsage<'_> {
     fn containers_using(
@@ -62,17 +74,22 @@ impl ccrun_image::ImageUsage for ContainerUsage<'_> {
         image: &ccrun_image::ImageRecord,
     ) -> ccrun_image::Result<Vec<String>> {
         let id = image.id.to_string();
-        let records = self
-            .0
-            .list()
-            .map_err(|e| ccrun_image::Error::InvalidContent {
-                what: "container store".into(),
-                message: format!("{e:#}"),
-            })?;
-        Ok(records
+        Ok(self
+            .records()?
             .into_iter()
             .filter(|r| r.image_id.as_deref() == Some(id.as_str()))
             .map(|r| r.name)
+            .collect())
+    }
+
+    fn layers_in_use(&self) -> ccrun_image::Result<Vec<std::path::PathBuf>> {
+        Ok(self
+            .records()?
+            .into_iter()
+            .flat_map(|r| match r.rootfs {
+                RootfsSource::Image { layers } => layers,
+                RootfsSource::Dir(_) => Vec::new(),
+            })
             .collect())
     }
 }

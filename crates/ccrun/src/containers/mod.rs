@@ -5,6 +5,8 @@
 //! Names are reserved atomically in `<root>/containers/names/`.
 
 pub mod cleanup;
+pub mod details;
+pub mod filter;
 pub mod finish;
 pub mod launch;
 pub mod monitor;

@@ -1,0 +1,623 @@
+//! A container as `docker inspect` shows it, built from its record and the OCI
+//! `config.json` it was run with (the process, hostname, mounts and cgroup
+//! resources actually used).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use oci_spec::runtime::{LinuxNamespaceType, Mount, Spec};
+use serde::Serialize;
+
+use super::record::{RestartPolicy, LOG_FILE};
+use super::{ContainerStore, Record, RootfsSource, Status};
+
+/// Docker's zero time, shown for events that did not happen.
+const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+/// What Docker calls a `ContainerJSON`, limited to what ccrun knows.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContainerDetails {
+    /// Full id.
+    pub id: String,
+    /// Creation time.
+    pub created: String,
+    /// The program run (argv[0]).
+    pub path: String,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// Lifecycle state.
+    pub state: State,
+    /// The image id (empty for `--rootfs` containers).
+    pub image: String,
+    /// The image as the user named it.
+    pub image_name: String,
+    /// The container's `/etc/resolv.conf` on the host.
+    pub resolv_conf_path: String,
+    /// The container's `/etc/hostname` on the host.
+    pub hostname_path: String,
+    /// The container's `/etc/hosts` on the host.
+    pub hosts_path: String,
+    /// The container's log file.
+    pub log_path: String,
+    /// `/name`.
+    pub name: String,
+    /// Restarts by the restart policy.
+    pub restart_count: u32,
+    /// Storage driver.
+    pub driver: String,
+    /// Always `linux`.
+    pub platform: String,
+    /// SELinux mount label (unused).
+    pub mount_label: String,
+    /// SELinux process label (unused).
+    pub process_label: String,
+    /// AppArmor profile (unused).
+    pub app_armor_profile: String,
+    /// Exec sessions (none tracked).
+    #[serde(rename = "ExecIDs")]
+    pub exec_ids: Option<Vec<String>>,
+    /// How it was set up.
+    pub host_config: HostConfig,
+    /// Where its filesystem lives.
+    pub graph_driver: GraphDriver,
+    /// Bytes written by the container (with `--size`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size_rw: Option<u64>,
+    /// Bytes of its whole root filesystem (with `--size`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size_root_fs: Option<u64>,
+    /// Bind mounts and tmpfs mounts beyond the standard ones.
+    pub mounts: Vec<MountPoint>,
+    /// The container's configuration.
+    pub config: Config,
+    /// Networking (none managed yet).
+    pub network_settings: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `State`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct State {
+    /// created, running, exited or dead.
+    pub status: &'static str,
+    /// Whether its process is alive.
+    pub running: bool,
+    /// Always false (no pause yet).
+    pub paused: bool,
+    /// Always false: restarts happen in place.
+    pub restarting: bool,
+    /// Whether the OOM killer ended it.
+    #[serde(rename = "OOMKilled")]
+    pub oom_killed: bool,
+    /// Whether it is dead (ended unobserved).
+    pub dead: bool,
+    /// Host pid of its init while running, else 0.
+    pub pid: i32,
+    /// Exit code once it ended (255 when how it ended is unknown).
+    pub exit_code: i32,
+    /// Why it is dead or failed to start.
+    pub error: String,
+    /// When its process last started.
+    pub started_at: String,
+    /// When its process last ended.
+    pub finished_at: String,
+}
+
+/// `HostConfig`: the flags that shaped the container.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HostConfig {
+    /// `-v` binds (none yet).
+    pub binds: Option<Vec<String>>,
+    /// Log driver and options.
+    pub log_config: LogConfig,
+    /// `host` or `none`.
+    pub network_mode: String,
+    /// `--restart`.
+    pub restart_policy: RestartPolicyJson,
+    /// `--rm`.
+    pub auto_remove: bool,
+    /// Always false.
+    pub privileged: bool,
+    /// `--read-only`.
+    pub readonly_rootfs: bool,
+    /// `--tmpfs`: destination → options.
+    pub tmpfs: Option<BTreeMap<String, String>>,
+    /// `""` (private) or `host`.
+    pub userns_mode: String,
+    /// `--init`.
+    pub init: bool,
+    /// `--memory` in bytes (0: unlimited).
+    pub memory: i64,
+    /// `--memory-swap` in bytes (0: unset, -1: unlimited).
+    pub memory_swap: i64,
+    /// `--cpus` in billionths of a CPU.
+    pub nano_cpus: i64,
+    /// `--cpu-shares`.
+    pub cpu_shares: u64,
+    /// CFS period, when set other than through `--cpus`.
+    pub cpu_period: u64,
+    /// CFS quota, when set other than through `--cpus`.
+    pub cpu_quota: i64,
+    /// `--cpuset-cpus`.
+    pub cpuset_cpus: String,
+    /// `--cpuset-mems`.
+    pub cpuset_mems: String,
+    /// `--pids-limit`.
+    pub pids_limit: Option<i64>,
+}
+
+/// `HostConfig.LogConfig`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct LogConfig {
+    /// The log format: CRI lines in a file, as Podman's `k8s-file`.
+    #[serde(rename = "Type")]
+    pub kind: String,
+    /// Driver options.
+    pub config: BTreeMap<String, String>,
+}
+
+/// `HostConfig.RestartPolicy`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RestartPolicyJson {
+    /// no, on-failure, always, unless-stopped.
+    pub name: String,
+    /// The on-failure limit.
+    pub maximum_retry_count: u32,
+}
+
+/// `GraphDriver`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GraphDriver {
+    /// `overlay`, or `rootfs` for a `--rootfs` directory used in place.
+    pub name: String,
+    /// LowerDir, UpperDir, WorkDir, MergedDir (or Dir).
+    pub data: BTreeMap<String, String>,
+}
+
+/// One entry of `Mounts`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MountPoint {
+    /// `bind` or `tmpfs`.
+    #[serde(rename = "Type")]
+    pub kind: String,
+    /// Host path (empty for tmpfs).
+    pub source: String,
+    /// Path in the container.
+    pub destination: String,
+    /// `ro` or empty.
+    pub mode: String,
+    /// Writable.
+    #[serde(rename = "RW")]
+    pub rw: bool,
+    /// Mount propagation of binds.
+    pub propagation: String,
+}
+
+/// `Config`: the container's own configuration.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Config {
+    /// Hostname.
+    pub hostname: String,
+    /// Domain name (unused).
+    pub domainname: String,
+    /// `uid:gid` the process runs as, empty for root.
+    pub user: String,
+    /// `-i`.
+    pub attach_stdin: bool,
+    /// Always true: `run` attaches stdout.
+    pub attach_stdout: bool,
+    /// Always true: `run` attaches stderr.
+    pub attach_stderr: bool,
+    /// Ports the image exposes.
+    pub exposed_ports: Option<BTreeMap<String, serde_json::Map<String, serde_json::Value>>>,
+    /// `-t`.
+    pub tty: bool,
+    /// `-i`.
+    pub open_stdin: bool,
+    /// `-i`.
+    pub stdin_once: bool,
+    /// The environment.
+    pub env: Vec<String>,
+    /// The full command (entrypoint and arguments).
+    pub cmd: Vec<String>,
+    /// The image as given.
+    pub image: String,
+    /// Volumes the image declares.
+    pub volumes: Option<BTreeMap<String, serde_json::Map<String, serde_json::Value>>>,
+    /// Working directory.
+    pub working_dir: String,
+    /// Not recorded separately from `Cmd`.
+    pub entrypoint: Option<Vec<String>>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Stop signal.
+    pub stop_signal: Option<String>,
+    /// `--stop-timeout` in seconds.
+    pub stop_timeout: Option<u32>,
+}
+
+impl ContainerDetails {
+    /// Gathers what `inspect` shows about `record`; `size` adds SizeRw and SizeRootFs.
+    pub fn build(store: &ContainerStore, record: &Record, size: bool) -> Result<ContainerDetails> {
+        let dir = store.dir_of(&record.id);
+        let spec = load_spec(&dir)?;
+        let process = spec.as_ref().and_then(|s| s.process().as_ref());
+        let file_in_dir = |name: &str| {
+            let path = dir.join(name);
+            if path.exists() {
+                path.display().to_string()
+            } else {
+                String::new()
+            }
+        };
+        let (sizes, graph_driver) = match &record.rootfs {
+            RootfsSource::Image { layers } => (
+                size.then(|| {
+                    let rw = ccrun_image::tree_size(&dir.join("upper"));
+                    let lower: u64 = layers.iter().map(|l| ccrun_image::tree_size(l)).sum();
+                    (rw, rw + lower)
+                }),
+                overlay_driver(&dir, layers),
+            ),
+            RootfsSource::Dir(path) => (
+                size.then(|| (0, ccrun_image::tree_size(path))),
+                GraphDriver {
+                    name: "rootfs".to_string(),
+                    data: BTreeMap::from([("Dir".to_string(), path.display().to_string())]),
+                },
+            ),
+        };
+        let user = process
+            .map(|p| (p.user().uid(), p.user().gid()))
+            .filter(|&ids| ids != (0, 0))
+            .map(|(uid, gid)| format!("{uid}:{gid}"))
+            .unwrap_or_default();
+        Ok(ContainerDetails {
+            id: record.id.clone(),
+            created: record.created.clone(),
+            path: record.command.first().cloned().unwrap_or_default(),
+            args: record.command.iter().skip(1).cloned().collect(),
+            state: state(record),
+            image: record.image_id.clone().unwrap_or_default(),
+            image_name: record.image.clone(),
+            resolv_conf_path: file_in_dir("resolv.conf"),
+            hostname_path: file_in_dir("hostname"),
+            hosts_path: file_in_dir("hosts"),
+            log_path: dir.join(LOG_FILE).display().to_string(),
+            name: format!("/{}", record.name),
+            restart_count: record.restart_count,
+            driver: graph_driver.name.clone(),
+            platform: "linux".to_string(),
+            mount_label: String::new(),
+            process_label: String::new(),
+            app_armor_profile: String::new(),
+            exec_ids: None,
+            host_config: host_config(record, spec.as_ref()),
+            graph_driver,
+            size_rw: sizes.map(|s| s.0),
+            size_root_fs: sizes.map(|s| s.1),
+            mounts: spec
+                .as_ref()
+                .map(|s| user_mounts(s, &dir))
+                .unwrap_or_default(),
+            config: Config {
+                hostname: spec
+                    .as_ref()
+                    .and_then(|s| s.hostname().clone())
+                    .unwrap_or_default(),
+                domainname: String::new(),
+                user,
+                attach_stdin: record.interactive,
+                attach_stdout: true,
+                attach_stderr: true,
+                exposed_ports: empty_objects(&record.exposed_ports),
+                tty: record.tty,
+                open_stdin: record.interactive,
+                stdin_once: record.interactive,
+                env: process.and_then(|p| p.env().clone()).unwrap_or_default(),
+                cmd: record.command.clone(),
+                image: record.image.clone(),
+                volumes: empty_objects(&record.volumes),
+                working_dir: process
+                    .map(|p| p.cwd().display().to_string())
+                    .unwrap_or_default(),
+                entrypoint: None,
+                labels: record.labels.clone(),
+                stop_signal: record.stop_signal.clone(),
+                stop_timeout: record.stop_timeout,
+            },
+            network_settings: serde_json::Map::new(),
+        })
+    }
+}
+
+/// The container's `config.json`, if it got that far.
+fn load_spec(dir: &Path) -> Result<Option<Spec>> {
+    let path = dir.join("config.json");
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .with_context(|| format!("parsing {}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+fn state(record: &Record) -> State {
+    let ended = matches!(record.status, Status::Exited | Status::Dead);
+    State {
+        status: record.status.as_str(),
+        running: record.status == Status::Running,
+        paused: false,
+        restarting: false,
+        oom_killed: record.oom_killed,
+        dead: record.status == Status::Dead,
+        pid: if record.status == Status::Running {
+            record.pid
+        } else {
+            0
+        },
+        exit_code: if ended {
+            record.exit_code.unwrap_or(255)
+        } else {
+            0
+        },
+        error: record.error.clone().unwrap_or_default(),
+        started_at: record
+            .started_at
+            .clone()
+            .unwrap_or_else(|| ZERO_TIME.to_string()),
+        finished_at: match (&record.finished_at, ended) {
+            (Some(t), true) => t.clone(),
+            _ => ZERO_TIME.to_string(),
+        },
+    }
+}
+
+fn overlay_driver(dir: &Path, layers: &[PathBuf]) -> GraphDriver {
+    let lower: Vec<String> = layers
+        .iter()
+        .rev()
+        .map(|l| l.display().to_string())
+        .collect();
+    let mut data = BTreeMap::new();
+    data.insert("LowerDir".to_string(), lower.join(":"));
+    for (key, sub) in [
+        ("UpperDir", "upper"),
+        ("WorkDir", "work"),
+        ("MergedDir", "merged"),
+    ] {
+        data.insert(key.to_string(), dir.join(sub).display().to_string());
+    }
+    GraphDriver {
+        name: "overlay".to_string(),
+        data,
+    }
+}
+
+/// `{"8080/tcp": {}}` from a list, or null when empty, as Docker shows ports and volumes.
+fn empty_objects(
+    keys: &[String],
+) -> Option<BTreeMap<String, serde_json::Map<String, serde_json::Value>>> {
+    (!keys.is_empty()).then(|| {
+        keys.iter()
+            .map(|k| (k.clone(), serde_json::Map::new()))
+            .collect()
+    })
+}
+
+fn restart_policy(policy: RestartPolicy) -> RestartPolicyJson {
+    let (name, maximum_retry_count) = match policy {
+        RestartPolicy::No => ("no", 0),
+        RestartPolicy::OnFailure { max_retries } => ("on-failure", max_retries),
+        RestartPolicy::Always => ("always", 0),
+        RestartPolicy::UnlessStopped => ("unless-stopped", 0),
+    };
+    RestartPolicyJson {
+        name: name.to_string(),
+        maximum_retry_count,
+    }
+}
+
+fn host_config(record: &Record, spec: Option<&Spec>) -> HostConfig {
+    let linux = spec.and_then(|s| s.linux().as_ref());
+    let resources = linux.and_then(|l| l.resources().as_ref());
+    let memory = resources.and_then(|r| r.memory().as_ref());
+    let cpu = resources.and_then(|r| r.cpu().as_ref());
+    let has_namespace = |kind: LinuxNamespaceType| {
+        linux
+            .and_then(|l| l.namespaces().as_ref())
+            .is_some_and(|ns| ns.iter().any(|n| n.typ() == kind))
+    };
+    let quota = cpu.and_then(|c| c.quota()).unwrap_or(0);
+    let period = cpu.and_then(|c| c.period()).unwrap_or(0);
+    let nano_cpus = if quota > 0 && period > 0 {
+        (quota as i128 * 1_000_000_000 / period as i128) as i64
+    } else {
+        0
+    };
+    let tmpfs: BTreeMap<String, String> = spec
+        .and_then(|s| s.mounts().as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|m| is_user_tmpfs(m))
+        .map(|m| {
+            let options = m.options().clone().unwrap_or_default();
+            // ccrun puts nosuid,nodev,noexec first; Docker shows only what was asked for.
+            let asked = options
+                .strip_prefix(&TMPFS_DEFAULTS.map(String::from))
+                .unwrap_or(&options);
+            (m.destination().display().to_string(), asked.join(","))
+        })
+        .collect();
+    let mut log_options = BTreeMap::new();
+    log_options.insert("max-size".to_string(), record.log_max_size.to_string());
+    HostConfig {
+        binds: None,
+        log_config: LogConfig {
+            kind: "k8s-file".to_string(),
+            config: log_options,
+        },
+        network_mode: if has_namespace(LinuxNamespaceType::Network) {
+            "none"
+        } else {
+            "host"
+        }
+        .to_string(),
+        restart_policy: restart_policy(record.restart_policy),
+        auto_remove: record.auto_remove,
+        privileged: false,
+        readonly_rootfs: spec
+            .and_then(|s| s.root().as_ref())
+            .and_then(|r| r.readonly())
+            .unwrap_or(false),
+        tmpfs: (!tmpfs.is_empty()).then_some(tmpfs),
+        userns_mode: if spec.is_some() && !has_namespace(LinuxNamespaceType::User) {
+            "host"
+        } else {
+            ""
+        }
+        .to_string(),
+        init: record.init,
+        memory: memory.and_then(|m| m.limit()).unwrap_or(0),
+        memory_swap: memory.and_then(|m| m.swap()).unwrap_or(0),
+        nano_cpus,
+        cpu_shares: cpu.and_then(|c| c.shares()).unwrap_or(0),
+        // `--cpus` sets quota and period; Docker shows those only for --cpu-quota/--cpu-period.
+        cpu_period: if nano_cpus > 0 { 0 } else { period },
+        cpu_quota: if nano_cpus > 0 { 0 } else { quota },
+        cpuset_cpus: cpu.and_then(|c| c.cpus().clone()).unwrap_or_default(),
+        cpuset_mems: cpu.and_then(|c| c.mems().clone()).unwrap_or_default(),
+        pids_limit: resources.and_then(|r| r.pids().as_ref()).map(|p| p.limit()),
+    }
+}
+
+/// The options ccrun gives every `--tmpfs` before the user's own.
+const TMPFS_DEFAULTS: [&str; 3] = ["nosuid", "nodev", "noexec"];
+
+/// Whether a mount is one of Docker's standard ones (`/proc`, `/dev`, …).
+fn is_standard(m: &Mount) -> bool {
+    crate::spec_builder::default_mounts()
+        .unwrap_or_default()
+        .iter()
+        .any(|d| d.destination() == m.destination() && d.typ() == m.typ())
+}
+
+fn is_user_tmpfs(m: &Mount) -> bool {
+    m.typ().as_deref() == Some("tmpfs") && !is_standard(m)
+}
+
+/// Bind mounts (other than the `/etc` files ccrun writes into the container's
+/// directory) and tmpfs mounts beyond the standard ones, in Docker's shape.
+fn user_mounts(spec: &Spec, dir: &Path) -> Vec<MountPoint> {
+    let Some(mounts) = spec.mounts() else {
+        return Vec::new();
+    };
+    mounts
+        .iter()
+        .filter_map(|m| {
+            let options = m.options().clone().unwrap_or_default();
+            let rw = !options.iter().any(|o| o == "ro");
+            let is_bind = m.typ().as_deref() == Some("bind")
+                || options.iter().any(|o| o == "bind" || o == "rbind");
+            let source = m.source().clone().unwrap_or_default();
+            let (kind, propagation) = if is_bind {
+                if source.starts_with(dir) {
+                    return None;
+                }
+                let propagation = options
+                    .iter()
+                    .find(|o| {
+                        matches!(
+                            o.as_str(),
+                            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave"
+                        )
+                    })
+                    .cloned()
+                    .unwrap_or_else(|| "rprivate".to_string());
+                ("bind", propagation)
+            } else if is_user_tmpfs(m) {
+                ("tmpfs", String::new())
+            } else {
+                return None;
+            };
+            Some(MountPoint {
+                kind: kind.to_string(),
+                source: if kind == "bind" {
+                    source.display().to_string()
+                } else {
+                    String::new()
+                },
+                destination: m.destination().display().to_string(),
+                mode: if rw { String::new() } else { "ro".to_string() },
+                rw,
+                propagation,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_spec::runtime::MountBuilder;
+
+    fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Mount {
+        MountBuilder::default()
+            .destination(dest)
+            .typ(typ)
+            .source(source)
+            .options(options.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .build()
+            .expect("mount")
+    }
+
+    #[test]
+    fn only_user_binds_and_tmpfs_are_listed() {
+        let dir = Path::new("/var/lib/ccrun/containers/abc");
+        let mut mounts = crate::spec_builder::default_mounts().expect("defaults");
+        mounts.push(mount(
+            "/etc/hosts",
+            "bind",
+            "/var/lib/ccrun/containers/abc/hosts",
+            &["rbind", "rprivate"],
+        ));
+        mounts.push(mount("/data", "bind", "/srv/data", &["rbind", "ro"]));
+        mounts.push(mount(
+            "/scratch",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "nodev", "noexec", "size=64m"],
+        ));
+        let mut spec = Spec::default();
+        spec.set_mounts(Some(mounts));
+        let listed = user_mounts(&spec, dir);
+        assert_eq!(listed.len(), 2, "{listed:?}");
+        assert_eq!(
+            (
+                listed[0].kind.as_str(),
+                listed[0].source.as_str(),
+                listed[0].rw,
+                listed[0].mode.as_str(),
+                listed[0].propagation.as_str()
+            ),
+            ("bind", "/srv/data", false, "ro", "rprivate")
+        );
+        assert_eq!(
+            (
+                listed[1].kind.as_str(),
+                listed[1].destination.as_str(),
+                listed[1].rw
+            ),
+            ("tmpfs", "/scratch", true)
+        );
+    }
+}
