@@ -21,3 +21,12 @@ set -x
 ./target/release/ccrun run --rm --hostname demo --memory 64m --cpus 0.5 --pids-limit 64 \
   "127.0.0.1:$PORT/library/busybox" \
   sh -c 'echo "hello from $(hostname)"; id; ps -o pid,user,args; cat /proc/self/uid_map; grep " / " /proc/mounts'
+# The same image detached under its monitor: logs, exec, stop, remove.
+./target/release/ccrun run -d --name demo-web "127.0.0.1:$PORT/library/busybox" \
+  sh -c 'trap "echo bye; exit 0" TERM; while :; do echo tick; sleep 0.2; done'
+sleep 1
+./target/release/ccrun ps
+./target/release/ccrun exec demo-web sh -c 'echo "exec sees PID 1: $(cat /proc/1/comm)"'
+./target/release/ccrun stop demo-web
+./target/release/ccrun logs --tail 3 demo-web
+./target/release/ccrun rm demo-web

@@ -6,6 +6,7 @@ use std::io::Write;
 use anyhow::{bail, Context, Result};
 
 use super::inspect::{InspectOpts, ObjectType};
+use super::lifecycle::{self, KillArgs, StartArgs, StopArgs, WaitArgs};
 use super::prune::ContainerPruneArgs;
 use super::top::TopArgs;
 use crate::cli::GlobalOpts;
@@ -29,6 +30,24 @@ pub enum ContainerSubcommand {
     Top(TopArgs),
     /// Remove all stopped containers
     Prune(ContainerPruneArgs),
+    /// Run a command in a new container
+    Run(Box<super::run::RunArgs>),
+    /// Create a container without starting it
+    Create(Box<super::run::RunArgs>),
+    /// Start one or more stopped containers
+    Start(StartArgs),
+    /// Stop one or more running containers
+    Stop(StopArgs),
+    /// Send a signal to one or more running containers
+    Kill(KillArgs),
+    /// Restart one or more containers
+    Restart(StopArgs),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(WaitArgs),
+    /// Fetch the logs of a container
+    Logs(super::logs::LogsArgs),
+    /// Run a command in a running container
+    Exec(Box<super::exec::ExecArgs>),
 }
 
 /// Runs a `container` subcommand.
@@ -41,6 +60,15 @@ pub fn run(global: &GlobalOpts, cmd: ContainerSubcommand) -> Result<i32> {
         ContainerSubcommand::Rm(args) => rm(global, args),
         ContainerSubcommand::Top(args) => super::top::top(global, args),
         ContainerSubcommand::Prune(args) => super::prune::container_prune(global, args),
+        ContainerSubcommand::Run(args) => super::run::run(global, *args),
+        ContainerSubcommand::Create(args) => super::run::create(global, *args),
+        ContainerSubcommand::Start(args) => lifecycle::start(global, args),
+        ContainerSubcommand::Stop(args) => lifecycle::stop(global, args),
+        ContainerSubcommand::Kill(args) => lifecycle::kill(global, args),
+        ContainerSubcommand::Restart(args) => lifecycle::restart(global, args),
+        ContainerSubcommand::Wait(args) => lifecycle::wait(global, args),
+        ContainerSubcommand::Logs(args) => super::logs::logs(global, args),
+        ContainerSubcommand::Exec(args) => super::exec::exec(global, *args),
     }
 }
 
