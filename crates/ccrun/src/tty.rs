@@ -5,18 +5,19 @@
 //! container's process exits. ^C reaches the container as a byte its terminal turns
 //! into SIGINT, so it never stops ccrun itself.
 
-use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use anyhow::{Context, Result};
+use ccrun_monitor::logfile::Stream;
 use ccrun_runtime::{ExitStatus, Forwarder};
 use nix::errno::Errno;
-use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::termios::{self, SetArg, Termios};
 use nix::unistd::Pid;
+
+use crate::relay::{set_nonblocking, OutputSink};
 
 fn window_size(fd: BorrowedFd<'_>) -> Option<nix::pty::Winsize> {
     let mut ws = nix::pty::Winsize {
@@ -73,6 +74,7 @@ pub fn relay(
     master: &OwnedFd,
     pid: i32,
     interactive: bool,
+    sink: &mut OutputSink,
 ) -> Result<ExitStatus> {
     let sfd = SignalFd::with_flags(
         forwarder.signals(),
@@ -88,8 +90,9 @@ pub fn relay(
     loop {
         if let Some(status) = ccrun_runtime::signals::try_reap(pid.as_raw())? {
             if master_open {
-                pump_master(master.as_fd(), &mut buf)?;
+                pump_master(master.as_fd(), &mut buf, sink)?;
             }
+            sink.finish();
             return Ok(status);
         }
         let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
@@ -117,7 +120,7 @@ pub fn relay(
             }
         }
         if master_ready {
-            master_open = pump_master(master.as_fd(), &mut buf)?;
+            master_open = pump_master(master.as_fd(), &mut buf, sink)?;
         }
         if stdin_ready {
             match nix::unistd::read(stdin.as_raw_fd(), &mut buf) {
@@ -142,23 +145,12 @@ fn watch<'a>(fds: &mut Vec<PollFd<'a>>, open: bool, fd: BorrowedFd<'a>) -> Optio
     })
 }
 
-fn set_nonblocking(fd: BorrowedFd<'_>) -> Result<()> {
-    let flags = OFlag::from_bits_truncate(fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL)?);
-    fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
-    Ok(())
-}
-
-/// Copies what the master has to stdout; false once the slave side is gone.
-fn pump_master(master: BorrowedFd<'_>, buf: &mut [u8]) -> Result<bool> {
+/// Copies what the master has to stdout and the log; false once the slave side is gone.
+fn pump_master(master: BorrowedFd<'_>, buf: &mut [u8], sink: &mut OutputSink) -> Result<bool> {
     loop {
         match nix::unistd::read(master.as_raw_fd(), buf) {
             Ok(0) | Err(Errno::EIO) => return Ok(false),
-            Ok(n) => {
-                let mut out = std::io::stdout().lock();
-                out.write_all(&buf[..n])
-                    .and_then(|()| out.flush())
-                    .context("writing the container's output")?;
-            }
+            Ok(n) => sink.emit(Stream::Stdout, &buf[..n]),
             Err(Errno::EAGAIN) => return Ok(true),
             Err(Errno::EINTR) => {}
             Err(e) => return Err(e).context("reading the terminal"),

@@ -219,6 +219,28 @@ fn logs_keep_both_streams_in_order_and_follow_a_live_container() {
 }
 
 #[test]
+fn foreground_output_is_shown_and_logged() {
+    let (c, r) = (Ccrun::new(), Rootfs::busybox());
+    let rootfs = r.path().to_str().expect("utf-8");
+    let out = c.ccrun(&[
+        "run",
+        "--name",
+        "fg",
+        "--rootfs",
+        rootfs,
+        "sh",
+        "-c",
+        "echo a; echo b >&2; exit 2",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "a\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "b\n");
+    let out = c.ccrun(&["logs", "fg"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "a\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "b\n");
+}
+
+#[test]
 fn log_rotates_at_its_size_limit() {
     let (c, r) = (Ccrun::new(), Rootfs::busybox());
     let id = run_d(
@@ -479,11 +501,12 @@ fn create_start_restart_and_auto_remove() {
     assert_eq!(stdout(&out), "hi");
     assert_eq!(out.status.code(), Some(4));
     assert_eq!(state_of(&c, &id), ("exited".to_string(), Some(4)));
-    // Started again, detached: the log gets a second line.
+    // Started again, detached: the log (which has the attached run's line too) gets
+    // a second line.
     let out = c.ccrun(&["start", "twostep"]);
     assert_eq!(stdout(&out), "twostep");
     assert_eq!(stdout(&c.ccrun(&["wait", "twostep"])), "4");
-    assert_eq!(stdout(&c.ccrun(&["logs", "twostep"])), "hi");
+    assert_eq!(stdout(&c.ccrun(&["logs", "twostep"])), "hi\nhi");
 
     let id = run_d(&c, &r, &["sleep", "100"]);
     let before = pid_of(&c, &id);

@@ -12,6 +12,7 @@ use oci_spec::runtime::UserBuilder;
 use crate::cli::GlobalOpts;
 use crate::containers::launch::load_config;
 use crate::containers::{ContainerStore, Status};
+use crate::relay::OutputSink;
 use crate::{image_config, tty, user};
 
 /// Flags of `exec`.
@@ -129,7 +130,13 @@ pub fn exec(global: &GlobalOpts, args: ExecArgs) -> Result<i32> {
             } else {
                 None
             };
-            let status = tty::relay(&forwarder, &master, started.pid, interactive);
+            let status = tty::relay(
+                &forwarder,
+                &master,
+                started.pid,
+                interactive,
+                &mut OutputSink::stdio_only(),
+            );
             drop(raw);
             status?
         }

@@ -14,9 +14,13 @@ use ccrun_runtime::{Container, CreateOptions, ExitStatus, Forwarder};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use super::finish::{self, Exit, Next};
+use super::record::LOG_FILE;
 use super::{monitor, ContainerStore, Record, RootfsSource, Status};
 use crate::cli::GlobalOpts;
+use crate::relay::{self, OutputSink};
 use crate::tty;
+use nix::fcntl::OFlag;
+use nix::unistd::pipe2;
 
 /// File name of the OCI spec inside the container directory.
 pub const CONFIG_FILE: &str = "config.json";
@@ -116,12 +120,20 @@ pub fn foreground(
     let id = &record.id;
     let tty = spec.process().as_ref().and_then(|p| p.terminal()) == Some(true);
     let devnull = std::fs::File::open("/dev/null").context("opening /dev/null")?;
-    // With -t the runtime gives the container a terminal of its own devpts.
-    let stdio = if tty || interactive {
+    let mut sink = OutputSink::open(&store.dir_of(id).join(LOG_FILE), record.log_max_size);
+    // With -t the runtime gives the container a terminal of its own devpts; else its
+    // output comes through pipes into ccrun's stdio and the log.
+    let pipes = if tty {
         None
     } else {
-        Some([devnull.as_raw_fd(), 1, 2])
+        let (out_r, out_w) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
+        let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
+        Some(([out_r, err_r], [out_w, err_w]))
     };
+    let stdin = if interactive { 0 } else { devnull.as_raw_fd() };
+    let stdio = pipes
+        .as_ref()
+        .map(|(_, [out_w, err_w])| [stdin, out_w.as_raw_fd(), err_w.as_raw_fd()]);
     remove_stale_state(global, id);
     // Block the forwarded signals before the clone so none is lost in between.
     let forwarder = Forwarder::block()?;
@@ -135,10 +147,11 @@ pub fn foreground(
         stdio,
     })?;
     drop(devnull);
+    let readers = pipes.map(|(readers, _writers)| readers);
     let pid = container.pid();
     mark_running(store, record, &container, std::process::id() as i32);
-    let status = match container.take_console() {
-        Some(master) => {
+    let status = match (container.take_console(), readers) {
+        (Some(master), _) => {
             tty::sync_window_size(master.as_fd());
             let raw = if interactive {
                 tty::RawMode::enter()?
@@ -148,11 +161,15 @@ pub fn foreground(
             let status = container
                 .start()
                 .map_err(anyhow::Error::from)
-                .and_then(|()| tty::relay(&forwarder, &master, pid, interactive));
+                .and_then(|()| tty::relay(&forwarder, &master, pid, interactive, &mut sink));
             drop(raw);
             status
         }
-        None => container
+        (None, Some([out, err])) => container
+            .start()
+            .map_err(anyhow::Error::from)
+            .and_then(|()| relay::relay_pipes(&forwarder, out, err, pid, &mut sink)),
+        (None, None) => container
             .start()
             .and_then(|()| forwarder.forward_until_exit(pid))
             .map_err(anyhow::Error::from),

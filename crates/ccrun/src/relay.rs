@@ -1,0 +1,156 @@
+//! Foreground output: what a container run in the foreground writes goes to ccrun's
+//! own stdout and stderr and, as for a detached container, into its log (CRI format,
+//! see `ccrun_monitor::logfile`), while ccrun forwards signals and waits for it.
+
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use ccrun_monitor::logfile::{LogWriter, Stream};
+use ccrun_runtime::signals::try_reap;
+use ccrun_runtime::{ExitStatus, Forwarder};
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::unistd::Pid;
+
+/// Where the container's output goes: ccrun's stdio and the container's log.
+pub struct OutputSink {
+    log: Option<LogWriter>,
+}
+
+impl OutputSink {
+    /// Appends to the log at `path`, rotating at `max_size`. A log that cannot be
+    /// opened is reported once; the output still reaches the terminal.
+    pub fn open(path: &Path, max_size: u64) -> OutputSink {
+        match LogWriter::open(path, max_size) {
+            Ok(log) => OutputSink { log: Some(log) },
+            Err(e) => {
+                eprintln!("ccrun: not logging to {}: {e}", path.display());
+                OutputSink { log: None }
+            }
+        }
+    }
+
+    /// Output for ccrun's stdio only (e.g. an `exec`, which Docker does not log).
+    pub fn stdio_only() -> OutputSink {
+        OutputSink { log: None }
+    }
+
+    /// Passes `data` from `stream` on. ccrun's own stdout may be closed (a pipe whose
+    /// reader left); that must not stop the container or its log.
+    pub fn emit(&mut self, stream: Stream, data: &[u8]) {
+        let written = match stream {
+            Stream::Stdout => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(data).and_then(|()| out.flush())
+            }
+            Stream::Stderr => std::io::stderr().lock().write_all(data),
+        };
+        if let Err(e) = written {
+            tracing::debug!("container output not shown: {e}");
+        }
+        if let Some(log) = &mut self.log {
+            if let Err(e) = log.write(stream, data) {
+                eprintln!("ccrun: the log stops here: {e}");
+                self.log = None;
+            }
+        }
+    }
+
+    /// Writes out partial lines still buffered.
+    pub fn finish(&mut self) {
+        if let Some(log) = &mut self.log {
+            if let Err(e) = log.finish() {
+                eprintln!("ccrun: finishing the log: {e}");
+            }
+        }
+    }
+}
+
+/// Sets `O_NONBLOCK` on `fd`.
+pub fn set_nonblocking(fd: BorrowedFd<'_>) -> Result<()> {
+    let flags = OFlag::from_bits_truncate(fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL)?);
+    fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+    Ok(())
+}
+
+/// Reads what `fd` has now into `sink`; false once it reached its end.
+fn pump(fd: BorrowedFd<'_>, stream: Stream, sink: &mut OutputSink, buf: &mut [u8]) -> Result<bool> {
+    loop {
+        match nix::unistd::read(fd.as_raw_fd(), buf) {
+            Ok(0) => return Ok(false),
+            Ok(n) => sink.emit(stream, &buf[..n]),
+            Err(Errno::EAGAIN) => return Ok(true),
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e).context("reading the container's output"),
+        }
+    }
+}
+
+/// Relays the container's stdout and stderr pipes to `sink` and the signals
+/// `forwarder` blocked to `pid`, until `pid` exits; returns how it ended.
+pub fn relay_pipes(
+    forwarder: &Forwarder,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+    pid: i32,
+    sink: &mut OutputSink,
+) -> Result<ExitStatus> {
+    let sfd = SignalFd::with_flags(
+        forwarder.signals(),
+        SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK,
+    )
+    .context("signalfd")?;
+    set_nonblocking(stdout.as_fd())?;
+    set_nonblocking(stderr.as_fd())?;
+    let mut open = [true, true];
+    let streams = [(&stdout, Stream::Stdout), (&stderr, Stream::Stderr)];
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        if let Some(status) = try_reap(pid)? {
+            // The PID namespace died with its init: the pipes hold the rest.
+            for (i, (fd, stream)) in streams.iter().enumerate() {
+                if open[i] {
+                    pump(fd.as_fd(), *stream, sink, &mut buf)?;
+                }
+            }
+            sink.finish();
+            return Ok(status);
+        }
+        let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+        let mut at = [None, None];
+        for (i, (fd, _)) in streams.iter().enumerate() {
+            if open[i] {
+                fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+                at[i] = Some(fds.len() - 1);
+            }
+        }
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => return Err(e).context("poll"),
+        }
+        let ready = |i: usize| fds[i].revents().is_some_and(|r| !r.is_empty());
+        let signal_ready = ready(0);
+        let pipe_ready = at.map(|a| a.is_some_and(ready));
+        drop(fds);
+        if signal_ready {
+            while let Ok(Some(info)) = sfd.read_signal() {
+                match Signal::try_from(info.ssi_signo as i32) {
+                    Ok(Signal::SIGCHLD) | Err(_) => {}
+                    Ok(sig) => {
+                        let _ = kill(Pid::from_raw(pid), sig);
+                    }
+                }
+            }
+        }
+        for (i, (fd, stream)) in streams.iter().enumerate() {
+            if pipe_ready[i] {
+                open[i] = pump(fd.as_fd(), *stream, sink, &mut buf)?;
+            }
+        }
+    }
+}
