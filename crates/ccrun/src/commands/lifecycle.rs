@@ -251,7 +251,13 @@ pub struct CleanupArgs {
 /// Runs `container-cleanup`, the monitor's exit command: settles the record from the
 /// exit file and applies the restart policy.
 pub fn cleanup(global: &GlobalOpts, args: CleanupArgs) -> Result<i32> {
-    let store = ContainerStore::open(&global.store_root())?;
+    let root = global.store_root();
+    if !root.join("containers").is_dir() {
+        // The store was removed under the running container: nothing to settle, and
+        // recreating it would leave an empty store behind.
+        return Ok(0);
+    }
+    let store = ContainerStore::open(&root)?;
     let exit = Exit::from_exit_file(&store.dir_of(&args.id));
     if let Next::Restart { delay } = finish::finish(global, &store, &args.id, exit)? {
         launch::restart_after(global, &store, &args.id, delay)?;
