@@ -16,6 +16,8 @@
 //! - [`ports`]: `-p` port mapping parsing and host port checks.
 //! - [`network`]: the high-level API the engine calls.
 
+#![warn(missing_docs)]
+
 pub mod error;
 pub mod ipam;
 pub mod netlink;

@@ -15,7 +15,8 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute,
+    LinkFlags, LinkInfo, LinkMessage,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -121,21 +122,22 @@ impl Netlink {
                 .socket
                 .recv(&mut rbuf, 0)
                 .ctx(|| format!("netlink: {op}: receive"))?;
-            let mut offset = 0;
-            while offset + 16 <= n {
-                let len = u32::from_ne_bytes(read4(&rbuf, offset)) as usize;
-                if len < 16 || offset + len > n {
-                    return Err(malformed(op, "truncated message"));
-                }
-                let bytes = &rbuf[offset..offset + len];
-                offset += align4(len);
-                let msg_seq = u32::from_ne_bytes(read4(bytes, 8));
-                if msg_seq != seq {
+            for raw in split_messages(&rbuf[..n], op)? {
+                if raw.seq != seq {
                     continue;
                 }
-                let msg_flags = u16::from_ne_bytes([bytes[6], bytes[7]]);
-                let parsed = NetlinkMessage::<RouteNetlinkMessage>::deserialize(bytes)
-                    .map_err(|e| malformed(op, &e.to_string()))?;
+                let bytes = raw.whole;
+                let msg_flags = raw.flags;
+                let parsed = match NetlinkMessage::<RouteNetlinkMessage>::deserialize(bytes) {
+                    Ok(parsed) => parsed,
+                    // One entry of a dump this crate cannot decode (a link
+                    // kind it does not know, say) must not hide the others.
+                    Err(e) if dump && raw.kind > 3 => {
+                        tracing::warn!("netlink: {op}: skipping undecodable entry: {e}");
+                        continue;
+                    }
+                    Err(e) => return Err(malformed(op, &e.to_string())),
+                };
                 match parsed.payload {
                     NetlinkPayload::Done(_) => return Ok(out),
                     NetlinkPayload::Error(err) => match err.code {
@@ -306,6 +308,28 @@ impl Netlink {
         self.request(
             &format!("set link {index}"),
             RouteNetlinkMessage::SetLink(msg),
+            0,
+        )
+        .map(|_| ())
+    }
+
+    /// Turns hairpin mode of bridge port `index` on or off. With it on, the
+    /// bridge may send a frame back out of the port it came in on: needed
+    /// when a container reaches its own published port through the host
+    /// and `br_netfilter` turns the DNATed packet into a bridged one.
+    pub fn set_hairpin(&mut self, index: u32, on: bool) -> Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::PortKind(InfoPortKind::Bridge),
+            LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
+                on,
+            )])),
+        ]));
+        // Port options are changed through RTM_NEWLINK on an existing link.
+        self.request(
+            &format!("set hairpin mode of link {index}"),
+            RouteNetlinkMessage::NewLink(msg),
             0,
         )
         .map(|_| ())
@@ -524,6 +548,42 @@ pub(crate) fn open_socket(protocol: isize, what: &str) -> Result<Socket> {
     setsockopt(&socket, sockopt::ReceiveTimeout, &timeout)
         .ctx(|| format!("set {what} socket timeout"))?;
     Ok(socket)
+}
+
+/// One netlink message of a receive buffer.
+pub(crate) struct RawMessage<'a> {
+    /// `nlmsg_type`.
+    pub kind: u16,
+    /// `nlmsg_flags`.
+    pub flags: u16,
+    /// `nlmsg_seq`.
+    pub seq: u32,
+    /// The bytes after the header.
+    pub payload: &'a [u8],
+    /// The whole message, header included.
+    pub whole: &'a [u8],
+}
+
+/// Splits a receive buffer into its netlink messages.
+pub(crate) fn split_messages<'a>(buf: &'a [u8], op: &str) -> Result<Vec<RawMessage<'a>>> {
+    let mut out = Vec::new();
+    let mut offset = 0;
+    while offset + 16 <= buf.len() {
+        let len = u32::from_ne_bytes(read4(buf, offset)) as usize;
+        if len < 16 || offset + len > buf.len() {
+            return Err(malformed(op, "truncated message"));
+        }
+        let whole = &buf[offset..offset + len];
+        out.push(RawMessage {
+            kind: u16::from_ne_bytes([whole[4], whole[5]]),
+            flags: u16::from_ne_bytes([whole[6], whole[7]]),
+            seq: u32::from_ne_bytes(read4(whole, 8)),
+            payload: &whole[16..],
+            whole,
+        });
+        offset += align4(len);
+    }
+    Ok(out)
 }
 
 /// Reads 4 bytes at `offset` (the caller checked the length).

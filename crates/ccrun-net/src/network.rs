@@ -300,7 +300,9 @@ fn attach_locked(
             "veth {host_veth} was not created: does the container already have {CONTAINER_IFNAME}?"
         ))
     })?;
-    nl.set_link(veth.index, Some(true), None, Some(bridge.index))?;
+    nl.set_link(veth.index, None, None, Some(bridge.index))?;
+    nl.set_hairpin(veth.index, true)?;
+    nl.set_link(veth.index, Some(true), None, None)?;
 
     let prefix_len = cfg.subnet.prefix_len();
     in_netns(container_netns, || {

@@ -27,7 +27,7 @@ use std::net::Ipv4Addr;
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket};
 
 use crate::error::{Error, IoContext, Result};
-use crate::netlink::{align4, ext_ack_message, malformed, open_socket, read4};
+use crate::netlink::{align4, ext_ack_message, malformed, open_socket, read4, split_messages};
 use crate::ports::{PortMapping, Protocol};
 use crate::subnet::Subnet;
 
@@ -522,8 +522,9 @@ impl Nft {
                 .socket
                 .recv(&mut rbuf, 0)
                 .ctx(|| "nftables: receive acknowledgements".to_string())?;
-            for (kind, flags, seq, payload) in messages(&rbuf[..n], "nftables batch")? {
-                if kind != NLMSG_ERROR || seq.wrapping_sub(first) as usize >= ops.len() {
+            for msg in split_messages(&rbuf[..n], "nftables batch")? {
+                let (flags, seq, payload) = (msg.flags, msg.seq, msg.payload);
+                if msg.kind != NLMSG_ERROR || seq.wrapping_sub(first) as usize >= ops.len() {
                     continue;
                 }
                 if payload.len() < 4 {
@@ -573,11 +574,12 @@ impl Nft {
                 .socket
                 .recv(&mut rbuf, 0)
                 .ctx(|| "nftables: receive rule dump".to_string())?;
-            for (kind, flags, msg_seq, payload) in messages(&rbuf[..n], "list rules")? {
-                if msg_seq != seq {
+            for msg in split_messages(&rbuf[..n], "list rules")? {
+                let (flags, payload) = (msg.flags, msg.payload);
+                if msg.seq != seq {
                     continue;
                 }
-                match kind {
+                match msg.kind {
                     NLMSG_DONE => return Ok(out),
                     NLMSG_ERROR => {
                         let code = payload.get(..4).map(|b| i32::from_ne_bytes(read4(b, 0)));
@@ -852,26 +854,6 @@ fn match_dnat() -> Vec<Expr> {
             data: vec![0; 4],
         },
     ]
-}
-
-/// Splits a receive buffer into (type, flags, seq, payload after the
-/// nlmsghdr) tuples.
-fn messages<'a>(buf: &'a [u8], op: &str) -> Result<Vec<(u16, u16, u32, &'a [u8])>> {
-    let mut out = Vec::new();
-    let mut offset = 0;
-    while offset + 16 <= buf.len() {
-        let len = u32::from_ne_bytes(read4(buf, offset)) as usize;
-        if len < 16 || offset + len > buf.len() {
-            return Err(malformed(op, "truncated message"));
-        }
-        let msg = &buf[offset..offset + len];
-        let kind = u16::from_ne_bytes([msg[4], msg[5]]);
-        let flags = u16::from_ne_bytes([msg[6], msg[7]]);
-        let seq = u32::from_ne_bytes(read4(msg, 8));
-        out.push((kind, flags, seq, &msg[16..]));
-        offset += align4(len);
-    }
-    Ok(out)
 }
 
 /// Decodes an `NFT_MSG_NEWRULE` payload (nfgenmsg + attributes).
