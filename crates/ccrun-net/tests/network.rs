@@ -56,6 +56,13 @@ fn ensure_network_creates_bridge_idempotently() {
     assert!(table.contains("ip saddr 127.0.0.0/8"), "{table}");
     assert!(table.contains("ct status dnat"), "{table}");
     assert!(table.contains("comment \"net=test\""), "{table}");
+
+    host.enter(|| ccrun_net::remove_network(&cfg)).unwrap();
+    assert!(!host.has_link("ccrun-tbr"));
+    let table = host.nft_table();
+    assert!(!table.contains("postrouting-test"), "{table}");
+    assert!(table.contains("chain ports"), "{table}");
+    host.enter(|| ccrun_net::remove_network(&cfg)).unwrap();
 }
 
 #[test]
