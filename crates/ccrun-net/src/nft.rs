@@ -523,8 +523,11 @@ impl Nft {
                 .recv(&mut rbuf, 0)
                 .ctx(|| "nftables: receive acknowledgements".to_string())?;
             for msg in split_messages(&rbuf[..n], "nftables batch")? {
-                let (flags, seq, payload) = (msg.flags, msg.seq, msg.payload);
-                if msg.kind != NLMSG_ERROR || seq.wrapping_sub(first) as usize >= ops.len() {
+                let (flags, payload) = (msg.flags, msg.payload);
+                // Index 0 is the batch-begin message (the kernel answers it
+                // when it refuses the whole batch), then the batch's ops.
+                let index = msg.seq.wrapping_sub(first.wrapping_sub(1)) as usize;
+                if msg.kind != NLMSG_ERROR || index > ops.len() {
                     continue;
                 }
                 if payload.len() < 4 {
@@ -532,14 +535,19 @@ impl Nft {
                 }
                 let code = i32::from_ne_bytes(read4(payload, 0));
                 if code != 0 {
-                    let op = &ops[seq.wrapping_sub(first) as usize];
+                    let op = match index {
+                        0 => "batch",
+                        i => ops[i - 1].as_str(),
+                    };
                     return Err(Error::Netlink {
                         op: format!("nftables: {op}"),
                         source: io::Error::from_raw_os_error(-code),
                         detail: ext_ack_message(flags, payload),
                     });
                 }
-                pending -= 1;
+                if index > 0 {
+                    pending -= 1;
+                }
             }
         }
         Ok(())

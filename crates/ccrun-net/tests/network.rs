@@ -498,3 +498,22 @@ fn attach_by_pid_style_namespace_and_timing() {
     host.enter(|| detach(&cfg, ipam.path(), "bypid")).unwrap();
     eprintln!("detach took {:?}", started.elapsed());
 }
+
+#[test]
+fn nftables_errors_name_the_operation() {
+    let host = TestNs::new();
+    let err = host
+        .enter(|| {
+            let mut nft = ccrun_net::nft::Nft::new()?;
+            // No table yet: the kernel refuses the rule.
+            nft.add_port_rules("x", Ipv4Addr::new(10, 1, 0, 2), &[tcp(80, 80)])
+        })
+        .unwrap_err();
+    assert_eq!(err.netlink_errno(), Some(libc::ENOENT), "{err}");
+    assert!(err.to_string().contains("add rule to ports"), "{err}");
+    // Listing an absent table is empty, not an error.
+    let rules = host
+        .enter(|| ccrun_net::nft::Nft::new()?.rules(None))
+        .unwrap();
+    assert!(rules.is_empty());
+}
