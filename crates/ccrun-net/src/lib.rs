@@ -1,0 +1,39 @@
+//! Native container networking for ccrun: a Linux bridge per network, a veth
+//! pair per container, file-based IPAM, and nftables NAT (masquerade and
+//! published ports) — all over netlink, synchronously, without shelling out.
+//!
+//! Everything here acts on the network namespace of the *calling thread*.
+//! Use [`in_netns`] to run a piece of work inside another namespace; the
+//! high-level [`attach`] does that itself for the container side.
+//!
+//! Layout:
+//! - [`netns`]: switch the calling thread into a network namespace and back.
+//! - [`netlink`]: rtnetlink links, addresses and routes.
+//! - [`sysctl`]: the few `/proc/sys/net` knobs a bridge network needs.
+//! - [`subnet`]: IPv4 CIDR parsing and arithmetic.
+//! - [`ipam`]: address allocation persisted as one file per address.
+//! - [`nft`]: a minimal nf_tables client (raw netlink) for ccrun's own table.
+//! - [`ports`]: `-p` port mapping parsing and host port checks.
+//! - [`network`]: the high-level API the engine calls.
+
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod ipam;
+pub mod netlink;
+pub mod netns;
+pub mod network;
+pub mod nft;
+pub mod ports;
+pub mod subnet;
+pub mod sysctl;
+
+pub use error::{Error, Result};
+pub use netns::in_netns;
+pub use network::{
+    attach, detach, ensure_network, remove_network, remove_stale, veth_name, Attachment,
+    NetworkConfig, CONTAINER_IFNAME, DEFAULT_BRIDGE, DEFAULT_GATEWAY, DEFAULT_MTU, DEFAULT_NETWORK,
+    DEFAULT_SUBNET,
+};
+pub use ports::{parse_port_mappings, PortMapping, Protocol};
+pub use subnet::Subnet;

@@ -1,0 +1,489 @@
+//! The high-level API the engine calls: create a bridge network, attach a
+//! container's network namespace to it (veth, address, routes, published
+//! ports), detach it, and clean up after containers that died.
+//!
+//! All functions act on the network namespace of the calling thread (the
+//! "host" side, holding the bridge); [`attach`] enters the container's
+//! namespace itself for the container side. Changes to one network's
+//! allocations and port rules are serialized by an exclusive `flock` on
+//! `<ipam_dir>/.lock`, so concurrent processes are safe.
+
+use std::collections::BTreeSet;
+use std::fs::{self, File};
+use std::net::Ipv4Addr;
+use std::os::fd::BorrowedFd;
+use std::path::Path;
+use std::time::Instant;
+
+use nix::fcntl::{Flock, FlockArg};
+
+use crate::error::{Error, IoContext, Result};
+use crate::ipam::{validate_container_id, Ipam};
+use crate::netlink::Netlink;
+use crate::netns::in_netns;
+use crate::nft::{Nft, PortRule};
+use crate::ports::{check_host_port_free, pick_free_port, PortMapping};
+use crate::subnet::Subnet;
+use crate::sysctl;
+
+/// Name of the default network.
+pub const DEFAULT_NETWORK: &str = "ccrun";
+/// Bridge of the default network.
+pub const DEFAULT_BRIDGE: &str = "ccrun0";
+/// Subnet of the default network.
+pub const DEFAULT_SUBNET: &str = "10.88.0.0/16";
+/// Gateway (bridge address) of the default network.
+pub const DEFAULT_GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 88, 0, 1);
+/// MTU used when none is configured and the namespace has no default route.
+pub const DEFAULT_MTU: u32 = 1500;
+/// Name of the container's interface.
+pub const CONTAINER_IFNAME: &str = "eth0";
+/// How many random host ports to try before giving up.
+const PORT_PICK_ATTEMPTS: usize = 32;
+
+/// A bridge network.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NetworkConfig {
+    /// Network name (`[A-Za-z0-9_.-]`, at most 64 characters).
+    pub name: String,
+    /// Bridge interface name (at most 15 characters).
+    pub bridge: String,
+    /// The network's subnet.
+    pub subnet: Subnet,
+    /// The bridge's address, containers' default gateway.
+    pub gateway: Ipv4Addr,
+    /// MTU of the bridge and veths; 0 means that of the interface holding
+    /// the default route of the bridge's namespace, else 1500.
+    pub mtu: u32,
+}
+
+impl NetworkConfig {
+    /// The default network: `ccrun`, bridge `ccrun0`, 10.88.0.0/16 via
+    /// 10.88.0.1, automatic MTU.
+    pub fn default_network() -> Self {
+        NetworkConfig {
+            name: DEFAULT_NETWORK.to_string(),
+            bridge: DEFAULT_BRIDGE.to_string(),
+            subnet: Subnet::new(Ipv4Addr::new(10, 88, 0, 0), 16)
+                .unwrap_or_else(|_| unreachable!("valid default subnet")),
+            gateway: DEFAULT_GATEWAY,
+            mtu: 0,
+        }
+    }
+
+    /// Checks names, that the gateway is a host address of the subnet and
+    /// the MTU range.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |why: String| Err(Error::InvalidConfig(why));
+        if self.name.is_empty()
+            || self.name.len() > 64
+            || !self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        {
+            return bad(format!(
+                "network name {:?} must be 1-64 characters of [A-Za-z0-9._-]",
+                self.name
+            ));
+        }
+        if self.bridge.is_empty()
+            || self.bridge.len() > 15
+            || self.bridge == "."
+            || self.bridge == ".."
+            || self
+                .bridge
+                .bytes()
+                .any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace() || b.is_ascii_control())
+        {
+            return bad(format!(
+                "bridge name {:?} must be 1-15 characters without '/', ':' or spaces",
+                self.bridge
+            ));
+        }
+        if !self.subnet.is_host(self.gateway) {
+            return bad(format!(
+                "gateway {} is not a host address of subnet {}",
+                self.gateway, self.subnet
+            ));
+        }
+        if self.mtu != 0 && !(68..=65535).contains(&self.mtu) {
+            return bad(format!("MTU {} must be between 68 and 65535", self.mtu));
+        }
+        Ok(())
+    }
+}
+
+/// A container attached to a network.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Attachment {
+    /// The container.
+    pub container_id: String,
+    /// The network's name.
+    pub network: String,
+    /// The container's address on `eth0`.
+    pub ip: Ipv4Addr,
+    /// Prefix length of the address.
+    pub prefix_len: u8,
+    /// The container's default gateway.
+    pub gateway: Ipv4Addr,
+    /// Host end of the veth pair, attached to the bridge.
+    pub host_veth: String,
+    /// MTU of the veth pair.
+    pub mtu: u32,
+    /// Published ports, with the host ports that were picked filled in.
+    pub ports: Vec<PortMapping>,
+}
+
+/// The host-side veth name of a container: `veth` + the first 8 hex
+/// digits of its id, or of a hash of the id if it does not start with 8
+/// hex digits.
+pub fn veth_name(container_id: &str) -> String {
+    let prefix = container_id.get(..8).filter(|p| {
+        p.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    });
+    match prefix {
+        Some(p) => format!("veth{p}"),
+        None => {
+            // FNV-1a: stable across runs and platforms.
+            let hash = container_id.bytes().fold(0x811c_9dc5u32, |h, b| {
+                (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+            });
+            format!("veth{hash:08x}")
+        }
+    }
+}
+
+/// Creates the network if needed, in the calling thread's namespace: the
+/// bridge (with MTU, up) holding the gateway address, IPv4 forwarding,
+/// `route_localnet` on the bridge, and ccrun's nftables table with the
+/// network's masquerade rules. Idempotent; safe to run concurrently.
+pub fn ensure_network(cfg: &NetworkConfig) -> Result<()> {
+    cfg.validate()?;
+    let mut nl = Netlink::new()?;
+    let bridge = match nl.link_by_name(&cfg.bridge)? {
+        Some(link) => link,
+        None => {
+            let mtu = match cfg.mtu {
+                0 => nl.default_route_mtu()?.unwrap_or(DEFAULT_MTU),
+                mtu => mtu,
+            };
+            if nl.create_bridge(&cfg.bridge, Some(mtu))? {
+                tracing::debug!(bridge = %cfg.bridge, mtu, "created bridge");
+            }
+            nl.require_link(&cfg.bridge)?
+        }
+    };
+    if bridge.kind.as_deref() != Some("bridge") {
+        return Err(Error::InvalidConfig(format!(
+            "link {} exists but is not a bridge (kind {})",
+            cfg.bridge,
+            bridge.kind.as_deref().unwrap_or("unknown")
+        )));
+    }
+    nl.add_address(bridge.index, cfg.gateway, cfg.subnet.prefix_len())?;
+    if !bridge.up {
+        nl.set_link(bridge.index, Some(true), None, None)?;
+    }
+    sysctl::enable_ip_forward()?;
+    sysctl::enable_route_localnet(&cfg.bridge)?;
+    Nft::new()?.ensure_network(&cfg.name, &cfg.bridge, cfg.subnet)
+}
+
+/// Removes the network's bridge and its masquerade chain from the calling
+/// thread's namespace. Attachments and their allocations are not touched;
+/// detach the containers first.
+pub fn remove_network(cfg: &NetworkConfig) -> Result<()> {
+    cfg.validate()?;
+    Netlink::new()?.delete_link(&cfg.bridge)?;
+    Nft::new()?.remove_network(&cfg.name)
+}
+
+/// Takes the network's lock (`<ipam_dir>/.lock`), creating the directory.
+fn lock(ipam_dir: &Path) -> Result<Flock<File>> {
+    fs::create_dir_all(ipam_dir).ctx(|| format!("create IPAM directory {}", ipam_dir.display()))?;
+    let path = ipam_dir.join(".lock");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .ctx(|| format!("open {}", path.display()))?;
+    Flock::lock(file, FlockArg::LockExclusive)
+        .map_err(|(_, errno)| Error::io(format!("lock {}", path.display()), errno.into()))
+}
+
+fn open_ipam(cfg: &NetworkConfig, ipam_dir: &Path) -> Result<Ipam> {
+    Ipam::open(ipam_dir, &cfg.name, cfg.subnet, cfg.gateway)
+}
+
+/// Attaches the container whose network namespace is `container_netns` to
+/// the network: ensures the network, allocates an address (`requested_ip`
+/// if given), creates a veth pair whose host end joins the bridge and whose
+/// other end is `eth0` inside the container with the address, a default
+/// route via the gateway and `lo` up, and publishes `ports` (host port 0:
+/// a free one is picked). Called in the namespace holding the bridge. On
+/// failure everything done so far is undone.
+pub fn attach(
+    cfg: &NetworkConfig,
+    ipam_dir: &Path,
+    container_netns: BorrowedFd<'_>,
+    container_id: &str,
+    requested_ip: Option<Ipv4Addr>,
+    ports: &[PortMapping],
+) -> Result<Attachment> {
+    let started = Instant::now();
+    validate_container_id(container_id)?;
+    ensure_network(cfg)?;
+    let _lock = lock(ipam_dir)?;
+    let ipam = open_ipam(cfg, ipam_dir)?;
+    let ip = ipam.allocate(container_id, requested_ip)?;
+    match attach_locked(cfg, &ipam, container_netns, container_id, ip, ports) {
+        Ok(attachment) => {
+            tracing::debug!(
+                container = container_id,
+                %ip,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "attached"
+            );
+            Ok(attachment)
+        }
+        Err(e) => {
+            if let Err(cleanup) = cleanup(&ipam, container_id) {
+                tracing::warn!(
+                    container = container_id,
+                    "cleanup after failed attach: {cleanup}"
+                );
+            }
+            Err(e)
+        }
+    }
+}
+
+fn attach_locked(
+    cfg: &NetworkConfig,
+    ipam: &Ipam,
+    container_netns: BorrowedFd<'_>,
+    container_id: &str,
+    ip: Ipv4Addr,
+    ports: &[PortMapping],
+) -> Result<Attachment> {
+    let mut nl = Netlink::new()?;
+    let mut nft = Nft::new()?;
+    let bridge = nl.require_link(&cfg.bridge)?;
+    let mtu = match cfg.mtu {
+        0 => bridge.mtu.unwrap_or(DEFAULT_MTU),
+        mtu => mtu,
+    };
+
+    // Leftovers of an earlier attachment of this container go first.
+    nft.remove_container(container_id)?;
+    let ports = resolve_ports(ports, &nft.port_rules()?, container_id)?;
+
+    let host_veth = veth_name(container_id);
+    if nl.link_by_name(&host_veth)?.is_some() {
+        let clash = ipam
+            .allocations()?
+            .into_iter()
+            .find(|(_, owner)| owner != container_id && veth_name(owner) == host_veth);
+        if let Some((_, owner)) = clash {
+            return Err(Error::InvalidConfig(format!(
+                "veth name {host_veth} of container {container_id} is in use by container {owner}"
+            )));
+        }
+        nl.delete_link(&host_veth)?;
+    }
+    nl.create_veth(&host_veth, CONTAINER_IFNAME, mtu, container_netns)?;
+    let veth = nl.link_by_name(&host_veth)?.ok_or_else(|| {
+        Error::InvalidConfig(format!(
+            "veth {host_veth} was not created: does the container already have {CONTAINER_IFNAME}?"
+        ))
+    })?;
+    nl.set_link(veth.index, None, None, Some(bridge.index))?;
+    nl.set_hairpin(veth.index, true)?;
+    nl.set_link(veth.index, Some(true), None, None)?;
+
+    let prefix_len = cfg.subnet.prefix_len();
+    in_netns(container_netns, || {
+        configure_container_side(ip, prefix_len, cfg.gateway)
+    })?;
+
+    nft.add_port_rules(container_id, ip, &ports)?;
+    Ok(Attachment {
+        container_id: container_id.to_string(),
+        network: cfg.name.clone(),
+        ip,
+        prefix_len,
+        gateway: cfg.gateway,
+        host_veth,
+        mtu,
+        ports,
+    })
+}
+
+/// Inside the container's namespace: `lo` up, address on `eth0`, `eth0`
+/// up, default route via the gateway.
+fn configure_container_side(ip: Ipv4Addr, prefix_len: u8, gateway: Ipv4Addr) -> Result<()> {
+    let mut nl = Netlink::new()?;
+    let lo = nl.require_link("lo")?;
+    if !lo.up {
+        nl.set_link(lo.index, Some(true), None, None)?;
+    }
+    let eth = nl.require_link(CONTAINER_IFNAME)?;
+    nl.add_address(eth.index, ip, prefix_len)?;
+    nl.set_link(eth.index, Some(true), None, None)?;
+    nl.add_default_route(gateway, eth.index)?;
+    Ok(())
+}
+
+/// Fills in host ports to pick and checks every mapping against the other
+/// containers' published ports and the host's bound sockets.
+fn resolve_ports(
+    ports: &[PortMapping],
+    existing: &[PortRule],
+    container_id: &str,
+) -> Result<Vec<PortMapping>> {
+    let mut out: Vec<PortMapping> = Vec::new();
+    let taken = |m: &PortMapping, out: &[PortMapping]| -> Option<String> {
+        existing
+            .iter()
+            .find(|r| r.container_id != container_id && r.mapping.conflicts_with(m))
+            .map(|r| r.container_id.clone())
+            .or_else(|| {
+                out.iter()
+                    .any(|o| o.conflicts_with(m))
+                    .then(|| container_id.to_string())
+            })
+    };
+    for m in ports {
+        let mut m = *m;
+        if m.host_port == 0 {
+            let mut picked = None;
+            for _ in 0..PORT_PICK_ATTEMPTS {
+                let candidate = PortMapping {
+                    host_port: pick_free_port(m.host_ip, m.protocol)?,
+                    ..m
+                };
+                if taken(&candidate, &out).is_none() {
+                    picked = Some(candidate);
+                    break;
+                }
+            }
+            m = picked.ok_or_else(|| {
+                Error::io(
+                    format!("pick a free {} host port", m.protocol),
+                    std::io::Error::from(std::io::ErrorKind::AddrInUse),
+                )
+            })?;
+        } else {
+            if let Some(owner) = taken(&m, &out) {
+                return Err(Error::PortAllocated {
+                    proto: m.protocol.to_string(),
+                    host: m.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED),
+                    port: m.host_port,
+                    owner,
+                });
+            }
+            check_host_port_free(m.host_ip, m.host_port, m.protocol)?;
+        }
+        out.push(m);
+    }
+    Ok(out)
+}
+
+/// Removes the veth, port rules and address of `container_id`. Each step
+/// runs even if an earlier one failed; the first error is returned.
+fn cleanup(ipam: &Ipam, container_id: &str) -> Result<()> {
+    let veth = veth_name(container_id);
+    let steps: [Result<()>; 3] = [
+        Netlink::new().and_then(|mut nl| nl.delete_link(&veth).map(drop)),
+        Nft::new().and_then(|mut nft| nft.remove_container(container_id).map(drop)),
+        ipam.release(container_id).map(drop),
+    ];
+    steps.into_iter().collect::<Result<Vec<()>>>().map(drop)
+}
+
+/// Detaches `container_id` from the network: deletes its veth (if its
+/// namespace still exists), its published-port rules and its address
+/// allocation. Idempotent. Called in the namespace holding the bridge.
+pub fn detach(cfg: &NetworkConfig, ipam_dir: &Path, container_id: &str) -> Result<()> {
+    validate_container_id(container_id)?;
+    cfg.validate()?;
+    let _lock = lock(ipam_dir)?;
+    let ipam = open_ipam(cfg, ipam_dir)?;
+    cleanup(&ipam, container_id)
+}
+
+/// Detaches every container of the network for which `is_alive` says no:
+/// those holding an address in `ipam_dir` and those with published-port
+/// rules towards the network's subnet. Returns the ids cleaned up.
+pub fn remove_stale(
+    cfg: &NetworkConfig,
+    ipam_dir: &Path,
+    is_alive: impl Fn(&str) -> bool,
+) -> Result<Vec<String>> {
+    cfg.validate()?;
+    let _lock = lock(ipam_dir)?;
+    let ipam = open_ipam(cfg, ipam_dir)?;
+    let mut ids: BTreeSet<String> = ipam.allocations()?.into_iter().map(|(_, id)| id).collect();
+    let rules = Nft::new()?.port_rules()?;
+    ids.extend(
+        rules
+            .iter()
+            .filter(|r| cfg.subnet.contains(r.container_ip))
+            .map(|r| r.container_id.clone()),
+    );
+    let mut removed = Vec::new();
+    for id in ids {
+        if is_alive(&id) {
+            continue;
+        }
+        // Ids from rules were never validated: skip anything odd.
+        if validate_container_id(&id).is_err() {
+            continue;
+        }
+        cleanup(&ipam, &id)?;
+        removed.push(id);
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn veth_names() {
+        let id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        assert_eq!(veth_name(id), "veth01234567");
+        let named = veth_name("my-container");
+        assert_eq!(named.len(), 12);
+        assert!(named.starts_with("veth"));
+        assert_eq!(named, veth_name("my-container"));
+        assert_ne!(named, veth_name("my-container2"));
+        assert!(veth_name("ABCDEF0123").len() <= 15);
+    }
+
+    #[test]
+    fn config_validation() {
+        let ok = NetworkConfig::default_network();
+        ok.validate().unwrap();
+        assert_eq!(ok.subnet.to_string(), DEFAULT_SUBNET);
+        let mut c = ok.clone();
+        c.gateway = Ipv4Addr::new(10, 89, 0, 1);
+        assert!(c.validate().is_err());
+        let mut c = ok.clone();
+        c.gateway = Ipv4Addr::new(10, 88, 0, 0);
+        assert!(c.validate().is_err());
+        let mut c = ok.clone();
+        c.bridge = "a-very-long-bridge-name".into();
+        assert!(c.validate().is_err());
+        let mut c = ok.clone();
+        c.name = "bad name".into();
+        assert!(c.validate().is_err());
+        let mut c = ok;
+        c.mtu = 10;
+        assert!(c.validate().is_err());
+    }
+}
