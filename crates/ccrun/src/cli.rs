@@ -82,6 +82,11 @@ pub enum Command {
     Logs(commands::logs::LogsArgs),
     /// Run a command in a running container
     Exec(Box<commands::exec::ExecArgs>),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(commands::network::NetworkCommand),
+    /// List a container's published ports
+    Port(commands::network::PortArgs),
     /// Settle a container whose process ended (run by its monitor)
     #[command(hide = true, name = "container-cleanup")]
     ContainerCleanup(commands::lifecycle::CleanupArgs),

@@ -61,6 +61,8 @@ pub struct EtcFiles<'a> {
     pub host_network: bool,
     /// Extra `/etc/hosts` entries (address, names).
     pub hosts: Vec<(String, String)>,
+    /// `--dns` servers, replacing the host's.
+    pub dns: Vec<String>,
     /// Host uid and gid of the container's root, which owns the files.
     pub owner: (u32, u32),
 }
@@ -71,17 +73,27 @@ pub fn write(dir: &Path, files: &EtcFiles<'_>) -> Result<Vec<Mount>> {
     let hosts_text = if files.host_network {
         std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| hosts(&files.hosts))
     } else {
-        let mut entries = files.hosts.clone();
-        if entries.is_empty() {
-            // No address of its own yet: let the hostname resolve to loopback.
-            entries.push(("127.0.1.1".into(), files.hostname.to_string()));
-        }
+        // No address of its own yet (a bridge network rewrites this once attached):
+        // the hostname resolves to loopback.
+        let mut entries = vec![("127.0.1.1".to_string(), files.hostname.to_string())];
+        entries.extend(files.hosts.iter().cloned());
         hosts(&entries)
     };
     let contents = [
         ("hostname", format!("{}\n", files.hostname)),
         ("hosts", hosts_text),
-        ("resolv.conf", resolv_conf(&host_resolv, files.host_network)),
+        (
+            "resolv.conf",
+            if files.dns.is_empty() {
+                resolv_conf(&host_resolv, files.host_network)
+            } else {
+                files
+                    .dns
+                    .iter()
+                    .map(|d| format!("nameserver {d}\n"))
+                    .collect()
+            },
+        ),
     ];
     let mut mounts = Vec::new();
     for (name, text) in contents {

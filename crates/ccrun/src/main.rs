@@ -7,6 +7,7 @@ mod etc_files;
 mod exit;
 mod format;
 mod image_config;
+mod networks;
 mod relay;
 mod spec_builder;
 mod template;

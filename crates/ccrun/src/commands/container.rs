@@ -170,6 +170,15 @@ const TEMPLATE_FIELDS: &[(&str, &str)] = &[
     ("LocalVolumes", "LOCAL VOLUMES"),
 ];
 
+/// The container's network as `ps` names it.
+fn network_name(r: &Record) -> String {
+    match &r.network {
+        crate::containers::record::NetworkChoice::Host => "host".to_string(),
+        crate::containers::record::NetworkChoice::None => "none".to_string(),
+        crate::containers::record::NetworkChoice::Bridge { network, .. } => network.clone(),
+    }
+}
+
 /// One container as `ps --format` templates see it (every value a string, as in Docker).
 fn template_row(r: &Record, id: String, no_trunc: bool) -> serde_json::Value {
     let labels: Vec<String> = r.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -179,14 +188,14 @@ fn template_row(r: &Record, id: String, no_trunc: bool) -> serde_json::Value {
         command_text(r, no_trunc),
         docker_time(&r.created),
         since(&r.created),
-        String::new(),
+        super::network::ports_text(r),
         r.status.as_str().to_string(),
         status_text(r),
         String::new(),
         r.name.clone(),
         labels.join(","),
         String::new(),
-        String::new(),
+        network_name(r),
         "0".to_string(),
     ];
     TEMPLATE_FIELDS
@@ -277,7 +286,7 @@ pub fn ps(global: &GlobalOpts, args: PsArgs) -> Result<i32> {
                     command_text(r, args.no_trunc),
                     since(&r.created),
                     status_text(r),
-                    String::new(),
+                    super::network::ports_text(r),
                     r.name.clone(),
                 ]);
             }

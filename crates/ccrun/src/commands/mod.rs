@@ -6,6 +6,7 @@ pub mod image;
 pub mod inspect;
 pub mod lifecycle;
 pub mod logs;
+pub mod network;
 pub mod prune;
 pub mod run;
 pub mod system;
@@ -24,6 +25,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Restart(args) => lifecycle::restart(&cli.global, args),
         Command::Wait(args) => lifecycle::wait(&cli.global, args),
         Command::Logs(args) => logs::logs(&cli.global, args),
+        Command::Network(cmd) => network::run(&cli.global, cmd),
+        Command::Port(args) => network::port(&cli.global, args),
         Command::Exec(args) => exec::exec(&cli.global, *args),
         Command::ContainerCleanup(args) => lifecycle::cleanup(&cli.global, args),
         Command::Image(cmd) => image::run(&cli.global, cmd),

@@ -97,7 +97,8 @@ pub fn system_prune(global: &GlobalOpts, args: PruneArgs) -> Result<i32> {
 }
 
 /// Asks on stdout and reads the answer from stdin; only `y` or `Y` goes ahead.
-fn confirm(warning: &str) -> Result<bool> {
+/// Asks Docker's "Are you sure" question; true on y/Y.
+pub fn confirm(warning: &str) -> Result<bool> {
     let mut out = std::io::stdout().lock();
     write!(out, "{warning}\nAre you sure you want to continue? [y/N] ")?;
     out.flush()?;

@@ -12,11 +12,12 @@ use ccrun_image::Store;
 use oci_spec::runtime::{Mount, MountBuilder, Spec};
 
 use crate::cli::GlobalOpts;
-use crate::containers::record::RestartPolicy;
+use crate::containers::record::{NetworkChoice, RestartPolicy};
 use crate::containers::store::new_container_id;
 use crate::containers::{launch, monitor, ContainerStore, Record, RootfsSource, Status};
 use crate::etc_files::{self, EtcFiles};
 use crate::image_config::{self, ImageDefaults};
+use crate::networks::NetworkStore;
 use crate::spec_builder::{self, Limits, NetworkMode, RunSpec, UsernsMode};
 use crate::{units, user};
 
@@ -27,15 +28,6 @@ pub enum UsernsArg {
     Private,
     /// Share the host's user namespace: container root is host root
     Host,
-}
-
-/// `--network` values available so far.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum NetworkArg {
-    /// Share the host's network stack
-    Host,
-    /// Own network namespace with loopback only
-    None,
 }
 
 /// `--pull` values.
@@ -119,9 +111,30 @@ pub struct RunArgs {
     /// User namespace: private (container root is unprivileged on the host) or host
     #[arg(long, value_enum, default_value_t = UsernsArg::Private)]
     pub userns: UsernsArg,
-    /// Network: host (share the host's) or none (loopback only)
-    #[arg(long, value_enum, default_value_t = NetworkArg::Host)]
-    pub network: NetworkArg,
+    /// Network: bridge (the default network), a network's name, none (loopback
+    /// only) or host (share the host's)
+    #[arg(
+        long,
+        env = "CCRUN_NETWORK",
+        default_value = "bridge",
+        value_name = "NETWORK"
+    )]
+    pub network: String,
+    /// The container's IPv4 address on its network
+    #[arg(long, value_name = "IP")]
+    pub ip: Option<std::net::Ipv4Addr>,
+    /// Publish a port: [IP:][HOST_PORT:]CONTAINER_PORT[/tcp|udp], ranges allowed
+    #[arg(long = "publish", short = 'p', value_name = "PORTS")]
+    pub publish: Vec<String>,
+    /// Publish every port the image exposes on a random host port
+    #[arg(long = "publish-all", short = 'P')]
+    pub publish_all: bool,
+    /// Add an /etc/hosts entry (HOST:IP)
+    #[arg(long, value_name = "HOST:IP")]
+    pub add_host: Vec<String>,
+    /// DNS server for /etc/resolv.conf
+    #[arg(long, value_name = "IP")]
+    pub dns: Vec<std::net::IpAddr>,
     /// Memory limit, e.g. 64m, 1g (units b, k, m, g)
     #[arg(long, short = 'm', value_name = "BYTES")]
     pub memory: Option<String>,
@@ -225,6 +238,8 @@ fn run_or_create(global: &GlobalOpts, args: RunArgs, create_only: bool) -> Resul
         bail!("conflicting options: --restart and --rm");
     }
     let log_max_size = parse_log_opts(&args.log_opt)?;
+    let published = ccrun_net::parse_port_mappings(&args.publish)?;
+    let extra_hosts = parse_add_hosts(&args.add_host)?;
     let tmpfs = args
         .tmpfs
         .iter()
@@ -254,6 +269,7 @@ fn run_or_create(global: &GlobalOpts, args: RunArgs, create_only: bool) -> Resul
     let containers = ContainerStore::open(&root)?;
     let source = resolve_source(global, &root, &args)?;
     let argv = image_config::command(args.entrypoint.as_deref(), &source.args, &source.defaults)?;
+    let network = network_choice(&root, &args, published, &source.defaults.exposed_ports)?;
     let id = new_container_id()?;
     let mut record = Record {
         id: id.clone(),
@@ -295,6 +311,13 @@ fn run_or_create(global: &GlobalOpts, args: RunArgs, create_only: bool) -> Resul
         monitor_start_time: 0,
         error: None,
         log_max_size,
+        hostname: args
+            .hostname
+            .clone()
+            .unwrap_or_else(|| id[..12].to_string()),
+        network,
+        attachment: None,
+        extra_hosts,
     };
     let dir = containers.create(&mut record, args.name.as_deref())?;
     let userns = match args.userns {
@@ -355,6 +378,79 @@ fn run_or_create(global: &GlobalOpts, args: RunArgs, create_only: bool) -> Resul
             Err(e)
         }
     }
+}
+
+/// `--network`, `--ip`, `-p` and `-P` as a record's network choice. Named networks
+/// must exist (the default `bridge` is created on first use).
+fn network_choice(
+    root: &Path,
+    args: &RunArgs,
+    mut ports: Vec<ccrun_net::PortMapping>,
+    exposed: &[String],
+) -> Result<NetworkChoice> {
+    if args.publish_all {
+        let specs: Vec<String> = exposed.to_vec();
+        ports.extend(ccrun_net::parse_port_mappings(&specs).context("the image's exposed ports")?);
+    }
+    let bridge = |network: String| NetworkChoice::Bridge {
+        network,
+        ip: args.ip,
+        ports: ports.clone(),
+    };
+    let choice = match args.network.as_str() {
+        "host" | "none" => {
+            if !ports.is_empty() {
+                eprintln!(
+                    "WARNING: published ports are discarded with --network {}",
+                    args.network
+                );
+            }
+            if args.ip.is_some() {
+                bail!(
+                    "--ip needs a bridge network, not --network {}",
+                    args.network
+                );
+            }
+            if args.network == "host" {
+                NetworkChoice::Host
+            } else {
+                NetworkChoice::None
+            }
+        }
+        name => {
+            let net = NetworkStore::open(root)?.find(name)?;
+            if let Some(ip) = args.ip {
+                if !net.subnet.is_host(ip) || ip == net.gateway {
+                    bail!(
+                        "--ip {ip} is not a free host address of {} ({})",
+                        net.name,
+                        net.subnet
+                    );
+                }
+            }
+            bridge(net.name)
+        }
+    };
+    Ok(choice)
+}
+
+/// `--add-host HOST:IP` as (host, address).
+fn parse_add_hosts(items: &[String]) -> Result<Vec<(String, String)>> {
+    items
+        .iter()
+        .map(|item| {
+            let (host, addr) = item
+                .split_once(':')
+                .with_context(|| format!("invalid --add-host {item:?}: use HOST:IP"))?;
+            addr.parse::<std::net::IpAddr>().with_context(|| {
+                format!("invalid --add-host {item:?}: {addr:?} is not an IP address")
+            })?;
+            if host.is_empty() {
+                bail!("invalid --add-host {item:?}: empty host name");
+            }
+            Ok((host.to_string(), addr.to_string()))
+        })
+        .collect()
 }
 
 /// `--restart no|on-failure[:N]|always|unless-stopped`.
@@ -420,21 +516,25 @@ impl Job<'_> {
         let root_owner = self.userns.root_owner();
         let rootfs = self.mount_rootfs(root_owner)?;
         let identity = user::resolve(&self.user, &rootfs)?;
-        let hostname = self
-            .args
-            .hostname
-            .clone()
-            .unwrap_or_else(|| self.record.short_id().to_string());
-        let network = match self.args.network {
-            NetworkArg::Host => NetworkMode::Host,
-            NetworkArg::None => NetworkMode::None,
+        let hostname = self.record.hostname.clone();
+        let network = match self.record.network {
+            NetworkChoice::Host => NetworkMode::Host,
+            // A bridge network is attached once the namespace exists.
+            NetworkChoice::None | NetworkChoice::Bridge { .. } => NetworkMode::None,
         };
+        let hosts = self
+            .record
+            .extra_hosts
+            .iter()
+            .map(|(name, addr)| (addr.clone(), name.clone()))
+            .collect();
         let mut mounts = etc_files::write(
             self.dir,
             &EtcFiles {
                 hostname: &hostname,
                 host_network: network == NetworkMode::Host,
-                hosts: Vec::new(),
+                hosts,
+                dns: self.args.dns.iter().map(|a| a.to_string()).collect(),
                 owner: root_owner,
             },
         )?;

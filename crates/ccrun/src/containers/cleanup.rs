@@ -31,6 +31,9 @@ pub fn remove(
             .delete(true)
             .with_context(|| format!("deleting the runtime state of {}", record.short_id()))?;
     }
+    if let Some(current) = store.get(&record.id)? {
+        crate::networks::disconnect(store, &current)?;
+    }
     Snapshot::new(&store.dir_of(&record.id))
         .remove()
         .with_context(|| format!("removing the filesystem of {}", record.short_id()))?;

@@ -72,7 +72,7 @@ pub struct ContainerDetails {
     pub mounts: Vec<MountPoint>,
     /// The container's configuration.
     pub config: Config,
-    /// Networking (none managed yet).
+    /// Address, gateway, published ports and networks, Docker-style.
     pub network_settings: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -334,7 +334,7 @@ impl ContainerDetails {
                 stop_signal: record.stop_signal.clone(),
                 stop_timeout: record.stop_timeout,
             },
-            network_settings: serde_json::Map::new(),
+            network_settings: network_settings(record),
         })
     }
 }
@@ -466,12 +466,11 @@ fn host_config(record: &Record, spec: Option<&Spec>) -> HostConfig {
             kind: "k8s-file".to_string(),
             config: log_options,
         },
-        network_mode: if has_namespace(LinuxNamespaceType::Network) {
-            "none"
-        } else {
-            "host"
-        }
-        .to_string(),
+        network_mode: match &record.network {
+            super::record::NetworkChoice::Bridge { network, .. } => network.clone(),
+            _ if has_namespace(LinuxNamespaceType::Network) => "none".to_string(),
+            _ => "host".to_string(),
+        },
         restart_policy: restart_policy(record.restart_policy),
         auto_remove: record.auto_remove,
         privileged: false,
@@ -563,6 +562,50 @@ fn user_mounts(spec: &Spec, dir: &Path) -> Vec<MountPoint> {
             })
         })
         .collect()
+}
+
+/// Docker's `NetworkSettings`: the address on the network, the gateway, the
+/// published ports and the network the container is attached to.
+fn network_settings(record: &Record) -> serde_json::Map<String, serde_json::Value> {
+    let mut out = serde_json::Map::new();
+    let mut ports = serde_json::Map::new();
+    let (ip, gateway, prefix) = match &record.attachment {
+        Some(a) => {
+            for m in &a.ports {
+                let key = format!("{}/{}", m.container_port, m.protocol.as_str());
+                let binding = serde_json::json!({
+                    "HostIp": m.host_ip.map_or_else(|| "0.0.0.0".to_string(), |ip| ip.to_string()),
+                    "HostPort": m.host_port.to_string(),
+                });
+                match ports.get_mut(&key) {
+                    Some(serde_json::Value::Array(list)) => list.push(binding),
+                    _ => {
+                        ports.insert(key, serde_json::Value::Array(vec![binding]));
+                    }
+                }
+            }
+            (a.ip.to_string(), a.gateway.to_string(), a.prefix_len)
+        }
+        None => (String::new(), String::new(), 0),
+    };
+    out.insert("IPAddress".into(), ip.clone().into());
+    out.insert("Gateway".into(), gateway.clone().into());
+    out.insert("IPPrefixLen".into(), prefix.into());
+    out.insert("Ports".into(), serde_json::Value::Object(ports));
+    let mut networks = serde_json::Map::new();
+    if let super::record::NetworkChoice::Bridge { network, .. } = &record.network {
+        networks.insert(
+            network.clone(),
+            serde_json::json!({
+                "IPAddress": ip,
+                "Gateway": gateway,
+                "IPPrefixLen": prefix,
+                "Aliases": [record.name.clone()],
+            }),
+        );
+    }
+    out.insert("Networks".into(), serde_json::Value::Object(networks));
+    out
 }
 
 #[cfg(test)]

@@ -176,6 +176,10 @@ mod tests {
             monitor_start_time: 0,
             error: None,
             log_max_size: 0,
+            network: Default::default(),
+            attachment: None,
+            hostname: String::new(),
+            extra_hosts: vec![],
         }
     }
 

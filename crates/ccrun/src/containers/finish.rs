@@ -78,6 +78,11 @@ pub fn finish(
             tracing::warn!("removing the runtime state of {id}: {e}");
         }
     }
+    if let Some(current) = store.get(id)? {
+        if let Err(e) = crate::networks::disconnect(store, &current) {
+            eprintln!("ccrun: {e:#}");
+        }
+    }
     let updated = store.update(id, |r| {
         r.monitor_pid = 0;
         r.monitor_start_time = 0;

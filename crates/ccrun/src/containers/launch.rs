@@ -149,6 +149,10 @@ pub fn foreground(
     drop(devnull);
     let readers = pipes.map(|(readers, _writers)| readers);
     let pid = container.pid();
+    if let Err(e) = crate::networks::connect(store, record, pid) {
+        let _ = container.delete(true);
+        return Err(e);
+    }
     mark_running(store, record, &container, std::process::id() as i32);
     let status = match (container.take_console(), readers) {
         (Some(master), _) => {
@@ -238,6 +242,10 @@ pub fn start_existing(
     attach: Attach,
 ) -> Result<i32> {
     let dir = store.dir_of(&record.id);
+    if record.attachment.is_some() {
+        // Left by a run whose watcher died: free its address and ports first.
+        crate::networks::disconnect(store, record)?;
+    }
     let started = load_config(&dir).and_then(|spec| {
         mount_rootfs(record, &dir, &spec)?;
         match attach {
@@ -301,6 +309,11 @@ pub fn fail_start(global: &GlobalOpts, store: &ContainerStore, id: &str, err: &a
     let code = crate::exit::code_for(err);
     let message = crate::exit::one_line(err);
     remove_stale_state(global, id);
+    if let Ok(Some(record)) = store.get(id) {
+        if let Err(e) = crate::networks::disconnect(store, &record) {
+            eprintln!("ccrun: {e:#}");
+        }
+    }
     let updated = store.update(id, |r| {
         r.status = Status::Exited;
         r.exit_code = Some(code);

@@ -197,6 +197,10 @@ impl MonitorJob<'_> {
             stdin_writer,
         } = self.wiring;
         drop(container_fds);
+        if let Err(e) = crate::networks::connect(self.store, self.record, container.pid()) {
+            let _ = container.delete(true);
+            return Err(e);
+        }
         let me = std::process::id() as i32;
         mark_running(self.store, self.record, &container, me);
         let console = container.take_console();

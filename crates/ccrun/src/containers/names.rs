@@ -109,9 +109,7 @@ pub fn validate(name: &str) -> Result<()> {
         && name.len() <= 128
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
     if !ok {
-        bail!(
-            "invalid container name {name:?}: 2 to 128 characters of [a-zA-Z0-9][a-zA-Z0-9_.-]"
-        );
+        bail!("invalid container name {name:?}: 2 to 128 characters of [a-zA-Z0-9][a-zA-Z0-9_.-]");
     }
     Ok(())
 }

@@ -135,9 +135,41 @@ pub struct Record {
     /// Why the container is dead, or why its last start failed.
     #[serde(default)]
     pub error: Option<String>,
+    /// `--network`, `--ip`, `-p`.
+    #[serde(default)]
+    pub network: NetworkChoice,
+    /// Where it is attached while it runs (address, veth, published ports).
+    #[serde(default)]
+    pub attachment: Option<ccrun_net::Attachment>,
+    /// The hostname (for `/etc/hosts`).
+    #[serde(default)]
+    pub hostname: String,
+    /// `--add-host` entries (name, address) for `/etc/hosts`.
+    #[serde(default)]
+    pub extra_hosts: Vec<(String, String)>,
     /// `--log-opt max-size`: rotate the log file at this size (bytes).
     #[serde(default = "default_log_max_size")]
     pub log_max_size: u64,
+}
+
+/// `--network`: how the container is networked.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "mode")]
+pub enum NetworkChoice {
+    /// The host's network namespace (records from before networking have this).
+    #[default]
+    Host,
+    /// A namespace of its own with loopback only.
+    None,
+    /// A namespace of its own on a bridge network.
+    Bridge {
+        /// The network's name.
+        network: String,
+        /// `--ip`.
+        ip: Option<std::net::Ipv4Addr>,
+        /// `-p` and `-P` (host port 0: picked when the container starts).
+        ports: Vec<ccrun_net::PortMapping>,
+    },
 }
 
 /// Docker's default stop timeout.

@@ -62,6 +62,11 @@ impl ContainerStore {
         Ok(StoreLock { _lock: lock })
     }
 
+    /// The storage root the store lives in.
+    pub fn root(&self) -> &Path {
+        self.dir.parent().unwrap_or(&self.dir)
+    }
+
     /// The directory of container `id`.
     pub fn dir_of(&self, id: &str) -> PathBuf {
         self.dir.join(id)

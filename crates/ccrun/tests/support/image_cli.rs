@@ -45,6 +45,8 @@ impl Env {
             .env_remove("CCRUN_ROOT")
             .env_remove("CCRUN_INSECURE_REGISTRIES")
             .env("CCRUN_LOG", "warn")
+            // A bridge network is only ever made inside namespaces the network tests create.
+            .env("CCRUN_NETWORK", "host")
             .stdin(Stdio::null());
         c
     }

@@ -45,6 +45,9 @@ impl Ccrun {
         c.env("CCRUN_STATE", self.state.path());
         c.env("CCRUN_ROOT", self.root.path());
         c.env_remove("CCRUN_LOG");
+        // Containers share the test's network stack unless a test asks for more: a
+        // bridge network is only ever made inside namespaces the network tests create.
+        c.env("CCRUN_NETWORK", "host");
         c
     }
 

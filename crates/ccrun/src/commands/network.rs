@@ -1,0 +1,340 @@
+//! `ccrun network …` (create, ls, inspect, rm, prune) and `ccrun port`.
+
+use std::io::Write;
+
+use anyhow::{bail, Context, Result};
+
+use crate::cli::GlobalOpts;
+use crate::containers::record::NetworkChoice;
+use crate::containers::{ContainerStore, Record};
+use crate::format::print_table;
+use crate::networks::{NetworkRecord, NetworkStore, DEFAULT_NETWORK};
+
+/// `ccrun network …`.
+#[derive(Debug, clap::Subcommand)]
+pub enum NetworkCommand {
+    /// Create a bridge network
+    Create(CreateArgs),
+    /// List networks
+    #[command(alias = "list")]
+    Ls(LsArgs),
+    /// Show networks as JSON
+    Inspect {
+        /// Network names or ids
+        #[arg(required = true, value_name = "NETWORK")]
+        networks: Vec<String>,
+    },
+    /// Remove networks no container uses
+    #[command(alias = "remove")]
+    Rm {
+        /// Network names or ids
+        #[arg(required = true, value_name = "NETWORK")]
+        networks: Vec<String>,
+    },
+    /// Remove every user-defined network no container uses
+    Prune {
+        /// Do not ask for confirmation
+        #[arg(short, long)]
+        force: bool,
+    },
+}
+
+/// Flags of `network create`.
+#[derive(Debug, clap::Args)]
+pub struct CreateArgs {
+    /// Subnet in CIDR form [default: the first free 10.89.N.0/24]
+    #[arg(long, value_name = "CIDR")]
+    pub subnet: Option<ccrun_net::Subnet>,
+    /// Gateway (the bridge's address) [default: the subnet's first address]
+    #[arg(long, value_name = "IP")]
+    pub gateway: Option<std::net::Ipv4Addr>,
+    /// Driver (only bridge)
+    #[arg(long, short = 'd', default_value = "bridge")]
+    pub driver: String,
+    /// Set a label (KEY=VALUE)
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub label: Vec<String>,
+    /// Network name
+    #[arg(value_name = "NAME")]
+    pub name: String,
+}
+
+/// Flags of `network ls`.
+#[derive(Debug, clap::Args)]
+pub struct LsArgs {
+    /// Only display network ids
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Output format: "table" or "json" (one object per line)
+    #[arg(long, default_value = "table")]
+    pub format: String,
+}
+
+/// Flags of `port`.
+#[derive(Debug, clap::Args)]
+pub struct PortArgs {
+    /// The container (name, id or unique id prefix)
+    #[arg(value_name = "CONTAINER")]
+    pub container: String,
+    /// Only this container port, as PORT or PORT/PROTO
+    #[arg(value_name = "PRIVATE_PORT[/PROTO]")]
+    pub port: Option<String>,
+}
+
+/// Runs a network subcommand.
+pub fn run(global: &GlobalOpts, cmd: NetworkCommand) -> Result<i32> {
+    let root = global.store_root();
+    let networks = NetworkStore::open(&root)?;
+    let containers = ContainerStore::open(&root)?;
+    // The default network is always listed, as in Docker.
+    networks.default_network()?;
+    match cmd {
+        NetworkCommand::Create(args) => {
+            if args.driver != "bridge" {
+                bail!(
+                    "unsupported network driver {:?}: ccrun has bridge",
+                    args.driver
+                );
+            }
+            let labels = args
+                .label
+                .iter()
+                .map(|l| match l.split_once('=') {
+                    Some((k, v)) => (k.to_string(), v.to_string()),
+                    None => (l.clone(), String::new()),
+                })
+                .collect();
+            let net = networks.create(&args.name, args.subnet, args.gateway, labels, None)?;
+            println!("{}", net.id);
+        }
+        NetworkCommand::Ls(args) => list(&networks, &args)?,
+        NetworkCommand::Inspect { networks: names } => {
+            let mut out = Vec::new();
+            for name in &names {
+                let net = networks.find(name)?;
+                out.push(inspect_json(&net, &users(&containers, &net)?));
+            }
+            let text = serde_json::to_string_pretty(&out).context("serialising")?;
+            println!("{text}");
+        }
+        NetworkCommand::Rm { networks: names } => {
+            let mut failed = Vec::new();
+            for name in &names {
+                match networks
+                    .find(name)
+                    .and_then(|net| remove(&networks, &containers, &net))
+                {
+                    Ok(()) => println!("{name}"),
+                    Err(e) => {
+                        eprintln!("Error response: {}", crate::exit::one_line(&e));
+                        failed.push(name.clone());
+                    }
+                }
+            }
+            if !failed.is_empty() {
+                bail!("could not remove {}", failed.join(", "));
+            }
+        }
+        NetworkCommand::Prune { force } => {
+            if !force
+                && !crate::commands::prune::confirm(
+                    "WARNING! This will remove all custom networks not used by at least one container.",
+                )?
+            {
+                return Ok(0);
+            }
+            let mut removed = Vec::new();
+            for net in networks.list()? {
+                if net.name == DEFAULT_NETWORK || !users(&containers, &net)?.is_empty() {
+                    continue;
+                }
+                remove(&networks, &containers, &net)?;
+                removed.push(net.name);
+            }
+            if !removed.is_empty() {
+                println!("Deleted Networks:");
+                for name in removed {
+                    println!("{name}");
+                }
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// Containers configured to use `net`, in any state.
+fn users(containers: &ContainerStore, net: &NetworkRecord) -> Result<Vec<Record>> {
+    Ok(containers
+        .list()?
+        .into_iter()
+        .filter(
+            |r| matches!(&r.network, NetworkChoice::Bridge { network, .. } if *network == net.name),
+        )
+        .collect())
+}
+
+fn remove(networks: &NetworkStore, containers: &ContainerStore, net: &NetworkRecord) -> Result<()> {
+    if net.name == DEFAULT_NETWORK {
+        bail!("{DEFAULT_NETWORK} is a pre-defined network and cannot be removed");
+    }
+    let users = users(containers, net)?;
+    if let Some(user) = users.first() {
+        bail!(
+            "network {} is used by container {} ({} in all); remove them first",
+            net.name,
+            user.name,
+            users.len()
+        );
+    }
+    ccrun_net::remove_network(&net.config())
+        .with_context(|| format!("removing the bridge of {}", net.name))?;
+    networks.remove(net)
+}
+
+fn list(networks: &NetworkStore, args: &LsArgs) -> Result<()> {
+    let all = networks.list()?;
+    let mut out = std::io::stdout().lock();
+    if args.quiet {
+        for n in &all {
+            writeln!(out, "{}", &n.id[..12])?;
+        }
+        return Ok(());
+    }
+    match args.format.as_str() {
+        "json" => {
+            for n in &all {
+                let line = serde_json::json!({
+                    "ID": n.id, "Name": n.name, "Driver": n.driver, "Subnet": n.subnet.to_string(),
+                    "Gateway": n.gateway.to_string(), "Bridge": n.bridge, "CreatedAt": n.created,
+                    "Labels": n.labels,
+                });
+                writeln!(out, "{line}")?;
+            }
+        }
+        "table" => {
+            let mut table = vec![["NETWORK ID", "NAME", "DRIVER", "SUBNET", "BRIDGE"]
+                .map(String::from)
+                .to_vec()];
+            for n in &all {
+                table.push(vec![
+                    n.id[..12].to_string(),
+                    n.name.clone(),
+                    n.driver.clone(),
+                    n.subnet.to_string(),
+                    n.bridge.clone(),
+                ]);
+            }
+            print_table(&mut out, &table)?;
+        }
+        other => bail!("unknown --format {other:?}: use table or json"),
+    }
+    Ok(())
+}
+
+/// Docker's `network inspect` shape.
+fn inspect_json(net: &NetworkRecord, users: &[Record]) -> serde_json::Value {
+    let containers: serde_json::Map<String, serde_json::Value> = users
+        .iter()
+        .filter_map(|r| {
+            let a = r.attachment.as_ref()?;
+            Some((
+                r.id.clone(),
+                serde_json::json!({
+                    "Name": r.name,
+                    "IPv4Address": format!("{}/{}", a.ip, a.prefix_len),
+                    "EndpointID": a.host_veth,
+                }),
+            ))
+        })
+        .collect();
+    serde_json::json!({
+        "Name": net.name,
+        "Id": net.id,
+        "Created": net.created,
+        "Scope": "local",
+        "Driver": net.driver,
+        "EnableIPv6": false,
+        "IPAM": { "Driver": "default", "Config": [ { "Subnet": net.subnet.to_string(), "Gateway": net.gateway.to_string() } ] },
+        "Internal": false,
+        "Options": { "com.docker.network.bridge.name": net.bridge },
+        "Containers": containers,
+        "Labels": net.labels,
+    })
+}
+
+/// Runs `port`: the published ports of a running container.
+pub fn port(global: &GlobalOpts, args: PortArgs) -> Result<i32> {
+    let containers = ContainerStore::open(&global.store_root())?;
+    let record = containers.find(&args.container)?;
+    let Some(attachment) = &record.attachment else {
+        bail!(
+            "container {} has no published ports (not running on a bridge network)",
+            record.name
+        );
+    };
+    let wanted = args
+        .port
+        .as_deref()
+        .map(|p| {
+            let (port, proto) = p.split_once('/').unwrap_or((p, "tcp"));
+            port.parse::<u16>()
+                .map(|n| (n, proto.to_string()))
+                .with_context(|| format!("invalid port {p:?}"))
+        })
+        .transpose()?;
+    let mut found = false;
+    for m in &attachment.ports {
+        let proto = m.protocol.as_str();
+        if let Some((port, p)) = &wanted {
+            if *port != m.container_port || p != proto {
+                continue;
+            }
+            println!("{}:{}", host_ip(m), m.host_port);
+        } else {
+            println!(
+                "{}/{} -> {}:{}",
+                m.container_port,
+                proto,
+                host_ip(m),
+                m.host_port
+            );
+        }
+        found = true;
+    }
+    if !found && wanted.is_some() {
+        bail!(
+            "no public port {} published for {}",
+            args.port.unwrap_or_default(),
+            record.name
+        );
+    }
+    Ok(0)
+}
+
+fn host_ip(m: &ccrun_net::PortMapping) -> String {
+    m.host_ip
+        .map_or_else(|| "0.0.0.0".to_string(), |ip| ip.to_string())
+}
+
+/// Docker's PORTS column: `0.0.0.0:8080->80/tcp, …`.
+pub fn ports_text(record: &Record) -> String {
+    record
+        .attachment
+        .as_ref()
+        .map(|a| {
+            a.ports
+                .iter()
+                .map(|m| {
+                    format!(
+                        "{}:{}->{}/{}",
+                        host_ip(m),
+                        m.host_port,
+                        m.container_port,
+                        m.protocol.as_str()
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
+}

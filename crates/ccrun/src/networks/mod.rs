@@ -1,0 +1,114 @@
+//! Container networking in the engine: attaching a created container to its bridge
+//! network (through `ccrun_net`) before its process starts, detaching it when it ends,
+//! and the `/etc/hosts` files through which containers on a user-defined network find
+//! each other by name (rewritten in place whenever one joins or leaves).
+
+pub mod store;
+
+use std::os::fd::AsFd;
+
+use anyhow::{Context, Result};
+
+pub use store::{NetworkRecord, NetworkStore, DEFAULT_NETWORK};
+
+use crate::containers::record::NetworkChoice;
+use crate::containers::{ContainerStore, Record, Status};
+use crate::etc_files;
+
+/// Attaches the created container `record` (its init is `pid`, not yet started) to
+/// its network and records the attachment; a no-op for other network modes.
+pub fn connect(containers: &ContainerStore, record: &Record, pid: i32) -> Result<()> {
+    let NetworkChoice::Bridge { network, ip, ports } = &record.network else {
+        return Ok(());
+    };
+    let networks = NetworkStore::open(containers.root())?;
+    let net = networks.find(network)?;
+    let netns =
+        ccrun_net::netns::of_pid(pid).context("opening the container's network namespace")?;
+    let attachment = ccrun_net::attach(
+        &net.config(),
+        &networks.ipam_dir(&net.name),
+        netns.as_fd(),
+        &record.id,
+        *ip,
+        ports,
+    )
+    .with_context(|| format!("attaching to network {}", net.name))?;
+    let recorded = containers.update(&record.id, |r| r.attachment = Some(attachment));
+    if let Err(e) = recorded.and_then(|_| sync_hosts(&networks, containers, &net)) {
+        let _ = ccrun_net::detach(&net.config(), &networks.ipam_dir(&net.name), &record.id);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Detaches container `id` from its network (veth, published ports, address) and
+/// tells its peers; safe to call more than once, also after a crash.
+pub fn disconnect(containers: &ContainerStore, record: &Record) -> Result<()> {
+    let network = match (&record.attachment, &record.network) {
+        (Some(a), _) => a.network.clone(),
+        (None, NetworkChoice::Bridge { network, .. }) => network.clone(),
+        _ => return Ok(()),
+    };
+    let networks = NetworkStore::open(containers.root())?;
+    let net = match networks.find(&network) {
+        Ok(net) => net,
+        // The network went first (it cannot while in use); nothing is left to undo.
+        Err(_) => return Ok(()),
+    };
+    ccrun_net::detach(&net.config(), &networks.ipam_dir(&net.name), &record.id)
+        .with_context(|| format!("detaching from network {}", net.name))?;
+    containers.update(&record.id, |r| r.attachment = None)?;
+    sync_hosts(&networks, containers, &net)
+}
+
+/// Rewrites `/etc/hosts` of every container attached to `net`: its own address and
+/// names, its peers' on a user-defined network, and its `--add-host` entries. The
+/// files are rewritten in place, so the bind mounts keep showing them.
+fn sync_hosts(
+    networks: &NetworkStore,
+    containers: &ContainerStore,
+    net: &NetworkRecord,
+) -> Result<()> {
+    let _lock = networks.lock()?;
+    let members: Vec<Record> = containers
+        .list()?
+        .into_iter()
+        .filter(|r| r.status != Status::Exited && r.status != Status::Dead)
+        .filter(|r| r.attachment.as_ref().is_some_and(|a| a.network == net.name))
+        .collect();
+    for member in &members {
+        let Some(own) = &member.attachment else {
+            continue;
+        };
+        let mut entries = vec![(own.ip.to_string(), names_of(member, net.resolves_names()))];
+        if net.resolves_names() {
+            for peer in members.iter().filter(|p| p.id != member.id) {
+                if let Some(a) = &peer.attachment {
+                    entries.push((a.ip.to_string(), names_of(peer, true)));
+                }
+            }
+        }
+        for (name, addr) in &member.extra_hosts {
+            entries.push((addr.clone(), name.clone()));
+        }
+        let path = containers.dir_of(&member.id).join("hosts");
+        std::fs::write(&path, etc_files::hosts(&entries))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// The names a container answers to: its hostname, plus its name where names resolve.
+fn names_of(record: &Record, with_name: bool) -> String {
+    let hostname = if record.hostname.is_empty() {
+        record.short_id().to_string()
+    } else {
+        record.hostname.clone()
+    };
+    if with_name && record.name != hostname {
+        format!("{hostname} {}", record.name)
+    } else {
+        hostname
+    }
+}
