@@ -33,6 +33,11 @@
 #   re-executes itself in a private mount namespace with that mount lazily unmounted, so
 #   crun, podman (which runs crun) and ccrun all see the same pure v1 layout. The host's
 #   own mounts are not touched.
+# - With that mount gone, /sys/fs/cgroup/unified is a plain directory of the
+#   /sys/fs/cgroup tmpfs, and crun (also under podman) still "joins" it: it creates
+#   <cgroupsPath>/ there with a regular file cgroup.procs, which its own rmdir cannot
+#   remove. That tmpfs is the host's (hidden under its cgroup2 mount), so cleanup
+#   removes exactly those directories of this run with rm, as rmdir cannot.
 # - As root, podman 4.3 writes global state even for `podman info`
 #   (/var/lib/containers/storage, /run/containers/storage). It gets its own
 #   storage.conf and containers.conf (CONTAINERS_STORAGE_CONF, CONTAINERS_CONF) plus
@@ -45,7 +50,8 @@
 # - With cgroupfs, podman leaves <parent>/conmon behind in every v1 hierarchy (default
 #   parent /libpod_parent). It runs with --cgroup-parent /ccrun-bench-podman-<pid>, and
 #   crun with cgroupsPath /ccrun-bench-crun-<pid>/bench, so cleanup removes exactly
-#   the cgroups this run made.
+#   the cgroups this run made (and crun's directories for them in the bare unified
+#   directory, see above).
 # - podman 4.3 as root asks crun for RLIMIT_NOFILE 1048576 (and RLIMIT_NPROC 1048576 as
 #   soon as nofile is given); `--ulimit host` and `-1` do the same. Without
 #   CAP_SYS_RESOURCE and with lower hard limits (20000 here) crun fails with
@@ -112,8 +118,14 @@ cleanup() {
     umount -l "$mnt" 2>/dev/null
   done < <(awk -v w="$work/" 'index($5, w) == 1 { print $5 }' /proc/self/mountinfo | sort -r)
   # The cgroups podman (conmon) and crun left under the parents named for this run.
+  # Real cgroups go with rmdir; the directories crun made in the bare
+  # /sys/fs/cgroup/unified (tmpfs here, see above) with rm.
   while read -r d; do
-    rmdir "$d" 2>/dev/null
+    if [[ $(stat -f -c %T "$d") == tmpfs ]]; then
+      rm -rf --one-file-system "$d"
+    else
+      rmdir "$d" 2>/dev/null
+    fi
   done < <(find /sys/fs/cgroup -mindepth 1 -maxdepth 4 -type d \
     \( -path "*$podman_cg" -o -path "*$podman_cg/*" -o -path "*$crun_cg" -o -path "*$crun_cg/*" \) \
     2>/dev/null | sort -r)
