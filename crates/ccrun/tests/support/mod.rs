@@ -11,10 +11,61 @@ pub use ccrun_testkit::{require_root, Rootfs};
 
 pub mod pty;
 
-/// A `ccrun` invocation with its own state directory and storage root (removed on drop).
+/// A `ccrun` invocation with its own state directory and storage root (removed on drop),
+/// run in the test's network namespace or in a throw-away one of its own.
 pub struct Ccrun {
     state: tempfile::TempDir,
     root: tempfile::TempDir,
+    netns: Option<NetNs>,
+}
+
+/// A network namespace made for one test (`ip netns add`), deleted on drop.
+pub struct NetNs {
+    name: String,
+}
+
+impl NetNs {
+    /// A fresh namespace with loopback up.
+    pub fn new() -> NetNs {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let name = format!("ccrun-t-{}-{n}", std::process::id());
+        let ok = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "ip netns add {name}");
+        let ns = NetNs { name };
+        let up = ns
+            .command("ip")
+            .args(["link", "set", "lo", "up"])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(up, "lo up in {}", ns.name);
+        ns
+    }
+
+    /// Its name under /run/netns.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `program` run inside the namespace (through nsenter, which keeps the mounts,
+    /// unlike `ip netns exec`, which remounts /sys without its cgroups).
+    pub fn command(&self, program: &str) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net=/run/netns/{}", self.name))
+            .arg(program);
+        c
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
 }
 
 impl Ccrun {
@@ -31,7 +82,24 @@ impl Ccrun {
             .expect("root dir");
         // Searchable: the container's unprivileged root reaches its /etc files below it.
         ccrun_testkit::set_mode(root.path(), 0o711);
-        Ccrun { state, root }
+        Ccrun {
+            state,
+            root,
+            netns: None,
+        }
+    }
+
+    /// Like [`Ccrun::new`], but every command runs in a network namespace of its own,
+    /// where ccrun's default bridge network, veths and NAT rules are made.
+    pub fn in_netns() -> Ccrun {
+        let mut c = Ccrun::new();
+        c.netns = Some(NetNs::new());
+        c
+    }
+
+    /// The network namespace of [`Ccrun::in_netns`].
+    pub fn netns(&self) -> &NetNs {
+        self.netns.as_ref().expect("a Ccrun made with in_netns")
     }
 
     /// The state root used.
@@ -41,13 +109,23 @@ impl Ccrun {
 
     /// A command with `--state` set.
     pub fn cmd(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_ccrun"));
+        let mut c = match &self.netns {
+            Some(ns) => {
+                let mut c = ns.command(env!("CARGO_BIN_EXE_ccrun"));
+                c.env_remove("CCRUN_NETWORK");
+                c
+            }
+            None => {
+                let mut c = Command::new(env!("CARGO_BIN_EXE_ccrun"));
+                // Containers share the test's network stack: a bridge network is only
+                // ever made inside namespaces the tests create (see in_netns).
+                c.env("CCRUN_NETWORK", "host");
+                c
+            }
+        };
         c.env("CCRUN_STATE", self.state.path());
         c.env("CCRUN_ROOT", self.root.path());
         c.env_remove("CCRUN_LOG");
-        // Containers share the test's network stack unless a test asks for more: a
-        // bridge network is only ever made inside namespaces the network tests create.
-        c.env("CCRUN_NETWORK", "host");
         c
     }
 

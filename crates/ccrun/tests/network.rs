@@ -1,0 +1,278 @@
+//! Networking end to end, each test in a network namespace of its own (so the bridge,
+//! veths and NAT rules never touch the host's): containers on the default bridge and on
+//! a user-defined network, published ports from the namespace's loopback and bridge
+//! side, name resolution, `--network none`, and what is left after stop and rm.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{stderr, stdout, Ccrun, Rootfs};
+
+/// `run -d --rootfs R <args>` and the full id.
+fn run_d(c: &Ccrun, r: &Rootfs, args: &[&str]) -> String {
+    let rootfs = r.path().to_str().expect("utf-8");
+    let mut all = vec!["run", "-d", "--rootfs", rootfs];
+    all.extend_from_slice(args);
+    let out = c.ccrun(&all);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    stdout(&out)
+}
+
+/// A busybox httpd serving `text` at /i.html on port 80.
+fn web_args<'a>(name: &'a str, text: &'a str, extra: &[&'a str]) -> Vec<String> {
+    let mut args: Vec<String> = vec!["--name".into(), name.into()];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args.extend([
+        "sh".into(),
+        "-c".into(),
+        format!("mkdir -p /www-{name} && echo {text} > /www-{name}/i.html && exec httpd -f -p 80 -h /www-{name}"),
+    ]);
+    args
+}
+
+fn ip_of(c: &Ccrun, name: &str) -> String {
+    stdout(&c.ccrun(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", name]))
+}
+
+/// Fetches `url` from inside the test's namespace until it answers (httpd may still be
+/// starting), with busybox wget (without -T, which crashes Debian's busybox-static).
+fn fetch_from_netns(c: &Ccrun, url: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = c
+            .netns()
+            .command("busybox")
+            .args(["wget", "-q", "-O", "-", url])
+            .output()
+            .expect("wget");
+        if out.status.success() {
+            return stdout(&out);
+        }
+        assert!(Instant::now() < deadline, "{url}: {}", stderr(&out));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Fetches `url` from a fresh container (default network unless `network_args` say).
+fn fetch_from_container(c: &Ccrun, r: &Rootfs, network_args: &[&str], url: &str) -> String {
+    let rootfs = r.path().to_str().expect("utf-8");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(network_args);
+        // No -T: Debian's busybox-static wget crashes (SIGSEGV) with it.
+        args.extend(["--rootfs", rootfs, "wget", "-q", "-O", "-", url]);
+        let out = c.ccrun(&args);
+        if out.status.success() {
+            return stdout(&out);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url}: {:?} {}",
+            out.status,
+            stderr(&out)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn links(c: &Ccrun) -> String {
+    let out = c
+        .netns()
+        .command("ip")
+        .args(["-br", "link"])
+        .output()
+        .expect("ip link");
+    stdout(&out)
+}
+
+fn nft_rules(c: &Ccrun) -> String {
+    let out = c
+        .netns()
+        .command("nft")
+        .args(["list", "ruleset"])
+        .output()
+        .expect("nft");
+    stdout(&out)
+}
+
+fn allocations(c: &Ccrun, network: &str) -> Vec<String> {
+    let dir = c.store_root().join("networks").join(network).join("ipam");
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn default_bridge_connects_containers_and_publishes_ports() {
+    let (c, r) = (Ccrun::in_netns(), Rootfs::busybox());
+    let web = web_args("web", "hi-from-web", &["-p", "8080:80"]);
+    let web: Vec<&str> = web.iter().map(String::as_str).collect();
+    let id = run_d(&c, &r, &web);
+    let ip = ip_of(&c, "web");
+    assert!(ip.starts_with("10.88."), "{ip}");
+    // Container to container over the bridge.
+    let got = fetch_from_container(&c, &r, &[], &format!("http://{ip}/i.html"));
+    assert_eq!(got, "hi-from-web");
+    // The published port, from the namespace's loopback and from the bridge side.
+    assert_eq!(
+        fetch_from_netns(&c, "http://127.0.0.1:8080/i.html"),
+        "hi-from-web"
+    );
+    assert_eq!(
+        fetch_from_netns(&c, "http://10.88.0.1:8080/i.html"),
+        "hi-from-web"
+    );
+    assert_eq!(stdout(&c.ccrun(&["port", "web"])), "80/tcp -> 0.0.0.0:8080");
+    let ps = stdout(&c.ccrun(&["ps"]));
+    assert!(ps.contains("0.0.0.0:8080->80/tcp"), "{ps}");
+    // /etc/hosts names the container's own address.
+    let hosts = stdout(&c.ccrun(&["exec", "web", "cat", "/etc/hosts"]));
+    assert!(hosts.contains(&format!("{ip}\t{}", &id[..12])), "{hosts}");
+
+    // A random host port, reported by `port`.
+    let web2 = web_args("web2", "hi-from-web2", &["-p", "80"]);
+    let web2: Vec<&str> = web2.iter().map(String::as_str).collect();
+    run_d(&c, &r, &web2);
+    let bound = stdout(&c.ccrun(&["port", "web2", "80"]));
+    let port: u16 = bound
+        .strip_prefix("0.0.0.0:")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("port output {bound:?}"));
+    assert_ne!(port, 0);
+    assert_eq!(
+        fetch_from_netns(&c, &format!("http://127.0.0.1:{port}/i.html")),
+        "hi-from-web2"
+    );
+
+    // A host port already published is a clear error.
+    let rootfs = r.path().to_str().expect("utf-8");
+    let out = c.ccrun(&[
+        "run", "-d", "-p", "8080:80", "--rootfs", rootfs, "sleep", "10",
+    ]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("8080"), "{}", stderr(&out));
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+
+    // After stop and rm nothing of the container is left: no veth, no rule, no address.
+    assert!(links(&c).contains("veth"));
+    assert_eq!(c.ccrun(&["stop", "-t", "0", "web"]).status.code(), Some(0));
+    assert!(!nft_rules(&c).contains(&id), "rules left after stop");
+    assert_eq!(c.ccrun(&["rm", "web"]).status.code(), Some(0));
+    assert_eq!(c.ccrun(&["rm", "-f", "web2"]).status.code(), Some(0));
+    let leftover: Vec<String> = c
+        .ccrun(&["ps", "-aq"])
+        .stdout
+        .iter()
+        .map(|b| b.to_string())
+        .collect();
+    for id in leftover.iter().filter(|s| s.len() == 12) {
+        let _ = c.ccrun(&["rm", "-f", id]);
+    }
+    assert!(!links(&c).contains("veth"), "{}", links(&c));
+    assert!(!nft_rules(&c).contains("dport"), "{}", nft_rules(&c));
+    assert_eq!(allocations(&c, "bridge"), Vec::<String>::new());
+}
+
+#[test]
+fn user_network_resolves_names_and_none_has_only_loopback() {
+    let (c, r) = (Ccrun::in_netns(), Rootfs::busybox());
+    let out = c.ccrun(&["network", "create", "--subnet", "10.77.0.0/24", "testnet"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let db = web_args(
+        "db",
+        "hi-from-db",
+        &["--network", "testnet", "--ip", "10.77.0.50"],
+    );
+    let db: Vec<&str> = db.iter().map(String::as_str).collect();
+    run_d(&c, &r, &db);
+    assert_eq!(ip_of(&c, "db"), "10.77.0.50");
+    // By name, from another container on the same network.
+    let got = fetch_from_container(&c, &r, &["--network", "testnet"], "http://db/i.html");
+    assert_eq!(got, "hi-from-db");
+    // The default bridge does not resolve names (as in Docker).
+    let rootfs = r.path().to_str().expect("utf-8");
+    let out = c.ccrun(&[
+        "run",
+        "--rm",
+        "--rootfs",
+        rootfs,
+        "sh",
+        "-c",
+        "grep -c db /etc/hosts || true",
+    ]);
+    assert_eq!(stdout(&out), "0");
+    // --network none: loopback only.
+    let out = c.ccrun(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--rootfs",
+        rootfs,
+        "ls",
+        "/sys/class/net",
+    ]);
+    assert_eq!(stdout(&out), "lo");
+    // A network in use cannot go; an unused one can, with its bridge.
+    let out = c.ccrun(&["network", "rm", "testnet"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(stderr(&out).contains("db"), "{}", stderr(&out));
+    assert_eq!(c.ccrun(&["rm", "-f", "db"]).status.code(), Some(0));
+    let bridge = stdout(&c.ccrun(&["network", "inspect", "testnet"]));
+    assert!(bridge.contains("br-"), "{bridge}");
+    assert_eq!(
+        c.ccrun(&["network", "rm", "testnet"]).status.code(),
+        Some(0)
+    );
+    assert!(!links(&c).contains("br-"), "{}", links(&c));
+    let out = c.ccrun(&[
+        "run",
+        "--rm",
+        "--network",
+        "testnet",
+        "--rootfs",
+        rootfs,
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(125));
+}
+
+#[test]
+fn twenty_concurrent_containers_get_distinct_addresses() {
+    let (c, r) = (Ccrun::in_netns(), Rootfs::busybox());
+    let ids: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..20)
+            .map(|i| {
+                let (c, r) = (&c, &r);
+                s.spawn(move || run_d(c, r, &["--name", &format!("n{i}"), "sleep", "100"]))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    let mut ips: Vec<String> = (0..20).map(|i| ip_of(&c, &format!("n{i}"))).collect();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), 20, "{ips:?}");
+    assert_eq!(allocations(&c, "bridge").len(), 20);
+    std::thread::scope(|s| {
+        for id in &ids {
+            let c = &c;
+            s.spawn(move || {
+                let out = c.ccrun(&["rm", "-f", id]);
+                assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+            });
+        }
+    });
+    assert_eq!(allocations(&c, "bridge"), Vec::<String>::new());
+    assert!(!links(&c).contains("veth"), "{}", links(&c));
+}
