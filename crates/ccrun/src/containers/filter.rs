@@ -176,6 +176,8 @@ mod tests {
             monitor_start_time: 0,
             error: None,
             log_max_size: 0,
+            volume_mounts: vec![],
+            binds: vec![],
         }
     }
 
