@@ -99,6 +99,9 @@ pub enum Command {
     /// Manage ccrun: disk usage, pruning
     #[command(subcommand)]
     System(commands::system::SystemSubcommand),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(commands::volume::VolumeSubcommand),
     #[command(flatten)]
     Image(commands::image::ImageCommand),
 }
