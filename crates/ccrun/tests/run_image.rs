@@ -729,9 +729,9 @@ fn image_volumes_become_seeded_anonymous_volumes(images: &Images) {
     c.ok(&["rm", "-v", "seeded"]);
     assert!(!data.exists(), "anonymous volume left");
     c.ok(&["run", "--rm", &img, "true"]);
-    assert_eq!(volumes(&c), ["lock", "named"]);
+    assert_eq!(volumes(&c), [".lock", "named"]);
     c.ok(&["volume", "rm", "named"]);
-    assert_eq!(volumes(&c), ["lock"]);
+    assert_eq!(volumes(&c), [".lock"]);
 }
 
 fn main() {

@@ -96,7 +96,7 @@ impl Ctx {
             .map(|d| {
                 d.flatten()
                     .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n != "lock")
+                    .filter(|n| n != ".lock")
                     .collect()
             })
             .unwrap_or_default();

@@ -152,6 +152,10 @@ pub fn attach(target: &Target<'_>, planned: &[MountRequest]) -> Result<Vec<Mount
                     bail!("the volume store is not open");
                 };
                 let data = prepare_volume(store, lock, v, target)?;
+                if target.root_owner.0 != 0 {
+                    let (uid, gid) = target.root_owner;
+                    owner::check_reachable(&data, uid, gid)?;
+                }
                 let mut options = vec!["rbind".to_string(), "rprivate".to_string()];
                 if v.readonly {
                     options.push("ro".to_string());

@@ -60,7 +60,7 @@ pub fn check_reachable(source: &Path, uid: u32, gid: u32) -> Result<()> {
         };
         if !searchable {
             bail!(
-                "bind source {} is not reachable by the container's root (host uid {uid}): \
+                "mount source {} is not reachable by the container's root (host uid {uid}): \
                  {} is not searchable by others (mode {:o}); chmod o+x it, or use --userns=host",
                 source.display(),
                 dir.display(),

@@ -223,8 +223,8 @@ pub fn parse_mount_flag(spec: &str) -> Result<MountRequest> {
     let mut labels = BTreeMap::new();
     let mut size = None;
     let mut mode = None;
-    // Which family of type-specific options was used, to refuse mixing them.
-    let mut family: Option<&str> = None;
+    // The families of type-specific options used, to refuse mixing them.
+    let mut families: Vec<&str> = Vec::new();
     for field in spec.split(',').filter(|f| !f.is_empty()) {
         let (key, value) = match field.split_once('=') {
             Some((k, v)) => (k.trim(), Some(v.trim())),
@@ -236,7 +236,7 @@ pub fn parse_mount_flag(spec: &str) -> Result<MountRequest> {
             .into_iter()
             .find(|p| key_lower.starts_with(&format!("{p}-")))
         {
-            family = Some(prefix);
+            families.push(prefix);
         }
         match key_lower.as_str() {
             "type" => kind = required()?.to_string(),
@@ -254,7 +254,8 @@ pub fn parse_mount_flag(spec: &str) -> Result<MountRequest> {
             "bind-nonrecursive" => recursive = !flag_value(key, value)?,
             "volume-nocopy" => nocopy = flag_value(key, value)?,
             "volume-label" => {
-                let (k, v) = required()?.split_once('=').unwrap_or((required()?, ""));
+                let label = required()?;
+                let (k, v) = label.split_once('=').unwrap_or((label, ""));
                 labels.insert(k.to_string(), v.to_string());
             }
             "volume-driver" => {
@@ -276,7 +277,7 @@ pub fn parse_mount_flag(spec: &str) -> Result<MountRequest> {
     }
     let target = target.with_context(|| format!("{}: dst (target) is required", invalid()))?;
     let destination = destination_path(&target).with_context(invalid)?;
-    if let Some(f) = family.filter(|f| *f != kind) {
+    if let Some(f) = families.iter().find(|f| **f != kind) {
         bail!("{}: {f}-* options don't apply to type={kind}", invalid());
     }
     match kind.as_str() {
@@ -467,6 +468,7 @@ mod tests {
             "type=nfs,dst=/c",
             "type=bind,src=/h,dst=/c,bogus=1",
             "type=bind,src=/h,dst=/c,bind-propagation=sideways",
+            "type=volume,dst=/c,bind-propagation=rshared,volume-nocopy",
         ] {
             assert!(parse_mount_flag(bad).is_err(), "{bad}");
         }

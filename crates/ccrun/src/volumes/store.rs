@@ -100,9 +100,10 @@ impl VolumeStore {
         Ok(VolumeStore { dir })
     }
 
-    /// Takes the store lock, waiting for other ccrun processes.
+    /// Takes the store lock, waiting for other ccrun processes. The lock file's name
+    /// starts with a dot, so it can never be taken for a volume.
     pub fn lock(&self) -> Result<VolumeLock> {
-        let path = self.dir.join("lock");
+        let path = self.dir.join(".lock");
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -308,5 +309,10 @@ mod tests {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(left.len(), 2, "{left:?}"); // anon1 and the lock
+                                               // "lock" is a volume name like any other.
+        store
+            .create(&lock, "lock", BTreeMap::new())
+            .expect("create");
+        assert!(store.get("lock").expect("get").is_some());
     }
 }
