@@ -104,6 +104,9 @@ pub enum Command {
     /// Manage ccrun: disk usage, pruning
     #[command(subcommand)]
     System(commands::system::SystemSubcommand),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(commands::volume::VolumeSubcommand),
     #[command(flatten)]
     Image(commands::image::ImageCommand),
 }

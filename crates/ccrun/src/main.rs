@@ -14,6 +14,7 @@ mod template;
 mod tty;
 mod units;
 mod user;
+mod volumes;
 
 use clap::Parser;
 

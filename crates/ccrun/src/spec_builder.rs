@@ -48,6 +48,28 @@ impl UsernsMode {
             UsernsMode::Host => (0, 0),
         }
     }
+
+    /// Host uid and gid of container `uid`/`gid` (the overflow id 65534 when the
+    /// mapping does not cover them).
+    pub fn host_ids(&self, uid: u32, gid: u32) -> (u32, u32) {
+        match *self {
+            UsernsMode::Private {
+                uid_start,
+                gid_start,
+                count,
+            } => {
+                let map = |id: u32, start: u32| {
+                    if id < count {
+                        start.saturating_add(id)
+                    } else {
+                        65_534
+                    }
+                };
+                (map(uid, uid_start), map(gid, gid_start))
+            }
+            UsernsMode::Host => (uid, gid),
+        }
+    }
 }
 
 /// How the container is networked.
@@ -103,7 +125,8 @@ pub struct RunSpec {
     pub network: NetworkMode,
     /// cgroup limits.
     pub limits: Limits,
-    /// Mounts after Docker's defaults (the /etc files, `--tmpfs`, volumes).
+    /// Mounts after Docker's defaults (the /etc files, `--tmpfs`, volumes); a default
+    /// mount at the same destination is left out, as Docker does.
     pub mounts: Vec<Mount>,
     /// Give the process a terminal (`-t`).
     pub terminal: bool,
@@ -346,6 +369,11 @@ pub fn build(run: &RunSpec) -> Result<Spec> {
         .mounts(
             default_mounts()?
                 .into_iter()
+                .filter(|d| {
+                    !run.mounts
+                        .iter()
+                        .any(|m| m.destination() == d.destination())
+                })
                 .chain(run.mounts.iter().cloned())
                 .collect::<Vec<_>>(),
         )
@@ -476,6 +504,31 @@ mod tests {
         assert_eq!(cpu.shares(), Some(512));
         assert_eq!(cpu.cpus().as_deref(), Some("0"));
         assert_eq!(res.pids().as_ref().expect("pids").limit(), 20);
+    }
+
+    #[test]
+    fn a_user_mount_replaces_the_default_at_its_destination() {
+        let mut run = base();
+        run.mounts = vec![mount("/dev/shm", "bind", "/srv/shm", &["rbind"]).expect("mount")];
+        let spec = build(&run).expect("spec");
+        let shm: Vec<_> = spec
+            .mounts()
+            .as_ref()
+            .expect("mounts")
+            .iter()
+            .filter(|m| m.destination() == std::path::Path::new("/dev/shm"))
+            .collect();
+        assert_eq!(shm.len(), 1);
+        assert_eq!(shm[0].typ().as_deref(), Some("bind"));
+    }
+
+    #[test]
+    fn host_ids_follow_the_mapping() {
+        let private = base().userns;
+        assert_eq!(private.host_ids(0, 0), (100000, 200000));
+        assert_eq!(private.host_ids(1000, 1000), (101000, 201000));
+        assert_eq!(private.host_ids(70000, 1), (65534, 200001));
+        assert_eq!(UsernsMode::Host.host_ids(1000, 5), (1000, 5));
     }
 
     #[test]

@@ -77,7 +77,11 @@ fn alive(pid: i32) -> bool {
 
 /// Nothing of container `id` is left: no record, no cgroup, no runtime state, no mount.
 fn assert_gone(c: &Ccrun, id: &str) {
-    assert!(!c.store_root().join("containers").join(id).exists());
+    // The record goes first; the rest of the directory may take a moment longer.
+    let dir = c.store_root().join("containers").join(id);
+    wait_until("the container directory to go", Duration::from_secs(5), || {
+        !dir.exists()
+    });
     assert!(!c.state_root().join(id).exists());
     for controller in ["memory", "pids", "cpu", "freezer"] {
         let dir = std::path::Path::new("/sys/fs/cgroup")

@@ -141,7 +141,22 @@ impl Images {
         let mut stack: Vec<&Layer> = vec![&base];
         stack.extend(many.iter());
         layout.image_with_config(&stack, "amd64", Some("many"), env(serde_json::json!({})));
-        for tag in ["base", "entry", "user", "multi", "many"] {
+        // A declared volume with content: owned by app (1000), a restrictive directory.
+        let data = layer(
+            &[
+                Entry::Dir("data/", 0o750),
+                Entry::File("data/file".into(), b"seeded\n".to_vec(), 0o640, 1000),
+                Entry::Symlink("data/link", "file"),
+            ],
+            Comp::Gzip,
+        );
+        layout.image_with_config(
+            &[&base, &data],
+            "amd64",
+            Some("volume"),
+            env(serde_json::json!({"Volumes": {"/data": {}}})),
+        );
+        for tag in ["base", "entry", "user", "multi", "many", "volume"] {
             reg.push(&layout.dir, tag, &format!("test/{tag}"), Format::Oci);
         }
         Images {
@@ -650,6 +665,75 @@ fn detached_container_keeps_its_snapshot_across_stop_and_start(images: &Images) 
     assert!(image_cli::list(&c.state()).is_empty(), "runtime state left");
 }
 
+fn image_volumes_become_seeded_anonymous_volumes(images: &Images) {
+    use std::os::unix::fs::MetadataExt;
+    let c = Ctx::new(images);
+    let img = c.image("volume");
+    let volumes = |c: &Ctx| image_cli::list(&c.env.root().join("volumes"));
+    let out = c.ok(&[
+        "run",
+        "--name",
+        "seeded",
+        &img,
+        "sh",
+        "-c",
+        "cat /data/link; stat -c '%a %u' /data /data/file; echo new > /data/added",
+    ]);
+    assert_eq!(out, "seeded\n750 0\n640 1000\n");
+    let inspect: serde_json::Value =
+        serde_json::from_str(&c.ok(&["inspect", "seeded"])).expect("inspect json");
+    let mount = &inspect[0]["Mounts"][0];
+    assert_eq!(mount["Type"], "volume", "{mount}");
+    assert_eq!(mount["Destination"], "/data");
+    assert_eq!(mount["Driver"], "local");
+    let name = mount["Name"].as_str().expect("name").to_string();
+    assert_eq!(name.len(), 64, "{name}");
+    assert_eq!(
+        inspect[0]["Config"]["Volumes"],
+        serde_json::json!({"/data": {}})
+    );
+    // On the host: the image's owners as the container's mapping shows them.
+    let data = PathBuf::from(mount["Source"].as_str().expect("source"));
+    assert_eq!(data, c.env.root().join("volumes").join(&name).join("_data"));
+    let meta = |p: &str| std::fs::symlink_metadata(data.join(p)).expect("stat");
+    assert_eq!((meta("").uid(), meta("").mode() & 0o7777), (100_000, 0o750));
+    assert_eq!((meta("file").uid(), meta("file").gid()), (101_000, 101_000));
+    assert_eq!(meta("added").uid(), 100_000);
+    // A named volume is seeded when new, and keeps its changes afterwards.
+    assert_eq!(
+        c.ok(&[
+            "run",
+            "--rm",
+            "-v",
+            "named:/data",
+            &img,
+            "sh",
+            "-c",
+            "cat /data/file; echo changed > /data/file",
+        ]),
+        "seeded\n"
+    );
+    assert_eq!(
+        c.ok(&[
+            "run",
+            "--rm",
+            "-v",
+            "named:/data",
+            &img,
+            "cat",
+            "/data/file"
+        ]),
+        "changed\n"
+    );
+    // rm -v takes the anonymous volume; --rm removes its own at exit.
+    c.ok(&["rm", "-v", "seeded"]);
+    assert!(!data.exists(), "anonymous volume left");
+    c.ok(&["run", "--rm", &img, "true"]);
+    assert_eq!(volumes(&c), [".lock", "named"]);
+    c.ok(&["volume", "rm", "named"]);
+    assert_eq!(volumes(&c), [".lock"]);
+}
+
 fn main() {
     ccrun_testkit::require_root();
     let tests: &[(&str, Test)] = &[
@@ -699,6 +783,10 @@ fn main() {
         (
             "interactive_stdin_reaches_the_container_and_is_closed_without_i",
             interactive_stdin_reaches_the_container_and_is_closed_without_i,
+        ),
+        (
+            "image_volumes_become_seeded_anonymous_volumes",
+            image_volumes_become_seeded_anonymous_volumes,
         ),
     ];
     let filter: Vec<String> = std::env::args()

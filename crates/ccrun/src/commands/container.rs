@@ -110,6 +110,9 @@ pub struct RmArgs {
     /// Kill and remove a running container
     #[arg(short, long)]
     pub force: bool,
+    /// Remove the anonymous volumes of the container too (named volumes are kept)
+    #[arg(short, long)]
+    pub volumes: bool,
     /// Containers (name, id or unique id prefix)
     #[arg(required = true, value_name = "CONTAINER")]
     pub containers: Vec<String>,
@@ -182,6 +185,18 @@ fn network_name(r: &Record) -> String {
 /// One container as `ps --format` templates see it (every value a string, as in Docker).
 fn template_row(r: &Record, id: String, no_trunc: bool) -> serde_json::Value {
     let labels: Vec<String> = r.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    // Docker's MOUNTS: volume names and bind sources.
+    let mounts: Vec<&str> = r
+        .volume_mounts
+        .iter()
+        .map(|m| m.name.as_str())
+        .chain(
+            r.binds
+                .iter()
+                .filter_map(|b| b.split(':').next())
+                .filter(|src| src.starts_with('/')),
+        )
+        .collect();
     let values = [
         id,
         r.image.clone(),
@@ -194,9 +209,9 @@ fn template_row(r: &Record, id: String, no_trunc: bool) -> serde_json::Value {
         String::new(),
         r.name.clone(),
         labels.join(","),
-        String::new(),
+        mounts.join(","),
         network_name(r),
-        "0".to_string(),
+        r.volume_mounts.len().to_string(),
     ];
     TEMPLATE_FIELDS
         .iter()
@@ -329,9 +344,13 @@ pub fn rm(global: &GlobalOpts, args: RmArgs) -> Result<i32> {
     let store = ContainerStore::open(&global.store_root())?;
     let mut failed = Vec::new();
     for name in &args.containers {
-        let result = store
-            .find(name)
-            .and_then(|r| cleanup::remove(&store, &global.state_root(), &r, args.force));
+        let result = store.find(name).and_then(|r| {
+            cleanup::remove(&store, &global.state_root(), &r, args.force)?;
+            if args.volumes {
+                crate::volumes::remove_anonymous(&global.store_root(), &r)?;
+            }
+            Ok(())
+        });
         match result {
             Ok(()) => println!("{name}"),
             Err(e) => {

@@ -1,5 +1,6 @@
-//! `inspect`, `container inspect` and `image inspect`: low-level information on
-//! containers and images as a JSON array, or through a Go template with `-f`.
+//! `inspect`, `container inspect`, `image inspect` and `volume inspect`: low-level
+//! information on containers, images and volumes as a JSON array, or through a Go
+//! template with `-f`.
 //!
 //! As in Docker, the objects found are printed and every name that was not found is
 //! reported on stderr as `Error: No such object: NAME`, with exit status 1.
@@ -21,6 +22,8 @@ pub enum ObjectType {
     Container,
     /// An image
     Image,
+    /// A volume
+    Volume,
 }
 
 /// Flags shared by every `inspect` command.
@@ -41,7 +44,7 @@ pub struct InspectOpts {
 #[derive(Debug, clap::Args)]
 pub struct InspectArgs {
     /// Only look for this kind of object
-    #[arg(long = "type", value_enum, value_name = "container|image")]
+    #[arg(long = "type", value_enum, value_name = "container|image|volume")]
     pub kind: Option<ObjectType>,
     #[command(flatten)]
     pub opts: InspectOpts,
@@ -53,9 +56,11 @@ pub struct InspectArgs {
 enum Inspected {
     Container(Box<ContainerDetails>),
     Image(serde_json::Value),
+    Volume(super::volume::VolumeDetails),
 }
 
-/// Runs `inspect`, looking for containers first, then images, unless `kind` says which.
+/// Runs `inspect`, looking for containers first, then images, then volumes, unless
+/// `kind` says which.
 pub fn inspect(global: &GlobalOpts, kind: Option<ObjectType>, opts: &InspectOpts) -> Result<i32> {
     let template = opts
         .format
@@ -65,11 +70,11 @@ pub fn inspect(global: &GlobalOpts, kind: Option<ObjectType>, opts: &InspectOpts
         .context("parsing --format")?;
     let root = global.store_root();
     let containers = match kind {
-        Some(ObjectType::Image) => None,
-        _ => Some(ContainerStore::open(&root)?),
+        None | Some(ObjectType::Container) => Some(ContainerStore::open(&root)?),
+        _ => None,
     };
     let images = match kind {
-        Some(ObjectType::Container) => None,
+        Some(ObjectType::Container | ObjectType::Volume) => None,
         _ => Some(
             ccrun_image::Store::open(&root)
                 .with_context(|| format!("opening image store in {}", root.display()))?,
@@ -99,10 +104,17 @@ pub fn inspect(global: &GlobalOpts, kind: Option<ObjectType>, opts: &InspectOpts
                 }
             }
         }
+        if matches!(kind, None | Some(ObjectType::Volume)) {
+            if let Some(details) = super::volume::volume_details(global, name)? {
+                found.push(Inspected::Volume(details));
+                continue;
+            }
+        }
         let what = match kind {
             None => "object",
             Some(ObjectType::Container) => "container",
             Some(ObjectType::Image) => "image",
+            Some(ObjectType::Volume) => "volume",
         };
         errors.push(format!("Error: No such {what}: {name}"));
     }

@@ -11,6 +11,7 @@ pub mod prune;
 pub mod run;
 pub mod system;
 pub mod top;
+pub mod volume;
 
 use crate::cli::{Cli, Command};
 
@@ -36,5 +37,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Top(args) => top::top(&cli.global, args),
         Command::Container(cmd) => container::run(&cli.global, cmd),
         Command::System(cmd) => system::run(&cli.global, cmd),
+        Command::Volume(cmd) => volume::run(&cli.global, cmd),
     }
 }

@@ -1,5 +1,5 @@
-//! `container prune`, `image prune` and `system prune`: remove what nothing uses,
-//! after asking (unless `-f`), and say how much space that freed.
+//! `container prune`, `image prune`, `volume prune` and `system prune`: remove what
+//! nothing uses, after asking (unless `-f`), and say how much space that freed.
 
 use std::io::{BufRead, Write};
 use std::path::Path;
@@ -12,6 +12,7 @@ use crate::cli::GlobalOpts;
 use crate::containers::cleanup::{self, ContainerUsage};
 use crate::containers::{ContainerStore, Record, Status};
 use crate::format::human_size;
+use crate::volumes::VolumeStore;
 
 /// Flags of `container prune`.
 #[derive(Debug, clap::Args)]
@@ -25,6 +26,17 @@ pub struct ContainerPruneArgs {
 #[derive(Debug, clap::Args)]
 pub struct PruneArgs {
     /// Remove all images no container uses, not just dangling (untagged) ones
+    #[arg(short, long)]
+    pub all: bool,
+    /// Do not prompt for confirmation
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+/// Flags of `volume prune`.
+#[derive(Debug, clap::Args)]
+pub struct VolumePruneArgs {
+    /// Remove all unused volumes, not just anonymous ones
     #[arg(short, long)]
     pub all: bool,
     /// Do not prompt for confirmation
@@ -70,6 +82,53 @@ pub fn image_prune(global: &GlobalOpts, args: PruneArgs) -> Result<i32> {
     print_section(&mut out, "Deleted Images:", &pruned.lines)?;
     writeln!(out, "Total reclaimed space: {}", human_size(pruned.bytes))?;
     finish(&[pruned])
+}
+
+/// Runs `volume prune`: the anonymous volumes no container uses, or every unused
+/// volume with `-a`.
+pub fn volume_prune(global: &GlobalOpts, args: VolumePruneArgs) -> Result<i32> {
+    let warning = if args.all {
+        "WARNING! This will remove all local volumes not used by at least one container."
+    } else {
+        "WARNING! This will remove anonymous local volumes not used by at least one container."
+    };
+    if !args.force && !confirm(warning)? {
+        return Ok(0);
+    }
+    let pruned = prune_volumes(global, args.all)?;
+    let mut out = std::io::stdout().lock();
+    print_section(&mut out, "Deleted Volumes:", &pruned.lines)?;
+    writeln!(out, "Total reclaimed space: {}", human_size(pruned.bytes))?;
+    finish(&[pruned])
+}
+
+/// Removes the volumes no container (in any state) mounts: the anonymous ones, or all.
+fn prune_volumes(global: &GlobalOpts, all: bool) -> Result<Pruned> {
+    let root = global.store_root();
+    let volumes = VolumeStore::open(&root)?;
+    let containers = ContainerStore::open(&root)?;
+    let lock = volumes.lock()?;
+    volumes.sweep(&lock);
+    let records = containers.list()?;
+    let users = crate::volumes::users(&records);
+    let mut pruned = Pruned::default();
+    for volume in volumes.list()? {
+        if users.contains_key(volume.name.as_str()) || !(all || volume.is_anonymous()) {
+            continue;
+        }
+        match volumes.remove(&lock, &volume.name) {
+            Ok(bytes) => {
+                pruned.lines.push(volume.name.clone());
+                pruned.bytes += bytes;
+            }
+            Err(e) => {
+                pruned
+                    .failures
+                    .push(format!("{}: {}", volume.name, crate::exit::one_line(&e)))
+            }
+        }
+    }
+    Ok(pruned)
 }
 
 /// Runs `system prune`: stopped containers, then unused images.

@@ -19,6 +19,7 @@ use crate::etc_files::{self, EtcFiles};
 use crate::image_config::{self, ImageDefaults};
 use crate::networks::NetworkStore;
 use crate::spec_builder::{self, Limits, NetworkMode, RunSpec, UsernsMode};
+use crate::volumes::{self, IdShift, MountRequest};
 use crate::{units, user};
 
 /// `--userns` values.
@@ -99,6 +100,13 @@ pub struct RunArgs {
     /// Mount a tmpfs at PATH (PATH[:OPTIONS], e.g. /run:size=64m,mode=755)
     #[arg(long, value_name = "PATH[:OPTS]")]
     pub tmpfs: Vec<String>,
+    /// Bind mount a host path or mount a volume: /host:/ctr[:OPTS], NAME:/ctr[:OPTS] or
+    /// /ctr (anonymous); OPTS: ro, rw, z, Z, U, nocopy, a propagation
+    #[arg(long, short = 'v', value_name = "SRC:DST[:OPTS]")]
+    pub volume: Vec<String>,
+    /// Attach a mount: type=bind|volume|tmpfs,src=…,dst=…[,readonly][,tmpfs-size=…]…
+    #[arg(long, value_name = "type=…,src=…,dst=…")]
+    pub mount: Vec<String>,
     /// Set a label (KEY=VALUE)
     #[arg(long, short = 'l', value_name = "KEY=VALUE")]
     pub label: Vec<String>,
@@ -245,6 +253,18 @@ fn run_or_create(global: &GlobalOpts, args: RunArgs, create_only: bool) -> Resul
         .iter()
         .map(|t| tmpfs_mount(t))
         .collect::<Result<Vec<_>>>()?;
+    let mut mount_requests = args
+        .volume
+        .iter()
+        .map(|v| volumes::spec::parse_volume_flag(v))
+        .collect::<Result<Vec<_>>>()?;
+    for m in &args.mount {
+        mount_requests.push(volumes::spec::parse_mount_flag(m)?);
+    }
+    let userns = match args.userns {
+        UsernsArg::Private => spec_builder::private_userns(),
+        UsernsArg::Host => UsernsMode::Host,
+    };
     let mut flag_env = Vec::new();
     for file in &args.env_file {
         flag_env.extend(image_config::read_env_file(file)?);
@@ -270,6 +290,16 @@ fn run_or_create(global: &GlobalOpts, args: RunArgs, create_only: bool) -> Resul
     let source = resolve_source(global, &root, &args)?;
     let argv = image_config::command(args.entrypoint.as_deref(), &source.args, &source.defaults)?;
     let network = network_choice(&root, &args, published, &source.defaults.exposed_ports)?;
+    let tmpfs_destinations: Vec<String> = tmpfs
+        .iter()
+        .map(|m| m.destination().display().to_string())
+        .collect();
+    let planned = volumes::plan(
+        mount_requests,
+        &source.defaults.volumes,
+        &tmpfs_destinations,
+        &userns,
+    )?;
     let id = new_container_id()?;
     let mut record = Record {
         id: id.clone(),
@@ -318,19 +348,24 @@ fn run_or_create(global: &GlobalOpts, args: RunArgs, create_only: bool) -> Resul
         network,
         attachment: None,
         extra_hosts,
+        volume_mounts: volumes::volume_mounts(&planned),
+        binds: args
+            .volume
+            .iter()
+            .filter(|v| v.contains(':'))
+            .cloned()
+            .collect(),
     };
     let dir = containers.create(&mut record, args.name.as_deref())?;
-    let userns = match args.userns {
-        UsernsArg::Private => spec_builder::private_userns(),
-        UsernsArg::Host => UsernsMode::Host,
-    };
     let job = Job {
         args: &args,
         record: &record,
         dir: &dir,
+        store_root: &root,
         userns,
         limits,
         tmpfs,
+        planned,
         env: image_config::merge_env(&source.defaults.env, &flag_env),
         workdir: args
             .workdir
@@ -349,11 +384,13 @@ fn run_or_create(global: &GlobalOpts, args: RunArgs, create_only: bool) -> Resul
         Err(e) if create_only => {
             // `create` leaves nothing behind when it fails.
             let _ = Snapshot::new(&dir).remove();
-            let _ = containers.remove(&record);
+            if containers.remove(&record).is_ok() {
+                volumes::remove_anonymous_or_warn(&root, &record);
+            }
             return Err(e);
         }
         Err(e) => {
-            launch::fail_start(global, &containers, &id, &e);
+            fail_start(global, &containers, &record, &e);
             return Err(e);
         }
     };
@@ -374,7 +411,7 @@ fn run_or_create(global: &GlobalOpts, args: RunArgs, create_only: bool) -> Resul
         }
         Ok(Some(exit)) => launch::after_exit(global, &containers, &id, exit),
         Err(e) => {
-            launch::fail_start(global, &containers, &id, &e);
+            fail_start(global, &containers, &record, &e);
             Err(e)
         }
     }
@@ -453,6 +490,20 @@ fn parse_add_hosts(items: &[String]) -> Result<Vec<(String, String)>> {
         .collect()
 }
 
+/// Records a failed start; when that removed the container (`--rm`), its anonymous
+/// volumes go too.
+fn fail_start(
+    global: &GlobalOpts,
+    containers: &ContainerStore,
+    record: &Record,
+    e: &anyhow::Error,
+) {
+    launch::fail_start(global, containers, &record.id, e);
+    if record.auto_remove && matches!(containers.get(&record.id), Ok(None)) {
+        volumes::remove_anonymous_or_warn(&global.store_root(), record);
+    }
+}
+
 /// `--restart no|on-failure[:N]|always|unless-stopped`.
 fn parse_restart(value: &str) -> Result<RestartPolicy> {
     let (name, max) = match value.split_once(':') {
@@ -501,9 +552,13 @@ struct Job<'a> {
     args: &'a RunArgs,
     record: &'a Record,
     dir: &'a Path,
+    /// The storage root (volumes live below it).
+    store_root: &'a Path,
     userns: UsernsMode,
     limits: Limits,
     tmpfs: Vec<Mount>,
+    /// `-v`, `--mount` and the image's `Volumes`, checked and named.
+    planned: Vec<MountRequest>,
     env: Vec<String>,
     workdir: String,
     user: String,
@@ -539,6 +594,10 @@ impl Job<'_> {
             },
         )?;
         mounts.extend(self.tmpfs.iter().cloned());
+        mounts.extend(self.attach_volumes(&rootfs, &identity)?);
+        // Parents before children, as Docker orders them: `-v x:/etc` goes under the
+        // /etc files, not over them.
+        mounts.sort_by_key(|m| m.destination().components().count());
         let mut env = self.env.clone();
         if self.args.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
             env.push("TERM=xterm".to_string());
@@ -561,6 +620,40 @@ impl Job<'_> {
         })?;
         launch::save_config(self.dir, &spec)?;
         Ok(spec)
+    }
+
+    /// Volumes and bind mounts, created and seeded as needed (see [`volumes::attach`]).
+    fn attach_volumes(&self, rootfs: &Path, identity: &user::Identity) -> Result<Vec<Mount>> {
+        if self.planned.is_empty() {
+            return Ok(Vec::new());
+        }
+        // An overlay snapshot shows the image through the container's mapping already;
+        // a --rootfs directory shows raw ids, which the runtime maps only when mounting.
+        let shift = match (&self.record.rootfs, &self.userns) {
+            (
+                RootfsSource::Dir(_),
+                &UsernsMode::Private {
+                    uid_start,
+                    gid_start,
+                    count,
+                },
+            ) => IdShift::Map {
+                uid_start,
+                gid_start,
+                count,
+            },
+            _ => IdShift::Keep,
+        };
+        volumes::attach(
+            &volumes::Target {
+                store_root: self.store_root,
+                rootfs,
+                shift,
+                root_owner: self.userns.root_owner(),
+                user_owner: self.userns.host_ids(identity.uid, identity.gid),
+            },
+            &self.planned,
+        )
     }
 
     /// The container's root: an overlayfs snapshot over the image's layers (idmapped

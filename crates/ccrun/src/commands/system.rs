@@ -1,4 +1,5 @@
-//! `ccrun system df` (disk usage by images and containers) and `ccrun system prune`.
+//! `ccrun system df` (disk usage by images, containers and volumes) and
+//! `ccrun system prune`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -11,6 +12,7 @@ use super::prune::PruneArgs;
 use crate::cli::GlobalOpts;
 use crate::containers::{ContainerStore, Record, RootfsSource, Status};
 use crate::format::{human_size, print_table, since};
+use crate::volumes::{Volume, VolumeStore};
 
 /// `ccrun system …`.
 #[derive(Debug, clap::Subcommand)]
@@ -45,6 +47,8 @@ struct Usage {
     layer_sizes: BTreeMap<Digest, u64>,
     /// Bytes each container wrote (its upper directory).
     container_sizes: Vec<u64>,
+    /// Every volume with its size and the number of containers mounting it.
+    volumes: Vec<(Volume, u64, usize)>,
 }
 
 impl Usage {
@@ -65,11 +69,23 @@ impl Usage {
             .iter()
             .map(|r| ccrun_image::tree_size(&store_containers.dir_of(&r.id).join("upper")))
             .collect();
+        let volume_store = VolumeStore::open(&root)?;
+        let users = crate::volumes::users(&containers);
+        let volumes = volume_store
+            .list()?
+            .into_iter()
+            .map(|v| {
+                let size = ccrun_image::tree_size(&volume_store.data_dir(&v.name));
+                let links = users.get(v.name.as_str()).map_or(0, Vec::len);
+                (v, size, links)
+            })
+            .collect();
         Ok(Usage {
             images,
             containers,
             layer_sizes,
             container_sizes,
+            volumes,
         })
     }
 
@@ -151,6 +167,14 @@ fn df(global: &GlobalOpts, args: DfArgs) -> Result<i32> {
         .iter()
         .filter(|r| r.status == Status::Running)
         .count();
+    let volumes_total: u64 = usage.volumes.iter().map(|(_, size, _)| size).sum();
+    let volumes_active = usage.volumes.iter().filter(|(_, _, links)| *links > 0);
+    let volumes_reclaimable: u64 = usage
+        .volumes
+        .iter()
+        .filter(|(_, _, links)| *links == 0)
+        .map(|(_, size, _)| size)
+        .sum();
     let table = vec![
         ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]
             .map(String::from)
@@ -169,9 +193,13 @@ fn df(global: &GlobalOpts, args: DfArgs) -> Result<i32> {
             human_size(containers_total),
             reclaimable(containers_reclaimable, containers_total),
         ],
-        ["Local Volumes", "0", "0", "0B", "0B"]
-            .map(String::from)
-            .to_vec(),
+        vec![
+            "Local Volumes".into(),
+            usage.volumes.len().to_string(),
+            volumes_active.count().to_string(),
+            human_size(volumes_total),
+            reclaimable(volumes_reclaimable, volumes_total),
+        ],
         ["Build Cache", "0", "0", "0B", "0B"]
             .map(String::from)
             .to_vec(),
@@ -243,7 +271,7 @@ fn df_verbose(out: &mut impl Write, usage: &Usage) -> Result<i32> {
             r.short_id().to_string(),
             r.image.clone(),
             command_text(r, false),
-            "0".to_string(),
+            r.volume_mounts.len().to_string(),
             human_size(*size),
             since(&r.created),
             status_text(r),
@@ -252,10 +280,15 @@ fn df_verbose(out: &mut impl Write, usage: &Usage) -> Result<i32> {
     }
     print_table(out, &table)?;
     writeln!(out, "\nLocal Volumes space usage:\n")?;
-    print_table(
-        out,
-        &[["VOLUME NAME", "LINKS", "SIZE"].map(String::from).to_vec()],
-    )?;
+    let mut table = vec![["VOLUME NAME", "LINKS", "SIZE"].map(String::from).to_vec()];
+    for (volume, size, links) in &usage.volumes {
+        table.push(vec![
+            volume.name.clone(),
+            links.to_string(),
+            human_size(*size),
+        ]);
+    }
+    print_table(out, &table)?;
     writeln!(out, "\nBuild cache usage: 0B\n")?;
     print_table(
         out,

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use oci_spec::runtime::{LinuxNamespaceType, Mount, Spec};
 use serde::Serialize;
 
-use super::record::{RestartPolicy, LOG_FILE};
+use super::record::{RestartPolicy, VolumeMount, LOG_FILE};
 use super::{ContainerStore, Record, RootfsSource, Status};
 
 /// Docker's zero time, shown for events that did not happen.
@@ -68,7 +68,7 @@ pub struct ContainerDetails {
     /// Bytes of its whole root filesystem (with `--size`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub size_root_fs: Option<u64>,
-    /// Bind mounts and tmpfs mounts beyond the standard ones.
+    /// Volumes, bind mounts and tmpfs mounts beyond the standard ones.
     pub mounts: Vec<MountPoint>,
     /// The container's configuration.
     pub config: Config,
@@ -109,7 +109,7 @@ pub struct State {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct HostConfig {
-    /// `-v` binds (none yet).
+    /// The `-v` arguments naming a host path or a volume, as given.
     pub binds: Option<Vec<String>>,
     /// Log driver and options.
     pub log_config: LogConfig,
@@ -184,13 +184,19 @@ pub struct GraphDriver {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct MountPoint {
-    /// `bind` or `tmpfs`.
+    /// `volume`, `bind` or `tmpfs`.
     #[serde(rename = "Type")]
     pub kind: String,
-    /// Host path (empty for tmpfs).
+    /// The volume's name (volumes only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Host path: the volume's `_data`, the bind's source (empty for tmpfs).
     pub source: String,
     /// Path in the container.
     pub destination: String,
+    /// `local` (volumes only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
     /// `ro` or empty.
     pub mode: String,
     /// Writable.
@@ -306,7 +312,7 @@ impl ContainerDetails {
             size_root_fs: sizes.map(|s| s.1),
             mounts: spec
                 .as_ref()
-                .map(|s| user_mounts(s, &dir))
+                .map(|s| user_mounts(s, &dir, &record.volume_mounts))
                 .unwrap_or_default(),
             config: Config {
                 hostname: spec
@@ -325,7 +331,7 @@ impl ContainerDetails {
                 env: process.and_then(|p| p.env().clone()).unwrap_or_default(),
                 cmd: record.command.clone(),
                 image: record.image.clone(),
-                volumes: empty_objects(&record.volumes),
+                volumes: empty_objects(&declared_volumes(record)),
                 working_dir: process
                     .map(|p| p.cwd().display().to_string())
                     .unwrap_or_default(),
@@ -414,6 +420,20 @@ fn empty_objects(
     })
 }
 
+/// `Config.Volumes`: the image's `Volumes` and the anonymous `-v /path` ones.
+fn declared_volumes(record: &Record) -> Vec<String> {
+    let mut paths = record.volumes.clone();
+    for m in record.volume_mounts.iter().filter(|m| m.anonymous) {
+        if !paths
+            .iter()
+            .any(|p| p.trim_end_matches('/') == m.destination)
+        {
+            paths.push(m.destination.clone());
+        }
+    }
+    paths
+}
+
 fn restart_policy(policy: RestartPolicy) -> RestartPolicyJson {
     let (name, maximum_retry_count) = match policy {
         RestartPolicy::No => ("no", 0),
@@ -461,7 +481,7 @@ fn host_config(record: &Record, spec: Option<&Spec>) -> HostConfig {
     let mut log_options = BTreeMap::new();
     log_options.insert("max-size".to_string(), record.log_max_size.to_string());
     HostConfig {
-        binds: None,
+        binds: (!record.binds.is_empty()).then(|| record.binds.clone()),
         log_config: LogConfig {
             kind: "k8s-file".to_string(),
             config: log_options,
@@ -514,9 +534,10 @@ fn is_user_tmpfs(m: &Mount) -> bool {
     m.typ().as_deref() == Some("tmpfs") && !is_standard(m)
 }
 
-/// Bind mounts (other than the `/etc` files ccrun writes into the container's
-/// directory) and tmpfs mounts beyond the standard ones, in Docker's shape.
-fn user_mounts(spec: &Spec, dir: &Path) -> Vec<MountPoint> {
+/// Volumes (the bind mounts of a volume's `_data` that `volumes` lists), bind mounts
+/// (other than the `/etc` files ccrun writes into the container's directory) and tmpfs
+/// mounts beyond the standard ones, in Docker's shape.
+fn user_mounts(spec: &Spec, dir: &Path, volumes: &[VolumeMount]) -> Vec<MountPoint> {
     let Some(mounts) = spec.mounts() else {
         return Vec::new();
     };
@@ -528,6 +549,22 @@ fn user_mounts(spec: &Spec, dir: &Path) -> Vec<MountPoint> {
             let is_bind = m.typ().as_deref() == Some("bind")
                 || options.iter().any(|o| o == "bind" || o == "rbind");
             let source = m.source().clone().unwrap_or_default();
+            let destination = m.destination().display().to_string();
+            let volume = volumes
+                .iter()
+                .find(|v| is_bind && v.destination == destination);
+            if let Some(volume) = volume {
+                return Some(MountPoint {
+                    kind: "volume".to_string(),
+                    name: Some(volume.name.clone()),
+                    source: source.display().to_string(),
+                    destination,
+                    driver: Some("local".to_string()),
+                    mode: if rw { String::new() } else { "ro".to_string() },
+                    rw,
+                    propagation: String::new(),
+                });
+            }
             let (kind, propagation) = if is_bind {
                 if source.starts_with(dir) {
                     return None;
@@ -550,12 +587,14 @@ fn user_mounts(spec: &Spec, dir: &Path) -> Vec<MountPoint> {
             };
             Some(MountPoint {
                 kind: kind.to_string(),
+                name: None,
                 source: if kind == "bind" {
                     source.display().to_string()
                 } else {
                     String::new()
                 },
-                destination: m.destination().display().to_string(),
+                destination,
+                driver: None,
                 mode: if rw { String::new() } else { "ro".to_string() },
                 rw,
                 propagation,
@@ -642,7 +681,7 @@ mod tests {
         ));
         let mut spec = Spec::default();
         spec.set_mounts(Some(mounts));
-        let listed = user_mounts(&spec, dir);
+        let listed = user_mounts(&spec, dir, &[]);
         assert_eq!(listed.len(), 2, "{listed:?}");
         assert_eq!(
             (
@@ -662,5 +701,38 @@ mod tests {
             ),
             ("tmpfs", "/scratch", true)
         );
+    }
+
+    #[test]
+    fn volumes_are_listed_as_volumes() {
+        let dir = Path::new("/var/lib/ccrun/containers/abc");
+        let mut spec = Spec::default();
+        spec.set_mounts(Some(vec![
+            mount(
+                "/data",
+                "bind",
+                "/var/lib/ccrun/volumes/cache/_data",
+                &["rbind", "rprivate", "ro"],
+            ),
+            mount("/src", "bind", "/home/me/src", &["rbind", "rprivate"]),
+        ]));
+        let volumes = [VolumeMount {
+            name: "cache".into(),
+            destination: "/data".into(),
+            anonymous: false,
+            readonly: true,
+        }];
+        let listed = user_mounts(&spec, dir, &volumes);
+        let json = serde_json::to_value(&listed).expect("json");
+        assert_eq!(
+            json[0],
+            serde_json::json!({
+                "Type": "volume", "Name": "cache",
+                "Source": "/var/lib/ccrun/volumes/cache/_data", "Destination": "/data",
+                "Driver": "local", "Mode": "ro", "RW": false, "Propagation": ""
+            })
+        );
+        assert_eq!(json[1]["Type"], "bind");
+        assert!(json[1].get("Name").is_none());
     }
 }

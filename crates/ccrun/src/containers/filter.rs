@@ -180,6 +180,8 @@ mod tests {
             attachment: None,
             hostname: String::new(),
             extra_hosts: vec![],
+            volume_mounts: vec![],
+            binds: vec![],
         }
     }
 

@@ -1,6 +1,7 @@
 //! What happens when a container's process has ended: its runtime state and cgroup
 //! go, the record says how it ended, the snapshot is unmounted (or everything is
-//! removed with `--rm`), and the restart policy decides whether it runs again.
+//! removed with `--rm`, anonymous volumes included), and the restart policy decides
+//! whether it runs again.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -119,6 +120,8 @@ pub fn finish(
     if record.auto_remove {
         snapshot.remove()?;
         store.remove(&record)?;
+        // As Docker's --rm: the anonymous volumes go with the container.
+        crate::volumes::remove_anonymous_or_warn(&global.store_root(), &record);
     } else {
         snapshot.unmount()?;
     }

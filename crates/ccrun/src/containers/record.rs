@@ -150,6 +150,27 @@ pub struct Record {
     /// `--log-opt max-size`: rotate the log file at this size (bytes).
     #[serde(default = "default_log_max_size")]
     pub log_max_size: u64,
+    /// The volumes mounted into it (named and anonymous), in mount order.
+    #[serde(default)]
+    pub volume_mounts: Vec<VolumeMount>,
+    /// The `-v` arguments that named a source (host path or volume), as given; Docker
+    /// shows them as `HostConfig.Binds`.
+    #[serde(default)]
+    pub binds: Vec<String>,
+}
+
+/// A volume mounted into a container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeMount {
+    /// The volume's name.
+    pub name: String,
+    /// Where it is mounted in the container.
+    pub destination: String,
+    /// Made for this container (image `Volumes`, `-v /path`): `rm -v` and `--rm`
+    /// remove it with the container.
+    pub anonymous: bool,
+    /// Mounted read-only.
+    pub readonly: bool,
 }
 
 /// `--network`: how the container is networked.
