@@ -79,9 +79,11 @@ fn alive(pid: i32) -> bool {
 fn assert_gone(c: &Ccrun, id: &str) {
     // The record goes first; the rest of the directory may take a moment longer.
     let dir = c.store_root().join("containers").join(id);
-    wait_until("the container directory to go", Duration::from_secs(5), || {
-        !dir.exists()
-    });
+    wait_until(
+        "the container directory to go",
+        Duration::from_secs(5),
+        || !dir.exists(),
+    );
     assert!(!c.state_root().join(id).exists());
     for controller in ["memory", "pids", "cpu", "freezer"] {
         let dir = std::path::Path::new("/sys/fs/cgroup")

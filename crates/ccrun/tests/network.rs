@@ -130,6 +130,40 @@ fn default_bridge_connects_containers_and_publishes_ports() {
         "hi-from-web"
     );
     assert_eq!(stdout(&c.ccrun(&["port", "web"])), "80/tcp -> 0.0.0.0:8080");
+    // From another host: a second namespace joined to the test's by a veth pair.
+    let outside = support::NetNs::new();
+    let sh = |ns: &str, cmd: &str| {
+        let ok = std::process::Command::new("ip")
+            .args(["-n", ns])
+            .args(cmd.split_whitespace())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "ip -n {ns} {cmd}");
+    };
+    sh(
+        c.netns().name(),
+        &format!(
+            "link add vext type veth peer name vout netns {}",
+            outside.name()
+        ),
+    );
+    sh(c.netns().name(), "addr add 192.168.77.1/24 dev vext");
+    sh(c.netns().name(), "link set vext up");
+    sh(outside.name(), "addr add 192.168.77.2/24 dev vout");
+    sh(outside.name(), "link set vout up");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let from_outside = loop {
+        let out = outside
+            .command("busybox")
+            .args(["wget", "-q", "-O", "-", "http://192.168.77.1:8080/i.html"])
+            .output()
+            .expect("wget");
+        if out.status.success() || Instant::now() > deadline {
+            break stdout(&out);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(from_outside, "hi-from-web");
     let ps = stdout(&c.ccrun(&["ps"]));
     assert!(ps.contains("0.0.0.0:8080->80/tcp"), "{ps}");
     // /etc/hosts names the container's own address.
