@@ -203,7 +203,7 @@ impl Container {
             RootfsPlan::from_spec(spec, rootfs.clone(), opts.bundle.clone(), ns.user);
         rootfs_plan.no_pivot = opts.no_pivot;
         let plan = InitPlan {
-            ns: ns.clone(),
+            ns: namespaces::without_inherited(&ns),
             rootfs: rootfs_plan,
             process,
             hostname: spec.hostname().clone(),
@@ -215,13 +215,19 @@ impl Container {
         };
 
         let (parent_end, child_end) = sync::pair()?;
+        // Shared network, UTS and IPC namespaces are entered here, around the clone, so
+        // the init inherits them: from inside a new user namespace it could not join
+        // namespaces that another user namespace owns.
+        let inherited = namespaces::EnteredAround::enter(&ns.join)?;
         // SAFETY: we checked above that this process is single-threaded; the child only
         // runs `init::main`, which never returns.
-        let pid = unsafe { sys::clone_fork(ns.clone_flags) }.ctx(|| "clone".into())?;
-        if pid == 0 {
+        let cloned = unsafe { sys::clone_fork(ns.clone_flags) };
+        if cloned == Ok(0) {
             drop(parent_end);
             init::main(&plan, child_end);
         }
+        inherited.leave()?;
+        let pid = cloned.ctx(|| "clone".into())?;
         drop(child_end);
         drop(fifo);
         guard.pid = Some(pid);

@@ -1,5 +1,8 @@
-//! Which namespaces a container gets: new ones become `clone` flags, ones given by
-//! `path` are joined with `setns` by the init before it does anything else.
+//! Which namespaces a container gets: new ones become `clone` flags; ones given by
+//! `path` are joined with `setns` — network, UTS and IPC ones by the parent around the
+//! clone (so the init inherits them even inside a new user namespace, which has no
+//! privilege over namespaces another user namespace owns), the others by the init
+//! before it does anything else.
 
 use std::path::PathBuf;
 
@@ -36,6 +39,71 @@ fn flag(kind: LinuxNamespaceType) -> libc::c_int {
         LinuxNamespaceType::Pid => libc::CLONE_NEWPID,
         LinuxNamespaceType::Network => libc::CLONE_NEWNET,
         LinuxNamespaceType::Time => libc::CLONE_NEWTIME,
+    }
+}
+
+/// Namespace kinds the parent enters around the clone instead of the init.
+const INHERITED: libc::c_int = libc::CLONE_NEWNET | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
+
+/// `plan` without the joins the parent does (see [`EnteredAround`]).
+pub fn without_inherited(plan: &NamespacePlan) -> NamespacePlan {
+    let mut plan = plan.clone();
+    plan.join.retain(|(flag, _)| flag & INHERITED == 0);
+    plan
+}
+
+/// The caller's own namespaces while it sits in shared ones for a clone.
+#[derive(Debug)]
+pub struct EnteredAround {
+    own: Vec<(libc::c_int, std::os::fd::OwnedFd)>,
+}
+
+impl EnteredAround {
+    /// Enters the network, UTS and IPC namespaces among `joins`, remembering the
+    /// caller's own. The caller must be single-threaded (setns changes the thread,
+    /// and the clone copies it).
+    pub fn enter(joins: &[(libc::c_int, PathBuf)]) -> Result<EnteredAround> {
+        let mut entered = EnteredAround { own: Vec::new() };
+        for (flag, path) in joins.iter().filter(|(f, _)| f & INHERITED != 0) {
+            let kind = match *flag {
+                libc::CLONE_NEWNET => "net",
+                libc::CLONE_NEWUTS => "uts",
+                _ => "ipc",
+            };
+            let own_path = format!("/proc/thread-self/ns/{kind}");
+            let own = std::fs::File::open(&own_path)
+                .map_err(|e| Error::io("opening namespace", &own_path, e))?;
+            let target =
+                std::fs::File::open(path).map_err(|e| Error::io("opening namespace", path, e))?;
+            nix::sched::setns(&target, nix::sched::CloneFlags::from_bits_retain(*flag))
+                .map_err(|e| Error::sys(format!("joining namespace {}", path.display()), e))?;
+            entered.own.push((*flag, own.into()));
+        }
+        Ok(entered)
+    }
+
+    /// Returns to the caller's own namespaces.
+    pub fn leave(mut self) -> Result<()> {
+        self.restore()
+    }
+
+    fn restore(&mut self) -> Result<()> {
+        while let Some((flag, own)) = self.own.pop() {
+            nix::sched::setns(&own, nix::sched::CloneFlags::from_bits_retain(flag))
+                .map_err(|e| Error::sys("returning to ccrun's own namespace", e))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for EnteredAround {
+    fn drop(&mut self) {
+        if let Err(e) = self.restore() {
+            // Carrying on in another container's namespace would configure the wrong
+            // one; there is no safe way forward.
+            eprintln!("ccrun: {e}");
+            std::process::abort();
+        }
     }
 }
 

@@ -73,12 +73,14 @@ impl UsernsMode {
 }
 
 /// How the container is networked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NetworkMode {
     /// Share the host's network namespace.
     Host,
     /// A private network namespace with only loopback.
     None,
+    /// Another container's network namespace (`--network container:NAME`).
+    Join(PathBuf),
 }
 
 /// cgroup limits requested on the command line.
@@ -285,8 +287,15 @@ pub fn build(run: &RunSpec) -> Result<Spec> {
         namespace(LinuxNamespaceType::Mount)?,
         namespace(LinuxNamespaceType::Cgroup)?,
     ];
-    if run.network == NetworkMode::None {
-        namespaces.push(namespace(LinuxNamespaceType::Network)?);
+    match &run.network {
+        NetworkMode::None => namespaces.push(namespace(LinuxNamespaceType::Network)?),
+        NetworkMode::Join(path) => namespaces.push(
+            LinuxNamespaceBuilder::default()
+                .typ(LinuxNamespaceType::Network)
+                .path(path)
+                .build()?,
+        ),
+        NetworkMode::Host => {}
     }
     let mut linux = LinuxBuilder::default();
     let mut annotations = std::collections::HashMap::new();

@@ -130,6 +130,21 @@ fn default_bridge_connects_containers_and_publishes_ports() {
         "hi-from-web"
     );
     assert_eq!(stdout(&c.ccrun(&["port", "web"])), "80/tcp -> 0.0.0.0:8080");
+    // A container sharing web's network namespace reaches it on localhost and sees
+    // its interface, with and without a user namespace of its own.
+    for userns in ["private", "host"] {
+        let out = c.ccrun(&[
+            "run", "--rm", "--userns", userns, "--network", "container:web", "--rootfs",
+            r.path().to_str().expect("utf-8"), "sh", "-c",
+            "wget -q -O - http://127.0.0.1/i.html; ls /sys/class/net | grep -c eth0; grep -c 10.88 /etc/hosts",
+        ]);
+        assert_eq!(
+            stdout(&out),
+            "hi-from-web\n1\n1",
+            "{userns}: {}",
+            stderr(&out)
+        );
+    }
     // From another host: a second namespace joined to the test's by a veth pair.
     let outside = support::NetNs::new();
     let sh = |ns: &str, cmd: &str| {

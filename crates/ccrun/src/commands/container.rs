@@ -179,6 +179,7 @@ fn network_name(r: &Record) -> String {
         crate::containers::record::NetworkChoice::Host => "host".to_string(),
         crate::containers::record::NetworkChoice::None => "none".to_string(),
         crate::containers::record::NetworkChoice::Bridge { network, .. } => network.clone(),
+        crate::containers::record::NetworkChoice::Container { id } => format!("container:{id}"),
     }
 }
 

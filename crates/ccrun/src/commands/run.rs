@@ -359,6 +359,7 @@ fn run_or_create(global: &GlobalOpts, args: RunArgs, create_only: bool) -> Resul
     let dir = containers.create(&mut record, args.name.as_deref())?;
     let job = Job {
         args: &args,
+        containers: &containers,
         record: &record,
         dir: &dir,
         store_root: &root,
@@ -435,6 +436,20 @@ fn network_choice(
         ports: ports.clone(),
     };
     let choice = match args.network.as_str() {
+        shared if shared.starts_with("container:") => {
+            let name = &shared["container:".len()..];
+            if !ports.is_empty() || args.ip.is_some() {
+                bail!("conflicting options: port publishing and --ip do not go with --network container:NAME");
+            }
+            let other = ContainerStore::open(root)?.find(name)?;
+            if other.status != Status::Running {
+                bail!(
+                    "cannot join the network of container {}: it is not running",
+                    other.name
+                );
+            }
+            NetworkChoice::Container { id: other.id }
+        }
         "host" | "none" => {
             if !ports.is_empty() {
                 eprintln!(
@@ -550,6 +565,7 @@ fn parse_log_opts(opts: &[String]) -> Result<u64> {
 /// One container being run: everything decided, nothing mounted yet.
 struct Job<'a> {
     args: &'a RunArgs,
+    containers: &'a ContainerStore,
     record: &'a Record,
     dir: &'a Path,
     /// The storage root (volumes live below it).
@@ -572,10 +588,13 @@ impl Job<'_> {
         let rootfs = self.mount_rootfs(root_owner)?;
         let identity = user::resolve(&self.user, &rootfs)?;
         let hostname = self.record.hostname.clone();
-        let network = match self.record.network {
+        let network = match &self.record.network {
             NetworkChoice::Host => NetworkMode::Host,
             // A bridge network is attached once the namespace exists.
             NetworkChoice::None | NetworkChoice::Bridge { .. } => NetworkMode::None,
+            NetworkChoice::Container { id } => {
+                NetworkMode::Join(crate::networks::shared_netns(self.containers, id)?)
+            }
         };
         let hosts = self
             .record
@@ -593,6 +612,10 @@ impl Job<'_> {
                 owner: root_owner,
             },
         )?;
+        if let NetworkChoice::Container { id } = &self.record.network {
+            // The network's files are the other container's, as in Docker.
+            crate::networks::share_etc_files(&mut mounts, &self.containers.dir_of(id));
+        }
         mounts.extend(self.tmpfs.iter().cloned());
         mounts.extend(self.attach_volumes(&rootfs, &identity)?);
         // Parents before children, as Docker orders them: `-v x:/etc` goes under the

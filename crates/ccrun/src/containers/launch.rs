@@ -114,9 +114,10 @@ pub fn foreground(
     global: &GlobalOpts,
     store: &ContainerStore,
     record: &Record,
-    spec: Spec,
+    mut spec: Spec,
     interactive: bool,
 ) -> Result<Exit> {
+    crate::networks::refresh_shared_netns(store, record, &mut spec)?;
     let id = &record.id;
     let tty = spec.process().as_ref().and_then(|p| p.terminal()) == Some(true);
     let devnull = std::fs::File::open("/dev/null").context("opening /dev/null")?;

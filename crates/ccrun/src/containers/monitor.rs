@@ -80,8 +80,9 @@ pub fn start_detached(
     global: &GlobalOpts,
     store: &ContainerStore,
     record: &Record,
-    spec: Spec,
+    mut spec: Spec,
 ) -> Result<()> {
+    crate::networks::refresh_shared_netns(store, record, &mut spec)?;
     let monitor = monitor_binary()?;
     let ccrun = std::env::current_exe().context("locating the ccrun binary")?;
     let terminal = spec.process().as_ref().and_then(|p| p.terminal()) == Some(true);

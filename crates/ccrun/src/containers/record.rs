@@ -191,6 +191,11 @@ pub enum NetworkChoice {
         /// `-p` and `-P` (host port 0: picked when the container starts).
         ports: Vec<ccrun_net::PortMapping>,
     },
+    /// Another container's network namespace (`container:NAME`).
+    Container {
+        /// That container's id.
+        id: String,
+    },
 }
 
 /// Docker's default stop timeout.

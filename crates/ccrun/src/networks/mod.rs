@@ -7,7 +7,10 @@ pub mod store;
 
 use std::os::fd::AsFd;
 
-use anyhow::{Context, Result};
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use oci_spec::runtime::{LinuxNamespaceType, Mount, Spec};
 
 pub use store::{NetworkRecord, NetworkStore, DEFAULT_NETWORK};
 
@@ -60,6 +63,58 @@ pub fn disconnect(containers: &ContainerStore, record: &Record) -> Result<()> {
         .with_context(|| format!("detaching from network {}", net.name))?;
     containers.update(&record.id, |r| r.attachment = None)?;
     sync_hosts(&networks, containers, &net)
+}
+
+/// The network namespace of running container `id`, for `--network container:ID`.
+pub fn shared_netns(containers: &ContainerStore, id: &str) -> Result<std::path::PathBuf> {
+    match containers.get(id)? {
+        Some(other) if other.status == Status::Running => Ok(std::path::PathBuf::from(format!(
+            "/proc/{}/ns/net",
+            other.pid
+        ))),
+        Some(other) => bail!(
+            "cannot join the network of container {}: it is not running",
+            other.name
+        ),
+        None => bail!("cannot join the network of container {id}: it no longer exists"),
+    }
+}
+
+/// Points `spec`'s joined network namespace at the other container's current process
+/// (it may have been restarted since `config.json` was written).
+pub fn refresh_shared_netns(
+    containers: &ContainerStore,
+    record: &Record,
+    spec: &mut Spec,
+) -> Result<()> {
+    let NetworkChoice::Container { id } = &record.network else {
+        return Ok(());
+    };
+    let path = shared_netns(containers, id)?;
+    let Some(linux) = spec.linux_mut() else {
+        return Ok(());
+    };
+    if let Some(namespaces) = linux.namespaces_mut() {
+        for ns in namespaces.iter_mut() {
+            if ns.typ() == LinuxNamespaceType::Network && ns.path().is_some() {
+                ns.set_path(Some(path.clone()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Makes the `/etc/hosts` and `/etc/resolv.conf` bind mounts use the files of the
+/// container in `other_dir`, whose network is shared.
+pub fn share_etc_files(mounts: &mut [Mount], other_dir: &Path) {
+    for m in mounts.iter_mut() {
+        let dest = m.destination().to_string_lossy().into_owned();
+        if let Some(name) = dest.strip_prefix("/etc/") {
+            if name == "hosts" || name == "resolv.conf" {
+                m.set_source(Some(other_dir.join(name)));
+            }
+        }
+    }
 }
 
 /// Rewrites `/etc/hosts` of every container attached to `net`: its own address and
