@@ -411,6 +411,26 @@ fn sigkill_of_container_or_monitor_leaves_a_true_state() {
 }
 
 #[test]
+fn a_store_removed_under_a_running_container_leaves_no_cgroup() {
+    let (c, r) = (Ccrun::new(), Rootfs::busybox());
+    let id = run_d(&c, &r, &["sleep", "100"]);
+    let pid = pid_of(&c, &id);
+    std::fs::remove_dir_all(c.store_root().join("containers")).expect("remove the store");
+    kill(Pid::from_raw(pid), Signal::SIGKILL).expect("kill");
+    let cgroup = std::path::Path::new("/sys/fs/cgroup/pids/ccrun").join(&id);
+    wait_until("the cgroup to go", Duration::from_secs(10), || {
+        !cgroup.exists()
+    });
+    wait_until("the runtime state to go", Duration::from_secs(10), || {
+        !c.state_root().join(&id).exists()
+    });
+    assert!(
+        !c.store_root().join("containers").exists(),
+        "the removed store was recreated"
+    );
+}
+
+#[test]
 fn twenty_concurrent_containers_are_all_recorded_and_removable() {
     let (c, r) = (Ccrun::new(), Rootfs::busybox());
     let ids: Vec<String> = std::thread::scope(|s| {

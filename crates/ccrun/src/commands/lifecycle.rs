@@ -253,8 +253,16 @@ pub struct CleanupArgs {
 pub fn cleanup(global: &GlobalOpts, args: CleanupArgs) -> Result<i32> {
     let root = global.store_root();
     if !root.join("containers").is_dir() {
-        // The store was removed under the running container: nothing to settle, and
-        // recreating it would leave an empty store behind.
+        // The store was removed under the running container: there is no record to
+        // settle (and recreating the store would leave an empty one behind), but its
+        // runtime state and cgroup must still go.
+        launch::remove_stale_state(global, &args.id);
+        if let Ok(layout) = ccrun_cgroups::Layout::detect() {
+            if let Ok(cgroup) = ccrun_cgroups::Cgroup::open(&layout, &format!("/ccrun/{}", args.id))
+            {
+                let _ = cgroup.destroy();
+            }
+        }
         return Ok(0);
     }
     let store = ContainerStore::open(&root)?;
