@@ -7,6 +7,7 @@ packages=(
   skopeo umoci     # push test images / compare
   crun runc podman containerd  # peers for benchmarks and OCI runtime tests
   iproute2 iptables nftables   # network tests inspect what ccrun set up
+  iperf3                       # bench/net.sh: throughput over the bridge and a plain veth
   hyperfine jq uidmap openssl strace curl
 )
 missing=()
