@@ -269,6 +269,63 @@ fn user_network_resolves_names_and_none_has_only_loopback() {
         "/sys/class/net",
     ]);
     assert_eq!(stdout(&out), "lo");
+    // A container that died unobserved (its monitor was killed first) leaves its
+    // address and port rule behind; the next container that needs them gets them.
+    let stale = run_d(
+        &c,
+        &r,
+        &[
+            "--network",
+            "testnet",
+            "--ip",
+            "10.77.0.60",
+            "-p",
+            "9090:80",
+            "sleep",
+            "100",
+        ],
+    );
+    let record = c.record(&stale);
+    for key in ["monitor_pid", "pid"] {
+        let pid = record[key].as_i64().expect("pid") as i32;
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .expect("kill");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        }) {
+            assert!(Instant::now() < deadline, "{key} {pid} did not die");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let fresh = c.ccrun(&[
+        "run",
+        "-d",
+        "--network",
+        "testnet",
+        "--ip",
+        "10.77.0.60",
+        "-p",
+        "9090:80",
+        "--rootfs",
+        rootfs,
+        "sleep",
+        "100",
+    ]);
+    assert_eq!(fresh.status.code(), Some(0), "{}", stderr(&fresh));
+    assert_eq!(
+        c.ccrun(&["rm", "-f", &stale, &stdout(&fresh)])
+            .status
+            .code(),
+        Some(0)
+    );
     // A network in use cannot go; an unused one can, with its bridge.
     let out = c.ccrun(&["network", "rm", "testnet"]);
     assert_ne!(out.status.code(), Some(0));

@@ -28,15 +28,33 @@ pub fn connect(containers: &ContainerStore, record: &Record, pid: i32) -> Result
     let net = networks.find(network)?;
     let netns =
         ccrun_net::netns::of_pid(pid).context("opening the container's network namespace")?;
-    let attachment = ccrun_net::attach(
-        &net.config(),
-        &networks.ipam_dir(&net.name),
-        netns.as_fd(),
-        &record.id,
-        *ip,
-        ports,
-    )
-    .with_context(|| format!("attaching to network {}", net.name))?;
+    let attach = || {
+        ccrun_net::attach(
+            &net.config(),
+            &networks.ipam_dir(&net.name),
+            netns.as_fd(),
+            &record.id,
+            *ip,
+            ports,
+        )
+    };
+    let attached = attach().or_else(|first| {
+        // Perhaps in the way: the address or ports of containers that died unobserved.
+        // They are cleared only then, to keep that work off every start.
+        let alive = |id: &str| {
+            id == record.id
+                || containers
+                    .get(id)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|r| matches!(r.status, Status::Running | Status::Created))
+        };
+        match ccrun_net::remove_stale(&net.config(), &networks.ipam_dir(&net.name), alive) {
+            Ok(removed) if !removed.is_empty() => attach(),
+            _ => Err(first),
+        }
+    });
+    let attachment = attached.with_context(|| format!("attaching to network {}", net.name))?;
     let recorded = containers.update(&record.id, |r| r.attachment = Some(attachment));
     if let Err(e) = recorded.and_then(|_| sync_hosts(&networks, containers, &net)) {
         let _ = ccrun_net::detach(&net.config(), &networks.ipam_dir(&net.name), &record.id);
