@@ -182,13 +182,19 @@ pub fn ensure_network(cfg: &NetworkConfig) -> Result<()> {
             bridge.kind.as_deref().unwrap_or("unknown")
         )));
     }
-    nl.add_address(bridge.index, cfg.gateway, cfg.subnet.prefix_len())?;
+    let added = nl.add_address(bridge.index, cfg.gateway, cfg.subnet.prefix_len())?;
     if !bridge.up {
         nl.set_link(bridge.index, Some(true), None, None)?;
     }
     sysctl::enable_ip_forward()?;
     sysctl::enable_route_localnet(&cfg.bridge)?;
-    Nft::new()?.ensure_network(&cfg.name, &cfg.bridge, cfg.subnet)
+    let mut nft = Nft::new()?;
+    // Every start comes through here: an nf_tables commit costs far more than a dump,
+    // so an intact network is left as it is.
+    if bridge.up && !added && nft.network_ready(&cfg.name)? {
+        return Ok(());
+    }
+    nft.ensure_network(&cfg.name, &cfg.bridge, cfg.subnet)
 }
 
 /// Removes the network's bridge and its masquerade chain from the calling

@@ -664,6 +664,27 @@ impl Nft {
         self.apply(b)
     }
 
+    /// Whether [`Nft::ensure_network`] already set network `network` up: the three
+    /// source NAT rules of its chain and the jumps to the published ports.
+    pub fn network_ready(&mut self, network: &str) -> Result<bool> {
+        let comment = format!("net={network}");
+        let rules = match self.rules(None) {
+            Ok(rules) => rules,
+            // No table yet.
+            Err(_) => return Ok(false),
+        };
+        let post = postrouting_chain(network);
+        let count = |chain: &str, comment: &str| {
+            rules
+                .iter()
+                .filter(|r| r.chain == chain && r.comment.as_deref() == Some(comment))
+                .count()
+        };
+        Ok(count(&post, &comment) == 3
+            && count(PREROUTING_CHAIN, "ccrun published ports") == 1
+            && count(OUTPUT_CHAIN, "ccrun published ports") == 1)
+    }
+
     /// Removes network `network`'s source NAT chain (if present).
     pub fn remove_network(&mut self, network: &str) -> Result<()> {
         let post = postrouting_chain(network);
