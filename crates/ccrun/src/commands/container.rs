@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use super::inspect::{InspectOpts, ObjectType};
 use super::lifecycle::{self, KillArgs, StartArgs, StopArgs, WaitArgs};
@@ -343,25 +343,14 @@ pub fn ps(global: &GlobalOpts, args: PsArgs) -> Result<i32> {
 /// Runs `rm`.
 pub fn rm(global: &GlobalOpts, args: RmArgs) -> Result<i32> {
     let store = ContainerStore::open(&global.store_root())?;
-    let mut failed = Vec::new();
-    for name in &args.containers {
-        let result = store.find(name).and_then(|r| {
-            cleanup::remove(&store, &global.state_root(), &r, args.force)?;
-            if args.volumes {
-                crate::volumes::remove_anonymous(&global.store_root(), &r)?;
-            }
-            Ok(())
-        });
-        match result {
-            Ok(()) => println!("{name}"),
-            Err(e) => {
-                eprintln!("Error response: {}", crate::exit::one_line(&e));
-                failed.push(name.clone());
-            }
+    super::for_each_named("remove", &args.containers, |name| {
+        let r = store.find(name)?;
+        cleanup::remove(&store, &global.state_root(), &r, args.force)?;
+        if args.volumes {
+            crate::volumes::remove_anonymous(&global.store_root(), &r)?;
         }
-    }
-    if !failed.is_empty() {
-        bail!("could not remove {}", failed.join(", "));
-    }
+        println!("{name}");
+        Ok(())
+    })?;
     Ok(0)
 }

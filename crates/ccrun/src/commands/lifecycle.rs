@@ -66,27 +66,14 @@ pub struct WaitArgs {
     pub containers: Vec<String>,
 }
 
-/// Runs `f` on every named container, printing an error for each that fails, and
-/// fails after trying them all.
+/// Runs `f` on every named container (see [`super::for_each_named`]).
 fn each(
     store: &ContainerStore,
+    what: &str,
     names: &[String],
     mut f: impl FnMut(&Record) -> Result<()>,
 ) -> Result<()> {
-    let mut failed = Vec::new();
-    for name in names {
-        match store.find(name).and_then(|r| f(&r)) {
-            Ok(()) => {}
-            Err(e) => {
-                eprintln!("Error response: {}", crate::exit::one_line(&e));
-                failed.push(name.clone());
-            }
-        }
-    }
-    if !failed.is_empty() {
-        bail!("failed for {}", failed.join(", "));
-    }
-    Ok(())
+    super::for_each_named(what, names, |name| store.find(name).and_then(|r| f(&r)))
 }
 
 /// Runs `start`.
@@ -111,7 +98,7 @@ pub fn start(global: &GlobalOpts, args: StartArgs) -> Result<i32> {
             },
         );
     }
-    each(&store, &args.containers, |record| {
+    each(&store, "start", &args.containers, |record| {
         if record.status != Status::Running {
             let record = reset_for_start(&store, record)?;
             launch::start_existing(global, &store, &record, Attach::Detached)?;
@@ -144,7 +131,7 @@ fn shown_as<'a>(record: &'a Record, given: &'a [String]) -> &'a str {
 pub fn stop(global: &GlobalOpts, args: StopArgs) -> Result<i32> {
     let store = ContainerStore::open(&global.store_root())?;
     let signal = args.signal.as_deref().map(parse_signal).transpose()?;
-    each(&store, &args.containers, |record| {
+    each(&store, "stop", &args.containers, |record| {
         stop_one(&store, record, args.time, signal)?;
         println!("{}", shown_as(record, &args.containers));
         Ok(())
@@ -196,7 +183,7 @@ fn stop_one(
 pub fn kill(global: &GlobalOpts, args: KillArgs) -> Result<i32> {
     let store = ContainerStore::open(&global.store_root())?;
     let signal = parse_signal(&args.signal)?;
-    each(&store, &args.containers, |record| {
+    each(&store, "kill", &args.containers, |record| {
         if record.status != Status::Running {
             bail!("cannot kill container {}: it is not running", record.name);
         }
@@ -216,7 +203,7 @@ pub fn restart(global: &GlobalOpts, args: StopArgs) -> Result<i32> {
     let store = ContainerStore::open(&global.store_root())?;
     let signal = args.signal.as_deref().map(parse_signal).transpose()?;
     launch::enter_private_mount_namespace()?;
-    each(&store, &args.containers, |record| {
+    each(&store, "restart", &args.containers, |record| {
         stop_one(&store, record, args.time, signal)?;
         let record = reset_for_start(&store, record)?;
         launch::start_existing(global, &store, &record, Attach::Detached)?;
@@ -229,7 +216,7 @@ pub fn restart(global: &GlobalOpts, args: StopArgs) -> Result<i32> {
 /// Runs `wait`: blocks until each container stops and prints its exit code.
 pub fn wait(global: &GlobalOpts, args: WaitArgs) -> Result<i32> {
     let store = ContainerStore::open(&global.store_root())?;
-    each(&store, &args.containers, |record| {
+    each(&store, "wait for", &args.containers, |record| {
         if let Some(done) = store.wait_settled(&record.id, None)? {
             println!("{}", done.exit_code.unwrap_or(-1));
         } else {

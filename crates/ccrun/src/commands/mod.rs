@@ -13,7 +13,29 @@ pub mod system;
 pub mod top;
 pub mod volume;
 
+use anyhow::{bail, Result};
+
 use crate::cli::{Cli, Command};
+
+/// Runs `f` on each name the user gave, printing Docker's per-object error line for
+/// each that fails, and fails after trying them all (`docker rm a b c` style).
+pub fn for_each_named(
+    what: &str,
+    names: &[String],
+    mut f: impl FnMut(&str) -> Result<()>,
+) -> Result<()> {
+    let mut failed = Vec::new();
+    for name in names {
+        if let Err(e) = f(name) {
+            eprintln!("Error response: {}", crate::exit::one_line(&e));
+            failed.push(name.as_str());
+        }
+    }
+    if !failed.is_empty() {
+        bail!("could not {what} {}", failed.join(", "));
+    }
+    Ok(())
+}
 
 /// Runs the chosen subcommand and returns the process exit status.
 pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {

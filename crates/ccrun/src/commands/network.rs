@@ -118,22 +118,11 @@ pub fn run(global: &GlobalOpts, cmd: NetworkCommand) -> Result<i32> {
             println!("{text}");
         }
         NetworkCommand::Rm { networks: names } => {
-            let mut failed = Vec::new();
-            for name in &names {
-                match networks
-                    .find(name)
-                    .and_then(|net| remove(&networks, &containers, &net))
-                {
-                    Ok(()) => println!("{name}"),
-                    Err(e) => {
-                        eprintln!("Error response: {}", crate::exit::one_line(&e));
-                        failed.push(name.clone());
-                    }
-                }
-            }
-            if !failed.is_empty() {
-                bail!("could not remove {}", failed.join(", "));
-            }
+            super::for_each_named("remove", &names, |name| {
+                remove(&networks, &containers, &networks.find(name)?)?;
+                println!("{name}");
+                Ok(())
+            })?;
         }
         NetworkCommand::Prune { force } => {
             if !force

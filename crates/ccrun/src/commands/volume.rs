@@ -353,21 +353,12 @@ pub fn rm(global: &GlobalOpts, args: RmArgs) -> Result<i32> {
     let root = global.store_root();
     let store = VolumeStore::open(&root)?;
     let containers = ContainerStore::open(&root)?;
-    let mut failed = Vec::new();
-    for name in &args.names {
-        let result = remove_one(&store, &containers, name, args.force);
-        match result {
-            Ok(true) => println!("{name}"),
-            Ok(false) => {}
-            Err(e) => {
-                eprintln!("Error response: {}", crate::exit::one_line(&e));
-                failed.push(name.clone());
-            }
+    super::for_each_named("remove", &args.names, |name| {
+        if remove_one(&store, &containers, name, args.force)? {
+            println!("{name}");
         }
-    }
-    if !failed.is_empty() {
-        bail!("could not remove {}", failed.join(", "));
-    }
+        Ok(())
+    })?;
     Ok(0)
 }
 
