@@ -10,6 +10,7 @@ mod image_config;
 mod networks;
 mod relay;
 mod spec_builder;
+mod storage;
 mod template;
 mod tty;
 mod units;

@@ -2,9 +2,9 @@
 //! under `<root>/containers/`, with a lock so concurrent ccrun commands never
 //! corrupt a record or hand out a name twice.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::ErrorKind;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -13,16 +13,12 @@ use anyhow::{bail, Context, Result};
 use super::finish::{Exit, UNOBSERVED};
 use super::names;
 use super::record::{Record, Status};
+use crate::storage::FileLock;
 
 /// The container store under a storage root.
 #[derive(Debug, Clone)]
 pub struct ContainerStore {
     dir: PathBuf,
-}
-
-/// An exclusive hold on the container store, released on drop (or by the kernel).
-pub struct StoreLock {
-    _lock: nix::fcntl::Flock<File>,
 }
 
 impl ContainerStore {
@@ -36,30 +32,13 @@ impl ContainerStore {
             .mode(0o711)
             .create(dir.join("names"))
             .with_context(|| format!("creating {}", dir.display()))?;
-        for path in [root, dir.as_path()] {
-            let meta = fs::metadata(path).with_context(|| format!("stat {}", path.display()))?;
-            let mode = meta.permissions().mode() & 0o7777;
-            if mode & 0o011 != 0o011 {
-                fs::set_permissions(path, fs::Permissions::from_mode(mode | 0o011))
-                    .with_context(|| format!("chmod {}", path.display()))?;
-            }
-        }
+        crate::storage::make_searchable(&[root, dir.as_path()])?;
         Ok(ContainerStore { dir })
     }
 
     /// Takes the store lock, waiting for other ccrun processes.
-    pub fn lock(&self) -> Result<StoreLock> {
-        let path = self.dir.join("lock");
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| e)
-            .with_context(|| format!("locking {}", path.display()))?;
-        Ok(StoreLock { _lock: lock })
+    pub fn lock(&self) -> Result<FileLock> {
+        crate::storage::lock_exclusive(&self.dir.join("lock"))
     }
 
     /// The storage root the store lives in.

@@ -2,7 +2,7 @@
 //! its definition (`network.json`) and its address allocations (`ipam/`). The default
 //! network `bridge` (interface `ccrun0`, 10.88.0.0/16) is created on first use.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs;
 use std::net::Ipv4Addr;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -12,6 +12,7 @@ use ccrun_net::Subnet;
 use serde::{Deserialize, Serialize};
 
 use crate::containers::record::write_atomic;
+use crate::storage::FileLock;
 
 /// Name of the default network, as in Docker.
 pub const DEFAULT_NETWORK: &str = "bridge";
@@ -63,11 +64,6 @@ pub struct NetworkStore {
     dir: PathBuf,
 }
 
-/// An exclusive hold on the network store.
-pub struct NetworkLock {
-    _lock: nix::fcntl::Flock<File>,
-}
-
 impl NetworkStore {
     /// Opens (creating) `<root>/networks`.
     pub fn open(root: &Path) -> Result<NetworkStore> {
@@ -81,18 +77,8 @@ impl NetworkStore {
     }
 
     /// Takes the store lock, waiting for other ccrun processes.
-    pub fn lock(&self) -> Result<NetworkLock> {
-        let path = self.dir.join("lock");
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| e)
-            .with_context(|| format!("locking {}", path.display()))?;
-        Ok(NetworkLock { _lock: lock })
+    pub fn lock(&self) -> Result<FileLock> {
+        crate::storage::lock_exclusive(&self.dir.join("lock"))
     }
 
     /// The directory of network `name`.

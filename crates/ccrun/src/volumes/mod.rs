@@ -195,7 +195,7 @@ fn build_mount(destination: &str, typ: &str, source: &Path, options: Vec<String>
 /// it, seeds it from the image or gives it to the container's root. Returns its `_data`.
 fn prepare_volume(
     store: &VolumeStore,
-    lock: &store::VolumeLock,
+    lock: &crate::storage::FileLock,
     request: &VolumeRequest,
     target: &Target<'_>,
 ) -> Result<PathBuf> {

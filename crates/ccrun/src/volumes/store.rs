@@ -4,7 +4,7 @@
 //! half-made volume and concurrent ccrun commands never hand out a name twice.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs;
 use std::io::ErrorKind;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -13,6 +13,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::containers::record::write_atomic;
+use crate::storage::FileLock;
 
 /// File name of a volume's metadata inside its directory.
 pub const METADATA_FILE: &str = "volume.json";
@@ -58,11 +59,6 @@ pub struct VolumeStore {
     dir: PathBuf,
 }
 
-/// An exclusive hold on the volume store, released on drop (or by the kernel).
-pub struct VolumeLock {
-    _lock: nix::fcntl::Flock<File>,
-}
-
 /// Checks a volume name the way Docker does for the local driver.
 pub fn validate_name(name: &str) -> Result<()> {
     let mut chars = name.chars();
@@ -89,31 +85,14 @@ impl VolumeStore {
             .mode(0o711)
             .create(&dir)
             .with_context(|| format!("creating {}", dir.display()))?;
-        for path in [root, dir.as_path()] {
-            let meta = fs::metadata(path).with_context(|| format!("stat {}", path.display()))?;
-            let mode = meta.permissions().mode() & 0o7777;
-            if mode & 0o011 != 0o011 {
-                fs::set_permissions(path, fs::Permissions::from_mode(mode | 0o011))
-                    .with_context(|| format!("chmod {}", path.display()))?;
-            }
-        }
+        crate::storage::make_searchable(&[root, dir.as_path()])?;
         Ok(VolumeStore { dir })
     }
 
     /// Takes the store lock, waiting for other ccrun processes. The lock file's name
     /// starts with a dot, so it can never be taken for a volume.
-    pub fn lock(&self) -> Result<VolumeLock> {
-        let path = self.dir.join(".lock");
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| e)
-            .with_context(|| format!("locking {}", path.display()))?;
-        Ok(VolumeLock { _lock: lock })
+    pub fn lock(&self) -> Result<FileLock> {
+        crate::storage::lock_exclusive(&self.dir.join(".lock"))
     }
 
     /// The directory of volume `name`.
@@ -167,7 +146,7 @@ impl VolumeStore {
     /// renamed into place, so it appears complete or not at all.
     pub fn create(
         &self,
-        _lock: &VolumeLock,
+        _lock: &FileLock,
         name: &str,
         labels: BTreeMap<String, String>,
     ) -> Result<Volume> {
@@ -213,13 +192,13 @@ impl VolumeStore {
     }
 
     /// Rewrites the metadata of an existing volume.
-    pub fn save(&self, _lock: &VolumeLock, volume: &Volume) -> Result<()> {
+    pub fn save(&self, _lock: &FileLock, volume: &Volume) -> Result<()> {
         save_metadata(&self.dir_of(&volume.name), volume)
     }
 
     /// Deletes volume `name` and its content: it disappears at once (renamed aside),
     /// then its files are removed. Returns the bytes freed.
-    pub fn remove(&self, _lock: &VolumeLock, name: &str) -> Result<u64> {
+    pub fn remove(&self, _lock: &FileLock, name: &str) -> Result<u64> {
         validate_name(name)?;
         let dir = self.dir_of(name);
         let aside = self.dir.join(format!(
@@ -237,7 +216,7 @@ impl VolumeStore {
     }
 
     /// Removes what a crash left behind: volumes half created or half removed.
-    pub fn sweep(&self, _lock: &VolumeLock) {
+    pub fn sweep(&self, _lock: &FileLock) {
         let Ok(entries) = fs::read_dir(&self.dir) else {
             return;
         };
