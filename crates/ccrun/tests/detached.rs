@@ -415,7 +415,17 @@ fn a_store_removed_under_a_running_container_leaves_no_cgroup() {
     let (c, r) = (Ccrun::new(), Rootfs::busybox());
     let id = run_d(&c, &r, &["sleep", "100"]);
     let pid = pid_of(&c, &id);
-    std::fs::remove_dir_all(c.store_root().join("containers")).expect("remove the store");
+    // The monitor may be creating the log right now: retry a directory that refills.
+    let store = c.store_root().join("containers");
+    let mut removed = std::fs::remove_dir_all(&store);
+    for _ in 0..50 {
+        if removed.is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        removed = std::fs::remove_dir_all(&store);
+    }
+    removed.expect("remove the store");
     kill(Pid::from_raw(pid), Signal::SIGKILL).expect("kill");
     let cgroup = std::path::Path::new("/sys/fs/cgroup/pids/ccrun").join(&id);
     wait_until("the cgroup to go", Duration::from_secs(10), || {

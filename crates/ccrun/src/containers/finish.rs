@@ -87,6 +87,7 @@ pub fn finish(
     let updated = store.update(id, |r| {
         r.monitor_pid = 0;
         r.monitor_start_time = 0;
+        r.attachment = None;
         match &exit {
             Some(exit) => {
                 r.status = Status::Exited;

@@ -150,11 +150,20 @@ pub fn foreground(
     drop(devnull);
     let readers = pipes.map(|(readers, _writers)| readers);
     let pid = container.pid();
-    if let Err(e) = crate::networks::connect(store, record, pid) {
-        let _ = container.delete(true);
-        return Err(e);
-    }
-    mark_running(store, record, &container, std::process::id() as i32);
+    let attachment = match crate::networks::connect(store, record, pid) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = container.delete(true);
+            return Err(e);
+        }
+    };
+    mark_running(
+        store,
+        record,
+        &container,
+        std::process::id() as i32,
+        attachment,
+    );
     let status = match (container.take_console(), readers) {
         (Some(master), _) => {
             tty::sync_window_size(master.as_fd());
@@ -188,8 +197,15 @@ pub fn foreground(
     Ok(Exit::now(status.code()))
 }
 
-/// Records that the container's process runs, watched by `monitor_pid`.
-pub fn mark_running(store: &ContainerStore, record: &Record, container: &Container, monitor: i32) {
+/// Records that the container's process runs, watched by `monitor`, and where it is
+/// attached.
+pub fn mark_running(
+    store: &ContainerStore,
+    record: &Record,
+    container: &Container,
+    monitor: i32,
+    attachment: Option<ccrun_net::Attachment>,
+) {
     let started = ccrun_runtime::state::now_rfc3339();
     let pid = container.pid();
     let pid_start_time = container.state.pid_start_time;
@@ -205,6 +221,7 @@ pub fn mark_running(store: &ContainerStore, record: &Record, container: &Contain
         r.error = None;
         r.monitor_pid = monitor;
         r.monitor_start_time = monitor_start_time;
+        r.attachment = attachment;
     });
     if let Err(e) = updated {
         eprintln!("ccrun: recording the start of {}: {e:#}", record.short_id());
@@ -322,6 +339,7 @@ pub fn fail_start(global: &GlobalOpts, store: &ContainerStore, id: &str, err: &a
         r.finished_at = Some(ccrun_runtime::state::now_rfc3339());
         r.monitor_pid = 0;
         r.monitor_start_time = 0;
+        r.attachment = None;
     });
     let snapshot = Snapshot::new(&store.dir_of(id));
     let cleaned = match updated {

@@ -198,12 +198,15 @@ impl MonitorJob<'_> {
             stdin_writer,
         } = self.wiring;
         drop(container_fds);
-        if let Err(e) = crate::networks::connect(self.store, self.record, container.pid()) {
-            let _ = container.delete(true);
-            return Err(e);
-        }
+        let attachment = match crate::networks::connect(self.store, self.record, container.pid()) {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = container.delete(true);
+                return Err(e);
+            }
+        };
         let me = std::process::id() as i32;
-        mark_running(self.store, self.record, &container, me);
+        mark_running(self.store, self.record, &container, me, attachment);
         let console = container.take_console();
         if let Err(e) = container.start() {
             let _ = container.delete(true);

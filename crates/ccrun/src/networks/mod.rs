@@ -19,10 +19,15 @@ use crate::containers::{ContainerStore, Record, Status};
 use crate::etc_files;
 
 /// Attaches the created container `record` (its init is `pid`, not yet started) to
-/// its network and records the attachment; a no-op for other network modes.
-pub fn connect(containers: &ContainerStore, record: &Record, pid: i32) -> Result<()> {
+/// its network and writes its `/etc/hosts`; `None` for other network modes. The
+/// caller records the attachment (with the rest of the start, in one write).
+pub fn connect(
+    containers: &ContainerStore,
+    record: &Record,
+    pid: i32,
+) -> Result<Option<ccrun_net::Attachment>> {
     let NetworkChoice::Bridge { network, ip, ports } = &record.network else {
-        return Ok(());
+        return Ok(None);
     };
     let networks = NetworkStore::open(containers.root())?;
     let net = networks.find(network)?;
@@ -55,16 +60,24 @@ pub fn connect(containers: &ContainerStore, record: &Record, pid: i32) -> Result
         }
     });
     let attachment = attached.with_context(|| format!("attaching to network {}", net.name))?;
-    let recorded = containers.update(&record.id, |r| r.attachment = Some(attachment));
-    if let Err(e) = recorded.and_then(|_| sync_hosts(&networks, containers, &net)) {
+    let hosts_written = if net.resolves_names() {
+        // Peers find it through its record, so that goes first.
+        containers
+            .update(&record.id, |r| r.attachment = Some(attachment.clone()))
+            .and_then(|_| sync_hosts(&networks, containers, &net, None))
+    } else {
+        write_hosts(containers, &net, record, &attachment, &[])
+    };
+    if let Err(e) = hosts_written {
         let _ = ccrun_net::detach(&net.config(), &networks.ipam_dir(&net.name), &record.id);
         return Err(e);
     }
-    Ok(())
+    Ok(Some(attachment))
 }
 
-/// Detaches container `id` from its network (veth, published ports, address) and
-/// tells its peers; safe to call more than once, also after a crash.
+/// Detaches container `record` from its network (veth, published ports, address) and
+/// tells its peers; safe to call more than once, also after a crash. The caller
+/// clears the record's attachment with its own update (or removes the record).
 pub fn disconnect(containers: &ContainerStore, record: &Record) -> Result<()> {
     let network = match (&record.attachment, &record.network) {
         (Some(a), _) => a.network.clone(),
@@ -79,8 +92,10 @@ pub fn disconnect(containers: &ContainerStore, record: &Record) -> Result<()> {
     };
     ccrun_net::detach(&net.config(), &networks.ipam_dir(&net.name), &record.id)
         .with_context(|| format!("detaching from network {}", net.name))?;
-    containers.update(&record.id, |r| r.attachment = None)?;
-    sync_hosts(&networks, containers, &net)
+    if net.resolves_names() {
+        sync_hosts(&networks, containers, &net, Some(&record.id))?;
+    }
+    Ok(())
 }
 
 /// The network namespace of running container `id`, for `--network container:ID`.
@@ -135,41 +150,53 @@ pub fn share_etc_files(mounts: &mut [Mount], other_dir: &Path) {
     }
 }
 
-/// Rewrites `/etc/hosts` of every container attached to `net`: its own address and
-/// names, its peers' on a user-defined network, and its `--add-host` entries. The
-/// files are rewritten in place, so the bind mounts keep showing them.
+/// Rewrites `/etc/hosts` of every container attached to the user-defined network
+/// `net` (except `leaving`), each listing its peers by name.
 fn sync_hosts(
     networks: &NetworkStore,
     containers: &ContainerStore,
     net: &NetworkRecord,
+    leaving: Option<&str>,
 ) -> Result<()> {
     let _lock = networks.lock()?;
-    let members: Vec<Record> = containers
+    let members: Vec<(Record, ccrun_net::Attachment)> = containers
         .list()?
         .into_iter()
         .filter(|r| r.status != Status::Exited && r.status != Status::Dead)
-        .filter(|r| r.attachment.as_ref().is_some_and(|a| a.network == net.name))
+        .filter(|r| Some(r.id.as_str()) != leaving)
+        .filter_map(|r| {
+            let a = r.attachment.clone().filter(|a| a.network == net.name)?;
+            Some((r, a))
+        })
         .collect();
-    for member in &members {
-        let Some(own) = &member.attachment else {
-            continue;
-        };
-        let mut entries = vec![(own.ip.to_string(), names_of(member, net.resolves_names()))];
-        if net.resolves_names() {
-            for peer in members.iter().filter(|p| p.id != member.id) {
-                if let Some(a) = &peer.attachment {
-                    entries.push((a.ip.to_string(), names_of(peer, true)));
-                }
-            }
-        }
-        for (name, addr) in &member.extra_hosts {
-            entries.push((addr.clone(), name.clone()));
-        }
-        let path = containers.dir_of(&member.id).join("hosts");
-        std::fs::write(&path, etc_files::hosts(&entries))
-            .with_context(|| format!("writing {}", path.display()))?;
+    for (member, own) in &members {
+        let peers: Vec<(String, String)> = members
+            .iter()
+            .filter(|(p, _)| p.id != member.id)
+            .map(|(p, a)| (a.ip.to_string(), names_of(p, true)))
+            .collect();
+        write_hosts(containers, net, member, own, &peers)?;
     }
     Ok(())
+}
+
+/// Writes `record`'s `/etc/hosts`: its own address and names, `peers`, and its
+/// `--add-host` entries. Rewritten in place, so the bind mount keeps showing it.
+fn write_hosts(
+    containers: &ContainerStore,
+    net: &NetworkRecord,
+    record: &Record,
+    own: &ccrun_net::Attachment,
+    peers: &[(String, String)],
+) -> Result<()> {
+    let mut entries = vec![(own.ip.to_string(), names_of(record, net.resolves_names()))];
+    entries.extend(peers.iter().cloned());
+    for (name, addr) in &record.extra_hosts {
+        entries.push((addr.clone(), name.clone()));
+    }
+    let path = containers.dir_of(&record.id).join("hosts");
+    std::fs::write(&path, etc_files::hosts(&entries))
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// The names a container answers to: its hostname, plus its name where names resolve.
