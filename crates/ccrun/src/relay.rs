@@ -91,6 +91,37 @@ fn pump(fd: BorrowedFd<'_>, stream: Stream, sink: &mut OutputSink, buf: &mut [u8
     }
 }
 
+/// The signals `forwarder` blocked, readable from a non-blocking signalfd in a poll loop.
+pub fn signal_fd(forwarder: &Forwarder) -> Result<SignalFd> {
+    SignalFd::with_flags(
+        forwarder.signals(),
+        SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK,
+    )
+    .context("signalfd")
+}
+
+/// Forwards the signals pending on `sfd` to `pid`, except SIGCHLD (ours) and those
+/// `handled_here` takes care of itself (returning true).
+pub fn forward_pending(sfd: &SignalFd, pid: i32, mut handled_here: impl FnMut(Signal) -> bool) {
+    while let Ok(Some(info)) = sfd.read_signal() {
+        match Signal::try_from(info.ssi_signo as i32) {
+            Ok(Signal::SIGCHLD) | Err(_) => {}
+            Ok(sig) if handled_here(sig) => {}
+            Ok(sig) => {
+                let _ = kill(Pid::from_raw(pid), sig);
+            }
+        }
+    }
+}
+
+/// Adds `fd` to the poll set when `open`; returns its index there.
+pub fn watch<'a>(fds: &mut Vec<PollFd<'a>>, open: bool, fd: BorrowedFd<'a>) -> Option<usize> {
+    open.then(|| {
+        fds.push(PollFd::new(fd, PollFlags::POLLIN));
+        fds.len() - 1
+    })
+}
+
 /// Relays the container's stdout and stderr pipes to `sink` and the signals
 /// `forwarder` blocked to `pid`, until `pid` exits; returns how it ended.
 pub fn relay_pipes(
@@ -100,11 +131,7 @@ pub fn relay_pipes(
     pid: i32,
     sink: &mut OutputSink,
 ) -> Result<ExitStatus> {
-    let sfd = SignalFd::with_flags(
-        forwarder.signals(),
-        SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK,
-    )
-    .context("signalfd")?;
+    let sfd = signal_fd(forwarder)?;
     set_nonblocking(stdout.as_fd())?;
     set_nonblocking(stderr.as_fd())?;
     let mut open = [true, true];
@@ -122,13 +149,10 @@ pub fn relay_pipes(
             return Ok(status);
         }
         let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
-        let mut at = [None, None];
-        for (i, (fd, _)) in streams.iter().enumerate() {
-            if open[i] {
-                fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
-                at[i] = Some(fds.len() - 1);
-            }
-        }
+        let at = [
+            watch(&mut fds, open[0], stdout.as_fd()),
+            watch(&mut fds, open[1], stderr.as_fd()),
+        ];
         match poll(&mut fds, PollTimeout::NONE) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => return Err(e).context("poll"),
@@ -138,14 +162,7 @@ pub fn relay_pipes(
         let pipe_ready = at.map(|a| a.is_some_and(ready));
         drop(fds);
         if signal_ready {
-            while let Ok(Some(info)) = sfd.read_signal() {
-                match Signal::try_from(info.ssi_signo as i32) {
-                    Ok(Signal::SIGCHLD) | Err(_) => {}
-                    Ok(sig) => {
-                        let _ = kill(Pid::from_raw(pid), sig);
-                    }
-                }
-            }
+            forward_pending(&sfd, pid, |_| false);
         }
         for (i, (fd, stream)) in streams.iter().enumerate() {
             if pipe_ready[i] {

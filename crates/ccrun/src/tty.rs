@@ -12,12 +12,10 @@ use ccrun_monitor::logfile::Stream;
 use ccrun_runtime::{ExitStatus, Forwarder};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{kill, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::signal::Signal;
 use nix::sys::termios::{self, SetArg, Termios};
-use nix::unistd::Pid;
 
-use crate::relay::{set_nonblocking, OutputSink};
+use crate::relay::{forward_pending, set_nonblocking, signal_fd, watch, OutputSink};
 
 fn window_size(fd: BorrowedFd<'_>) -> Option<nix::pty::Winsize> {
     let mut ws = nix::pty::Winsize {
@@ -76,19 +74,14 @@ pub fn relay(
     interactive: bool,
     sink: &mut OutputSink,
 ) -> Result<ExitStatus> {
-    let sfd = SignalFd::with_flags(
-        forwarder.signals(),
-        SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK,
-    )
-    .context("signalfd")?;
+    let sfd = signal_fd(forwarder)?;
     set_nonblocking(master.as_fd())?;
     let stdin = std::io::stdin();
-    let pid = Pid::from_raw(pid);
     let mut stdin_open = interactive;
     let mut master_open = true;
     let mut buf = vec![0u8; 32 * 1024];
     loop {
-        if let Some(status) = ccrun_runtime::signals::try_reap(pid.as_raw())? {
+        if let Some(status) = ccrun_runtime::signals::try_reap(pid)? {
             if master_open {
                 pump_master(master.as_fd(), &mut buf, sink)?;
             }
@@ -108,16 +101,14 @@ pub fn relay(
             (ready(Some(0)), ready(master_at), ready(stdin_at));
         drop(fds);
         if signal_ready {
-            while let Ok(Some(info)) = sfd.read_signal() {
-                match Signal::try_from(info.ssi_signo as i32) {
-                    Ok(Signal::SIGCHLD) => {}
-                    Ok(Signal::SIGWINCH) => sync_window_size(master.as_fd()),
-                    Ok(sig) => {
-                        let _ = kill(pid, sig);
-                    }
-                    Err(_) => {}
+            forward_pending(&sfd, pid, |sig| {
+                // The terminal's size is ccrun's to pass on; the kernel tells the program.
+                let ours = sig == Signal::SIGWINCH;
+                if ours {
+                    sync_window_size(master.as_fd());
                 }
-            }
+                ours
+            });
         }
         if master_ready {
             master_open = pump_master(master.as_fd(), &mut buf, sink)?;
@@ -135,14 +126,6 @@ pub fn relay(
             }
         }
     }
-}
-
-/// Adds `fd` to the poll set when `open`; returns its index there.
-fn watch<'a>(fds: &mut Vec<PollFd<'a>>, open: bool, fd: BorrowedFd<'a>) -> Option<usize> {
-    open.then(|| {
-        fds.push(PollFd::new(fd, PollFlags::POLLIN));
-        fds.len() - 1
-    })
 }
 
 /// Copies what the master has to stdout and the log; false once the slave side is gone.
