@@ -11,19 +11,10 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use support::{stderr, stdout, Ccrun, Rootfs};
+use support::{alive, stderr, stdout, wait_until, Ccrun, Rootfs};
 
-/// Starts `ccrun run -d --rootfs R <args>` and returns the full id it printed.
 fn run_d(c: &Ccrun, r: &Rootfs, args: &[&str]) -> String {
-    let mut all = vec!["run", "-d", "--rootfs"];
-    let path = r.path().to_str().expect("utf-8 path");
-    all.push(path);
-    all.extend_from_slice(args);
-    let out = c.ccrun(&all);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let id = stdout(&out);
-    assert_eq!(id.len(), 64, "run -d prints the full id: {id:?}");
-    id
+    c.run_detached(r.path(), args)
 }
 
 /// `ps -a --format json` as (id, state, exit code) rows.
@@ -51,28 +42,8 @@ fn state_of(c: &Ccrun, id: &str) -> (String, Option<i64>) {
         .unwrap_or_else(|| ("gone".to_string(), None))
 }
 
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn pid_of(c: &Ccrun, id: &str) -> i32 {
     c.record(id)["pid"].as_i64().expect("pid") as i32
-}
-
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            !s.rsplit(')')
-                .next()
-                .unwrap_or("")
-                .trim_start()
-                .starts_with('Z')
-        })
-        .unwrap_or(false)
 }
 
 /// Nothing of container `id` is left: no record, no cgroup, no runtime state, no mount.
@@ -443,18 +414,7 @@ fn a_store_removed_under_a_running_container_leaves_no_cgroup() {
 #[test]
 fn twenty_concurrent_containers_are_all_recorded_and_removable() {
     let (c, r) = (Ccrun::new(), Rootfs::busybox());
-    let ids: Vec<String> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..20)
-            .map(|i| {
-                let (c, r) = (&c, &r);
-                s.spawn(move || run_d(c, r, &["--name", &format!("many{i}"), "sleep", "100"]))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("thread"))
-            .collect()
-    });
+    let ids = c.start_concurrently(r.path(), 20, "many");
     let rows = ps_rows(&c);
     assert_eq!(rows.len(), 20);
     for id in &ids {
@@ -463,15 +423,7 @@ fn twenty_concurrent_containers_are_all_recorded_and_removable() {
             "{id} missing in {rows:?}"
         );
     }
-    std::thread::scope(|s| {
-        for id in &ids {
-            let c = &c;
-            s.spawn(move || {
-                let out = c.ccrun(&["rm", "-f", id]);
-                assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-            });
-        }
-    });
+    c.remove_concurrently(&ids);
     assert!(ps_rows(&c).is_empty());
     for id in &ids {
         assert_gone(&c, id);

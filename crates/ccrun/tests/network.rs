@@ -9,14 +9,8 @@ use std::time::{Duration, Instant};
 
 use support::{stderr, stdout, Ccrun, Rootfs};
 
-/// `run -d --rootfs R <args>` and the full id.
 fn run_d(c: &Ccrun, r: &Rootfs, args: &[&str]) -> String {
-    let rootfs = r.path().to_str().expect("utf-8");
-    let mut all = vec!["run", "-d", "--rootfs", rootfs];
-    all.extend_from_slice(args);
-    let out = c.ccrun(&all);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    stdout(&out)
+    c.run_detached(r.path(), args)
 }
 
 /// A busybox httpd serving `text` at /i.html on port 80.
@@ -293,17 +287,11 @@ fn user_network_resolves_names_and_none_has_only_loopback() {
             nix::sys::signal::Signal::SIGKILL,
         )
         .expect("kill");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-            !s.rsplit(')')
-                .next()
-                .unwrap_or("")
-                .trim_start()
-                .starts_with('Z')
-        }) {
-            assert!(Instant::now() < deadline, "{key} {pid} did not die");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        support::wait_until(
+            &format!("{key} {pid} to die"),
+            Duration::from_secs(5),
+            || !support::alive(pid),
+        );
     }
     let fresh = c.ccrun(&[
         "run",
@@ -353,32 +341,13 @@ fn user_network_resolves_names_and_none_has_only_loopback() {
 #[test]
 fn twenty_concurrent_containers_get_distinct_addresses() {
     let (c, r) = (Ccrun::in_netns(), Rootfs::busybox());
-    let ids: Vec<String> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..20)
-            .map(|i| {
-                let (c, r) = (&c, &r);
-                s.spawn(move || run_d(c, r, &["--name", &format!("n{i}"), "sleep", "100"]))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("thread"))
-            .collect()
-    });
+    let ids = c.start_concurrently(r.path(), 20, "n");
     let mut ips: Vec<String> = (0..20).map(|i| ip_of(&c, &format!("n{i}"))).collect();
     ips.sort();
     ips.dedup();
     assert_eq!(ips.len(), 20, "{ips:?}");
     assert_eq!(allocations(&c, "bridge").len(), 20);
-    std::thread::scope(|s| {
-        for id in &ids {
-            let c = &c;
-            s.spawn(move || {
-                let out = c.ccrun(&["rm", "-f", id]);
-                assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-            });
-        }
-    });
+    c.remove_concurrently(&ids);
     assert_eq!(allocations(&c, "bridge"), Vec::<String>::new());
     assert!(!links(&c).contains("veth"), "{}", links(&c));
 }

@@ -138,6 +138,48 @@ impl Ccrun {
             .expect("spawn ccrun")
     }
 
+    /// Runs `ccrun run -d --rootfs ROOTFS <args>`, asserts it worked, and returns the
+    /// full id it printed.
+    pub fn run_detached(&self, rootfs: &Path, args: &[&str]) -> String {
+        let rootfs = rootfs.to_str().expect("utf-8 rootfs path");
+        let mut all = vec!["run", "-d", "--rootfs", rootfs];
+        all.extend_from_slice(args);
+        let out = self.ccrun(&all);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let id = stdout(&out);
+        assert_eq!(id.len(), 64, "run -d prints the full id: {id:?}");
+        id
+    }
+
+    /// Starts `count` detached `sleep 100` containers named PREFIX0… all at once and
+    /// returns their ids in name order.
+    pub fn start_concurrently(&self, rootfs: &Path, count: usize, prefix: &str) -> Vec<String> {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..count)
+                .map(|i| {
+                    let name = format!("{prefix}{i}");
+                    s.spawn(move || self.run_detached(rootfs, &["--name", &name, "sleep", "100"]))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("thread"))
+                .collect()
+        })
+    }
+
+    /// `rm -f` of all `ids` at once, each asserted to succeed.
+    pub fn remove_concurrently(&self, ids: &[String]) {
+        std::thread::scope(|s| {
+            for id in ids {
+                s.spawn(move || {
+                    let out = self.ccrun(&["rm", "-f", id]);
+                    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+                });
+            }
+        });
+    }
+
     /// The storage root used.
     pub fn store_root(&self) -> &Path {
         self.root.path()
@@ -273,6 +315,28 @@ impl Drop for Running {
             let _ = child.wait();
         }
     }
+}
+
+/// Polls `f` every 20 ms until it holds; panics naming `what` after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether `pid` is a live process (a zombie is not).
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
 }
 
 /// stdout as a trimmed string.
