@@ -480,41 +480,16 @@ fn main() {
             exec_into_stopped_container_is_refused,
         ),
     ];
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let (mut passed, mut failed) = (0, 0);
-    for (name, test) in tests {
-        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
-            continue;
-        }
-        // A panic fails this test only; no thread is spawned, so the process stays
-        // single-threaded for the next container.
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| test(&mut env))) {
-            Ok(()) => {
-                println!("test {name} ... ok");
-                passed += 1;
-            }
-            Err(_) => {
-                println!("test {name} ... FAILED");
-                failed += 1;
-            }
-        }
-    }
+    let mut tally = ccrun_testkit::run_in_process(tests, &mut env);
     let leftovers = leftover_cgroups();
     let states: Vec<_> = std::fs::read_dir(env.state.path())
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
     if !leftovers.is_empty() || !states.is_empty() {
         println!("leftovers: cgroups {leftovers:?}, state {states:?}");
-        failed += 1;
+        tally.failed += 1;
     }
     // `exit` skips destructors: remove the rootfs and state dir first.
     drop(env);
-    let verdict = if failed == 0 { "ok" } else { "FAILED" };
-    println!("\ntest result: {verdict}. {passed} passed; {failed} failed");
-    if failed > 0 {
-        std::process::exit(1);
-    }
+    tally.finish();
 }

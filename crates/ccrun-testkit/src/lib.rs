@@ -89,3 +89,56 @@ impl Rootfs {
         self.dir.path()
     }
 }
+
+/// How a run of [`run_in_process`] went.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Tests that passed.
+    pub passed: usize,
+    /// Tests that failed (or leftovers found afterwards, counted by the caller).
+    pub failed: usize,
+}
+
+impl Tally {
+    /// Prints libtest's summary line and exits 1 if anything failed. Call it after
+    /// dropping what the tests shared: `exit` skips destructors.
+    pub fn finish(self) {
+        let verdict = if self.failed == 0 { "ok" } else { "FAILED" };
+        println!(
+            "\ntest result: {verdict}. {} passed; {} failed",
+            self.passed, self.failed
+        );
+        if self.failed > 0 {
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Runs `tests` one after the other in this very process, for tests without the
+/// libtest harness (container creation needs a single-threaded process). Arguments
+/// that are not flags filter tests by name, as with libtest; a panic fails only its
+/// test.
+pub fn run_in_process<E>(tests: &[(&str, fn(&mut E))], env: &mut E) -> Tally {
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let mut tally = Tally::default();
+    for (name, test) in tests {
+        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
+            continue;
+        }
+        // No thread is spawned, so the process stays single-threaded for the next one.
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| test(env))) {
+            Ok(()) => {
+                println!("test {name} ... ok");
+                tally.passed += 1;
+            }
+            Err(_) => {
+                println!("test {name} ... FAILED");
+                tally.failed += 1;
+            }
+        }
+    }
+    tally
+}
