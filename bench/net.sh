@@ -131,60 +131,8 @@ cc() { in_ns "${ccrun_base[@]}" "$@"; }
 # The v1 hierarchies' /ccrun directories that existed before (ccrun's shared parent).
 ccrun_parents_before=$(find /sys/fs/cgroup -mindepth 2 -maxdepth 2 -name ccrun -type d 2>/dev/null | sort)
 
-# The start time (clock ticks since boot, field 22 of /proc/PID/stat) of process $1.
-starttime() {
-  local stat
-  { stat=$(<"/proc/$1/stat"); } 2>/dev/null || return 1
-  stat=${stat##*) }
-  # shellcheck disable=SC2086 # split into fields on purpose
-  set -- $stat
-  echo "${20}"
-}
-
-# Remembers process $1 (by PID and start time) as one this run has to see gone.
-own() {
-  local st
-  [[ $1 =~ ^[0-9]+$ ]] && (($1 > 0)) || return 0
-  st=$(starttime "$1") || return 0
-  owned+=("$1:$st")
-}
-
-# Whether remembered process "PID:STARTTIME" $1 is still that process (and no zombie).
-still_alive() {
-  local pid=${1%%:*} st=${1#*:} state
-  [[ $(starttime "$pid" 2>/dev/null) == "$st" ]] || return 1
-  state=$(awk '/^State:/ { print $2 }' "/proc/$pid/status" 2>/dev/null)
-  [[ -n $state && $state != Z ]]
-}
-
-# Waits up to $1 tenths of a second for every remembered process to be gone.
-wait_owned() {
-  local tries=$1 p busy
-  while ((tries-- > 0)); do
-    busy=0
-    for p in "${owned[@]}"; do
-      if still_alive "$p"; then busy=1; break; fi
-    done
-    ((busy)) || return 0
-    sleep 0.1
-  done
-  return 1
-}
-
-# The command line of process $1, words separated by spaces (empty if it is gone).
-cmdline_of() { { tr '\0' ' ' <"/proc/$1/cmdline"; } 2>/dev/null || true; }
-
-# Processes whose command line names the work dir (ccrun commands, monitors and their
-# container-cleanup), except this shell.
-work_pids() {
-  local f pid
-  for f in /proc/[0-9]*/cmdline; do
-    pid=${f#/proc/}
-    pid=${pid%/cmdline}
-    ((pid == $$ || pid == BASHPID)) && continue
-    if cmdline_of "$pid" | grep -qF -- "$work/"; then echo "$pid"; fi
-  done
-}
+# shellcheck source=bench/lib.sh
+source "$repo/bench/lib.sh"
 
 # Adds every container in this run's store to ccrun_ids (for cleanup and its cgroups).
 note_ids() {

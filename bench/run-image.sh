@@ -174,31 +174,9 @@ if [[ $skip_ccrun != 1 ]]; then
 fi
 
 echo "== podman: private storage and config, pull, one run"
-mkdir -p "$work/podman/networks"
-cat >"$work/podman/storage.conf" <<EOF
-[storage]
-driver = "overlay"
-graphroot = "$work/podman/root"
-runroot = "$work/podman/run"
-EOF
-cat >"$work/podman/containers.conf" <<EOF
-[containers]
-log_driver = "k8s-file"
-[engine]
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-events_logfile_path = "$work/podman/events.log"
-runtime = "crun"
-tmp_dir = "$work/podman/tmp"
-volume_path = "$work/podman/volumes"
-[network]
-network_config_dir = "$work/podman/networks"
-EOF
-export CONTAINERS_STORAGE_CONF=$work/podman/storage.conf CONTAINERS_CONF=$work/podman/containers.conf
-nofile=$(ulimit -Hn)
-nproc=$(ulimit -Hu)
-pid_max=$(</proc/sys/kernel/pid_max)
-if [[ $nproc == unlimited ]] || ((nproc > pid_max)); then nproc=$pid_max; fi
+# shellcheck source=bench/lib.sh
+source "$repo/bench/lib.sh"
+podman_private_config
 podman "${podman_flags[@]}" pull -q --tls-verify=false "$image" >/dev/null
 podman_run="podman ${podman_flags[*]} run --rm --network host --cgroup-parent $podman_cg"
 podman_run+=" --ulimit nofile=$nofile:$nofile --ulimit nproc=$nproc:$nproc $image true"

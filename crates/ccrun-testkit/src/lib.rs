@@ -114,11 +114,14 @@ impl Tally {
     }
 }
 
+/// A test for [`run_in_process`]: its name and its function.
+pub type NamedTest<E> = (&'static str, fn(&mut E));
+
 /// Runs `tests` one after the other in this very process, for tests without the
 /// libtest harness (container creation needs a single-threaded process). Arguments
 /// that are not flags filter tests by name, as with libtest; a panic fails only its
 /// test.
-pub fn run_in_process<E>(tests: &[(&str, fn(&mut E))], env: &mut E) -> Tally {
+pub fn run_in_process<E>(tests: &[NamedTest<E>], env: &mut E) -> Tally {
     let filter: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
