@@ -32,6 +32,12 @@ pub const EXEC_FIFO: &str = "exec.fifo";
 /// mapping, so host-root-owned image files appear owned by the container's root.
 pub const ANNOTATION_ROOTFS_IDMAP: &str = "io.ccrun.rootfs.idmap";
 
+/// The cgroup of container `id` when its spec names none: absolute, under a `ccrun`
+/// parent shared by all containers (never relative to the caller's own cgroup).
+pub fn default_cgroup_path(id: &str) -> String {
+    format!("/ccrun/{id}")
+}
+
 /// Inputs of [`Container::create`].
 #[derive(Debug, Clone)]
 pub struct CreateOptions {
@@ -191,7 +197,7 @@ impl Container {
             .cgroups_path()
             .as_ref()
             .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_else(|| format!("/ccrun/{}", opts.id));
+            .unwrap_or_else(|| default_cgroup_path(&opts.id));
         let layout = Layout::detect()?;
         let cgroup = Cgroup::create(&layout, &cgroup_path)?;
         guard.cgroup = Some(cgroup);

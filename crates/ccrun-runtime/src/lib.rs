@@ -22,7 +22,7 @@ pub mod sync;
 pub mod sys;
 pub mod userns;
 
-pub use container::{Container, CreateOptions, ANNOTATION_ROOTFS_IDMAP};
+pub use container::{default_cgroup_path, Container, CreateOptions, ANNOTATION_ROOTFS_IDMAP};
 pub use error::{Error, Result};
 pub use exec::{ExecOptions, ExecProcess};
 pub use signals::{ExitStatus, Forwarder};

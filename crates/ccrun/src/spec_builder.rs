@@ -350,7 +350,7 @@ pub fn build(run: &RunSpec) -> Result<Spec> {
     let linux = linux
         .namespaces(namespaces)
         .resources(resources.build()?)
-        .cgroups_path(PathBuf::from(format!("/ccrun/{}", run.id)))
+        .cgroups_path(PathBuf::from(ccrun_runtime::default_cgroup_path(&run.id)))
         .masked_paths(
             MASKED_PATHS
                 .iter()

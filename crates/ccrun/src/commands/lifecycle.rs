@@ -245,7 +245,8 @@ pub fn cleanup(global: &GlobalOpts, args: CleanupArgs) -> Result<i32> {
         // runtime state and cgroup must still go.
         launch::remove_stale_state(global, &args.id);
         if let Ok(layout) = ccrun_cgroups::Layout::detect() {
-            if let Ok(cgroup) = ccrun_cgroups::Cgroup::open(&layout, &format!("/ccrun/{}", args.id))
+            if let Ok(cgroup) =
+                ccrun_cgroups::Cgroup::open(&layout, &ccrun_runtime::default_cgroup_path(&args.id))
             {
                 let _ = cgroup.destroy();
             }

@@ -57,7 +57,7 @@ fn container_pids(state_root: &Path, record: &Record) -> Result<Vec<i32>> {
         Err(e) => {
             tracing::debug!("no runtime state for {}: {e}", record.short_id());
             let layout = ccrun_cgroups::Layout::detect().context("finding the cgroup mounts")?;
-            ccrun_cgroups::Cgroup::open(&layout, &format!("/ccrun/{}", record.id))?
+            ccrun_cgroups::Cgroup::open(&layout, &ccrun_runtime::default_cgroup_path(&record.id))?
         }
     };
     let pids = cgroup
