@@ -391,7 +391,7 @@ fn run_or_create(global: &GlobalOpts, args: RunArgs, create_only: bool) -> Resul
             return Err(e);
         }
         Err(e) => {
-            fail_start(global, &containers, &record, &e);
+            launch::fail_start(global, &containers, &record.id, &e);
             return Err(e);
         }
     };
@@ -412,7 +412,7 @@ fn run_or_create(global: &GlobalOpts, args: RunArgs, create_only: bool) -> Resul
         }
         Ok(Some(exit)) => launch::after_exit(global, &containers, &id, exit),
         Err(e) => {
-            fail_start(global, &containers, &record, &e);
+            launch::fail_start(global, &containers, &record.id, &e);
             Err(e)
         }
     }
@@ -503,20 +503,6 @@ fn parse_add_hosts(items: &[String]) -> Result<Vec<(String, String)>> {
             Ok((host.to_string(), addr.to_string()))
         })
         .collect()
-}
-
-/// Records a failed start; when that removed the container (`--rm`), its anonymous
-/// volumes go too.
-fn fail_start(
-    global: &GlobalOpts,
-    containers: &ContainerStore,
-    record: &Record,
-    e: &anyhow::Error,
-) {
-    launch::fail_start(global, containers, &record.id, e);
-    if record.auto_remove && matches!(containers.get(&record.id), Ok(None)) {
-        volumes::remove_anonymous_or_warn(&global.store_root(), record);
-    }
 }
 
 /// `--restart no|on-failure[:N]|always|unless-stopped`.

@@ -322,7 +322,8 @@ pub fn restart_after(
 }
 
 /// Records a failed start: the runtime left nothing behind; the record keeps the
-/// error and the exit status it maps to, and `--rm` removes the container.
+/// error and the exit status it maps to, and `--rm` removes the container with its
+/// anonymous volumes.
 pub fn fail_start(global: &GlobalOpts, store: &ContainerStore, id: &str, err: &anyhow::Error) {
     let code = crate::exit::code_for(err);
     let message = crate::exit::one_line(err);
@@ -346,7 +347,8 @@ pub fn fail_start(global: &GlobalOpts, store: &ContainerStore, id: &str, err: &a
         Ok(Some(r)) if r.auto_remove => snapshot
             .remove()
             .map_err(anyhow::Error::from)
-            .and_then(|()| store.remove(&r)),
+            .and_then(|()| store.remove(&r))
+            .map(|()| crate::volumes::remove_anonymous_or_warn(store.root(), &r)),
         Ok(_) => snapshot.unmount().map_err(anyhow::Error::from),
         Err(e) => Err(e),
     };
