@@ -14,7 +14,7 @@ use oci_spec::runtime::{Mount, MountBuilder, Spec};
 use crate::cli::GlobalOpts;
 use crate::containers::record::{NetworkChoice, RestartPolicy};
 use crate::containers::store::new_container_id;
-use crate::containers::{launch, monitor, ContainerStore, Record, RootfsSource, Status};
+use crate::containers::{cleanup, launch, monitor, ContainerStore, Record, RootfsSource, Status};
 use crate::etc_files::{self, EtcFiles};
 use crate::image_config::{self, ImageDefaults};
 use crate::networks::NetworkStore;
@@ -384,10 +384,7 @@ fn run_or_create(global: &GlobalOpts, args: RunArgs, create_only: bool) -> Resul
         Ok(spec) => spec,
         Err(e) if create_only => {
             // `create` leaves nothing behind when it fails.
-            let _ = Snapshot::new(&dir).remove();
-            if containers.remove(&record).is_ok() {
-                volumes::remove_anonymous_or_warn(&root, &record);
-            }
+            let _ = cleanup::discard(&containers, &record);
             return Err(e);
         }
         Err(e) => {

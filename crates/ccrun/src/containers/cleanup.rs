@@ -40,6 +40,17 @@ pub fn remove(
     store.remove(record)
 }
 
+/// Deletes a stopped `--rm` container's files: its snapshot, its record and name, and
+/// (as Docker's `--rm` does) its anonymous volumes.
+pub fn discard(store: &ContainerStore, record: &Record) -> Result<()> {
+    Snapshot::new(&store.dir_of(&record.id))
+        .remove()
+        .with_context(|| format!("removing the filesystem of {}", record.short_id()))?;
+    store.remove(record)?;
+    crate::volumes::remove_anonymous_or_warn(store.root(), record);
+    Ok(())
+}
+
 /// Kills the container's process and lets its monitor settle the record first, so
 /// that the monitor's cleanup and this removal do not race.
 fn kill_and_wait(store: &ContainerStore, record: &Record) -> Result<()> {

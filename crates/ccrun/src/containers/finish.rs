@@ -119,10 +119,7 @@ pub fn finish(
         return Ok(Next::Restart { delay });
     }
     if record.auto_remove {
-        snapshot.remove()?;
-        store.remove(&record)?;
-        // As Docker's --rm: the anonymous volumes go with the container.
-        crate::volumes::remove_anonymous_or_warn(&global.store_root(), &record);
+        super::cleanup::discard(store, &record)?;
     } else {
         snapshot.unmount()?;
     }

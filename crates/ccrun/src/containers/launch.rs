@@ -344,11 +344,7 @@ pub fn fail_start(global: &GlobalOpts, store: &ContainerStore, id: &str, err: &a
     });
     let snapshot = Snapshot::new(&store.dir_of(id));
     let cleaned = match updated {
-        Ok(Some(r)) if r.auto_remove => snapshot
-            .remove()
-            .map_err(anyhow::Error::from)
-            .and_then(|()| store.remove(&r))
-            .map(|()| crate::volumes::remove_anonymous_or_warn(store.root(), &r)),
+        Ok(Some(r)) if r.auto_remove => super::cleanup::discard(store, &r),
         Ok(_) => snapshot.unmount().map_err(anyhow::Error::from),
         Err(e) => Err(e),
     };
