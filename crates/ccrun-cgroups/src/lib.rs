@@ -8,15 +8,21 @@
 
 #![warn(missing_docs)]
 
+mod bpf;
 mod cgroup;
 mod error;
 mod fs;
 mod layout;
 mod limits;
+mod stats;
 mod v1;
 mod v2;
 mod writer;
 
-pub use cgroup::{Cgroup, Stats};
+pub use cgroup::{Cgroup, DeviceBackend};
 pub use error::{Error, Result};
 pub use layout::Layout;
+pub use stats::{
+    BlkioEntry, BlkioStats, CpuStats, CpuUsage, HugetlbStats, MemoryEntry, MemoryStats, PidsStats,
+    Stats, Throttling,
+};
