@@ -121,7 +121,7 @@ pub struct Cgroup {
 }
 
 impl Cgroup {
-    /// Creates the cgroup at the absolute path `path` (e.g. "/ccrun/<id>"; a leading
+    /// Creates the cgroup at the absolute path `path` (e.g. `/ccrun/<id>`; a leading
     /// slash is optional, the path is never relative to the caller's own cgroup) in every
     /// hierarchy, creating parents; enables controllers in the parents' subtree_control on v2;
     /// initialises v1 cpuset.cpus/mems from the parent so tasks can join.
