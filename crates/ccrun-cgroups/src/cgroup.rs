@@ -226,8 +226,53 @@ impl Cgroup {
     /// `checkBeforeUpdate` refuses a limit below the current usage. A device list
     /// replaces the previous one as a whole (v1: re-applied from deny-all; v2: the
     /// eBPF filter is swapped atomically).
+    ///
+    /// A swap limit given without a memory limit (`runc update --memory-swap`) is
+    /// taken relative to the cgroup's current memory limit.
     pub fn update(&self, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
-        self.set(resources)
+        let swap_alone = resources.memory().as_ref().is_some_and(|m| {
+            m.swap().is_some_and(|s| s != 0) && matches!(m.limit(), None | Some(0))
+        });
+        if !swap_alone {
+            return self.set(resources);
+        }
+        let mut resources = resources.clone();
+        let current = self.memory_limit()?;
+        if let Some(memory) = resources.memory_mut() {
+            memory.set_limit(Some(current));
+        }
+        self.set(&resources)
+    }
+
+    /// The current memory limit in the OCI convention (-1 for unlimited).
+    fn memory_limit(&self) -> Result<i64> {
+        let (path, text) = match self.hierarchy(&MEMORY) {
+            Some(Hierarchy::V1(dir)) => {
+                let path = dir.join("memory.limit_in_bytes");
+                let text = fs::read(&path)?;
+                (path, text)
+            }
+            Some(Hierarchy::V2(dir)) => {
+                let path = dir.join("memory.max");
+                let text = fs::read(&path)?;
+                (path, text)
+            }
+            None => {
+                return Err(Error::ControllerMissing {
+                    controller: MEMORY.display,
+                    setting: "memory.swap",
+                })
+            }
+        };
+        if text.trim() == "max" {
+            return Ok(-1);
+        }
+        // v1 shows "unlimited" as the largest page-aligned i64.
+        let value = fs::parse_u64(&path, &text)?;
+        Ok(i64::try_from(value)
+            .ok()
+            .filter(|&v| v < 1 << 62)
+            .unwrap_or(-1))
     }
 
     fn set(&self, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
@@ -377,7 +422,16 @@ impl Cgroup {
     /// Processes that exit meanwhile are fine; this process and pid 1 are refused.
     pub fn kill_all(&self, signal: Signal) -> Result<()> {
         let was_frozen = self.is_frozen().unwrap_or(false);
-        let froze = !was_frozen && self.freeze().is_ok();
+        let froze = !was_frozen
+            && match self.freeze() {
+                Ok(()) => true,
+                Err(e) => {
+                    // Signal anyway; never leave a half-done v1 FREEZING behind.
+                    tracing::debug!(error = %e, "could not freeze before signalling");
+                    self.thaw_if_frozen()?;
+                    false
+                }
+            };
         let result = self.members().and_then(|members| {
             members
                 .iter()

@@ -337,6 +337,17 @@ fn memory_and_swap_can_be_raised_and_lowered() {
         let expected = if v2 { swap - limit } else { swap };
         assert_eq!(read(&memsw), (expected << 20).to_string());
     }
+    // An update of swap alone is relative to the current memory limit.
+    cgroup
+        .update(&resources(r#"{"memory": {"swap": 2097152000}}"#))
+        .unwrap();
+    assert_eq!(read(&mem), (500 << 20).to_string());
+    let expected: u64 = if v2 {
+        2_097_152_000 - (500 << 20)
+    } else {
+        2_097_152_000
+    };
+    assert_eq!(read(&memsw), expected.to_string());
     cgroup.apply(&memory(-1, None)).unwrap();
     if v2 {
         assert_eq!(read(&mem), "max");
