@@ -20,7 +20,7 @@ use crate::v2::V2;
 use crate::writer::{FreezerState, Writer};
 
 /// Controllers this crate enables in `cgroup.subtree_control` of v2 ancestors.
-const V2_MANAGED: &[&str] = &["cpuset", "cpu", "io", "memory", "hugetlb", "pids"];
+const V2_MANAGED: &[&str] = &["cpuset", "cpu", "io", "memory", "hugetlb", "pids", "rdma"];
 
 /// How long `destroy` waits for killed tasks to leave, and `freeze`/`thaw` to settle.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(2);

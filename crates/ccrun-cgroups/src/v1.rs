@@ -48,7 +48,17 @@ impl<'a> V1<'a> {
     /// allow rule (e.g. `c 1:3 w` after `c *:* rwm`) can only remove an exception
     /// that has exactly the same type and numbers, as runc's v1 path also finds.
     pub(crate) fn devices(&self, rules: &[DeviceRule]) -> Result<()> {
-        self.write("devices.deny", "a")?;
+        // Re-applying the list a cgroup already has (an update that repeats the
+        // devices) would deny everything for a moment, and the kernel refuses the
+        // "a" write once the container made child cgroups: skip it.
+        let list = self.file("devices.list");
+        if let Some(current) = fs::read_optional(&list)? {
+            if normalized_list(&current) == expected_list(rules) {
+                tracing::debug!(path = %list.display(), "device rules unchanged");
+                return Ok(());
+            }
+        }
+        self.deny_all()?;
         for rule in rules {
             let file = if rule.allow {
                 "devices.allow"
@@ -58,6 +68,24 @@ impl<'a> V1<'a> {
             self.write(file, &rule.as_v1())?;
         }
         Ok(())
+    }
+
+    /// Writes `a` to `devices.deny`. The kernel refuses it (EINVAL) while the cgroup
+    /// has online children, and a child removed just now goes offline
+    /// asynchronously: retry briefly before reporting the refusal.
+    fn deny_all(&self) -> Result<()> {
+        let mut attempt = 1;
+        loop {
+            match self.write("devices.deny", "a") {
+                Err(Error::Write { source, .. })
+                    if source.raw_os_error() == Some(libc::EINVAL) && attempt < 10 =>
+                {
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Sets `net_cls.classid`.
@@ -336,4 +364,116 @@ pub(crate) fn check_usage(usage: &Path, limit: Option<Limit>) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// The lines of a `devices.list`, sorted.
+fn normalized_list(text: &str) -> Vec<String> {
+    let mut lines: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// What `devices.list` shows after [`V1::devices`] wrote `rules`, following the
+/// kernel's v1 model: a default (allow or deny everything, set by a wildcard rule)
+/// plus exceptions, where a rule agreeing with the default removes rights from an
+/// exception of exactly the same type and numbers, and any other rule adds one.
+/// With an allow-all default the list shows only `a *:* rwm`.
+fn expected_list(rules: &[DeviceRule]) -> Vec<String> {
+    use crate::limits::Access;
+    let mut default_allow = false;
+    // (type, major, minor) as printed, with the rights granted or denied.
+    let mut exceptions: Vec<(String, Access)> = Vec::new();
+    for rule in rules {
+        if rule.is_wildcard() {
+            default_allow = rule.allow;
+            exceptions.clear();
+            continue;
+        }
+        let printed = rule.as_v1();
+        let key = printed
+            .rsplit_once(' ')
+            .map_or(printed.as_str(), |(k, _)| k)
+            .to_string();
+        let at = exceptions.iter().position(|(k, _)| *k == key);
+        if rule.allow == default_allow {
+            if let Some(i) = at {
+                let a = &mut exceptions[i].1;
+                a.read &= !rule.access.read;
+                a.write &= !rule.access.write;
+                a.mknod &= !rule.access.mknod;
+                if !(a.read || a.write || a.mknod) {
+                    exceptions.remove(i);
+                }
+            }
+        } else if let Some(i) = at {
+            let a = &mut exceptions[i].1;
+            a.read |= rule.access.read;
+            a.write |= rule.access.write;
+            a.mknod |= rule.access.mknod;
+        } else {
+            exceptions.push((key, rule.access));
+        }
+    }
+    if default_allow {
+        return vec!["a *:* rwm".to_string()];
+    }
+    let mut lines: Vec<String> = exceptions
+        .into_iter()
+        .map(|(key, access)| format!("{key} {}", access.as_v1()))
+        .collect();
+    lines.sort();
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::{Access, DeviceKind};
+
+    fn rule(
+        allow: bool,
+        kind: DeviceKind,
+        major: Option<u32>,
+        minor: Option<u32>,
+        access: &str,
+    ) -> DeviceRule {
+        DeviceRule {
+            allow,
+            kind,
+            major,
+            minor,
+            access: Access {
+                read: access.contains('r'),
+                write: access.contains('w'),
+                mknod: access.contains('m'),
+            },
+        }
+    }
+
+    #[test]
+    fn expected_list_follows_the_kernel_model() {
+        let rules = [
+            rule(false, DeviceKind::All, None, None, "rwm"),
+            rule(true, DeviceKind::Char, Some(1), Some(5), "rwm"),
+            rule(true, DeviceKind::Char, Some(1), Some(3), "rwm"),
+            rule(false, DeviceKind::Char, Some(1), Some(3), "w"),
+            rule(true, DeviceKind::Char, Some(136), None, "rw"),
+        ];
+        assert_eq!(
+            expected_list(&rules),
+            ["c 136:* rw", "c 1:3 rm", "c 1:5 rwm"]
+        );
+        // An allow-all default shows as one line, whatever is denied after it.
+        let open = [
+            rule(true, DeviceKind::All, None, None, "rwm"),
+            rule(false, DeviceKind::Block, Some(8), None, "rwm"),
+        ];
+        assert_eq!(expected_list(&open), ["a *:* rwm"]);
+        assert_eq!(expected_list(&[]), Vec::<String>::new());
+    }
 }

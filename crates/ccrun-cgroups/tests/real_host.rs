@@ -610,6 +610,15 @@ fn v1_devices_block_a_real_process_and_update_reapplies() {
     assert_eq!(read(dir.join("devices.list")), "c 1:5 rwm\nc 1:3 rwm");
     assert_probe(&probe_devices(&cgroup), "ok", "ok", "ok");
 
+    // Repeating the same list is a no-op, which also works once the container has
+    // child cgroups (the kernel then refuses the deny-all a re-apply starts with).
+    let child_dir = dir.join("nested");
+    fs::create_dir(&child_dir).unwrap();
+    cgroup.update(&resources(DEVICES_BOTH)).unwrap();
+    let err = cgroup.update(&resources(DEVICES_NULL_RO)).unwrap_err();
+    assert!(err.to_string().contains("devices.deny"), "{err}");
+    fs::remove_dir(&child_dir).unwrap();
+
     cgroup
         .update(&resources(
             r#"{"devices": [{"allow": false, "access": "rwm"},
