@@ -315,7 +315,15 @@ impl Cgroup {
                 });
             };
             for (key, value) in &limits.unified {
-                fs::write(&unified.dir.join(key), value)?;
+                let path = unified.dir.join(key);
+                if !fs::exists(&path) {
+                    // The key's controller is not enabled here (or no such file).
+                    return Err(Error::Unsupported {
+                        setting: format!("unified {key:?}"),
+                        path,
+                    });
+                }
+                fs::write(&path, value)?;
             }
         }
         Ok(())

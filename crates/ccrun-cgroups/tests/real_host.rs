@@ -993,3 +993,38 @@ fn kill_all_signals_every_process_and_keeps_a_paused_cgroup_paused() {
     );
     cgroup.destroy().unwrap();
 }
+
+#[test]
+fn unified_keys_are_written_verbatim_or_refused_by_name() {
+    let tree = TestTree::new();
+    let path = tree.path("unified");
+    let cgroup = Cgroup::create(&tree.layout, &path).unwrap();
+    let Some(root) = unified_root(&tree.layout) else {
+        let err = cgroup
+            .apply(&resources(
+                r#"{"unified": {"cgroup.max.descendants": "5"}}"#,
+            ))
+            .unwrap_err();
+        assert!(err.to_string().contains("cgroup2"), "{err}");
+        return;
+    };
+    let dir = root.join(path.trim_start_matches('/'));
+    // A core file every cgroup2 directory has.
+    cgroup
+        .apply(&resources(
+            r#"{"unified": {"cgroup.max.descendants": "5"}}"#,
+        ))
+        .unwrap();
+    assert_eq!(read(dir.join("cgroup.max.descendants")), "5");
+    if !dir.join("memory.high").exists() {
+        let err = cgroup
+            .apply(&resources(r#"{"unified": {"memory.high": "1000000"}}"#))
+            .unwrap_err();
+        assert!(
+            matches!(err, ccrun_cgroups::Error::Unsupported { .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("memory.high"), "{err}");
+    }
+    cgroup.destroy().unwrap();
+}
