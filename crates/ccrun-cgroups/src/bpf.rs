@@ -343,9 +343,22 @@ pub(crate) fn apply(path: &Path, rules: &[DeviceRule]) -> Result<()> {
         attr.put_u32(12, BPF_F_ALLOW_MULTI | BPF_F_REPLACE);
         attr.put_u32(16, only.as_raw_fd().unsigned_abs());
         tracing::debug!(path = %path.display(), "replacing the device filter");
-        bpf(BPF_PROG_ATTACH, &mut attr)
-            .map_err(|e| bpf_error("replacing the device filter", path, e, String::new()))?;
-        return Ok(());
+        match bpf(BPF_PROG_ATTACH, &mut attr) {
+            Ok(_) => return Ok(()),
+            // Kernels before 5.6 lack BPF_F_REPLACE: attach, then detach below.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                tracing::debug!("BPF_F_REPLACE refused; attaching then detaching instead");
+                attr.put_u32(16, 0);
+            }
+            Err(e) => {
+                return Err(bpf_error(
+                    "replacing the device filter",
+                    path,
+                    e,
+                    String::new(),
+                ))
+            }
+        }
     }
     attr.put_u32(12, BPF_F_ALLOW_MULTI);
     bpf(BPF_PROG_ATTACH, &mut attr)
