@@ -1028,3 +1028,43 @@ fn unified_keys_are_written_verbatim_or_refused_by_name() {
     }
     cgroup.destroy().unwrap();
 }
+
+/// Runs, in a fresh process that joined `cgroup`, a read-open of each device and
+/// reports which opened.
+fn probe_reads(cgroup: &Cgroup, devices: &[&str]) -> String {
+    let script: Vec<String> = devices
+        .iter()
+        .map(|d| format!("if (exec 3<{d}); then echo {d}:ok; else echo {d}:denied; fi"))
+        .collect();
+    let proc = waiting_shell(&script.join("; "));
+    cgroup.add_process(proc.pid()).unwrap();
+    release(proc).0
+}
+
+#[test]
+fn runc_default_device_list_works_with_both_backends() {
+    let mut rules = vec![serde_json::from_str(r#"{"allow": false, "access": "rwm"}"#).unwrap()];
+    rules.extend(ccrun_cgroups::default_allowed_devices());
+    let r = LinuxResourcesBuilder::default()
+        .devices(rules)
+        .build()
+        .unwrap();
+    let devices = [
+        "/dev/null",
+        "/dev/zero",
+        "/dev/full",
+        "/dev/urandom",
+        "/dev/kmsg",
+    ];
+    let expected = "/dev/null:ok\n/dev/zero:ok\n/dev/full:ok\n/dev/urandom:ok\n/dev/kmsg:denied\n";
+    for layout in [Layout::detect().unwrap(), unified_only_layout()] {
+        let tree = TestTree::with_layout(layout);
+        let cgroup = Cgroup::create(&tree.layout, &tree.path("defaults")).unwrap();
+        // Control: without rules root can open /dev/kmsg.
+        assert!(probe_reads(&cgroup, &["/dev/kmsg"]).contains("ok"));
+        cgroup.apply(&r).unwrap();
+        let backend = cgroup.device_backend().unwrap();
+        assert_eq!(probe_reads(&cgroup, &devices), expected, "{backend:?}");
+        cgroup.destroy().unwrap();
+    }
+}
