@@ -514,7 +514,7 @@ impl Cgroup {
     /// Usage statistics as `runc events --stats` reports them (see [`Stats`]):
     /// memory usage/limit/peak/failcnt for memory, memory+swap and (v1) kernel
     /// memory plus every `memory.stat` counter; cpu total/per-cpu/user/kernel time
-    /// and throttling; pids current/limit; block I/O bytes and operations per device;
+    /// and throttling; the cpuset; pids current/limit; block I/O bytes and operations per device;
     /// hugetlb usage per page size. A controller absent on the host leaves its
     /// section at zero.
     pub fn stats(&self) -> Result<Stats> {
@@ -532,6 +532,11 @@ impl Cgroup {
         } else if let Some(unified) = &self.unified {
             // cpu.stat's usage lines are part of the v2 core, with or without the controller.
             out.cpu = stats::v2_cpu(&unified.dir)?;
+        }
+        match self.hierarchy(&CPUSET) {
+            Some(Hierarchy::V1(dir)) => out.cpuset = stats::v1_cpuset(dir)?,
+            Some(Hierarchy::V2(dir)) => out.cpuset = stats::v2_cpuset(dir)?,
+            None => {}
         }
         if let Some(Hierarchy::V1(dir) | Hierarchy::V2(dir)) = self.hierarchy(&PIDS) {
             out.pids = stats::pids(dir)?;

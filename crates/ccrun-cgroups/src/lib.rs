@@ -71,6 +71,6 @@ pub use devices::{allow_device, default_allowed_devices};
 pub use error::{Error, Result};
 pub use layout::Layout;
 pub use stats::{
-    BlkioEntry, BlkioStats, CpuStats, CpuUsage, HugetlbStats, MemoryEntry, MemoryStats, PidsStats,
-    Stats, Throttling,
+    BlkioEntry, BlkioStats, CpuStats, CpuUsage, CpusetStats, HugetlbStats, MemoryEntry,
+    MemoryStats, PidsStats, Stats, Throttling,
 };

@@ -21,6 +21,8 @@ fn is_zero(v: &u64) -> bool {
 pub struct Stats {
     /// CPU usage and throttling.
     pub cpu: CpuStats,
+    /// The cpuset in force.
+    pub cpuset: CpusetStats,
     /// Memory usage and limits.
     pub memory: MemoryStats,
     /// Task counts.
@@ -74,6 +76,35 @@ pub struct Throttling {
     /// Total time throttled, in nanoseconds.
     #[serde(skip_serializing_if = "is_zero")]
     pub throttled_time: u64,
+}
+
+/// The cpuset (runc's `types.CPUSet`). v2 fills only the effective CPUs and nodes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CpusetStats {
+    /// CPUs the tasks may run on.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cpus: Vec<u16>,
+    /// `cpuset.cpu_exclusive`.
+    pub cpu_exclusive: u64,
+    /// Memory nodes the tasks may allocate on.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mems: Vec<u16>,
+    /// `cpuset.mem_hardwall`.
+    pub mem_hardwall: u64,
+    /// `cpuset.mem_exclusive`.
+    pub mem_exclusive: u64,
+    /// `cpuset.memory_migrate`.
+    pub memory_migrate: u64,
+    /// `cpuset.memory_spread_page`.
+    pub memory_spread_page: u64,
+    /// `cpuset.memory_spread_slab`.
+    pub memory_spread_slab: u64,
+    /// `cpuset.memory_pressure`.
+    pub memory_pressure: u64,
+    /// `cpuset.sched_load_balance`.
+    pub sched_load_balance: u64,
+    /// `cpuset.sched_relax_domain_level`.
+    pub sched_relax_domain_level: i64,
 }
 
 /// Memory statistics (runc's `types.Memory`).
@@ -221,6 +252,67 @@ fn read_list(path: &Path) -> Result<Vec<u64>> {
             .map(|n| fs::parse_u64(path, n))
             .collect(),
     }
+}
+
+/// Expands a cpu or node list such as `0-2,5` into its members.
+fn parse_cpu_list(path: &Path, text: &str) -> Result<Vec<u16>> {
+    let bad = || crate::Error::Parse {
+        path: path.to_path_buf(),
+        reason: format!("expected a cpu list, found {:?}", text.trim()),
+    };
+    let mut out = Vec::new();
+    for part in text.trim().split(',').filter(|p| !p.is_empty()) {
+        let (first, last) = part.split_once('-').unwrap_or((part, part));
+        let first: u16 = first.parse().map_err(|_| bad())?;
+        let last: u16 = last.parse().map_err(|_| bad())?;
+        if last < first {
+            return Err(bad());
+        }
+        out.extend(first..=last);
+    }
+    Ok(out)
+}
+
+fn read_cpu_list(path: &Path) -> Result<Vec<u16>> {
+    match fs::read_optional(path)? {
+        Some(text) => parse_cpu_list(path, &text),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// v1 cpuset statistics.
+pub(crate) fn v1_cpuset(dir: &Path) -> Result<CpusetStats> {
+    let num = |name: &str| read_num(&dir.join(format!("cpuset.{name}")), 0);
+    let level_path = dir.join("cpuset.sched_relax_domain_level");
+    let level = match fs::read_optional(&level_path)? {
+        Some(t) => t.trim().parse().map_err(|_| crate::Error::Parse {
+            path: level_path.clone(),
+            reason: format!("expected an integer, found {:?}", t.trim()),
+        })?,
+        None => 0,
+    };
+    Ok(CpusetStats {
+        cpus: read_cpu_list(&dir.join("cpuset.cpus"))?,
+        cpu_exclusive: num("cpu_exclusive")?,
+        mems: read_cpu_list(&dir.join("cpuset.mems"))?,
+        mem_hardwall: num("mem_hardwall")?,
+        mem_exclusive: num("mem_exclusive")?,
+        memory_migrate: num("memory_migrate")?,
+        memory_spread_page: num("memory_spread_page")?,
+        memory_spread_slab: num("memory_spread_slab")?,
+        memory_pressure: num("memory_pressure")?,
+        sched_load_balance: num("sched_load_balance")?,
+        sched_relax_domain_level: level,
+    })
+}
+
+/// v2 cpuset statistics: the effective CPUs and memory nodes.
+pub(crate) fn v2_cpuset(dir: &Path) -> Result<CpusetStats> {
+    Ok(CpusetStats {
+        cpus: read_cpu_list(&dir.join("cpuset.cpus.effective"))?,
+        mems: read_cpu_list(&dir.join("cpuset.mems.effective"))?,
+        ..CpusetStats::default()
+    })
 }
 
 /// v1 memory statistics from the memory hierarchy directory.
@@ -520,6 +612,15 @@ mod tests {
     }
 
     #[test]
+    fn cpu_lists_expand() {
+        let p = Path::new("cpuset.cpus");
+        assert_eq!(parse_cpu_list(p, "0-2,5\n").unwrap(), [0, 1, 2, 5]);
+        assert_eq!(parse_cpu_list(p, "\n").unwrap(), Vec::<u16>::new());
+        assert!(parse_cpu_list(p, "3-1").is_err());
+        assert!(parse_cpu_list(p, "a").is_err());
+    }
+
+    #[test]
     fn json_shape_matches_runc() {
         let mut stats = Stats::default();
         stats.memory.usage.limit = 10;
@@ -534,5 +635,7 @@ mod tests {
         assert_eq!(json["cpu"]["usage"]["kernel"], 0);
         assert_eq!(json["pids"]["current"], 1);
         assert!(json["hugetlb"].as_object().unwrap().is_empty());
+        assert_eq!(json["cpuset"]["sched_relax_domain_level"], 0);
+        assert!(json["cpuset"].get("cpus").is_none());
     }
 }

@@ -934,6 +934,13 @@ fn stats_report_what_runc_reports() {
     if !tree.is_v2("cpu") {
         assert!(!stats.cpu.usage.percpu.is_empty());
     }
+    // No cpuset was set: the cgroup has the root's, i.e. every online CPU.
+    let mut online = Vec::new();
+    for part in read("/sys/devices/system/cpu/online").split(',') {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        online.extend(a.parse::<u16>().unwrap()..=b.parse::<u16>().unwrap());
+    }
+    assert_eq!(stats.cpuset.cpus, online);
     let json = serde_json::to_value(&stats).unwrap();
     assert_eq!(json["memory"]["usage"]["limit"], 134_217_728u64);
     assert_eq!(json["pids"]["limit"], 50);
