@@ -1,6 +1,7 @@
 //! Native container networking for ccrun: a Linux bridge per network, a veth
-//! pair per container, file-based IPAM, and nftables NAT (masquerade and
-//! published ports) — all over netlink, synchronously, without shelling out.
+//! pair per container, file-based IPAM, and NAT (masquerade and published
+//! ports) in nftables or, without it, legacy iptables — all over netlink and
+//! socket options, synchronously, without shelling out.
 //!
 //! Everything here acts on the network namespace of the *calling thread*.
 //! Use [`in_netns`] to run a piece of work inside another namespace; the

@@ -238,3 +238,51 @@ fn many_port_rules_in_one_table() {
         n % 2 == 1
     }));
 }
+
+#[test]
+fn concurrent_changes_are_not_lost() {
+    let host = TestNs::new();
+    iptables(&host);
+    // Four threads, each its own connection, changing the same table at once:
+    // iptables' lock and the kernel's EAGAIN on a stale replacement keep every
+    // change.
+    std::thread::scope(|s| {
+        let handles: Vec<std::thread::ScopedJoinHandle<ccrun_net::Result<()>>> = (0..4u16)
+            .map(|t| {
+                let host = &host;
+                s.spawn(move || {
+                    let mut fw = iptables(host);
+                    host.enter(|| fw.ensure_network("test", "ccrun-tbr", subnet(96)))?;
+                    for i in 0..10u16 {
+                        let id = format!("t{t}-{i}");
+                        let ip = Ipv4Addr::new(10, 96, t as u8, i as u8 + 2);
+                        let ports = [mapping(None, 30000 + t * 100 + i, 80, Protocol::Tcp)];
+                        host.enter(|| fw.add_ports(&id, ip, &ports))?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().expect("thread").expect("changes");
+        }
+    });
+    let mut fw = iptables(&host);
+    assert_eq!(host.enter(|| fw.port_rules()).unwrap().len(), 40);
+    let s = rules(&host);
+    assert_eq!(s.matches("-j CCRUN-POST-test").count(), 1, "{s}");
+    assert_eq!(s.matches("-j CCRUN-PORTS").count(), 2, "{s}");
+    assert_eq!(s.matches("-A CCRUN-POST-test").count(), 3, "{s}");
+}
+
+#[test]
+fn nftables_answers_on_this_kernel() {
+    // The automatic choice (no CCRUN_FIREWALL) asks nf_tables first; this kernel
+    // has it, so the probe must succeed, in a fresh namespace too.
+    let host = TestNs::new();
+    host.enter(|| ccrun_net::nft::Nft::new()?.probe()).unwrap();
+    let fw = host
+        .enter(|| Firewall::with_backend(Backend::Nftables))
+        .unwrap();
+    assert_eq!(fw.backend().to_string(), "nftables");
+}

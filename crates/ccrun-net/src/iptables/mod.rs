@@ -82,11 +82,7 @@ fn table_error(op: &str, e: table::TableError) -> Error {
 }
 
 fn sock_error(op: impl Into<String>, source: io::Error) -> Error {
-    Error::Netlink {
-        op: format!("iptables: {}", op.into()),
-        source,
-        detail: None,
-    }
+    Error::io(format!("iptables: {}", op.into()), source)
 }
 
 /// A connection to the kernel's `ip_tables` in the namespace of the
@@ -542,6 +538,44 @@ mod tests {
         assert!(long.len() <= CHAIN_MAXLEN, "{long}");
         assert!(long.starts_with("CCRUN-POST-nnnnnnnn-"), "{long}");
         assert_ne!(long, postrouting_chain(&"n".repeat(63)));
+    }
+
+    /// The DNAT revision for kernels before 4.19 (`nf_nat_range`) is
+    /// accepted by this kernel (which has both) and comes back as sent; in
+    /// a network namespace of a thread of its own that dies with the thread.
+    #[test]
+    fn dnat_revision_1_is_accepted() {
+        ccrun_testkit::require_root();
+        let out = std::thread::spawn(|| {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare netns");
+            let mut ipt = Iptables::new().expect("iptables");
+            ipt.dnat_revision = 1;
+            let m = PortMapping {
+                host_ip: None,
+                host_port: 8080,
+                container_port: 80,
+                protocol: Protocol::Tcp,
+            };
+            ipt.add_port_rules("c1", Ipv4Addr::new(10, 1, 0, 2), &[m])
+                .expect("add");
+            assert_eq!(ipt.port_rules().expect("list").len(), 1);
+            // iptables prints only the newest revision the kernel has, so the
+            // rule is checked as the kernel hands it back.
+            let table = ipt.read().expect("read");
+            let rule = table.chain(PORTS_CHAIN).expect("chain").rules[0].clone();
+            let (name, revision, data) = rule.target_parts();
+            (name, revision, data.to_vec())
+        })
+        .join()
+        .expect("thread");
+        let (name, revision, data) = out;
+        assert_eq!((name.as_str(), revision), ("DNAT", 1));
+        // nf_nat_range: flags, min_addr, max_addr, min_proto, max_proto.
+        assert_eq!(data.len(), 40);
+        assert_eq!(data[..4], 3u32.to_ne_bytes());
+        assert_eq!(data[4..8], [10, 1, 0, 2]);
+        assert_eq!(data[20..24], [10, 1, 0, 2]);
+        assert_eq!(data[36..40], [0, 80, 0, 80]);
     }
 
     #[test]

@@ -95,9 +95,15 @@ impl Entry {
 
     /// The target's name and data.
     fn target(&self) -> (String, &[u8]) {
+        let (name, _, data) = self.target_parts();
+        (name, data)
+    }
+
+    /// The target's name, revision and data (padding included).
+    pub fn target_parts(&self) -> (String, u8, &[u8]) {
         let at = self.target_offset();
         let name = field_str(&self.bytes[at + 2..at + 2 + 29]);
-        (name, &self.bytes[at + EXT_HEADER..])
+        (name, self.bytes[at + 31], &self.bytes[at + EXT_HEADER..])
     }
 
     fn verdict(&self) -> Option<i32> {
