@@ -281,8 +281,11 @@ impl Iptables {
                 for hook in [HOOK_PRE_ROUTING, HOOK_LOCAL_OUT] {
                     remove_jumps(t, HOOK_NAMES[hook], PORTS_CHAIN);
                 }
-                t.remove_user_chain(PORTS_CHAIN)
-                    .map_err(|e| table_error("remove network", e))?;
+                // Refused only if a rule of someone else jumps to it: then it
+                // stays, empty.
+                if let Err(e) = t.remove_user_chain(PORTS_CHAIN) {
+                    tracing::debug!("iptables: keeping {PORTS_CHAIN}: {}", e.0);
+                }
             }
             Ok(true)
         })

@@ -146,10 +146,6 @@ impl Entry {
             .find(|(name, _)| name == "comment")
             .map(|(_, data)| field_str(data))
     }
-
-    fn counters(&self) -> XtCounters {
-        self.header().counters
-    }
 }
 
 /// A match or target: header (size, name, revision) and `data` padded to
@@ -468,22 +464,6 @@ impl Table {
             counters: 0,
         };
         Ok((head, blob, origin))
-    }
-
-    /// The counters of the entries as read (the dump's), by old index.
-    pub fn old_counters(&self) -> Vec<XtCounters> {
-        let mut out = vec![XtCounters::default(); self.old_entries];
-        let all = self
-            .chains
-            .iter()
-            .flat_map(|c| c.head.iter().chain(&c.rules).chain([&c.tail]))
-            .chain([&self.end]);
-        for e in all {
-            if let Some((index, _)) = e.old {
-                out[index] = e.counters();
-            }
-        }
-        out
     }
 }
 
