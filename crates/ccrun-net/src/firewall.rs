@@ -40,16 +40,19 @@ impl Backend {
     /// error), else nf_tables if the kernel answers for it (asked once per
     /// process), else iptables.
     pub fn detect() -> Result<Backend> {
-        match std::env::var(ENV) {
-            Ok(v) if v.is_empty() => Ok(Backend::probed()),
-            Ok(v) => match v.as_str() {
-                "nftables" => Ok(Backend::Nftables),
-                "iptables" => Ok(Backend::Iptables),
-                other => Err(Error::InvalidConfig(format!(
-                    "{ENV}={other:?}: expected nftables or iptables"
-                ))),
-            },
-            Err(_) => Ok(Backend::probed()),
+        let value = std::env::var(ENV).unwrap_or_default();
+        Ok(Backend::parse_override(&value)?.unwrap_or_else(Backend::probed))
+    }
+
+    /// The backend `$CCRUN_FIREWALL` names; `None` when empty.
+    fn parse_override(value: &str) -> Result<Option<Backend>> {
+        match value {
+            "" => Ok(None),
+            "nftables" => Ok(Some(Backend::Nftables)),
+            "iptables" => Ok(Some(Backend::Iptables)),
+            other => Err(Error::InvalidConfig(format!(
+                "{ENV}={other:?}: expected nftables or iptables"
+            ))),
         }
     }
 
@@ -156,5 +159,28 @@ impl Firewall {
             Firewall::Nftables(n) => n.remove_container(container_id),
             Firewall::Iptables(i) => i.remove_container(container_id),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn override_values() {
+        assert_eq!(Backend::parse_override("").unwrap(), None);
+        assert_eq!(
+            Backend::parse_override("nftables").unwrap(),
+            Some(Backend::Nftables)
+        );
+        assert_eq!(
+            Backend::parse_override("iptables").unwrap(),
+            Some(Backend::Iptables)
+        );
+        for bad in ["nft", "IPTABLES", "iptables-legacy", " iptables"] {
+            let err = Backend::parse_override(bad).unwrap_err().to_string();
+            assert!(err.contains("CCRUN_FIREWALL"), "{err}");
+        }
+        assert_eq!(Backend::Iptables.to_string(), "iptables");
     }
 }
