@@ -6,7 +6,8 @@
 //! Every struct is `repr(C)` with explicit padding fields where the C
 //! compiler inserts padding, so that its bytes are exactly what the kernel
 //! reads and writes; the sizes are checked at compile time against the
-//! values `gcc` gives for the C headers on x86-64 and aarch64.
+//! values `gcc` gives for the C headers on x86-64 (LP64: the layout, e.g.
+//! of the counters pointer in `ipt_replace`, is that of 64-bit user space).
 
 use std::io;
 use std::mem::size_of;
