@@ -64,7 +64,7 @@ impl Containerd {
             .stderr(log)
             .spawn()
             .expect("start containerd");
-        let mut containerd = Containerd {
+        let containerd = Containerd {
             dir,
             daemon: Some(daemon),
             created_run_dir,
