@@ -542,3 +542,29 @@ fn spec_and_features_describe_the_runtime() {
     let version = oci.ok(&["--version"]);
     assert!(version.starts_with("ccrun-oci version "), "{version}");
 }
+
+#[test]
+fn preserved_fds_reach_the_container() {
+    let oci = Oci::new();
+    let bundle = Bundle::new(&["sh", "-c", "cat <&3; cat <&4"], |_| {});
+    let dir = tempfile::tempdir().expect("tmp");
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::write(&a, "three\n").expect("write");
+    std::fs::write(&b, "four\n").expect("write");
+    let id = unique_id("fds");
+    // The shell opens fds 3 and 4 without close-on-exec, as conmon passes its fds.
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(r#"exec 3<"$1" 4<"$2"; shift 2; exec "$@""#)
+        .arg("sh")
+        .arg(&a)
+        .arg(&b)
+        .arg(support::bin())
+        .arg("--root")
+        .arg(oci.root())
+        .args(["run", "--preserve-fds", "2", "-b", bundle.path(), &id])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "three\nfour\n");
+}

@@ -258,8 +258,12 @@ impl Container {
                 return Err(match kind {
                     FailureKind::NotFound => Error::CommandNotFound(msg),
                     FailureKind::NotExecutable => Error::NotExecutable(msg),
-                    FailureKind::Setup => Error::Setup(msg),
-                })
+                    // An `Error::Setup` inside the init already says so; say it once.
+                    FailureKind::Setup => Error::Setup(
+                        msg.strip_prefix("container setup failed: ")
+                            .map_or(msg.clone(), str::to_string),
+                    ),
+                });
             }
             other => return Err(Error::Setup(format!("unexpected message {other:?}"))),
         }
