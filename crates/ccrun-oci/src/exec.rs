@@ -37,8 +37,11 @@ pub fn exec(root: &Path, args: &ExecArgs) -> Result<i32> {
         stdio: None,
     })?;
     let result = (|| -> Result<()> {
-        if let (Some(socket), Some(master)) = (&args.console_socket, started.console.take()) {
-            console::send_to_socket(socket, std::os::fd::AsFd::as_fd(&master))?;
+        if let Some(socket) = &args.console_socket {
+            // Only taken when it goes to the socket: foreground exec relays it below.
+            if let Some(master) = started.console.take() {
+                console::send_to_socket(socket, std::os::fd::AsFd::as_fd(&master))?;
+            }
         }
         if let Some(path) = &args.pid_file {
             write_pid_file(path, started.pid)?;

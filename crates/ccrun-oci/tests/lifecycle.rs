@@ -21,7 +21,9 @@ fn pid_of(state: &Value) -> i64 {
 #[test]
 fn create_start_kill_delete_go_through_the_states() {
     let oci = Oci::new();
-    let bundle = Bundle::new(&["sleep", "1000"], |_| {});
+    let bundle = Bundle::new(&["sleep", "1000"], |c| {
+        c["annotations"] = serde_json::json!({"org.example.note": "kept"});
+    });
     let id = unique_id("life");
     let pid_file = tempfile::NamedTempFile::new().expect("tmp");
     let pid_path = pid_file.path().to_str().expect("utf-8");
@@ -39,6 +41,7 @@ fn create_start_kill_delete_go_through_the_states() {
     assert_eq!(state["id"], id.as_str());
     assert_eq!(state["bundle"], bundle.path());
     assert_eq!(state["owner"], "root");
+    assert_eq!(state["annotations"]["org.example.note"], "kept");
     assert!(state["created"].as_str().is_some_and(|c| c.contains('T')));
     let pid = pid_of(&state);
     assert_eq!(
@@ -567,4 +570,97 @@ fn preserved_fds_reach_the_container() {
         .expect("run");
     assert!(out.status.success(), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "three\nfour\n");
+}
+
+#[test]
+fn foreground_run_and_exec_relay_their_terminal() {
+    let oci = Oci::new();
+    let bundle = Bundle::new(
+        &["sh", "-c", "tty; read line; echo got $line; exit 2"],
+        |c| {
+            c["process"]["terminal"] = true.into();
+        },
+    );
+    let id = unique_id("fgtty");
+    let pty = support::pty::OnPty::spawn(oci.command(&["run", "-b", bundle.path(), &id]), 24, 80);
+    pty.wait_for("/dev/pts/0");
+    pty.write(b"hello\r");
+    pty.wait_for("got hello");
+    assert_eq!(pty.exit_code(), Some(2));
+
+    let bundle = Bundle::new(&["sleep", "1000"], |_| {});
+    let id = unique_id("exectty");
+    oci.ok(&["run", "-d", "-b", bundle.path(), &id]);
+    let pty = support::pty::OnPty::spawn(
+        oci.command(&[
+            "exec",
+            "-t",
+            &id,
+            "sh",
+            "-c",
+            "tty; sleep 0.3; stty size; exit 4",
+        ]),
+        30,
+        100,
+    );
+    pty.wait_for("30 100");
+    let text = pty.text();
+    assert_eq!(pty.exit_code(), Some(4));
+    assert!(text.contains("/dev/pts/"), "{text:?}");
+}
+
+#[test]
+fn events_report_stats_and_oom_kills() {
+    let oci = Oci::new();
+    let bundle = Bundle::new(&["sleep", "1000"], |c| {
+        c["linux"]["resources"] = serde_json::json!({"memory": {"limit": 33554432}});
+    });
+    let id = unique_id("oom");
+    oci.ok(&["run", "-d", "-b", bundle.path(), &id]);
+    let mut events = oci
+        .command(&["events", "--interval", "100ms", &id])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("events");
+    let stdout = events.stdout.take().expect("stdout");
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
+    let sink = std::sync::Arc::clone(&lines);
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let event: Value = serde_json::from_str(&line).expect("event JSON");
+            sink.lock().expect("lock").push(event);
+        }
+    });
+    let has = |kind: &str| {
+        lines
+            .lock()
+            .expect("lock")
+            .iter()
+            .any(|e| e["type"] == kind)
+    };
+    wait_until("a stats event", || has("stats"));
+    // 64 MiB in a shell variable, in a 32 MiB cgroup without swap.
+    let out = oci.run(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "x=$(head -c 67108864 /dev/zero | tr '\\0' x); echo survived",
+    ]);
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("survived"),
+        "{out:?}"
+    );
+    wait_until("an oom event", || has("oom"));
+    // events ends by itself once the container stops.
+    oci.ok(&["kill", &id, "KILL"]);
+    let status = events.wait().expect("wait events");
+    assert!(status.success(), "{status:?}");
+    reader.join().expect("reader");
+    let all = lines.lock().expect("lock");
+    assert!(all.iter().all(|e| e["id"] == id.as_str()), "{all:?}");
 }
