@@ -62,6 +62,8 @@ struct Creation<'a> {
     console_socket: Option<&'a Path>,
     pid_file: Option<&'a Path>,
     no_pivot: bool,
+    /// Fds after stdio (3 …) the container keeps.
+    preserve_fds: u32,
     /// Whether this process exits once the container is created or started.
     detach: bool,
 }
@@ -75,6 +77,7 @@ fn create(root: &Path, args: &CreateArgs) -> Result<Container> {
             console_socket: args.console_socket.as_deref(),
             pid_file: args.pid_file.as_deref(),
             no_pivot: args.no_pivot,
+            preserve_fds: args.preserve_fds,
             detach: true,
         },
     )
@@ -92,6 +95,7 @@ fn create_container(root: &Path, how: &Creation<'_>) -> Result<Container> {
     if root.join(how.id).exists() {
         bail!("container with id exists: {}", how.id);
     }
+    close_on_exec_from(3 + how.preserve_fds)?;
     let mut container = Container::create(CreateOptions {
         id: how.id.to_string(),
         bundle,
@@ -115,6 +119,25 @@ fn create_container(root: &Path, how: &Creation<'_>) -> Result<Container> {
         return Err(e);
     }
     Ok(container)
+}
+
+/// Marks every fd from `first` on close-on-exec. The container's init is cloned from
+/// this process and execs the program with our fd table, so the caller's descriptors
+/// beyond the preserved ones (a manager's sockets, say) never reach the container, as
+/// with runc; the fds 3 … `first`-1 stay as the caller passed them.
+fn close_on_exec_from(first: u32) -> Result<()> {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only changes flags of our own fds.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    nix::errno::Errno::result(ret)
+        .map(drop)
+        .context("marking inherited fds close-on-exec (close_range needs Linux 5.11)")
 }
 
 /// runc's rules for terminals: a detached terminal needs somewhere to send it.
@@ -179,6 +202,7 @@ fn run(root: &Path, args: &RunArgs) -> Result<i32> {
             console_socket: args.console_socket.as_deref(),
             pid_file: args.pid_file.as_deref(),
             no_pivot: args.no_pivot,
+            preserve_fds: args.preserve_fds,
             detach: args.detach,
         },
     )?;

@@ -547,18 +547,26 @@ fn spec_and_features_describe_the_runtime() {
 }
 
 #[test]
-fn preserved_fds_reach_the_container() {
+fn preserved_fds_reach_the_container_and_no_others() {
     let oci = Oci::new();
-    let bundle = Bundle::new(&["sh", "-c", "cat <&3; cat <&4"], |_| {});
+    let bundle = Bundle::new(
+        &[
+            "sh",
+            "-c",
+            "cat <&3; cat <&4; if [ -e /proc/self/fd/5 ]; then echo fd 5 leaked; fi",
+        ],
+        |_| {},
+    );
     let dir = tempfile::tempdir().expect("tmp");
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     std::fs::write(&a, "three\n").expect("write");
     std::fs::write(&b, "four\n").expect("write");
     let id = unique_id("fds");
-    // The shell opens fds 3 and 4 without close-on-exec, as conmon passes its fds.
+    // The shell opens fds 3 to 5 without close-on-exec, as a manager passes its fds;
+    // only the two preserved ones may reach the container.
     let out = std::process::Command::new("sh")
         .arg("-c")
-        .arg(r#"exec 3<"$1" 4<"$2"; shift 2; exec "$@""#)
+        .arg(r#"exec 3<"$1" 4<"$2" 5<"$1"; shift 2; exec "$@""#)
         .arg("sh")
         .arg(&a)
         .arg(&b)
