@@ -2,6 +2,7 @@
 //! `--process` JSON file (what conmon and containerd's shim pass) or from ARGS and
 //! flags on top of the container's own `process` (as runc does).
 
+use std::os::fd::AsFd;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
@@ -87,6 +88,11 @@ fn process_from_args(c: &Container, args: &ExecArgs) -> Result<Process> {
     let mut p = serde_json::to_value(&base)?;
     p["args"] = json!(args.args);
     p["terminal"] = json!(args.tty);
+    if args.tty {
+        if let Some((rows, cols)) = crate::relay::terminal_size(std::io::stdin().as_fd()) {
+            p["consoleSize"] = json!({"height": rows, "width": cols});
+        }
+    }
     if let Some(cwd) = &args.cwd {
         p["cwd"] = json!(cwd);
     }

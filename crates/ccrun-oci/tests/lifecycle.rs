@@ -461,6 +461,7 @@ fn the_terminal_master_goes_to_the_console_socket() {
     let oci = Oci::new();
     let bundle = Bundle::new(&["sh"], |c| {
         c["process"]["terminal"] = true.into();
+        c["process"]["consoleSize"] = serde_json::json!({"height": 33, "width": 77});
     });
     let id = unique_id("console");
     // runc's rule: a detached terminal needs a socket to go to.
@@ -486,16 +487,30 @@ fn the_terminal_master_goes_to_the_console_socket() {
     assert!(!name.is_empty(), "runc sends a name with the fd");
     oci.ok(&["start", &id]);
     let mut pty = std::fs::File::from(master);
-    pty.write_all(b"tty\n").expect("write to the terminal");
+    pty.write_all(b"tty; stty size\n")
+        .expect("write to the terminal");
     let mut seen = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut buf = [0u8; 1024];
-    while !String::from_utf8_lossy(&seen).contains("/dev/pts/0") {
+    let answered = |seen: &[u8]| {
+        let text = String::from_utf8_lossy(seen);
+        // The echoed command line holds neither; the answers do.
+        text.contains("/dev/pts/0") && text.contains("33 77")
+    };
+    while !answered(&seen) {
         assert!(
             Instant::now() < deadline,
-            "no /dev/pts/0 in {:?}",
+            "no /dev/pts/0 and 33 77 in {:?}",
             String::from_utf8_lossy(&seen)
         );
+        // Poll first, so a terminal that stays silent fails the test instead of hanging it.
+        let mut fds = [nix::poll::PollFd::new(
+            std::os::fd::AsFd::as_fd(&pty),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        if nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(200u16)).expect("poll") == 0 {
+            continue;
+        }
         let n = pty.read(&mut buf).expect("read the terminal");
         seen.extend_from_slice(&buf[..n]);
     }
@@ -600,14 +615,7 @@ fn foreground_run_and_exec_relay_their_terminal() {
     let id = unique_id("exectty");
     oci.ok(&["run", "-d", "-b", bundle.path(), &id]);
     let pty = support::pty::OnPty::spawn(
-        oci.command(&[
-            "exec",
-            "-t",
-            &id,
-            "sh",
-            "-c",
-            "tty; sleep 0.3; stty size; exit 4",
-        ]),
+        oci.command(&["exec", "-t", &id, "sh", "-c", "tty; stty size; exit 4"]),
         30,
         100,
     );
