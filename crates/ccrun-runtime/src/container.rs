@@ -9,12 +9,12 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use ccrun_cgroups::{Cgroup, Layout};
+use ccrun_cgroups::{Cgroup, Layout, Stats};
 use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::stat::Mode;
 use nix::unistd::Pid;
-use oci_spec::runtime::Spec;
+use oci_spec::runtime::{LinuxResources, Spec};
 
 use crate::error::{Error, Result, SysContext};
 use crate::init::{self, InitPlan};
@@ -23,7 +23,7 @@ use crate::rootfs::RootfsPlan;
 use crate::signals::{self, ExitStatus};
 use crate::state::{self, State, Status};
 use crate::sync::{self, FailureKind, Message};
-use crate::{sys, userns};
+use crate::{console, sys, userns};
 
 /// Name of the exec gate inside the state directory.
 pub const EXEC_FIFO: &str = "exec.fifo";
@@ -258,8 +258,12 @@ impl Container {
                 return Err(match kind {
                     FailureKind::NotFound => Error::CommandNotFound(msg),
                     FailureKind::NotExecutable => Error::NotExecutable(msg),
-                    FailureKind::Setup => Error::Setup(msg),
-                })
+                    // An `Error::Setup` inside the init already says so; say it once.
+                    FailureKind::Setup => Error::Setup(
+                        msg.strip_prefix("container setup failed: ")
+                            .map_or(msg.clone(), str::to_string),
+                    ),
+                });
             }
             other => return Err(Error::Setup(format!("unexpected message {other:?}"))),
         }
@@ -424,6 +428,92 @@ impl Container {
         }
         std::fs::remove_dir_all(&self.state_dir)
             .map_err(|e| Error::io("removing", &self.state_dir, e))
+    }
+}
+
+impl Container {
+    /// Sends the master of the container's terminal to the unix socket at `socket`
+    /// (runc's `--console-socket` protocol, see [`console::send_to_socket`]) and closes
+    /// our copy. Errors when the container has no terminal.
+    pub fn send_console(&mut self, socket: &Path) -> Result<()> {
+        let master = self
+            .console
+            .take()
+            .ok_or_else(|| Error::InvalidSpec("a console socket needs process.terminal".into()))?;
+        console::send_to_socket(socket, master.as_fd())
+    }
+
+    /// Freezes every process of the container (cgroup freezer) and records it as paused.
+    /// Only a running container can be paused, as with runc.
+    pub fn pause(&mut self) -> Result<()> {
+        self.require(Status::Running, "pause")?;
+        self.cgroup()?.freeze()?;
+        self.state.status = Status::Paused;
+        self.state.save(&self.state_dir)
+    }
+
+    /// Thaws a paused container and records it as running again.
+    pub fn resume(&mut self) -> Result<()> {
+        self.require(Status::Paused, "resume")?;
+        self.cgroup()?.thaw()?;
+        self.state.status = Status::Running;
+        self.state.save(&self.state_dir)
+    }
+
+    /// Applies `resources` to the live cgroup of a created, running or paused container;
+    /// only the fields given change.
+    pub fn update(&mut self, resources: &LinuxResources) -> Result<()> {
+        self.state.refresh(&self.state_dir);
+        if self.state.status == Status::Stopped {
+            return Err(self.wrong_state("update"));
+        }
+        Ok(self.cgroup()?.update(resources)?)
+    }
+
+    /// Usage figures of the container's cgroup.
+    pub fn stats(&self) -> Result<Stats> {
+        Ok(self.cgroup()?.stats()?)
+    }
+
+    /// Every container under `state_root`, sorted by id, each with a freshly derived
+    /// status. A missing root means no containers; directories without a readable state
+    /// file (a create in progress, debris) are skipped.
+    pub fn list(state_root: &Path) -> Result<Vec<Container>> {
+        let entries = match std::fs::read_dir(state_root) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io("reading", state_root, e)),
+        };
+        let mut ids = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io("reading", state_root, e))?;
+            if let Some(id) = entry.file_name().to_str() {
+                ids.push(id.to_string());
+            }
+        }
+        ids.sort();
+        Ok(ids
+            .iter()
+            .filter_map(|id| Container::load(state_root, id).ok())
+            .collect())
+    }
+
+    /// Refreshes the status and fails unless it is `wanted`.
+    fn require(&mut self, wanted: Status, action: &'static str) -> Result<()> {
+        self.state.refresh(&self.state_dir);
+        if self.state.status == wanted {
+            Ok(())
+        } else {
+            Err(self.wrong_state(action))
+        }
+    }
+
+    fn wrong_state(&self, action: &'static str) -> Error {
+        Error::WrongState {
+            id: self.state.id.clone(),
+            status: self.state.status.to_string(),
+            action,
+        }
     }
 }
 

@@ -363,6 +363,7 @@ fn setup_err(e: Error) -> (FailureKind, String) {
 fn prepare(plan: &Plan<'_>, chan: &Channel) -> std::result::Result<Ready, (FailureKind, String)> {
     if plan.terminal {
         let master = console::create_for_exec().map_err(setup_err)?;
+        console::apply_size(master.as_fd(), plan.process.console_size()).map_err(setup_err)?;
         chan.send(&Message::Console, Some(master.as_fd()))
             .map_err(setup_err)?;
     } else {

@@ -192,6 +192,9 @@ pub fn mount_entry(root: BorrowedFd<'_>, bundle: &Path, m: &Mount) -> Result<()>
         return apply_propagation(&mounted, &opts.propagation);
     }
 
+    if typ == "cgroup" {
+        return mount_cgroup(root, dest, &opts);
+    }
     let target = fsroot::mkdir_all(root, dest, 0o755)
         .ctx(|| format!("creating mount point {}", dest.display()))?;
     let target = sys::proc_fd_path(target.as_fd());
@@ -253,6 +256,66 @@ pub fn apply_propagation(target: &Path, props: &[MsFlags]) -> Result<()> {
             .ctx(|| format!("setting propagation of {}", target.display()))?;
     }
     Ok(())
+}
+
+/// The spec's `cgroup` mount (runc's default spec, podman and containerd all ask for
+/// one at `/sys/fs/cgroup`). On a pure cgroup v2 host a new cgroup2 mount, which shows
+/// the container's own cgroup namespace; where the kernel refuses it, and on v1 and
+/// hybrid hosts (where a v1 mount per controller would need a cgroup namespace to show
+/// the right subtree), the host's cgroup tree bound recursively, with the entry's
+/// read-only and nosuid/nodev/noexec flags applied to every submount.
+fn mount_cgroup(root: BorrowedFd<'_>, dest: &Path, opts: &ParsedOptions) -> Result<()> {
+    let host = Path::new("/sys/fs/cgroup");
+    let target = fsroot::mkdir_all(root, dest, 0o755)
+        .ctx(|| format!("creating mount point {}", dest.display()))?;
+    let target = sys::proc_fd_path(target.as_fd());
+    let pure_v2 = nix::sys::statfs::statfs(host)
+        .is_ok_and(|st| st.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC);
+    if pure_v2 {
+        let flags = opts.flags - MsFlags::MS_REC;
+        match mount(
+            Some("cgroup2"),
+            &target,
+            Some("cgroup2"),
+            flags,
+            None::<&str>,
+        ) {
+            Ok(()) => return Ok(()),
+            Err(Errno::EPERM | Errno::EBUSY) => {}
+            Err(e) => {
+                return Err(Error::sys(
+                    format!("mounting cgroup2 on {}", dest.display()),
+                    e,
+                ))
+            }
+        }
+    }
+    mount(
+        Some(host),
+        &target,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .ctx(|| format!("bind mounting {} on {}", host.display(), dest.display()))?;
+    let mounted = reopen(root, dest)?;
+    let mut attrs = 0;
+    for (flag, attr) in [
+        (MsFlags::MS_RDONLY, sys::MOUNT_ATTR_RDONLY),
+        (MsFlags::MS_NOSUID, sys::MOUNT_ATTR_NOSUID),
+        (MsFlags::MS_NODEV, sys::MOUNT_ATTR_NODEV),
+        (MsFlags::MS_NOEXEC, sys::MOUNT_ATTR_NOEXEC),
+    ] {
+        if opts.flags.contains(flag) {
+            attrs |= attr;
+        }
+    }
+    let mounted = sys::proc_fd_path(mounted.as_fd());
+    if attrs != 0 {
+        sys::set_attrs_recursive(&mounted, attrs)
+            .ctx(|| format!("setting the flags of {}", dest.display()))?;
+    }
+    apply_propagation(&mounted, &opts.propagation)
 }
 
 #[cfg(test)]
