@@ -1,13 +1,14 @@
 //! OCI mount entries: option parsing into mount flags, and mounting one entry into
-//! the rootfs (bind mounts with their remount step, special filesystems, propagation).
+//! the rootfs (bind mounts with their remount step, special filesystems, propagation,
+//! recursive attributes such as `rro`, and idmapped bind mounts).
 
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::mount::{mount, MsFlags};
 use nix::sys::statvfs::{statvfs, FsFlags};
-use oci_spec::runtime::Mount;
+use oci_spec::runtime::{LinuxIdMapping, Mount};
 
 use crate::error::{Error, Result, SysContext};
 use crate::fsroot;
@@ -29,7 +30,38 @@ pub struct ParsedOptions {
     pub bind: bool,
     /// Recursive bind (`rbind`).
     pub recursive: bool,
+    /// `MOUNT_ATTR_*` to set on the mount and all its submounts (`rro`, `rnosuid`, …).
+    pub rec_set: u64,
+    /// `MOUNT_ATTR_*` to clear on the mount and all its submounts (`rrw`, `rsuid`, …).
+    pub rec_clear: u64,
+    /// Idmap the bind mount: `Some(recursive)` for `idmap` (`false`) or `ridmap` (`true`).
+    pub idmap: Option<bool>,
+    /// Options ccrun knows but does not implement (refused by [`validate`]).
+    pub unsupported: Vec<String>,
 }
+
+/// Recursive attribute options (runc's `rro`, `rnosuid`, …): (name, set, clear).
+const RECURSIVE_ATTRS: &[(&str, u64, u64)] = &[
+    ("rro", sys::MOUNT_ATTR_RDONLY, 0),
+    ("rrw", 0, sys::MOUNT_ATTR_RDONLY),
+    ("rnosuid", sys::MOUNT_ATTR_NOSUID, 0),
+    ("rsuid", 0, sys::MOUNT_ATTR_NOSUID),
+    ("rnodev", sys::MOUNT_ATTR_NODEV, 0),
+    ("rdev", 0, sys::MOUNT_ATTR_NODEV),
+    ("rnoexec", sys::MOUNT_ATTR_NOEXEC, 0),
+    ("rexec", 0, sys::MOUNT_ATTR_NOEXEC),
+    ("rnodiratime", sys::MOUNT_ATTR_NODIRATIME, 0),
+    ("rdiratime", 0, sys::MOUNT_ATTR_NODIRATIME),
+    ("rrelatime", 0, sys::MOUNT_ATTR__ATIME),
+    ("rnoatime", sys::MOUNT_ATTR_NOATIME, sys::MOUNT_ATTR__ATIME),
+    (
+        "rstrictatime",
+        sys::MOUNT_ATTR_STRICTATIME,
+        sys::MOUNT_ATTR__ATIME,
+    ),
+    ("rnosymfollow", sys::MOUNT_ATTR_NOSYMFOLLOW, 0),
+    ("rsymfollow", 0, sys::MOUNT_ATTR_NOSYMFOLLOW),
+];
 
 /// Parses OCI/fstab style options (`ro`, `nosuid`, `rbind`, `rprivate`, `size=64k`, …).
 pub fn parse_options(options: &[String]) -> ParsedOptions {
@@ -39,6 +71,10 @@ pub fn parse_options(options: &[String]) -> ParsedOptions {
         data: String::new(),
         bind: false,
         recursive: false,
+        rec_set: 0,
+        rec_clear: 0,
+        idmap: None,
+        unsupported: Vec::new(),
     };
     let mut data = Vec::new();
     for opt in options {
@@ -85,7 +121,28 @@ pub fn parse_options(options: &[String]) -> ParsedOptions {
                 p.propagation.push(propagation_flag(opt));
                 continue;
             }
+            "idmap" => {
+                p.idmap = Some(false);
+                continue;
+            }
+            "ridmap" => {
+                p.idmap = Some(true);
+                continue;
+            }
+            "tmpcopyup" => {
+                p.unsupported.push(opt.clone());
+                continue;
+            }
             other => {
+                if let Some((_, set, clear)) = RECURSIVE_ATTRS.iter().find(|(n, _, _)| *n == other)
+                {
+                    // The atime mode is one field: a new mode replaces an earlier one.
+                    p.rec_set &= !clear;
+                    p.rec_set |= set;
+                    p.rec_clear &= !set;
+                    p.rec_clear |= clear & !set;
+                    continue;
+                }
                 data.push(other.to_string());
                 continue;
             }
@@ -145,6 +202,131 @@ pub fn remount_bind(target: &Path, flags: MsFlags) -> Result<()> {
         .ctx(|| format!("remounting {}", target.display()))
 }
 
+/// Propagation flags of `linux.rootfsPropagation` (default `rprivate`).
+pub fn rootfs_propagation(value: Option<&str>) -> Result<MsFlags> {
+    match value {
+        None | Some("") => Ok(MsFlags::MS_PRIVATE | MsFlags::MS_REC),
+        Some(
+            v @ ("private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "unbindable"
+            | "runbindable"),
+        ) => Ok(propagation_flag(v)),
+        Some(other) => Err(Error::InvalidSpec(format!(
+            "linux.rootfsPropagation: unknown value {other:?}"
+        ))),
+    }
+}
+
+/// Checks the spec's mounts before anything is created: absolute destinations, no
+/// option ccrun cannot honour, and id mappings only where they can apply.
+pub fn validate(mounts: &[Mount]) -> Result<()> {
+    for (i, m) in mounts.iter().enumerate() {
+        let opts = parse_options(m.options().as_deref().unwrap_or(&[]));
+        if let Some(opt) = opts.unsupported.first() {
+            return Err(Error::InvalidSpec(format!(
+                "mounts[{i}] ({}): option {opt} is not supported",
+                m.destination().display()
+            )));
+        }
+        let has_maps = m.uid_mappings().is_some() || m.gid_mappings().is_some();
+        if has_maps && (m.uid_mappings().is_none() || m.gid_mappings().is_none()) {
+            return Err(Error::InvalidSpec(format!(
+                "mounts[{i}] ({}): uidMappings and gidMappings go together",
+                m.destination().display()
+            )));
+        }
+        let is_bind = opts.bind || m.typ().as_deref() == Some("bind");
+        if (has_maps || opts.idmap.is_some()) && !is_bind {
+            return Err(Error::InvalidSpec(format!(
+                "mounts[{i}] ({}): idmapped mounts must be bind mounts",
+                m.destination().display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// For a bind mount asking for an idmap (`uidMappings`/`gidMappings`, or `idmap` /
+/// `ridmap` with the container's own mappings `default_maps`), builds the detached,
+/// idmapped copy of its source with its flags applied. Runs in the parent, before the
+/// clone: setting an idmap needs privileges over the source's filesystem that the init
+/// in a user namespace lacks. The init attaches the tree where the mount goes.
+pub fn idmapped_tree(
+    bundle: &Path,
+    m: &Mount,
+    default_maps: (&[LinuxIdMapping], &[LinuxIdMapping]),
+) -> Result<Option<OwnedFd>> {
+    let opts = parse_options(m.options().as_deref().unwrap_or(&[]));
+    let (uids, gids) = match (m.uid_mappings(), m.gid_mappings()) {
+        (Some(u), Some(g)) => (u.as_slice(), g.as_slice()),
+        _ if opts.idmap.is_some() => default_maps,
+        _ => return Ok(None),
+    };
+    let dest = m.destination().display();
+    if uids.is_empty() || gids.is_empty() {
+        return Err(Error::InvalidSpec(format!(
+            "mount {dest}: idmap without mappings (set the mount's uidMappings and \
+             gidMappings, or linux.uidMappings and linux.gidMappings)"
+        )));
+    }
+    // `ridmap` idmaps the submounts an `rbind` brings along too; `idmap` only the top.
+    let recursive = opts.recursive;
+    let idmap_recursive = recursive && opts.idmap != Some(false);
+    let src = host_source(bundle, m.source().as_deref().unwrap_or(Path::new("")));
+    let userns = crate::userns::new_userns_fd(uids, gids)?;
+    let tree = sys::open_tree_clone_with(&src, recursive)
+        .map_err(|e| Error::sys(format!("open_tree {}", src.display()), e))?;
+    let (set, clear) = attrs_of(opts.flags);
+    sys::mount_setattr(tree.as_fd(), recursive, set, clear, None)
+        .map_err(|e| Error::sys(format!("setting flags of mount {dest}"), e))?;
+    sys::mount_setattr(
+        tree.as_fd(),
+        idmap_recursive,
+        sys::MOUNT_ATTR_IDMAP,
+        0,
+        Some(userns.as_fd()),
+    )
+    .map_err(|e| {
+        Error::sys(
+            format!(
+                "idmapping mount {dest} from {} (needs a filesystem that supports idmapped \
+                 mounts)",
+                src.display()
+            ),
+            e,
+        )
+    })?;
+    Ok(Some(tree))
+}
+
+/// `MOUNT_ATTR_*` (set, clear) equivalent to the mount flags `flags`.
+fn attrs_of(flags: MsFlags) -> (u64, u64) {
+    let mut set = 0;
+    let mut clear = 0;
+    for (ms, attr) in [
+        (MsFlags::MS_RDONLY, sys::MOUNT_ATTR_RDONLY),
+        (MsFlags::MS_NOSUID, sys::MOUNT_ATTR_NOSUID),
+        (MsFlags::MS_NODEV, sys::MOUNT_ATTR_NODEV),
+        (MsFlags::MS_NOEXEC, sys::MOUNT_ATTR_NOEXEC),
+        (MsFlags::MS_NODIRATIME, sys::MOUNT_ATTR_NODIRATIME),
+        (
+            MsFlags::from_bits_retain(MS_NOSYMFOLLOW),
+            sys::MOUNT_ATTR_NOSYMFOLLOW,
+        ),
+    ] {
+        if flags.contains(ms) {
+            set |= attr;
+        }
+    }
+    if flags.contains(MsFlags::MS_NOATIME) {
+        set |= sys::MOUNT_ATTR_NOATIME;
+        clear |= sys::MOUNT_ATTR__ATIME;
+    } else if flags.contains(MsFlags::MS_STRICTATIME) {
+        set |= sys::MOUNT_ATTR_STRICTATIME;
+        clear |= sys::MOUNT_ATTR__ATIME;
+    }
+    (set, clear)
+}
+
 /// Where the source of a bind mount lives on the host: relative sources are relative
 /// to the bundle, as the runtime spec says.
 fn host_source(bundle: &Path, source: &Path) -> PathBuf {
@@ -155,11 +337,34 @@ fn host_source(bundle: &Path, source: &Path) -> PathBuf {
     }
 }
 
-/// Mounts one spec entry into the rootfs open at `root` (whose host path is `rootfs`).
-/// Runs in the container's mount namespace, before `pivot_root`.
-pub fn mount_entry(root: BorrowedFd<'_>, bundle: &Path, m: &Mount) -> Result<()> {
+/// Mounts one spec entry into the rootfs open at `root` (whose host path is `rootfs`);
+/// `idmapped` is its tree from [`idmapped_tree`], if it has one. Runs in the
+/// container's mount namespace, before `pivot_root`.
+pub fn mount_entry(
+    root: BorrowedFd<'_>,
+    bundle: &Path,
+    m: &Mount,
+    idmapped: Option<BorrowedFd<'_>>,
+) -> Result<()> {
     let dest = m.destination();
     let opts = parse_options(m.options().as_deref().unwrap_or(&[]));
+    mount_entry_base(root, bundle, m, &opts, idmapped)?;
+    if opts.rec_set == 0 && opts.rec_clear == 0 {
+        return Ok(());
+    }
+    let mounted = reopen(root, dest)?;
+    sys::mount_setattr(mounted.as_fd(), true, opts.rec_set, opts.rec_clear, None)
+        .ctx(|| format!("setting recursive attributes of {}", dest.display()))
+}
+
+fn mount_entry_base(
+    root: BorrowedFd<'_>,
+    bundle: &Path,
+    m: &Mount,
+    opts: &ParsedOptions,
+    idmapped: Option<BorrowedFd<'_>>,
+) -> Result<()> {
+    let dest = m.destination();
     let typ = m
         .typ()
         .as_deref()
@@ -177,6 +382,13 @@ pub fn mount_entry(root: BorrowedFd<'_>, bundle: &Path, m: &Mount) -> Result<()>
         }
         .ctx(|| format!("creating mount point {}", dest.display()))?;
         let target = sys::proc_fd_path(target.as_fd());
+        if let Some(tree) = idmapped {
+            // Flags and the idmap were set on the tree by the parent.
+            sys::move_mount_to(tree, &target)
+                .ctx(|| format!("attaching idmapped mount {}", dest.display()))?;
+            let mounted = reopen(root, dest)?;
+            return apply_propagation(&sys::proc_fd_path(mounted.as_fd()), &opts.propagation);
+        }
         let mut flags = MsFlags::MS_BIND;
         if opts.recursive {
             flags |= MsFlags::MS_REC;
