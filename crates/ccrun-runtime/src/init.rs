@@ -138,6 +138,13 @@ fn prepare(plan: &InitPlan, chan: &Channel) -> std::result::Result<Ready, (Failu
     join_namespaces(plan).map_err(setup_err)?;
     let mut hook_state = None;
     let mut before_pivot = || -> Result<()> {
+        // Through the runtime's /proc, still visible: a sysctl file shows the writer's
+        // namespaces whichever proc it is in, and the container's /proc/sys may be
+        // read-only by now (linux.readonlyPaths).
+        for (key, value) in &plan.sysctl {
+            let path = crate::sysctl::proc_path(key)?;
+            std::fs::write(&path, value).map_err(|e| Error::io("setting sysctl", &path, e))?;
+        }
         if let (Some(hooks), Some(state)) = (&plan.hooks, &plan.hook_state) {
             hook_state = Some(runtime_hooks(chan, hooks, state)?);
         }
@@ -150,11 +157,6 @@ fn prepare(plan: &InitPlan, chan: &Channel) -> std::result::Result<Ready, (Failu
     } else {
         None
     };
-    for (key, value) in &plan.sysctl {
-        let path = crate::sysctl::proc_path(key).map_err(setup_err)?;
-        std::fs::write(&path, value)
-            .map_err(|e| setup_err(Error::io("setting sysctl", &path, e)))?;
-    }
     if let Some(adj) = plan.process.oom_score_adj() {
         std::fs::write("/proc/self/oom_score_adj", adj.to_string())
             .map_err(|e| setup_err(Error::io("writing", "/proc/self/oom_score_adj", e)))?;

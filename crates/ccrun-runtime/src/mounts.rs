@@ -381,14 +381,14 @@ fn mount_entry_base(
             fsroot::ensure_file(root, dest)
         }
         .ctx(|| format!("creating mount point {}", dest.display()))?;
-        let target = sys::proc_fd_path(target.as_fd());
         if let Some(tree) = idmapped {
             // Flags and the idmap were set on the tree by the parent.
-            sys::move_mount_to(tree, &target)
+            sys::move_mount_onto(tree, target.as_fd())
                 .ctx(|| format!("attaching idmapped mount {}", dest.display()))?;
             let mounted = reopen(root, dest)?;
             return apply_propagation(&sys::proc_fd_path(mounted.as_fd()), &opts.propagation);
         }
+        let target = sys::proc_fd_path(target.as_fd());
         let mut flags = MsFlags::MS_BIND;
         if opts.recursive {
             flags |= MsFlags::MS_REC;

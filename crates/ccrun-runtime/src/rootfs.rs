@@ -28,6 +28,8 @@ pub struct RootfsPlan {
     pub readonly: bool,
     /// `linux.rootfsPropagation` (default `MS_PRIVATE|MS_REC`).
     pub propagation: MsFlags,
+    /// The spec set `linux.rootfsPropagation`.
+    pub propagation_set: bool,
     /// Detached idmapped trees made by the parent, by index in `mounts` (inherited
     /// through the clone).
     pub idmapped: Vec<(usize, RawFd)>,
@@ -76,6 +78,9 @@ impl RootfsPlan {
                 .and_then(|r| r.readonly())
                 .unwrap_or(false),
             propagation,
+            propagation_set: linux
+                .and_then(|l| l.rootfs_propagation().as_deref())
+                .is_some_and(|p| !p.is_empty()),
             idmapped: Vec::new(),
             devices: linux
                 .and_then(|l| l.devices().as_ref())
@@ -100,7 +105,8 @@ impl RootfsPlan {
 }
 
 /// Builds the view and enters it. Runs in the init, in its new mount namespace;
-/// `before_pivot` runs once the mounts are in place (the hooks' moment).
+/// `before_pivot` runs once the mounts are in place, before masked and read-only paths
+/// (sysctls are written then, and the hooks run).
 pub fn setup(
     plan: &RootfsPlan,
     idmapped_root: Option<OwnedFd>,
@@ -164,6 +170,8 @@ pub fn setup(
             .any(|m| m.destination() == Path::new("/dev/pts"));
         devices::create_symlinks(root.as_fd(), has_pts)?;
     }
+    // Sysctls and hooks: the mounts are in place, and /proc/sys is not read-only yet.
+    before_pivot()?;
     // Before pivoting, so the host's /dev/null can mask files even when the spec
     // gives the container no /dev.
     for p in &plan.masked_paths {
@@ -174,19 +182,19 @@ pub fn setup(
     }
     drop(root);
 
-    before_pivot()?;
     enter_root(&plan.rootfs, plan.no_pivot)?;
-    if plan.propagation.contains(MsFlags::MS_SHARED) {
-        // The root itself was kept private for pivot_root; share it now as asked.
-        let rec = plan.propagation & MsFlags::MS_REC;
+    if plan.propagation_set {
+        // As runc: the root was bound from a private parent for pivot_root, so the
+        // requested propagation is applied again to the new root (and, for the `r`
+        // forms, everything under it, overriding per-mount propagation).
         mount(
             None::<&str>,
             "/",
             None::<&str>,
-            MsFlags::MS_SHARED | rec,
+            plan.propagation,
             None::<&str>,
         )
-        .ctx(|| "making / shared".into())?;
+        .ctx(|| "setting propagation of the container's root".into())?;
     }
 
     if plan.readonly {
@@ -235,12 +243,23 @@ fn make_parent_private(path: &Path) -> Result<()> {
 /// `pivot_root` into `rootfs` and detach the old root; `MS_MOVE` + `chroot` when
 /// pivot_root cannot work (rootfs on ramfs/initramfs) or when asked.
 fn enter_root(rootfs: &Path, no_pivot: bool) -> Result<()> {
+    let old_root = nix::fcntl::open(
+        "/",
+        nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ctx(|| "opening the old root".into())?;
+    // SAFETY: `open` just returned this fd and nothing else owns it.
+    let old_root = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(old_root) };
     nix::unistd::chdir(rootfs).ctx(|| format!("chdir {}", rootfs.display()))?;
     if !no_pivot {
         match nix::unistd::pivot_root(".", ".") {
             Ok(()) => {
-                // The old root is now stacked under "."; detach it without letting the
-                // unmount propagate anywhere.
+                // The old root is now stacked on the new one; from inside it, make it a
+                // slave (so the unmount cannot propagate anywhere) and detach it. Doing
+                // this from the new root would turn the container's own shared mounts
+                // into slaves too.
+                nix::unistd::fchdir(old_root.as_raw_fd()).ctx(|| "fchdir old root".into())?;
                 mount(
                     None::<&str>,
                     ".",

@@ -168,6 +168,27 @@ pub fn move_mount_to(mount_fd: BorrowedFd<'_>, target: &Path) -> nix::Result<()>
     Errno::result(ret).map(drop)
 }
 
+/// `move_mount` flag: the target is the fd itself.
+pub const MOVE_MOUNT_T_EMPTY_PATH: u32 = 0x0000_0040;
+
+/// Attaches the detached mount `mount_fd` on the file or directory open as `target`
+/// (an `O_PATH` fd; a `/proc/self/fd` path is refused as a move_mount target).
+pub fn move_mount_onto(mount_fd: BorrowedFd<'_>, target: BorrowedFd<'_>) -> nix::Result<()> {
+    let empty = c"";
+    // SAFETY: the empty strings are valid NUL-terminated strings for the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            mount_fd.as_raw_fd(),
+            empty.as_ptr(),
+            target.as_raw_fd(),
+            empty.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
+    Errno::result(ret).map(drop)
+}
+
 /// `openat2(dirfd, path, flags, mode, resolve)`.
 pub fn openat2(
     dirfd: BorrowedFd<'_>,

@@ -1,0 +1,780 @@
+//! The runtime spec honoured from the container's point of view: hooks in order with
+//! their state, hook failures cleaning up, namespaces joined by path (PID, user), time
+//! namespace offsets, mount propagation, `nosymfollow`, idmapped bind mounts, and the
+//! refusals (unknown fields, unsupported fields, host-wide sysctls). Runs without the
+//! threaded test harness because container creation needs a single-threaded process.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use ccrun_cgroups::{Cgroup, Layout};
+use ccrun_runtime::{Container, CreateOptions, Error, ExitStatus};
+use ccrun_testkit::{require_root, Rootfs};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use oci_spec::runtime::{
+    Hook, HookBuilder, Hooks, HooksBuilder, LinuxBuilder, LinuxIdMapping, LinuxIdMappingBuilder,
+    LinuxNamespaceBuilder, LinuxNamespaceType, LinuxTimeOffsetBuilder, Mount, MountBuilder,
+    ProcessBuilder, RootBuilder, Spec, SpecBuilder,
+};
+
+fn mount_entry(dest: &str, typ: &str, src: &str, opts: &[&str]) -> Mount {
+    MountBuilder::default()
+        .destination(dest)
+        .typ(typ)
+        .source(src)
+        .options(opts.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .build()
+        .expect("mount")
+}
+
+fn bind(dest: &str, src: &Path, opts: &[&str]) -> Mount {
+    mount_entry(dest, "bind", &src.display().to_string(), opts)
+}
+
+fn id_map(container: u32, host: u32, size: u32) -> LinuxIdMapping {
+    LinuxIdMappingBuilder::default()
+        .container_id(container)
+        .host_id(host)
+        .size(size)
+        .build()
+        .expect("mapping")
+}
+
+/// A namespace entry: new when `path` is `None`.
+fn ns(kind: LinuxNamespaceType, path: Option<String>) -> oci_spec::runtime::LinuxNamespace {
+    let b = LinuxNamespaceBuilder::default().typ(kind);
+    match path {
+        Some(p) => b.path(p).build().expect("ns"),
+        None => b.build().expect("ns"),
+    }
+}
+
+/// What a test container is made of, beyond the defaults (new PID, mount, UTS, IPC
+/// namespaces, /proc, the script run by `sh -c`).
+#[derive(Default)]
+struct Setup {
+    script: String,
+    mounts: Vec<Mount>,
+    /// Namespaces replacing the defaults, when not empty.
+    namespaces: Vec<oci_spec::runtime::LinuxNamespace>,
+    uid_maps: Vec<LinuxIdMapping>,
+    gid_maps: Vec<LinuxIdMapping>,
+    hooks: Option<Hooks>,
+    sysctl: Vec<(String, String)>,
+    rootfs_propagation: Option<String>,
+    time_offsets: Vec<(String, i64)>,
+}
+
+impl Setup {
+    fn spec(self, rootfs: &Path) -> Spec {
+        let namespaces = if self.namespaces.is_empty() {
+            [
+                LinuxNamespaceType::Pid,
+                LinuxNamespaceType::Mount,
+                LinuxNamespaceType::Uts,
+                LinuxNamespaceType::Ipc,
+            ]
+            .into_iter()
+            .map(|t| ns(t, None))
+            .collect()
+        } else {
+            self.namespaces
+        };
+        let mut mounts = vec![mount_entry(
+            "/proc",
+            "proc",
+            "proc",
+            &["nosuid", "noexec", "nodev"],
+        )];
+        mounts.extend(self.mounts);
+        let mut linux = LinuxBuilder::default().namespaces(namespaces).sysctl(
+            self.sysctl
+                .into_iter()
+                .collect::<std::collections::HashMap<_, _>>(),
+        );
+        if !self.uid_maps.is_empty() {
+            linux = linux
+                .uid_mappings(self.uid_maps)
+                .gid_mappings(self.gid_maps);
+        }
+        if let Some(p) = self.rootfs_propagation {
+            linux = linux.rootfs_propagation(p);
+        }
+        if !self.time_offsets.is_empty() {
+            let offsets = self
+                .time_offsets
+                .into_iter()
+                .map(|(clock, secs)| {
+                    let o = LinuxTimeOffsetBuilder::default()
+                        .secs(secs)
+                        .build()
+                        .expect("offset");
+                    (clock, o)
+                })
+                .collect::<std::collections::HashMap<_, _>>();
+            linux = linux.time_offsets(offsets);
+        }
+        let mut spec = SpecBuilder::default()
+            .version("1.2.0")
+            .process(
+                ProcessBuilder::default()
+                    .args(vec!["sh".to_string(), "-c".to_string(), self.script])
+                    .env(vec!["PATH=/bin".to_string()])
+                    .cwd("/")
+                    .build()
+                    .expect("process"),
+            )
+            .root(RootBuilder::default().path(rootfs).build().expect("root"))
+            .mounts(mounts)
+            .linux(linux.build().expect("linux"))
+            .build()
+            .expect("spec");
+        spec.set_hooks(self.hooks);
+        // The builder starts from oci-spec's default spec, which names a hostname.
+        spec.set_hostname(None);
+        spec
+    }
+}
+
+struct Env {
+    rootfs: Rootfs,
+    state: tempfile::TempDir,
+    n: usize,
+}
+
+impl Env {
+    fn opts(&mut self, spec: Spec) -> CreateOptions {
+        self.n += 1;
+        CreateOptions {
+            id: format!("spec-{}-{}", std::process::id(), self.n),
+            bundle: self.rootfs.path().to_path_buf(),
+            spec,
+            state_root: self.state.path().to_path_buf(),
+            minimal_init: false,
+            no_pivot: false,
+            stdio: None,
+        }
+    }
+
+    /// Creates, starts and waits for a container; it is deleted whatever happens.
+    fn run(&mut self, setup: Setup) -> ExitStatus {
+        let spec = setup.spec(self.rootfs.path());
+        let opts = self.opts(spec);
+        let mut c = Container::create(opts).expect("create");
+        let started = c.start();
+        let status = c.wait();
+        Container::load(self.state.path(), c.id())
+            .expect("load")
+            .delete(true)
+            .expect("delete");
+        started.expect("start");
+        status.expect("wait")
+    }
+
+    /// Creates and starts a long-running container (`sleep 30`), for others to join.
+    fn sleeper(&mut self, setup: Setup) -> Running {
+        let spec = Setup {
+            script: "exec sleep 30".into(),
+            ..setup
+        }
+        .spec(self.rootfs.path());
+        let opts = self.opts(spec);
+        let mut c = Container::create(opts).expect("create sleeper");
+        c.start().expect("start sleeper");
+        Running {
+            c: Some(c),
+            state_root: self.state.path().to_path_buf(),
+        }
+    }
+}
+
+/// A running container that is force-deleted (and reaped) on drop.
+struct Running {
+    c: Option<Container>,
+    state_root: PathBuf,
+}
+
+impl Running {
+    fn pid(&self) -> i32 {
+        self.c.as_ref().map_or(0, |c| c.pid())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(c) = self.c.take() {
+            if let Ok(loaded) = Container::load(&self.state_root, c.id()) {
+                let _ = loaded.delete(true);
+            }
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A host directory the container writes its findings into (world-writable so a user
+/// namespace's root may write too).
+fn out_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("out dir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    dir
+}
+
+fn read(dir: &Path, name: &str) -> String {
+    std::fs::read_to_string(dir.join(name))
+        .unwrap_or_else(|e| panic!("reading {name}: {e}"))
+        .trim()
+        .to_string()
+}
+
+/// Cgroup directories of container `id` that still exist.
+fn leftover_cgroups(id: &str) -> Vec<PathBuf> {
+    let layout = Layout::detect().expect("layout");
+    match Cgroup::open(&layout, &ccrun_runtime::default_cgroup_path(id)) {
+        Ok(cg) => cg.paths().into_iter().filter(|p| p.exists()).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// A hook running `sh -c SCRIPT NAME LOG`, which appends `NAME STATUS PID WHERE` to LOG
+/// (WHERE is `container` when the container's /rootfile is visible).
+fn logging_hook(name: &str, log: &str, timeout: Option<i64>) -> Hook {
+    let script = r#"s=$(cat)
+st=$(echo "$s" | sed -n 's/.*"status":"\([a-z]*\)".*/\1/p')
+pid=$(echo "$s" | sed -n 's/.*"pid":\([0-9]*\).*/\1/p')
+id=$(echo "$s" | sed -n 's/.*"id":"\([^"]*\)".*/\1/p')
+if [ -e /rootfile ]; then w=container; else w=host; fi
+echo "$0 $st $pid $w $id" >> "$1""#;
+    let mut b = HookBuilder::default().path("/bin/sh").args(vec![
+        "sh".to_string(),
+        "-c".to_string(),
+        script.to_string(),
+        name.to_string(),
+        log.to_string(),
+    ]);
+    if let Some(t) = timeout {
+        b = b.timeout(t);
+    }
+    b.build().expect("hook")
+}
+
+fn shell_hook(script: &str, timeout: Option<i64>) -> Hook {
+    let mut b = HookBuilder::default().path("/bin/sh").args(vec![
+        "sh".to_string(),
+        "-c".to_string(),
+        script.to_string(),
+    ]);
+    if let Some(t) = timeout {
+        b = b.timeout(t);
+    }
+    b.build().expect("hook")
+}
+
+fn hooks_run_in_order_with_their_state(env: &mut Env) {
+    assert!(
+        !Path::new("/rootfile").exists(),
+        "the host must not have /rootfile"
+    );
+    let out = out_dir();
+    let log = out.path().join("log").display().to_string();
+    let hooks = HooksBuilder::default()
+        .prestart(vec![logging_hook("prestart", &log, Some(10))])
+        .create_runtime(vec![logging_hook("createRuntime", &log, Some(10))])
+        .create_container(vec![logging_hook("createContainer", &log, None)])
+        .start_container(vec![logging_hook("startContainer", "/out/log", None)])
+        .poststart(vec![logging_hook("poststart", &log, None)])
+        .poststop(vec![logging_hook("poststop", &log, None)])
+        .build()
+        .expect("hooks");
+    let spec = Setup {
+        // The program runs after startContainer: its line is already there.
+        script: "grep -c startContainer /out/log > /out/program".into(),
+        mounts: vec![bind("/out", out.path(), &["rbind"])],
+        hooks: Some(hooks),
+        ..Default::default()
+    }
+    .spec(env.rootfs.path());
+    let opts = env.opts(spec);
+    let id = opts.id.clone();
+    let mut c = Container::create(opts).expect("create");
+    let pid = c.pid();
+    let after_create = read(out.path(), "log");
+    c.start().expect("start");
+    assert_eq!(c.wait().expect("wait"), ExitStatus::Exited(0));
+    Container::load(env.state.path(), &id)
+        .expect("load")
+        .delete(false)
+        .expect("delete");
+
+    let expected = [
+        format!("prestart creating {pid} host {id}"),
+        format!("createRuntime creating {pid} host {id}"),
+        format!("createContainer creating {pid} host {id}"),
+        format!("startContainer created {pid} container {id}"),
+        format!("poststart running {pid} host {id}"),
+        format!("poststop stopped  host {id}"),
+    ];
+    assert_eq!(after_create, expected[..3].join("\n"));
+    assert_eq!(read(out.path(), "log"), expected.join("\n"));
+    assert_eq!(read(out.path(), "program"), "1");
+}
+
+fn failing_create_hooks_leave_nothing_behind(env: &mut Env) {
+    for (name, hooks, wanted) in [
+        (
+            "failing createRuntime",
+            HooksBuilder::default()
+                .create_runtime(vec![shell_hook("exit 3", None)])
+                .build()
+                .expect("hooks"),
+            "createRuntime hook #0",
+        ),
+        (
+            "slow createContainer",
+            HooksBuilder::default()
+                .create_container(vec![shell_hook("sleep 20", Some(1))])
+                .build()
+                .expect("hooks"),
+            "timed out after 1s",
+        ),
+    ] {
+        let spec = Setup {
+            script: "true".into(),
+            hooks: Some(hooks),
+            ..Default::default()
+        }
+        .spec(env.rootfs.path());
+        let opts = env.opts(spec);
+        let id = opts.id.clone();
+        let begun = Instant::now();
+        let err = Container::create(opts).expect_err(name).to_string();
+        assert!(err.contains(wanted), "{name}: {err}");
+        assert!(begun.elapsed() < Duration::from_secs(10), "{name}");
+        assert!(!env.state.path().join(&id).exists(), "{name}: state left");
+        assert_eq!(leftover_cgroups(&id), Vec::<PathBuf>::new(), "{name}");
+    }
+}
+
+fn failing_start_container_hook_fails_start(env: &mut Env) {
+    let hooks = HooksBuilder::default()
+        .start_container(vec![shell_hook("exit 1", None)])
+        .build()
+        .expect("hooks");
+    let spec = Setup {
+        script: "true".into(),
+        hooks: Some(hooks),
+        ..Default::default()
+    }
+    .spec(env.rootfs.path());
+    let opts = env.opts(spec);
+    let mut c = Container::create(opts).expect("create");
+    let started = c.start();
+    let status = c.wait();
+    Container::load(env.state.path(), c.id())
+        .expect("load")
+        .delete(true)
+        .expect("delete");
+    assert!(started.is_err(), "{started:?}");
+    assert_ne!(status.expect("wait"), ExitStatus::Exited(0));
+}
+
+fn pid_namespace_joined_by_path(env: &mut Env) {
+    let first = env.sleeper(Setup::default());
+    let out = out_dir();
+    let status = env.run(Setup {
+        script: "cat /proc/1/cmdline | tr '\\0' ' ' > /out/one".into(),
+        mounts: vec![bind("/out", out.path(), &["rbind"])],
+        namespaces: vec![
+            ns(
+                LinuxNamespaceType::Pid,
+                Some(format!("/proc/{}/ns/pid", first.pid())),
+            ),
+            ns(LinuxNamespaceType::Mount, None),
+        ],
+        ..Default::default()
+    });
+    assert_eq!(status, ExitStatus::Exited(0));
+    // PID 1 of the joined namespace is the first container's program.
+    assert_eq!(read(out.path(), "one"), "sleep 30");
+    drop(first);
+}
+
+fn user_namespace_joined_by_path(env: &mut Env) {
+    let maps = Setup {
+        namespaces: vec![
+            ns(LinuxNamespaceType::User, None),
+            ns(LinuxNamespaceType::Pid, None),
+            ns(LinuxNamespaceType::Mount, None),
+        ],
+        uid_maps: vec![id_map(0, 200_000, 65_536)],
+        gid_maps: vec![id_map(0, 200_000, 65_536)],
+        ..Default::default()
+    };
+    let first = env.sleeper(maps);
+    let out = out_dir();
+    let status = env.run(Setup {
+        script: "cat /proc/self/uid_map > /out/uid_map; id -u > /out/uid; \
+                 touch /out/made-by-root"
+            .into(),
+        mounts: vec![bind("/out", out.path(), &["rbind"])],
+        namespaces: vec![
+            ns(
+                LinuxNamespaceType::User,
+                Some(format!("/proc/{}/ns/user", first.pid())),
+            ),
+            ns(LinuxNamespaceType::Pid, None),
+            ns(LinuxNamespaceType::Mount, None),
+        ],
+        ..Default::default()
+    });
+    assert_eq!(status, ExitStatus::Exited(0));
+    let map: Vec<String> = read(out.path(), "uid_map")
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(map, ["0", "200000", "65536"]);
+    assert_eq!(read(out.path(), "uid"), "0");
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::metadata(out.path().join("made-by-root"))
+        .expect("file made in the container")
+        .uid();
+    assert_eq!(owner, 200_000);
+    drop(first);
+}
+
+fn time_namespace_offsets_apply(env: &mut Env) {
+    let out = out_dir();
+    let host_uptime = std::fs::read_to_string("/proc/uptime").expect("uptime");
+    let host_uptime: f64 = host_uptime
+        .split_whitespace()
+        .next()
+        .and_then(|s| s.parse().ok())
+        .expect("host uptime");
+    let status = env.run(Setup {
+        script: "cut -d. -f1 /proc/uptime > /out/uptime".into(),
+        mounts: vec![bind("/out", out.path(), &["rbind"])],
+        namespaces: vec![
+            ns(LinuxNamespaceType::Pid, None),
+            ns(LinuxNamespaceType::Mount, None),
+            ns(LinuxNamespaceType::Time, None),
+        ],
+        time_offsets: vec![("boottime".into(), 1_000_000)],
+        ..Default::default()
+    });
+    assert_eq!(status, ExitStatus::Exited(0));
+    let inside: f64 = read(out.path(), "uptime").parse().expect("uptime inside");
+    let shift = inside - host_uptime;
+    assert!(
+        (999_990.0..1_000_100.0).contains(&shift),
+        "uptime inside {inside}, host {host_uptime}"
+    );
+}
+
+/// A shared tmpfs on the host (unmounted on drop), source of propagation tests.
+struct SharedMount {
+    dir: tempfile::TempDir,
+}
+
+impl SharedMount {
+    fn new() -> SharedMount {
+        let dir = tempfile::tempdir().expect("dir");
+        mount(
+            Some("tmpfs"),
+            dir.path(),
+            Some("tmpfs"),
+            MsFlags::empty(),
+            Some("size=64k"),
+        )
+        .expect("mount tmpfs");
+        let shared = SharedMount { dir };
+        mount(
+            None::<&str>,
+            shared.dir.path(),
+            None::<&str>,
+            MsFlags::MS_SHARED,
+            None::<&str>,
+        )
+        .expect("make shared");
+        shared
+    }
+
+    /// The peer group id of the host mount.
+    fn peer_group(&self) -> String {
+        let info = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+        let point = self.dir.path().display().to_string();
+        let line = info
+            .lines()
+            .find(|l| l.split(' ').nth(4) == Some(point.as_str()))
+            .expect("host mount listed");
+        line.split(' ')
+            .find_map(|f| f.strip_prefix("shared:"))
+            .expect("host mount is shared")
+            .to_string()
+    }
+}
+
+impl Drop for SharedMount {
+    fn drop(&mut self) {
+        let _ = umount2(self.dir.path(), MntFlags::MNT_DETACH);
+    }
+}
+
+/// The optional fields (`shared:N`, `master:N`) of mount point `point` in a mountinfo.
+fn tags(mountinfo: &str, point: &str) -> Vec<String> {
+    let line = mountinfo
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some(point))
+        .unwrap_or_else(|| panic!("{point} not in mountinfo:\n{mountinfo}"));
+    line.split(' ')
+        .skip(6)
+        .take_while(|f| *f != "-")
+        .map(str::to_string)
+        .collect()
+}
+
+fn mount_propagation_is_applied(env: &mut Env) {
+    let host = SharedMount::new();
+    let group = host.peer_group();
+    let out = out_dir();
+    let mut mountinfo = |mounts: Vec<Mount>, rootfs_propagation: Option<&str>| {
+        let mut all = vec![bind("/out", out.path(), &["rbind"])];
+        all.extend(mounts);
+        let status = env.run(Setup {
+            script: "cat /proc/self/mountinfo > /out/mountinfo".into(),
+            mounts: all,
+            rootfs_propagation: rootfs_propagation.map(str::to_string),
+            ..Default::default()
+        });
+        assert_eq!(status, ExitStatus::Exited(0));
+        read(out.path(), "mountinfo")
+    };
+
+    // By default (rprivate) nothing is shared with the host; `rshared` on a mount makes
+    // it shared in a peer group of its own.
+    let info = mountinfo(
+        vec![
+            bind("/sh", host.dir.path(), &["rbind", "rshared"]),
+            bind("/pr", host.dir.path(), &["rbind"]),
+        ],
+        None,
+    );
+    let sh = tags(&info, "/sh");
+    assert_eq!(sh.len(), 1, "{sh:?}");
+    assert!(sh[0].starts_with("shared:"), "{sh:?}");
+    assert_ne!(sh[0], format!("shared:{group}"));
+    assert_eq!(tags(&info, "/pr"), Vec::<String>::new());
+    assert_eq!(tags(&info, "/"), Vec::<String>::new());
+
+    // rootfsPropagation rslave: host mounts propagate in, nothing goes out.
+    let info = mountinfo(
+        vec![bind("/sl", host.dir.path(), &["rbind"])],
+        Some("rslave"),
+    );
+    assert_eq!(tags(&info, "/sl"), [format!("master:{group}")]);
+
+    // rootfsPropagation rshared: the mount stays a peer of the host's (bidirectional).
+    let info = mountinfo(
+        vec![bind("/sh", host.dir.path(), &["rbind"])],
+        Some("rshared"),
+    );
+    assert_eq!(tags(&info, "/sh"), [format!("shared:{group}")]);
+
+    // A per-mount rslave makes the host's mount its master; the rshared root then
+    // shares it again (runc applies rootfsPropagation last, recursively).
+    let info = mountinfo(
+        vec![bind("/sl", host.dir.path(), &["rbind", "rslave"])],
+        Some("rshared"),
+    );
+    let sl = tags(&info, "/sl");
+    assert!(sl.contains(&format!("master:{group}")), "{sl:?}");
+    assert!(!sl.contains(&format!("shared:{group}")), "{sl:?}");
+    drop(host);
+}
+
+fn nosymfollow_blocks_symlinks(env: &mut Env) {
+    let data = tempfile::tempdir().expect("data");
+    std::fs::write(data.path().join("file"), "content").expect("write");
+    std::os::unix::fs::symlink("file", data.path().join("link")).expect("symlink");
+    let out = out_dir();
+    let status = env.run(Setup {
+        script: "cat /plain/link > /out/plain 2>&1; cat /nofollow/link > /out/nofollow 2>&1; \
+                 cat /nofollow/file > /out/file"
+            .into(),
+        mounts: vec![
+            bind("/out", out.path(), &["rbind"]),
+            bind("/plain", data.path(), &["rbind", "ro"]),
+            bind("/nofollow", data.path(), &["rbind", "ro", "nosymfollow"]),
+        ],
+        ..Default::default()
+    });
+    assert_eq!(status, ExitStatus::Exited(0));
+    assert_eq!(read(out.path(), "plain"), "content");
+    assert_eq!(read(out.path(), "file"), "content");
+    let blocked = read(out.path(), "nofollow");
+    assert!(
+        blocked.contains("Too many levels of symbolic links"),
+        "{blocked}"
+    );
+}
+
+fn idmapped_bind_mount_shows_mapped_owner(env: &mut Env) {
+    let data = tempfile::tempdir().expect("data");
+    std::fs::write(data.path().join("file"), "root's").expect("write");
+    let out = out_dir();
+    let mut idmapped = bind("/mapped", data.path(), &["rbind"]);
+    idmapped.set_uid_mappings(Some(vec![id_map(0, 1234, 1)]));
+    idmapped.set_gid_mappings(Some(vec![id_map(0, 2345, 1)]));
+    let status = env.run(Setup {
+        script: "stat -c %u:%g /plain/file > /out/plain; \
+                 stat -c %u:%g /mapped/file > /out/mapped"
+            .into(),
+        mounts: vec![
+            bind("/out", out.path(), &["rbind"]),
+            bind("/plain", data.path(), &["rbind"]),
+            idmapped,
+        ],
+        ..Default::default()
+    });
+    assert_eq!(status, ExitStatus::Exited(0));
+    assert_eq!(read(out.path(), "plain"), "0:0");
+    assert_eq!(read(out.path(), "mapped"), "1234:2345");
+
+    // `idmap` with the container's user namespace mapping: host root's file is the
+    // container root's.
+    let out = out_dir();
+    let status = env.run(Setup {
+        script: "stat -c %u:%g /mapped/file > /out/mapped; stat -c %u:%g /plain/file > /out/plain"
+            .into(),
+        mounts: vec![
+            bind("/out", out.path(), &["rbind"]),
+            bind("/plain", data.path(), &["rbind"]),
+            bind("/mapped", data.path(), &["rbind", "idmap"]),
+        ],
+        namespaces: vec![
+            ns(LinuxNamespaceType::User, None),
+            ns(LinuxNamespaceType::Pid, None),
+            ns(LinuxNamespaceType::Mount, None),
+        ],
+        uid_maps: vec![id_map(0, 200_000, 65_536)],
+        gid_maps: vec![id_map(0, 200_000, 65_536)],
+        ..Default::default()
+    });
+    assert_eq!(status, ExitStatus::Exited(0));
+    assert_eq!(read(out.path(), "mapped"), "0:0");
+    assert_eq!(read(out.path(), "plain"), "65534:65534");
+}
+
+fn unknown_and_unsupported_fields_are_rejected(_env: &mut Env) {
+    let bundle = tempfile::tempdir().expect("bundle");
+    let write = |text: &str| {
+        std::fs::write(bundle.path().join("config.json"), text).expect("config.json");
+    };
+    let base = r#"{"ociVersion": "1.2.0", "root": {"path": "rootfs"},
+        "process": {"cwd": "/", "args": ["true"], "user": {"uid": 0, "gid": 0}},
+        "linux": {"namespaces": [{"type": "mount"}] LINUX}}"#;
+    write(&base.replace("LINUX", ""));
+    ccrun_runtime::spec::load(bundle.path()).expect("plain config loads");
+
+    write(&base.replace("LINUX", r#", "fooBar": {"x": 1}"#));
+    let err = ccrun_runtime::spec::load(bundle.path())
+        .expect_err("unknown field")
+        .to_string();
+    assert!(
+        err.ends_with("config.json: unknown field linux.fooBar"),
+        "{err}"
+    );
+
+    write(&base.replace("LINUX", r#", "intelRdt": {"closID": "a"}"#));
+    let err = ccrun_runtime::spec::load(bundle.path())
+        .expect_err("unsupported field")
+        .to_string();
+    assert!(err.contains("linux.intelRdt not supported"), "{err}");
+}
+
+fn host_wide_sysctls_are_rejected(env: &mut Env) {
+    for (key, value) in [("vm.swappiness", "10"), ("net.ipv4.ip_forward", "1")] {
+        let spec = Setup {
+            script: "true".into(),
+            sysctl: vec![(key.to_string(), value.to_string())],
+            ..Default::default()
+        }
+        .spec(env.rootfs.path());
+        let opts = env.opts(spec);
+        let id = opts.id.clone();
+        let err = Container::create(opts).expect_err(key);
+        assert!(matches!(err, Error::InvalidSpec(_)), "{err:?}");
+        assert!(err.to_string().contains(key), "{err}");
+        assert!(!env.state.path().join(&id).exists(), "{key}: state left");
+    }
+    // With its own network and IPC namespaces the container may set theirs.
+    let out = out_dir();
+    let status = env.run(Setup {
+        script: "cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/shmmni > /out/values".into(),
+        mounts: vec![bind("/out", out.path(), &["rbind"])],
+        namespaces: [
+            LinuxNamespaceType::Pid,
+            LinuxNamespaceType::Mount,
+            LinuxNamespaceType::Ipc,
+            LinuxNamespaceType::Network,
+        ]
+        .into_iter()
+        .map(|t| ns(t, None))
+        .collect(),
+        sysctl: vec![
+            ("net.ipv4.ip_forward".into(), "1".into()),
+            ("kernel.shmmni".into(), "1234".into()),
+        ],
+        ..Default::default()
+    });
+    assert_eq!(status, ExitStatus::Exited(0));
+    assert_eq!(read(out.path(), "values"), "1\n1234");
+}
+
+type Test = fn(&mut Env);
+
+fn main() {
+    require_root();
+    let mut env = Env {
+        rootfs: Rootfs::busybox(),
+        state: tempfile::tempdir().expect("state"),
+        n: 0,
+    };
+    let tests: &[(&str, Test)] = &[
+        (
+            "hooks_run_in_order_with_their_state",
+            hooks_run_in_order_with_their_state,
+        ),
+        (
+            "failing_create_hooks_leave_nothing_behind",
+            failing_create_hooks_leave_nothing_behind,
+        ),
+        (
+            "failing_start_container_hook_fails_start",
+            failing_start_container_hook_fails_start,
+        ),
+        ("pid_namespace_joined_by_path", pid_namespace_joined_by_path),
+        (
+            "user_namespace_joined_by_path",
+            user_namespace_joined_by_path,
+        ),
+        ("time_namespace_offsets_apply", time_namespace_offsets_apply),
+        ("mount_propagation_is_applied", mount_propagation_is_applied),
+        ("nosymfollow_blocks_symlinks", nosymfollow_blocks_symlinks),
+        (
+            "idmapped_bind_mount_shows_mapped_owner",
+            idmapped_bind_mount_shows_mapped_owner,
+        ),
+        (
+            "unknown_and_unsupported_fields_are_rejected",
+            unknown_and_unsupported_fields_are_rejected,
+        ),
+        (
+            "host_wide_sysctls_are_rejected",
+            host_wide_sysctls_are_rejected,
+        ),
+    ];
+    let tally = ccrun_testkit::run_in_process(tests, &mut env);
+    // `exit` skips destructors: remove the rootfs and state dir first.
+    drop(env);
+    tally.finish();
+}
