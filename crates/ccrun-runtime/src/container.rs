@@ -124,6 +124,7 @@ impl Container {
         if process.args().as_ref().is_none_or(|a| a.is_empty()) {
             return Err(Error::InvalidSpec("process.args is empty".into()));
         }
+        crate::sched::validate(&process)?;
         let root_path = spec
             .root()
             .as_ref()

@@ -171,6 +171,7 @@ fn prepare(plan: &InitPlan, chan: &Channel) -> std::result::Result<Ready, (Failu
     if let Some(limits) = plan.process.rlimits() {
         process::apply_rlimits(limits).map_err(setup_err)?;
     }
+    crate::sched::apply(&plan.process).map_err(setup_err)?;
     Ok(Ready {
         hook_state,
         console,
@@ -232,6 +233,11 @@ fn set_names(plan: &InitPlan) -> Result<()> {
         nix::unistd::sethostname(name).ctx(|| format!("sethostname {name}"))?;
     }
     if let Some(name) = &plan.domainname {
+        if !plan.ns.uts {
+            return Err(Error::InvalidSpec(
+                "domainname set without a UTS namespace".into(),
+            ));
+        }
         // SAFETY: the pointer and length describe `name`'s bytes for the call.
         let ret = unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) };
         Errno::result(ret).ctx(|| format!("setdomainname {name}"))?;

@@ -17,6 +17,7 @@ pub mod namespaces;
 pub mod process;
 pub mod reaper;
 pub mod rootfs;
+pub mod sched;
 pub mod signals;
 pub mod spec;
 pub mod state;

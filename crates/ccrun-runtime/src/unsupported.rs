@@ -20,7 +20,6 @@ pub fn fields_set(spec: &Spec) -> Vec<&'static str> {
     note(spec.zos().is_some(), "zos");
     if let Some(p) = spec.process() {
         note(p.command_line().is_some(), "process.commandLine");
-        note(p.exec_cpu_affinity().is_some(), "process.execCPUAffinity");
     }
     if let Some(l) = spec.linux() {
         note(l.intel_rdt().is_some(), "linux.intelRdt");

@@ -64,6 +64,8 @@ struct Setup {
     sysctl: Vec<(String, String)>,
     rootfs_propagation: Option<String>,
     time_offsets: Vec<(String, i64)>,
+    scheduler: Option<oci_spec::runtime::Scheduler>,
+    io_priority: Option<oci_spec::runtime::LinuxIOPriority>,
 }
 
 impl Setup {
@@ -115,16 +117,17 @@ impl Setup {
                 .collect::<std::collections::HashMap<_, _>>();
             linux = linux.time_offsets(offsets);
         }
+        let mut process = ProcessBuilder::default()
+            .args(vec!["sh".to_string(), "-c".to_string(), self.script])
+            .env(vec!["PATH=/bin".to_string()])
+            .cwd("/")
+            .build()
+            .expect("process");
+        process.set_scheduler(self.scheduler);
+        process.set_io_priority(self.io_priority);
         let mut spec = SpecBuilder::default()
             .version("1.2.0")
-            .process(
-                ProcessBuilder::default()
-                    .args(vec!["sh".to_string(), "-c".to_string(), self.script])
-                    .env(vec!["PATH=/bin".to_string()])
-                    .cwd("/")
-                    .build()
-                    .expect("process"),
-            )
+            .process(process)
             .root(RootBuilder::default().path(rootfs).build().expect("root"))
             .mounts(mounts)
             .linux(linux.build().expect("linux"))
@@ -470,32 +473,35 @@ fn time_namespace_offsets_apply(env: &mut Env) {
     );
 }
 
-/// A shared tmpfs on the host (unmounted on drop), source of propagation tests.
-struct SharedMount {
+/// A tmpfs mounted on the host (unmounted on drop), shared if asked: source of
+/// propagation and recursive-attribute tests.
+struct HostTmpfs {
     dir: tempfile::TempDir,
 }
 
-impl SharedMount {
-    fn new() -> SharedMount {
+impl HostTmpfs {
+    fn new(shared: bool) -> HostTmpfs {
         let dir = tempfile::tempdir().expect("dir");
         mount(
             Some("tmpfs"),
             dir.path(),
             Some("tmpfs"),
             MsFlags::empty(),
-            Some("size=64k"),
+            Some("size=64k,mode=755"),
         )
         .expect("mount tmpfs");
-        let shared = SharedMount { dir };
-        mount(
-            None::<&str>,
-            shared.dir.path(),
-            None::<&str>,
-            MsFlags::MS_SHARED,
-            None::<&str>,
-        )
-        .expect("make shared");
-        shared
+        let m = HostTmpfs { dir };
+        if shared {
+            mount(
+                None::<&str>,
+                m.dir.path(),
+                None::<&str>,
+                MsFlags::MS_SHARED,
+                None::<&str>,
+            )
+            .expect("make shared");
+        }
+        m
     }
 
     /// The peer group id of the host mount.
@@ -513,7 +519,7 @@ impl SharedMount {
     }
 }
 
-impl Drop for SharedMount {
+impl Drop for HostTmpfs {
     fn drop(&mut self) {
         let _ = umount2(self.dir.path(), MntFlags::MNT_DETACH);
     }
@@ -533,7 +539,7 @@ fn tags(mountinfo: &str, point: &str) -> Vec<String> {
 }
 
 fn mount_propagation_is_applied(env: &mut Env) {
-    let host = SharedMount::new();
+    let host = HostTmpfs::new(true);
     let group = host.peer_group();
     let out = out_dir();
     let mut mountinfo = |mounts: Vec<Mount>, rootfs_propagation: Option<&str>| {
@@ -615,6 +621,84 @@ fn nosymfollow_blocks_symlinks(env: &mut Env) {
         blocked.contains("Too many levels of symbolic links"),
         "{blocked}"
     );
+}
+
+fn recursive_read_only_reaches_submounts(env: &mut Env) {
+    let data = tempfile::tempdir().expect("data");
+    std::fs::create_dir(data.path().join("sub")).expect("mkdir");
+    let sub = HostTmpfs::new(false);
+    mount(
+        Some(sub.dir.path()),
+        &data.path().join("sub"),
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .expect("bind submount");
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = umount2(&self.0, MntFlags::MNT_DETACH);
+        }
+    }
+    let _unmount = Unmount(data.path().join("sub"));
+    let out = out_dir();
+    let probe = |dir: &str| {
+        format!(
+            "(touch {dir}/sub/x 2>>/out/err && echo rw || echo ro) > /out/{dir_name}",
+            dir_name = dir.trim_start_matches('/')
+        )
+    };
+    let status = env.run(Setup {
+        script: format!("{}; {}", probe("/plain"), probe("/rec")),
+        mounts: vec![
+            bind("/out", out.path(), &["rbind"]),
+            bind("/plain", data.path(), &["rbind", "ro"]),
+            bind("/rec", data.path(), &["rbind", "rro"]),
+        ],
+        ..Default::default()
+    });
+    assert_eq!(status, ExitStatus::Exited(0));
+    // `ro` only covers the top mount; `rro` the submount too.
+    assert_eq!(read(out.path(), "plain"), "rw");
+    assert_eq!(read(out.path(), "rec"), "ro");
+}
+
+fn exec_cpu_affinity_applies_to_exec(env: &mut Env) {
+    use oci_spec::runtime::ExecCPUAffinityBuilder;
+    let out = out_dir();
+    let running = env.sleeper(Setup {
+        mounts: vec![bind("/out", out.path(), &["rbind"])],
+        ..Default::default()
+    });
+    let mut process = ProcessBuilder::default()
+        .args(vec![
+            "sh".to_string(),
+            "-c".to_string(),
+            "grep Cpus_allowed_list /proc/self/status > /out/cpus".to_string(),
+        ])
+        .env(vec!["PATH=/bin".to_string()])
+        .cwd("/")
+        .build()
+        .expect("process");
+    process.set_exec_cpu_affinity(Some(
+        ExecCPUAffinityBuilder::default()
+            .initial("0")
+            .cpu_affinity_final("1")
+            .build()
+            .expect("affinity"),
+    ));
+    let c = running.c.as_ref().expect("container");
+    let p = c
+        .exec(ccrun_runtime::ExecOptions {
+            process,
+            stdio: None,
+        })
+        .expect("exec");
+    assert_eq!(p.wait().expect("wait"), ExitStatus::Exited(0));
+    let cpus = read(out.path(), "cpus");
+    assert_eq!(cpus.split_whitespace().nth(1), Some("1"), "{cpus}");
+    drop(running);
 }
 
 fn idmapped_bind_mount_shows_mapped_owner(env: &mut Env) {
@@ -730,6 +814,37 @@ fn host_wide_sysctls_are_rejected(env: &mut Env) {
     assert_eq!(read(out.path(), "values"), "1\n1234");
 }
 
+fn scheduler_and_io_priority_apply(env: &mut Env) {
+    use oci_spec::runtime::{
+        IOPriorityClass, LinuxIOPriorityBuilder, LinuxSchedulerPolicy, SchedulerBuilder,
+    };
+    let out = out_dir();
+    let status = env.run(Setup {
+        // Fields 19 and 41 of /proc/PID/stat: nice and scheduling policy.
+        script: "cut -d' ' -f19,41 /proc/self/stat > /out/sched; ionice > /out/io".into(),
+        mounts: vec![bind("/out", out.path(), &["rbind"])],
+        scheduler: Some(
+            SchedulerBuilder::default()
+                .policy(LinuxSchedulerPolicy::SchedBatch)
+                .nice(7)
+                .build()
+                .expect("scheduler"),
+        ),
+        io_priority: Some(
+            LinuxIOPriorityBuilder::default()
+                .class(IOPriorityClass::IoprioClassBe)
+                .priority(6)
+                .build()
+                .expect("ioprio"),
+        ),
+        ..Default::default()
+    });
+    assert_eq!(status, ExitStatus::Exited(0));
+    // SCHED_BATCH is policy 3.
+    assert_eq!(read(out.path(), "sched"), "7 3");
+    assert_eq!(read(out.path(), "io"), "best-effort: prio 6");
+}
+
 type Test = fn(&mut Env);
 
 fn main() {
@@ -771,6 +886,18 @@ fn main() {
         (
             "host_wide_sysctls_are_rejected",
             host_wide_sysctls_are_rejected,
+        ),
+        (
+            "scheduler_and_io_priority_apply",
+            scheduler_and_io_priority_apply,
+        ),
+        (
+            "recursive_read_only_reaches_submounts",
+            recursive_read_only_reaches_submounts,
+        ),
+        (
+            "exec_cpu_affinity_applies_to_exec",
+            exec_cpu_affinity_applies_to_exec,
         ),
     ];
     let tally = ccrun_testkit::run_in_process(tests, &mut env);
