@@ -376,6 +376,7 @@ fn prepare(plan: &Plan<'_>, chan: &Channel) -> std::result::Result<Ready, (Failu
             .ctx(|| "setsid".into())
             .map_err(setup_err)?;
     }
+    crate::termsize::apply(plan.process).map_err(setup_err)?;
     if let Some(limits) = plan.process.rlimits() {
         process::apply_rlimits(limits).map_err(setup_err)?;
     }

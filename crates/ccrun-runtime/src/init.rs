@@ -157,6 +157,7 @@ fn prepare(plan: &InitPlan, chan: &Channel) -> std::result::Result<Ready, (Failu
     } else {
         None
     };
+    crate::termsize::apply(&plan.process).map_err(setup_err)?;
     if let Some(adj) = plan.process.oom_score_adj() {
         std::fs::write("/proc/self/oom_score_adj", adj.to_string())
             .map_err(|e| setup_err(Error::io("writing", "/proc/self/oom_score_adj", e)))?;

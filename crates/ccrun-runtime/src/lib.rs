@@ -24,6 +24,7 @@ pub mod state;
 pub mod sync;
 pub mod sys;
 pub mod sysctl;
+pub mod termsize;
 pub mod unsupported;
 pub mod userns;
 

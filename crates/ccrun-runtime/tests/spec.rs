@@ -66,6 +66,8 @@ struct Setup {
     time_offsets: Vec<(String, i64)>,
     scheduler: Option<oci_spec::runtime::Scheduler>,
     io_priority: Option<oci_spec::runtime::LinuxIOPriority>,
+    /// A terminal of this size (rows, columns).
+    terminal: Option<(u64, u64)>,
 }
 
 impl Setup {
@@ -125,6 +127,16 @@ impl Setup {
             .expect("process");
         process.set_scheduler(self.scheduler);
         process.set_io_priority(self.io_priority);
+        if let Some((rows, cols)) = self.terminal {
+            process.set_terminal(Some(true));
+            process.set_console_size(Some(
+                oci_spec::runtime::BoxBuilder::default()
+                    .height(rows)
+                    .width(cols)
+                    .build()
+                    .expect("console size"),
+            ));
+        }
         let mut spec = SpecBuilder::default()
             .version("1.2.0")
             .process(process)
@@ -845,6 +857,33 @@ fn scheduler_and_io_priority_apply(env: &mut Env) {
     assert_eq!(read(out.path(), "io"), "best-effort: prio 6");
 }
 
+fn console_size_applies(env: &mut Env) {
+    let out = out_dir();
+    let status = env.run(Setup {
+        script: "stty size > /out/size".into(),
+        mounts: vec![
+            bind("/out", out.path(), &["rbind"]),
+            mount_entry("/dev", "tmpfs", "tmpfs", &["nosuid", "mode=755", "size=1m"]),
+            mount_entry(
+                "/dev/pts",
+                "devpts",
+                "devpts",
+                &[
+                    "nosuid",
+                    "noexec",
+                    "newinstance",
+                    "ptmxmode=0666",
+                    "mode=0620",
+                ],
+            ),
+        ],
+        terminal: Some((33, 111)),
+        ..Default::default()
+    });
+    assert_eq!(status, ExitStatus::Exited(0));
+    assert_eq!(read(out.path(), "size"), "33 111");
+}
+
 type Test = fn(&mut Env);
 
 fn main() {
@@ -899,6 +938,7 @@ fn main() {
             "exec_cpu_affinity_applies_to_exec",
             exec_cpu_affinity_applies_to_exec,
         ),
+        ("console_size_applies", console_size_applies),
     ];
     let tally = ccrun_testkit::run_in_process(tests, &mut env);
     // `exit` skips destructors: remove the rootfs and state dir first.
