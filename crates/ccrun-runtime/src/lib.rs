@@ -6,6 +6,7 @@
 
 pub mod console;
 pub mod container;
+pub mod copyup;
 pub mod devices;
 pub mod error;
 pub mod exec;

@@ -36,6 +36,8 @@ pub struct ParsedOptions {
     pub rec_clear: u64,
     /// Idmap the bind mount: `Some(recursive)` for `idmap` (`false`) or `ridmap` (`true`).
     pub idmap: Option<bool>,
+    /// Copy what a tmpfs covers into it (`tmpcopyup`).
+    pub copyup: bool,
     /// Options ccrun knows but does not implement (refused by [`validate`]).
     pub unsupported: Vec<String>,
 }
@@ -74,6 +76,7 @@ pub fn parse_options(options: &[String]) -> ParsedOptions {
         rec_set: 0,
         rec_clear: 0,
         idmap: None,
+        copyup: false,
         unsupported: Vec::new(),
     };
     let mut data = Vec::new();
@@ -130,7 +133,7 @@ pub fn parse_options(options: &[String]) -> ParsedOptions {
                 continue;
             }
             "tmpcopyup" => {
-                p.unsupported.push(opt.clone());
+                p.copyup = true;
                 continue;
             }
             other => {
@@ -224,6 +227,12 @@ pub fn validate(mounts: &[Mount]) -> Result<()> {
         if let Some(opt) = opts.unsupported.first() {
             return Err(Error::InvalidSpec(format!(
                 "mounts[{i}] ({}): option {opt} is not supported",
+                m.destination().display()
+            )));
+        }
+        if opts.copyup && m.typ().as_deref() != Some("tmpfs") {
+            return Err(Error::InvalidSpec(format!(
+                "mounts[{i}] ({}): tmpcopyup needs a tmpfs",
                 m.destination().display()
             )));
         }
@@ -406,11 +415,39 @@ fn mount_entry_base(
 
     let target = fsroot::mkdir_all(root, dest, 0o755)
         .ctx(|| format!("creating mount point {}", dest.display()))?;
+    // What the tmpfs will cover, still readable through this fd once covered.
+    let covered = if opts.copyup {
+        Some(
+            sys::openat2(
+                target.as_fd(),
+                Path::new("."),
+                libc::O_RDONLY | libc::O_DIRECTORY,
+                0,
+                0,
+            )
+            .ctx(|| format!("opening {} for tmpcopyup", dest.display()))?,
+        )
+    } else {
+        None
+    };
     let target = sys::proc_fd_path(target.as_fd());
     let data = (!opts.data.is_empty()).then_some(opts.data.as_str());
     let result = mount(Some(&source), &target, Some(typ), opts.flags, data);
     match (result, typ) {
-        (Ok(()), _) => {}
+        (Ok(()), _) => {
+            if let Some(covered) = covered {
+                let mounted = reopen(root, dest)?;
+                let mounted = sys::openat2(
+                    mounted.as_fd(),
+                    Path::new("."),
+                    libc::O_RDONLY | libc::O_DIRECTORY,
+                    0,
+                    0,
+                )
+                .ctx(|| format!("opening {}", dest.display()))?;
+                crate::copyup::copy_dir(covered.as_fd(), mounted.as_fd())?;
+            }
+        }
         // sysfs belongs to the network namespace's owner; without our own netns inside a
         // user namespace the kernel refuses it, so expose the host's read-only, as runc does.
         (Err(Errno::EPERM), "sysfs") => {

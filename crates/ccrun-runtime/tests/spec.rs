@@ -884,6 +884,49 @@ fn console_size_applies(env: &mut Env) {
     assert_eq!(read(out.path(), "size"), "33 111");
 }
 
+fn tmpcopyup_seeds_the_tmpfs(env: &mut Env) {
+    use std::os::unix::fs::MetadataExt;
+    let seed = env.rootfs.path().join("seed");
+    struct Remove(PathBuf);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _remove = Remove(seed.clone());
+    std::fs::create_dir_all(seed.join("b")).expect("mkdir");
+    std::fs::write(seed.join("a"), "file a").expect("write");
+    std::fs::set_permissions(seed.join("a"), std::fs::Permissions::from_mode(0o640))
+        .expect("chmod");
+    nix::unistd::chown(&seed.join("a"), Some(1000.into()), Some(1000.into())).expect("chown");
+    std::fs::write(seed.join("b/c"), "file c").expect("write");
+    std::os::unix::fs::symlink("a", seed.join("l")).expect("symlink");
+    let out = out_dir();
+    let status = env.run(Setup {
+        script: "stat -c '%a %u:%g' /seed/a > /out/a; cat /seed/b/c > /out/c; \
+                 readlink /seed/l > /out/l; grep ' /seed ' /proc/self/mountinfo | \
+                 cut -d' ' -f9 > /out/fstype; touch /seed/new"
+            .into(),
+        mounts: vec![
+            bind("/out", out.path(), &["rbind"]),
+            mount_entry("/seed", "tmpfs", "tmpfs", &["tmpcopyup", "size=1m"]),
+        ],
+        ..Default::default()
+    });
+    assert_eq!(status, ExitStatus::Exited(0));
+    assert_eq!(read(out.path(), "a"), "640 1000:1000");
+    assert_eq!(read(out.path(), "c"), "file c");
+    assert_eq!(read(out.path(), "l"), "a");
+    assert_eq!(read(out.path(), "fstype"), "tmpfs");
+    // Writes went to the tmpfs, not the image.
+    assert!(!seed.join("new").exists());
+    assert_eq!(
+        std::fs::metadata(seed.join("a")).expect("a").uid(),
+        1000,
+        "image file changed"
+    );
+}
+
 type Test = fn(&mut Env);
 
 fn main() {
@@ -939,6 +982,7 @@ fn main() {
             exec_cpu_affinity_applies_to_exec,
         ),
         ("console_size_applies", console_size_applies),
+        ("tmpcopyup_seeds_the_tmpfs", tmpcopyup_seeds_the_tmpfs),
     ];
     let tally = ccrun_testkit::run_in_process(tests, &mut env);
     // `exit` skips destructors: remove the rootfs and state dir first.
