@@ -414,6 +414,94 @@ fn pid_namespace_joined_by_path(env: &mut Env) {
     drop(first);
 }
 
+/// A child process holding a mount namespace of its own, in which `dir` has a tmpfs
+/// with a file `marker`; killed on drop.
+struct MountNsHolder {
+    pid: nix::unistd::Pid,
+}
+
+impl MountNsHolder {
+    fn new(dir: &Path) -> MountNsHolder {
+        let (ready_r, ready_w) = nix::unistd::pipe().expect("pipe");
+        // SAFETY: the test process is single-threaded; the child only makes syscalls
+        // and writes a file before it pauses or exits.
+        match unsafe { nix::unistd::fork() }.expect("fork") {
+            nix::unistd::ForkResult::Child => {
+                let ok = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).is_ok()
+                    && mount(
+                        None::<&str>,
+                        "/",
+                        None::<&str>,
+                        MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+                        None::<&str>,
+                    )
+                    .is_ok()
+                    && mount(
+                        Some("tmpfs"),
+                        dir,
+                        Some("tmpfs"),
+                        MsFlags::empty(),
+                        Some("size=64k"),
+                    )
+                    .is_ok()
+                    && std::fs::write(dir.join("marker"), "joined").is_ok();
+                if ok {
+                    let _ = nix::unistd::write(&ready_w, b"1");
+                    loop {
+                        nix::unistd::pause();
+                    }
+                }
+                // SAFETY: ends the forked child without running the test's destructors.
+                unsafe { libc::_exit(1) };
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                drop(ready_w);
+                let holder = MountNsHolder { pid: child };
+                let mut byte = [0u8; 1];
+                let n = nix::unistd::read(std::os::fd::AsRawFd::as_raw_fd(&ready_r), &mut byte);
+                assert_eq!(n, Ok(1), "mount namespace holder failed");
+                holder
+            }
+        }
+    }
+}
+
+impl Drop for MountNsHolder {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(self.pid, nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(self.pid, None);
+    }
+}
+
+fn mount_namespace_joined_by_path(env: &mut Env) {
+    let dir = tempfile::tempdir().expect("dir");
+    let holder = MountNsHolder::new(dir.path());
+    assert!(
+        !dir.path().join("marker").exists(),
+        "the tmpfs leaked to the host"
+    );
+    let out = out_dir();
+    let status = env.run(Setup {
+        script: "cat /d/marker > /out/marker".into(),
+        mounts: vec![
+            bind("/out", out.path(), &["rbind"]),
+            bind("/d", dir.path(), &["rbind"]),
+        ],
+        namespaces: vec![
+            ns(LinuxNamespaceType::Pid, None),
+            ns(
+                LinuxNamespaceType::Mount,
+                Some(format!("/proc/{}/ns/mnt", holder.pid)),
+            ),
+        ],
+        ..Default::default()
+    });
+    assert_eq!(status, ExitStatus::Exited(0));
+    // The bind source was resolved in the joined namespace, where the tmpfs is.
+    assert_eq!(read(out.path(), "marker"), "joined");
+    drop(holder);
+}
+
 fn user_namespace_joined_by_path(env: &mut Env) {
     let maps = Setup {
         namespaces: vec![
@@ -953,6 +1041,10 @@ fn main() {
         (
             "user_namespace_joined_by_path",
             user_namespace_joined_by_path,
+        ),
+        (
+            "mount_namespace_joined_by_path",
+            mount_namespace_joined_by_path,
         ),
         ("time_namespace_offsets_apply", time_namespace_offsets_apply),
         ("mount_propagation_is_applied", mount_propagation_is_applied),
