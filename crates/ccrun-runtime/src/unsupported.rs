@@ -20,6 +20,8 @@ pub fn fields_set(spec: &Spec) -> Vec<&'static str> {
     note(spec.zos().is_some(), "zos");
     if let Some(p) = spec.process() {
         note(p.command_line().is_some(), "process.commandLine");
+        // Windows only: on Linux the user is its uid and gid.
+        note(p.user().username().is_some(), "process.user.username");
     }
     if let Some(l) = spec.linux() {
         note(l.intel_rdt().is_some(), "linux.intelRdt");
