@@ -123,8 +123,14 @@ pub fn setup(
     )
     .ctx(|| "setting propagation of /".into())?;
     // The rootfs bind mount must not propagate to the host, and pivot_root refuses a
-    // shared parent: make the mount holding the rootfs private when it is shared.
-    make_parent_private(&plan.rootfs)?;
+    // shared parent: make the mount holding the rootfs private when it is shared. After
+    // a recursive private, slave or unbindable nothing is shared (the common case, which
+    // skips reading mountinfo).
+    let none_shared = plan.propagation.contains(MsFlags::MS_REC)
+        && !plan.propagation.contains(MsFlags::MS_SHARED);
+    if !none_shared {
+        make_parent_private(&plan.rootfs)?;
+    }
     match idmapped_root {
         Some(fd) => sys::move_mount_to(fd.as_fd(), &plan.rootfs)
             .ctx(|| format!("attaching idmapped rootfs at {}", plan.rootfs.display()))?,
