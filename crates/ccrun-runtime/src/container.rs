@@ -226,10 +226,12 @@ impl Container {
         // Idmapped bind mounts are prepared here, with the privileges the init lacks;
         // the trees stay open until the init has attached them.
         let mut idmapped_trees = Vec::new();
+        let container_idmap = match &ns.user_join {
+            Some(path) => crate::mounts::ContainerIdmap::Joined(path),
+            None => crate::mounts::ContainerIdmap::Maps(&uid_maps, &gid_maps),
+        };
         for (i, m) in rootfs_plan.mounts.iter().enumerate() {
-            if let Some(tree) =
-                crate::mounts::idmapped_tree(&opts.bundle, m, (&uid_maps, &gid_maps))?
-            {
+            if let Some(tree) = crate::mounts::idmapped_tree(&opts.bundle, m, container_idmap)? {
                 rootfs_plan.idmapped.push((i, tree.as_raw_fd()));
                 idmapped_trees.push(tree);
             }

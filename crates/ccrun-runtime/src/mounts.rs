@@ -254,34 +254,50 @@ pub fn validate(mounts: &[Mount]) -> Result<()> {
     Ok(())
 }
 
+/// The container's own mapping, used by `idmap`/`ridmap` mounts without mappings.
+#[derive(Debug, Clone, Copy)]
+pub enum ContainerIdmap<'a> {
+    /// The mappings of a new user namespace (`linux.uidMappings`, `linux.gidMappings`).
+    Maps(&'a [LinuxIdMapping], &'a [LinuxIdMapping]),
+    /// A user namespace joined by path: its own mapping is used.
+    Joined(&'a Path),
+}
+
 /// For a bind mount asking for an idmap (`uidMappings`/`gidMappings`, or `idmap` /
-/// `ridmap` with the container's own mappings `default_maps`), builds the detached,
+/// `ridmap` with the container's own mapping `container`), builds the detached,
 /// idmapped copy of its source with its flags applied. Runs in the parent, before the
 /// clone: setting an idmap needs privileges over the source's filesystem that the init
 /// in a user namespace lacks. The init attaches the tree where the mount goes.
 pub fn idmapped_tree(
     bundle: &Path,
     m: &Mount,
-    default_maps: (&[LinuxIdMapping], &[LinuxIdMapping]),
+    container: ContainerIdmap<'_>,
 ) -> Result<Option<OwnedFd>> {
     let opts = parse_options(m.options().as_deref().unwrap_or(&[]));
-    let (uids, gids) = match (m.uid_mappings(), m.gid_mappings()) {
-        (Some(u), Some(g)) => (u.as_slice(), g.as_slice()),
-        _ if opts.idmap.is_some() => default_maps,
+    let dest = m.destination().display();
+    let maps = match (m.uid_mappings(), m.gid_mappings(), container) {
+        (Some(u), Some(g), _) => ContainerIdmap::Maps(u.as_slice(), g.as_slice()),
+        _ if opts.idmap.is_some() => container,
         _ => return Ok(None),
     };
-    let dest = m.destination().display();
-    if uids.is_empty() || gids.is_empty() {
-        return Err(Error::InvalidSpec(format!(
-            "mount {dest}: idmap without mappings (set the mount's uidMappings and \
-             gidMappings, or linux.uidMappings and linux.gidMappings)"
-        )));
-    }
+    let userns: OwnedFd = match maps {
+        ContainerIdmap::Maps(uids, gids) if !uids.is_empty() && !gids.is_empty() => {
+            crate::userns::new_userns_fd(uids, gids)?
+        }
+        ContainerIdmap::Maps(..) => {
+            return Err(Error::InvalidSpec(format!(
+                "mount {dest}: idmap without mappings (set the mount's uidMappings and \
+                 gidMappings, or linux.uidMappings and linux.gidMappings)"
+            )))
+        }
+        ContainerIdmap::Joined(path) => std::fs::File::open(path)
+            .map_err(|e| Error::io("opening namespace", path, e))?
+            .into(),
+    };
     // `ridmap` idmaps the submounts an `rbind` brings along too; `idmap` only the top.
     let recursive = opts.recursive;
     let idmap_recursive = recursive && opts.idmap != Some(false);
     let src = host_source(bundle, m.source().as_deref().unwrap_or(Path::new("")));
-    let userns = crate::userns::new_userns_fd(uids, gids)?;
     let tree = sys::open_tree_clone_with(&src, recursive)
         .map_err(|e| Error::sys(format!("open_tree {}", src.display()), e))?;
     let (set, clear) = attrs_of(opts.flags);

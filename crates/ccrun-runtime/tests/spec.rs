@@ -159,6 +159,14 @@ struct Env {
 }
 
 impl Env {
+    /// Creates mount points in the (host-root-owned) rootfs, which the root of a user
+    /// namespace could not create.
+    fn mount_points(&self, dirs: &[&str]) {
+        for d in dirs {
+            std::fs::create_dir_all(self.rootfs.path().join(d)).expect("mount point");
+        }
+    }
+
     fn opts(&mut self, spec: Spec) -> CreateOptions {
         self.n += 1;
         CreateOptions {
@@ -514,12 +522,19 @@ fn user_namespace_joined_by_path(env: &mut Env) {
         ..Default::default()
     };
     let first = env.sleeper(maps);
+    env.mount_points(&["out", "mapped"]);
     let out = out_dir();
+    let data = tempfile::tempdir().expect("data");
+    std::fs::write(data.path().join("file"), "host root's").expect("write");
     let status = env.run(Setup {
         script: "cat /proc/self/uid_map > /out/uid_map; id -u > /out/uid; \
-                 touch /out/made-by-root"
+                 touch /out/made-by-root; stat -c %u:%g /mapped/file > /out/mapped"
             .into(),
-        mounts: vec![bind("/out", out.path(), &["rbind"])],
+        mounts: vec![
+            bind("/out", out.path(), &["rbind"]),
+            // idmapped with the joined namespace's own mapping.
+            bind("/mapped", data.path(), &["rbind", "idmap"]),
+        ],
         namespaces: vec![
             ns(
                 LinuxNamespaceType::User,
@@ -542,6 +557,7 @@ fn user_namespace_joined_by_path(env: &mut Env) {
         .expect("file made in the container")
         .uid();
     assert_eq!(owner, 200_000);
+    assert_eq!(read(out.path(), "mapped"), "0:0");
     drop(first);
 }
 
@@ -825,6 +841,7 @@ fn idmapped_bind_mount_shows_mapped_owner(env: &mut Env) {
 
     // `idmap` with the container's user namespace mapping: host root's file is the
     // container root's.
+    env.mount_points(&["out", "plain", "mapped"]);
     let out = out_dir();
     let status = env.run(Setup {
         script: "stat -c %u:%g /mapped/file > /out/mapped; stat -c %u:%g /plain/file > /out/plain"
