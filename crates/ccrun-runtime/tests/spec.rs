@@ -422,6 +422,47 @@ fn pid_namespace_joined_by_path(env: &mut Env) {
     drop(first);
 }
 
+fn cgroup_namespace_joined_by_path(env: &mut Env) {
+    let first = env.sleeper(Setup {
+        namespaces: [
+            LinuxNamespaceType::Pid,
+            LinuxNamespaceType::Mount,
+            LinuxNamespaceType::Cgroup,
+        ]
+        .into_iter()
+        .map(|t| ns(t, None))
+        .collect(),
+        ..Default::default()
+    });
+    let first_id = first.c.as_ref().map(|c| c.id().to_string()).expect("id");
+    let out = out_dir();
+    let status = env.run(Setup {
+        script: "cat /proc/self/cgroup > /out/cgroup".into(),
+        mounts: vec![bind("/out", out.path(), &["rbind"])],
+        namespaces: vec![
+            ns(LinuxNamespaceType::Pid, None),
+            ns(LinuxNamespaceType::Mount, None),
+            ns(
+                LinuxNamespaceType::Cgroup,
+                Some(format!("/proc/{}/ns/cgroup", first.pid())),
+            ),
+        ],
+        ..Default::default()
+    });
+    assert_eq!(status, ExitStatus::Exited(0));
+    // Seen from the first container's cgroup namespace, our cgroup is its sibling.
+    let own_id = format!("spec-{}-{}", std::process::id(), env.n);
+    let cgroups = read(out.path(), "cgroup");
+    assert!(
+        cgroups
+            .lines()
+            .any(|l| l.ends_with(&format!(":/../{own_id}"))),
+        "{cgroups}"
+    );
+    assert!(!cgroups.contains(&first_id), "{cgroups}");
+    drop(first);
+}
+
 /// A child process holding a mount namespace of its own, in which `dir` has a tmpfs
 /// with a file `marker`; killed on drop.
 struct MountNsHolder {
@@ -1062,6 +1103,10 @@ fn main() {
         (
             "mount_namespace_joined_by_path",
             mount_namespace_joined_by_path,
+        ),
+        (
+            "cgroup_namespace_joined_by_path",
+            cgroup_namespace_joined_by_path,
         ),
         ("time_namespace_offsets_apply", time_namespace_offsets_apply),
         ("mount_propagation_is_applied", mount_propagation_is_applied),
