@@ -602,17 +602,33 @@ fn user_namespace_joined_by_path(env: &mut Env) {
     drop(first);
 }
 
-fn time_namespace_offsets_apply(env: &mut Env) {
-    let out = out_dir();
-    let host_uptime = std::fs::read_to_string("/proc/uptime").expect("uptime");
-    let host_uptime: f64 = host_uptime
+fn host_uptime() -> f64 {
+    std::fs::read_to_string("/proc/uptime")
+        .expect("uptime")
         .split_whitespace()
         .next()
         .and_then(|s| s.parse().ok())
-        .expect("host uptime");
+        .expect("host uptime")
+}
+
+/// The boottime shift seen by a container running `cut ... /proc/uptime` with `setup`.
+fn uptime_shift(env: &mut Env, setup: Setup) -> f64 {
+    let out = out_dir();
+    let host = host_uptime();
     let status = env.run(Setup {
         script: "cut -d. -f1 /proc/uptime > /out/uptime".into(),
         mounts: vec![bind("/out", out.path(), &["rbind"])],
+        ..setup
+    });
+    assert_eq!(status, ExitStatus::Exited(0));
+    let inside: f64 = read(out.path(), "uptime").parse().expect("uptime inside");
+    inside - host
+}
+
+fn time_namespace_offsets_apply(env: &mut Env) {
+    let ns_link = |name: &str| std::fs::read_link(format!("/proc/self/ns/{name}")).expect("ns");
+    let own_before = ns_link("time");
+    let time_ns = Setup {
         namespaces: vec![
             ns(LinuxNamespaceType::Pid, None),
             ns(LinuxNamespaceType::Mount, None),
@@ -620,14 +636,37 @@ fn time_namespace_offsets_apply(env: &mut Env) {
         ],
         time_offsets: vec![("boottime".into(), 1_000_000)],
         ..Default::default()
+    };
+    let shift = uptime_shift(env, time_ns);
+    assert!((999_990.0..1_000_100.0).contains(&shift), "shift {shift}");
+
+    // A second container joining the first one's time namespace by path.
+    let first = env.sleeper(Setup {
+        namespaces: vec![
+            ns(LinuxNamespaceType::Pid, None),
+            ns(LinuxNamespaceType::Mount, None),
+            ns(LinuxNamespaceType::Time, None),
+        ],
+        time_offsets: vec![("boottime".into(), 2_000_000)],
+        ..Default::default()
     });
-    assert_eq!(status, ExitStatus::Exited(0));
-    let inside: f64 = read(out.path(), "uptime").parse().expect("uptime inside");
-    let shift = inside - host_uptime;
-    assert!(
-        (999_990.0..1_000_100.0).contains(&shift),
-        "uptime inside {inside}, host {host_uptime}"
-    );
+    let joined = Setup {
+        namespaces: vec![
+            ns(LinuxNamespaceType::Pid, None),
+            ns(LinuxNamespaceType::Mount, None),
+            ns(
+                LinuxNamespaceType::Time,
+                Some(format!("/proc/{}/ns/time", first.pid())),
+            ),
+        ],
+        ..Default::default()
+    };
+    let shift = uptime_shift(env, joined);
+    assert!((1_999_990.0..2_000_100.0).contains(&shift), "shift {shift}");
+    drop(first);
+    // The runtime itself is back in its own time namespace, for itself and children.
+    assert_eq!(ns_link("time"), own_before);
+    assert_eq!(ns_link("time_for_children"), own_before);
 }
 
 /// A tmpfs mounted on the host (unmounted on drop), shared if asked: source of
