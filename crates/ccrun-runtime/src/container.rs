@@ -411,10 +411,20 @@ impl Container {
         let _ = std::fs::remove_file(&fifo);
         self.state.status = Status::Running;
         self.state.save(&self.state_dir)?;
-        if let Some(h) = hooks::load(&self.state_dir)? {
+        if let Some(h) = self.saved_hooks() {
             hooks::run_warn(Stage::Poststart, &h, &self.hook_state(Some(self.state.pid)));
         }
         Ok(())
+    }
+
+    /// The hooks saved at create; an unreadable file only costs the (warning-only)
+    /// poststart and poststop hooks, not the start or delete.
+    fn saved_hooks(&self) -> Option<oci_spec::runtime::Hooks> {
+        hooks::load(&self.state_dir).unwrap_or_else(|e| {
+            tracing::warn!("{e}");
+            eprintln!("ccrun: warning: {e}");
+            None
+        })
     }
 
     /// The state document hooks read, with the current status.
@@ -503,7 +513,7 @@ impl Container {
                 let _ = kill(Pid::from_raw(self.state.pid), Signal::SIGKILL);
             }
         }
-        let saved_hooks = hooks::load(&self.state_dir)?;
+        let saved_hooks = self.saved_hooks();
         match self.cgroup() {
             Ok(cg) => cg.destroy()?,
             Err(e) => tracing::debug!("no cgroup to remove: {e}"),

@@ -401,6 +401,32 @@ fn failing_start_container_hook_fails_start(env: &mut Env) {
     assert_ne!(status.expect("wait"), ExitStatus::Exited(0));
 }
 
+fn failing_poststart_and_poststop_hooks_are_warnings(env: &mut Env) {
+    let hooks = HooksBuilder::default()
+        .poststart(vec![shell_hook("exit 1", None)])
+        .poststop(vec![shell_hook("exit 1", None)])
+        .build()
+        .expect("hooks");
+    let spec = Setup {
+        script: "exit 3".into(),
+        hooks: Some(hooks),
+        ..Default::default()
+    }
+    .spec(env.rootfs.path());
+    let opts = env.opts(spec);
+    let id = opts.id.clone();
+    let mut c = Container::create(opts).expect("create");
+    let started = c.start();
+    let status = c.wait();
+    let deleted = Container::load(env.state.path(), &id)
+        .expect("load")
+        .delete(false);
+    started.expect("start despite the poststart hook");
+    assert_eq!(status.expect("wait"), ExitStatus::Exited(3));
+    deleted.expect("delete despite the poststop hook");
+    assert!(!env.state.path().join(&id).exists());
+}
+
 fn pid_namespace_joined_by_path(env: &mut Env) {
     let first = env.sleeper(Setup::default());
     let out = out_dir();
@@ -1133,6 +1159,10 @@ fn main() {
         (
             "failing_start_container_hook_fails_start",
             failing_start_container_hook_fails_start,
+        ),
+        (
+            "failing_poststart_and_poststop_hooks_are_warnings",
+            failing_poststart_and_poststop_hooks_are_warnings,
         ),
         ("pid_namespace_joined_by_path", pid_namespace_joined_by_path),
         (
