@@ -38,8 +38,6 @@ pub struct ParsedOptions {
     pub idmap: Option<bool>,
     /// Copy what a tmpfs covers into it (`tmpcopyup`).
     pub copyup: bool,
-    /// Options ccrun knows but does not implement (refused by [`validate`]).
-    pub unsupported: Vec<String>,
 }
 
 /// Recursive attribute options (runc's `rro`, `rnosuid`, …): (name, set, clear).
@@ -77,7 +75,6 @@ pub fn parse_options(options: &[String]) -> ParsedOptions {
         rec_clear: 0,
         idmap: None,
         copyup: false,
-        unsupported: Vec::new(),
     };
     let mut data = Vec::new();
     for opt in options {
@@ -219,17 +216,11 @@ pub fn rootfs_propagation(value: Option<&str>) -> Result<MsFlags> {
     }
 }
 
-/// Checks the spec's mounts before anything is created: absolute destinations, no
-/// option ccrun cannot honour, and id mappings only where they can apply.
+/// Checks the spec's mounts before anything is created: no bind mount option that
+/// would do nothing, and tmpcopyup and id mappings only where they can apply.
 pub fn validate(mounts: &[Mount]) -> Result<()> {
     for (i, m) in mounts.iter().enumerate() {
         let opts = parse_options(m.options().as_deref().unwrap_or(&[]));
-        if let Some(opt) = opts.unsupported.first() {
-            return Err(Error::InvalidSpec(format!(
-                "mounts[{i}] ({}): option {opt} is not supported",
-                m.destination().display()
-            )));
-        }
         if opts.copyup && m.typ().as_deref() != Some("tmpfs") {
             return Err(Error::InvalidSpec(format!(
                 "mounts[{i}] ({}): tmpcopyup needs a tmpfs",
@@ -244,6 +235,16 @@ pub fn validate(mounts: &[Mount]) -> Result<()> {
             )));
         }
         let is_bind = opts.bind || m.typ().as_deref() == Some("bind");
+        // The kernel ignores data on a bind mount: an unknown option there (a typo, or
+        // another runtime's extension such as SELinux's z/Z) would do nothing. runc
+        // refuses them too.
+        if is_bind && !opts.data.is_empty() {
+            return Err(Error::InvalidSpec(format!(
+                "mounts[{i}] ({}): unknown bind mount option(s) {}",
+                m.destination().display(),
+                opts.data
+            )));
+        }
         if (has_maps || opts.idmap.is_some()) && !is_bind {
             return Err(Error::InvalidSpec(format!(
                 "mounts[{i}] ({}): idmapped mounts must be bind mounts",
@@ -558,6 +559,31 @@ mod tests {
             opts(&["unbindable"]).propagation,
             vec![MsFlags::MS_UNBINDABLE]
         );
+    }
+
+    fn bind(opts: &[&str]) -> Mount {
+        oci_spec::runtime::MountBuilder::default()
+            .destination("/d")
+            .typ("bind")
+            .source("/s")
+            .options(opts.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .build()
+            .expect("mount")
+    }
+
+    #[test]
+    fn unknown_bind_options_and_misplaced_ones_are_refused() {
+        validate(&[bind(&["rbind", "ro", "nosuid", "rprivate", "rro", "idmap"])]).expect("known");
+        let err = validate(&[bind(&["rbind", "nosiud"])]).expect_err("typo");
+        assert!(
+            err.to_string()
+                .contains("unknown bind mount option(s) nosiud"),
+            "{err}"
+        );
+        let mut tmpfs = bind(&["size=1m", "tmpcopyup"]);
+        tmpfs.set_typ(Some("tmpfs".into()));
+        validate(&[tmpfs]).expect("tmpfs data and tmpcopyup");
+        assert!(validate(&[bind(&["tmpcopyup"])]).is_err());
     }
 
     #[test]
