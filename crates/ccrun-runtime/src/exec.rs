@@ -125,6 +125,7 @@ impl Container {
             return Err(Error::InvalidSpec("process.args is empty".into()));
         }
         crate::sched::validate(&opts.process)?;
+        crate::unsupported::check_process(&opts.process)?;
         let terminal = opts.process.terminal() == Some(true);
         let plan = Plan {
             process: &opts.process,

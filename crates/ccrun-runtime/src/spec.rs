@@ -5,7 +5,9 @@
 
 use std::path::Path;
 
-use oci_spec::runtime::Spec;
+use oci_spec::runtime::{Process, Spec};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
@@ -26,12 +28,22 @@ pub fn load(bundle: &Path) -> Result<Spec> {
 
 /// Parses a `config.json` document, rejecting fields that the spec model does not know.
 pub fn parse(text: &str) -> Result<Spec> {
-    let input: Value = serde_json::from_str(text)
-        .map_err(|e| Error::InvalidSpec(format!("{CONFIG_FILE}: {e}")))?;
-    let spec: Spec = serde_json::from_value(input.clone())
-        .map_err(|e| Error::InvalidSpec(format!("{CONFIG_FILE}: {e}")))?;
-    let back = serde_json::to_value(&spec)
-        .map_err(|e| Error::InvalidSpec(format!("{CONFIG_FILE}: re-encoding: {e}")))?;
+    parse_checked(text, CONFIG_FILE)
+}
+
+/// Parses a process document (`runc exec --process FILE`) the same way, `name` naming
+/// it in errors.
+pub fn parse_process(text: &str, name: &str) -> Result<Process> {
+    parse_checked(text, name)
+}
+
+fn parse_checked<T: DeserializeOwned + Serialize>(text: &str, name: &str) -> Result<T> {
+    let input: Value =
+        serde_json::from_str(text).map_err(|e| Error::InvalidSpec(format!("{name}: {e}")))?;
+    let parsed: T = serde_json::from_value(input.clone())
+        .map_err(|e| Error::InvalidSpec(format!("{name}: {e}")))?;
+    let back = serde_json::to_value(&parsed)
+        .map_err(|e| Error::InvalidSpec(format!("{name}: re-encoding: {e}")))?;
     let unknown = unknown_fields(&input, &back);
     if !unknown.is_empty() {
         let list = unknown.join(", ");
@@ -40,11 +52,9 @@ pub fn parse(text: &str) -> Result<Spec> {
         } else {
             "fields"
         };
-        return Err(Error::InvalidSpec(format!(
-            "{CONFIG_FILE}: unknown {noun} {list}"
-        )));
+        return Err(Error::InvalidSpec(format!("{name}: unknown {noun} {list}")));
     }
-    Ok(spec)
+    Ok(parsed)
 }
 
 /// JSON paths (`linux.fooBar`, `mounts[2].opts`) of keys in `input` that are missing
@@ -131,6 +141,19 @@ mod tests {
         let err = parse(&doc).expect_err("unknown").to_string();
         assert!(err.contains("linux.fooBar"), "{err}");
         assert!(err.contains("mounts[0].opts"), "{err}");
+    }
+
+    #[test]
+    fn process_documents_are_checked_too() {
+        let doc = r#"{"cwd": "/", "args": ["sh"], "user": {"uid": 0, "gid": 0}}"#;
+        parse_process(doc, "process.json").expect("process");
+        let bad = doc.replace(r#""cwd""#, r#""cwdd": 1, "cwd""#);
+        let err = parse_process(&bad, "process.json").expect_err("unknown");
+        assert!(
+            err.to_string()
+                .ends_with("process.json: unknown field cwdd"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! that sets any of them is refused with the field's name, rather than run with the
 //! field silently ignored. When a field becomes supported, its line goes.
 
-use oci_spec::runtime::Spec;
+use oci_spec::runtime::{Process, Spec};
 
 use crate::error::{Error, Result};
 
@@ -18,11 +18,6 @@ pub fn fields_set(spec: &Spec) -> Vec<&'static str> {
     note(spec.windows().is_some(), "windows");
     note(spec.vm().is_some(), "vm");
     note(spec.zos().is_some(), "zos");
-    if let Some(p) = spec.process() {
-        note(p.command_line().is_some(), "process.commandLine");
-        // Windows only: on Linux the user is its uid and gid.
-        note(p.user().username().is_some(), "process.user.username");
-    }
     if let Some(l) = spec.linux() {
         note(l.intel_rdt().is_some(), "linux.intelRdt");
         note(l.memory_policy().is_some(), "linux.memoryPolicy");
@@ -35,12 +30,37 @@ pub fn fields_set(spec: &Spec) -> Vec<&'static str> {
             "linux.mountLabel",
         );
     }
+    if let Some(p) = spec.process() {
+        out.extend(process_fields_set(p));
+    }
     out
+}
+
+/// JSON paths of the fields of a process (the spec's, or one given to exec) that ccrun
+/// does not honour.
+pub fn process_fields_set(p: &Process) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if p.command_line().is_some() {
+        out.push("process.commandLine");
+    }
+    // Windows only: on Linux the user is its uid and gid.
+    if p.user().username().is_some() {
+        out.push("process.user.username");
+    }
+    out
+}
+
+/// Fails when the process given to exec sets a field ccrun does not honour, naming it.
+pub fn check_process(p: &Process) -> Result<()> {
+    refuse(process_fields_set(p))
 }
 
 /// Fails when `spec` sets a field ccrun does not honour, naming it.
 pub fn check(spec: &Spec) -> Result<()> {
-    let set = fields_set(spec);
+    refuse(fields_set(spec))
+}
+
+fn refuse(set: Vec<&'static str>) -> Result<()> {
     if set.is_empty() {
         return Ok(());
     }
