@@ -153,6 +153,9 @@ impl Container {
         let linux = spec.linux().clone().unwrap_or_default();
         let uid_maps = linux.uid_mappings().clone().unwrap_or_default();
         let gid_maps = linux.gid_mappings().clone().unwrap_or_default();
+        if let Some(p) = linux.memory_policy() {
+            crate::sched::validate_memory_policy(p)?;
+        }
         let sysctl = linux.sysctl().clone().unwrap_or_default();
         crate::sysctl::validate(
             sysctl.keys(),
@@ -256,6 +259,7 @@ impl Container {
             exec_fifo: fifo.as_raw_fd(),
             minimal_init: opts.minimal_init,
             stdio: opts.stdio,
+            memory_policy: linux.memory_policy().clone(),
             hooks: spec_hooks.clone().filter(|_| sync_hooks),
             hook_state: sync_hooks.then(|| hook_state(Status::Creating, None)),
         };

@@ -43,6 +43,8 @@ pub struct InitPlan {
     pub minimal_init: bool,
     /// Descriptors to install as fds 0, 1 and 2, if not inherited.
     pub stdio: Option<[RawFd; 3]>,
+    /// `linux.memoryPolicy`, set on the init before it execs.
+    pub memory_policy: Option<oci_spec::runtime::LinuxMemoryPolicy>,
     /// The spec's hooks, when some run during create or start: the init then stops
     /// before `pivot_root` for the parent's, and runs `createContainer` and
     /// `startContainer` itself.
@@ -173,6 +175,9 @@ fn prepare(plan: &InitPlan, chan: &Channel) -> std::result::Result<Ready, (Failu
         process::apply_rlimits(limits).map_err(setup_err)?;
     }
     crate::sched::apply(&plan.process).map_err(setup_err)?;
+    if let Some(p) = &plan.memory_policy {
+        crate::sched::apply_memory_policy(p).map_err(setup_err)?;
+    }
     Ok(Ready {
         hook_state,
         console,

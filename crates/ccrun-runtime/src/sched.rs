@@ -1,11 +1,12 @@
 //! `process.scheduler` (`sched_setattr(2)`) and `process.ioPriority` (`ioprio_set(2)`):
 //! set on the init (or an exec'd process) before it execs, so the program inherits
 //! both; and `process.execCPUAffinity` for exec'd processes (the spec says it does not
-//! apply to the init).
+//! apply to the init); and `linux.memoryPolicy` (`set_mempolicy(2)`) for the init.
 
 use nix::errno::Errno;
 use oci_spec::runtime::{
-    IOPriorityClass, LinuxIOPriority, LinuxSchedulerFlag, LinuxSchedulerPolicy, Process, Scheduler,
+    IOPriorityClass, LinuxIOPriority, LinuxMemoryPolicy, LinuxSchedulerFlag, LinuxSchedulerPolicy,
+    MemoryPolicyFlagType, MemoryPolicyModeType, Process, Scheduler,
 };
 
 use crate::error::{Error, Result};
@@ -136,6 +137,79 @@ pub fn apply_exec_affinity(process: &Process, stage: AffinityStage) -> Result<()
         .map_err(|e| Error::sys(format!("setting CPU affinity {list}"), e))
 }
 
+/// Node masks cover this many nodes (the kernel's largest `MAX_NUMNODES`).
+const MAX_NODES: usize = 1024;
+
+/// The `set_mempolicy` arguments for `linux.memoryPolicy`: mode with flags, node mask.
+fn mempolicy(p: &LinuxMemoryPolicy) -> Result<(libc::c_int, Vec<u64>)> {
+    use MemoryPolicyModeType as M;
+    let (mode, needs_nodes) = match p.mode() {
+        M::MpolDefault => (0, false),
+        M::MpolPreferred => (1, true),
+        M::MpolBind => (2, true),
+        M::MpolInterleave => (3, true),
+        M::MpolLocal => (4, false),
+        M::MpolPreferredMany => (5, true),
+        M::MpolWeightedInterleave => (6, true),
+    };
+    let mut flags = 0;
+    for f in p.flags().as_deref().unwrap_or(&[]) {
+        flags |= match f {
+            MemoryPolicyFlagType::MpolFNumaBalancing => 1 << 13,
+            MemoryPolicyFlagType::MpolFRelativeNodes => 1 << 14,
+            MemoryPolicyFlagType::MpolFStaticNodes => 1 << 15,
+        };
+    }
+    let nodes = p.nodes().as_deref().unwrap_or("");
+    let mut mask = vec![0u64; MAX_NODES / 64];
+    if nodes.is_empty() == needs_nodes {
+        let what = if needs_nodes { "needs" } else { "takes no" };
+        return Err(Error::InvalidSpec(format!(
+            "linux.memoryPolicy: mode {} {what} nodes",
+            p.mode()
+        )));
+    }
+    if !nodes.is_empty() {
+        let bad = || Error::InvalidSpec(format!("linux.memoryPolicy.nodes: bad list {nodes:?}"));
+        for part in nodes.split(',') {
+            let (from, to) = part.split_once('-').unwrap_or((part, part));
+            let (from, to) = (
+                from.parse::<usize>().map_err(|_| bad())?,
+                to.parse::<usize>().map_err(|_| bad())?,
+            );
+            if from > to || to >= MAX_NODES {
+                return Err(bad());
+            }
+            for n in from..=to {
+                mask[n / 64] |= 1 << (n % 64);
+            }
+        }
+    }
+    Ok((mode | flags, mask))
+}
+
+/// Checks `linux.memoryPolicy` before anything is created.
+pub fn validate_memory_policy(p: &LinuxMemoryPolicy) -> Result<()> {
+    mempolicy(p).map(drop)
+}
+
+/// Applies `linux.memoryPolicy` to the calling process (inherited across fork and exec).
+pub fn apply_memory_policy(p: &LinuxMemoryPolicy) -> Result<()> {
+    let (mode, mask) = mempolicy(p)?;
+    // SAFETY: `mask` holds MAX_NODES bits; maxnode counts one more, as the kernel expects.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_set_mempolicy,
+            mode,
+            mask.as_ptr(),
+            (MAX_NODES + 1) as libc::c_ulong,
+        )
+    };
+    Errno::result(ret)
+        .map(drop)
+        .map_err(|e| Error::sys(format!("setting linux.memoryPolicy ({})", p.mode()), e))
+}
+
 /// Checks `process.scheduler` and `process.ioPriority` before anything is created.
 pub fn validate(process: &Process) -> Result<()> {
     if let Some(s) = process.scheduler() {
@@ -174,6 +248,27 @@ pub fn apply(process: &Process) -> Result<()> {
 mod tests {
     use super::*;
     use oci_spec::runtime::{LinuxIOPriorityBuilder, SchedulerBuilder};
+
+    #[test]
+    fn memory_policies_are_encoded_and_checked() {
+        use oci_spec::runtime::LinuxMemoryPolicyBuilder;
+        let bind = LinuxMemoryPolicyBuilder::default()
+            .mode(MemoryPolicyModeType::MpolBind)
+            .nodes("0,2-3")
+            .flags(vec![MemoryPolicyFlagType::MpolFStaticNodes])
+            .build()
+            .expect("policy");
+        let (mode, mask) = mempolicy(&bind).expect("valid");
+        assert_eq!(mode, 2 | (1 << 15));
+        assert_eq!(mask[0], 0b1101);
+        let mut no_nodes = LinuxMemoryPolicy::default();
+        no_nodes.set_mode(MemoryPolicyModeType::MpolInterleave);
+        assert!(mempolicy(&no_nodes).is_err());
+        let mut local_with_nodes = LinuxMemoryPolicy::default();
+        local_with_nodes.set_mode(MemoryPolicyModeType::MpolLocal);
+        local_with_nodes.set_nodes(Some("0".into()));
+        assert!(mempolicy(&local_with_nodes).is_err());
+    }
 
     #[test]
     fn cpu_lists_are_parsed() {

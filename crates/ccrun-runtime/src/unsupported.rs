@@ -20,7 +20,6 @@ pub fn fields_set(spec: &Spec) -> Vec<&'static str> {
     note(spec.zos().is_some(), "zos");
     if let Some(l) = spec.linux() {
         note(l.intel_rdt().is_some(), "linux.intelRdt");
-        note(l.memory_policy().is_some(), "linux.memoryPolicy");
         note(
             l.net_devices().as_ref().is_some_and(|d| !d.is_empty()),
             "linux.netDevices",

@@ -1068,6 +1068,42 @@ fn scheduler_and_io_priority_apply(env: &mut Env) {
     assert_eq!(read(out.path(), "io"), "best-effort: prio 6");
 }
 
+fn memory_policy_is_set(env: &mut Env) {
+    use oci_spec::runtime::{LinuxMemoryPolicy, MemoryPolicyModeType};
+    // No tool in the container reads a task's memory policy back, but the kernel checks
+    // the nodes: binding to node 0 works, binding to a node that is not online fails.
+    for (nodes, works) in [("0", true), ("1023", false)] {
+        let mut spec = Setup {
+            script: "true".into(),
+            ..Default::default()
+        }
+        .spec(env.rootfs.path());
+        let mut policy = LinuxMemoryPolicy::default();
+        policy.set_mode(MemoryPolicyModeType::MpolBind);
+        policy.set_nodes(Some(nodes.into()));
+        if let Some(linux) = spec.linux_mut() {
+            linux.set_memory_policy(Some(policy));
+        }
+        let opts = env.opts(spec);
+        let id = opts.id.clone();
+        match Container::create(opts) {
+            Ok(c) => {
+                let pid = c.pid();
+                let deleted = c.delete(true);
+                // Reap the killed init.
+                let _ = ccrun_runtime::signals::wait_for(pid);
+                deleted.expect("delete");
+                assert!(works, "binding to node {nodes} should fail");
+            }
+            Err(e) => {
+                assert!(!works, "node {nodes}: {e}");
+                assert!(e.to_string().contains("linux.memoryPolicy"), "{e}");
+                assert!(!env.state.path().join(&id).exists());
+            }
+        }
+    }
+}
+
 fn console_size_applies(env: &mut Env) {
     let out = out_dir();
     let status = env.run(Setup {
@@ -1205,6 +1241,7 @@ fn main() {
             exec_cpu_affinity_applies_to_exec,
         ),
         ("console_size_applies", console_size_applies),
+        ("memory_policy_is_set", memory_policy_is_set),
         ("tmpcopyup_seeds_the_tmpfs", tmpcopyup_seeds_the_tmpfs),
     ];
     let tally = ccrun_testkit::run_in_process(tests, &mut env);
