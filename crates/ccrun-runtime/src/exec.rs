@@ -28,6 +28,7 @@ use oci_spec::runtime::Process;
 
 use crate::container::Container;
 use crate::error::{Error, Result, SysContext};
+use crate::sched::AffinityStage;
 use crate::signals::{self, ExitStatus};
 use crate::state::{self, Status};
 use crate::sync::{self, Channel, FailureKind, Message};
@@ -38,7 +39,7 @@ use crate::{console, process, sys};
 pub struct ExecOptions {
     /// The process to run: args, env, cwd (inside the container; it must exist), user
     /// (uid, gid, additional gids, umask), terminal, noNewPrivileges and rlimits are
-    /// honoured. `PATH` from its env (or the default path) is searched for `args[0]`.
+    /// honoured, and so are scheduler, ioPriority and execCPUAffinity. `PATH` from its env (or the default path) is searched for `args[0]`.
     pub process: Process,
     /// File descriptors to install as stdin, stdout and stderr; `None` inherits the
     /// caller's. They must stay open until `exec` returns. Ignored when
@@ -123,6 +124,8 @@ impl Container {
         if args.is_empty() {
             return Err(Error::InvalidSpec("process.args is empty".into()));
         }
+        crate::sched::validate(&opts.process)?;
+        crate::unsupported::check_process(&opts.process)?;
         let terminal = opts.process.terminal() == Some(true);
         let plan = Plan {
             process: &opts.process,
@@ -276,7 +279,8 @@ fn report(chan: &Channel, kind: FailureKind, msg: String) -> ! {
 /// The forked helper: joins the cgroup and namespaces, clones the final process as a
 /// child of the caller, reports its pid, and exits.
 fn helper_main(target: &Target, plan: &Plan<'_>, chan: Channel) -> ! {
-    if let Err(e) = join(target) {
+    let initial = crate::sched::apply_exec_affinity(plan.process, AffinityStage::Initial);
+    if let Err(e) = initial.and_then(|()| join(target)) {
         report(&chan, FailureKind::Setup, e.to_string());
     }
     // SAFETY: this process is a fork of a single-threaded one; the child only runs
@@ -374,9 +378,12 @@ fn prepare(plan: &Plan<'_>, chan: &Channel) -> std::result::Result<Ready, (Failu
             .ctx(|| "setsid".into())
             .map_err(setup_err)?;
     }
+    crate::termsize::apply(plan.process).map_err(setup_err)?;
     if let Some(limits) = plan.process.rlimits() {
         process::apply_rlimits(limits).map_err(setup_err)?;
     }
+    crate::sched::apply(plan.process).map_err(setup_err)?;
+    crate::sched::apply_exec_affinity(plan.process, AffinityStage::Final).map_err(setup_err)?;
     process::set_identity(plan.process).map_err(setup_err)?;
     // After taking the identity, so the user must be able to enter it, as with runc.
     let cwd = plan.process.cwd();

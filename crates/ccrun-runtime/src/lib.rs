@@ -6,20 +6,27 @@
 
 pub mod console;
 pub mod container;
+pub mod copyup;
 pub mod devices;
 pub mod error;
 pub mod exec;
 pub mod fsroot;
+pub mod hooks;
 pub mod init;
 pub mod mounts;
 pub mod namespaces;
 pub mod process;
 pub mod reaper;
 pub mod rootfs;
+pub mod sched;
 pub mod signals;
+pub mod spec;
 pub mod state;
 pub mod sync;
 pub mod sys;
+pub mod sysctl;
+pub mod termsize;
+pub mod unsupported;
 pub mod userns;
 
 pub use container::{default_cgroup_path, Container, CreateOptions, ANNOTATION_ROOTFS_IDMAP};
