@@ -19,7 +19,7 @@ use nix::fcntl::{Flock, FlockArg};
 
 use crate::error::{Error, IoContext, Result};
 use crate::ipam::{validate_container_id, Ipam};
-use crate::netlink::Netlink;
+use crate::netlink::{created, found_link, Link, Netlink, Request};
 use crate::netns::in_netns;
 use crate::nft::{Nft, PortRule};
 use crate::ports::{check_host_port_free, pick_free_port, PortMapping};
@@ -161,7 +161,12 @@ pub fn veth_name(container_id: &str) -> String {
 /// network's masquerade rules. Idempotent; safe to run concurrently.
 pub fn ensure_network(cfg: &NetworkConfig) -> Result<()> {
     cfg.validate()?;
-    let mut nl = Netlink::new()?;
+    ensure_network_with(cfg, &mut Netlink::new()?, &mut Nft::new()?).map(drop)
+}
+
+/// [`ensure_network`] on connections the caller goes on using; returns the
+/// bridge.
+fn ensure_network_with(cfg: &NetworkConfig, nl: &mut Netlink, nft: &mut Nft) -> Result<Link> {
     let bridge = match nl.link_by_name(&cfg.bridge)? {
         Some(link) => link,
         None => {
@@ -188,13 +193,12 @@ pub fn ensure_network(cfg: &NetworkConfig) -> Result<()> {
     }
     sysctl::enable_ip_forward()?;
     sysctl::enable_route_localnet(&cfg.bridge)?;
-    let mut nft = Nft::new()?;
     // Every start comes through here: an nf_tables commit costs far more than a dump,
     // so an intact network is left as it is.
-    if bridge.up && !added && nft.network_ready(&cfg.name)? {
-        return Ok(());
+    if !(bridge.up && !added && nft.network_ready(&cfg.name)?) {
+        nft.ensure_network(&cfg.name, &cfg.bridge, cfg.subnet)?;
     }
-    nft.ensure_network(&cfg.name, &cfg.bridge, cfg.subnet)
+    Ok(bridge)
 }
 
 /// Removes the network's bridge and its masquerade chain from the calling
@@ -241,16 +245,24 @@ pub fn attach(
 ) -> Result<Attachment> {
     let started = Instant::now();
     validate_container_id(container_id)?;
-    ensure_network(cfg)?;
+    cfg.validate()?;
+    let mut nl = Netlink::new()?;
+    let mut nft = Nft::new()?;
+    let bridge = ensure_network_with(cfg, &mut nl, &mut nft)?;
     let _lock = lock(ipam_dir)?;
     let ipam = open_ipam(cfg, ipam_dir)?;
     let ip = ipam.allocate(container_id, requested_ip)?;
-    match attach_locked(cfg, &ipam, container_netns, container_id, ip, ports) {
+    let host = Host {
+        nl: &mut nl,
+        nft: &mut nft,
+        bridge: &bridge,
+    };
+    match attach_locked(cfg, &ipam, host, container_netns, container_id, ip, ports) {
         Ok(attachment) => {
             tracing::debug!(
                 container = container_id,
                 %ip,
-                elapsed_ms = started.elapsed().as_millis() as u64,
+                elapsed_us = started.elapsed().as_micros() as u64,
                 "attached"
             );
             Ok(attachment)
@@ -267,28 +279,46 @@ pub fn attach(
     }
 }
 
+/// The host side's connections and its bridge, for [`attach_locked`].
+struct Host<'a> {
+    nl: &'a mut Netlink,
+    nft: &'a mut Nft,
+    bridge: &'a Link,
+}
+
 fn attach_locked(
     cfg: &NetworkConfig,
     ipam: &Ipam,
+    host: Host<'_>,
     container_netns: BorrowedFd<'_>,
     container_id: &str,
     ip: Ipv4Addr,
     ports: &[PortMapping],
 ) -> Result<Attachment> {
-    let mut nl = Netlink::new()?;
-    let mut nft = Nft::new()?;
-    let bridge = nl.require_link(&cfg.bridge)?;
+    let Host { nl, nft, bridge } = host;
     let mtu = match cfg.mtu {
         0 => bridge.mtu.unwrap_or(DEFAULT_MTU),
         mtu => mtu,
     };
 
-    // Leftovers of an earlier attachment of this container go first.
-    nft.remove_container(container_id)?;
-    let ports = resolve_ports(ports, &nft.port_rules()?, container_id)?;
+    // One dump of the published ports serves both the leftovers of an earlier
+    // attachment of this container (they go first) and the conflict checks.
+    let existing = nft.port_rules()?;
+    let leftovers: Vec<u64> = existing
+        .iter()
+        .filter(|r| r.container_id == container_id)
+        .map(|r| r.handle)
+        .collect();
+    if !leftovers.is_empty() {
+        nft.delete_port_rules(&leftovers)?;
+    }
+    let ports = resolve_ports(ports, &existing, container_id)?;
 
     let host_veth = veth_name(container_id);
-    if nl.link_by_name(&host_veth)?.is_some() {
+    if !plug_veth(nl, &host_veth, mtu, container_netns, bridge.index)? {
+        // A veth of that name is left over (this container's, from a run whose
+        // cleanup did not happen or whose namespace is still being destroyed),
+        // unless another container's id starts with the same 8 hex digits.
         let clash = ipam
             .allocations()?
             .into_iter()
@@ -299,21 +329,18 @@ fn attach_locked(
             )));
         }
         nl.delete_link(&host_veth)?;
+        if !plug_veth(nl, &host_veth, mtu, container_netns, bridge.index)? {
+            return Err(Error::InvalidConfig(format!(
+                "veth {host_veth} exists, or the container already has {CONTAINER_IFNAME}"
+            )));
+        }
     }
-    nl.create_veth(&host_veth, CONTAINER_IFNAME, mtu, container_netns)?;
-    let veth = nl.link_by_name(&host_veth)?.ok_or_else(|| {
-        Error::InvalidConfig(format!(
-            "veth {host_veth} was not created: does the container already have {CONTAINER_IFNAME}?"
-        ))
-    })?;
-    nl.set_link(veth.index, None, None, Some(bridge.index))?;
-    nl.set_hairpin(veth.index, true)?;
-    nl.set_link(veth.index, Some(true), None, None)?;
 
     let prefix_len = cfg.subnet.prefix_len();
-    in_netns(container_netns, || {
-        configure_container_side(ip, prefix_len, cfg.gateway)
-    })?;
+    // A socket opened inside the container's namespace stays there: the
+    // thread only visits to open it.
+    let mut inside = in_netns(container_netns, Netlink::new)?;
+    configure_container_side(&mut inside, ip, prefix_len, cfg.gateway)?;
 
     nft.add_port_rules(container_id, ip, &ports)?;
     Ok(Attachment {
@@ -328,18 +355,68 @@ fn attach_locked(
     })
 }
 
-/// Inside the container's namespace: `lo` up, address on `eth0`, `eth0`
-/// up, default route via the gateway.
-fn configure_container_side(ip: Ipv4Addr, prefix_len: u8, gateway: Ipv4Addr) -> Result<()> {
-    let mut nl = Netlink::new()?;
-    let lo = nl.require_link("lo")?;
-    if !lo.up {
-        nl.set_link(lo.index, Some(true), None, None)?;
+/// Creates the veth pair, in one round trip: `host_veth` up on bridge
+/// `bridge` with hairpin mode on, its peer `eth0` (still down) inside the
+/// container's namespace. Hairpin mode lets the bridge send a frame back out of the port
+/// it came in on: needed when a container reaches its own published port
+/// through the host and `br_netfilter` turns the DNATed packet into a
+/// bridged one. Returns false if a link of either name exists.
+fn plug_veth(
+    nl: &mut Netlink,
+    host_veth: &str,
+    mtu: u32,
+    container_netns: BorrowedFd<'_>,
+    bridge: u32,
+) -> Result<bool> {
+    let [veth, hairpin] = nl.pipeline([
+        Request::create_veth(
+            host_veth,
+            CONTAINER_IFNAME,
+            mtu,
+            container_netns,
+            Some(bridge),
+            true,
+        ),
+        Request::set_hairpin(host_veth, true),
+    ])?;
+    if !created(veth)? {
+        // The hairpin request went to the existing link, which is deleted or
+        // kept as it was: either way that does not matter.
+        return Ok(false);
     }
-    let eth = nl.require_link(CONTAINER_IFNAME)?;
-    nl.add_address(eth.index, ip, prefix_len)?;
-    nl.set_link(eth.index, Some(true), None, None)?;
-    nl.add_default_route(gateway, eth.index)?;
+    hairpin?;
+    Ok(true)
+}
+
+/// Inside the container's namespace (`nl` is a socket there): `lo` and
+/// `eth0` up, the address on `eth0` and the default route via the gateway,
+/// in two round trips.
+fn configure_container_side(
+    nl: &mut Netlink,
+    ip: Ipv4Addr,
+    prefix_len: u8,
+    gateway: Ipv4Addr,
+) -> Result<()> {
+    let [lo, up, eth] = nl.pipeline([
+        Request::set_up("lo"),
+        Request::set_up(CONTAINER_IFNAME),
+        Request::get_link(CONTAINER_IFNAME),
+    ])?;
+    lo?;
+    up?;
+    let eth = found_link(eth)?.ok_or_else(|| {
+        Error::InvalidConfig(format!(
+            "{CONTAINER_IFNAME} is missing in the container's namespace"
+        ))
+    })?;
+    // The address first: on an up link it brings the subnet's route, through
+    // which the gateway is reachable, as the default route requires.
+    let [address, route] = nl.pipeline([
+        Request::add_address(eth.index, ip, prefix_len),
+        Request::add_default_route(gateway, eth.index),
+    ])?;
+    created(address)?;
+    created(route)?;
     Ok(())
 }
 
@@ -403,16 +480,38 @@ fn resolve_ports(
 fn cleanup(ipam: &Ipam, container_id: &str) -> Result<()> {
     let veth = veth_name(container_id);
     let steps: [Result<()>; 3] = [
-        Netlink::new().and_then(|mut nl| nl.delete_link(&veth).map(drop)),
+        Netlink::new().and_then(|mut nl| remove_veth(&mut nl, &veth)),
         Nft::new().and_then(|mut nft| nft.remove_container(container_id).map(drop)),
         ipam.release(container_id).map(drop),
     ];
     steps.into_iter().collect::<Result<Vec<()>>>().map(drop)
 }
 
+/// Deletes the host end of a container's veth pair, unless the container's
+/// namespace is being destroyed: the kernel then deletes the pair itself, in
+/// its namespace cleanup work. Deleting it here instead would wait for that
+/// work (both need the rtnl lock) and for the RCU grace periods of a device
+/// unregistration, which takes 5-30 ms on the path of every container's
+/// exit (`run --rm` returning, `stop`, `rm`). A namespace that someone else
+/// keeps alive (a container sharing it, a process that entered it) keeps the
+/// veth, so it is deleted here.
+fn remove_veth(nl: &mut Netlink, name: &str) -> Result<()> {
+    let Some(link) = nl.link_by_name(name)? else {
+        return Ok(());
+    };
+    if let Some(nsid) = link.link_netnsid {
+        if !nl.netns_alive(nsid)? {
+            tracing::debug!(veth = name, "goes with its dying namespace");
+            return Ok(());
+        }
+    }
+    nl.delete_link_index(link.index, name).map(drop)
+}
+
 /// Detaches `container_id` from the network: deletes its veth (if its
-/// namespace still exists), its published-port rules and its address
-/// allocation. Idempotent. Called in the namespace holding the bridge.
+/// namespace still lives; a dying namespace takes the veth with it, a moment
+/// later), its published-port rules and its address allocation. Idempotent.
+/// Called in the namespace holding the bridge.
 pub fn detach(cfg: &NetworkConfig, ipam_dir: &Path, container_id: &str) -> Result<()> {
     validate_container_id(container_id)?;
     cfg.validate()?;
@@ -423,7 +522,8 @@ pub fn detach(cfg: &NetworkConfig, ipam_dir: &Path, container_id: &str) -> Resul
 
 /// Detaches every container of the network for which `is_alive` says no:
 /// those holding an address in `ipam_dir` and those with published-port
-/// rules towards the network's subnet. Returns the ids cleaned up.
+/// rules towards the network's subnet. Returns the ids cleaned up. Claims
+/// without a valid owner (left empty by a crash) are freed too.
 pub fn remove_stale(
     cfg: &NetworkConfig,
     ipam_dir: &Path,
@@ -432,6 +532,10 @@ pub fn remove_stale(
     cfg.validate()?;
     let _lock = lock(ipam_dir)?;
     let ipam = open_ipam(cfg, ipam_dir)?;
+    let orphans = ipam.release_orphans()?;
+    if !orphans.is_empty() {
+        tracing::debug!(?orphans, "released claims without a valid owner");
+    }
     let mut ids: BTreeSet<String> = ipam.allocations()?.into_iter().map(|(_, id)| id).collect();
     let rules = Nft::new()?.port_rules()?;
     ids.extend(
