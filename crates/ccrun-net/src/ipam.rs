@@ -322,6 +322,29 @@ mod tests {
     }
 
     #[test]
+    fn claims_left_empty_by_a_crash_are_taken_until_released() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ipam = ipam(tmp.path(), "10.5.0.0/24");
+        // A claim whose data never reached the disk, as after a crash without fsync.
+        fs::write(tmp.path().join("10.5.0.2"), "").unwrap();
+        let a = ipam.allocate("a", None).unwrap();
+        assert_eq!(
+            a,
+            Ipv4Addr::new(10, 5, 0, 3),
+            "the empty claim is still taken"
+        );
+        assert_eq!(
+            ipam.release_orphans().unwrap(),
+            vec![Ipv4Addr::new(10, 5, 0, 2)]
+        );
+        assert_eq!(ipam.lookup("a").unwrap(), Some(a), "valid claims stay");
+        assert_eq!(
+            ipam.allocate("b", None).unwrap(),
+            Ipv4Addr::new(10, 5, 0, 2)
+        );
+    }
+
+    #[test]
     fn concurrent_allocations_are_distinct() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_path_buf();
