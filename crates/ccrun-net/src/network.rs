@@ -268,7 +268,7 @@ pub fn attach(
             Ok(attachment)
         }
         Err(e) => {
-            if let Err(cleanup) = cleanup(&ipam, container_id) {
+            if let Err(cleanup) = cleanup(&ipam, container_id, Veth::Delete) {
                 tracing::warn!(
                     container = container_id,
                     "cleanup after failed attach: {cleanup}"
@@ -475,27 +475,45 @@ fn resolve_ports(
     Ok(out)
 }
 
+/// What becomes of a container's veth when it is detached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Veth {
+    /// Deleted (the container may still run).
+    Delete,
+    /// The container's processes are gone: its namespace, and the veth with
+    /// it, goes by itself (see [`retire_veth`]).
+    Retire,
+}
+
 /// Removes the veth, port rules and address of `container_id`. Each step
 /// runs even if an earlier one failed; the first error is returned.
-fn cleanup(ipam: &Ipam, container_id: &str) -> Result<()> {
-    let veth = veth_name(container_id);
+fn cleanup(ipam: &Ipam, container_id: &str, veth: Veth) -> Result<()> {
+    let name = veth_name(container_id);
     let steps: [Result<()>; 3] = [
-        Netlink::new().and_then(|mut nl| remove_veth(&mut nl, &veth)),
+        Netlink::new().and_then(|mut nl| match veth {
+            Veth::Delete => nl.delete_link(&name).map(drop),
+            Veth::Retire => retire_veth(&mut nl, &name),
+        }),
         Nft::new().and_then(|mut nft| nft.remove_container(container_id).map(drop)),
         ipam.release(container_id).map(drop),
     ];
     steps.into_iter().collect::<Result<Vec<()>>>().map(drop)
 }
 
-/// Deletes the host end of a container's veth pair, unless the container's
-/// namespace is being destroyed: the kernel then deletes the pair itself, in
-/// its namespace cleanup work. Deleting it here instead would wait for that
-/// work (both need the rtnl lock) and for the RCU grace periods of a device
-/// unregistration, which takes 5-30 ms on the path of every container's
-/// exit (`run --rm` returning, `stop`, `rm`). A namespace that someone else
-/// keeps alive (a container sharing it, a process that entered it) keeps the
-/// veth, so it is deleted here.
-fn remove_veth(nl: &mut Netlink, name: &str) -> Result<()> {
+/// Takes the veth of a container whose processes are gone out of service
+/// without deleting it: the kernel deletes the pair when the container's
+/// namespace is destroyed. Deleting it here would cost a device
+/// unregistration's RCU waits (`rcu_barrier`), 6-30 ms measured, on the path
+/// of every container's exit (`run --rm` returning, `stop`, `rm`).
+///
+/// A dying namespace (its id no longer resolves) needs nothing. One still
+/// alive is usually so for a moment only (the socket through which attach
+/// configured it is freed after an RCU grace period), but someone may keep
+/// it (a container sharing it, a process that entered it): the host end is
+/// set down, which is cheap, so that the container's side, and the address it
+/// still holds, are cut off the bridge at once; the address can be handed
+/// out again right away.
+fn retire_veth(nl: &mut Netlink, name: &str) -> Result<()> {
     let Some(link) = nl.link_by_name(name)? else {
         return Ok(());
     };
@@ -505,24 +523,42 @@ fn remove_veth(nl: &mut Netlink, name: &str) -> Result<()> {
             return Ok(());
         }
     }
-    nl.delete_link_index(link.index, name).map(drop)
+    if link.up {
+        match nl.set_link(link.index, Some(false), None, None) {
+            Err(e) if e.netlink_errno() == Some(libc::ENODEV) => {}
+            other => other?,
+        }
+    }
+    Ok(())
 }
 
-/// Detaches `container_id` from the network: deletes its veth (if its
-/// namespace still lives; a dying namespace takes the veth with it, a moment
-/// later), its published-port rules and its address allocation. Idempotent.
-/// Called in the namespace holding the bridge.
+/// Detaches `container_id` from the network: deletes its veth, its
+/// published-port rules and its address allocation. Idempotent. Called in
+/// the namespace holding the bridge.
 pub fn detach(cfg: &NetworkConfig, ipam_dir: &Path, container_id: &str) -> Result<()> {
+    detach_with(cfg, ipam_dir, container_id, Veth::Delete)
+}
+
+/// [`detach`] for a container whose processes are all gone: its veth is not
+/// deleted but left to go with its network namespace (set down meanwhile if
+/// that namespace is still alive), which keeps the device unregistration's
+/// waits off the caller. Rules and address are released as by [`detach`].
+pub fn detach_exited(cfg: &NetworkConfig, ipam_dir: &Path, container_id: &str) -> Result<()> {
+    detach_with(cfg, ipam_dir, container_id, Veth::Retire)
+}
+
+fn detach_with(cfg: &NetworkConfig, ipam_dir: &Path, container_id: &str, veth: Veth) -> Result<()> {
     validate_container_id(container_id)?;
     cfg.validate()?;
     let _lock = lock(ipam_dir)?;
     let ipam = open_ipam(cfg, ipam_dir)?;
-    cleanup(&ipam, container_id)
+    cleanup(&ipam, container_id, veth)
 }
 
 /// Detaches every container of the network for which `is_alive` says no:
 /// those holding an address in `ipam_dir` and those with published-port
-/// rules towards the network's subnet. Returns the ids cleaned up. Claims
+/// rules towards the network's subnet (their veths as by
+/// [`detach_exited`]). Returns the ids cleaned up. Claims
 /// without a valid owner (left empty by a crash) are freed too.
 pub fn remove_stale(
     cfg: &NetworkConfig,
@@ -553,7 +589,7 @@ pub fn remove_stale(
         if validate_container_id(&id).is_err() {
             continue;
         }
-        cleanup(&ipam, &id)?;
+        cleanup(&ipam, &id, Veth::Retire)?;
         removed.push(id);
     }
     Ok(removed)
