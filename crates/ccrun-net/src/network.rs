@@ -548,11 +548,19 @@ pub fn detach_exited(cfg: &NetworkConfig, ipam_dir: &Path, container_id: &str) -
 }
 
 fn detach_with(cfg: &NetworkConfig, ipam_dir: &Path, container_id: &str, veth: Veth) -> Result<()> {
+    let started = Instant::now();
     validate_container_id(container_id)?;
     cfg.validate()?;
     let _lock = lock(ipam_dir)?;
     let ipam = open_ipam(cfg, ipam_dir)?;
-    cleanup(&ipam, container_id, veth)
+    cleanup(&ipam, container_id, veth)?;
+    tracing::debug!(
+        container = container_id,
+        ?veth,
+        elapsed_us = started.elapsed().as_micros() as u64,
+        "detached"
+    );
+    Ok(())
 }
 
 /// Detaches every container of the network for which `is_alive` says no:
