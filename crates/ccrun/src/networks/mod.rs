@@ -29,6 +29,8 @@ pub fn connect(
     let NetworkChoice::Bridge { network, ip, ports } = &record.network else {
         return Ok(None);
     };
+    // Checked before anything is set up, so a bad `$CCRUN_FIREWALL` is one clear error.
+    ccrun_net::Backend::detect()?;
     let networks = NetworkStore::open(containers.root())?;
     let net = networks.find(network)?;
     let netns =
@@ -85,6 +87,10 @@ pub fn disconnect(containers: &ContainerStore, record: &Record) -> Result<()> {
         (None, NetworkChoice::Bridge { network, .. }) => network.clone(),
         _ => return Ok(()),
     };
+    if ccrun_net::Backend::detect().is_err() {
+        // `connect` refuses to attach under a firewall choice it cannot make.
+        return Ok(());
+    }
     let networks = NetworkStore::open(containers.root())?;
     let net = match networks.find(&network) {
         Ok(net) => net,
