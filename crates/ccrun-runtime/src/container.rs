@@ -20,6 +20,7 @@ use crate::error::{Error, Result, SysContext};
 use crate::init::{self, InitPlan};
 use crate::namespaces;
 use crate::rootfs::RootfsPlan;
+use crate::security::{self, ContainerSecurity};
 use crate::signals::{self, ExitStatus};
 use crate::state::{self, State, Status};
 use crate::sync::{self, FailureKind, Message};
@@ -147,6 +148,8 @@ impl Container {
         }
 
         let ns = namespaces::plan(spec)?;
+        let shared_security = ContainerSecurity::from_linux(spec.linux().as_ref())?;
+        let security = security::Plan::new(&process, &shared_security)?;
         let linux = spec.linux().clone().unwrap_or_default();
         let uid_maps = linux.uid_mappings().clone().unwrap_or_default();
         let gid_maps = linux.gid_mappings().clone().unwrap_or_default();
@@ -182,6 +185,8 @@ impl Container {
             cgroup: None,
             pid: None,
         };
+        // For processes exec'd into the container later.
+        shared_security.save(&state_dir)?;
 
         let fifo = make_exec_fifo(
             &state_dir,
@@ -218,6 +223,7 @@ impl Container {
             exec_fifo: fifo.as_raw_fd(),
             minimal_init: opts.minimal_init,
             stdio: opts.stdio,
+            security,
         };
 
         let (parent_end, child_end) = sync::pair()?;

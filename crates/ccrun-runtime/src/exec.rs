@@ -28,6 +28,7 @@ use oci_spec::runtime::Process;
 
 use crate::container::Container;
 use crate::error::{Error, Result, SysContext};
+use crate::security::{self, ContainerSecurity};
 use crate::signals::{self, ExitStatus};
 use crate::state::{self, Status};
 use crate::sync::{self, Channel, FailureKind, Message};
@@ -37,8 +38,9 @@ use crate::{console, process, sys};
 #[derive(Debug, Clone)]
 pub struct ExecOptions {
     /// The process to run: args, env, cwd (inside the container; it must exist), user
-    /// (uid, gid, additional gids, umask), terminal, noNewPrivileges and rlimits are
-    /// honoured. `PATH` from its env (or the default path) is searched for `args[0]`.
+    /// (uid, gid, additional gids, umask), terminal, noNewPrivileges, capabilities,
+    /// apparmorProfile, selinuxLabel and rlimits are honoured; the container's seccomp
+    /// filter and personality apply too. `PATH` from its env (or the default path) is searched for `args[0]`.
     pub process: Process,
     /// File descriptors to install as stdin, stdout and stderr; `None` inherits the
     /// caller's. They must stay open until `exec` returns. Ignored when
@@ -107,6 +109,8 @@ struct Plan<'a> {
     env: Vec<String>,
     terminal: bool,
     stdio: Option<[RawFd; 3]>,
+    /// The process's capabilities and the container's seccomp filter and personality.
+    security: security::Plan,
 }
 
 impl Container {
@@ -124,12 +128,16 @@ impl Container {
             return Err(Error::InvalidSpec("process.args is empty".into()));
         }
         let terminal = opts.process.terminal() == Some(true);
+        // As with runc: the process's own capabilities, no_new_privs and LSM label, the
+        // container's seccomp filter and personality.
+        let shared = ContainerSecurity::load(&self.state_dir)?;
         let plan = Plan {
             process: &opts.process,
             args,
             env: opts.process.env().clone().unwrap_or_default(),
             terminal,
             stdio: if terminal { None } else { opts.stdio },
+            security: security::Plan::new(&opts.process, &shared)?,
         };
         let threads =
             sys::thread_count().map_err(|e| Error::io("reading", "/proc/self/task", e))?;
@@ -340,6 +348,9 @@ fn final_main(plan: &Plan<'_>, chan: &Channel) -> ! {
         Err((kind, msg)) => report(chan, kind, msg),
     };
     signals::reset_for_exec();
+    if let Err(e) = plan.security.finish() {
+        report(chan, FailureKind::Setup, e.to_string());
+    }
     let err = process::exec(&ready.program, &ready.args, &ready.env);
     let kind = if err == Errno::ENOENT {
         FailureKind::NotFound
@@ -376,7 +387,9 @@ fn prepare(plan: &Plan<'_>, chan: &Channel) -> std::result::Result<Ready, (Failu
     if let Some(limits) = plan.process.rlimits() {
         process::apply_rlimits(limits).map_err(setup_err)?;
     }
-    process::set_identity(plan.process).map_err(setup_err)?;
+    plan.security
+        .take_identity(plan.process)
+        .map_err(setup_err)?;
     // After taking the identity, so the user must be able to enter it, as with runc.
     let cwd = plan.process.cwd();
     nix::unistd::chdir(cwd.as_path())
@@ -393,9 +406,6 @@ fn prepare(plan: &Plan<'_>, chan: &Channel) -> std::result::Result<Ready, (Failu
         env: process::c_strings(&plan.env).map_err(setup_err)?,
     };
     close_fds_on_exec().map_err(setup_err)?;
-    if plan.process.no_new_privileges() == Some(true) {
-        process::set_no_new_privs().map_err(setup_err)?;
-    }
     Ok(ready)
 }
 

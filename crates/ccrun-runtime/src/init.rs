@@ -1,7 +1,7 @@
 //! The container's init: the code that runs in the cloned child. It finishes setup in
 //! the new namespaces (user ids, cgroup namespace, rootfs, hostname, sysctls, rlimits,
 //! program lookup), reports to the parent, waits at the exec gate until `start`, then
-//! takes the process's identity and execs the user's program as PID 1.
+//! takes the process's identity (see [`crate::security`]) and execs the user's program as PID 1.
 
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -42,6 +42,8 @@ pub struct InitPlan {
     pub minimal_init: bool,
     /// Descriptors to install as fds 0, 1 and 2, if not inherited.
     pub stdio: Option<[RawFd; 3]>,
+    /// Capabilities, seccomp, personality and LSM labels of the process.
+    pub security: crate::security::Plan,
 }
 
 /// What setup yields: the program to exec and its argv/envp.
@@ -77,10 +79,14 @@ pub fn main(plan: &InitPlan, chan: Channel) -> ! {
     if let Err(e) = wait_at_gate(plan.exec_fifo) {
         fail_after_start(&format!("waiting for start: {e}"), 125);
     }
-    if let Err(e) = take_identity(&plan.process) {
+    if let Err(e) = plan.security.take_identity(&plan.process) {
         fail_after_start(&e.to_string(), 125);
     }
     signals::reset_for_exec();
+    // The seccomp filter goes last, so it constrains the program and not our setup.
+    if let Err(e) = plan.security.finish() {
+        fail_after_start(&e.to_string(), 125);
+    }
     if plan.minimal_init {
         crate::reaper::run(&ready.program, &ready.args, &ready.env);
     }
@@ -224,13 +230,6 @@ fn wait_at_gate(fifo: RawFd) -> Result<()> {
     // SAFETY: the O_PATH fd was inherited for this purpose and is not used afterwards.
     unsafe { libc::close(fifo) };
     Ok(())
-}
-
-fn take_identity(process: &Process) -> Result<()> {
-    if process.no_new_privileges().unwrap_or(false) {
-        process::set_no_new_privs()?;
-    }
-    process::set_identity(process)
 }
 
 /// Keeps an fd alive and closes it on drop (used for fds passed through the clone).

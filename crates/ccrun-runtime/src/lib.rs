@@ -4,6 +4,7 @@
 //! running containers ([`Container::exec`]). Both the `ccrun` engine and the
 //! runc-compatible CLI drive containers through [`Container`].
 
+pub mod caps;
 pub mod console;
 pub mod container;
 pub mod devices;
@@ -16,6 +17,8 @@ pub mod namespaces;
 pub mod process;
 pub mod reaper;
 pub mod rootfs;
+pub mod seccomp;
+pub mod security;
 pub mod signals;
 pub mod state;
 pub mod sync;
