@@ -133,6 +133,16 @@ pub fn last_cap() -> Result<u32> {
         .map_err(|_| Error::Setup(format!("unexpected {path}: {text:?}")))
 }
 
+/// The bounding set of the calling process, as a mask: the capabilities it can give.
+pub fn current_bounding() -> Result<u64> {
+    let path = "/proc/self/status";
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io("reading", path, e))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .ok_or_else(|| Error::Setup(format!("no CapBnd line in {path}")))
+}
+
 /// The five capability sets as masks (bit n = capability n).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CapSets {

@@ -133,6 +133,13 @@ fn prepare(plan: &InitPlan, chan: &Channel) -> std::result::Result<Ready, (Failu
     }
     become_root(plan).map_err(setup_err)?;
     join_namespaces(plan).map_err(setup_err)?;
+    // Before the rootfs, whose read-only /proc/sys would refuse them. Sysctls apply to
+    // the namespaces of the writer, so the host's /proc sets the container's values.
+    for (key, value) in &plan.sysctl {
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        std::fs::write(&path, value)
+            .map_err(|e| setup_err(Error::io("setting sysctl", &path, e)))?;
+    }
     rootfs::setup(&plan.rootfs, idmapped_root).map_err(setup_err)?;
     set_names(plan).map_err(setup_err)?;
     let console = if plan.process.terminal() == Some(true) && plan.stdio.is_none() {
@@ -140,11 +147,6 @@ fn prepare(plan: &InitPlan, chan: &Channel) -> std::result::Result<Ready, (Failu
     } else {
         None
     };
-    for (key, value) in &plan.sysctl {
-        let path = format!("/proc/sys/{}", key.replace('.', "/"));
-        std::fs::write(&path, value)
-            .map_err(|e| setup_err(Error::io("setting sysctl", &path, e)))?;
-    }
     if let Some(adj) = plan.process.oom_score_adj() {
         std::fs::write("/proc/self/oom_score_adj", adj.to_string())
             .map_err(|e| setup_err(Error::io("writing", "/proc/self/oom_score_adj", e)))?;
@@ -176,7 +178,15 @@ fn become_root(plan: &InitPlan) -> Result<()> {
     let root_uid = Uid::from_raw(0);
     nix::unistd::setresgid(root_gid, root_gid, root_gid)
         .ctx(|| "setgid 0 in user namespace".into())?;
-    nix::unistd::setresuid(root_uid, root_uid, root_uid).ctx(|| "setuid 0 in user namespace".into())
+    nix::unistd::setresuid(root_uid, root_uid, root_uid)
+        .ctx(|| "setuid 0 in user namespace".into())?;
+    // The uid change made us non-dumpable, which makes /proc/self host-root-owned and
+    // so closed to us (oom_score_adj, attr/exec); runc restores it the same way.
+    // SAFETY: prctl with integer arguments has no memory effects.
+    let ret = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) };
+    Errno::result(ret)
+        .map(drop)
+        .ctx(|| "prctl(PR_SET_DUMPABLE)".into())
 }
 
 fn join_namespaces(plan: &InitPlan) -> Result<()> {
