@@ -149,7 +149,7 @@ impl Container {
 
         let ns = namespaces::plan(spec)?;
         let shared_security = ContainerSecurity::from_linux(spec.linux().as_ref())?;
-        let security = security::Plan::new(&process, &shared_security)?;
+        let mut security = security::Plan::new(&process, &shared_security)?;
         let linux = spec.linux().clone().unwrap_or_default();
         let uid_maps = linux.uid_mappings().clone().unwrap_or_default();
         let gid_maps = linux.gid_mappings().clone().unwrap_or_default();
@@ -187,6 +187,14 @@ impl Container {
         };
         // For processes exec'd into the container later.
         shared_security.save(&state_dir)?;
+        if security.listener_path().is_some() {
+            security.connect_listener(serde_json::json!({
+                "ociVersion": spec.version(),
+                "id": opts.id,
+                "bundle": opts.bundle,
+                "annotations": spec.annotations().clone().unwrap_or_default(),
+            }))?;
+        }
 
         let fifo = make_exec_fifo(
             &state_dir,

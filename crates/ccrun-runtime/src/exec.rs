@@ -131,13 +131,21 @@ impl Container {
         // As with runc: the process's own capabilities, no_new_privs and LSM label, the
         // container's seccomp filter and personality.
         let shared = ContainerSecurity::load(&self.state_dir)?;
+        let security = security::Plan::new(&opts.process, &shared)?;
+        if security.listener_path().is_some() {
+            return Err(Error::InvalidSpec(
+                "exec into a container whose seccomp profile notifies an agent \
+                 (SCMP_ACT_NOTIFY) is not supported by ccrun"
+                    .into(),
+            ));
+        }
         let plan = Plan {
             process: &opts.process,
             args,
             env: opts.process.env().clone().unwrap_or_default(),
             terminal,
             stdio: if terminal { None } else { opts.stdio },
-            security: security::Plan::new(&opts.process, &shared)?,
+            security,
         };
         let threads =
             sys::thread_count().map_err(|e| Error::io("reading", "/proc/self/task", e))?;

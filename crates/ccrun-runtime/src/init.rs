@@ -57,6 +57,8 @@ struct Ready {
 
 /// Entry point in the child. Never returns.
 pub fn main(plan: &InitPlan, chan: Channel) -> ! {
+    // While the host's /proc is still ours.
+    plan.security.note_host_pid();
     if let Err(e) = attach_stdio(plan) {
         let _ = chan.send(&Message::Failed(FailureKind::Setup, e.to_string()), None);
         exit(1);

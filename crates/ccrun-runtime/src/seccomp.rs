@@ -6,6 +6,10 @@
 //! architecture are skipped, rules whose action is the default action are left out,
 //! and several conditions on the same argument become separate rules (libseccomp ANDs
 //! the conditions of one rule, which could never match for one argument).
+//!
+//! `SCMP_ACT_NOTIFY` hands matching syscalls to a seccomp agent: after loading, the
+//! filter's notify fd goes to the agent listening on `listenerPath` (see
+//! [`crate::security`]).
 
 use libseccomp::{
     ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
@@ -20,6 +24,8 @@ use crate::error::{Error, Result};
 #[derive(Debug)]
 pub struct Filter {
     ctx: ScmpFilterContext,
+    /// Some rule (or the default) notifies a seccomp agent.
+    notifies: bool,
 }
 
 fn invalid(msg: impl Into<String>) -> Error {
@@ -43,11 +49,7 @@ fn action(action: LinuxSeccompAction, errno_ret: Option<u32>) -> Result<ScmpActi
         A::ScmpActTrace => ScmpAction::Trace(errno()? as u16),
         A::ScmpActAllow => ScmpAction::Allow,
         A::ScmpActLog => ScmpAction::Log,
-        A::ScmpActNotify => {
-            return Err(invalid(
-                "SCMP_ACT_NOTIFY (a seccomp agent at listenerPath) is not supported by ccrun",
-            ))
-        }
+        A::ScmpActNotify => ScmpAction::Notify,
     })
 }
 
@@ -133,9 +135,10 @@ pub fn compile(spec: &LinuxSeccomp) -> Result<Filter> {
         }
         .map_err(lib_err(&format!("flag {flag}")))?;
     }
-    if spec.listener_path().is_some() {
+    let mut notifies = default == ScmpAction::Notify;
+    if notifies {
         return Err(invalid(
-            "listenerPath (a seccomp agent for SCMP_ACT_NOTIFY) is not supported by ccrun",
+            "SCMP_ACT_NOTIFY cannot be the default action (the agent's own syscalls would wait for it)",
         ));
     }
     for rule in spec.syscalls().iter().flatten() {
@@ -143,6 +146,7 @@ pub fn compile(spec: &LinuxSeccomp) -> Result<Filter> {
         if act == default {
             continue;
         }
+        notifies |= act == ScmpAction::Notify;
         let conditions = rule
             .args()
             .iter()
@@ -173,7 +177,12 @@ pub fn compile(spec: &LinuxSeccomp) -> Result<Filter> {
             }
         }
     }
-    Ok(Filter { ctx })
+    if notifies && spec.listener_path().is_none() {
+        return Err(invalid(
+            "SCMP_ACT_NOTIFY needs linux.seccomp.listenerPath (the seccomp agent's socket)",
+        ));
+    }
+    Ok(Filter { ctx, notifies })
 }
 
 impl Filter {
@@ -183,6 +192,18 @@ impl Filter {
         self.ctx
             .load()
             .map_err(|e| Error::Setup(format!("loading the seccomp filter: {e}")))
+    }
+
+    /// True when the filter hands syscalls to a seccomp agent.
+    pub fn notifies(&self) -> bool {
+        self.notifies
+    }
+
+    /// The notify fd of the loaded filter (only with [`Filter::notifies`]).
+    pub fn notify_fd(&self) -> Result<std::os::fd::RawFd> {
+        self.ctx
+            .get_notify_fd()
+            .map_err(|e| Error::Setup(format!("getting the seccomp notify fd: {e}")))
     }
 }
 
@@ -220,7 +241,13 @@ mod tests {
             r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_NOTIFY"}]}"#,
         ))
         .unwrap_err();
-        assert!(err.to_string().contains("SCMP_ACT_NOTIFY"), "{err}");
+        assert!(err.to_string().contains("listenerPath"), "{err}");
+        let filter = compile(&profile(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","listenerPath":"/run/agent.sock",
+                "syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_NOTIFY"}]}"#,
+        ))
+        .expect("compile");
+        assert!(filter.notifies());
         let err = compile(&profile(
             r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_ERRNO","args":[{"index":7,"value":1,"op":"SCMP_CMP_EQ"}]}]}"#,
         ))

@@ -6,8 +6,16 @@
 //! before `execve`) so it does not constrain the runtime's own setup; but loading a
 //! filter without `no_new_privs` needs `CAP_SYS_ADMIN`, so when the process will have
 //! neither, the filter is loaded before the capabilities are dropped.
+//!
+//! With `SCMP_ACT_NOTIFY`, the caller connects to the seccomp agent's `listenerPath`
+//! before it forks ([`Plan::connect_listener`]); right after loading the filter the
+//! process sends the agent the spec's container process state with the filter's
+//! notify fd (`SCM_RIGHTS`), once, and closes the connection.
 
-use std::path::Path;
+use std::cell::Cell;
+use std::io::IoSlice;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use oci_spec::runtime::{
@@ -94,9 +102,23 @@ struct ExecLabel {
     value: String,
 }
 
+/// The connection to a seccomp agent and what to tell it.
+#[derive(Debug)]
+struct Listener {
+    socket: OwnedFd,
+    /// The container process state without its `pid`, filled in when sent.
+    message: serde_json::Value,
+}
+
 /// Everything [`Plan::take_identity`] and [`Plan::finish`] do, decided up front.
 #[derive(Debug)]
 pub struct Plan {
+    /// The seccomp agent's socket path, when the filter notifies one.
+    listener_path: Option<PathBuf>,
+    listener_metadata: Option<String>,
+    listener: Option<Listener>,
+    /// The process's pid on the host, for the agent (see [`Plan::note_host_pid`]).
+    host_pid: Cell<i32>,
     caps: CapSets,
     no_new_privs: bool,
     seccomp: Option<Filter>,
@@ -195,7 +217,18 @@ impl Plan {
                 value: label.to_string(),
             });
         }
+        let (listener_path, listener_metadata) = match (&seccomp, &shared.seccomp) {
+            (Some(f), Some(spec)) if f.notifies() => (
+                spec.listener_path().clone(),
+                spec.listener_metadata().clone(),
+            ),
+            _ => (None, None),
+        };
         Ok(Plan {
+            listener_path,
+            listener_metadata,
+            listener: None,
+            host_pid: Cell::new(0),
             caps,
             no_new_privs,
             seccomp,
@@ -203,6 +236,84 @@ impl Plan {
             personality,
             labels,
         })
+    }
+
+    /// The seccomp agent's socket when the filter notifies one: the caller must then
+    /// [`Plan::connect_listener`].
+    pub fn listener_path(&self) -> Option<&Path> {
+        self.listener_path.as_deref()
+    }
+
+    /// Connects to the seccomp agent. `state` is the container's state (`ociVersion`,
+    /// `id`, `status`, `bundle`, `annotations`); its `pid` is filled in when sent.
+    pub fn connect_listener(&mut self, mut state: serde_json::Value) -> Result<()> {
+        let Some(path) = &self.listener_path else {
+            return Ok(());
+        };
+        let stream = std::os::unix::net::UnixStream::connect(path)
+            .map_err(|e| Error::io("connecting to the seccomp agent at", path, e))?;
+        if let Some(obj) = state.as_object_mut() {
+            obj.insert("status".into(), "creating".into());
+        }
+        self.listener = Some(Listener {
+            socket: stream.into(),
+            message: serde_json::json!({
+                "ociVersion": "1.0.2",
+                "fds": ["seccompFd"],
+                "metadata": self.listener_metadata.clone().unwrap_or_default(),
+                "state": state,
+            }),
+        });
+        Ok(())
+    }
+
+    /// Records the process's pid as the host sees it, for the seccomp agent. Call it
+    /// while the host's `/proc` is still this process's (before `pivot_root`): its
+    /// `self` link names the pid in the host's pid namespace.
+    pub fn note_host_pid(&self) {
+        if self.listener.is_none() {
+            return;
+        }
+        if let Some(pid) = std::fs::read_link("/proc/self")
+            .ok()
+            .and_then(|p| p.to_str().and_then(|s| s.parse().ok()))
+        {
+            self.host_pid.set(pid);
+        }
+    }
+
+    fn load_seccomp(&self, filter: &Filter) -> Result<()> {
+        filter.load()?;
+        let Some(listener) = &self.listener else {
+            return Ok(());
+        };
+        let fd = filter.notify_fd()?;
+        let pid = self.host_pid.get();
+        let mut message = listener.message.clone();
+        message["pid"] = pid.into();
+        message["state"]["pid"] = pid.into();
+        let bytes = serde_json::to_vec(&message)
+            .map_err(|e| Error::Setup(format!("encoding the seccomp agent's message: {e}")))?;
+        let fds = [fd];
+        let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&fds)];
+        nix::sys::socket::sendmsg::<()>(
+            listener.socket.as_raw_fd(),
+            &[IoSlice::new(&bytes)],
+            &cmsg,
+            nix::sys::socket::MsgFlags::empty(),
+            None,
+        )
+        .ctx(|| "sending the seccomp notify fd to the agent".into())?;
+        // The container must not keep the notify fd: it could answer its own
+        // notifications. libseccomp is not asked for it again.
+        // SAFETY: the fd is the filter's listener, which only the agent needs now.
+        unsafe { libc::close(fd) };
+        // One message per connection: end it now (the fd itself closes at exec).
+        nix::sys::socket::shutdown(
+            listener.socket.as_raw_fd(),
+            nix::sys::socket::Shutdown::Both,
+        )
+        .ctx(|| "closing the connection to the seccomp agent".into())
     }
 
     /// Takes the process's identity: personality, exec labels, `no_new_privs`, the
@@ -227,7 +338,7 @@ impl Plan {
         }
         if self.seccomp_early {
             if let Some(filter) = &self.seccomp {
-                filter.load()?;
+                self.load_seccomp(filter)?;
             }
         }
         self.caps.drop_bounding()?;
@@ -241,7 +352,7 @@ impl Plan {
     /// early.
     pub fn finish(&self) -> Result<()> {
         match &self.seccomp {
-            Some(filter) if !self.seccomp_early => filter.load(),
+            Some(filter) if !self.seccomp_early => self.load_seccomp(filter),
             _ => Ok(()),
         }
     }

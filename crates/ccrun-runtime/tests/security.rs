@@ -1,14 +1,16 @@
 //! The security fields of the spec, checked from inside real containers: the five
 //! capability sets in `/proc/self/status`, `noNewPrivileges`, a seccomp profile (a
 //! blocked syscall failing with the profile's errno, argument conditions, the filter
-//! loaded early and late), `personality`, the same settings in exec'd processes, and
-//! clear errors for what this host cannot honour (AppArmor, SELinux, seccomp agents).
+//! loaded early and late, a seccomp agent answering `SCMP_ACT_NOTIFY`), `personality`,
+//! the same settings in exec'd processes, and clear errors for what cannot be honoured
+//! (AppArmor and SELinux on this host, a notify profile without its agent).
 //! Runs without the threaded test harness because creation needs a single-threaded
 //! process.
 
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 
 use ccrun_runtime::{signals, Container, CreateOptions, Error, ExecOptions, ExitStatus};
@@ -404,6 +406,85 @@ fn seccomp_kill_process(env: &mut Env) {
     );
 }
 
+/// Receives the agent's message: the container process state and the notify fd.
+fn receive_from_runtime(conn: &UnixStream) -> (serde_json::Value, OwnedFd) {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut buf = vec![0u8; 8192];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::empty(),
+    )
+    .expect("recvmsg");
+    let mut fd = None;
+    for c in msg.cmsgs().expect("cmsgs") {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            // SAFETY: SCM_RIGHTS just gave us this fd.
+            fd = fds.first().map(|f| unsafe { OwnedFd::from_raw_fd(*f) });
+        }
+    }
+    let n = msg.bytes;
+    let json = serde_json::from_slice(&buf[..n]).expect("state json");
+    (json, fd.expect("notify fd"))
+}
+
+fn seccomp_notify_reaches_the_agent(env: &mut Env) {
+    use libseccomp::{ScmpNotifReq, ScmpNotifResp, ScmpNotifRespFlags};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sock = dir.path().join("agent.sock");
+    let listener = UnixListener::bind(&sock).expect("bind");
+    let profile = format!(
+        r#"{{"defaultAction":"SCMP_ACT_ALLOW","listenerPath":"{}","listenerMetadata":"hello",
+            "syscalls":[{{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_NOTIFY"}}]}}"#,
+        sock.display()
+    );
+    let setup = Setup {
+        seccomp: Some(serde_json::from_str(&profile).expect("profile")),
+        ..Setup::default()
+    };
+    let (r, w) = pipe();
+    let null = File::open("/dev/null").expect("/dev/null");
+    let mut p = sh("mkdir /tmp/agent-made 2>&1; echo done");
+    p.set_no_new_privileges(Some(true));
+    let mut g = env
+        .try_create(
+            p,
+            setup,
+            Some([null.as_raw_fd(), w.as_raw_fd(), w.as_raw_fd()]),
+        )
+        .expect("create");
+    drop(w);
+    // The runtime connected during create.
+    let (conn, _) = listener.accept().expect("accept");
+    g.0.as_mut().expect("container").start().expect("start");
+    let (state, notify_fd) = receive_from_runtime(&conn);
+    let pid = g.get().pid();
+    assert_eq!(state["fds"], serde_json::json!(["seccompFd"]), "{state}");
+    assert_eq!(state["pid"], pid, "{state}");
+    assert_eq!(state["metadata"], "hello", "{state}");
+    assert_eq!(state["state"]["id"], g.get().id(), "{state}");
+    assert_eq!(state["state"]["pid"], pid, "{state}");
+    // One message per connection: the runtime ended it.
+    let mut rest = Vec::new();
+    (&conn).read_to_end(&mut rest).expect("read");
+    assert!(rest.is_empty());
+    // The agent answers mkdir with EXDEV.
+    let req = ScmpNotifReq::receive(notify_fd.as_raw_fd()).expect("notification");
+    let name = req.data.syscall.get_name().expect("syscall name");
+    assert!(name.starts_with("mkdir"), "{name}");
+    ScmpNotifResp::new_error(req.id, -libc::EXDEV, ScmpNotifRespFlags::empty())
+        .respond(notify_fd.as_raw_fd())
+        .expect("respond");
+    let out = read_all(r);
+    assert!(out.contains("Invalid cross-device link"), "{out}");
+    assert!(out.contains("done"), "{out}");
+    assert_eq!(g.get().wait().expect("wait"), ExitStatus::Exited(0));
+    assert!(!env.rootfs.path().join("tmp/agent-made").exists());
+}
+
 fn personality_linux32(env: &mut Env) {
     let setup = || Setup {
         personality: Some(serde_json::from_str(r#"{"domain":"LINUX32"}"#).expect("personality")),
@@ -451,20 +532,28 @@ fn unsupported_settings_are_clear_errors(env: &mut Env) {
         env.try_create(process(&["true"]), setup, None),
         "mountLabel",
     );
-    let setup = Setup {
+    let notify = |listener: &str| Setup {
         seccomp: Some(
-            serde_json::from_str(
-                r#"{"defaultAction":"SCMP_ACT_ALLOW","listenerPath":"/run/agent.sock",
-                    "syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_NOTIFY"}]}"#,
-            )
+            serde_json::from_str(&format!(
+                r#"{{"defaultAction":"SCMP_ACT_ALLOW",{listener}
+                    "syscalls":[{{"names":["mkdir"],"action":"SCMP_ACT_NOTIFY"}}]}}"#
+            ))
             .expect("profile"),
         ),
         ..Setup::default()
     };
     expect_err(
-        env.try_create(process(&["true"]), setup, None),
-        "SCMP_ACT_NOTIFY",
+        env.try_create(process(&["true"]), notify(""), None),
+        "listenerPath",
     );
+    match env.try_create(
+        process(&["true"]),
+        notify(r#""listenerPath":"/nonexistent/agent.sock","#),
+        None,
+    ) {
+        Err(e) => assert!(e.to_string().contains("seccomp agent"), "{e}"),
+        Ok(_) => panic!("created without its seccomp agent"),
+    }
     let setup = Setup {
         personality: Some(
             serde_json::from_str(r#"{"domain":"LINUX","flags":["NO_SUCH_FLAG"]}"#).expect("p"),
@@ -536,6 +625,10 @@ fn main() {
             exec_gets_the_containers_seccomp_filter,
         ),
         ("seccomp_kill_process", seccomp_kill_process),
+        (
+            "seccomp_notify_reaches_the_agent",
+            seccomp_notify_reaches_the_agent,
+        ),
         ("personality_linux32", personality_linux32),
         (
             "unsupported_settings_are_clear_errors",
