@@ -233,7 +233,7 @@ mod tests {
         assert_eq!(s.default_errno_ret(), Some(1));
         assert_eq!(
             s.architectures().as_deref(),
-            Some(&[Arch::ScmpArchX86_64, Arch::ScmpArchX86, Arch::ScmpArchX32][..])
+            Some(&[Arch::ScmpArchX86_64, Arch::ScmpArchX86][..])
         );
         for blocked in [
             "mount",
