@@ -153,7 +153,21 @@ pub fn capabilities(add: &[String], drop: &[String], privileged: bool) -> Result
     };
     caps.sort_by_key(|c| ccrun_runtime::caps::number(*c));
     caps.dedup();
+    check_available(&caps, ccrun_runtime::caps::current_bounding()?)?;
     Ok(caps)
+}
+
+/// A capability ccrun does not hold cannot be given: say so now rather than let the
+/// container's start fail in `capset`.
+fn check_available(caps: &[Capability], bounding: u64) -> Result<()> {
+    for cap in caps {
+        if bounding & (1 << ccrun_runtime::caps::number(*cap)) == 0 {
+            bail!(
+                "--cap-add {cap}: ccrun itself does not have this capability, so it cannot give it"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// What `--security-opt` asked for.
@@ -580,6 +594,10 @@ mod tests {
             ccrun_runtime::caps::current_bounding().expect("bounding")
         );
         assert!(capabilities(&strings(&["NOPE"]), &[], false).is_err());
+        let err = check_available(&[Capability::Chown, Capability::SysResource], 0xa804_25fb)
+            .unwrap_err();
+        assert!(err.to_string().contains("SYS_RESOURCE"), "{err}");
+        check_available(&[Capability::Chown], 1).expect("available");
     }
 
     #[test]
