@@ -191,6 +191,7 @@ impl Container {
             security.connect_listener(serde_json::json!({
                 "ociVersion": spec.version(),
                 "id": opts.id,
+                "status": "creating",
                 "bundle": opts.bundle,
                 "annotations": spec.annotations().clone().unwrap_or_default(),
             }))?;

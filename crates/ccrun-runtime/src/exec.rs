@@ -132,14 +132,7 @@ impl Container {
         // container's seccomp filter and personality.
         let shared = ContainerSecurity::load(&self.state_dir)?;
         let security = security::Plan::new(&opts.process, &shared)?;
-        if security.listener_path().is_some() {
-            return Err(Error::InvalidSpec(
-                "exec into a container whose seccomp profile notifies an agent \
-                 (SCMP_ACT_NOTIFY) is not supported by ccrun"
-                    .into(),
-            ));
-        }
-        let plan = Plan {
+        let mut plan = Plan {
             process: &opts.process,
             args,
             env: opts.process.env().clone().unwrap_or_default(),
@@ -164,6 +157,16 @@ impl Container {
         };
         if !matches!(state.status, Status::Created | Status::Running) {
             return Err(wrong_state(state.status));
+        }
+        if plan.security.listener_path().is_some() {
+            // The exec'd process's notify fd goes to the container's seccomp agent too.
+            plan.security.connect_listener(serde_json::json!({
+                "ociVersion": state.oci_version,
+                "id": state.id,
+                "status": state.status.to_string(),
+                "bundle": state.bundle,
+                "annotations": state.annotations,
+            }))?;
         }
         let target = Target::open(state.pid, self.cgroup()?)?;
         // The init was alive before and after the opens, so they are its namespaces, not
@@ -295,11 +298,33 @@ fn helper_main(target: &Target, plan: &Plan<'_>, chan: Channel) -> ! {
     if let Err(e) = join(target) {
         report(&chan, FailureKind::Setup, e.to_string());
     }
+    // A seccomp agent is told the final process's host pid, which only we learn (from
+    // clone): it goes to the final process over a pipe.
+    let pid_pipe = if plan.security.has_listener() {
+        match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
+            Ok(p) => Some(p),
+            Err(e) => report(&chan, FailureKind::Setup, format!("pipe: {e}")),
+        }
+    } else {
+        None
+    };
     // SAFETY: this process is a fork of a single-threaded one; the child only runs
     // `final_main`, which never returns.
     match unsafe { sys::clone_fork(libc::CLONE_PARENT) } {
-        Ok(0) => final_main(plan, &chan),
+        Ok(0) => {
+            if let Some((r, w)) = pid_pipe {
+                drop(w);
+                match read_pid(r) {
+                    Ok(pid) => plan.security.set_host_pid(pid),
+                    Err(e) => report(&chan, FailureKind::Setup, e.to_string()),
+                }
+            }
+            final_main(plan, &chan)
+        }
         Ok(pid) => {
+            if let Some((_, w)) = &pid_pipe {
+                let _ = nix::unistd::write(w, &pid.to_ne_bytes());
+            }
             let code = i32::from(chan.send(&Message::Pid(pid), None).is_err());
             exit(code)
         }
@@ -309,6 +334,21 @@ fn helper_main(target: &Target, plan: &Plan<'_>, chan: Channel) -> ! {
             format!("cloning the exec process into the container: {e}"),
         ),
     }
+}
+
+/// Reads the pid the helper writes into `fd`.
+fn read_pid(fd: OwnedFd) -> Result<i32> {
+    let mut buf = [0u8; 4];
+    let mut got = 0;
+    while got < buf.len() {
+        match nix::unistd::read(fd.as_raw_fd(), &mut buf[got..]) {
+            Ok(0) => return Err(Error::Setup("the exec helper sent no pid".into())),
+            Ok(n) => got += n,
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(Error::sys("reading the pid from the exec helper", e)),
+        }
+    }
+    Ok(i32::from_ne_bytes(buf))
 }
 
 /// Joins the container's cgroup, then its namespaces.

@@ -246,15 +246,12 @@ impl Plan {
 
     /// Connects to the seccomp agent. `state` is the container's state (`ociVersion`,
     /// `id`, `status`, `bundle`, `annotations`); its `pid` is filled in when sent.
-    pub fn connect_listener(&mut self, mut state: serde_json::Value) -> Result<()> {
+    pub fn connect_listener(&mut self, state: serde_json::Value) -> Result<()> {
         let Some(path) = &self.listener_path else {
             return Ok(());
         };
         let stream = std::os::unix::net::UnixStream::connect(path)
             .map_err(|e| Error::io("connecting to the seccomp agent at", path, e))?;
-        if let Some(obj) = state.as_object_mut() {
-            obj.insert("status".into(), "creating".into());
-        }
         self.listener = Some(Listener {
             socket: stream.into(),
             message: serde_json::json!({
@@ -280,6 +277,17 @@ impl Plan {
         {
             self.host_pid.set(pid);
         }
+    }
+
+    /// Sets the process's host pid when the caller learnt it another way (an exec'd
+    /// process is told by the helper that cloned it).
+    pub fn set_host_pid(&self, pid: i32) {
+        self.host_pid.set(pid);
+    }
+
+    /// True when the filter's notify fd goes to a seccomp agent.
+    pub fn has_listener(&self) -> bool {
+        self.listener.is_some()
     }
 
     fn load_seccomp(&self, filter: &Filter) -> Result<()> {

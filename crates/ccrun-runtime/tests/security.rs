@@ -483,6 +483,59 @@ fn seccomp_notify_reaches_the_agent(env: &mut Env) {
     assert!(out.contains("done"), "{out}");
     assert_eq!(g.get().wait().expect("wait"), ExitStatus::Exited(0));
     assert!(!env.rootfs.path().join("tmp/agent-made").exists());
+    drop(g);
+
+    // A process exec'd into such a container reaches the agent too.
+    let setup = Setup {
+        seccomp: Some(serde_json::from_str(&profile).expect("profile")),
+        ..Setup::default()
+    };
+    let mut p = process(&["sleep", "100"]);
+    p.set_no_new_privileges(Some(true));
+    let g = env.running(p, setup);
+    let (conn, _) = listener.accept().expect("accept");
+    let (state, _init_fd) = receive_from_runtime(&conn);
+    assert_eq!(state["pid"], g.get().pid(), "{state}");
+    let (r, w) = pipe();
+    let mut e = sh("mkdir /tmp/exec-made 2>&1; echo done");
+    e.set_no_new_privileges(Some(true));
+    let proc = g
+        .get()
+        .exec(ExecOptions {
+            process: e,
+            stdio: Some([null.as_raw_fd(), w.as_raw_fd(), w.as_raw_fd()]),
+        })
+        .expect("exec");
+    drop(w);
+    // Reaped even if an assertion fails: a zombie in the container's pid namespace
+    // would keep its init from dying, and the guard waits for the init.
+    let reaper = Reap(proc.pid);
+    let (conn, _) = listener.accept().expect("accept");
+    let (state, notify_fd) = receive_from_runtime(&conn);
+    assert_eq!(state["pid"], proc.pid, "{state}");
+    assert_eq!(state["state"]["status"], "running", "{state}");
+    // From sh's child running mkdir.
+    let req = ScmpNotifReq::receive(notify_fd.as_raw_fd()).expect("notification");
+    ScmpNotifResp::new_error(req.id, -libc::EXDEV, ScmpNotifRespFlags::empty())
+        .respond(notify_fd.as_raw_fd())
+        .expect("respond");
+    let out = read_all(r);
+    assert!(out.contains("Invalid cross-device link"), "{out}");
+    std::mem::forget(reaper);
+    assert_eq!(proc.wait().expect("wait"), ExitStatus::Exited(0));
+}
+
+/// Kills and reaps an exec'd process when dropped.
+struct Reap(i32);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.0),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = signals::wait_for(self.0);
+    }
 }
 
 fn personality_linux32(env: &mut Env) {
