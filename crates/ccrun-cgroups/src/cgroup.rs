@@ -13,13 +13,14 @@ use nix::unistd::Pid;
 use crate::error::{Error, Result};
 use crate::fs;
 use crate::layout::Layout;
-use crate::limits::Limits;
+use crate::limits::{Limits, NetworkLimits};
+use crate::stats::{self, Stats};
 use crate::v1::V1;
 use crate::v2::V2;
 use crate::writer::{FreezerState, Writer};
 
 /// Controllers this crate enables in `cgroup.subtree_control` of v2 ancestors.
-const V2_MANAGED: &[&str] = &["cpuset", "cpu", "io", "memory", "hugetlb", "pids"];
+const V2_MANAGED: &[&str] = &["cpuset", "cpu", "io", "memory", "hugetlb", "pids", "rdma"];
 
 /// How long `destroy` waits for killed tasks to leave, and `freeze`/`thaw` to settle.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -64,17 +65,25 @@ const HUGETLB: Controller = Controller {
     display: "hugetlb",
 };
 
-/// Simple usage stats. A value is `None` when its controller (or file) is absent.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Memory in use, in bytes.
-    pub memory_current: Option<u64>,
-    /// Highest memory use seen, in bytes.
-    pub memory_peak: Option<u64>,
-    /// CPU time consumed, in nanoseconds.
-    pub cpu_usage_ns: Option<u64>,
-    /// Number of tasks.
-    pub pids_current: Option<u64>,
+const RDMA: Controller = Controller {
+    v1: "rdma",
+    v2: "rdma",
+    display: "rdma",
+};
+
+/// How a cgroup enforces `linux.resources.devices`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceBackend {
+    /// The v1 devices controller (`devices.allow`/`devices.deny`) in this directory.
+    V1(PathBuf),
+    /// An eBPF device program attached to this cgroup2 directory.
+    Ebpf(PathBuf),
+}
+
+/// One controller's directory, in whichever hierarchy serves it.
+enum Hierarchy<'a> {
+    V1(&'a Path),
+    V2(&'a Path),
 }
 
 /// This cgroup's place in the unified (v2) hierarchy.
@@ -112,7 +121,7 @@ pub struct Cgroup {
 }
 
 impl Cgroup {
-    /// Creates the cgroup at the absolute path `path` (e.g. "/ccrun/<id>"; a leading
+    /// Creates the cgroup at the absolute path `path` (e.g. `/ccrun/<id>`; a leading
     /// slash is optional, the path is never relative to the caller's own cgroup) in every
     /// hierarchy, creating parents; enables controllers in the parents' subtree_control on v2;
     /// initialises v1 cpuset.cpus/mems from the parent so tasks can join.
@@ -194,11 +203,79 @@ impl Cgroup {
         }
     }
 
-    /// Applies OCI resources (memory+swap, cpu quota/period/shares->weight, cpuset, pids, blkio/io
-    /// weight+throttle, hugetlb where present). A limit whose controller is absent is an error naming it.
+    /// Applies OCI resources to a new cgroup, before any task joins: memory (limit,
+    /// reservation, swap, kernel, kernelTCP, swappiness, disableOOMKiller,
+    /// useHierarchy), cpu (shares/weight, quota/period, burst, realtime, idle),
+    /// cpuset, pids, blkio/io (weights, leaf weights, throttling), hugetlb (and its
+    /// reservations), devices, network (v1 net_cls/net_prio), rdma and unified.
     ///
-    /// Device rules, network and rdma resources are not applied (they are logged and ignored).
+    /// A setting whose controller (or interface file) is absent on this host is an
+    /// error naming it, never silently dropped; the only exception is the kernel
+    /// memory limit, which kernels since 5.16 refuse and which is then ignored with
+    /// a debug log, as runc does.
+    ///
+    /// Devices go to the v1 devices controller when it is mounted (so on a hybrid host
+    /// with both, v1 is used), else to an eBPF filter attached to the cgroup2
+    /// directory; see [`Cgroup::device_backend`].
     pub fn apply(&self, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
+        self.set(resources)
+    }
+
+    /// Changes the resources of a live cgroup (`runc update`): only the settings
+    /// present in `resources` are written, the rest stay as they are. Memory
+    /// `checkBeforeUpdate` refuses a limit below the current usage. A device list
+    /// replaces the previous one as a whole (v1: re-applied from deny-all; v2: the
+    /// eBPF filter is swapped atomically).
+    ///
+    /// A swap limit given without a memory limit (`runc update --memory-swap`) is
+    /// taken relative to the cgroup's current memory limit.
+    pub fn update(&self, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
+        let swap_alone = resources.memory().as_ref().is_some_and(|m| {
+            m.swap().is_some_and(|s| s != 0) && matches!(m.limit(), None | Some(0))
+        });
+        if !swap_alone {
+            return self.set(resources);
+        }
+        let mut resources = resources.clone();
+        let current = self.memory_limit()?;
+        if let Some(memory) = resources.memory_mut() {
+            memory.set_limit(Some(current));
+        }
+        self.set(&resources)
+    }
+
+    /// The current memory limit in the OCI convention (-1 for unlimited).
+    fn memory_limit(&self) -> Result<i64> {
+        let (path, text) = match self.hierarchy(&MEMORY) {
+            Some(Hierarchy::V1(dir)) => {
+                let path = dir.join("memory.limit_in_bytes");
+                let text = fs::read(&path)?;
+                (path, text)
+            }
+            Some(Hierarchy::V2(dir)) => {
+                let path = dir.join("memory.max");
+                let text = fs::read(&path)?;
+                (path, text)
+            }
+            None => {
+                return Err(Error::ControllerMissing {
+                    controller: MEMORY.display,
+                    setting: "memory.swap",
+                })
+            }
+        };
+        if text.trim() == "max" {
+            return Ok(-1);
+        }
+        // v1 shows "unlimited" as the largest page-aligned i64.
+        let value = fs::parse_u64(&path, &text)?;
+        Ok(i64::try_from(value)
+            .ok()
+            .filter(|&v| v < 1 << 62)
+            .unwrap_or(-1))
+    }
+
+    fn set(&self, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
         let limits = Limits::from_oci(resources)?;
         if let Some(m) = &limits.memory {
             self.writer(&MEMORY, "memory limits")?.memory(m)?;
@@ -218,6 +295,18 @@ impl Cgroup {
         for h in &limits.hugetlb {
             self.writer(&HUGETLB, "hugepage limits")?.hugetlb(h)?;
         }
+        for (device, limit) in &limits.rdma {
+            self.writer(&RDMA, "rdma limits")?.rdma(device, limit)?;
+        }
+        if let Some(n) = &limits.network {
+            self.network(n)?;
+        }
+        if !limits.devices.is_empty() {
+            match self.device_backend()? {
+                DeviceBackend::V1(dir) => V1::new(&dir).devices(&limits.devices)?,
+                DeviceBackend::Ebpf(dir) => crate::bpf::apply(&dir, &limits.devices)?,
+            }
+        }
         if !limits.unified.is_empty() {
             let Some(unified) = &self.unified else {
                 return Err(Error::ControllerMissing {
@@ -226,8 +315,68 @@ impl Cgroup {
                 });
             };
             for (key, value) in &limits.unified {
-                fs::write(&unified.dir.join(key), value)?;
+                let path = unified.dir.join(key);
+                if !fs::exists(&path) {
+                    // The key's controller is not enabled here (or no such file).
+                    return Err(Error::Unsupported {
+                        setting: format!("unified {key:?}"),
+                        path,
+                    });
+                }
+                fs::write(&path, value)?;
             }
+        }
+        Ok(())
+    }
+
+    /// Where device rules are enforced: the v1 devices controller if it is mounted
+    /// (preferred on hybrid hosts, where the container's tasks are subject to it
+    /// anyway), else an eBPF program on the cgroup2 directory (pure v2, or a hybrid
+    /// host without the v1 devices controller).
+    pub fn device_backend(&self) -> Result<DeviceBackend> {
+        if let Some(devices) = self.legacy.get("devices") {
+            if self.unified.is_some() {
+                tracing::debug!("hybrid host: device rules use the v1 devices controller");
+            }
+            return Ok(DeviceBackend::V1(devices.dir.clone()));
+        }
+        if let Some(unified) = &self.unified {
+            return Ok(DeviceBackend::Ebpf(unified.dir.clone()));
+        }
+        Err(Error::ControllerMissing {
+            controller: "devices",
+            setting: "device rules",
+        })
+    }
+
+    /// Number of eBPF device programs attached directly to this cgroup's cgroup2
+    /// directory (0 or 1 when ccrun manages it); for tests and inspection.
+    pub fn device_programs(&self) -> Result<usize> {
+        let Some(unified) = &self.unified else {
+            return Ok(0);
+        };
+        crate::bpf::attached_count(&unified.dir)
+    }
+
+    /// net_cls / net_prio exist only in v1.
+    fn network(&self, n: &NetworkLimits) -> Result<()> {
+        let missing = |controller, setting| Error::ControllerMissing {
+            controller,
+            setting,
+        };
+        if let Some(class_id) = n.class_id {
+            let dir = self
+                .legacy
+                .get("net_cls")
+                .ok_or_else(|| missing("net_cls", "network.classID (cgroup v1 only)"))?;
+            V1::new(&dir.dir).net_cls(class_id)?;
+        }
+        if !n.priorities.is_empty() {
+            let dir = self
+                .legacy
+                .get("net_prio")
+                .ok_or_else(|| missing("net_prio", "network.priorities (cgroup v1 only)"))?;
+            V1::new(&dir.dir).net_prio(&n.priorities)?;
         }
         Ok(())
     }
@@ -267,6 +416,41 @@ impl Cgroup {
         self.set_frozen(false)
     }
 
+    /// True when the cgroup is frozen (paused). A v1 freeze still in progress
+    /// (`FREEZING`) is not frozen yet.
+    pub fn is_frozen(&self) -> Result<bool> {
+        let (writer, _) = self.freezer()?;
+        Ok(writer.freezer_state()? == FreezerState::Frozen)
+    }
+
+    /// Sends `signal` to every process in the cgroup and in cgroups below it
+    /// (`kill --all`). The cgroup is frozen around the walk, where a freezer exists,
+    /// so that no process forks past it; a cgroup that was paused stays paused
+    /// unless the signal is SIGKILL (frozen tasks would never act on it).
+    /// Processes that exit meanwhile are fine; this process and pid 1 are refused.
+    pub fn kill_all(&self, signal: Signal) -> Result<()> {
+        let was_frozen = self.is_frozen().unwrap_or(false);
+        let froze = !was_frozen
+            && match self.freeze() {
+                Ok(()) => true,
+                Err(e) => {
+                    // Signal anyway; never leave a half-done v1 FREEZING behind.
+                    tracing::debug!(error = %e, "could not freeze before signalling");
+                    self.thaw_if_frozen()?;
+                    false
+                }
+            };
+        let result = self.members().and_then(|members| {
+            members
+                .iter()
+                .try_for_each(|(&pid, dir)| signal_member(pid, dir, signal))
+        });
+        if froze || (was_frozen && signal == Signal::SIGKILL) {
+            self.thaw()?;
+        }
+        result
+    }
+
     /// SIGKILLs what is left, waits until empty, removes every directory (retrying EBUSY briefly).
     /// Idempotent: a cgroup already gone is fine.
     ///
@@ -298,7 +482,7 @@ impl Cgroup {
                 });
             }
             for (pid, dir) in members {
-                kill_member(pid, &dir)?;
+                signal_member(pid, &dir, Signal::SIGKILL)?;
             }
             // v1 frozen tasks do not act on SIGKILL until thawed.
             self.thaw_if_frozen()?;
@@ -327,27 +511,59 @@ impl Cgroup {
         paths
     }
 
-    /// Simple usage stats: memory current/peak bytes, cpu usage ns, pids current.
+    /// Usage statistics as `runc events --stats` reports them (see [`Stats`]):
+    /// memory usage/limit/peak/failcnt for memory, memory+swap and (v1) kernel
+    /// memory plus every `memory.stat` counter; cpu total/per-cpu/user/kernel time
+    /// and throttling; the cpuset; pids current/limit; block I/O bytes and operations per device;
+    /// hugetlb usage per page size. A controller absent on the host leaves its
+    /// section at zero.
     pub fn stats(&self) -> Result<Stats> {
-        let (memory_current, memory_peak) = match self.writer(&MEMORY, "stats") {
-            Ok(w) => w.memory_usage()?,
-            Err(_) => (None, None),
-        };
-        let cpu_usage_ns = match (self.legacy.get("cpuacct"), &self.unified) {
-            (Some(cpuacct), _) => V1::new(&cpuacct.dir).cpu_usage_ns()?,
-            (None, Some(unified)) => V2::new(&unified.dir).cpu_usage_ns()?,
-            (None, None) => None,
-        };
-        let pids_current = match self.writer(&PIDS, "stats") {
-            Ok(w) => w.pids_current()?,
-            Err(_) => None,
-        };
-        Ok(Stats {
-            memory_current,
-            memory_peak,
-            cpu_usage_ns,
-            pids_current,
-        })
+        let mut out = Stats::default();
+        match self.hierarchy(&MEMORY) {
+            Some(Hierarchy::V1(dir)) => out.memory = stats::v1_memory(dir)?,
+            Some(Hierarchy::V2(dir)) => out.memory = stats::v2_memory(dir)?,
+            None => {}
+        }
+        if let Some(cpuacct) = self.legacy.get("cpuacct") {
+            out.cpu.usage = stats::v1_cpu_usage(&cpuacct.dir)?;
+            if let Some(cpu) = self.legacy.get("cpu") {
+                out.cpu.throttling = stats::v1_throttling(&cpu.dir)?;
+            }
+        } else if let Some(unified) = &self.unified {
+            // cpu.stat's usage lines are part of the v2 core, with or without the controller.
+            out.cpu = stats::v2_cpu(&unified.dir)?;
+        }
+        match self.hierarchy(&CPUSET) {
+            Some(Hierarchy::V1(dir)) => out.cpuset = stats::v1_cpuset(dir)?,
+            Some(Hierarchy::V2(dir)) => out.cpuset = stats::v2_cpuset(dir)?,
+            None => {}
+        }
+        if let Some(Hierarchy::V1(dir) | Hierarchy::V2(dir)) = self.hierarchy(&PIDS) {
+            out.pids = stats::pids(dir)?;
+        }
+        match self.hierarchy(&IO) {
+            Some(Hierarchy::V1(dir)) => out.blkio = stats::v1_blkio(dir)?,
+            Some(Hierarchy::V2(dir)) => out.blkio = stats::v2_io(dir)?,
+            None => {}
+        }
+        match self.hierarchy(&HUGETLB) {
+            Some(Hierarchy::V1(dir)) => out.hugetlb = stats::v1_hugetlb(dir)?,
+            Some(Hierarchy::V2(dir)) => out.hugetlb = stats::v2_hugetlb(dir)?,
+            None => {}
+        }
+        Ok(out)
+    }
+
+    /// The directory serving `controller`: v2 if the unified hierarchy has it, else v1.
+    fn hierarchy(&self, controller: &Controller) -> Option<Hierarchy<'_>> {
+        if let Some(unified) = &self.unified {
+            if unified.controllers.contains(controller.v2) {
+                return Some(Hierarchy::V2(&unified.dir));
+            }
+        }
+        self.legacy
+            .get(controller.v1)
+            .map(|legacy| Hierarchy::V1(&legacy.dir))
     }
 
     /// The writer for `controller`: v2 if the unified hierarchy has it, else v1.
@@ -356,18 +572,14 @@ impl Cgroup {
         controller: &Controller,
         setting: &'static str,
     ) -> Result<Box<dyn Writer + '_>> {
-        if let Some(unified) = &self.unified {
-            if unified.controllers.contains(controller.v2) {
-                return Ok(Box::new(V2::new(&unified.dir)));
-            }
+        match self.hierarchy(controller) {
+            Some(Hierarchy::V2(dir)) => Ok(Box::new(V2::new(dir))),
+            Some(Hierarchy::V1(dir)) => Ok(Box::new(V1::new(dir))),
+            None => Err(Error::ControllerMissing {
+                controller: controller.display,
+                setting,
+            }),
         }
-        if let Some(legacy) = self.legacy.get(controller.v1) {
-            return Ok(Box::new(V1::new(&legacy.dir)));
-        }
-        Err(Error::ControllerMissing {
-            controller: controller.display,
-            setting,
-        })
     }
 
     /// The freezer writer: v1 `freezer` if mounted, else the unified hierarchy,
@@ -549,8 +761,9 @@ fn init_v1_cpuset(root: &Path, rel: &Path) -> Result<()> {
     Ok(())
 }
 
-/// SIGKILLs one member of the cgroup found in `dir`; one that already exited is fine.
-fn kill_member(pid: i32, dir: &Path) -> Result<()> {
+/// Sends `signal` to one member of the cgroup found in `dir`; one that already
+/// exited is fine.
+fn signal_member(pid: i32, dir: &Path, signal: Signal) -> Result<()> {
     let own = nix::unistd::getpid().as_raw();
     // kill(2) with pid 0 or -1 would hit our process group or every process; pid 1
     // is init. Neither belongs to a container's cgroup as seen from here.
@@ -560,9 +773,10 @@ fn kill_member(pid: i32, dir: &Path) -> Result<()> {
             path: dir.to_path_buf(),
         });
     }
-    match kill(Pid::from_raw(pid), Signal::SIGKILL) {
+    match kill(Pid::from_raw(pid), signal) {
         Ok(()) | Err(Errno::ESRCH) => Ok(()),
         Err(source) => Err(Error::Kill {
+            signal,
             pid,
             path: dir.to_path_buf(),
             source,

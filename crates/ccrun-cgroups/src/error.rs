@@ -103,9 +103,25 @@ pub enum Error {
         reason: String,
     },
 
+    /// A `bpf(2)` operation for the cgroup v2 device filter failed.
+    #[error("{op} for {path}: {source}{log}")]
+    Bpf {
+        /// What was being done.
+        op: &'static str,
+        /// The cgroup directory.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+        /// The verifier's explanation, if the kernel gave one (with a leading space).
+        log: String,
+    },
+
     /// Sending a signal to a process of the cgroup failed.
-    #[error("sending SIGKILL to pid {pid} (member of {path}): {source}")]
+    #[error("sending {signal} to pid {pid} (member of {path}): {source}")]
     Kill {
+        /// The signal.
+        signal: nix::sys::signal::Signal,
         /// The process.
         pid: i32,
         /// The cgroup directory it was found in.

@@ -73,14 +73,6 @@ pub(crate) fn read_u64(path: &Path) -> Result<u64> {
     parse_u64(path, &text)
 }
 
-/// Reads a single unsigned integer, returning `None` if the file does not exist.
-pub(crate) fn read_u64_optional(path: &Path) -> Result<Option<u64>> {
-    match read_optional(path)? {
-        Some(text) => parse_u64(path, &text).map(Some),
-        None => Ok(None),
-    }
-}
-
 /// Finds `key` in a "flat keyed" file (lines of `key value`) and parses its value.
 pub(crate) fn keyed_u64(path: &Path, text: &str, key: &str) -> Result<u64> {
     for line in text.lines() {

@@ -6,7 +6,10 @@
 
 use std::collections::BTreeMap;
 
-use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxResources};
+use oci_spec::runtime::{
+    LinuxBlockIo, LinuxCpu, LinuxDeviceCgroup, LinuxDeviceType, LinuxMemory, LinuxNetwork,
+    LinuxResources,
+};
 
 use crate::error::{Error, Result};
 
@@ -48,10 +51,18 @@ pub(crate) struct MemoryLimits {
     pub swap: Option<Limit>,
     /// Soft limit / protection (v1 `memory.soft_limit_in_bytes`, v2 `memory.low`).
     pub reservation: Option<Limit>,
+    /// Kernel memory limit (v1 `memory.kmem.limit_in_bytes`; deprecated, dropped by new kernels).
+    pub kernel: Option<Limit>,
+    /// Kernel TCP buffer limit (v1 `memory.kmem.tcp.limit_in_bytes`).
+    pub kernel_tcp: Option<Limit>,
     /// v1 `memory.swappiness` (0..=100).
     pub swappiness: Option<u64>,
-    /// v1 `memory.oom_control` = 1.
-    pub disable_oom_killer: bool,
+    /// v1 `memory.oom_control`: `Some(true)` disables the OOM killer, `Some(false)` enables it.
+    pub disable_oom_killer: Option<bool>,
+    /// v1 `memory.use_hierarchy`.
+    pub use_hierarchy: Option<bool>,
+    /// Refuse a new limit below the current usage (runc's `checkBeforeUpdate`).
+    pub check_before_update: bool,
 }
 
 /// cpu controller settings (cpuset lives in [`CpusetLimits`]).
@@ -110,13 +121,26 @@ pub(crate) struct Throttle {
     pub write_iops: Option<u64>,
 }
 
+/// A per-device weight; either part may be absent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WeightDevice {
+    /// The device.
+    pub device: Device,
+    /// Weight on the blkio scale (10..=1000).
+    pub weight: Option<u16>,
+    /// Leaf weight on the blkio scale (v1 CFQ only).
+    pub leaf_weight: Option<u16>,
+}
+
 /// blkio (v1) / io (v2) settings.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct IoLimits {
     /// Default weight on the blkio scale (10..=1000).
     pub weight: Option<u16>,
+    /// Default leaf weight on the blkio scale (v1 CFQ only).
+    pub leaf_weight: Option<u16>,
     /// Per-device weights on the blkio scale.
-    pub weight_device: Vec<(Device, u16)>,
+    pub weight_device: Vec<WeightDevice>,
     /// Per-device throttling, ordered by device.
     pub throttle: BTreeMap<Device, Throttle>,
 }
@@ -128,6 +152,123 @@ pub(crate) struct HugetlbLimit {
     pub page_size: String,
     /// Limit in bytes.
     pub limit: Limit,
+}
+
+/// A device cgroup rule (one entry of `linux.resources.devices`), normalised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DeviceRule {
+    /// Allow (`true`) or deny.
+    pub allow: bool,
+    /// `a` (all), `b` (block) or `c` (character).
+    pub kind: DeviceKind,
+    /// Major number; `None` matches every major.
+    pub major: Option<u32>,
+    /// Minor number; `None` matches every minor.
+    pub minor: Option<u32>,
+    /// Access bits.
+    pub access: Access,
+}
+
+/// The device type a rule applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DeviceKind {
+    /// Block and character devices.
+    All,
+    /// Block devices.
+    Block,
+    /// Character devices.
+    Char,
+}
+
+/// A set of device access rights: read, write, mknod.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Access {
+    /// `r`.
+    pub read: bool,
+    /// `w`.
+    pub write: bool,
+    /// `m`.
+    pub mknod: bool,
+}
+
+impl Access {
+    /// Every right (`rwm`).
+    pub(crate) const ALL: Access = Access {
+        read: true,
+        write: true,
+        mknod: true,
+    };
+
+    /// The `rwm` string used by v1 `devices.allow`/`devices.deny`.
+    pub(crate) fn as_v1(self) -> String {
+        [(self.read, 'r'), (self.write, 'w'), (self.mknod, 'm')]
+            .iter()
+            .filter(|(set, _)| *set)
+            .map(|(_, c)| *c)
+            .collect()
+    }
+}
+
+impl DeviceRule {
+    /// True for `a *:* rwm`: the rule decides every access on its own.
+    pub(crate) fn is_wildcard(&self) -> bool {
+        self.kind == DeviceKind::All
+            && self.major.is_none()
+            && self.minor.is_none()
+            && self.access == Access::ALL
+    }
+
+    /// The rule as v1 `devices.allow`/`devices.deny` take it, e.g. `c 1:3 rwm`
+    /// (`a` alone for the wildcard).
+    pub(crate) fn as_v1(&self) -> String {
+        if self.is_wildcard() {
+            return "a".to_string();
+        }
+        let kind = match self.kind {
+            DeviceKind::All => 'a',
+            DeviceKind::Block => 'b',
+            DeviceKind::Char => 'c',
+        };
+        let num = |n: Option<u32>| n.map_or_else(|| "*".to_string(), |n| n.to_string());
+        format!(
+            "{kind} {}:{} {}",
+            num(self.major),
+            num(self.minor),
+            self.access.as_v1()
+        )
+    }
+}
+
+/// net_cls / net_prio settings (v1 only).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct NetworkLimits {
+    /// `net_cls.classid`.
+    pub class_id: Option<u32>,
+    /// `net_prio.ifpriomap` entries: interface name and priority.
+    pub priorities: Vec<(String, u32)>,
+}
+
+/// One rdma device's limits (`rdma.max`); `None` leaves a key unchanged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct RdmaLimit {
+    /// `hca_handle`.
+    pub hca_handles: Option<u32>,
+    /// `hca_object`.
+    pub hca_objects: Option<u32>,
+}
+
+impl RdmaLimit {
+    /// The `rdma.max` line for `device` (same format on v1 and v2).
+    pub(crate) fn line(&self, device: &str) -> String {
+        let mut line = device.to_string();
+        if let Some(h) = self.hca_handles {
+            line.push_str(&format!(" hca_handle={h}"));
+        }
+        if let Some(o) = self.hca_objects {
+            line.push_str(&format!(" hca_object={o}"));
+        }
+        line
+    }
 }
 
 /// Everything `Cgroup::apply` has to write, grouped by controller.
@@ -145,6 +286,12 @@ pub(crate) struct Limits {
     pub io: Option<IoLimits>,
     /// hugetlb controller.
     pub hugetlb: Vec<HugetlbLimit>,
+    /// Device rules in spec order (empty: leave device access alone).
+    pub devices: Vec<DeviceRule>,
+    /// net_cls / net_prio.
+    pub network: Option<NetworkLimits>,
+    /// rdma limits per device name.
+    pub rdma: BTreeMap<String, RdmaLimit>,
     /// Raw v2 `unified` key/value pairs, ordered by key.
     pub unified: BTreeMap<String, String>,
 }
@@ -152,14 +299,24 @@ pub(crate) struct Limits {
 impl Limits {
     /// Validates and converts OCI resources.
     pub(crate) fn from_oci(resources: &LinuxResources) -> Result<Limits> {
-        if resources.devices().as_ref().is_some_and(|d| !d.is_empty()) {
-            tracing::debug!("device cgroup rules are not applied by ccrun-cgroups");
-        }
-        if resources.network().is_some() {
-            tracing::warn!("network (net_cls/net_prio) resources are not supported; ignored");
-        }
-        if resources.rdma().as_ref().is_some_and(|r| !r.is_empty()) {
-            tracing::warn!("rdma resources are not supported; ignored");
+        let devices = resources
+            .devices()
+            .iter()
+            .flatten()
+            .map(device_rule)
+            .collect::<Result<Vec<_>>>()?;
+        let mut rdma = BTreeMap::new();
+        for (name, r) in resources.rdma().iter().flatten() {
+            if name.is_empty() || name.contains(char::is_whitespace) {
+                return Err(invalid("rdma", format!("bad device name {name:?}")));
+            }
+            let limit = RdmaLimit {
+                hca_handles: r.hca_handles(),
+                hca_objects: r.hca_objects(),
+            };
+            if limit != RdmaLimit::default() {
+                rdma.insert(name.clone(), limit);
+            }
         }
         let mut hugetlb = Vec::new();
         for h in resources.hugepage_limits().iter().flatten() {
@@ -188,7 +345,12 @@ impl Limits {
                 .as_ref()
                 .map(memory)
                 .transpose()?
-                .filter(|m| *m != MemoryLimits::default()),
+                // checkBeforeUpdate on its own asks for nothing to be written.
+                .filter(|m| {
+                    let mut bare = m.clone();
+                    bare.check_before_update = false;
+                    bare != MemoryLimits::default()
+                }),
             cpu: resources
                 .cpu()
                 .as_ref()
@@ -207,9 +369,92 @@ impl Limits {
                 .transpose()?
                 .filter(|i| *i != IoLimits::default()),
             hugetlb,
+            devices,
+            network: resources
+                .network()
+                .as_ref()
+                .map(network)
+                .transpose()?
+                .filter(|n| *n != NetworkLimits::default()),
+            rdma,
             unified,
         })
     }
+}
+
+/// Converts one OCI device cgroup entry. A missing type means all, missing
+/// major/minor (or a negative one) means any, and missing access means `rwm`.
+fn device_rule(d: &LinuxDeviceCgroup) -> Result<DeviceRule> {
+    let kind = match d.typ().unwrap_or(LinuxDeviceType::A) {
+        LinuxDeviceType::A => DeviceKind::All,
+        LinuxDeviceType::B => DeviceKind::Block,
+        // "u" (unbuffered character) is a character device to the kernel.
+        LinuxDeviceType::C | LinuxDeviceType::U => DeviceKind::Char,
+        LinuxDeviceType::P => {
+            return Err(invalid(
+                "devices.type",
+                "FIFOs (\"p\") are not subject to the device cgroup".to_string(),
+            ))
+        }
+    };
+    let number = |setting: &'static str, n: Option<i64>| -> Result<Option<u32>> {
+        match n {
+            None => Ok(None),
+            Some(n) if n < 0 => Ok(None),
+            Some(n) => u32::try_from(n)
+                .map(Some)
+                .map_err(|_| invalid(setting, format!("{n} is out of range"))),
+        }
+    };
+    let access = match d.access().as_deref() {
+        None | Some("") => Access::ALL,
+        Some(text) => {
+            let mut access = Access {
+                read: false,
+                write: false,
+                mknod: false,
+            };
+            for c in text.chars() {
+                match c {
+                    'r' => access.read = true,
+                    'w' => access.write = true,
+                    'm' => access.mknod = true,
+                    _ => {
+                        return Err(invalid(
+                            "devices.access",
+                            format!("{text:?} is not a combination of r, w and m"),
+                        ))
+                    }
+                }
+            }
+            access
+        }
+    };
+    Ok(DeviceRule {
+        allow: d.allow(),
+        kind,
+        major: number("devices.major", d.major())?,
+        minor: number("devices.minor", d.minor())?,
+        access,
+    })
+}
+
+fn network(n: &LinuxNetwork) -> Result<NetworkLimits> {
+    let mut priorities = Vec::new();
+    for p in n.priorities().iter().flatten() {
+        let name = p.name();
+        if name.is_empty() || name.contains(char::is_whitespace) || name.contains('/') {
+            return Err(invalid(
+                "network.priorities",
+                format!("bad interface name {name:?}"),
+            ));
+        }
+        priorities.push((name.clone(), p.priority()));
+    }
+    Ok(NetworkLimits {
+        class_id: n.class_id(),
+        priorities,
+    })
 }
 
 fn invalid(setting: &'static str, reason: String) -> Error {
@@ -260,9 +505,6 @@ fn memory(m: &LinuxMemory) -> Result<MemoryLimits> {
             ))
         }
     };
-    if m.kernel().is_some() || m.kernel_tcp().is_some() {
-        tracing::warn!("kernel memory limits are deprecated and ignored");
-    }
     if let Some(s) = m.swappiness() {
         if s > 100 {
             return Err(invalid("memory.swappiness", format!("{s} is above 100")));
@@ -273,8 +515,12 @@ fn memory(m: &LinuxMemory) -> Result<MemoryLimits> {
         memsw,
         swap,
         reservation: optional_limit("memory.reservation", m.reservation())?,
+        kernel: optional_limit("memory.kernel", m.kernel())?,
+        kernel_tcp: optional_limit("memory.kernelTCP", m.kernel_tcp())?,
         swappiness: m.swappiness(),
-        disable_oom_killer: m.disable_oom_killer() == Some(true),
+        disable_oom_killer: m.disable_oom_killer(),
+        use_hierarchy: m.use_hierarchy(),
+        check_before_update: m.check_before_update() == Some(true),
     })
 }
 
@@ -316,13 +562,14 @@ enum ThrottleKind {
 }
 
 fn io(b: &LinuxBlockIo) -> Result<IoLimits> {
-    if b.leaf_weight().is_some() {
-        tracing::warn!("blkio leaf_weight is not supported by the kernel any more; ignored");
-    }
     let mut weight_device = Vec::new();
     for wd in b.weight_device().iter().flatten() {
-        if let Some(w) = wd.weight() {
-            weight_device.push((device("blkio.weight_device", wd.major(), wd.minor())?, w));
+        if wd.weight().is_some() || wd.leaf_weight().is_some() {
+            weight_device.push(WeightDevice {
+                device: device("blkio.weight_device", wd.major(), wd.minor())?,
+                weight: wd.weight(),
+                leaf_weight: wd.leaf_weight(),
+            });
         }
     }
     let mut throttle: BTreeMap<Device, Throttle> = BTreeMap::new();
@@ -346,6 +593,7 @@ fn io(b: &LinuxBlockIo) -> Result<IoLimits> {
     }
     Ok(IoLimits {
         weight: b.weight().filter(|&w| w != 0),
+        leaf_weight: b.leaf_weight().filter(|&w| w != 0),
         weight_device,
         throttle,
     })

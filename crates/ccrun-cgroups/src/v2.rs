@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::fs;
 use crate::limits::{
     blkio_weight_to_io_weight, shares_to_weight, CpuLimits, CpusetLimits, HugetlbLimit, IoLimits,
-    Limit, MemoryLimits,
+    Limit, MemoryLimits, RdmaLimit,
 };
 use crate::writer::{FreezerState, Writer};
 
@@ -41,6 +41,14 @@ impl<'a> V2<'a> {
         fs::write(&path, value)
     }
 
+    /// The error for a setting cgroup v2 does not have (`v1_file` names its v1 file).
+    fn no_such_setting(&self, setting: &str, v1_file: &str) -> Error {
+        Error::Unsupported {
+            setting: format!("{setting} (cgroup v2 has no equivalent)"),
+            path: self.file(v1_file),
+        }
+    }
+
     /// `cpu.max` is "QUOTA PERIOD" with QUOTA "max" for unlimited; either may change alone.
     fn cpu_max(&self, quota: Option<Limit>, period: Option<u64>) -> Result<()> {
         let value = match (quota, period) {
@@ -62,6 +70,28 @@ impl<'a> V2<'a> {
 impl Writer for V2<'_> {
     fn memory(&self, m: &MemoryLimits) -> Result<()> {
         const SWAP: &str = "memory.swap.max";
+        // Settings v2 has no file for: refuse rather than pretend.
+        if m.kernel_tcp.is_some() {
+            return Err(self.no_such_setting("memory.kernelTCP", "memory.kmem.tcp.limit_in_bytes"));
+        }
+        if m.swappiness.is_some() {
+            return Err(self.no_such_setting("memory.swappiness", "memory.swappiness"));
+        }
+        if m.disable_oom_killer == Some(true) {
+            return Err(self.no_such_setting("memory.disableOOMKiller", "memory.oom_control"));
+        }
+        if m.use_hierarchy == Some(false) {
+            return Err(self.no_such_setting(
+                "memory.useHierarchy=false (v2 is always hierarchical)",
+                "memory.use_hierarchy",
+            ));
+        }
+        if m.kernel.is_some() {
+            tracing::debug!("kernel memory limit ignored: cgroup v2 accounts it with memory.max");
+        }
+        if m.check_before_update {
+            crate::v1::check_usage(&self.file("memory.current"), m.limit)?;
+        }
         match m.swap {
             // No swap accounting (or no swap at all): unlimited is a no-op.
             Some(Limit::Max) if !fs::exists(&self.file(SWAP)) => {}
@@ -75,12 +105,6 @@ impl Writer for V2<'_> {
         }
         if let Some(r) = m.reservation {
             self.write("memory.low", &r.v2())?;
-        }
-        if m.swappiness.is_some() {
-            tracing::warn!("memory swappiness is not available on cgroup v2; ignored");
-        }
-        if m.disable_oom_killer {
-            tracing::warn!("disabling the OOM killer is not possible on cgroup v2; ignored");
         }
         Ok(())
     }
@@ -120,6 +144,9 @@ impl Writer for V2<'_> {
     }
 
     fn io(&self, io: &IoLimits) -> Result<()> {
+        if io.leaf_weight.is_some() || io.weight_device.iter().any(|w| w.leaf_weight.is_some()) {
+            return Err(self.no_such_setting("blkio leafWeight", "blkio.leaf_weight"));
+        }
         // BFQ uses the blkio scale (1..=1000) directly; io.weight has its own scale.
         let bfq = self.file("io.bfq.weight");
         let (weight_file, convert): (PathBuf, fn(u16) -> u64) = if fs::exists(&bfq) {
@@ -130,8 +157,10 @@ impl Writer for V2<'_> {
         if let Some(w) = io.weight {
             fs::write(&weight_file, &convert(w).to_string())?;
         }
-        for (dev, w) in &io.weight_device {
-            fs::write(&weight_file, &format!("{dev} {}", convert(*w)))?;
+        for wd in &io.weight_device {
+            if let Some(w) = wd.weight {
+                fs::write(&weight_file, &format!("{} {}", wd.device, convert(w)))?;
+            }
         }
         // One write per device: the kernel parses a single "MAJ:MIN key=value..." line.
         for (dev, t) in &io.throttle {
@@ -155,7 +184,17 @@ impl Writer for V2<'_> {
     fn hugetlb(&self, h: &HugetlbLimit) -> Result<()> {
         let name = format!("hugetlb.{}.max", h.page_size);
         let setting = format!("hugetlb limit for page size {}", h.page_size);
-        self.write_supported(&setting, &name, &h.limit.v2())
+        self.write_supported(&setting, &name, &h.limit.v2())?;
+        // Reservations are limited alike where the kernel accounts them (5.7+), as runc does.
+        let rsvd = self.file(&format!("hugetlb.{}.rsvd.max", h.page_size));
+        if fs::exists(&rsvd) {
+            fs::write(&rsvd, &h.limit.v2())?;
+        }
+        Ok(())
+    }
+
+    fn rdma(&self, device: &str, limit: &RdmaLimit) -> Result<()> {
+        self.write_supported("rdma limits", "rdma.max", &limit.line(device))
     }
 
     fn oom_kill_count(&self) -> Result<u64> {
@@ -175,26 +214,5 @@ impl Writer for V2<'_> {
             0 => Ok(FreezerState::Thawed),
             _ => Ok(FreezerState::Frozen),
         }
-    }
-
-    fn memory_usage(&self) -> Result<(Option<u64>, Option<u64>)> {
-        Ok((
-            fs::read_u64_optional(&self.file("memory.current"))?,
-            fs::read_u64_optional(&self.file("memory.peak"))?,
-        ))
-    }
-
-    fn cpu_usage_ns(&self) -> Result<Option<u64>> {
-        let path = self.file("cpu.stat");
-        match fs::read_optional(&path)? {
-            Some(text) => Ok(Some(
-                fs::keyed_u64(&path, &text, "usage_usec")?.saturating_mul(1000),
-            )),
-            None => Ok(None),
-        }
-    }
-
-    fn pids_current(&self) -> Result<Option<u64>> {
-        fs::read_u64_optional(&self.file("pids.current"))
     }
 }

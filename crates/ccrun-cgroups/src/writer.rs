@@ -2,7 +2,9 @@
 //! [`crate::Cgroup`] picks one per controller and calls it.
 
 use crate::error::Result;
-use crate::limits::{CpuLimits, CpusetLimits, HugetlbLimit, IoLimits, Limit, MemoryLimits};
+use crate::limits::{
+    CpuLimits, CpusetLimits, HugetlbLimit, IoLimits, Limit, MemoryLimits, RdmaLimit,
+};
 
 /// State of the freezer as read back from the kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,16 +31,12 @@ pub(crate) trait Writer {
     fn io(&self, limits: &IoLimits) -> Result<()>;
     /// Applies one hugetlb limit.
     fn hugetlb(&self, limit: &HugetlbLimit) -> Result<()>;
+    /// Applies the rdma limits of one device.
+    fn rdma(&self, device: &str, limit: &RdmaLimit) -> Result<()>;
     /// Number of OOM kills in this cgroup.
     fn oom_kill_count(&self) -> Result<u64>;
     /// Asks the kernel to freeze (`true`) or thaw (`false`) the cgroup.
     fn request_freeze(&self, frozen: bool) -> Result<()>;
     /// Reads the freezer state back.
     fn freezer_state(&self) -> Result<FreezerState>;
-    /// Current and peak memory usage in bytes, where the kernel reports them.
-    fn memory_usage(&self) -> Result<(Option<u64>, Option<u64>)>;
-    /// Total CPU time consumed, in nanoseconds.
-    fn cpu_usage_ns(&self) -> Result<Option<u64>>;
-    /// Number of tasks counted by the pids controller.
-    fn pids_current(&self) -> Result<Option<u64>>;
 }

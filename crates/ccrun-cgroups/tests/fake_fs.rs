@@ -32,8 +32,13 @@ const V2_FILES: &[(&str, &str)] = &[
     ("cpu.weight", "100"),
     (
         "cpu.stat",
-        "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\n",
+        "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\nnr_periods 10\nnr_throttled 4\nthrottled_usec 2\n",
     ),
+    ("memory.stat", "anon 8192\nfile 100\n"),
+    ("memory.swap.current", "0"),
+    ("rdma.max", ""),
+    ("hugetlb.2MB.max", "max"),
+    ("hugetlb.2MB.rsvd.max", "max"),
     ("pids.max", "max"),
     ("pids.current", "3"),
     ("io.max", ""),
@@ -331,10 +336,23 @@ fn v2_oom_kill_count_and_stats() {
     let (_tmp, cgroup) = v2_cgroup();
     assert_eq!(cgroup.oom_kill_count().unwrap(), 2);
     let stats = cgroup.stats().unwrap();
-    assert_eq!(stats.memory_current, Some(4096));
-    assert_eq!(stats.memory_peak, Some(8192));
-    assert_eq!(stats.cpu_usage_ns, Some(1_500_000));
-    assert_eq!(stats.pids_current, Some(3));
+    assert_eq!(stats.memory.usage.usage, 4096);
+    assert_eq!(stats.memory.usage.max, 8192);
+    assert_eq!(stats.memory.usage.limit, u64::MAX, "memory.max is \"max\"");
+    assert_eq!(stats.memory.usage.failcnt, 7, "memory.events max");
+    assert_eq!(stats.memory.raw["file"], 100);
+    assert_eq!(stats.memory.cache, 100);
+    assert_eq!(stats.cpu.usage.total, 1_500_000);
+    assert_eq!(stats.cpu.usage.user, 1_000_000);
+    assert_eq!(stats.cpu.usage.kernel, 500_000);
+    assert_eq!(stats.cpu.throttling.periods, 10);
+    assert_eq!(stats.cpu.throttling.throttled_periods, 4);
+    assert_eq!(stats.cpu.throttling.throttled_time, 2_000);
+    assert_eq!(stats.pids.current, 3);
+    assert_eq!(stats.pids.limit, 0, "pids.max is \"max\"");
+    let json = serde_json::to_value(&stats).unwrap();
+    assert_eq!(json["cpu"]["usage"]["total"], 1_500_000);
+    assert_eq!(json["memory"]["raw"]["file"], 100);
 }
 
 #[test]
@@ -606,6 +624,276 @@ fn pure_v1_without_unified_has_no_hugetlb_and_no_v2_dir() {
             err,
             Error::ControllerMissing {
                 controller: "memory",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+fn resources(json: &str) -> LinuxResources {
+    serde_json::from_str(json).unwrap()
+}
+
+#[test]
+fn v2_rdma_max_lines() {
+    let (tmp, cgroup) = v2_cgroup();
+    // The fake root lists no rdma controller: a clear error naming it.
+    let r = resources(r#"{"rdma": {"mlx5_0": {"hcaHandles": 3, "hcaObjects": 1000}}}"#);
+    let err = cgroup.apply(&r).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::ControllerMissing {
+                controller: "rdma",
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    for dir in ["", "ccrun", "ccrun/c1"] {
+        fs::write(
+            tmp.path().join(dir).join("cgroup.controllers"),
+            "cpu memory pids io cpuset rdma",
+        )
+        .unwrap();
+    }
+    let cgroup = Cgroup::open(&Layout::unified_at(tmp.path()), "/ccrun/c1").unwrap();
+    cgroup.apply(&r).unwrap();
+    assert_eq!(
+        read(leaf(&tmp).join("rdma.max")),
+        "mlx5_0 hca_handle=3 hca_object=1000"
+    );
+    cgroup
+        .apply(&resources(r#"{"rdma": {"mlx5_0": {"hcaObjects": 7}}}"#))
+        .unwrap();
+    assert_eq!(read(leaf(&tmp).join("rdma.max")), "mlx5_0 hca_object=7");
+}
+
+#[test]
+fn v2_hugetlb_limits_reservations_too() {
+    let (tmp, _) = v2_cgroup();
+    for dir in ["", "ccrun", "ccrun/c1"] {
+        fs::write(
+            tmp.path().join(dir).join("cgroup.controllers"),
+            "cpu memory pids io cpuset hugetlb",
+        )
+        .unwrap();
+    }
+    let cgroup = Cgroup::open(&Layout::unified_at(tmp.path()), "/ccrun/c1").unwrap();
+    cgroup
+        .apply(&resources(
+            r#"{"hugepageLimits": [{"pageSize": "2MB", "limit": 4194304}]}"#,
+        ))
+        .unwrap();
+    assert_eq!(read(leaf(&tmp).join("hugetlb.2MB.max")), "4194304");
+    assert_eq!(read(leaf(&tmp).join("hugetlb.2MB.rsvd.max")), "4194304");
+}
+
+#[test]
+fn v2_refuses_memory_settings_it_does_not_have() {
+    let (tmp, cgroup) = v2_cgroup();
+    for (json, needle) in [
+        (r#"{"memory": {"swappiness": 10}}"#, "memory.swappiness"),
+        (r#"{"memory": {"kernelTCP": 1048576}}"#, "memory.kernelTCP"),
+        (
+            r#"{"memory": {"disableOOMKiller": true}}"#,
+            "memory.disableOOMKiller",
+        ),
+        (
+            r#"{"memory": {"useHierarchy": false}}"#,
+            "memory.useHierarchy",
+        ),
+        (r#"{"blockIO": {"leafWeight": 100}}"#, "leafWeight"),
+    ] {
+        let err = cgroup.apply(&resources(json)).unwrap_err();
+        assert!(matches!(err, Error::Unsupported { .. }), "{json}: {err}");
+        assert!(err.to_string().contains(needle), "{json}: {err}");
+    }
+    // Harmless values of the same settings are accepted; kernel memory is ignored.
+    cgroup
+        .apply(&resources(
+            r#"{"memory": {"disableOOMKiller": false, "useHierarchy": true, "kernel": 1048576}}"#,
+        ))
+        .unwrap();
+    assert_eq!(read(leaf(&tmp).join("memory.max")), "max");
+}
+
+#[test]
+fn v2_check_before_update_refuses_a_limit_below_usage() {
+    let (tmp, cgroup) = v2_cgroup();
+    // memory.current is 4096 in the fake tree.
+    let below = r#"{"memory": {"limit": 2048, "checkBeforeUpdate": true}}"#;
+    let err = cgroup.update(&resources(below)).unwrap_err();
+    assert!(err.to_string().contains("checkBeforeUpdate"), "{err}");
+    assert_eq!(read(leaf(&tmp).join("memory.max")), "max");
+    cgroup
+        .update(&resources(
+            r#"{"memory": {"limit": 8192, "checkBeforeUpdate": true}}"#,
+        ))
+        .unwrap();
+    assert_eq!(read(leaf(&tmp).join("memory.max")), "8192");
+}
+
+#[test]
+fn v2_update_writes_only_what_is_given() {
+    let (tmp, cgroup) = v2_cgroup();
+    cgroup
+        .apply(&resources(
+            r#"{"memory": {"limit": 1048576, "swap": 3145728}, "cpu": {"quota": 20000, "period": 100000}, "pids": {"limit": 10}}"#,
+        ))
+        .unwrap();
+    assert_eq!(read(leaf(&tmp).join("memory.swap.max")), "2097152");
+    cgroup
+        .update(&resources(r#"{"cpu": {"quota": 50000}}"#))
+        .unwrap();
+    assert_eq!(read(leaf(&tmp).join("cpu.max")), "50000");
+    assert_eq!(read(leaf(&tmp).join("memory.max")), "1048576");
+    assert_eq!(read(leaf(&tmp).join("memory.swap.max")), "2097152");
+    assert_eq!(read(leaf(&tmp).join("pids.max")), "10");
+}
+
+#[test]
+fn network_needs_v1_controllers() {
+    let (_tmp, cgroup) = v2_cgroup();
+    let err = cgroup
+        .apply(&resources(r#"{"network": {"classID": 1048577}}"#))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::ControllerMissing {
+                controller: "net_cls",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = cgroup
+        .apply(&resources(
+            r#"{"network": {"priorities": [{"name": "eth0", "priority": 5}]}}"#,
+        ))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::ControllerMissing {
+                controller: "net_prio",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn v1_network_classid_and_ifpriomap() {
+    let tmp = tempfile::tempdir().unwrap();
+    for c in ["net_cls", "net_prio"] {
+        for dir in ["", "ccrun", "ccrun/c1"] {
+            let d = tmp.path().join(c).join(dir);
+            fs::create_dir_all(&d).unwrap();
+            fs::write(d.join("cgroup.procs"), "").unwrap();
+            fs::write(
+                d.join(format!(
+                    "{c}.{}",
+                    if c == "net_cls" {
+                        "classid"
+                    } else {
+                        "ifpriomap"
+                    }
+                )),
+                "",
+            )
+            .unwrap();
+        }
+    }
+    let layout = Layout::legacy_at(tmp.path(), &["net_cls", "net_prio"], None);
+    let cgroup = Cgroup::open(&layout, "/ccrun/c1").unwrap();
+    cgroup
+        .apply(&resources(
+            r#"{"network": {"classID": 1048577, "priorities": [{"name": "lo", "priority": 2}]}}"#,
+        ))
+        .unwrap();
+    assert_eq!(
+        read(tmp.path().join("net_cls/ccrun/c1/net_cls.classid")),
+        "1048577"
+    );
+    assert_eq!(
+        read(tmp.path().join("net_prio/ccrun/c1/net_prio.ifpriomap")),
+        "lo 2"
+    );
+}
+
+#[test]
+fn v1_devices_are_written_in_order_from_deny_all() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("devices/ccrun/c1");
+    fs::create_dir_all(&d).unwrap();
+    fs::write(d.join("devices.allow"), "").unwrap();
+    fs::write(d.join("devices.deny"), "").unwrap();
+    let layout = Layout::legacy_at(tmp.path(), &["devices"], None);
+    let cgroup = Cgroup::open(&layout, "/ccrun/c1").unwrap();
+    assert_eq!(
+        cgroup.device_backend().unwrap(),
+        ccrun_cgroups::DeviceBackend::V1(d.clone())
+    );
+    // A plain file keeps only the last write, which is enough to see the last rule
+    // of each kind; the real-host test checks the kernel's resulting list.
+    cgroup
+        .apply(&resources(
+            r#"{"devices": [{"allow": false, "access": "rwm"}, {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rw"}, {"allow": false, "type": "b", "major": 8}]}"#,
+        ))
+        .unwrap();
+    assert_eq!(read(d.join("devices.allow")), "c 1:3 rw");
+    assert_eq!(read(d.join("devices.deny")), "b 8:* rwm");
+
+    let err = cgroup
+        .apply(&resources(
+            r#"{"devices": [{"allow": true, "access": "rwx"}]}"#,
+        ))
+        .unwrap_err();
+    assert!(err.to_string().contains("devices.access"), "{err}");
+}
+
+#[test]
+fn devices_without_any_devices_controller_use_ebpf_on_v2() {
+    let (tmp, cgroup) = v2_cgroup();
+    assert_eq!(
+        cgroup.device_backend().unwrap(),
+        ccrun_cgroups::DeviceBackend::Ebpf(leaf(&tmp))
+    );
+    let no_devices = Layout::legacy_at(tmp.path(), &["memory"], None);
+    let err = Cgroup::open(&no_devices, "/x")
+        .unwrap()
+        .device_backend()
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::ControllerMissing {
+                controller: "devices",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn unified_on_v1_only_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = Layout::legacy_at(tmp.path(), &["memory"], None);
+    let cgroup = Cgroup::open(&layout, "/ccrun/c1").unwrap();
+    let err = cgroup
+        .apply(&resources(r#"{"unified": {"memory.high": "1000000"}}"#))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::ControllerMissing {
+                controller: "cgroup2",
                 ..
             }
         ),

@@ -18,10 +18,11 @@ use std::time::Instant;
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::error::{Error, IoContext, Result};
+use crate::firewall::Firewall;
 use crate::ipam::{validate_container_id, Ipam};
 use crate::netlink::Netlink;
 use crate::netns::in_netns;
-use crate::nft::{Nft, PortRule};
+use crate::nft::PortRule;
 use crate::ports::{check_host_port_free, pick_free_port, PortMapping};
 use crate::subnet::Subnet;
 use crate::sysctl;
@@ -157,7 +158,7 @@ pub fn veth_name(container_id: &str) -> String {
 
 /// Creates the network if needed, in the calling thread's namespace: the
 /// bridge (with MTU, up) holding the gateway address, IPv4 forwarding,
-/// `route_localnet` on the bridge, and ccrun's nftables table with the
+/// `route_localnet` on the bridge, and ccrun's NAT (see [`crate::firewall`]) with the
 /// network's masquerade rules. Idempotent; safe to run concurrently.
 pub fn ensure_network(cfg: &NetworkConfig) -> Result<()> {
     cfg.validate()?;
@@ -188,13 +189,13 @@ pub fn ensure_network(cfg: &NetworkConfig) -> Result<()> {
     }
     sysctl::enable_ip_forward()?;
     sysctl::enable_route_localnet(&cfg.bridge)?;
-    let mut nft = Nft::new()?;
-    // Every start comes through here: an nf_tables commit costs far more than a dump,
+    let mut fw = Firewall::new()?;
+    // Every start comes through here: a commit costs far more than a dump,
     // so an intact network is left as it is.
-    if bridge.up && !added && nft.network_ready(&cfg.name)? {
+    if bridge.up && !added && fw.network_ready(&cfg.name)? {
         return Ok(());
     }
-    nft.ensure_network(&cfg.name, &cfg.bridge, cfg.subnet)
+    fw.ensure_network(&cfg.name, &cfg.bridge, cfg.subnet)
 }
 
 /// Removes the network's bridge and its masquerade chain from the calling
@@ -203,7 +204,7 @@ pub fn ensure_network(cfg: &NetworkConfig) -> Result<()> {
 pub fn remove_network(cfg: &NetworkConfig) -> Result<()> {
     cfg.validate()?;
     Netlink::new()?.delete_link(&cfg.bridge)?;
-    Nft::new()?.remove_network(&cfg.name)
+    Firewall::new()?.remove_network(&cfg.name)
 }
 
 /// Takes the network's lock (`<ipam_dir>/.lock`), creating the directory.
@@ -276,7 +277,7 @@ fn attach_locked(
     ports: &[PortMapping],
 ) -> Result<Attachment> {
     let mut nl = Netlink::new()?;
-    let mut nft = Nft::new()?;
+    let mut fw = Firewall::new()?;
     let bridge = nl.require_link(&cfg.bridge)?;
     let mtu = match cfg.mtu {
         0 => bridge.mtu.unwrap_or(DEFAULT_MTU),
@@ -284,8 +285,8 @@ fn attach_locked(
     };
 
     // Leftovers of an earlier attachment of this container go first.
-    nft.remove_container(container_id)?;
-    let ports = resolve_ports(ports, &nft.port_rules()?, container_id)?;
+    fw.remove_container(container_id)?;
+    let ports = resolve_ports(ports, &fw.port_rules()?, container_id)?;
 
     let host_veth = veth_name(container_id);
     if nl.link_by_name(&host_veth)?.is_some() {
@@ -315,7 +316,7 @@ fn attach_locked(
         configure_container_side(ip, prefix_len, cfg.gateway)
     })?;
 
-    nft.add_port_rules(container_id, ip, &ports)?;
+    fw.add_ports(container_id, ip, &ports)?;
     Ok(Attachment {
         container_id: container_id.to_string(),
         network: cfg.name.clone(),
@@ -404,7 +405,7 @@ fn cleanup(ipam: &Ipam, container_id: &str) -> Result<()> {
     let veth = veth_name(container_id);
     let steps: [Result<()>; 3] = [
         Netlink::new().and_then(|mut nl| nl.delete_link(&veth).map(drop)),
-        Nft::new().and_then(|mut nft| nft.remove_container(container_id).map(drop)),
+        Firewall::new().and_then(|mut fw| fw.remove_container(container_id).map(drop)),
         ipam.release(container_id).map(drop),
     ];
     steps.into_iter().collect::<Result<Vec<()>>>().map(drop)
@@ -433,7 +434,7 @@ pub fn remove_stale(
     let _lock = lock(ipam_dir)?;
     let ipam = open_ipam(cfg, ipam_dir)?;
     let mut ids: BTreeSet<String> = ipam.allocations()?.into_iter().map(|(_, id)| id).collect();
-    let rules = Nft::new()?.port_rules()?;
+    let rules = Firewall::new()?.port_rules()?;
     ids.extend(
         rules
             .iter()

@@ -66,6 +66,7 @@ const NFT_MSG_DELCHAIN: u8 = 5;
 const NFT_MSG_NEWRULE: u8 = 6;
 const NFT_MSG_GETRULE: u8 = 7;
 const NFT_MSG_DELRULE: u8 = 8;
+const NFT_MSG_GETGEN: u8 = 16;
 
 // Attributes.
 const NFTA_TABLE_NAME: u16 = 1;
@@ -457,7 +458,7 @@ pub struct PortRule {
 }
 
 impl PortRule {
-    fn comment(container_id: &str, container_ip: Ipv4Addr, m: &PortMapping) -> String {
+    pub(crate) fn comment(container_id: &str, container_ip: Ipv4Addr, m: &PortMapping) -> String {
         format!(
             "ctr={container_id} {} {}:{} {container_ip}:{}",
             m.protocol,
@@ -467,7 +468,7 @@ impl PortRule {
         )
     }
 
-    fn parse(handle: u64, comment: &str) -> Option<PortRule> {
+    pub(crate) fn parse(handle: u64, comment: &str) -> Option<PortRule> {
         let mut words = comment.split_whitespace();
         let container_id = words.next()?.strip_prefix("ctr=")?.to_string();
         let protocol: Protocol = words.next()?.parse().ok()?;
@@ -551,6 +552,50 @@ impl Nft {
             }
         }
         Ok(())
+    }
+
+    /// Asks the nf_tables subsystem for its ruleset generation: fails when
+    /// the kernel has no nf_tables (nfnetlink answers EOPNOTSUPP).
+    pub fn probe(&mut self) -> Result<()> {
+        let seq = self.seq;
+        self.seq = self.seq.wrapping_add(1);
+        let mut req = Batch {
+            buf: Vec::new(),
+            first_seq: seq,
+            seq,
+            ops: Vec::new(),
+        };
+        let kind = (NFNL_SUBSYS_NFTABLES << 8) | u16::from(NFT_MSG_GETGEN);
+        req.header(kind, NLM_F_REQUEST | NLM_F_ACK, 0, |_| {});
+        self.socket
+            .send(&req.buf, 0)
+            .ctx(|| "nftables: send generation request".to_string())?;
+        let mut rbuf: Vec<u8> = Vec::with_capacity(4096);
+        loop {
+            rbuf.clear();
+            let n = self
+                .socket
+                .recv(&mut rbuf, 0)
+                .ctx(|| "nftables: receive generation".to_string())?;
+            for msg in split_messages(&rbuf[..n], "get generation")? {
+                if msg.seq != seq || msg.kind != NLMSG_ERROR {
+                    continue;
+                }
+                let code = msg
+                    .payload
+                    .get(..4)
+                    .map(|b| i32::from_ne_bytes(read4(b, 0)))
+                    .ok_or_else(|| malformed("get generation", "short error message"))?;
+                if code == 0 {
+                    return Ok(());
+                }
+                return Err(Error::Netlink {
+                    op: "nftables: get generation".to_string(),
+                    source: io::Error::from_raw_os_error(-code),
+                    detail: ext_ack_message(msg.flags, msg.payload),
+                });
+            }
+        }
     }
 
     /// Lists the rules of ccrun's table, of chain `chain` only if given.

@@ -3,14 +3,16 @@
 //! `/dev/pts/N` and `/dev/console` is that terminal). Its slave becomes the
 //! process's stdio and controlling terminal; the master goes back to the caller.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::io::IoSlice;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::path::Path;
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::mount::{mount, MsFlags};
 use nix::sys::stat::Mode;
 
-use crate::error::{Result, SysContext};
+use crate::error::{Error, Result, SysContext};
 
 /// Allocates the terminal inside the (already pivoted) root, installs its slave as
 /// fds 0-2 of a new session, bind-mounts it on `/dev/console`, and returns the master.
@@ -28,6 +30,25 @@ pub fn create_for_exec() -> Result<OwnedFd> {
     let (master, slave, _) = open_pty()?;
     install_slave(slave)?;
     Ok(master)
+}
+
+/// Gives the terminal the spec's `process.consoleSize`, when set, before the program
+/// runs, so its first look at the size is right (conmon and `exec -t` pass it).
+pub fn apply_size(master: BorrowedFd<'_>, size: Option<oci_spec::runtime::Box>) -> Result<()> {
+    let Some(size) = size else {
+        return Ok(());
+    };
+    let ws = nix::pty::Winsize {
+        ws_row: u16::try_from(size.height()).unwrap_or(u16::MAX),
+        ws_col: u16::try_from(size.width()).unwrap_or(u16::MAX),
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one `struct winsize`, which `ws` is.
+    let ret = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    Errno::result(ret)
+        .map(drop)
+        .ctx(|| "setting the terminal size".into())
 }
 
 /// Opens a new pty through `/dev/ptmx` of the current root: (master, slave, slave path).
@@ -92,4 +113,46 @@ fn bind_console(slave_path: &str) -> Result<()> {
         None::<&str>,
     )
     .ctx(|| format!("bind mounting {slave_path} on {console}"))
+}
+
+/// Name sent with the master over a console socket. runc sends the master's file name;
+/// receivers (conmon, containerd's shim) only take the descriptor.
+const CONSOLE_NAME: &[u8] = b"/dev/ptmx";
+
+/// Sends `master` to the `AF_UNIX` stream socket at `socket`, runc's `--console-socket`
+/// protocol: one message whose control data carries the descriptor (`SCM_RIGHTS`) and
+/// whose payload is a name. The receiver then owns the terminal; the caller may close
+/// its copy.
+pub fn send_to_socket(socket: &Path, master: BorrowedFd<'_>) -> Result<()> {
+    use nix::sys::socket::{
+        connect, sendmsg, socket as new_socket, AddressFamily, ControlMessage, MsgFlags, SockFlag,
+        SockType, UnixAddr,
+    };
+    let addr = UnixAddr::new(socket).ctx(|| format!("console socket {}", socket.display()))?;
+    let fd = new_socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .ctx(|| "creating a unix socket".into())?;
+    connect(fd.as_raw_fd(), &addr)
+        .ctx(|| format!("connecting to console socket {}", socket.display()))?;
+    let fds = [master.as_raw_fd()];
+    let iov = [IoSlice::new(CONSOLE_NAME)];
+    let sent = sendmsg::<()>(
+        fd.as_raw_fd(),
+        &iov,
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    )
+    .ctx(|| format!("sending the terminal to {}", socket.display()))?;
+    if sent != CONSOLE_NAME.len() {
+        return Err(Error::Setup(format!(
+            "short write sending the terminal to {}",
+            socket.display()
+        )));
+    }
+    Ok(())
 }

@@ -9,22 +9,23 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use ccrun_cgroups::{Cgroup, Layout};
+use ccrun_cgroups::{Cgroup, Layout, Stats};
 use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::stat::Mode;
 use nix::unistd::Pid;
-use oci_spec::runtime::Spec;
+use oci_spec::runtime::{LinuxResources, Spec};
 
 use crate::error::{Error, Result, SysContext};
+use crate::hooks::{self, HookState, Stage};
 use crate::init::{self, InitPlan};
-use crate::namespaces;
+use crate::namespaces::{self, NamespacePlan};
 use crate::rootfs::RootfsPlan;
 use crate::security::{self, ContainerSecurity};
 use crate::signals::{self, ExitStatus};
 use crate::state::{self, State, Status};
 use crate::sync::{self, FailureKind, Message};
-use crate::{sys, userns};
+use crate::{console, sys, userns};
 
 /// Name of the exec gate inside the state directory.
 pub const EXEC_FIFO: &str = "exec.fifo";
@@ -124,6 +125,7 @@ impl Container {
         if process.args().as_ref().is_none_or(|a| a.is_empty()) {
             return Err(Error::InvalidSpec("process.args is empty".into()));
         }
+        crate::sched::validate(&process)?;
         let root_path = spec
             .root()
             .as_ref()
@@ -147,12 +149,27 @@ impl Container {
             )));
         }
 
+        crate::unsupported::check(spec)?;
         let ns = namespaces::plan(spec)?;
         let shared_security = ContainerSecurity::from_linux(spec.linux().as_ref())?;
         let mut security = security::Plan::new(&process, &shared_security)?;
         let linux = spec.linux().clone().unwrap_or_default();
         let uid_maps = linux.uid_mappings().clone().unwrap_or_default();
         let gid_maps = linux.gid_mappings().clone().unwrap_or_default();
+        if let Some(p) = linux.memory_policy() {
+            crate::sched::validate_memory_policy(p)?;
+        }
+        let sysctl = linux.sysctl().clone().unwrap_or_default();
+        crate::sysctl::validate(
+            sysctl.keys(),
+            owns(&ns, ns.net, libc::CLONE_NEWNET),
+            owns(&ns, ns.ipc, libc::CLONE_NEWIPC),
+            &ns,
+        )?;
+        let spec_hooks = spec.hooks().clone();
+        if let Some(h) = &spec_hooks {
+            hooks::validate(h)?;
+        }
         if ns.user && ns.clone_flags & libc::CLONE_NEWUSER != 0 && uid_maps.is_empty() {
             return Err(Error::InvalidSpec(
                 "a new user namespace needs linux.uidMappings and linux.gidMappings".into(),
@@ -164,7 +181,7 @@ impl Container {
                 .get(ANNOTATION_ROOTFS_IDMAP)
                 .is_some_and(|v| v == "true");
 
-        if ns.user {
+        if ns.user && !uid_maps.is_empty() {
             let uid = userns::host_id(&uid_maps, 0).unwrap_or(u32::MAX);
             let gid = userns::host_id(&gid_maps, 0).unwrap_or(u32::MAX);
             check_reachable(&rootfs, uid, gid)?;
@@ -197,9 +214,10 @@ impl Container {
             }))?;
         }
 
+        // A joined user namespace's root is known once the init exists (chowned then).
         let fifo = make_exec_fifo(
             &state_dir,
-            ns.user.then(|| {
+            (ns.user && ns.user_join.is_none()).then(|| {
                 (
                     userns::host_id(&uid_maps, 0).unwrap_or(0),
                     userns::host_id(&gid_maps, 0).unwrap_or(0),
@@ -220,44 +238,81 @@ impl Container {
         }
 
         let mut rootfs_plan =
-            RootfsPlan::from_spec(spec, rootfs.clone(), opts.bundle.clone(), ns.user);
+            RootfsPlan::from_spec(spec, rootfs.clone(), opts.bundle.clone(), ns.user)?;
         rootfs_plan.no_pivot = opts.no_pivot;
+        // Idmapped bind mounts are prepared here, with the privileges the init lacks;
+        // the trees stay open until the init has attached them.
+        let mut idmapped_trees = Vec::new();
+        let container_idmap = match &ns.user_join {
+            Some(path) => crate::mounts::ContainerIdmap::Joined(path),
+            None => crate::mounts::ContainerIdmap::Maps(&uid_maps, &gid_maps),
+        };
+        for (i, m) in rootfs_plan.mounts.iter().enumerate() {
+            if let Some(tree) = crate::mounts::idmapped_tree(&opts.bundle, m, container_idmap)? {
+                rootfs_plan.idmapped.push((i, tree.as_raw_fd()));
+                idmapped_trees.push(tree);
+            }
+        }
+        let sync_hooks = hooks::any_during_create(spec_hooks.as_ref());
+        let annotations_for_hooks = annotations.clone();
+        let hook_state = |status: Status, pid: Option<i32>| HookState {
+            oci_version: spec.version().clone(),
+            id: opts.id.clone(),
+            status,
+            pid,
+            bundle: opts.bundle.clone(),
+            annotations: annotations_for_hooks.clone(),
+        };
         let plan = InitPlan {
             ns: namespaces::without_inherited(&ns),
             rootfs: rootfs_plan,
             process,
             hostname: spec.hostname().clone(),
             domainname: spec.domainname().clone(),
-            sysctl: linux.sysctl().clone().unwrap_or_default(),
+            sysctl,
             exec_fifo: fifo.as_raw_fd(),
             minimal_init: opts.minimal_init,
             stdio: opts.stdio,
             security,
+            memory_policy: linux.memory_policy().clone(),
+            hooks: spec_hooks.clone().filter(|_| sync_hooks),
+            hook_state: sync_hooks.then(|| hook_state(Status::Creating, None)),
         };
 
         let (parent_end, child_end) = sync::pair()?;
-        // Shared network, UTS and IPC namespaces are entered here, around the clone, so
-        // the init inherits them: from inside a new user namespace it could not join
-        // namespaces that another user namespace owns.
-        let inherited = namespaces::EnteredAround::enter(&ns.join)?;
-        // SAFETY: we checked above that this process is single-threaded; the child only
-        // runs `init::main`, which never returns.
-        let cloned = unsafe { sys::clone_fork(ns.clone_flags) };
-        if cloned == Ok(0) {
-            drop(parent_end);
-            init::main(&plan, child_end);
-        }
-        inherited.leave()?;
-        let pid = cloned.ctx(|| "clone".into())?;
-        drop(child_end);
+        let pid = match &ns.user_join {
+            None => {
+                // Shared network, UTS, IPC, PID and time namespaces are entered here,
+                // around the clone, so the init inherits them: from inside a new user
+                // namespace it could not join namespaces another user namespace owns.
+                let inherited = namespaces::EnteredAround::enter(&ns)?;
+                // SAFETY: we checked above that this process is single-threaded; the
+                // child only runs `init::main`, which never returns.
+                let cloned = unsafe { sys::clone_fork(ns.clone_flags) };
+                if cloned == Ok(0) {
+                    drop(parent_end);
+                    init::main(&plan, child_end);
+                }
+                drop(child_end);
+                inherited.leave()?;
+                cloned.ctx(|| "clone".into())?
+            }
+            Some(path) => spawn_init_in_userns(path, &ns, &plan, &parent_end, child_end)?,
+        };
         drop(fifo);
         guard.pid = Some(pid);
 
         if let Some(cg) = guard.cgroup.as_ref() {
             cg.add_process(pid)?;
         }
-        if ns.user {
+        if ns.user && ns.user_join.is_none() {
             userns::write_maps(pid, &uid_maps, &gid_maps)?;
+        }
+        if ns.user_join.is_some() {
+            let (uid, gid) = userns::root_of(pid)?;
+            let path = state_dir.join(EXEC_FIFO);
+            nix::unistd::chown(&path, Some(uid.into()), Some(gid.into()))
+                .ctx(|| format!("chown {}", path.display()))?;
         }
         let idmapped = if want_idmap {
             Some(userns::idmapped_rootfs(pid, &rootfs)?)
@@ -266,24 +321,11 @@ impl Container {
         };
         parent_end.send(&Message::Continue, idmapped.as_ref().map(|f| f.as_fd()))?;
         drop(idmapped);
-        let (reply, console) = parent_end.recv()?;
-        match reply {
-            Message::Ready => {}
-            Message::Failed(kind, msg) => {
-                return Err(match kind {
-                    FailureKind::NotFound => Error::CommandNotFound(msg),
-                    FailureKind::NotExecutable => Error::NotExecutable(msg),
-                    FailureKind::Setup => Error::Setup(msg),
-                })
-            }
-            other => return Err(Error::Setup(format!("unexpected message {other:?}"))),
-        }
-
         let pid_start_time = state::proc_stat(pid).map(|s| s.0).unwrap_or(0);
-        let state = State {
+        let mut state = State {
             oci_version: spec.version().clone(),
             id: opts.id.clone(),
-            status: Status::Created,
+            status: Status::Creating,
             pid,
             pid_start_time,
             bundle: opts.bundle.clone(),
@@ -293,6 +335,41 @@ impl Container {
             annotations,
             owner: nix::unistd::geteuid().to_string(),
         };
+        if let Some(h) = &spec_hooks {
+            hooks::save(&state_dir, h)?;
+        }
+        let (mut reply, mut console) = parent_end.recv()?;
+        if let (Message::CreateHooks, Some(h)) = (&reply, &spec_hooks) {
+            // Hooks may ask the runtime for the state: record it first.
+            state.save(&state_dir)?;
+            let hs = hook_state(Status::Creating, Some(pid));
+            let ran = hooks::run(Stage::Prestart, h, &hs)
+                .and_then(|()| hooks::run(Stage::CreateRuntime, h, &hs));
+            if let Err(e) = ran {
+                let _ = parent_end.send(&Message::Failed(FailureKind::Setup, e.to_string()), None);
+                return Err(e);
+            }
+            parent_end.send(&Message::HooksDone(pid), None)?;
+            (reply, console) = parent_end.recv()?;
+        }
+        drop(idmapped_trees);
+        match reply {
+            Message::Ready => {}
+            Message::Failed(kind, msg) => {
+                return Err(match kind {
+                    FailureKind::NotFound => Error::CommandNotFound(msg),
+                    FailureKind::NotExecutable => Error::NotExecutable(msg),
+                    // An `Error::Setup` inside the init already says so; say it once.
+                    FailureKind::Setup => Error::Setup(
+                        msg.strip_prefix("container setup failed: ")
+                            .map_or(msg.clone(), str::to_string),
+                    ),
+                });
+            }
+            other => return Err(Error::Setup(format!("unexpected message {other:?}"))),
+        }
+
+        state.status = Status::Created;
         state.save(&state_dir)?;
         // Success: keep everything.
         guard.pid = None;
@@ -356,7 +433,33 @@ impl Container {
         self.read_gate(fd)?;
         let _ = std::fs::remove_file(&fifo);
         self.state.status = Status::Running;
-        self.state.save(&self.state_dir)
+        self.state.save(&self.state_dir)?;
+        if let Some(h) = self.saved_hooks() {
+            hooks::run_warn(Stage::Poststart, &h, &self.hook_state(Some(self.state.pid)));
+        }
+        Ok(())
+    }
+
+    /// The hooks saved at create; an unreadable file only costs the (warning-only)
+    /// poststart and poststop hooks, not the start or delete.
+    fn saved_hooks(&self) -> Option<oci_spec::runtime::Hooks> {
+        hooks::load(&self.state_dir).unwrap_or_else(|e| {
+            tracing::warn!("{e}");
+            eprintln!("ccrun: warning: {e}");
+            None
+        })
+    }
+
+    /// The state document hooks read, with the current status.
+    fn hook_state(&self, pid: Option<i32>) -> HookState {
+        HookState {
+            oci_version: self.state.oci_version.clone(),
+            id: self.state.id.clone(),
+            status: self.state.status,
+            pid,
+            bundle: self.state.bundle.clone(),
+            annotations: self.state.annotations.clone(),
+        }
     }
 
     /// Waits until the init has written to the gate (it opened the fifo once we did).
@@ -433,12 +536,164 @@ impl Container {
                 let _ = kill(Pid::from_raw(self.state.pid), Signal::SIGKILL);
             }
         }
+        let saved_hooks = self.saved_hooks();
         match self.cgroup() {
             Ok(cg) => cg.destroy()?,
             Err(e) => tracing::debug!("no cgroup to remove: {e}"),
         }
         std::fs::remove_dir_all(&self.state_dir)
-            .map_err(|e| Error::io("removing", &self.state_dir, e))
+            .map_err(|e| Error::io("removing", &self.state_dir, e))?;
+        if let Some(h) = saved_hooks {
+            self.state.status = Status::Stopped;
+            hooks::run_warn(Stage::Poststop, &h, &self.hook_state(None));
+        }
+        Ok(())
+    }
+}
+
+/// True when the container has a namespace of kind `flag` for itself: a new one, or a
+/// joined one that is not the runtime's own.
+fn owns(ns: &NamespacePlan, has: bool, flag: libc::c_int) -> bool {
+    has && ns
+        .join
+        .iter()
+        .filter(|(f, _)| *f == flag)
+        .all(|(_, path)| !namespaces::is_own(path, flag))
+}
+
+/// Starts the init inside the existing user namespace at `userns`: an intermediate
+/// process enters the shared namespaces and the user namespace, then clones the init
+/// with the new namespaces (so they belong to that user namespace) as a sibling
+/// (`CLONE_PARENT`), reports its pid and exits. The caller must be single-threaded.
+fn spawn_init_in_userns(
+    userns: &Path,
+    ns: &NamespacePlan,
+    plan: &InitPlan,
+    parent_end: &sync::Channel,
+    child_end: sync::Channel,
+) -> Result<i32> {
+    let target =
+        std::fs::File::open(userns).map_err(|e| Error::io("opening namespace", userns, e))?;
+    // SAFETY: this process is single-threaded; the child below only enters namespaces,
+    // clones and exits (or runs `init::main`, which never returns).
+    let mid = unsafe { sys::clone_fork(0) }.ctx(|| "fork".into())?;
+    if mid == 0 {
+        // SAFETY: closing our copy of the parent's end; its owner never runs here again.
+        unsafe { libc::close(parent_end.as_raw_fd()) };
+        let entered = namespaces::EnteredAround::enter(ns).and_then(|entered| {
+            nix::sched::setns(&target, nix::sched::CloneFlags::CLONE_NEWUSER)
+                .map_err(|e| Error::sys(format!("joining user namespace {}", userns.display()), e))
+                .map(|()| entered)
+        });
+        let msg = match entered {
+            Ok(entered) => {
+                // This process exits right away: nothing to return to.
+                std::mem::forget(entered);
+                // SAFETY: still single-threaded; the child only runs `init::main`.
+                match unsafe { sys::clone_fork(ns.clone_flags | libc::CLONE_PARENT) } {
+                    Ok(0) => init::main(plan, child_end),
+                    Ok(pid) => Message::Pid(pid),
+                    Err(e) => Message::Failed(FailureKind::Setup, format!("clone: {e}")),
+                }
+            }
+            Err(e) => Message::Failed(FailureKind::Setup, e.to_string()),
+        };
+        let _ = child_end.send(&msg, None);
+        // SAFETY: _exit ends this intermediate without running destructors.
+        unsafe { libc::_exit(0) };
+    }
+    drop(child_end);
+    let _ = nix::sys::wait::waitpid(Pid::from_raw(mid), None);
+    match parent_end.recv()?.0 {
+        Message::Pid(pid) => Ok(pid),
+        Message::Failed(_, msg) => Err(Error::Setup(msg)),
+        other => Err(Error::Setup(format!("unexpected message {other:?}"))),
+    }
+}
+
+impl Container {
+    /// Sends the master of the container's terminal to the unix socket at `socket`
+    /// (runc's `--console-socket` protocol, see [`console::send_to_socket`]) and closes
+    /// our copy. Errors when the container has no terminal.
+    pub fn send_console(&mut self, socket: &Path) -> Result<()> {
+        let master = self
+            .console
+            .take()
+            .ok_or_else(|| Error::InvalidSpec("a console socket needs process.terminal".into()))?;
+        console::send_to_socket(socket, master.as_fd())
+    }
+
+    /// Freezes every process of the container (cgroup freezer) and records it as paused.
+    /// Only a running container can be paused, as with runc.
+    pub fn pause(&mut self) -> Result<()> {
+        self.require(Status::Running, "pause")?;
+        self.cgroup()?.freeze()?;
+        self.state.status = Status::Paused;
+        self.state.save(&self.state_dir)
+    }
+
+    /// Thaws a paused container and records it as running again.
+    pub fn resume(&mut self) -> Result<()> {
+        self.require(Status::Paused, "resume")?;
+        self.cgroup()?.thaw()?;
+        self.state.status = Status::Running;
+        self.state.save(&self.state_dir)
+    }
+
+    /// Applies `resources` to the live cgroup of a created, running or paused container;
+    /// only the fields given change.
+    pub fn update(&mut self, resources: &LinuxResources) -> Result<()> {
+        self.state.refresh(&self.state_dir);
+        if self.state.status == Status::Stopped {
+            return Err(self.wrong_state("update"));
+        }
+        Ok(self.cgroup()?.update(resources)?)
+    }
+
+    /// Usage figures of the container's cgroup.
+    pub fn stats(&self) -> Result<Stats> {
+        Ok(self.cgroup()?.stats()?)
+    }
+
+    /// Every container under `state_root`, sorted by id, each with a freshly derived
+    /// status. A missing root means no containers; directories without a readable state
+    /// file (a create in progress, debris) are skipped.
+    pub fn list(state_root: &Path) -> Result<Vec<Container>> {
+        let entries = match std::fs::read_dir(state_root) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io("reading", state_root, e)),
+        };
+        let mut ids = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io("reading", state_root, e))?;
+            if let Some(id) = entry.file_name().to_str() {
+                ids.push(id.to_string());
+            }
+        }
+        ids.sort();
+        Ok(ids
+            .iter()
+            .filter_map(|id| Container::load(state_root, id).ok())
+            .collect())
+    }
+
+    /// Refreshes the status and fails unless it is `wanted`.
+    fn require(&mut self, wanted: Status, action: &'static str) -> Result<()> {
+        self.state.refresh(&self.state_dir);
+        if self.state.status == wanted {
+            Ok(())
+        } else {
+            Err(self.wrong_state(action))
+        }
+    }
+
+    fn wrong_state(&self, action: &'static str) -> Error {
+        Error::WrongState {
+            id: self.state.id.clone(),
+            status: self.state.status.to_string(),
+            action,
+        }
     }
 }
 

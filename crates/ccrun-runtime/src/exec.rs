@@ -28,6 +28,7 @@ use oci_spec::runtime::Process;
 
 use crate::container::Container;
 use crate::error::{Error, Result, SysContext};
+use crate::sched::AffinityStage;
 use crate::security::{self, ContainerSecurity};
 use crate::signals::{self, ExitStatus};
 use crate::state::{self, Status};
@@ -39,8 +40,9 @@ use crate::{console, process, sys};
 pub struct ExecOptions {
     /// The process to run: args, env, cwd (inside the container; it must exist), user
     /// (uid, gid, additional gids, umask), terminal, noNewPrivileges, capabilities,
-    /// apparmorProfile, selinuxLabel and rlimits are honoured; the container's seccomp
-    /// filter and personality apply too. `PATH` from its env (or the default path) is searched for `args[0]`.
+    /// apparmorProfile, selinuxLabel and rlimits are honoured, and so are scheduler,
+    /// ioPriority and execCPUAffinity; the container's seccomp filter and personality
+    /// apply too. `PATH` from its env (or the default path) is searched for `args[0]`.
     pub process: Process,
     /// File descriptors to install as stdin, stdout and stderr; `None` inherits the
     /// caller's. They must stay open until `exec` returns. Ignored when
@@ -127,6 +129,8 @@ impl Container {
         if args.is_empty() {
             return Err(Error::InvalidSpec("process.args is empty".into()));
         }
+        crate::sched::validate(&opts.process)?;
+        crate::unsupported::check_process(&opts.process)?;
         let terminal = opts.process.terminal() == Some(true);
         // As with runc: the process's own capabilities, no_new_privs and LSM label, the
         // container's seccomp filter and personality.
@@ -295,7 +299,8 @@ fn report(chan: &Channel, kind: FailureKind, msg: String) -> ! {
 /// The forked helper: joins the cgroup and namespaces, clones the final process as a
 /// child of the caller, reports its pid, and exits.
 fn helper_main(target: &Target, plan: &Plan<'_>, chan: Channel) -> ! {
-    if let Err(e) = join(target) {
+    let initial = crate::sched::apply_exec_affinity(plan.process, AffinityStage::Initial);
+    if let Err(e) = initial.and_then(|()| join(target)) {
         report(&chan, FailureKind::Setup, e.to_string());
     }
     // A seccomp agent is told the final process's host pid, which only we learn (from
@@ -422,6 +427,7 @@ fn setup_err(e: Error) -> (FailureKind, String) {
 fn prepare(plan: &Plan<'_>, chan: &Channel) -> std::result::Result<Ready, (FailureKind, String)> {
     if plan.terminal {
         let master = console::create_for_exec().map_err(setup_err)?;
+        console::apply_size(master.as_fd(), plan.process.console_size()).map_err(setup_err)?;
         chan.send(&Message::Console, Some(master.as_fd()))
             .map_err(setup_err)?;
     } else {
@@ -432,9 +438,12 @@ fn prepare(plan: &Plan<'_>, chan: &Channel) -> std::result::Result<Ready, (Failu
             .ctx(|| "setsid".into())
             .map_err(setup_err)?;
     }
+    crate::termsize::apply(plan.process).map_err(setup_err)?;
     if let Some(limits) = plan.process.rlimits() {
         process::apply_rlimits(limits).map_err(setup_err)?;
     }
+    crate::sched::apply(plan.process).map_err(setup_err)?;
+    crate::sched::apply_exec_affinity(plan.process, AffinityStage::Final).map_err(setup_err)?;
     plan.security
         .take_identity(plan.process)
         .map_err(setup_err)?;

@@ -12,9 +12,10 @@ use std::path::PathBuf;
 use nix::errno::Errno;
 use nix::sched::{setns, unshare, CloneFlags};
 use nix::unistd::{Gid, Uid};
-use oci_spec::runtime::Process;
+use oci_spec::runtime::{Hooks, Process};
 
 use crate::error::{Error, Result, SysContext};
+use crate::hooks::{self, HookState, Stage};
 use crate::namespaces::NamespacePlan;
 use crate::process;
 use crate::rootfs::{self, RootfsPlan};
@@ -44,10 +45,20 @@ pub struct InitPlan {
     pub stdio: Option<[RawFd; 3]>,
     /// Capabilities, seccomp, personality and LSM labels of the process.
     pub security: crate::security::Plan,
+    /// `linux.memoryPolicy`, set on the init before it execs.
+    pub memory_policy: Option<oci_spec::runtime::LinuxMemoryPolicy>,
+    /// The spec's hooks, when some run during create or start: the init then stops
+    /// before `pivot_root` for the parent's, and runs `createContainer` and
+    /// `startContainer` itself.
+    pub hooks: Option<Hooks>,
+    /// The state hooks read (its pid is filled in once known).
+    pub hook_state: Option<HookState>,
 }
 
 /// What setup yields: the program to exec and its argv/envp.
 struct Ready {
+    /// The state for `startContainer` hooks, when there are any.
+    hook_state: Option<HookState>,
     /// The master of the terminal made for `process.terminal`, for the parent.
     console: Option<OwnedFd>,
     program: PathBuf,
@@ -78,7 +89,7 @@ pub fn main(plan: &InitPlan, chan: Channel) -> ! {
     }
     drop(chan);
     drop(ready.console);
-    if let Err(e) = wait_at_gate(plan.exec_fifo) {
+    if let Err(e) = wait_at_gate(plan.exec_fifo, plan.hooks.as_ref(), ready.hook_state) {
         fail_after_start(&format!("waiting for start: {e}"), 125);
     }
     if let Err(e) = plan.security.take_identity(&plan.process) {
@@ -135,20 +146,31 @@ fn prepare(plan: &InitPlan, chan: &Channel) -> std::result::Result<Ready, (Failu
     }
     become_root(plan).map_err(setup_err)?;
     join_namespaces(plan).map_err(setup_err)?;
-    // Before the rootfs, whose read-only /proc/sys would refuse them. Sysctls apply to
-    // the namespaces of the writer, so the host's /proc sets the container's values.
-    for (key, value) in &plan.sysctl {
-        let path = format!("/proc/sys/{}", key.replace('.', "/"));
-        std::fs::write(&path, value)
-            .map_err(|e| setup_err(Error::io("setting sysctl", &path, e)))?;
-    }
-    rootfs::setup(&plan.rootfs, idmapped_root).map_err(setup_err)?;
+    let mut hook_state = None;
+    let mut before_pivot = || -> Result<()> {
+        // Through the runtime's /proc, still visible: a sysctl file shows the writer's
+        // namespaces whichever proc it is in, and the container's /proc/sys may be
+        // read-only by now (linux.readonlyPaths).
+        for (key, value) in &plan.sysctl {
+            let path = crate::sysctl::proc_path(key)?;
+            std::fs::write(&path, value).map_err(|e| Error::io("setting sysctl", &path, e))?;
+        }
+        if let (Some(hooks), Some(state)) = (&plan.hooks, &plan.hook_state) {
+            hook_state = Some(runtime_hooks(chan, hooks, state)?);
+        }
+        Ok(())
+    };
+    rootfs::setup(&plan.rootfs, idmapped_root, &mut before_pivot).map_err(setup_err)?;
     set_names(plan).map_err(setup_err)?;
     let console = if plan.process.terminal() == Some(true) && plan.stdio.is_none() {
-        Some(crate::console::create().map_err(setup_err)?)
+        let master = crate::console::create().map_err(setup_err)?;
+        crate::console::apply_size(master.as_fd(), plan.process.console_size())
+            .map_err(setup_err)?;
+        Some(master)
     } else {
         None
     };
+    crate::termsize::apply(&plan.process).map_err(setup_err)?;
     if let Some(adj) = plan.process.oom_score_adj() {
         std::fs::write("/proc/self/oom_score_adj", adj.to_string())
             .map_err(|e| setup_err(Error::io("writing", "/proc/self/oom_score_adj", e)))?;
@@ -163,12 +185,34 @@ fn prepare(plan: &InitPlan, chan: &Channel) -> std::result::Result<Ready, (Failu
     if let Some(limits) = plan.process.rlimits() {
         process::apply_rlimits(limits).map_err(setup_err)?;
     }
+    crate::sched::apply(&plan.process).map_err(setup_err)?;
+    if let Some(p) = &plan.memory_policy {
+        crate::sched::apply_memory_policy(p).map_err(setup_err)?;
+    }
     Ok(Ready {
+        hook_state,
         console,
         program,
         args: process::c_strings(&args).map_err(setup_err)?,
         env: process::c_strings(&env).map_err(setup_err)?,
     })
+}
+
+/// Has the parent run the `prestart` and `createRuntime` hooks, then runs the
+/// `createContainer` ones here, in the container's namespaces; returns the state for
+/// `startContainer`.
+fn runtime_hooks(chan: &Channel, hooks: &Hooks, state: &HookState) -> Result<HookState> {
+    chan.send(&Message::CreateHooks, None)?;
+    let pid = match chan.recv()?.0 {
+        Message::HooksDone(pid) => pid,
+        Message::Failed(_, msg) => return Err(Error::Setup(msg)),
+        other => return Err(Error::Setup(format!("unexpected message {other:?}"))),
+    };
+    let mut state = state.clone();
+    state.pid = Some(pid);
+    hooks::run(Stage::CreateContainer, hooks, &state)?;
+    state.status = crate::state::Status::Created;
+    Ok(state)
 }
 
 /// In a new user namespace, become its root (the parent has written the maps by now).
@@ -214,6 +258,11 @@ fn set_names(plan: &InitPlan) -> Result<()> {
         nix::unistd::sethostname(name).ctx(|| format!("sethostname {name}"))?;
     }
     if let Some(name) = &plan.domainname {
+        if !plan.ns.uts {
+            return Err(Error::InvalidSpec(
+                "domainname set without a UTS namespace".into(),
+            ));
+        }
         // SAFETY: the pointer and length describe `name`'s bytes for the call.
         let ret = unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) };
         Errno::result(ret).ctx(|| format!("setdomainname {name}"))?;
@@ -230,13 +279,17 @@ fn enter_cwd(process: &Process) -> Result<()> {
     nix::unistd::chdir(cwd.as_path()).ctx(|| format!("chdir to cwd {}", cwd.display()))
 }
 
-/// Blocks until `start` opens the exec fifo for reading, then signals it.
-fn wait_at_gate(fifo: RawFd) -> Result<()> {
+/// Blocks until `start` opens the exec fifo for reading, runs the `startContainer`
+/// hooks, then signals `start` (which fails if the init dies before that).
+fn wait_at_gate(fifo: RawFd, hooks: Option<&Hooks>, state: Option<HookState>) -> Result<()> {
     let path = format!("/proc/self/fd/{fifo}");
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .open(&path)
         .map_err(|e| Error::io("opening exec fifo", &path, e))?;
+    if let (Some(hooks), Some(state)) = (hooks, state) {
+        hooks::run(Stage::StartContainer, hooks, &state)?;
+    }
     f.write_all(b"0")
         .map_err(|e| Error::io("writing exec fifo", &path, e))?;
     // SAFETY: the O_PATH fd was inherited for this purpose and is not used afterwards.

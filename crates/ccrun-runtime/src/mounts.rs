@@ -1,13 +1,14 @@
 //! OCI mount entries: option parsing into mount flags, and mounting one entry into
-//! the rootfs (bind mounts with their remount step, special filesystems, propagation).
+//! the rootfs (bind mounts with their remount step, special filesystems, propagation,
+//! recursive attributes such as `rro`, and idmapped bind mounts).
 
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::mount::{mount, MsFlags};
 use nix::sys::statvfs::{statvfs, FsFlags};
-use oci_spec::runtime::Mount;
+use oci_spec::runtime::{LinuxIdMapping, Mount};
 
 use crate::error::{Error, Result, SysContext};
 use crate::fsroot;
@@ -29,7 +30,38 @@ pub struct ParsedOptions {
     pub bind: bool,
     /// Recursive bind (`rbind`).
     pub recursive: bool,
+    /// `MOUNT_ATTR_*` to set on the mount and all its submounts (`rro`, `rnosuid`, …).
+    pub rec_set: u64,
+    /// `MOUNT_ATTR_*` to clear on the mount and all its submounts (`rrw`, `rsuid`, …).
+    pub rec_clear: u64,
+    /// Idmap the bind mount: `Some(recursive)` for `idmap` (`false`) or `ridmap` (`true`).
+    pub idmap: Option<bool>,
+    /// Copy what a tmpfs covers into it (`tmpcopyup`).
+    pub copyup: bool,
 }
+
+/// Recursive attribute options (runc's `rro`, `rnosuid`, …): (name, set, clear).
+const RECURSIVE_ATTRS: &[(&str, u64, u64)] = &[
+    ("rro", sys::MOUNT_ATTR_RDONLY, 0),
+    ("rrw", 0, sys::MOUNT_ATTR_RDONLY),
+    ("rnosuid", sys::MOUNT_ATTR_NOSUID, 0),
+    ("rsuid", 0, sys::MOUNT_ATTR_NOSUID),
+    ("rnodev", sys::MOUNT_ATTR_NODEV, 0),
+    ("rdev", 0, sys::MOUNT_ATTR_NODEV),
+    ("rnoexec", sys::MOUNT_ATTR_NOEXEC, 0),
+    ("rexec", 0, sys::MOUNT_ATTR_NOEXEC),
+    ("rnodiratime", sys::MOUNT_ATTR_NODIRATIME, 0),
+    ("rdiratime", 0, sys::MOUNT_ATTR_NODIRATIME),
+    ("rrelatime", 0, sys::MOUNT_ATTR__ATIME),
+    ("rnoatime", sys::MOUNT_ATTR_NOATIME, sys::MOUNT_ATTR__ATIME),
+    (
+        "rstrictatime",
+        sys::MOUNT_ATTR_STRICTATIME,
+        sys::MOUNT_ATTR__ATIME,
+    ),
+    ("rnosymfollow", sys::MOUNT_ATTR_NOSYMFOLLOW, 0),
+    ("rsymfollow", 0, sys::MOUNT_ATTR_NOSYMFOLLOW),
+];
 
 /// Parses OCI/fstab style options (`ro`, `nosuid`, `rbind`, `rprivate`, `size=64k`, …).
 pub fn parse_options(options: &[String]) -> ParsedOptions {
@@ -39,6 +71,10 @@ pub fn parse_options(options: &[String]) -> ParsedOptions {
         data: String::new(),
         bind: false,
         recursive: false,
+        rec_set: 0,
+        rec_clear: 0,
+        idmap: None,
+        copyup: false,
     };
     let mut data = Vec::new();
     for opt in options {
@@ -85,7 +121,28 @@ pub fn parse_options(options: &[String]) -> ParsedOptions {
                 p.propagation.push(propagation_flag(opt));
                 continue;
             }
+            "idmap" => {
+                p.idmap = Some(false);
+                continue;
+            }
+            "ridmap" => {
+                p.idmap = Some(true);
+                continue;
+            }
+            "tmpcopyup" => {
+                p.copyup = true;
+                continue;
+            }
             other => {
+                if let Some((_, set, clear)) = RECURSIVE_ATTRS.iter().find(|(n, _, _)| *n == other)
+                {
+                    // The atime mode is one field: a new mode replaces an earlier one.
+                    p.rec_set &= !clear;
+                    p.rec_set |= set;
+                    p.rec_clear &= !set;
+                    p.rec_clear |= clear & !set;
+                    continue;
+                }
                 data.push(other.to_string());
                 continue;
             }
@@ -145,6 +202,157 @@ pub fn remount_bind(target: &Path, flags: MsFlags) -> Result<()> {
         .ctx(|| format!("remounting {}", target.display()))
 }
 
+/// Propagation flags of `linux.rootfsPropagation` (default `rprivate`).
+pub fn rootfs_propagation(value: Option<&str>) -> Result<MsFlags> {
+    match value {
+        None | Some("") => Ok(MsFlags::MS_PRIVATE | MsFlags::MS_REC),
+        Some(
+            v @ ("private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "unbindable"
+            | "runbindable"),
+        ) => Ok(propagation_flag(v)),
+        Some(other) => Err(Error::InvalidSpec(format!(
+            "linux.rootfsPropagation: unknown value {other:?}"
+        ))),
+    }
+}
+
+/// Checks the spec's mounts before anything is created: no bind mount option that
+/// would do nothing, and tmpcopyup and id mappings only where they can apply.
+pub fn validate(mounts: &[Mount]) -> Result<()> {
+    for (i, m) in mounts.iter().enumerate() {
+        let opts = parse_options(m.options().as_deref().unwrap_or(&[]));
+        if opts.copyup && m.typ().as_deref() != Some("tmpfs") {
+            return Err(Error::InvalidSpec(format!(
+                "mounts[{i}] ({}): tmpcopyup needs a tmpfs",
+                m.destination().display()
+            )));
+        }
+        let has_maps = m.uid_mappings().is_some() || m.gid_mappings().is_some();
+        if has_maps && (m.uid_mappings().is_none() || m.gid_mappings().is_none()) {
+            return Err(Error::InvalidSpec(format!(
+                "mounts[{i}] ({}): uidMappings and gidMappings go together",
+                m.destination().display()
+            )));
+        }
+        let is_bind = opts.bind || m.typ().as_deref() == Some("bind");
+        // The kernel ignores data on a bind mount: an unknown option there (a typo, or
+        // another runtime's extension such as SELinux's z/Z) would do nothing. runc
+        // refuses them too.
+        if is_bind && !opts.data.is_empty() {
+            return Err(Error::InvalidSpec(format!(
+                "mounts[{i}] ({}): unknown bind mount option(s) {}",
+                m.destination().display(),
+                opts.data
+            )));
+        }
+        if (has_maps || opts.idmap.is_some()) && !is_bind {
+            return Err(Error::InvalidSpec(format!(
+                "mounts[{i}] ({}): idmapped mounts must be bind mounts",
+                m.destination().display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The container's own mapping, used by `idmap`/`ridmap` mounts without mappings.
+#[derive(Debug, Clone, Copy)]
+pub enum ContainerIdmap<'a> {
+    /// The mappings of a new user namespace (`linux.uidMappings`, `linux.gidMappings`).
+    Maps(&'a [LinuxIdMapping], &'a [LinuxIdMapping]),
+    /// A user namespace joined by path: its own mapping is used.
+    Joined(&'a Path),
+}
+
+/// For a bind mount asking for an idmap (`uidMappings`/`gidMappings`, or `idmap` /
+/// `ridmap` with the container's own mapping `container`), builds the detached,
+/// idmapped copy of its source with its flags applied. Runs in the parent, before the
+/// clone: setting an idmap needs privileges over the source's filesystem that the init
+/// in a user namespace lacks. The init attaches the tree where the mount goes.
+pub fn idmapped_tree(
+    bundle: &Path,
+    m: &Mount,
+    container: ContainerIdmap<'_>,
+) -> Result<Option<OwnedFd>> {
+    let opts = parse_options(m.options().as_deref().unwrap_or(&[]));
+    let dest = m.destination().display();
+    let maps = match (m.uid_mappings(), m.gid_mappings(), container) {
+        (Some(u), Some(g), _) => ContainerIdmap::Maps(u.as_slice(), g.as_slice()),
+        _ if opts.idmap.is_some() => container,
+        _ => return Ok(None),
+    };
+    let userns: OwnedFd = match maps {
+        ContainerIdmap::Maps(uids, gids) if !uids.is_empty() && !gids.is_empty() => {
+            crate::userns::new_userns_fd(uids, gids)?
+        }
+        ContainerIdmap::Maps(..) => {
+            return Err(Error::InvalidSpec(format!(
+                "mount {dest}: idmap without mappings (set the mount's uidMappings and \
+                 gidMappings, or linux.uidMappings and linux.gidMappings)"
+            )))
+        }
+        ContainerIdmap::Joined(path) => std::fs::File::open(path)
+            .map_err(|e| Error::io("opening namespace", path, e))?
+            .into(),
+    };
+    // `ridmap` idmaps the submounts an `rbind` brings along too; `idmap` only the top.
+    let recursive = opts.recursive;
+    let idmap_recursive = recursive && opts.idmap != Some(false);
+    let src = host_source(bundle, m.source().as_deref().unwrap_or(Path::new("")));
+    let tree = sys::open_tree_clone_with(&src, recursive)
+        .map_err(|e| Error::sys(format!("open_tree {}", src.display()), e))?;
+    let (set, clear) = attrs_of(opts.flags);
+    sys::mount_setattr(tree.as_fd(), recursive, set, clear, None)
+        .map_err(|e| Error::sys(format!("setting flags of mount {dest}"), e))?;
+    sys::mount_setattr(
+        tree.as_fd(),
+        idmap_recursive,
+        sys::MOUNT_ATTR_IDMAP,
+        0,
+        Some(userns.as_fd()),
+    )
+    .map_err(|e| {
+        Error::sys(
+            format!(
+                "idmapping mount {dest} from {} (needs a filesystem that supports idmapped \
+                 mounts)",
+                src.display()
+            ),
+            e,
+        )
+    })?;
+    Ok(Some(tree))
+}
+
+/// `MOUNT_ATTR_*` (set, clear) equivalent to the mount flags `flags`.
+fn attrs_of(flags: MsFlags) -> (u64, u64) {
+    let mut set = 0;
+    let mut clear = 0;
+    for (ms, attr) in [
+        (MsFlags::MS_RDONLY, sys::MOUNT_ATTR_RDONLY),
+        (MsFlags::MS_NOSUID, sys::MOUNT_ATTR_NOSUID),
+        (MsFlags::MS_NODEV, sys::MOUNT_ATTR_NODEV),
+        (MsFlags::MS_NOEXEC, sys::MOUNT_ATTR_NOEXEC),
+        (MsFlags::MS_NODIRATIME, sys::MOUNT_ATTR_NODIRATIME),
+        (
+            MsFlags::from_bits_retain(MS_NOSYMFOLLOW),
+            sys::MOUNT_ATTR_NOSYMFOLLOW,
+        ),
+    ] {
+        if flags.contains(ms) {
+            set |= attr;
+        }
+    }
+    if flags.contains(MsFlags::MS_NOATIME) {
+        set |= sys::MOUNT_ATTR_NOATIME;
+        clear |= sys::MOUNT_ATTR__ATIME;
+    } else if flags.contains(MsFlags::MS_STRICTATIME) {
+        set |= sys::MOUNT_ATTR_STRICTATIME;
+        clear |= sys::MOUNT_ATTR__ATIME;
+    }
+    (set, clear)
+}
+
 /// Where the source of a bind mount lives on the host: relative sources are relative
 /// to the bundle, as the runtime spec says.
 fn host_source(bundle: &Path, source: &Path) -> PathBuf {
@@ -155,11 +363,34 @@ fn host_source(bundle: &Path, source: &Path) -> PathBuf {
     }
 }
 
-/// Mounts one spec entry into the rootfs open at `root` (whose host path is `rootfs`).
-/// Runs in the container's mount namespace, before `pivot_root`.
-pub fn mount_entry(root: BorrowedFd<'_>, bundle: &Path, m: &Mount) -> Result<()> {
+/// Mounts one spec entry into the rootfs open at `root` (whose host path is `rootfs`);
+/// `idmapped` is its tree from [`idmapped_tree`], if it has one. Runs in the
+/// container's mount namespace, before `pivot_root`.
+pub fn mount_entry(
+    root: BorrowedFd<'_>,
+    bundle: &Path,
+    m: &Mount,
+    idmapped: Option<BorrowedFd<'_>>,
+) -> Result<()> {
     let dest = m.destination();
     let opts = parse_options(m.options().as_deref().unwrap_or(&[]));
+    mount_entry_base(root, bundle, m, &opts, idmapped)?;
+    if opts.rec_set == 0 && opts.rec_clear == 0 {
+        return Ok(());
+    }
+    let mounted = reopen(root, dest)?;
+    sys::mount_setattr(mounted.as_fd(), true, opts.rec_set, opts.rec_clear, None)
+        .ctx(|| format!("setting recursive attributes of {}", dest.display()))
+}
+
+fn mount_entry_base(
+    root: BorrowedFd<'_>,
+    bundle: &Path,
+    m: &Mount,
+    opts: &ParsedOptions,
+    idmapped: Option<BorrowedFd<'_>>,
+) -> Result<()> {
+    let dest = m.destination();
     let typ = m
         .typ()
         .as_deref()
@@ -176,6 +407,13 @@ pub fn mount_entry(root: BorrowedFd<'_>, bundle: &Path, m: &Mount) -> Result<()>
             fsroot::ensure_file(root, dest)
         }
         .ctx(|| format!("creating mount point {}", dest.display()))?;
+        if let Some(tree) = idmapped {
+            // Flags and the idmap were set on the tree by the parent.
+            sys::move_mount_onto(tree, target.as_fd())
+                .ctx(|| format!("attaching idmapped mount {}", dest.display()))?;
+            let mounted = reopen(root, dest)?;
+            return apply_propagation(&sys::proc_fd_path(mounted.as_fd()), &opts.propagation);
+        }
         let target = sys::proc_fd_path(target.as_fd());
         let mut flags = MsFlags::MS_BIND;
         if opts.recursive {
@@ -192,13 +430,44 @@ pub fn mount_entry(root: BorrowedFd<'_>, bundle: &Path, m: &Mount) -> Result<()>
         return apply_propagation(&mounted, &opts.propagation);
     }
 
+    if typ == "cgroup" {
+        return mount_cgroup(root, dest, &opts);
+    }
     let target = fsroot::mkdir_all(root, dest, 0o755)
         .ctx(|| format!("creating mount point {}", dest.display()))?;
+    // What the tmpfs will cover, still readable through this fd once covered.
+    let covered = if opts.copyup {
+        Some(
+            sys::openat2(
+                target.as_fd(),
+                Path::new("."),
+                libc::O_RDONLY | libc::O_DIRECTORY,
+                0,
+                0,
+            )
+            .ctx(|| format!("opening {} for tmpcopyup", dest.display()))?,
+        )
+    } else {
+        None
+    };
     let target = sys::proc_fd_path(target.as_fd());
     let data = (!opts.data.is_empty()).then_some(opts.data.as_str());
     let result = mount(Some(&source), &target, Some(typ), opts.flags, data);
     match (result, typ) {
-        (Ok(()), _) => {}
+        (Ok(()), _) => {
+            if let Some(covered) = covered {
+                let mounted = reopen(root, dest)?;
+                let mounted = sys::openat2(
+                    mounted.as_fd(),
+                    Path::new("."),
+                    libc::O_RDONLY | libc::O_DIRECTORY,
+                    0,
+                    0,
+                )
+                .ctx(|| format!("opening {}", dest.display()))?;
+                crate::copyup::copy_dir(covered.as_fd(), mounted.as_fd())?;
+            }
+        }
         // sysfs belongs to the network namespace's owner; without our own netns inside a
         // user namespace the kernel refuses it, so expose the host's read-only, as runc does.
         (Err(Errno::EPERM), "sysfs") => {
@@ -255,6 +524,66 @@ pub fn apply_propagation(target: &Path, props: &[MsFlags]) -> Result<()> {
     Ok(())
 }
 
+/// The spec's `cgroup` mount (runc's default spec, podman and containerd all ask for
+/// one at `/sys/fs/cgroup`). On a pure cgroup v2 host a new cgroup2 mount, which shows
+/// the container's own cgroup namespace; where the kernel refuses it, and on v1 and
+/// hybrid hosts (where a v1 mount per controller would need a cgroup namespace to show
+/// the right subtree), the host's cgroup tree bound recursively, with the entry's
+/// read-only and nosuid/nodev/noexec flags applied to every submount.
+fn mount_cgroup(root: BorrowedFd<'_>, dest: &Path, opts: &ParsedOptions) -> Result<()> {
+    let host = Path::new("/sys/fs/cgroup");
+    let target = fsroot::mkdir_all(root, dest, 0o755)
+        .ctx(|| format!("creating mount point {}", dest.display()))?;
+    let target = sys::proc_fd_path(target.as_fd());
+    let pure_v2 = nix::sys::statfs::statfs(host)
+        .is_ok_and(|st| st.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC);
+    if pure_v2 {
+        let flags = opts.flags - MsFlags::MS_REC;
+        match mount(
+            Some("cgroup2"),
+            &target,
+            Some("cgroup2"),
+            flags,
+            None::<&str>,
+        ) {
+            Ok(()) => return Ok(()),
+            Err(Errno::EPERM | Errno::EBUSY) => {}
+            Err(e) => {
+                return Err(Error::sys(
+                    format!("mounting cgroup2 on {}", dest.display()),
+                    e,
+                ))
+            }
+        }
+    }
+    mount(
+        Some(host),
+        &target,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .ctx(|| format!("bind mounting {} on {}", host.display(), dest.display()))?;
+    let mounted = reopen(root, dest)?;
+    let mut attrs = 0;
+    for (flag, attr) in [
+        (MsFlags::MS_RDONLY, sys::MOUNT_ATTR_RDONLY),
+        (MsFlags::MS_NOSUID, sys::MOUNT_ATTR_NOSUID),
+        (MsFlags::MS_NODEV, sys::MOUNT_ATTR_NODEV),
+        (MsFlags::MS_NOEXEC, sys::MOUNT_ATTR_NOEXEC),
+    ] {
+        if opts.flags.contains(flag) {
+            attrs |= attr;
+        }
+    }
+    let mounted = sys::proc_fd_path(mounted.as_fd());
+    if attrs != 0 {
+        sys::set_attrs_recursive(&mounted, attrs)
+            .ctx(|| format!("setting the flags of {}", dest.display()))?;
+    }
+    apply_propagation(&mounted, &opts.propagation)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,6 +622,31 @@ mod tests {
             opts(&["unbindable"]).propagation,
             vec![MsFlags::MS_UNBINDABLE]
         );
+    }
+
+    fn bind(opts: &[&str]) -> Mount {
+        oci_spec::runtime::MountBuilder::default()
+            .destination("/d")
+            .typ("bind")
+            .source("/s")
+            .options(opts.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .build()
+            .expect("mount")
+    }
+
+    #[test]
+    fn unknown_bind_options_and_misplaced_ones_are_refused() {
+        validate(&[bind(&["rbind", "ro", "nosuid", "rprivate", "rro", "idmap"])]).expect("known");
+        let err = validate(&[bind(&["rbind", "nosiud"])]).expect_err("typo");
+        assert!(
+            err.to_string()
+                .contains("unknown bind mount option(s) nosiud"),
+            "{err}"
+        );
+        let mut tmpfs = bind(&["size=1m", "tmpcopyup"]);
+        tmpfs.set_typ(Some("tmpfs".into()));
+        validate(&[tmpfs]).expect("tmpfs data and tmpcopyup");
+        assert!(validate(&[bind(&["tmpcopyup"])]).is_err());
     }
 
     #[test]

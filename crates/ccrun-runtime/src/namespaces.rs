@@ -1,12 +1,18 @@
 //! Which namespaces a container gets: new ones become `clone` flags; ones given by
-//! `path` are joined with `setns` — network, UTS and IPC ones by the parent around the
-//! clone (so the init inherits them even inside a new user namespace, which has no
-//! privilege over namespaces another user namespace owns), the others by the init
-//! before it does anything else.
+//! `path` are joined with `setns` — network, UTS, IPC, PID and time ones by the parent
+//! around the clone (so the init inherits them even inside a new user namespace, which
+//! has no privilege over namespaces another user namespace owns; a PID or time
+//! namespace only applies to children anyway), mount and cgroup ones by the init before
+//! it does anything else. A user namespace given by path is joined by an intermediate
+//! process, which then clones the init with the other new namespaces, so they belong to
+//! the joined user namespace. A new time namespace cannot be asked of `clone`: the
+//! parent unshares it for its children, writes its offsets, and returns afterwards.
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::os::fd::{AsFd, AsRawFd};
+use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType, Spec};
+use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType, LinuxTimeOffset, Spec};
 
 use crate::error::{Error, Result};
 
@@ -17,10 +23,18 @@ pub struct NamespacePlan {
     pub clone_flags: libc::c_int,
     /// Create a cgroup namespace after the init joined its cgroup.
     pub new_cgroup: bool,
-    /// Existing namespaces to join: (CLONE_NEW* flag, path).
+    /// Create a time namespace (with `time_offsets`) for the init.
+    pub new_time: bool,
+    /// `linux.timeOffsets` as `/proc/PID/timens_offsets` lines.
+    pub time_offsets: String,
+    /// Existing namespaces to join: (CLONE_NEW* flag, path); never the user namespace.
     pub join: Vec<(libc::c_int, PathBuf)>,
+    /// An existing user namespace to join.
+    pub user_join: Option<PathBuf>,
     /// The container has its own user namespace (new or joined).
     pub user: bool,
+    /// The container has its own IPC namespace.
+    pub ipc: bool,
     /// The container has its own network namespace.
     pub net: bool,
     /// The container has its own UTS namespace (hostname may be set).
@@ -43,7 +57,81 @@ fn flag(kind: LinuxNamespaceType) -> libc::c_int {
 }
 
 /// Namespace kinds the parent enters around the clone instead of the init.
-const INHERITED: libc::c_int = libc::CLONE_NEWNET | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
+const INHERITED: libc::c_int = libc::CLONE_NEWNET
+    | libc::CLONE_NEWUTS
+    | libc::CLONE_NEWIPC
+    | libc::CLONE_NEWPID
+    | libc::CLONE_NEWTIME;
+
+/// `/proc/PID/ns` name of a namespace kind.
+fn kind_name(flag: libc::c_int) -> &'static str {
+    match flag {
+        libc::CLONE_NEWNS => "mnt",
+        libc::CLONE_NEWCGROUP => "cgroup",
+        libc::CLONE_NEWUTS => "uts",
+        libc::CLONE_NEWIPC => "ipc",
+        libc::CLONE_NEWUSER => "user",
+        libc::CLONE_NEWPID => "pid",
+        libc::CLONE_NEWNET => "net",
+        _ => "time",
+    }
+}
+
+/// `NS_GET_NSTYPE` from `<linux/nsfs.h>`: `_IO(0xb7, 0x3)`.
+const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+
+/// Checks that `path` is a namespace of kind `flag`, so a wrong path fails with a clear
+/// message instead of an `EINVAL` from `setns` (or, worse, joining the wrong kind).
+pub fn check_kind(path: &Path, flag: libc::c_int) -> Result<()> {
+    let f = std::fs::File::open(path).map_err(|e| Error::io("opening namespace", path, e))?;
+    // SAFETY: NS_GET_NSTYPE takes no argument and only reads the fd.
+    let ret = unsafe { libc::ioctl(f.as_fd().as_raw_fd(), NS_GET_NSTYPE) };
+    let name = kind_name(flag);
+    match nix::errno::Errno::result(ret) {
+        Ok(kind) if kind == flag => Ok(()),
+        Ok(kind) => Err(Error::InvalidSpec(format!(
+            "linux.namespaces: {} is a {} namespace, not a {name} namespace",
+            path.display(),
+            kind_name(kind)
+        ))),
+        Err(_) => Err(Error::InvalidSpec(format!(
+            "linux.namespaces: {} is not a namespace (expected a {name} namespace)",
+            path.display()
+        ))),
+    }
+}
+
+/// True when `path` is the caller's own namespace of kind `flag` (joining it gives the
+/// container nothing of its own).
+pub fn is_own(path: &Path, flag: libc::c_int) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let own = format!("/proc/self/ns/{}", kind_name(flag));
+    match (std::fs::metadata(path), std::fs::metadata(own)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// Renders `linux.timeOffsets` for `/proc/PID/timens_offsets`.
+pub fn render_time_offsets(offsets: &HashMap<String, LinuxTimeOffset>) -> Result<String> {
+    let mut out = String::new();
+    let mut keys: Vec<&String> = offsets.keys().collect();
+    keys.sort();
+    for clock in keys {
+        if clock != "monotonic" && clock != "boottime" {
+            return Err(Error::InvalidSpec(format!(
+                "linux.timeOffsets: unknown clock {clock:?} (monotonic or boottime)"
+            )));
+        }
+        let o = &offsets[clock];
+        out.push_str(&format!(
+            "{clock} {} {}\n",
+            o.secs().unwrap_or(0),
+            o.nanosecs().unwrap_or(0)
+        ));
+    }
+    Ok(out)
+}
 
 /// `plan` without the joins the parent does (see [`EnteredAround`]).
 pub fn without_inherited(plan: &NamespacePlan) -> NamespacePlan {
@@ -59,18 +147,27 @@ pub struct EnteredAround {
 }
 
 impl EnteredAround {
-    /// Enters the network, UTS and IPC namespaces among `joins`, remembering the
-    /// caller's own. The caller must be single-threaded (setns changes the thread,
-    /// and the clone copies it).
-    pub fn enter(joins: &[(libc::c_int, PathBuf)]) -> Result<EnteredAround> {
+    /// Enters the network, UTS, IPC, PID and time namespaces of `plan.join`, and a new
+    /// time namespace with its offsets if asked, remembering the caller's own. The
+    /// caller must be single-threaded (setns changes the thread, and the clone copies it).
+    pub fn enter(plan: &NamespacePlan) -> Result<EnteredAround> {
         let mut entered = EnteredAround { own: Vec::new() };
-        for (flag, path) in joins.iter().filter(|(f, _)| f & INHERITED != 0) {
-            let kind = match *flag {
-                libc::CLONE_NEWNET => "net",
-                libc::CLONE_NEWUTS => "uts",
-                _ => "ipc",
-            };
-            let own_path = format!("/proc/thread-self/ns/{kind}");
+        if plan.new_time {
+            let own_path = "/proc/thread-self/ns/time";
+            let own = std::fs::File::open(own_path)
+                .map_err(|e| Error::io("opening namespace", own_path, e))?;
+            nix::sched::unshare(nix::sched::CloneFlags::from_bits_retain(
+                libc::CLONE_NEWTIME,
+            ))
+            .map_err(|e| Error::sys("creating a time namespace", e))?;
+            entered.own.push((libc::CLONE_NEWTIME, own.into()));
+            // Offsets can only be written before a process lives in the namespace.
+            let offsets = "/proc/self/timens_offsets";
+            std::fs::write(offsets, &plan.time_offsets)
+                .map_err(|e| Error::io("writing time offsets to", offsets, e))?;
+        }
+        for (flag, path) in plan.join.iter().filter(|(f, _)| f & INHERITED != 0) {
+            let own_path = format!("/proc/thread-self/ns/{}", kind_name(*flag));
             let own = std::fs::File::open(&own_path)
                 .map_err(|e| Error::io("opening namespace", &own_path, e))?;
             let target =
@@ -116,33 +213,54 @@ pub fn plan(spec: &Spec) -> Result<NamespacePlan> {
         .and_then(|l| l.namespaces().as_ref())
         .unwrap_or(&empty);
     let mut plan = NamespacePlan::default();
+    let mut seen = 0;
     for ns in namespaces {
         let kind = ns.typ();
+        if seen & flag(kind) != 0 {
+            return Err(Error::InvalidSpec(format!(
+                "linux.namespaces: {} namespace listed twice",
+                kind_name(flag(kind))
+            )));
+        }
+        seen |= flag(kind);
         match ns.path() {
-            Some(path) => {
-                if matches!(kind, LinuxNamespaceType::User | LinuxNamespaceType::Pid) {
-                    return Err(Error::InvalidSpec(format!(
-                        "joining an existing {kind:?} namespace by path ({}) is not supported yet",
-                        path.display()
-                    )));
-                }
-                plan.join.push((flag(kind), path.clone()));
-            }
+            Some(path) if kind == LinuxNamespaceType::User => plan.user_join = Some(path.clone()),
+            Some(path) => plan.join.push((flag(kind), path.clone())),
             None if kind == LinuxNamespaceType::Cgroup => plan.new_cgroup = true,
+            None if kind == LinuxNamespaceType::Time => plan.new_time = true,
             None => plan.clone_flags |= flag(kind),
         }
         match kind {
             LinuxNamespaceType::User => plan.user = true,
             LinuxNamespaceType::Network => plan.net = true,
             LinuxNamespaceType::Uts => plan.uts = true,
+            LinuxNamespaceType::Ipc => plan.ipc = true,
             LinuxNamespaceType::Mount => plan.mount = true,
             _ => {}
         }
+    }
+    let offsets = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.time_offsets().as_ref());
+    if let Some(offsets) = offsets.filter(|o| !o.is_empty()) {
+        if !plan.new_time {
+            return Err(Error::InvalidSpec(
+                "linux.timeOffsets needs a new time namespace in linux.namespaces".into(),
+            ));
+        }
+        plan.time_offsets = render_time_offsets(offsets)?;
     }
     if !plan.mount {
         return Err(Error::InvalidSpec(
             "a mount namespace is required (ccrun pivots into the rootfs)".into(),
         ));
+    }
+    for (flag, path) in &plan.join {
+        check_kind(path, *flag)?;
+    }
+    if let Some(path) = &plan.user_join {
+        check_kind(path, libc::CLONE_NEWUSER)?;
     }
     Ok(plan)
 }
@@ -193,10 +311,46 @@ mod tests {
     }
 
     #[test]
+    fn a_path_of_the_wrong_kind_is_refused() {
+        let wrong = LinuxNamespaceBuilder::default()
+            .typ(LinuxNamespaceType::Pid)
+            .path("/proc/self/ns/net")
+            .build()
+            .expect("ns");
+        let err = plan(&spec_with(vec![ns(LinuxNamespaceType::Mount), wrong]))
+            .expect_err("wrong kind")
+            .to_string();
+        assert!(
+            err.contains("is a net namespace, not a pid namespace"),
+            "{err}"
+        );
+        let not_ns = LinuxNamespaceBuilder::default()
+            .typ(LinuxNamespaceType::User)
+            .path("/proc/self/status")
+            .build()
+            .expect("ns");
+        let err = plan(&spec_with(vec![ns(LinuxNamespaceType::Mount), not_ns]))
+            .expect_err("not a namespace")
+            .to_string();
+        assert!(err.contains("is not a namespace"), "{err}");
+    }
+
+    #[test]
+    fn time_namespace_is_never_a_clone_flag() {
+        let p = plan(&spec_with(vec![
+            ns(LinuxNamespaceType::Mount),
+            ns(LinuxNamespaceType::Time),
+        ]))
+        .expect("plan");
+        assert!(p.new_time);
+        assert_eq!(p.clone_flags & libc::CLONE_NEWTIME, 0);
+    }
+
+    #[test]
     fn joining_network_by_path_is_planned() {
         let net = LinuxNamespaceBuilder::default()
             .typ(LinuxNamespaceType::Network)
-            .path("/proc/1/ns/net")
+            .path("/proc/self/ns/net")
             .build()
             .expect("ns");
         let p = plan(&spec_with(vec![ns(LinuxNamespaceType::Mount), net])).expect("plan");

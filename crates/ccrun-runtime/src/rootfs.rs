@@ -2,7 +2,7 @@
 //! the rootfs mount (plain bind or idmapped), the spec's mounts, `/dev`, `pivot_root`
 //! with the old root detached, masked and read-only paths, and a read-only root.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -26,8 +26,13 @@ pub struct RootfsPlan {
     pub mounts: Vec<Mount>,
     /// Mount the root read-only.
     pub readonly: bool,
-    /// Propagation of the container's mounts (default `MS_PRIVATE|MS_REC`).
+    /// `linux.rootfsPropagation` (default `MS_PRIVATE|MS_REC`).
     pub propagation: MsFlags,
+    /// The spec set `linux.rootfsPropagation`.
+    pub propagation_set: bool,
+    /// Detached idmapped trees made by the parent, by index in `mounts` (inherited
+    /// through the clone).
+    pub idmapped: Vec<(usize, RawFd)>,
     /// Extra devices from the spec.
     pub devices: Vec<DeviceNode>,
     /// Provide the default devices (when `/dev` is a fresh filesystem).
@@ -47,7 +52,12 @@ pub struct RootfsPlan {
 
 impl RootfsPlan {
     /// Derives the plan from a spec, a resolved rootfs path and the bundle.
-    pub fn from_spec(spec: &Spec, rootfs: PathBuf, bundle: PathBuf, user_ns: bool) -> RootfsPlan {
+    pub fn from_spec(
+        spec: &Spec,
+        rootfs: PathBuf,
+        bundle: PathBuf,
+        user_ns: bool,
+    ) -> Result<RootfsPlan> {
         let mounts = spec.mounts().clone().unwrap_or_default();
         let dev_is_fresh = mounts.iter().any(|m| {
             m.destination() == Path::new("/dev")
@@ -55,13 +65,10 @@ impl RootfsPlan {
                 && !mounts::parse_options(m.options().as_deref().unwrap_or(&[])).bind
         });
         let linux = spec.linux().as_ref();
-        let propagation = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
-            Some("shared") | Some("rshared") => MsFlags::MS_SHARED,
-            Some("slave") | Some("rslave") => MsFlags::MS_SLAVE,
-            Some("unbindable") | Some("runbindable") => MsFlags::MS_UNBINDABLE,
-            _ => MsFlags::MS_PRIVATE,
-        } | MsFlags::MS_REC;
-        RootfsPlan {
+        mounts::validate(&mounts)?;
+        let propagation =
+            mounts::rootfs_propagation(linux.and_then(|l| l.rootfs_propagation().as_deref()))?;
+        Ok(RootfsPlan {
             rootfs,
             bundle,
             mounts,
@@ -71,6 +78,10 @@ impl RootfsPlan {
                 .and_then(|r| r.readonly())
                 .unwrap_or(false),
             propagation,
+            propagation_set: linux
+                .and_then(|l| l.rootfs_propagation().as_deref())
+                .is_some_and(|p| !p.is_empty()),
+            idmapped: Vec::new(),
             devices: linux
                 .and_then(|l| l.devices().as_ref())
                 .map(|d| d.iter().map(devices::from_spec).collect())
@@ -89,21 +100,37 @@ impl RootfsPlan {
                 .as_ref()
                 .map(|p| p.cwd().clone())
                 .unwrap_or_else(|| PathBuf::from("/")),
-        }
+        })
     }
 }
 
-/// Builds the view and enters it. Runs in the init, in its new mount namespace.
-pub fn setup(plan: &RootfsPlan, idmapped_root: Option<OwnedFd>) -> Result<()> {
-    // Nothing we mount may propagate back to the host.
+/// Builds the view and enters it. Runs in the init, in its new mount namespace;
+/// `before_pivot` runs once the mounts are in place, before masked and read-only paths
+/// (sysctls are written then, and the hooks run).
+pub fn setup(
+    plan: &RootfsPlan,
+    idmapped_root: Option<OwnedFd>,
+    before_pivot: &mut dyn FnMut() -> Result<()>,
+) -> Result<()> {
+    // The requested propagation for the copy of the host's mounts, `rprivate` unless
+    // the spec asks otherwise (then host mounts may propagate in, or out for shared).
     mount(
         None::<&str>,
         "/",
         None::<&str>,
-        plan.propagation_for_host(),
+        plan.propagation,
         None::<&str>,
     )
-    .ctx(|| "making / private".into())?;
+    .ctx(|| "setting propagation of /".into())?;
+    // The rootfs bind mount must not propagate to the host, and pivot_root refuses a
+    // shared parent: make the mount holding the rootfs private when it is shared. After
+    // a recursive private, slave or unbindable nothing is shared (the common case, which
+    // skips reading mountinfo).
+    let none_shared = plan.propagation.contains(MsFlags::MS_REC)
+        && !plan.propagation.contains(MsFlags::MS_SHARED);
+    if !none_shared {
+        make_parent_private(&plan.rootfs)?;
+    }
     match idmapped_root {
         Some(fd) => sys::move_mount_to(fd.as_fd(), &plan.rootfs)
             .ctx(|| format!("attaching idmapped rootfs at {}", plan.rootfs.display()))?,
@@ -125,8 +152,13 @@ pub fn setup(plan: &RootfsPlan, idmapped_root: Option<OwnedFd>) -> Result<()> {
         tracing::debug!("creating cwd {}: {e}", plan.cwd.display());
     }
 
-    for m in &plan.mounts {
-        mounts::mount_entry(root.as_fd(), &plan.bundle, m)?;
+    for (i, m) in plan.mounts.iter().enumerate() {
+        let tree = plan.idmapped.iter().find(|(j, _)| *j == i).map(|(_, fd)| {
+            // SAFETY: the parent keeps this fd open until the init reports; it was
+            // inherited through the clone.
+            unsafe { BorrowedFd::borrow_raw(*fd) }
+        });
+        mounts::mount_entry(root.as_fd(), &plan.bundle, m, tree)?;
     }
     let mut devs = if plan.default_devices {
         devices::default_devices()
@@ -144,6 +176,8 @@ pub fn setup(plan: &RootfsPlan, idmapped_root: Option<OwnedFd>) -> Result<()> {
             .any(|m| m.destination() == Path::new("/dev/pts"));
         devices::create_symlinks(root.as_fd(), has_pts)?;
     }
+    // Sysctls and hooks: the mounts are in place, and /proc/sys is not read-only yet.
+    before_pivot()?;
     // Before pivoting, so the host's /dev/null can mask files even when the spec
     // gives the container no /dev.
     for p in &plan.masked_paths {
@@ -155,6 +189,19 @@ pub fn setup(plan: &RootfsPlan, idmapped_root: Option<OwnedFd>) -> Result<()> {
     drop(root);
 
     enter_root(&plan.rootfs, plan.no_pivot)?;
+    if plan.propagation_set {
+        // As runc: the root was bound from a private parent for pivot_root, so the
+        // requested propagation is applied again to the new root (and, for the `r`
+        // forms, everything under it, overriding per-mount propagation).
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            plan.propagation,
+            None::<&str>,
+        )
+        .ctx(|| "setting propagation of the container's root".into())?;
+    }
 
     if plan.readonly {
         mounts::remount_bind(Path::new("/"), MsFlags::MS_RDONLY)?;
@@ -162,27 +209,63 @@ pub fn setup(plan: &RootfsPlan, idmapped_root: Option<OwnedFd>) -> Result<()> {
     Ok(())
 }
 
-impl RootfsPlan {
-    fn propagation_for_host(&self) -> MsFlags {
-        // Shared propagation is applied to the container root after pivoting; the host
-        // side always starts private (or slave if asked) so nothing leaks out.
-        if self.propagation.contains(MsFlags::MS_SHARED) {
-            MsFlags::MS_PRIVATE | MsFlags::MS_REC
-        } else {
-            self.propagation
+/// Makes the mount that holds `path` private if it is shared (its mountinfo entry has
+/// a `shared:N` tag), as runc does before binding the rootfs.
+fn make_parent_private(path: &Path) -> Result<()> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| Error::io("reading", "/proc/self/mountinfo", e))?;
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    let mut best: Option<(&str, bool)> = None;
+    for line in info.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let Some(point) = fields.get(4) else { continue };
+        let under = Path::new(point);
+        if !parent.starts_with(under) {
+            continue;
         }
+        let shared = fields
+            .iter()
+            .skip(6)
+            .take_while(|f| **f != "-")
+            .any(|f| f.starts_with("shared:"));
+        // Later lines stack on earlier ones at the same point: the last one wins.
+        if best.is_none_or(|(b, _)| point.len() >= b.len()) {
+            best = Some((point, shared));
+        }
+    }
+    match best {
+        Some((point, true)) => mount(
+            None::<&str>,
+            point,
+            None::<&str>,
+            MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+        .ctx(|| format!("making {point} private")),
+        _ => Ok(()),
     }
 }
 
 /// `pivot_root` into `rootfs` and detach the old root; `MS_MOVE` + `chroot` when
 /// pivot_root cannot work (rootfs on ramfs/initramfs) or when asked.
 fn enter_root(rootfs: &Path, no_pivot: bool) -> Result<()> {
+    let old_root = nix::fcntl::open(
+        "/",
+        nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ctx(|| "opening the old root".into())?;
+    // SAFETY: `open` just returned this fd and nothing else owns it.
+    let old_root = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(old_root) };
     nix::unistd::chdir(rootfs).ctx(|| format!("chdir {}", rootfs.display()))?;
     if !no_pivot {
         match nix::unistd::pivot_root(".", ".") {
             Ok(()) => {
-                // The old root is now stacked under "."; detach it without letting the
-                // unmount propagate anywhere.
+                // The old root is now stacked on the new one; from inside it, make it a
+                // slave (so the unmount cannot propagate anywhere) and detach it. Doing
+                // this from the new root would turn the container's own shared mounts
+                // into slaves too.
+                nix::unistd::fchdir(old_root.as_raw_fd()).ctx(|| "fchdir old root".into())?;
                 mount(
                     None::<&str>,
                     ".",

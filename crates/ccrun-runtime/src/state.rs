@@ -106,7 +106,9 @@ impl State {
             self.status = Status::Stopped;
             return;
         }
-        if self.status == Status::Paused {
+        // Paused stays paused; creating stays creating until `create` records created
+        // (hooks may read the state meanwhile).
+        if matches!(self.status, Status::Paused | Status::Creating) {
             return;
         }
         self.status = if state_dir.join(crate::container::EXEC_FIFO).exists() {

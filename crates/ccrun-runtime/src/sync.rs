@@ -40,6 +40,11 @@ pub enum Message {
     Pid(i32),
     /// Exec process -> caller: the master of its terminal is attached.
     Console,
+    /// Init -> parent: the container's namespaces and mounts exist; run the
+    /// `prestart` and `createRuntime` hooks before it pivots.
+    CreateHooks,
+    /// Parent -> init: those hooks ran; the init's host pid (for its own hooks' state).
+    HooksDone(i32),
 }
 
 impl Message {
@@ -48,6 +53,12 @@ impl Message {
             Message::Continue => vec![b'C'],
             Message::Ready => vec![b'R'],
             Message::Console => vec![b'T'],
+            Message::CreateHooks => vec![b'H'],
+            Message::HooksDone(pid) => {
+                let mut out = vec![b'D'];
+                out.extend_from_slice(&pid.to_le_bytes());
+                out
+            }
             Message::Pid(pid) => {
                 let mut out = vec![b'P'];
                 out.extend_from_slice(&pid.to_le_bytes());
@@ -67,6 +78,8 @@ impl Message {
             [b'C'] => Ok(Message::Continue),
             [b'R'] => Ok(Message::Ready),
             [b'T'] => Ok(Message::Console),
+            [b'H'] => Ok(Message::CreateHooks),
+            [b'D', a, b, c, d] => Ok(Message::HooksDone(i32::from_le_bytes([*a, *b, *c, *d]))),
             [b'P', a, b, c, d] => Ok(Message::Pid(i32::from_le_bytes([*a, *b, *c, *d]))),
             [b'F', kind, text @ ..] => {
                 let kind = match kind {
@@ -103,6 +116,12 @@ pub fn pair() -> Result<(Channel, Channel)> {
     )
     .map_err(|e| Error::sys("socketpair", e))?;
     Ok((Channel { fd: a }, Channel { fd: b }))
+}
+
+impl AsRawFd for Channel {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
 }
 
 impl Channel {

@@ -13,6 +13,24 @@ pub const OPEN_TREE_CLONE: u32 = 1;
 pub const OPEN_TREE_CLOEXEC: u32 = libc::O_CLOEXEC as u32;
 /// `mount_setattr` attribute: idmap the mount with the given user namespace.
 pub const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+/// `mount_setattr` attribute: read-only.
+pub const MOUNT_ATTR_RDONLY: u64 = 0x0000_0001;
+/// `mount_setattr` attribute: ignore set-user-id bits.
+pub const MOUNT_ATTR_NOSUID: u64 = 0x0000_0002;
+/// `mount_setattr` attribute: no device access.
+pub const MOUNT_ATTR_NODEV: u64 = 0x0000_0004;
+/// `mount_setattr` attribute: no execution.
+pub const MOUNT_ATTR_NOEXEC: u64 = 0x0000_0008;
+/// `mount_setattr` mask of the atime mode (relatime is 0).
+pub const MOUNT_ATTR__ATIME: u64 = 0x0000_0070;
+/// `mount_setattr` atime mode: never update atime.
+pub const MOUNT_ATTR_NOATIME: u64 = 0x0000_0010;
+/// `mount_setattr` atime mode: always update atime.
+pub const MOUNT_ATTR_STRICTATIME: u64 = 0x0000_0020;
+/// `mount_setattr` attribute: no directory atime updates.
+pub const MOUNT_ATTR_NODIRATIME: u64 = 0x0000_0080;
+/// `mount_setattr` attribute: do not follow symlinks.
+pub const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x0020_0000;
 /// `move_mount` flag: the source is the fd itself.
 pub const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x0000_0004;
 
@@ -67,14 +85,24 @@ pub unsafe fn clone_fork(flags: libc::c_int) -> nix::Result<libc::pid_t> {
 
 /// Clones the mount at `path` (recursively) as a detached mount and returns its fd.
 pub fn open_tree_clone(path: &Path) -> nix::Result<OwnedFd> {
+    open_tree_clone_with(path, true)
+}
+
+/// Clones the mount at `path` as a detached mount, with its submounts if `recursive`.
+pub fn open_tree_clone_with(path: &Path, recursive: bool) -> nix::Result<OwnedFd> {
     let c = cstr(path)?;
+    let rec = if recursive {
+        libc::AT_RECURSIVE as u32
+    } else {
+        0
+    };
     // SAFETY: `c` is a valid NUL-terminated string for the duration of the call.
     let fd = unsafe {
         libc::syscall(
             libc::SYS_open_tree,
             libc::AT_FDCWD,
             c.as_ptr(),
-            OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | libc::AT_RECURSIVE as u32,
+            OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | rec,
         )
     };
     let fd = Errno::result(fd)?;
@@ -84,11 +112,28 @@ pub fn open_tree_clone(path: &Path) -> nix::Result<OwnedFd> {
 
 /// Turns the detached mount `mount_fd` into an idmapped mount using `userns`'s mapping.
 pub fn idmap_mount(mount_fd: BorrowedFd<'_>, userns: BorrowedFd<'_>) -> nix::Result<()> {
+    mount_setattr(mount_fd, true, MOUNT_ATTR_IDMAP, 0, Some(userns))
+}
+
+/// `mount_setattr` on the mount `mount_fd` (and its submounts if `recursive`): sets
+/// `set`, clears `clear` (`MOUNT_ATTR_*`), idmapping through `userns` if given.
+pub fn mount_setattr(
+    mount_fd: BorrowedFd<'_>,
+    recursive: bool,
+    set: u64,
+    clear: u64,
+    userns: Option<BorrowedFd<'_>>,
+) -> nix::Result<()> {
     let attr = MountAttr {
-        attr_set: MOUNT_ATTR_IDMAP,
-        attr_clr: 0,
+        attr_set: set,
+        attr_clr: clear,
         propagation: 0,
-        userns_fd: userns.as_raw_fd() as u64,
+        userns_fd: userns.map_or(0, |fd| fd.as_raw_fd() as u64),
+    };
+    let flags = if recursive {
+        libc::AT_EMPTY_PATH | libc::AT_RECURSIVE
+    } else {
+        libc::AT_EMPTY_PATH
     };
     let empty = c"";
     // SAFETY: every pointer refers to live memory of the declared size for the call.
@@ -97,7 +142,40 @@ pub fn idmap_mount(mount_fd: BorrowedFd<'_>, userns: BorrowedFd<'_>) -> nix::Res
             libc::SYS_mount_setattr,
             mount_fd.as_raw_fd(),
             empty.as_ptr(),
-            (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as libc::c_uint,
+            flags as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    Errno::result(ret).map(drop)
+}
+
+/// `MOUNT_ATTR_RDONLY`: read-only.
+pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
+/// `MOUNT_ATTR_NOSUID`: ignore set-user-id bits.
+pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
+/// `MOUNT_ATTR_NODEV`: no device access.
+pub const MOUNT_ATTR_NODEV: u64 = 0x4;
+/// `MOUNT_ATTR_NOEXEC`: no execution.
+pub const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+
+/// Sets `attrs` (`MOUNT_ATTR_*`) on the mount at `path` and every mount below it, which
+/// a bind remount cannot do for submounts.
+pub fn set_attrs_recursive(path: &Path, attrs: u64) -> nix::Result<()> {
+    let c = cstr(path)?;
+    let attr = MountAttr {
+        attr_set: attrs,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: every pointer refers to live memory of the declared size for the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            libc::AT_RECURSIVE as libc::c_uint,
             &attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )
@@ -118,6 +196,27 @@ pub fn move_mount_to(mount_fd: BorrowedFd<'_>, target: &Path) -> nix::Result<()>
             libc::AT_FDCWD,
             c.as_ptr(),
             MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    Errno::result(ret).map(drop)
+}
+
+/// `move_mount` flag: the target is the fd itself.
+pub const MOVE_MOUNT_T_EMPTY_PATH: u32 = 0x0000_0040;
+
+/// Attaches the detached mount `mount_fd` on the file or directory open as `target`
+/// (an `O_PATH` fd; a `/proc/self/fd` path is refused as a move_mount target).
+pub fn move_mount_onto(mount_fd: BorrowedFd<'_>, target: BorrowedFd<'_>) -> nix::Result<()> {
+    let empty = c"";
+    // SAFETY: the empty strings are valid NUL-terminated strings for the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            mount_fd.as_raw_fd(),
+            empty.as_ptr(),
+            target.as_raw_fd(),
+            empty.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
         )
     };
     Errno::result(ret).map(drop)

@@ -41,6 +41,40 @@ pub fn write_maps(pid: i32, uids: &[LinuxIdMapping], gids: &[LinuxIdMapping]) ->
     Ok(())
 }
 
+/// Host uid and gid of root in the user namespace of process `pid`, read from its
+/// maps (for a user namespace the container joined rather than created).
+pub fn root_of(pid: i32) -> Result<(u32, u32)> {
+    let mut ids = [0u32; 2];
+    for (slot, file) in ids.iter_mut().zip(["uid_map", "gid_map"]) {
+        let path = format!("/proc/{pid}/{file}");
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io("reading", &path, e))?;
+        *slot = parse_map(&text)
+            .and_then(|maps| host_id(&maps, 0))
+            .ok_or_else(|| {
+                Error::InvalidSpec(format!(
+                    "the joined user namespace does not map root ({path})"
+                ))
+            })?;
+    }
+    Ok((ids[0], ids[1]))
+}
+
+/// Parses the `/proc/PID/uid_map` format.
+pub fn parse_map(text: &str) -> Option<Vec<LinuxIdMapping>> {
+    text.lines()
+        .map(|line| {
+            let mut f = line.split_whitespace().map(|n| n.parse::<u32>().ok());
+            let (c, h, s) = (f.next()??, f.next()??, f.next()??);
+            oci_spec::runtime::LinuxIdMappingBuilder::default()
+                .container_id(c)
+                .host_id(h)
+                .size(s)
+                .build()
+                .ok()
+        })
+        .collect()
+}
+
 /// Clones `rootfs` as a detached mount idmapped through the user namespace of `pid`.
 pub fn idmapped_rootfs(pid: i32, rootfs: &Path) -> Result<OwnedFd> {
     let ns_path = format!("/proc/{pid}/ns/user");
@@ -112,6 +146,13 @@ mod tests {
             render_map(&[m(0, 100000, 65536), m(65536, 300000, 1)]),
             "0 100000 65536\n65536 300000 1\n"
         );
+    }
+
+    #[test]
+    fn parses_proc_map_format() {
+        let maps = parse_map("         0     100000      65536\n").expect("parse");
+        assert_eq!(maps, vec![m(0, 100000, 65536)]);
+        assert!(parse_map("0 x 1\n").is_none());
     }
 
     #[test]

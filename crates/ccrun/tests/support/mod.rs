@@ -17,6 +17,8 @@ pub struct Ccrun {
     state: tempfile::TempDir,
     root: tempfile::TempDir,
     netns: Option<NetNs>,
+    /// Extra environment of every command (see [`Ccrun::with_env`]).
+    env: Vec<(String, String)>,
 }
 
 /// A network namespace made for one test (`ip netns add`), deleted on drop.
@@ -86,6 +88,7 @@ impl Ccrun {
             state,
             root,
             netns: None,
+            env: Vec::new(),
         }
     }
 
@@ -95,6 +98,13 @@ impl Ccrun {
         let mut c = Ccrun::new();
         c.netns = Some(NetNs::new());
         c
+    }
+
+    /// Sets `key=value` in the environment of every command this runs, cleanup
+    /// on drop included.
+    pub fn with_env(mut self, key: &str, value: &str) -> Ccrun {
+        self.env.push((key.to_string(), value.to_string()));
+        self
     }
 
     /// The network namespace of [`Ccrun::in_netns`].
@@ -126,6 +136,7 @@ impl Ccrun {
         c.env("CCRUN_STATE", self.state.path());
         c.env("CCRUN_ROOT", self.root.path());
         c.env_remove("CCRUN_LOG");
+        c.envs(self.env.iter().map(|(k, v)| (k, v)));
         c
     }
 

@@ -1,0 +1,429 @@
+//! The lifecycle commands, with runc's checks and messages (podman and containerd
+//! match on some of them, e.g. "container does not exist", "container not running").
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use ccrun_runtime::{Container, CreateOptions, Error, Forwarder, Status};
+use nix::sys::signal::Signal;
+use oci_spec::runtime::Spec;
+use serde::Serialize;
+
+use crate::cli::{
+    Cli, Command, CreateArgs, DeleteArgs, Format, KillArgs, ListArgs, PsArgs, RunArgs,
+};
+use crate::log::Logger;
+use crate::{exec, info, relay, resources};
+
+/// Runs `command`; the result is the process's exit code.
+pub fn dispatch(cli: &Cli, command: &Command, logger: &mut Logger) -> Result<i32> {
+    let root = cli.root.as_path();
+    match command {
+        Command::Create(args) => create(root, args).map(|_| 0),
+        Command::Start(a) => start(root, &a.id).map(|()| 0),
+        Command::Run(args) => run(root, args),
+        Command::State(a) => state(root, &a.id).map(|()| 0),
+        Command::Kill(args) => kill(root, args).map(|()| 0),
+        Command::Delete(args) => delete(root, args).map(|()| 0),
+        Command::Exec(args) => exec::exec(root, args),
+        Command::Ps(args) => ps(root, args).map(|()| 0),
+        Command::List(args) => list(root, args).map(|()| 0),
+        Command::Pause(a) => pause(root, &a.id).map(|()| 0),
+        Command::Resume(a) => resume(root, &a.id).map(|()| 0),
+        Command::Update(args) => {
+            let mut c = load(root, &args.id)?;
+            let res = resources::from_args(args)?;
+            logger.debug(&format!("update {}: {res:?}", args.id));
+            resources::update(&mut c, &res)
+                .with_context(|| format!("updating container {}", args.id))
+                .map(|()| 0)
+        }
+        Command::Events(args) => resources::events(&load(root, &args.id)?, args).map(|()| 0),
+        Command::Spec(args) => info::spec(args).map(|()| 0),
+        Command::Features => info::features().map(|()| 0),
+    }
+}
+
+/// Loads container `id`, with runc's message when there is none.
+pub fn load(root: &Path, id: &str) -> Result<Container> {
+    match Container::load(root, id) {
+        Ok(c) => Ok(c),
+        Err(Error::NotFound(_)) => bail!("container does not exist"),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Where and how to create a container.
+struct Creation<'a> {
+    bundle: &'a Path,
+    id: &'a str,
+    console_socket: Option<&'a Path>,
+    pid_file: Option<&'a Path>,
+    no_pivot: bool,
+    /// Fds after stdio (3 …) the container keeps.
+    preserve_fds: u32,
+    /// Whether this process exits once the container is created or started.
+    detach: bool,
+}
+
+fn create(root: &Path, args: &CreateArgs) -> Result<Container> {
+    create_container(
+        root,
+        &Creation {
+            bundle: &args.bundle,
+            id: &args.id,
+            console_socket: args.console_socket.as_deref(),
+            pid_file: args.pid_file.as_deref(),
+            no_pivot: args.no_pivot,
+            preserve_fds: args.preserve_fds,
+            detach: true,
+        },
+    )
+}
+
+fn create_container(root: &Path, how: &Creation<'_>) -> Result<Container> {
+    let bundle = how
+        .bundle
+        .canonicalize()
+        .with_context(|| format!("bundle {}", how.bundle.display()))?;
+    let config = bundle.join("config.json");
+    let spec = Spec::load(&config).with_context(|| format!("loading {}", config.display()))?;
+    let terminal = spec.process().as_ref().and_then(|p| p.terminal()) == Some(true);
+    check_console(terminal, how.console_socket.is_some(), how.detach)?;
+    if root.join(how.id).exists() {
+        bail!("container with id exists: {}", how.id);
+    }
+    close_on_exec_from(3 + how.preserve_fds)?;
+    let mut container = Container::create(CreateOptions {
+        id: how.id.to_string(),
+        bundle,
+        spec,
+        state_root: root.to_path_buf(),
+        minimal_init: false,
+        no_pivot: how.no_pivot,
+        stdio: None,
+    })?;
+    let finish = |c: &mut Container| -> Result<()> {
+        if let Some(socket) = how.console_socket {
+            c.send_console(socket)?;
+        }
+        if let Some(path) = how.pid_file {
+            write_pid_file(path, c.pid())?;
+        }
+        Ok(())
+    };
+    if let Err(e) = finish(&mut container) {
+        let _ = container.delete(true);
+        return Err(e);
+    }
+    Ok(container)
+}
+
+/// Marks every fd from `first` on close-on-exec. The container's init is cloned from
+/// this process and execs the program with our fd table, so the caller's descriptors
+/// beyond the preserved ones (a manager's sockets, say) never reach the container, as
+/// with runc; the fds 3 … `first`-1 stay as the caller passed them.
+fn close_on_exec_from(first: u32) -> Result<()> {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only changes flags of our own fds.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    nix::errno::Errno::result(ret)
+        .map(drop)
+        .context("marking inherited fds close-on-exec (close_range needs Linux 5.11)")
+}
+
+/// runc's rules for terminals: a detached terminal needs somewhere to send it.
+pub fn check_console(terminal: bool, socket: bool, detach: bool) -> Result<()> {
+    if terminal && detach && !socket {
+        bail!("cannot allocate tty if runc will detach without setting console socket");
+    }
+    if !terminal && socket {
+        bail!("cannot use console socket if runc will not detach or allocate tty");
+    }
+    Ok(())
+}
+
+/// Writes `pid` to `path` atomically (a temporary file in the same directory, then a
+/// rename), as runc does, so a reader never sees a partial number.
+pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| anyhow!("pid file {} has no file name", path.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        write!(f, "{pid}")?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        anyhow!("writing pid file {}: {e}", path.display())
+    })
+}
+
+fn start(root: &Path, id: &str) -> Result<()> {
+    let mut c = load(root, id)?;
+    match c.state.status {
+        Status::Created => Ok(c.start()?),
+        Status::Stopped => bail!("cannot start a container that has stopped"),
+        _ => bail!("cannot start an already running container"),
+    }
+}
+
+fn run(root: &Path, args: &RunArgs) -> Result<i32> {
+    // Blocked before the clone so no signal meant for the container is lost.
+    let forwarder = if args.detach {
+        None
+    } else {
+        Some(Forwarder::block()?)
+    };
+    let mut c = create_container(
+        root,
+        &Creation {
+            bundle: &args.bundle,
+            id: &args.id,
+            console_socket: args.console_socket.as_deref(),
+            pid_file: args.pid_file.as_deref(),
+            no_pivot: args.no_pivot,
+            preserve_fds: args.preserve_fds,
+            detach: args.detach,
+        },
+    )?;
+    let console = c.take_console();
+    if let Err(e) = c.start() {
+        let _ = c.delete(true);
+        return Err(e.into());
+    }
+    let Some(forwarder) = forwarder else {
+        return Ok(0);
+    };
+    let status = relay::wait(&forwarder, console, c.pid());
+    if !args.keep {
+        c.delete(true)?;
+    }
+    Ok(status?.code())
+}
+
+/// The state document runc prints (runtime-spec state plus rootfs, created, owner).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StateDoc {
+    oci_version: String,
+    id: String,
+    pid: i32,
+    status: Status,
+    bundle: PathBuf,
+    rootfs: PathBuf,
+    created: String,
+    #[serde(skip_serializing_if = "HashMap::is_empty")]
+    annotations: HashMap<String, String>,
+    owner: String,
+}
+
+impl StateDoc {
+    fn of(c: &Container) -> StateDoc {
+        let s = &c.state;
+        let owner = s
+            .owner
+            .parse::<u32>()
+            .ok()
+            .and_then(|uid| nix::unistd::User::from_uid(uid.into()).ok().flatten())
+            .map_or_else(|| s.owner.clone(), |u| u.name);
+        StateDoc {
+            oci_version: s.oci_version.clone(),
+            id: s.id.clone(),
+            pid: if s.status == Status::Stopped {
+                0
+            } else {
+                s.pid
+            },
+            status: s.status,
+            bundle: s.bundle.clone(),
+            rootfs: s.rootfs.clone(),
+            created: s.created.clone(),
+            annotations: s.annotations.clone(),
+            owner,
+        }
+    }
+}
+
+fn state(root: &Path, id: &str) -> Result<()> {
+    let c = load(root, id)?;
+    println!("{}", serde_json::to_string_pretty(&StateDoc::of(&c))?);
+    Ok(())
+}
+
+/// A signal by name (`KILL`, `SIGKILL`, `kill`) or number.
+pub fn parse_signal(text: &str) -> Result<Signal> {
+    if let Ok(n) = text.parse::<i32>() {
+        return Signal::try_from(n).map_err(|_| anyhow!("unknown signal {text:?}"));
+    }
+    let upper = text.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse::<Signal>()
+        .map_err(|_| anyhow!("unknown signal {text:?}"))
+}
+
+fn kill(root: &Path, args: &KillArgs) -> Result<()> {
+    let signal = parse_signal(&args.signal)?;
+    let mut c = load(root, &args.id)?;
+    if args.all {
+        return resources::kill_all(&c, signal);
+    }
+    if c.state.status == Status::Stopped {
+        bail!("container not running");
+    }
+    Ok(c.kill(signal)?)
+}
+
+fn delete(root: &Path, args: &DeleteArgs) -> Result<()> {
+    let c = match Container::load(root, &args.id) {
+        Ok(c) => c,
+        Err(Error::NotFound(_)) => {
+            // As runc: a directory without state is debris of an aborted create.
+            let dir = root.join(&args.id);
+            if dir.is_dir() {
+                std::fs::remove_dir_all(&dir)
+                    .with_context(|| format!("removing {}", dir.display()))?;
+            }
+            if args.force {
+                return Ok(());
+            }
+            bail!("container does not exist");
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if !args.force && matches!(c.state.status, Status::Running | Status::Paused) {
+        bail!(
+            "cannot delete container {} that is not stopped: {}",
+            args.id,
+            c.state.status
+        );
+    }
+    Ok(c.delete(args.force)?)
+}
+
+fn ps(root: &Path, args: &PsArgs) -> Result<()> {
+    let c = load(root, &args.id)?;
+    let pids = resources::pids(&c)?;
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string(&pids)?),
+        Format::Table => {
+            println!("{:>8} CMD", "PID");
+            for pid in pids {
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let words: Vec<String> = cmdline
+                    .split(|b| *b == 0)
+                    .filter(|w| !w.is_empty())
+                    .map(|w| String::from_utf8_lossy(w).into_owned())
+                    .collect();
+                println!("{pid:>8} {}", words.join(" "));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn list(root: &Path, args: &ListArgs) -> Result<()> {
+    let containers = Container::list(root)?;
+    if args.quiet {
+        for c in &containers {
+            println!("{}", c.id());
+        }
+        return Ok(());
+    }
+    match args.format {
+        Format::Json => {
+            let docs: Vec<StateDoc> = containers.iter().map(StateDoc::of).collect();
+            println!("{}", serde_json::to_string(&docs)?);
+        }
+        Format::Table => {
+            println!(
+                "{:<24} {:<8} {:<10} {:<40} {:<32} OWNER",
+                "ID", "PID", "STATUS", "BUNDLE", "CREATED"
+            );
+            for c in &containers {
+                let doc = StateDoc::of(c);
+                println!(
+                    "{:<24} {:<8} {:<10} {:<40} {:<32} {}",
+                    doc.id,
+                    doc.pid,
+                    doc.status.to_string(),
+                    doc.bundle.display(),
+                    doc.created,
+                    doc.owner
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn pause(root: &Path, id: &str) -> Result<()> {
+    let mut c = load(root, id)?;
+    if c.state.status != Status::Running {
+        bail!("container not running");
+    }
+    Ok(c.pause()?)
+}
+
+fn resume(root: &Path, id: &str) -> Result<()> {
+    let mut c = load(root, id)?;
+    if c.state.status != Status::Paused {
+        bail!("container not paused");
+    }
+    Ok(c.resume()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_parse_by_name_and_number() {
+        assert_eq!(parse_signal("9").expect("9"), Signal::SIGKILL);
+        assert_eq!(parse_signal("KILL").expect("KILL"), Signal::SIGKILL);
+        assert_eq!(parse_signal("sigterm").expect("sigterm"), Signal::SIGTERM);
+        assert!(parse_signal("NOPE").is_err());
+        assert!(parse_signal("999").is_err());
+    }
+
+    #[test]
+    fn detached_terminal_needs_a_socket() {
+        let err = check_console(true, false, true).expect_err("no socket");
+        assert!(err.to_string().contains("cannot allocate tty"), "{err}");
+        assert!(check_console(true, false, false).is_ok());
+        assert!(check_console(true, true, true).is_ok());
+        assert!(check_console(false, true, true).is_err());
+    }
+
+    #[test]
+    fn pid_file_is_written_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("pid");
+        write_pid_file(&path, 1234).expect("write");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "1234");
+        assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 1);
+    }
+}
