@@ -51,7 +51,8 @@
 # loopback only).
 #
 #   bench/net.sh [RUNS [SECONDS [START_RUNS]]]
-#       (as root; defaults: 5 rounds of 5 s per throughput case, 30 runs per start case)
+#       (as root; defaults: 5 rounds of 5 s per throughput case, 30 runs per start case;
+#       RUNS=0 skips the throughput cases and measures start latency only)
 #
 # Environment:
 #   CCRUN=PATH   the ccrun binary, with ccrun-monitor next to it; when unset,
@@ -88,11 +89,11 @@ secs=${2:-5}
 start_runs=${3:-30}
 for n in "$runs" "$secs" "$start_runs"; do
   if ! [[ $n =~ ^[0-9]+$ ]]; then
-    echo "usage: $0 [RUNS>=1 [SECONDS>=1 [START_RUNS>=2]]]" >&2
+    echo "usage: $0 [RUNS>=0 [SECONDS>=1 [START_RUNS>=2]]]" >&2
     exit 2
   fi
 done
-if ((runs < 1 || secs < 1 || start_runs < 2)); then
+if ((runs < 0 || secs < 1 || start_runs < 2)); then
   echo "usage: $0 [RUNS>=1 [SECONDS>=1 [START_RUNS>=2]]]" >&2
   exit 2
 fi
@@ -326,18 +327,20 @@ iperf_case() {
   fi
 }
 
-echo "== throughput: $runs rounds of every case in turn, ${secs} s each (+1 s not counted)"
-for ((round = 1; round <= runs; round++)); do
-  line="   round $round:"
-  for c in "${cases[@]}"; do
-    f=$work/iperf-$c-$round.json
-    iperf_case "$c" "$f"
-    line+=" $c $(jq -r '.end.sum_received.bits_per_second / 1e9 * 100 | round / 100' "$f")"
+if ((runs > 0)); then
+  echo "== throughput: $runs rounds of every case in turn, ${secs} s each (+1 s not counted)"
+  for ((round = 1; round <= runs; round++)); do
+    line="   round $round:"
+    for c in "${cases[@]}"; do
+      f=$work/iperf-$c-$round.json
+      iperf_case "$c" "$f"
+      line+=" $c $(jq -r '.end.sum_received.bits_per_second / 1e9 * 100 | round / 100' "$f")"
+    done
+    echo "$line Gbit/s; load average $(cut -d' ' -f1-3 /proc/loadavg)"
   done
-  echo "$line Gbit/s; load average $(cut -d' ' -f1-3 /proc/loadavg)"
-done
-conntrack=$(in_ns cat /proc/sys/net/netfilter/nf_conntrack_count 2>/dev/null || echo n/a)
-echo "   conntrack entries in $ns after the runs: $conntrack"
+  conntrack=$(in_ns cat /proc/sys/net/netfilter/nf_conntrack_count 2>/dev/null || echo n/a)
+  echo "   conntrack entries in $ns after the runs: $conntrack"
+fi
 
 echo "== start latency: hyperfine -N in $ns"
 for net in none bridge host; do # one of each first, so that a failure shows its message
@@ -381,42 +384,53 @@ labels = {
     "host-gw": "host -> 10.88.0.1:5201 (published)",
     "c2c-nonf": "diag: c2c, bridge-nf-call-iptables=0",
 }
-gbps, retr = {}, {}
-for c in cases:
-    for r in range(1, runs + 1):
-        end = json.load(open(f"{work}/iperf-{c}-{r}.json"))["end"]
-        gbps.setdefault(c, []).append(end["sum_received"]["bits_per_second"] / 1e9)
-        retr.setdefault(c, []).append(end["sum_sent"].get("retransmits", 0))
-med = {c: statistics.median(v) for c, v in gbps.items()}
-# Besides the ratio of the medians, the median of the ratios within each round: the
-# cases of one round ran back to back, so slow changes in load cancel out there.
-paired = {c: statistics.median(a / b for a, b in zip(gbps[c], gbps["veth"])) for c in cases}
-print(f"\n{'TCP throughput, Gbit/s':40} {'runs':>4} {'median':>7} {'min':>6} {'max':>6} "
-      f"{'/veth':>6} {'paired':>6} {'retr':>5}")
-for c in cases:
-    v = gbps[c]
-    print(f"{labels[c]:40} {len(v):4} {med[c]:7.2f} {min(v):6.2f} {max(v):6.2f} "
-          f"{med[c] / med['veth']:6.2f} {paired[c]:6.2f} {statistics.median(retr[c]):5.0f}")
-print("(/veth: ratio of the medians; paired: median of the per-round ratios;"
-      " retr: median TCP retransmits)")
-ok = med["c2c"] / med["veth"] >= 0.9
-print(f"target: container -> container >= 0.90 x veth baseline: "
-      f"{med['c2c'] / med['veth']:.2f}, paired {paired['c2c']:.2f} ({'met' if ok else 'NOT met'})")
-print(f"br_netfilter + conntrack on the bridged path: container -> container / diag = "
-      f"{med['c2c'] / med['c2c-nonf']:.2f} (1.00: no cost)")
-print(f"bridge + second veth pair, no netfilter: diag / veth = "
-      f"{med['c2c-nonf'] / med['veth']:.2f} (1.00: no cost)")
+def throughput():
+    gbps, retr = {}, {}
+    for c in cases:
+        for r in range(1, runs + 1):
+            end = json.load(open(f"{work}/iperf-{c}-{r}.json"))["end"]
+            gbps.setdefault(c, []).append(end["sum_received"]["bits_per_second"] / 1e9)
+            retr.setdefault(c, []).append(end["sum_sent"].get("retransmits", 0))
+    med = {c: statistics.median(v) for c, v in gbps.items()}
+    # Besides the ratio of the medians, the median of the ratios within each round: the
+    # cases of one round ran back to back, so slow changes in load cancel out there.
+    paired = {c: statistics.median(a / b for a, b in zip(gbps[c], gbps["veth"])) for c in cases}
+    print(f"\n{'TCP throughput, Gbit/s':40} {'runs':>4} {'median':>7} {'min':>6} {'max':>6} "
+          f"{'/veth':>6} {'paired':>6} {'retr':>5}")
+    for c in cases:
+        v = gbps[c]
+        print(f"{labels[c]:40} {len(v):4} {med[c]:7.2f} {min(v):6.2f} {max(v):6.2f} "
+              f"{med[c] / med['veth']:6.2f} {paired[c]:6.2f} {statistics.median(retr[c]):5.0f}")
+    print("(/veth: ratio of the medians; paired: median of the per-round ratios;"
+          " retr: median TCP retransmits)")
+    ok = med["c2c"] / med["veth"] >= 0.9
+    print(f"target: container -> container >= 0.90 x veth baseline: "
+          f"{med['c2c'] / med['veth']:.2f}, paired {paired['c2c']:.2f} ({'met' if ok else 'NOT met'})")
+    print(f"br_netfilter + conntrack on the bridged path: container -> container / diag = "
+          f"{med['c2c'] / med['c2c-nonf']:.2f} (1.00: no cost)")
+    print(f"bridge + second veth pair, no netfilter: diag / veth = "
+          f"{med['c2c-nonf'] / med['veth']:.2f} (1.00: no cost)")
 
-times = {}
+
+if runs > 0:
+    throughput()
+
+times, round_meds = {}, {}
 for f in sorted(glob.glob(f"{work}/start-*.json")):
     for r in json.load(open(f))["results"]:
-        times.setdefault(r["command"], []).extend(x * 1000 for x in r["times"])
+        ms = [x * 1000 for x in r["times"]]
+        times.setdefault(r["command"], []).extend(ms)
+        round_meds.setdefault(r["command"], []).append(statistics.median(ms))
 smed = {n: statistics.median(t) for n, t in times.items()}
 print(f"\n{'ccrun run --rm --rootfs R true':30} {'runs':>5} {'median ms':>10} {'mean':>7} {'stddev':>7} {'min':>7} {'max':>7}")
 for n, t in times.items():
     print(f"{n:30} {len(t):5} {smed[n]:10.2f} {statistics.mean(t):7.2f} {statistics.stdev(t):7.2f} {min(t):7.2f} {max(t):7.2f}")
 none, bridge, host = "network none", "network bridge (default)", "network host"
 d = smed[bridge] - smed[none]
-print(f"bridge - none: {d:+.2f} ms (target < 20 ms: {'met' if d < 20 else 'NOT met'})")
+# The commands of one round ran within seconds of each other: the median of the
+# per-round differences is less exposed to slow changes in load.
+paired = statistics.median(b - n for b, n in zip(round_meds[bridge], round_meds[none]))
+print(f"bridge - none: {d:+.2f} ms, paired by round {paired:+.2f} ms, bridge / none "
+      f"{smed[bridge] / smed[none]:.2f} (target < 20 ms: {'met' if d < 20 else 'NOT met'})")
 print(f"bridge - host: {smed[bridge] - smed[host]:+.2f} ms;  none - host: {smed[none] - smed[host]:+.2f} ms")
 PY

@@ -152,6 +152,33 @@ impl Firewall {
         }
     }
 
+    /// Removes the published ports of `container_id` and returns everyone's
+    /// published ports as they were before: leftovers of an earlier attachment go
+    /// and the conflict checks need the rest, and one nf_tables dump serves both.
+    pub fn clear_container_ports(&mut self, container_id: &str) -> Result<Vec<PortRule>> {
+        match self {
+            Firewall::Nftables(n) => {
+                let existing = n.port_rules()?;
+                let leftovers: Vec<u64> = existing
+                    .iter()
+                    .filter(|r| r.container_id == container_id)
+                    .map(|r| r.handle)
+                    .collect();
+                if !leftovers.is_empty() {
+                    n.delete_port_rules(&leftovers)?;
+                }
+                Ok(existing)
+            }
+            Firewall::Iptables(i) => {
+                let existing = i.port_rules()?;
+                if existing.iter().any(|r| r.container_id == container_id) {
+                    i.remove_container(container_id)?;
+                }
+                Ok(existing)
+            }
+        }
+    }
+
     /// Removes the published ports of `container_id`; returns how many
     /// there were.
     pub fn remove_container(&mut self, container_id: &str) -> Result<usize> {

@@ -38,9 +38,9 @@ pub use error::{Error, Result};
 pub use firewall::{Backend, Firewall};
 pub use netns::in_netns;
 pub use network::{
-    attach, detach, ensure_network, remove_network, remove_stale, veth_name, Attachment,
-    NetworkConfig, CONTAINER_IFNAME, DEFAULT_BRIDGE, DEFAULT_GATEWAY, DEFAULT_MTU, DEFAULT_NETWORK,
-    DEFAULT_SUBNET,
+    attach, detach, detach_exited, ensure_network, remove_network, remove_stale, veth_name,
+    Attachment, NetworkConfig, CONTAINER_IFNAME, DEFAULT_BRIDGE, DEFAULT_GATEWAY, DEFAULT_MTU,
+    DEFAULT_NETWORK, DEFAULT_SUBNET,
 };
 pub use ports::{parse_port_mappings, PortMapping, Protocol};
 pub use subnet::Subnet;

@@ -18,6 +18,7 @@ use netlink_packet_route::link::{
     InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute,
     LinkFlags, LinkInfo, LinkMessage,
 };
+use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
@@ -52,6 +53,11 @@ pub struct Link {
     pub master: Option<u32>,
     /// Link kind (`bridge`, `veth`, ...) for virtual links.
     pub kind: Option<String>,
+    /// For a link whose other end lives in another namespace (a veth whose
+    /// peer was moved away), that namespace's id as seen from this one; -1
+    /// when it has none, which the kernel reports for a namespace being
+    /// destroyed.
+    pub link_netnsid: Option<i32>,
 }
 
 /// An IPv4 address assigned to an interface.
@@ -78,6 +84,187 @@ pub struct Route {
     pub oif: Option<u32>,
 }
 
+/// One request of a [`Netlink::pipeline`]: what it does (for messages),
+/// the message and its `NLM_F_*` flags (`NLM_F_REQUEST` and, unless it is a
+/// dump, `NLM_F_ACK` are added).
+pub struct Request {
+    op: String,
+    msg: RouteNetlinkMessage,
+    flags: u16,
+}
+
+impl Request {
+    /// A request described as `op` in error messages.
+    pub fn new(op: impl Into<String>, msg: RouteNetlinkMessage, flags: u16) -> Self {
+        Request {
+            op: op.into(),
+            msg,
+            flags,
+        }
+    }
+
+    /// Gets the link called `name` (see [`found_link`]).
+    pub fn get_link(name: &str) -> Self {
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        Request::new(
+            format!("get link {name}"),
+            RouteNetlinkMessage::GetLink(msg),
+            0,
+        )
+    }
+
+    /// Creates a veth pair: `name` in the requesting socket's namespace,
+    /// joined to bridge `master` if given and with `up` brought up as it is
+    /// created; `peer_name` directly inside the namespace `peer_ns` (so it
+    /// never clashes with a same-named link here, and no move or rename is
+    /// needed), down: the kernel cannot open a veth end before its peer
+    /// exists (`ENOTCONN`). Both ends get `mtu`. Fails with `EEXIST` if
+    /// either name is taken.
+    pub fn create_veth(
+        name: &str,
+        peer_name: &str,
+        mtu: u32,
+        peer_ns: BorrowedFd<'_>,
+        master: Option<u32>,
+        up: bool,
+    ) -> Self {
+        let flags = if up {
+            LinkFlags::Up
+        } else {
+            LinkFlags::empty()
+        };
+        let mut peer = LinkMessage::default();
+        peer.attributes = vec![
+            LinkAttribute::IfName(peer_name.to_string()),
+            LinkAttribute::Mtu(mtu),
+            LinkAttribute::NetNsFd(peer_ns.as_raw_fd()),
+        ];
+        let mut msg = LinkMessage::default();
+        msg.header.flags = flags;
+        msg.header.change_mask = LinkFlags::Up;
+        msg.attributes = vec![
+            LinkAttribute::IfName(name.to_string()),
+            LinkAttribute::Mtu(mtu),
+        ];
+        if let Some(master) = master {
+            msg.attributes.push(LinkAttribute::Controller(master));
+        }
+        msg.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Veth),
+            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
+        ]));
+        Request::new(
+            format!("create veth {name} (peer {peer_name})"),
+            RouteNetlinkMessage::NewLink(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )
+    }
+
+    /// Turns hairpin mode of bridge port `name` on or off (see
+    /// [`Netlink::set_hairpin`]).
+    pub fn set_hairpin(name: &str, on: bool) -> Self {
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        msg.attributes.push(hairpin_info(on));
+        // Port options are changed through RTM_NEWLINK on an existing link.
+        Request::new(
+            format!("set hairpin mode of {name}"),
+            RouteNetlinkMessage::NewLink(msg),
+            0,
+        )
+    }
+
+    /// Brings the link called `name` up.
+    pub fn set_up(name: &str) -> Self {
+        let mut msg = LinkMessage::default();
+        msg.header.flags = LinkFlags::Up;
+        msg.header.change_mask = LinkFlags::Up;
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        Request::new(
+            format!("bring {name} up"),
+            RouteNetlinkMessage::SetLink(msg),
+            0,
+        )
+    }
+
+    /// Assigns `ip/prefix_len` to link `index` (`EEXIST` if it has it, see
+    /// [`created`]).
+    pub fn add_address(index: u32, ip: Ipv4Addr, prefix_len: u8) -> Self {
+        let mut msg = AddressMessage::default();
+        msg.header.family = AddressFamily::Inet;
+        msg.header.prefix_len = prefix_len;
+        msg.header.index = index;
+        msg.attributes = vec![
+            AddressAttribute::Local(IpAddr::V4(ip)),
+            AddressAttribute::Address(IpAddr::V4(ip)),
+        ];
+        if prefix_len < 31 {
+            let host_bits = u32::MAX.checked_shr(u32::from(prefix_len)).unwrap_or(0);
+            let broadcast = Ipv4Addr::from(u32::from(ip) | host_bits);
+            msg.attributes.push(AddressAttribute::Broadcast(broadcast));
+        }
+        Request::new(
+            format!("add address {ip}/{prefix_len} to link {index}"),
+            RouteNetlinkMessage::NewAddress(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )
+    }
+
+    /// Adds a default route via `gateway` out of link `oif` (`EEXIST` if
+    /// there is one, see [`created`]).
+    pub fn add_default_route(gateway: Ipv4Addr, oif: u32) -> Self {
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = AddressFamily::Inet;
+        msg.header.destination_prefix_length = 0;
+        msg.header.table = RouteHeader::RT_TABLE_MAIN;
+        msg.header.protocol = RouteProtocol::Boot;
+        msg.header.scope = RouteScope::Universe;
+        msg.header.kind = RouteType::Unicast;
+        msg.attributes = vec![
+            RouteAttribute::Gateway(RouteAddress::Inet(gateway)),
+            RouteAttribute::Oif(oif),
+        ];
+        Request::new(
+            format!("add default route via {gateway}"),
+            RouteNetlinkMessage::NewRoute(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )
+    }
+}
+
+/// The answer to a [`Request::get_link`]: the link, `None` if there is none.
+pub fn found_link(answer: Result<Vec<RouteNetlinkMessage>>) -> Result<Option<Link>> {
+    match answer {
+        Ok(msgs) => Ok(msgs.into_iter().find_map(|m| match m {
+            RouteNetlinkMessage::NewLink(l) => Some(to_link(&l)),
+            _ => None,
+        })),
+        Err(e) if e.netlink_errno() == Some(libc::ENODEV) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The answer to a creating request: true if it created something, false if
+/// it existed already (`EEXIST`).
+pub fn created(answer: Result<Vec<RouteNetlinkMessage>>) -> Result<bool> {
+    match answer {
+        Ok(_) => Ok(true),
+        Err(e) if e.netlink_errno() == Some(libc::EEXIST) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The bridge port attributes that turn hairpin mode on or off.
+fn hairpin_info(on: bool) -> LinkAttribute {
+    LinkAttribute::LinkInfo(vec![
+        LinkInfo::PortKind(InfoPortKind::Bridge),
+        LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
+            on,
+        )])),
+    ])
+}
+
 /// A synchronous rtnetlink connection in the namespace of the thread that
 /// created it.
 pub struct Netlink {
@@ -100,34 +287,61 @@ impl Netlink {
         msg: RouteNetlinkMessage,
         flags: u16,
     ) -> Result<Vec<RouteNetlinkMessage>> {
-        self.seq = self.seq.wrapping_add(1);
-        let seq = self.seq;
-        let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
-        let mut header = NetlinkHeader::default();
-        header.flags = NLM_F_REQUEST | flags | if dump { 0 } else { NLM_F_ACK };
-        header.sequence_number = seq;
-        let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(msg));
-        packet.finalize();
-        let mut buf = vec![0u8; packet.buffer_len()];
-        packet.serialize(&mut buf);
+        let [answer] = self.pipeline([Request::new(op, msg, flags)])?;
+        answer
+    }
+
+    /// Sends `requests` in one datagram and collects each one's answer, in
+    /// order: one round trip to the kernel instead of one per request. The
+    /// kernel runs them one after the other and answers each, also after one
+    /// failed, so a request depending on an earlier one fails too (then
+    /// report the first error). The outer error is for the socket itself.
+    pub fn pipeline<const N: usize>(
+        &mut self,
+        requests: [Request; N],
+    ) -> Result<[Result<Vec<RouteNetlinkMessage>>; N]> {
+        let count = N;
+        let first = self.seq.wrapping_add(1);
+        let mut buf = Vec::new();
+        let mut ops = Vec::with_capacity(count);
+        let mut dumps = Vec::with_capacity(count);
+        for (i, req) in requests.into_iter().enumerate() {
+            let dump = req.flags & NLM_F_DUMP == NLM_F_DUMP;
+            let mut header = NetlinkHeader::default();
+            header.flags = NLM_F_REQUEST | req.flags | if dump { 0 } else { NLM_F_ACK };
+            header.sequence_number = first.wrapping_add(i as u32);
+            let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(req.msg));
+            packet.finalize();
+            let (at, len) = (buf.len(), packet.buffer_len());
+            buf.resize(at + align4(len), 0);
+            packet.serialize(&mut buf[at..at + len]);
+            ops.push(req.op);
+            dumps.push(dump);
+        }
+        self.seq = first.wrapping_add(count as u32).wrapping_sub(1);
+        let all_ops = || ops.join(", ");
         self.socket
             .send(&buf, 0)
-            .ctx(|| format!("netlink: {op}: send"))?;
+            .ctx(|| format!("netlink: {}: send", all_ops()))?;
 
-        let mut out = Vec::new();
+        let mut collected: [Vec<RouteNetlinkMessage>; N] = std::array::from_fn(|_| Vec::new());
+        let mut answers: [Option<Result<Vec<RouteNetlinkMessage>>>; N] =
+            std::array::from_fn(|_| None);
+        let mut pending = count;
         let mut rbuf: Vec<u8> = Vec::with_capacity(RECV_BUF);
-        loop {
+        while pending > 0 {
             rbuf.clear();
             let n = self
                 .socket
                 .recv(&mut rbuf, 0)
-                .ctx(|| format!("netlink: {op}: receive"))?;
-            for raw in split_messages(&rbuf[..n], op)? {
-                if raw.seq != seq {
-                    continue;
+                .ctx(|| format!("netlink: {}: receive", all_ops()))?;
+            for raw in split_messages(&rbuf[..n], "receive")? {
+                let i = raw.seq.wrapping_sub(first) as usize;
+                if i >= count || answers[i].is_some() {
+                    continue; // an answer to an earlier request
                 }
+                let (op, dump) = (ops[i].as_str(), dumps[i]);
                 let bytes = raw.whole;
-                let msg_flags = raw.flags;
                 let parsed = match NetlinkMessage::<RouteNetlinkMessage>::deserialize(bytes) {
                     Ok(parsed) => parsed,
                     // One entry of a dump this crate cannot decode (a link
@@ -136,26 +350,34 @@ impl Netlink {
                         tracing::warn!("netlink: {op}: skipping undecodable entry: {e}");
                         continue;
                     }
-                    Err(e) => return Err(malformed(op, &e.to_string())),
+                    Err(e) => {
+                        answers[i] = Some(Err(malformed(op, &e.to_string())));
+                        pending -= 1;
+                        continue;
+                    }
                 };
-                match parsed.payload {
-                    NetlinkPayload::Done(_) => return Ok(out),
+                let answer = match parsed.payload {
+                    NetlinkPayload::Done(_) => Ok(std::mem::take(&mut collected[i])),
                     NetlinkPayload::Error(err) => match err.code {
-                        Some(code) => {
-                            return Err(Error::Netlink {
-                                op: op.to_string(),
-                                source: io::Error::from_raw_os_error(-code.get()),
-                                detail: ext_ack_message(msg_flags, &bytes[16..]),
-                            })
-                        }
-                        None if !dump => return Ok(out),
-                        None => {}
+                        Some(code) => Err(Error::Netlink {
+                            op: op.to_string(),
+                            source: io::Error::from_raw_os_error(-code.get()),
+                            detail: ext_ack_message(raw.flags, &bytes[16..]),
+                        }),
+                        None if !dump => Ok(std::mem::take(&mut collected[i])),
+                        None => continue,
                     },
-                    NetlinkPayload::InnerMessage(inner) => out.push(inner),
-                    _ => {}
-                }
+                    NetlinkPayload::InnerMessage(inner) => {
+                        collected[i].push(inner);
+                        continue;
+                    }
+                    _ => continue,
+                };
+                answers[i] = Some(answer);
+                pending -= 1;
             }
         }
+        Ok(answers.map(|a| a.unwrap_or_else(|| Err(malformed("receive", "no answer")))))
     }
 
     /// All links of the namespace.
@@ -176,20 +398,9 @@ impl Netlink {
 
     /// The link called `name`, or `None` if there is none.
     pub fn link_by_name(&mut self, name: &str) -> Result<Option<Link>> {
-        let mut msg = LinkMessage::default();
-        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
-        match self.request(
-            &format!("get link {name}"),
-            RouteNetlinkMessage::GetLink(msg),
-            0,
-        ) {
-            Ok(msgs) => Ok(msgs.into_iter().find_map(|m| match m {
-                RouteNetlinkMessage::NewLink(l) => Some(to_link(&l)),
-                _ => None,
-            })),
-            Err(e) if e.netlink_errno() == Some(libc::ENODEV) => Ok(None),
-            Err(e) => Err(e),
-        }
+        let req = Request::get_link(name);
+        let op = req.op.clone();
+        found_link(self.request(&op, req.msg, req.flags))
     }
 
     /// The link called `name`, or an error saying it does not exist.
@@ -226,23 +437,8 @@ impl Netlink {
         mtu: u32,
         peer_ns: BorrowedFd<'_>,
     ) -> Result<()> {
-        let mut peer = LinkMessage::default();
-        peer.attributes = vec![
-            LinkAttribute::IfName(peer_name.to_string()),
-            LinkAttribute::Mtu(mtu),
-            LinkAttribute::NetNsFd(peer_ns.as_raw_fd()),
-        ];
-        let mut msg = LinkMessage::default();
-        msg.attributes = vec![
-            LinkAttribute::IfName(name.to_string()),
-            LinkAttribute::Mtu(mtu),
-            LinkAttribute::LinkInfo(vec![
-                LinkInfo::Kind(InfoKind::Veth),
-                LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
-            ]),
-        ];
-        self.create(&format!("create veth {name} (peer {peer_name})"), msg)
-            .map(|_| ())
+        let req = Request::create_veth(name, peer_name, mtu, peer_ns, None, false);
+        self.request(&req.op, req.msg, req.flags).map(drop)
     }
 
     fn create(&mut self, op: &str, msg: LinkMessage) -> Result<bool> {
@@ -320,12 +516,7 @@ impl Netlink {
     pub fn set_hairpin(&mut self, index: u32, on: bool) -> Result<()> {
         let mut msg = LinkMessage::default();
         msg.header.index = index;
-        msg.attributes.push(LinkAttribute::LinkInfo(vec![
-            LinkInfo::PortKind(InfoPortKind::Bridge),
-            LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
-                on,
-            )])),
-        ]));
+        msg.attributes.push(hairpin_info(on));
         // Port options are changed through RTM_NEWLINK on an existing link.
         self.request(
             &format!("set hairpin mode of link {index}"),
@@ -337,8 +528,8 @@ impl Netlink {
 
     /// Brings the link called `name` up.
     pub fn set_up(&mut self, name: &str) -> Result<()> {
-        let link = self.require_link(name)?;
-        self.set_link(link.index, Some(true), None, None)
+        let req = Request::set_up(name);
+        self.request(&req.op, req.msg, req.flags).map(drop)
     }
 
     /// Deletes the link called `name`. Returns false if there was none.
@@ -346,8 +537,14 @@ impl Netlink {
         let Some(link) = self.link_by_name(name)? else {
             return Ok(false);
         };
+        self.delete_link_index(link.index, name)
+    }
+
+    /// Deletes link `index` (called `name`, for messages). Returns false if
+    /// there was none.
+    pub fn delete_link_index(&mut self, index: u32, name: &str) -> Result<bool> {
         let mut msg = LinkMessage::default();
-        msg.header.index = link.index;
+        msg.header.index = index;
         match self.request(
             &format!("delete link {name}"),
             RouteNetlinkMessage::DelLink(msg),
@@ -359,31 +556,31 @@ impl Netlink {
         }
     }
 
+    /// Whether the network namespace with id `nsid` (as seen from this
+    /// namespace) is alive. False for one that is being destroyed: the kernel
+    /// no longer hands out references to it, and it never comes back.
+    pub fn netns_alive(&mut self, nsid: i32) -> Result<bool> {
+        if nsid < 0 {
+            return Ok(false);
+        }
+        let mut msg = NsidMessage::default();
+        msg.attributes.push(NsidAttribute::Id(nsid));
+        match self.request(
+            &format!("get network namespace id {nsid}"),
+            RouteNetlinkMessage::GetNsId(msg),
+            0,
+        ) {
+            Ok(_) => Ok(true),
+            Err(e) if e.netlink_errno() == Some(libc::ENOENT) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Assigns `ip/prefix_len` to link `index`. Returns false if the link
     /// already had that address.
     pub fn add_address(&mut self, index: u32, ip: Ipv4Addr, prefix_len: u8) -> Result<bool> {
-        let mut msg = AddressMessage::default();
-        msg.header.family = AddressFamily::Inet;
-        msg.header.prefix_len = prefix_len;
-        msg.header.index = index;
-        msg.attributes = vec![
-            AddressAttribute::Local(IpAddr::V4(ip)),
-            AddressAttribute::Address(IpAddr::V4(ip)),
-        ];
-        if prefix_len < 31 {
-            let host_bits = u32::MAX.checked_shr(u32::from(prefix_len)).unwrap_or(0);
-            let broadcast = Ipv4Addr::from(u32::from(ip) | host_bits);
-            msg.attributes.push(AddressAttribute::Broadcast(broadcast));
-        }
-        match self.request(
-            &format!("add address {ip}/{prefix_len} to link {index}"),
-            RouteNetlinkMessage::NewAddress(msg),
-            NLM_F_CREATE | NLM_F_EXCL,
-        ) {
-            Ok(_) => Ok(true),
-            Err(e) if e.netlink_errno() == Some(libc::EEXIST) => Ok(false),
-            Err(e) => Err(e),
-        }
+        let req = Request::add_address(index, ip, prefix_len);
+        created(self.request(&req.op, req.msg, req.flags))
     }
 
     /// IPv4 addresses, of link `index` only if given.
@@ -427,26 +624,8 @@ impl Netlink {
     /// Adds a default route via `gateway` out of link `oif`. Returns false
     /// if a default route already existed.
     pub fn add_default_route(&mut self, gateway: Ipv4Addr, oif: u32) -> Result<bool> {
-        let mut msg = RouteMessage::default();
-        msg.header.address_family = AddressFamily::Inet;
-        msg.header.destination_prefix_length = 0;
-        msg.header.table = RouteHeader::RT_TABLE_MAIN;
-        msg.header.protocol = RouteProtocol::Boot;
-        msg.header.scope = RouteScope::Universe;
-        msg.header.kind = RouteType::Unicast;
-        msg.attributes = vec![
-            RouteAttribute::Gateway(RouteAddress::Inet(gateway)),
-            RouteAttribute::Oif(oif),
-        ];
-        match self.request(
-            &format!("add default route via {gateway}"),
-            RouteNetlinkMessage::NewRoute(msg),
-            NLM_F_CREATE | NLM_F_EXCL,
-        ) {
-            Ok(_) => Ok(true),
-            Err(e) if e.netlink_errno() == Some(libc::EEXIST) => Ok(false),
-            Err(e) => Err(e),
-        }
+        let req = Request::add_default_route(gateway, oif);
+        created(self.request(&req.op, req.msg, req.flags))
     }
 
     /// IPv4 routes of the main table.
@@ -514,12 +693,14 @@ fn to_link(msg: &LinkMessage) -> Link {
         up: msg.header.flags.contains(LinkFlags::Up),
         master: None,
         kind: None,
+        link_netnsid: None,
     };
     for attr in &msg.attributes {
         match attr {
             LinkAttribute::IfName(n) => link.name = n.clone(),
             LinkAttribute::Mtu(m) => link.mtu = Some(*m),
             LinkAttribute::Controller(m) => link.master = Some(*m),
+            LinkAttribute::LinkNetNsId(id) => link.link_netnsid = Some(*id),
             LinkAttribute::LinkInfo(infos) => {
                 for info in infos {
                     if let LinkInfo::Kind(kind) = info {

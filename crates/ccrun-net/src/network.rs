@@ -20,7 +20,7 @@ use nix::fcntl::{Flock, FlockArg};
 use crate::error::{Error, IoContext, Result};
 use crate::firewall::Firewall;
 use crate::ipam::{validate_container_id, Ipam};
-use crate::netlink::Netlink;
+use crate::netlink::{created, found_link, Link, Netlink, Request};
 use crate::netns::in_netns;
 use crate::nft::PortRule;
 use crate::ports::{check_host_port_free, pick_free_port, PortMapping};
@@ -162,7 +162,12 @@ pub fn veth_name(container_id: &str) -> String {
 /// network's masquerade rules. Idempotent; safe to run concurrently.
 pub fn ensure_network(cfg: &NetworkConfig) -> Result<()> {
     cfg.validate()?;
-    let mut nl = Netlink::new()?;
+    ensure_network_with(cfg, &mut Netlink::new()?, &mut Firewall::new()?).map(drop)
+}
+
+/// [`ensure_network`] on connections the caller goes on using; returns the
+/// bridge.
+fn ensure_network_with(cfg: &NetworkConfig, nl: &mut Netlink, fw: &mut Firewall) -> Result<Link> {
     let bridge = match nl.link_by_name(&cfg.bridge)? {
         Some(link) => link,
         None => {
@@ -189,13 +194,12 @@ pub fn ensure_network(cfg: &NetworkConfig) -> Result<()> {
     }
     sysctl::enable_ip_forward()?;
     sysctl::enable_route_localnet(&cfg.bridge)?;
-    let mut fw = Firewall::new()?;
     // Every start comes through here: a commit costs far more than a dump,
     // so an intact network is left as it is.
-    if bridge.up && !added && fw.network_ready(&cfg.name)? {
-        return Ok(());
+    if !(bridge.up && !added && fw.network_ready(&cfg.name)?) {
+        fw.ensure_network(&cfg.name, &cfg.bridge, cfg.subnet)?;
     }
-    fw.ensure_network(&cfg.name, &cfg.bridge, cfg.subnet)
+    Ok(bridge)
 }
 
 /// Removes the network's bridge and its masquerade chain from the calling
@@ -242,22 +246,30 @@ pub fn attach(
 ) -> Result<Attachment> {
     let started = Instant::now();
     validate_container_id(container_id)?;
-    ensure_network(cfg)?;
+    cfg.validate()?;
+    let mut nl = Netlink::new()?;
+    let mut fw = Firewall::new()?;
+    let bridge = ensure_network_with(cfg, &mut nl, &mut fw)?;
     let _lock = lock(ipam_dir)?;
     let ipam = open_ipam(cfg, ipam_dir)?;
     let ip = ipam.allocate(container_id, requested_ip)?;
-    match attach_locked(cfg, &ipam, container_netns, container_id, ip, ports) {
+    let host = Host {
+        nl: &mut nl,
+        fw: &mut fw,
+        bridge: &bridge,
+    };
+    match attach_locked(cfg, &ipam, host, container_netns, container_id, ip, ports) {
         Ok(attachment) => {
             tracing::debug!(
                 container = container_id,
                 %ip,
-                elapsed_ms = started.elapsed().as_millis() as u64,
+                elapsed_us = started.elapsed().as_micros() as u64,
                 "attached"
             );
             Ok(attachment)
         }
         Err(e) => {
-            if let Err(cleanup) = cleanup(&ipam, container_id) {
+            if let Err(cleanup) = cleanup(&ipam, container_id, Veth::Delete) {
                 tracing::warn!(
                     container = container_id,
                     "cleanup after failed attach: {cleanup}"
@@ -268,28 +280,38 @@ pub fn attach(
     }
 }
 
+/// The host side's connections and its bridge, for [`attach_locked`].
+struct Host<'a> {
+    nl: &'a mut Netlink,
+    fw: &'a mut Firewall,
+    bridge: &'a Link,
+}
+
 fn attach_locked(
     cfg: &NetworkConfig,
     ipam: &Ipam,
+    host: Host<'_>,
     container_netns: BorrowedFd<'_>,
     container_id: &str,
     ip: Ipv4Addr,
     ports: &[PortMapping],
 ) -> Result<Attachment> {
-    let mut nl = Netlink::new()?;
-    let mut fw = Firewall::new()?;
-    let bridge = nl.require_link(&cfg.bridge)?;
+    let Host { nl, fw, bridge } = host;
     let mtu = match cfg.mtu {
         0 => bridge.mtu.unwrap_or(DEFAULT_MTU),
         mtu => mtu,
     };
 
-    // Leftovers of an earlier attachment of this container go first.
-    fw.remove_container(container_id)?;
-    let ports = resolve_ports(ports, &fw.port_rules()?, container_id)?;
+    // Leftovers of an earlier attachment of this container go first; the rest
+    // serve the conflict checks.
+    let existing = fw.clear_container_ports(container_id)?;
+    let ports = resolve_ports(ports, &existing, container_id)?;
 
     let host_veth = veth_name(container_id);
-    if nl.link_by_name(&host_veth)?.is_some() {
+    if !plug_veth(nl, &host_veth, mtu, container_netns, bridge.index)? {
+        // A veth of that name is left over (this container's, from a run whose
+        // cleanup did not happen or whose namespace is still being destroyed),
+        // unless another container's id starts with the same 8 hex digits.
         let clash = ipam
             .allocations()?
             .into_iter()
@@ -300,21 +322,18 @@ fn attach_locked(
             )));
         }
         nl.delete_link(&host_veth)?;
+        if !plug_veth(nl, &host_veth, mtu, container_netns, bridge.index)? {
+            return Err(Error::InvalidConfig(format!(
+                "veth {host_veth} exists, or the container already has {CONTAINER_IFNAME}"
+            )));
+        }
     }
-    nl.create_veth(&host_veth, CONTAINER_IFNAME, mtu, container_netns)?;
-    let veth = nl.link_by_name(&host_veth)?.ok_or_else(|| {
-        Error::InvalidConfig(format!(
-            "veth {host_veth} was not created: does the container already have {CONTAINER_IFNAME}?"
-        ))
-    })?;
-    nl.set_link(veth.index, None, None, Some(bridge.index))?;
-    nl.set_hairpin(veth.index, true)?;
-    nl.set_link(veth.index, Some(true), None, None)?;
 
     let prefix_len = cfg.subnet.prefix_len();
-    in_netns(container_netns, || {
-        configure_container_side(ip, prefix_len, cfg.gateway)
-    })?;
+    // A socket opened inside the container's namespace stays there: the
+    // thread only visits to open it.
+    let mut inside = in_netns(container_netns, Netlink::new)?;
+    configure_container_side(&mut inside, ip, prefix_len, cfg.gateway)?;
 
     fw.add_ports(container_id, ip, &ports)?;
     Ok(Attachment {
@@ -329,18 +348,68 @@ fn attach_locked(
     })
 }
 
-/// Inside the container's namespace: `lo` up, address on `eth0`, `eth0`
-/// up, default route via the gateway.
-fn configure_container_side(ip: Ipv4Addr, prefix_len: u8, gateway: Ipv4Addr) -> Result<()> {
-    let mut nl = Netlink::new()?;
-    let lo = nl.require_link("lo")?;
-    if !lo.up {
-        nl.set_link(lo.index, Some(true), None, None)?;
+/// Creates the veth pair, in one round trip: `host_veth` up on bridge
+/// `bridge` with hairpin mode on, its peer `eth0` (still down) inside the
+/// container's namespace. Hairpin mode lets the bridge send a frame back out of the port
+/// it came in on: needed when a container reaches its own published port
+/// through the host and `br_netfilter` turns the DNATed packet into a
+/// bridged one. Returns false if a link of either name exists.
+fn plug_veth(
+    nl: &mut Netlink,
+    host_veth: &str,
+    mtu: u32,
+    container_netns: BorrowedFd<'_>,
+    bridge: u32,
+) -> Result<bool> {
+    let [veth, hairpin] = nl.pipeline([
+        Request::create_veth(
+            host_veth,
+            CONTAINER_IFNAME,
+            mtu,
+            container_netns,
+            Some(bridge),
+            true,
+        ),
+        Request::set_hairpin(host_veth, true),
+    ])?;
+    if !created(veth)? {
+        // The hairpin request went to the existing link, which is deleted or
+        // kept as it was: either way that does not matter.
+        return Ok(false);
     }
-    let eth = nl.require_link(CONTAINER_IFNAME)?;
-    nl.add_address(eth.index, ip, prefix_len)?;
-    nl.set_link(eth.index, Some(true), None, None)?;
-    nl.add_default_route(gateway, eth.index)?;
+    hairpin?;
+    Ok(true)
+}
+
+/// Inside the container's namespace (`nl` is a socket there): `lo` and
+/// `eth0` up, the address on `eth0` and the default route via the gateway,
+/// in two round trips.
+fn configure_container_side(
+    nl: &mut Netlink,
+    ip: Ipv4Addr,
+    prefix_len: u8,
+    gateway: Ipv4Addr,
+) -> Result<()> {
+    let [lo, up, eth] = nl.pipeline([
+        Request::set_up("lo"),
+        Request::set_up(CONTAINER_IFNAME),
+        Request::get_link(CONTAINER_IFNAME),
+    ])?;
+    lo?;
+    up?;
+    let eth = found_link(eth)?.ok_or_else(|| {
+        Error::InvalidConfig(format!(
+            "{CONTAINER_IFNAME} is missing in the container's namespace"
+        ))
+    })?;
+    // The address first: on an up link it brings the subnet's route, through
+    // which the gateway is reachable, as the default route requires.
+    let [address, route] = nl.pipeline([
+        Request::add_address(eth.index, ip, prefix_len),
+        Request::add_default_route(gateway, eth.index),
+    ])?;
+    created(address)?;
+    created(route)?;
     Ok(())
 }
 
@@ -399,32 +468,99 @@ fn resolve_ports(
     Ok(out)
 }
 
+/// What becomes of a container's veth when it is detached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Veth {
+    /// Deleted (the container may still run).
+    Delete,
+    /// The container's processes are gone: its namespace, and the veth with
+    /// it, goes by itself (see [`retire_veth`]).
+    Retire,
+}
+
 /// Removes the veth, port rules and address of `container_id`. Each step
 /// runs even if an earlier one failed; the first error is returned.
-fn cleanup(ipam: &Ipam, container_id: &str) -> Result<()> {
-    let veth = veth_name(container_id);
+fn cleanup(ipam: &Ipam, container_id: &str, veth: Veth) -> Result<()> {
+    let name = veth_name(container_id);
     let steps: [Result<()>; 3] = [
-        Netlink::new().and_then(|mut nl| nl.delete_link(&veth).map(drop)),
+        Netlink::new().and_then(|mut nl| match veth {
+            Veth::Delete => nl.delete_link(&name).map(drop),
+            Veth::Retire => retire_veth(&mut nl, &name),
+        }),
         Firewall::new().and_then(|mut fw| fw.remove_container(container_id).map(drop)),
         ipam.release(container_id).map(drop),
     ];
     steps.into_iter().collect::<Result<Vec<()>>>().map(drop)
 }
 
-/// Detaches `container_id` from the network: deletes its veth (if its
-/// namespace still exists), its published-port rules and its address
-/// allocation. Idempotent. Called in the namespace holding the bridge.
+/// Takes the veth of a container whose processes are gone out of service
+/// without deleting it: the kernel deletes the pair when the container's
+/// namespace is destroyed. Deleting it here would cost a device
+/// unregistration's RCU waits (`rcu_barrier`), 6-30 ms measured, on the path
+/// of every container's exit (`run --rm` returning, `stop`, `rm`).
+///
+/// A dying namespace (its id no longer resolves) needs nothing. One still
+/// alive is usually so for a moment only (the socket through which attach
+/// configured it is freed after an RCU grace period), but someone may keep
+/// it (a container sharing it, a process that entered it): the host end is
+/// set down, which is cheap, so that the container's side, and the address it
+/// still holds, are cut off the bridge at once; the address can be handed
+/// out again right away.
+fn retire_veth(nl: &mut Netlink, name: &str) -> Result<()> {
+    let Some(link) = nl.link_by_name(name)? else {
+        return Ok(());
+    };
+    if let Some(nsid) = link.link_netnsid {
+        if !nl.netns_alive(nsid)? {
+            tracing::debug!(veth = name, "goes with its dying namespace");
+            return Ok(());
+        }
+    }
+    if link.up {
+        match nl.set_link(link.index, Some(false), None, None) {
+            Err(e) if e.netlink_errno() == Some(libc::ENODEV) => {}
+            other => other?,
+        }
+    }
+    Ok(())
+}
+
+/// Detaches `container_id` from the network: deletes its veth, its
+/// published-port rules and its address allocation. Idempotent. Called in
+/// the namespace holding the bridge.
 pub fn detach(cfg: &NetworkConfig, ipam_dir: &Path, container_id: &str) -> Result<()> {
+    detach_with(cfg, ipam_dir, container_id, Veth::Delete)
+}
+
+/// [`detach`] for a container whose processes are all gone: its veth is not
+/// deleted but left to go with its network namespace (set down meanwhile if
+/// that namespace is still alive), which keeps the device unregistration's
+/// waits off the caller. Rules and address are released as by [`detach`].
+pub fn detach_exited(cfg: &NetworkConfig, ipam_dir: &Path, container_id: &str) -> Result<()> {
+    detach_with(cfg, ipam_dir, container_id, Veth::Retire)
+}
+
+fn detach_with(cfg: &NetworkConfig, ipam_dir: &Path, container_id: &str, veth: Veth) -> Result<()> {
+    let started = Instant::now();
     validate_container_id(container_id)?;
     cfg.validate()?;
     let _lock = lock(ipam_dir)?;
     let ipam = open_ipam(cfg, ipam_dir)?;
-    cleanup(&ipam, container_id)
+    cleanup(&ipam, container_id, veth)?;
+    tracing::debug!(
+        container = container_id,
+        ?veth,
+        elapsed_us = started.elapsed().as_micros() as u64,
+        "detached"
+    );
+    Ok(())
 }
 
 /// Detaches every container of the network for which `is_alive` says no:
 /// those holding an address in `ipam_dir` and those with published-port
-/// rules towards the network's subnet. Returns the ids cleaned up.
+/// rules towards the network's subnet (their veths as by
+/// [`detach_exited`]). Returns the ids cleaned up. Claims
+/// without a valid owner (left empty by a crash) are freed too.
 pub fn remove_stale(
     cfg: &NetworkConfig,
     ipam_dir: &Path,
@@ -433,6 +569,10 @@ pub fn remove_stale(
     cfg.validate()?;
     let _lock = lock(ipam_dir)?;
     let ipam = open_ipam(cfg, ipam_dir)?;
+    let orphans = ipam.release_orphans()?;
+    if !orphans.is_empty() {
+        tracing::debug!(?orphans, "released claims without a valid owner");
+    }
     let mut ids: BTreeSet<String> = ipam.allocations()?.into_iter().map(|(_, id)| id).collect();
     let rules = Firewall::new()?.port_rules()?;
     ids.extend(
@@ -450,7 +590,7 @@ pub fn remove_stale(
         if validate_container_id(&id).is_err() {
             continue;
         }
-        cleanup(&ipam, &id)?;
+        cleanup(&ipam, &id, Veth::Retire)?;
         removed.push(id);
     }
     Ok(removed)

@@ -9,7 +9,8 @@ use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
 use std::time::Duration;
 
 use ccrun_net::{
-    attach, detach, ensure_network, remove_stale, veth_name, Error, PortMapping, Protocol,
+    attach, detach, detach_exited, ensure_network, remove_stale, veth_name, Error, PortMapping,
+    Protocol,
 };
 use common::{allocations, config, NsProcess, TestNs};
 
@@ -516,4 +517,69 @@ fn nftables_errors_name_the_operation() {
         .enter(|| ccrun_net::nft::Nft::new()?.rules(None))
         .unwrap();
     assert!(rules.is_empty());
+}
+
+#[test]
+fn detach_exited_leaves_a_dead_namespace_its_veth() {
+    let host = TestNs::new();
+    let ipam = tempfile::tempdir().unwrap();
+    let cfg = config(101);
+    let mut proc = NsProcess::spawn();
+    {
+        let ns = ccrun_net::netns::of_pid(proc.pid()).unwrap();
+        host.enter(|| {
+            attach(
+                &cfg,
+                ipam.path(),
+                std::os::fd::AsFd::as_fd(&ns),
+                "exited",
+                None,
+                &[tcp(8101, 80)],
+            )
+        })
+        .unwrap();
+    }
+    proc.kill();
+    host.enter(|| detach_exited(&cfg, ipam.path(), "exited"))
+        .unwrap();
+    assert!(allocations(ipam.path()).is_empty());
+    let table = host.nft_table();
+    assert!(!table.contains("ctr=exited"), "{table}");
+    // The kernel deletes the pair with the namespace, a moment later.
+    let gone = (0..250).any(|_| {
+        std::thread::sleep(Duration::from_millis(20));
+        !host.has_link(&veth_name("exited"))
+    });
+    assert!(gone, "veth of the exited container is still there");
+    // Idempotent.
+    host.enter(|| detach_exited(&cfg, ipam.path(), "exited"))
+        .unwrap();
+}
+
+#[test]
+fn detach_exited_cuts_off_a_namespace_someone_keeps() {
+    let host = TestNs::new();
+    // Kept alive by its bind mount under /run/netns, as a process that entered the
+    // container's namespace would keep it.
+    let kept = TestNs::new();
+    let ipam = tempfile::tempdir().unwrap();
+    let cfg = config(102);
+    let a = host
+        .enter(|| attach(&cfg, ipam.path(), kept.fd(), "kept", None, &[]))
+        .unwrap();
+    assert!(kept
+        .ok(&["ip", "-o", "link", "show", "eth0"])
+        .contains("LOWER_UP"));
+    host.enter(|| detach_exited(&cfg, ipam.path(), "kept"))
+        .unwrap();
+    assert!(allocations(ipam.path()).is_empty());
+    // Still there, but down: the container's side has no carrier any more, so the
+    // address it still holds is off the bridge and can be handed out again.
+    let veth = host.ok(&["ip", "-o", "link", "show", "dev", &a.host_veth]);
+    assert!(!veth.contains(",UP"), "{veth}");
+    let eth = kept.ok(&["ip", "-o", "link", "show", "eth0"]);
+    assert!(eth.contains("NO-CARRIER"), "{eth}");
+    // Plain detach deletes it.
+    host.enter(|| detach(&cfg, ipam.path(), "kept")).unwrap();
+    assert!(!host.has_link(&a.host_veth));
 }

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context, Result};
 use ccrun_runtime::{Container, CreateOptions, Error, Forwarder, Status};
 use nix::sys::signal::Signal;
-use oci_spec::runtime::Spec;
 use serde::Serialize;
 
 use crate::cli::{
@@ -88,8 +87,8 @@ fn create_container(root: &Path, how: &Creation<'_>) -> Result<Container> {
         .bundle
         .canonicalize()
         .with_context(|| format!("bundle {}", how.bundle.display()))?;
-    let config = bundle.join("config.json");
-    let spec = Spec::load(&config).with_context(|| format!("loading {}", config.display()))?;
+    // Unknown and unhonoured fields are refused here rather than ignored.
+    let spec = ccrun_runtime::spec::load(&bundle)?;
     let terminal = spec.process().as_ref().and_then(|p| p.terminal()) == Some(true);
     check_console(terminal, how.console_socket.is_some(), how.detach)?;
     if root.join(how.id).exists() {

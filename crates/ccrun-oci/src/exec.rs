@@ -68,9 +68,12 @@ pub fn exec(root: &Path, args: &ExecArgs) -> Result<i32> {
 }
 
 fn read_process(path: &Path) -> Result<Process> {
-    let text =
-        std::fs::read(path).with_context(|| format!("reading process {}", path.display()))?;
-    serde_json::from_slice(&text).with_context(|| format!("parsing process {}", path.display()))
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading process {}", path.display()))?;
+    Ok(ccrun_runtime::spec::parse_process(
+        &text,
+        &path.display().to_string(),
+    )?)
 }
 
 /// The container's own `process` (env, user, capabilities, rlimits …) with what the

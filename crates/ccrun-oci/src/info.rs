@@ -120,7 +120,14 @@ pub fn features_doc() -> serde_json::Value {
     json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": crate::OCI_VERSION,
-        "hooks": [],
+        "hooks": [
+            "prestart",
+            "createRuntime",
+            "createContainer",
+            "startContainer",
+            "poststart",
+            "poststop"
+        ],
         "mountOptions": MOUNT_OPTIONS,
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts", "time"],
@@ -130,7 +137,7 @@ pub fn features_doc() -> serde_json::Value {
                 "v2": true,
                 "systemd": false,
                 "systemdUser": false,
-                "rdma": false
+                "rdma": true
             },
             "seccomp": { "enabled": false },
             "apparmor": { "enabled": false },

@@ -32,25 +32,6 @@ pub fn create_for_exec() -> Result<OwnedFd> {
     Ok(master)
 }
 
-/// Gives the terminal the spec's `process.consoleSize`, when set, before the program
-/// runs, so its first look at the size is right (conmon and `exec -t` pass it).
-pub fn apply_size(master: BorrowedFd<'_>, size: Option<oci_spec::runtime::Box>) -> Result<()> {
-    let Some(size) = size else {
-        return Ok(());
-    };
-    let ws = nix::pty::Winsize {
-        ws_row: u16::try_from(size.height()).unwrap_or(u16::MAX),
-        ws_col: u16::try_from(size.width()).unwrap_or(u16::MAX),
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCSWINSZ reads one `struct winsize`, which `ws` is.
-    let ret = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
-    Errno::result(ret)
-        .map(drop)
-        .ctx(|| "setting the terminal size".into())
-}
-
 /// Opens a new pty through `/dev/ptmx` of the current root: (master, slave, slave path).
 fn open_pty() -> Result<(OwnedFd, OwnedFd, String)> {
     let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)

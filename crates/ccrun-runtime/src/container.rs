@@ -233,8 +233,8 @@ impl Container {
         let layout = Layout::detect()?;
         let cgroup = Cgroup::create(&layout, &cgroup_path)?;
         guard.cgroup = Some(cgroup);
-        if let (Some(res), Some(cg)) = (linux.resources(), guard.cgroup.as_ref()) {
-            cg.apply(res)?;
+        if let Some(cg) = guard.cgroup.as_ref() {
+            cg.apply(&with_default_device_rules(&linux))?;
         }
 
         let mut rootfs_plan =
@@ -695,6 +695,27 @@ impl Container {
             action,
         }
     }
+}
+
+/// The spec's resources with runc's device rules appended: after the spec's own rules,
+/// access to the default devices and to every `linux.devices` node. As in runc, the
+/// device cgroup starts from deny-all, so a spec without rules still gets /dev/null
+/// and friends, and a client's `deny all` first rule cannot lock out the basics.
+fn with_default_device_rules(
+    linux: &oci_spec::runtime::Linux,
+) -> oci_spec::runtime::LinuxResources {
+    let mut resources = linux.resources().clone().unwrap_or_default();
+    let mut rules = resources.devices().clone().unwrap_or_default();
+    rules.extend(ccrun_cgroups::default_allowed_devices());
+    rules.extend(
+        linux
+            .devices()
+            .iter()
+            .flatten()
+            .filter_map(ccrun_cgroups::allow_device),
+    );
+    resources.set_devices(Some(rules));
+    resources
 }
 
 /// The init sets up the rootfs as the user namespace's root, which is an unprivileged

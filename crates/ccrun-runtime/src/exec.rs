@@ -427,7 +427,8 @@ fn setup_err(e: Error) -> (FailureKind, String) {
 fn prepare(plan: &Plan<'_>, chan: &Channel) -> std::result::Result<Ready, (FailureKind, String)> {
     if plan.terminal {
         let master = console::create_for_exec().map_err(setup_err)?;
-        console::apply_size(master.as_fd(), plan.process.console_size()).map_err(setup_err)?;
+        // Sized before the master leaves, so a caller's later resize wins.
+        crate::termsize::apply(plan.process).map_err(setup_err)?;
         chan.send(&Message::Console, Some(master.as_fd()))
             .map_err(setup_err)?;
     } else {
@@ -438,7 +439,6 @@ fn prepare(plan: &Plan<'_>, chan: &Channel) -> std::result::Result<Ready, (Failu
             .ctx(|| "setsid".into())
             .map_err(setup_err)?;
     }
-    crate::termsize::apply(plan.process).map_err(setup_err)?;
     if let Some(limits) = plan.process.rlimits() {
         process::apply_rlimits(limits).map_err(setup_err)?;
     }

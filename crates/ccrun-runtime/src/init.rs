@@ -163,10 +163,7 @@ fn prepare(plan: &InitPlan, chan: &Channel) -> std::result::Result<Ready, (Failu
     rootfs::setup(&plan.rootfs, idmapped_root, &mut before_pivot).map_err(setup_err)?;
     set_names(plan).map_err(setup_err)?;
     let console = if plan.process.terminal() == Some(true) && plan.stdio.is_none() {
-        let master = crate::console::create().map_err(setup_err)?;
-        crate::console::apply_size(master.as_fd(), plan.process.console_size())
-            .map_err(setup_err)?;
-        Some(master)
+        Some(crate::console::create().map_err(setup_err)?)
     } else {
         None
     };

@@ -576,12 +576,12 @@ fn mount_cgroup(root: BorrowedFd<'_>, dest: &Path, opts: &ParsedOptions) -> Resu
             attrs |= attr;
         }
     }
-    let mounted = sys::proc_fd_path(mounted.as_fd());
     if attrs != 0 {
-        sys::set_attrs_recursive(&mounted, attrs)
+        // A bind remount cannot reach the submounts; mount_setattr can.
+        sys::mount_setattr(mounted.as_fd(), true, attrs, 0, None)
             .ctx(|| format!("setting the flags of {}", dest.display()))?;
     }
-    apply_propagation(&mounted, &opts.propagation)
+    apply_propagation(&sys::proc_fd_path(mounted.as_fd()), &opts.propagation)
 }
 
 #[cfg(test)]

@@ -150,39 +150,6 @@ pub fn mount_setattr(
     Errno::result(ret).map(drop)
 }
 
-/// `MOUNT_ATTR_RDONLY`: read-only.
-pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
-/// `MOUNT_ATTR_NOSUID`: ignore set-user-id bits.
-pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
-/// `MOUNT_ATTR_NODEV`: no device access.
-pub const MOUNT_ATTR_NODEV: u64 = 0x4;
-/// `MOUNT_ATTR_NOEXEC`: no execution.
-pub const MOUNT_ATTR_NOEXEC: u64 = 0x8;
-
-/// Sets `attrs` (`MOUNT_ATTR_*`) on the mount at `path` and every mount below it, which
-/// a bind remount cannot do for submounts.
-pub fn set_attrs_recursive(path: &Path, attrs: u64) -> nix::Result<()> {
-    let c = cstr(path)?;
-    let attr = MountAttr {
-        attr_set: attrs,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: 0,
-    };
-    // SAFETY: every pointer refers to live memory of the declared size for the call.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            libc::AT_RECURSIVE as libc::c_uint,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    Errno::result(ret).map(drop)
-}
-
 /// Attaches the detached mount `mount_fd` at `target`.
 pub fn move_mount_to(mount_fd: BorrowedFd<'_>, target: &Path) -> nix::Result<()> {
     let c = cstr(target)?;

@@ -81,6 +81,17 @@ fn links(c: &Ccrun) -> String {
     stdout(&out)
 }
 
+/// Asserts that no container veth is left in the test's namespace. A container's veth
+/// goes with its network namespace, which the kernel destroys asynchronously after the
+/// container's last process is gone, so this waits a little for that.
+fn assert_no_veth_left(c: &Ccrun) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while links(c).contains("veth") {
+        assert!(Instant::now() < deadline, "veth left: {}", links(c));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn nft_rules(c: &Ccrun) -> String {
     let out = c
         .netns()
@@ -218,7 +229,7 @@ fn default_bridge_connects_containers_and_publishes_ports() {
     for id in leftover.iter().filter(|s| s.len() == 12) {
         let _ = c.ccrun(&["rm", "-f", id]);
     }
-    assert!(!links(&c).contains("veth"), "{}", links(&c));
+    assert_no_veth_left(&c);
     assert!(!nft_rules(&c).contains("dport"), "{}", nft_rules(&c));
     assert_eq!(allocations(&c, "bridge"), Vec::<String>::new());
 }
@@ -248,7 +259,7 @@ fn user_network_resolves_names_and_none_has_only_loopback() {
         rootfs,
         "sh",
         "-c",
-        "grep -c db /etc/hosts || true",
+        "grep -cw db /etc/hosts || true",
     ]);
     assert_eq!(stdout(&out), "0");
     // --network none: loopback only.
@@ -349,5 +360,5 @@ fn twenty_concurrent_containers_get_distinct_addresses() {
     assert_eq!(allocations(&c, "bridge").len(), 20);
     c.remove_concurrently(&ids);
     assert_eq!(allocations(&c, "bridge"), Vec::<String>::new());
-    assert!(!links(&c).contains("veth"), "{}", links(&c));
+    assert_no_veth_left(&c);
 }

@@ -75,9 +75,10 @@ pub fn connect(
     Ok(Some(attachment))
 }
 
-/// Detaches container `record` from its network (veth, published ports, address) and
-/// tells its peers; safe to call more than once, also after a crash. The caller
-/// clears the record's attachment with its own update (or removes the record).
+/// Detaches container `record`, whose processes are gone, from its network (published
+/// ports, address; its veth goes with its network namespace) and tells its peers; safe
+/// to call more than once, also after a crash. The caller clears the record's
+/// attachment with its own update (or removes the record).
 pub fn disconnect(containers: &ContainerStore, record: &Record) -> Result<()> {
     let network = match (&record.attachment, &record.network) {
         (Some(a), _) => a.network.clone(),
@@ -90,7 +91,7 @@ pub fn disconnect(containers: &ContainerStore, record: &Record) -> Result<()> {
         // The network went first (it cannot while in use); nothing is left to undo.
         Err(_) => return Ok(()),
     };
-    ccrun_net::detach(&net.config(), &networks.ipam_dir(&net.name), &record.id)
+    ccrun_net::detach_exited(&net.config(), &networks.ipam_dir(&net.name), &record.id)
         .with_context(|| format!("detaching from network {}", net.name))?;
     if net.resolves_names() {
         sync_hosts(&networks, containers, &net, Some(&record.id))?;
