@@ -553,6 +553,10 @@ fn spec_and_features_describe_the_runtime() {
         .as_array()
         .is_some_and(|n| n.len() == 8));
     assert_eq!(features["linux"]["cgroup"]["v1"], true);
+    assert_eq!(features["linux"]["seccomp"]["enabled"], true);
+    assert!(features["linux"]["seccomp"]["actions"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|x| x == "SCMP_ACT_NOTIFY")));
     assert!(features["mountOptions"]
         .as_array()
         .is_some_and(|o| o.iter().any(|x| x == "rbind")));

@@ -21,6 +21,7 @@ use crate::hooks::{self, HookState, Stage};
 use crate::init::{self, InitPlan};
 use crate::namespaces::{self, NamespacePlan};
 use crate::rootfs::RootfsPlan;
+use crate::security::{self, ContainerSecurity};
 use crate::signals::{self, ExitStatus};
 use crate::state::{self, State, Status};
 use crate::sync::{self, FailureKind, Message};
@@ -150,6 +151,8 @@ impl Container {
 
         crate::unsupported::check(spec)?;
         let ns = namespaces::plan(spec)?;
+        let shared_security = ContainerSecurity::from_linux(spec.linux().as_ref())?;
+        let mut security = security::Plan::new(&process, &shared_security)?;
         let linux = spec.linux().clone().unwrap_or_default();
         let uid_maps = linux.uid_mappings().clone().unwrap_or_default();
         let gid_maps = linux.gid_mappings().clone().unwrap_or_default();
@@ -199,6 +202,17 @@ impl Container {
             cgroup: None,
             pid: None,
         };
+        // For processes exec'd into the container later.
+        shared_security.save(&state_dir)?;
+        if security.listener_path().is_some() {
+            security.connect_listener(serde_json::json!({
+                "ociVersion": spec.version(),
+                "id": opts.id,
+                "status": "creating",
+                "bundle": opts.bundle,
+                "annotations": spec.annotations().clone().unwrap_or_default(),
+            }))?;
+        }
 
         // A joined user namespace's root is known once the init exists (chowned then).
         let fifo = make_exec_fifo(
@@ -259,6 +273,7 @@ impl Container {
             exec_fifo: fifo.as_raw_fd(),
             minimal_init: opts.minimal_init,
             stdio: opts.stdio,
+            security,
             memory_policy: linux.memory_policy().clone(),
             hooks: spec_hooks.clone().filter(|_| sync_hooks),
             hook_state: sync_hooks.then(|| hook_state(Status::Creating, None)),

@@ -29,6 +29,7 @@ use oci_spec::runtime::Process;
 use crate::container::Container;
 use crate::error::{Error, Result, SysContext};
 use crate::sched::AffinityStage;
+use crate::security::{self, ContainerSecurity};
 use crate::signals::{self, ExitStatus};
 use crate::state::{self, Status};
 use crate::sync::{self, Channel, FailureKind, Message};
@@ -38,8 +39,10 @@ use crate::{console, process, sys};
 #[derive(Debug, Clone)]
 pub struct ExecOptions {
     /// The process to run: args, env, cwd (inside the container; it must exist), user
-    /// (uid, gid, additional gids, umask), terminal, noNewPrivileges and rlimits are
-    /// honoured, and so are scheduler, ioPriority and execCPUAffinity. `PATH` from its env (or the default path) is searched for `args[0]`.
+    /// (uid, gid, additional gids, umask), terminal, noNewPrivileges, capabilities,
+    /// apparmorProfile, selinuxLabel and rlimits are honoured, and so are scheduler,
+    /// ioPriority and execCPUAffinity; the container's seccomp filter and personality
+    /// apply too. `PATH` from its env (or the default path) is searched for `args[0]`.
     pub process: Process,
     /// File descriptors to install as stdin, stdout and stderr; `None` inherits the
     /// caller's. They must stay open until `exec` returns. Ignored when
@@ -108,6 +111,8 @@ struct Plan<'a> {
     env: Vec<String>,
     terminal: bool,
     stdio: Option<[RawFd; 3]>,
+    /// The process's capabilities and the container's seccomp filter and personality.
+    security: security::Plan,
 }
 
 impl Container {
@@ -127,12 +132,17 @@ impl Container {
         crate::sched::validate(&opts.process)?;
         crate::unsupported::check_process(&opts.process)?;
         let terminal = opts.process.terminal() == Some(true);
-        let plan = Plan {
+        // As with runc: the process's own capabilities, no_new_privs and LSM label, the
+        // container's seccomp filter and personality.
+        let shared = ContainerSecurity::load(&self.state_dir)?;
+        let security = security::Plan::new(&opts.process, &shared)?;
+        let mut plan = Plan {
             process: &opts.process,
             args,
             env: opts.process.env().clone().unwrap_or_default(),
             terminal,
             stdio: if terminal { None } else { opts.stdio },
+            security,
         };
         let threads =
             sys::thread_count().map_err(|e| Error::io("reading", "/proc/self/task", e))?;
@@ -151,6 +161,16 @@ impl Container {
         };
         if !matches!(state.status, Status::Created | Status::Running) {
             return Err(wrong_state(state.status));
+        }
+        if plan.security.listener_path().is_some() {
+            // The exec'd process's notify fd goes to the container's seccomp agent too.
+            plan.security.connect_listener(serde_json::json!({
+                "ociVersion": state.oci_version,
+                "id": state.id,
+                "status": state.status.to_string(),
+                "bundle": state.bundle,
+                "annotations": state.annotations,
+            }))?;
         }
         let target = Target::open(state.pid, self.cgroup()?)?;
         // The init was alive before and after the opens, so they are its namespaces, not
@@ -283,11 +303,33 @@ fn helper_main(target: &Target, plan: &Plan<'_>, chan: Channel) -> ! {
     if let Err(e) = initial.and_then(|()| join(target)) {
         report(&chan, FailureKind::Setup, e.to_string());
     }
+    // A seccomp agent is told the final process's host pid, which only we learn (from
+    // clone): it goes to the final process over a pipe.
+    let pid_pipe = if plan.security.has_listener() {
+        match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
+            Ok(p) => Some(p),
+            Err(e) => report(&chan, FailureKind::Setup, format!("pipe: {e}")),
+        }
+    } else {
+        None
+    };
     // SAFETY: this process is a fork of a single-threaded one; the child only runs
     // `final_main`, which never returns.
     match unsafe { sys::clone_fork(libc::CLONE_PARENT) } {
-        Ok(0) => final_main(plan, &chan),
+        Ok(0) => {
+            if let Some((r, w)) = pid_pipe {
+                drop(w);
+                match read_pid(r) {
+                    Ok(pid) => plan.security.set_host_pid(pid),
+                    Err(e) => report(&chan, FailureKind::Setup, e.to_string()),
+                }
+            }
+            final_main(plan, &chan)
+        }
         Ok(pid) => {
+            if let Some((_, w)) = &pid_pipe {
+                let _ = nix::unistd::write(w, &pid.to_ne_bytes());
+            }
             let code = i32::from(chan.send(&Message::Pid(pid), None).is_err());
             exit(code)
         }
@@ -297,6 +339,21 @@ fn helper_main(target: &Target, plan: &Plan<'_>, chan: Channel) -> ! {
             format!("cloning the exec process into the container: {e}"),
         ),
     }
+}
+
+/// Reads the pid the helper writes into `fd`.
+fn read_pid(fd: OwnedFd) -> Result<i32> {
+    let mut buf = [0u8; 4];
+    let mut got = 0;
+    while got < buf.len() {
+        match nix::unistd::read(fd.as_raw_fd(), &mut buf[got..]) {
+            Ok(0) => return Err(Error::Setup("the exec helper sent no pid".into())),
+            Ok(n) => got += n,
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(Error::sys("reading the pid from the exec helper", e)),
+        }
+    }
+    Ok(i32::from_ne_bytes(buf))
 }
 
 /// Joins the container's cgroup, then its namespaces.
@@ -344,6 +401,9 @@ fn final_main(plan: &Plan<'_>, chan: &Channel) -> ! {
         Err((kind, msg)) => report(chan, kind, msg),
     };
     signals::reset_for_exec();
+    if let Err(e) = plan.security.finish() {
+        report(chan, FailureKind::Setup, e.to_string());
+    }
     let err = process::exec(&ready.program, &ready.args, &ready.env);
     let kind = if err == Errno::ENOENT {
         FailureKind::NotFound
@@ -384,7 +444,9 @@ fn prepare(plan: &Plan<'_>, chan: &Channel) -> std::result::Result<Ready, (Failu
     }
     crate::sched::apply(plan.process).map_err(setup_err)?;
     crate::sched::apply_exec_affinity(plan.process, AffinityStage::Final).map_err(setup_err)?;
-    process::set_identity(plan.process).map_err(setup_err)?;
+    plan.security
+        .take_identity(plan.process)
+        .map_err(setup_err)?;
     // After taking the identity, so the user must be able to enter it, as with runc.
     let cwd = plan.process.cwd();
     nix::unistd::chdir(cwd.as_path())
@@ -401,9 +463,6 @@ fn prepare(plan: &Plan<'_>, chan: &Channel) -> std::result::Result<Ready, (Failu
         env: process::c_strings(&plan.env).map_err(setup_err)?,
     };
     close_fds_on_exec().map_err(setup_err)?;
-    if plan.process.no_new_privileges() == Some(true) {
-        process::set_no_new_privs().map_err(setup_err)?;
-    }
     Ok(ready)
 }
 

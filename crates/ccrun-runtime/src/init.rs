@@ -1,7 +1,7 @@
 //! The container's init: the code that runs in the cloned child. It finishes setup in
 //! the new namespaces (user ids, cgroup namespace, rootfs, hostname, sysctls, rlimits,
 //! program lookup), reports to the parent, waits at the exec gate until `start`, then
-//! takes the process's identity and execs the user's program as PID 1.
+//! takes the process's identity (see [`crate::security`]) and execs the user's program as PID 1.
 
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -43,6 +43,8 @@ pub struct InitPlan {
     pub minimal_init: bool,
     /// Descriptors to install as fds 0, 1 and 2, if not inherited.
     pub stdio: Option<[RawFd; 3]>,
+    /// Capabilities, seccomp, personality and LSM labels of the process.
+    pub security: crate::security::Plan,
     /// `linux.memoryPolicy`, set on the init before it execs.
     pub memory_policy: Option<oci_spec::runtime::LinuxMemoryPolicy>,
     /// The spec's hooks, when some run during create or start: the init then stops
@@ -66,6 +68,8 @@ struct Ready {
 
 /// Entry point in the child. Never returns.
 pub fn main(plan: &InitPlan, chan: Channel) -> ! {
+    // While the host's /proc is still ours.
+    plan.security.note_host_pid();
     if let Err(e) = attach_stdio(plan) {
         let _ = chan.send(&Message::Failed(FailureKind::Setup, e.to_string()), None);
         exit(1);
@@ -88,10 +92,14 @@ pub fn main(plan: &InitPlan, chan: Channel) -> ! {
     if let Err(e) = wait_at_gate(plan.exec_fifo, plan.hooks.as_ref(), ready.hook_state) {
         fail_after_start(&format!("waiting for start: {e}"), 125);
     }
-    if let Err(e) = take_identity(&plan.process) {
+    if let Err(e) = plan.security.take_identity(&plan.process) {
         fail_after_start(&e.to_string(), 125);
     }
     signals::reset_for_exec();
+    // The seccomp filter goes last, so it constrains the program and not our setup.
+    if let Err(e) = plan.security.finish() {
+        fail_after_start(&e.to_string(), 125);
+    }
     if plan.minimal_init {
         crate::reaper::run(&ready.program, &ready.args, &ready.env);
     }
@@ -213,7 +221,15 @@ fn become_root(plan: &InitPlan) -> Result<()> {
     let root_uid = Uid::from_raw(0);
     nix::unistd::setresgid(root_gid, root_gid, root_gid)
         .ctx(|| "setgid 0 in user namespace".into())?;
-    nix::unistd::setresuid(root_uid, root_uid, root_uid).ctx(|| "setuid 0 in user namespace".into())
+    nix::unistd::setresuid(root_uid, root_uid, root_uid)
+        .ctx(|| "setuid 0 in user namespace".into())?;
+    // The uid change made us non-dumpable, which makes /proc/self host-root-owned and
+    // so closed to us (oom_score_adj, attr/exec); runc restores it the same way.
+    // SAFETY: prctl with integer arguments has no memory effects.
+    let ret = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) };
+    Errno::result(ret)
+        .map(drop)
+        .ctx(|| "prctl(PR_SET_DUMPABLE)".into())
 }
 
 fn join_namespaces(plan: &InitPlan) -> Result<()> {
@@ -276,13 +292,6 @@ fn wait_at_gate(fifo: RawFd, hooks: Option<&Hooks>, state: Option<HookState>) ->
     // SAFETY: the O_PATH fd was inherited for this purpose and is not used afterwards.
     unsafe { libc::close(fifo) };
     Ok(())
-}
-
-fn take_identity(process: &Process) -> Result<()> {
-    if process.no_new_privileges().unwrap_or(false) {
-        process::set_no_new_privs()?;
-    }
-    process::set_identity(process)
 }
 
 /// Keeps an fd alive and closes it on drop (used for fds passed through the clone).

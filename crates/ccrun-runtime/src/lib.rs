@@ -4,6 +4,7 @@
 //! running containers ([`Container::exec`]). Both the `ccrun` engine and the
 //! runc-compatible CLI drive containers through [`Container`].
 
+pub mod caps;
 pub mod console;
 pub mod container;
 pub mod copyup;
@@ -19,6 +20,8 @@ pub mod process;
 pub mod reaper;
 pub mod rootfs;
 pub mod sched;
+pub mod seccomp;
+pub mod security;
 pub mod signals;
 pub mod spec;
 pub mod state;

@@ -9,6 +9,7 @@ mod format;
 mod image_config;
 mod networks;
 mod relay;
+mod security;
 mod spec_builder;
 mod storage;
 mod template;

@@ -1,17 +1,19 @@
 //! Turns the engine's run options into an OCI runtime `Spec` with Docker's defaults:
 //! the standard mounts, masked and read-only paths, namespaces, the user namespace
-//! mapping, and cgroup resources.
+//! mapping, cgroup resources, and the security settings of [`crate::security`]
+//! (capabilities, seccomp, devices and their cgroup rules, sysctls, rlimits).
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use oci_spec::runtime::{
-    LinuxBuilder, LinuxCpuBuilder, LinuxIdMapping, LinuxIdMappingBuilder, LinuxMemoryBuilder,
-    LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder,
-    LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder,
-    UserBuilder,
+    Capabilities, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxIdMapping,
+    LinuxIdMappingBuilder, LinuxMemoryBuilder, LinuxNamespace, LinuxNamespaceBuilder,
+    LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, Mount, MountBuilder,
+    ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 
+use crate::security::Security;
 use crate::user::Identity;
 
 /// Host id range a private user namespace maps container ids 0..65535 onto when
@@ -135,6 +137,8 @@ pub struct RunSpec {
     /// Ask the runtime to idmap the rootfs for the user namespace (a plain directory
     /// rootfs; an overlay snapshot already has idmapped layers).
     pub idmap_rootfs: bool,
+    /// Capabilities, seccomp, devices, sysctls, rlimits and the like.
+    pub security: Security,
 }
 
 fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Result<Mount> {
@@ -265,7 +269,16 @@ pub fn build(run: &RunSpec) -> Result<Spec> {
             "/".into()
         }
     });
-    let process = ProcessBuilder::default()
+    let sec = &run.security;
+    let caps: Capabilities = sec.capabilities.iter().copied().collect();
+    let capabilities = LinuxCapabilitiesBuilder::default()
+        .bounding(caps.clone())
+        .effective(caps.clone())
+        .permitted(caps)
+        .inheritable(Capabilities::new())
+        .ambient(Capabilities::new())
+        .build()?;
+    let mut process = ProcessBuilder::default()
         .terminal(run.terminal)
         .args(run.args.clone())
         .env(with_default_env(run.env.clone(), &run.hostname, &home))
@@ -277,8 +290,18 @@ pub fn build(run: &RunSpec) -> Result<Spec> {
                 .additional_gids(run.user.additional_gids.clone())
                 .build()?,
         )
-        .no_new_privileges(false)
+        .no_new_privileges(sec.no_new_privileges)
+        .capabilities(capabilities)
         .build()?;
+    process.set_apparmor_profile(sec.apparmor_profile.clone());
+    process.set_oom_score_adj(sec.oom_score_adj);
+    // `--ulimit` replaces the limit of the same kind.
+    let mut rlimits = process.rlimits().clone().unwrap_or_default();
+    for limit in &sec.rlimits {
+        rlimits.retain(|l| l.typ() != limit.typ());
+        rlimits.push(*limit);
+    }
+    process.set_rlimits(Some(rlimits));
 
     let mut namespaces = vec![
         namespace(LinuxNamespaceType::Pid)?,
@@ -346,23 +369,46 @@ pub fn build(run: &RunSpec) -> Result<Spec> {
     if let Some(p) = l.pids {
         resources = resources.pids(LinuxPidsBuilder::default().limit(p).build()?);
     }
+    resources = resources.devices(crate::security::device_rules(sec.privileged, &sec.devices)?);
+    // A private user namespace cannot mknod: its devices are bind mounts of the host's
+    // nodes (still subject to the device cgroup).
+    let mut device_mounts = Vec::new();
+    let mut devices = Vec::new();
+    for d in &sec.devices {
+        if let UsernsMode::Private { .. } = run.userns {
+            device_mounts.push(
+                MountBuilder::default()
+                    .destination(d.device.path().clone())
+                    .typ("bind")
+                    .source(d.host.clone())
+                    .options(vec!["bind".to_string(), "nosuid".to_string()])
+                    .build()?,
+            );
+        } else {
+            devices.push(d.device.clone());
+        }
+    }
+    if !devices.is_empty() {
+        linux = linux.devices(devices);
+    }
+    if let Some(seccomp) = &sec.seccomp {
+        linux = linux.seccomp(seccomp.clone());
+    }
+    if !sec.sysctls.is_empty() {
+        linux = linux.sysctl(sec.sysctls.clone());
+    }
+    let (masked, readonly): (&[&str], &[&str]) = if sec.system_paths_masked {
+        (MASKED_PATHS, READONLY_PATHS)
+    } else {
+        (&[], &[])
+    };
 
     let linux = linux
         .namespaces(namespaces)
         .resources(resources.build()?)
         .cgroups_path(PathBuf::from(ccrun_runtime::default_cgroup_path(&run.id)))
-        .masked_paths(
-            MASKED_PATHS
-                .iter()
-                .map(|s| s.to_string())
-                .collect::<Vec<_>>(),
-        )
-        .readonly_paths(
-            READONLY_PATHS
-                .iter()
-                .map(|s| s.to_string())
-                .collect::<Vec<_>>(),
-        )
+        .masked_paths(masked.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .readonly_paths(readonly.iter().map(|s| s.to_string()).collect::<Vec<_>>())
         .build()?;
 
     SpecBuilder::default()
@@ -378,18 +424,38 @@ pub fn build(run: &RunSpec) -> Result<Spec> {
         .mounts(
             default_mounts()?
                 .into_iter()
+                .map(|m| adjust_default_mount(m, sec))
                 .filter(|d| {
                     !run.mounts
                         .iter()
                         .any(|m| m.destination() == d.destination())
                 })
                 .chain(run.mounts.iter().cloned())
+                .chain(device_mounts)
                 .collect::<Vec<_>>(),
         )
         .linux(linux)
         .annotations(annotations)
         .build()
         .context("building the runtime spec")
+}
+
+/// `--shm-size` sets the size of `/dev/shm`; `--privileged` makes `/sys` writable.
+fn adjust_default_mount(mut m: Mount, sec: &Security) -> Mount {
+    let dest = m.destination().to_string_lossy().into_owned();
+    let mut options = m.options().clone().unwrap_or_default();
+    match dest.as_str() {
+        "/dev/shm" => {
+            if let Some(size) = sec.shm_size {
+                options.retain(|o| !o.starts_with("size="));
+                options.push(format!("size={size}"));
+            }
+        }
+        "/sys" if sec.privileged => options.retain(|o| o != "ro"),
+        _ => {}
+    }
+    m.set_options(Some(options));
+    m
 }
 
 /// The private user namespace range: the `ccrun` entry of `/etc/subuid` and
@@ -445,6 +511,7 @@ mod tests {
             mounts: vec![],
             terminal: false,
             idmap_rootfs: true,
+            security: Security::docker_defaults().expect("defaults"),
         }
     }
 

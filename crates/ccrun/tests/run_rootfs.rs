@@ -80,7 +80,23 @@ fn hostname_is_private() {
     let host_before = nix::unistd::gethostname().expect("hostname");
     let out = c.run(r.path(), &["--hostname", "container-x", "hostname"]);
     assert_eq!(stdout(&out), "container-x");
-    let out = c.run(r.path(), &["sh", "-c", "hostname ignored-name && hostname"]);
+    // Changing it takes CAP_SYS_ADMIN, as in Docker.
+    let out = c.run(r.path(), &["sh", "-c", "hostname ignored-name"]);
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "sethostname without CAP_SYS_ADMIN"
+    );
+    let out = c.run(
+        r.path(),
+        &[
+            "--cap-add",
+            "SYS_ADMIN",
+            "sh",
+            "-c",
+            "hostname ignored-name && hostname",
+        ],
+    );
     assert_eq!(stdout(&out), "ignored-name");
     assert_eq!(nix::unistd::gethostname().expect("hostname"), host_before);
     // Without --hostname the short id is used, like Docker.

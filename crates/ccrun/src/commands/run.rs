@@ -18,6 +18,7 @@ use crate::containers::{cleanup, launch, monitor, ContainerStore, Record, Rootfs
 use crate::etc_files::{self, EtcFiles};
 use crate::image_config::{self, ImageDefaults};
 use crate::networks::NetworkStore;
+use crate::security::{Flags as SecurityFlags, Security};
 use crate::spec_builder::{self, Limits, NetworkMode, RunSpec, UsernsMode};
 use crate::volumes::{self, IdShift, MountRequest};
 use crate::{units, user};
@@ -117,8 +118,9 @@ pub struct RunArgs {
     #[arg(long, short = 'h', value_name = "NAME")]
     pub hostname: Option<String>,
     /// User namespace: private (container root is unprivileged on the host) or host
-    #[arg(long, value_enum, default_value_t = UsernsArg::Private)]
-    pub userns: UsernsArg,
+    /// [default: private; host with --privileged]
+    #[arg(long, value_enum)]
+    pub userns: Option<UsernsArg>,
     /// Network: bridge (the default network), a network's name, none (loopback
     /// only) or host (share the host's)
     #[arg(
@@ -179,6 +181,35 @@ pub struct RunArgs {
     /// Mount the root filesystem read-only
     #[arg(long)]
     pub read_only: bool,
+    /// Give the container every capability and host device, no seccomp filter, no
+    /// masked paths and a writable /sys (implies --userns host)
+    #[arg(long)]
+    pub privileged: bool,
+    /// Add a capability (CAP_NAME or NAME; ALL for every one)
+    #[arg(long, value_name = "CAP")]
+    pub cap_add: Vec<String>,
+    /// Drop a capability (CAP_NAME or NAME; ALL for every one)
+    #[arg(long, value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+    /// Security option: no-new-privileges[=true|false], seccomp=FILE|unconfined,
+    /// apparmor=PROFILE, label=…, systempaths=unconfined
+    #[arg(long, value_name = "OPT")]
+    pub security_opt: Vec<String>,
+    /// Give the container a host device: HOST[:CONTAINER[:PERMS]] (PERMS of rwm)
+    #[arg(long, value_name = "HOST[:CTR[:PERMS]]")]
+    pub device: Vec<String>,
+    /// Set a namespaced kernel parameter, e.g. net.ipv4.ip_forward=1
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub sysctl: Vec<String>,
+    /// Set a resource limit: NAME=SOFT[:HARD], e.g. nofile=1024:2048 (-1: unlimited)
+    #[arg(long, value_name = "NAME=SOFT[:HARD]")]
+    pub ulimit: Vec<String>,
+    /// Tune the OOM killer's preference for the container (-1000 to 1000)
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub oom_score_adj: Option<i32>,
+    /// Size of /dev/shm, e.g. 64m [default: 64m]
+    #[arg(long, value_name = "BYTES")]
+    pub shm_size: Option<String>,
     /// The image, then the command and its arguments (only the command with --rootfs)
     #[arg(trailing_var_arg = true, value_name = "IMAGE [COMMAND] [ARG...]")]
     pub command: Vec<String>,
@@ -261,10 +292,27 @@ fn run_or_create(global: &GlobalOpts, args: RunArgs, create_only: bool) -> Resul
     for m in &args.mount {
         mount_requests.push(volumes::spec::parse_mount_flag(m)?);
     }
-    let userns = match args.userns {
-        UsernsArg::Private => spec_builder::private_userns(),
-        UsernsArg::Host => UsernsMode::Host,
+    // A private user namespace cannot hold host privileges: --privileged implies the
+    // host's (Docker refuses --privileged with user namespace remapping too).
+    let userns = match (args.userns, args.privileged) {
+        (Some(UsernsArg::Private), true) => {
+            bail!("conflicting options: --privileged needs --userns host")
+        }
+        (Some(UsernsArg::Host), _) | (None, true) => UsernsMode::Host,
+        (Some(UsernsArg::Private), false) | (None, false) => spec_builder::private_userns(),
     };
+    let security = Security::from_flags(&SecurityFlags {
+        privileged: args.privileged,
+        cap_add: &args.cap_add,
+        cap_drop: &args.cap_drop,
+        security_opt: &args.security_opt,
+        device: &args.device,
+        sysctl: &args.sysctl,
+        ulimit: &args.ulimit,
+        oom_score_adj: args.oom_score_adj,
+        shm_size: args.shm_size.as_deref(),
+        shared_network: args.network == "host" || args.network.starts_with("container:"),
+    })?;
     let mut flag_env = Vec::new();
     for file in &args.env_file {
         flag_env.extend(image_config::read_env_file(file)?);
@@ -365,6 +413,7 @@ fn run_or_create(global: &GlobalOpts, args: RunArgs, create_only: bool) -> Resul
         store_root: &root,
         userns,
         limits,
+        security,
         tmpfs,
         planned,
         env: image_config::merge_env(&source.defaults.env, &flag_env),
@@ -555,6 +604,7 @@ struct Job<'a> {
     store_root: &'a Path,
     userns: UsernsMode,
     limits: Limits,
+    security: Security,
     tmpfs: Vec<Mount>,
     /// `-v`, `--mount` and the image's `Volumes`, checked and named.
     planned: Vec<MountRequest>,
@@ -623,6 +673,7 @@ impl Job<'_> {
             mounts,
             terminal: self.args.tty,
             idmap_rootfs: matches!(self.record.rootfs, RootfsSource::Dir(_)),
+            security: self.security.clone(),
         })?;
         launch::save_config(self.dir, &spec)?;
         Ok(spec)
