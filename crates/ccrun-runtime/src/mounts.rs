@@ -431,7 +431,7 @@ fn mount_entry_base(
     }
 
     if typ == "cgroup" {
-        return mount_cgroup(root, dest, &opts);
+        return mount_cgroup(root, dest, opts);
     }
     let target = fsroot::mkdir_all(root, dest, 0o755)
         .ctx(|| format!("creating mount point {}", dest.display()))?;
