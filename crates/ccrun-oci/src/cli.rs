@@ -224,7 +224,7 @@ pub struct ExecArgs {
     /// Set no_new_privs for the process.
     #[arg(long)]
     pub no_new_privs: bool,
-    /// Pass this many fds after stdio to the process (not honoured yet, see README).
+    /// Pass this many fds after stdio (3, 4, …) to the process.
     #[arg(long, default_value_t = 0)]
     pub preserve_fds: u32,
     /// Accepted for runc compatibility.

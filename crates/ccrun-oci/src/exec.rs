@@ -36,6 +36,7 @@ pub fn exec(root: &Path, args: &ExecArgs) -> Result<i32> {
     let mut started = c.exec(ExecOptions {
         process,
         stdio: None,
+        preserve_fds: args.preserve_fds,
     })?;
     let result = (|| -> Result<()> {
         if let Some(socket) = &args.console_socket {

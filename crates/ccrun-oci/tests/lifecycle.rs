@@ -567,36 +567,53 @@ fn spec_and_features_describe_the_runtime() {
 
 #[test]
 fn preserved_fds_reach_the_container_and_no_others() {
+    const READ_PRESERVED: &str =
+        "cat <&3; cat <&4; if [ -e /proc/self/fd/5 ]; then echo fd 5 leaked; fi";
     let oci = Oci::new();
-    let bundle = Bundle::new(
-        &[
-            "sh",
-            "-c",
-            "cat <&3; cat <&4; if [ -e /proc/self/fd/5 ]; then echo fd 5 leaked; fi",
-        ],
-        |_| {},
-    );
+    let bundle = Bundle::new(&["sh", "-c", READ_PRESERVED], |_| {});
     let dir = tempfile::tempdir().expect("tmp");
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     std::fs::write(&a, "three\n").expect("write");
     std::fs::write(&b, "four\n").expect("write");
-    let id = unique_id("fds");
     // The shell opens fds 3 to 5 without close-on-exec, as a manager passes its fds;
     // only the two preserved ones may reach the container.
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(r#"exec 3<"$1" 4<"$2" 5<"$1"; shift 2; exec "$@""#)
-        .arg("sh")
-        .arg(&a)
-        .arg(&b)
-        .arg(support::bin())
-        .arg("--root")
-        .arg(oci.root())
-        .args(["run", "--preserve-fds", "2", "-b", bundle.path(), &id])
-        .output()
-        .expect("run");
-    assert!(out.status.success(), "{out:?}");
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "three\nfour\n");
+    let with_fds = |args: &[&str]| {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(r#"exec 3<"$1" 4<"$2" 5<"$1"; shift 2; exec "$@""#)
+            .arg("sh")
+            .arg(&a)
+            .arg(&b)
+            .arg(support::bin())
+            .arg("--root")
+            .arg(oci.root())
+            .args(args)
+            .output()
+            .expect("ccrun-oci");
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let id = unique_id("fds");
+    let run = ["run", "--preserve-fds", "2", "-b", bundle.path(), &id];
+    // Registered for removal on drop, like every container the tests make.
+    drop(oci.command(&run));
+    assert_eq!(with_fds(&run), "three\nfour\n");
+
+    // exec passes them the same way.
+    let sleeper = Bundle::new(&["sleep", "1000"], |_| {});
+    let id = unique_id("fdsexec");
+    oci.ok(&["run", "-d", "-b", sleeper.path(), &id]);
+    let exec = [
+        "exec",
+        "--preserve-fds",
+        "2",
+        &id,
+        "sh",
+        "-c",
+        READ_PRESERVED,
+    ];
+    assert_eq!(with_fds(&exec), "three\nfour\n");
+    oci.ok(&["delete", "--force", &id]);
 }
 
 #[test]

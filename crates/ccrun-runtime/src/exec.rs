@@ -48,6 +48,9 @@ pub struct ExecOptions {
     /// caller's. They must stay open until `exec` returns. Ignored when
     /// `process.terminal` is true.
     pub stdio: Option<[RawFd; 3]>,
+    /// How many of the caller's fds after stdio (3, 4, …) the process keeps, as runc's
+    /// `exec --preserve-fds`; every other fd is closed at exec.
+    pub preserve_fds: u32,
 }
 
 /// A process started in a container by [`Container::exec`].
@@ -111,6 +114,8 @@ struct Plan<'a> {
     env: Vec<String>,
     terminal: bool,
     stdio: Option<[RawFd; 3]>,
+    /// Fds 3 .. 3 + this stay open across the exec.
+    preserve_fds: u32,
     /// The process's capabilities and the container's seccomp filter and personality.
     security: security::Plan,
 }
@@ -142,6 +147,7 @@ impl Container {
             env: opts.process.env().clone().unwrap_or_default(),
             terminal,
             stdio: if terminal { None } else { opts.stdio },
+            preserve_fds: opts.preserve_fds,
             security,
         };
         let threads =
@@ -462,7 +468,7 @@ fn prepare(plan: &Plan<'_>, chan: &Channel) -> std::result::Result<Ready, (Failu
         args: process::c_strings(&plan.args).map_err(setup_err)?,
         env: process::c_strings(&plan.env).map_err(setup_err)?,
     };
-    close_fds_on_exec().map_err(setup_err)?;
+    close_fds_on_exec(plan.preserve_fds).map_err(setup_err)?;
     Ok(ready)
 }
 
@@ -484,12 +490,23 @@ fn install_stdio(fds: [RawFd; 3]) -> Result<()> {
 
 /// Marks every fd above 2 close-on-exec, so nothing the caller left open without
 /// `O_CLOEXEC` (a host directory, say) reaches the container.
-fn close_fds_on_exec() -> Result<()> {
+fn close_fds_on_exec(preserve: u32) -> Result<()> {
+    let first_closed = 3u32.saturating_add(preserve);
+    // The preserved fds pass whatever their flag was, as with runc.
+    for fd in 3..first_closed {
+        match nix::fcntl::fcntl(
+            fd as RawFd,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+        ) {
+            Ok(_) | Err(Errno::EBADF) => {}
+            Err(e) => return Err(Error::sys(format!("keeping fd {fd} open for exec"), e)),
+        }
+    }
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only changes flags of our own fds.
     let ret = unsafe {
         libc::syscall(
             libc::SYS_close_range,
-            3 as libc::c_uint,
+            first_closed as libc::c_uint,
             libc::c_uint::MAX,
             libc::CLOSE_RANGE_CLOEXEC,
         )

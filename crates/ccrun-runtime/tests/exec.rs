@@ -204,7 +204,11 @@ fn start(c: &Container, p: Process) -> Result<(ExecProcess, OwnedFd), Error> {
     let (r, w) = pipe();
     let null = File::open("/dev/null").expect("/dev/null");
     let stdio = Some([null.as_raw_fd(), w.as_raw_fd(), w.as_raw_fd()]);
-    let proc = c.exec(ExecOptions { process: p, stdio })?;
+    let proc = c.exec(ExecOptions {
+        process: p,
+        stdio,
+        preserve_fds: 0,
+    })?;
     Ok((proc, r))
 }
 
@@ -299,6 +303,7 @@ fn check_common(c: &Container) {
         .exec(ExecOptions {
             process: process(&["cat"]),
             stdio: Some([r.as_raw_fd(), out_w.as_raw_fd(), out_w.as_raw_fd()]),
+            preserve_fds: 0,
         })
         .expect("exec cat");
     drop((r, out_w));
@@ -383,6 +388,7 @@ fn tty_output(c: &Container) -> String {
         .exec(ExecOptions {
             process: p,
             stdio: None,
+            preserve_fds: 0,
         })
         .expect("exec with terminal");
     let master = File::from(proc.console.expect("console"));

@@ -195,7 +195,13 @@ fn exec(c: &Container, p: Process) -> (ExitStatus, String) {
     let (r, w) = pipe();
     let null = File::open("/dev/null").expect("/dev/null");
     let stdio = Some([null.as_raw_fd(), w.as_raw_fd(), w.as_raw_fd()]);
-    let proc = c.exec(ExecOptions { process: p, stdio }).expect("exec");
+    let proc = c
+        .exec(ExecOptions {
+            process: p,
+            stdio,
+            preserve_fds: 0,
+        })
+        .expect("exec");
     drop(w);
     let out = read_all(r);
     (proc.wait().expect("wait"), out)
@@ -504,6 +510,7 @@ fn seccomp_notify_reaches_the_agent(env: &mut Env) {
         .exec(ExecOptions {
             process: e,
             stdio: Some([null.as_raw_fd(), w.as_raw_fd(), w.as_raw_fd()]),
+            preserve_fds: 0,
         })
         .expect("exec");
     drop(w);

@@ -915,6 +915,7 @@ fn exec_cpu_affinity_applies_to_exec(env: &mut Env) {
         .exec(ccrun_runtime::ExecOptions {
             process,
             stdio: None,
+            preserve_fds: 0,
         })
         .expect("exec");
     assert_eq!(p.wait().expect("wait"), ExitStatus::Exited(0));

@@ -117,7 +117,11 @@ pub fn exec(global: &GlobalOpts, args: ExecArgs) -> Result<i32> {
     };
     // Blocked before the process exists so that no signal meant for it is lost.
     let forwarder = Forwarder::block()?;
-    let mut started = container.exec(ExecOptions { process, stdio })?;
+    let mut started = container.exec(ExecOptions {
+        process,
+        stdio,
+        preserve_fds: 0,
+    })?;
     drop(devnull);
     if args.detach {
         return Ok(0);
