@@ -152,7 +152,7 @@ impl Container {
         crate::unsupported::check(spec)?;
         let ns = namespaces::plan(spec)?;
         let shared_security = ContainerSecurity::from_linux(spec.linux().as_ref())?;
-        let mut security = security::Plan::new(&process, &shared_security)?;
+        let mut security = security::Plan::new(&process, &shared_security, &opts.state_root)?;
         let linux = spec.linux().clone().unwrap_or_default();
         let uid_maps = linux.uid_mappings().clone().unwrap_or_default();
         let gid_maps = linux.gid_mappings().clone().unwrap_or_default();

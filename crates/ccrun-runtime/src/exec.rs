@@ -140,7 +140,11 @@ impl Container {
         // As with runc: the process's own capabilities, no_new_privs and LSM label, the
         // container's seccomp filter and personality.
         let shared = ContainerSecurity::load(&self.state_dir)?;
-        let security = security::Plan::new(&opts.process, &shared)?;
+        let security = security::Plan::new(
+            &opts.process,
+            &shared,
+            self.state_dir.parent().unwrap_or(&self.state_dir),
+        )?;
         let mut plan = Plan {
             process: &opts.process,
             args,

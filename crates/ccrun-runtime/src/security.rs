@@ -170,12 +170,18 @@ pub fn personality_value(p: &LinuxPersonality) -> Result<libc::c_ulong> {
 impl Plan {
     /// Plans the security of `process` in a container with `shared` settings. Fails on
     /// what cannot be honoured here: an unknown name, a seccomp profile libseccomp
-    /// rejects, an AppArmor profile or SELinux label on a host without them.
-    pub fn new(process: &Process, shared: &ContainerSecurity) -> Result<Plan> {
+    /// rejects, an AppArmor profile or SELinux label on a host without them. Compiled
+    /// seccomp programs are cached under `state_root` (see [`seccomp`]).
+    pub fn new(process: &Process, shared: &ContainerSecurity, state_root: &Path) -> Result<Plan> {
         let last_cap = caps::last_cap()?;
         let caps = CapSets::from_spec(process.capabilities().as_ref(), last_cap);
         let no_new_privs = process.no_new_privileges() == Some(true);
-        let seccomp = shared.seccomp.as_ref().map(seccomp::compile).transpose()?;
+        let cache = seccomp::cache_dir(state_root);
+        let seccomp = shared
+            .seccomp
+            .as_ref()
+            .map(|spec| seccomp::compile(spec, Some(&cache)))
+            .transpose()?;
         let seccomp_early =
             seccomp.is_some() && !no_new_privs && !caps.effective_has(Capability::SysAdmin);
         let personality = shared

@@ -697,8 +697,14 @@ fn main() {
     ];
     let mut tally = ccrun_testkit::run_in_process(tests, &mut env);
     let leftovers = leftover_cgroups();
+    // Dot entries (the seccomp program cache) are shared, never a container's state.
     let states: Vec<_> = std::fs::read_dir(env.state.path())
-        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .map(|d| {
+            d.flatten()
+                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                .map(|e| e.path())
+                .collect()
+        })
         .unwrap_or_default();
     if !leftovers.is_empty() || !states.is_empty() {
         println!("leftovers: cgroups {leftovers:?}, state {states:?}");

@@ -271,7 +271,12 @@ impl Ccrun {
 
     /// Number of container state directories left.
     pub fn leftover_state(&self) -> usize {
-        std::fs::read_dir(self.state.path()).map_or(0, |d| d.count())
+        // Dot entries (the seccomp program cache) are shared, never a container's state.
+        std::fs::read_dir(self.state.path()).map_or(0, |d| {
+            d.flatten()
+                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                .count()
+        })
     }
 }
 
