@@ -16,7 +16,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use support::pty::OnPty;
+use ccrun_testkit::pty::OnPty;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 

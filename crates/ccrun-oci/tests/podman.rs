@@ -19,7 +19,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use support::pty::OnPty;
+use ccrun_testkit::pty::OnPty;
 
 /// A private podman: its dirs, configuration and cgroup parent; everything removed on drop.
 struct Podman {

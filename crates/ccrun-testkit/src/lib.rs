@@ -1,5 +1,8 @@
 //! Test fixtures shared by ccrun's crates: a busybox root filesystem built from
-//! Debian's busybox-static, and a root check for tests that need real privileges.
+//! Debian's busybox-static, a root check for tests that need real privileges, and a
+//! process on a pseudo-terminal ([`pty`]).
+
+pub mod pty;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -3,8 +3,6 @@
 //! test created (by `delete --force`, which also removes its cgroup).
 #![allow(dead_code)]
 
-pub mod pty;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
