@@ -5,6 +5,8 @@
 //! back typed. Runs without the threaded test harness because exec needs a
 //! single-threaded process.
 
+mod common;
+
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -15,36 +17,17 @@ use ccrun_runtime::{
     ANNOTATION_ROOTFS_IDMAP,
 };
 use ccrun_testkit::{require_root, set_mode, Rootfs};
-use nix::fcntl::OFlag;
+use common::{id_map, mount, pipe, read_all};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use oci_spec::runtime::{
-    LinuxBuilder, LinuxIdMapping, LinuxIdMappingBuilder, LinuxNamespaceBuilder, LinuxNamespaceType,
-    Mount, MountBuilder, Process, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+    LinuxBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, Process, ProcessBuilder, RootBuilder,
+    Spec, SpecBuilder, UserBuilder,
 };
 
 const HOSTNAME: &str = "exectest";
 /// Host uid/gid that the container's 0 maps to in the user namespace case.
 const HOST_BASE: u32 = 100_000;
-
-fn mount(dest: &str, typ: &str, src: &str, opts: &[&str]) -> Mount {
-    MountBuilder::default()
-        .destination(dest)
-        .typ(typ)
-        .source(src)
-        .options(opts.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-        .build()
-        .expect("mount")
-}
-
-fn id_map(container: u32, host: u32, size: u32) -> LinuxIdMapping {
-    LinuxIdMappingBuilder::default()
-        .container_id(container)
-        .host_id(host)
-        .size(size)
-        .build()
-        .expect("mapping")
-}
 
 /// A `sleep 100` container with pid, mount, uts and ipc namespaces, plus user (with
 /// uid/gid maps and an idmapped rootfs), network and cgroup namespaces when `isolated`.
@@ -195,10 +178,6 @@ fn as_user(mut p: Process, uid: u32, gid: u32, extra: Vec<u32>) -> Process {
     p
 }
 
-fn pipe() -> (OwnedFd, OwnedFd) {
-    nix::unistd::pipe2(OFlag::O_CLOEXEC).expect("pipe")
-}
-
 /// Execs `p` with stdin from `/dev/null` and stdout+stderr captured.
 fn start(c: &Container, p: Process) -> Result<(ExecProcess, OwnedFd), Error> {
     let (r, w) = pipe();
@@ -206,14 +185,6 @@ fn start(c: &Container, p: Process) -> Result<(ExecProcess, OwnedFd), Error> {
     let stdio = Some([null.as_raw_fd(), w.as_raw_fd(), w.as_raw_fd()]);
     let proc = c.exec(ExecOptions { process: p, stdio })?;
     Ok((proc, r))
-}
-
-fn read_all(fd: OwnedFd) -> String {
-    let mut out = String::new();
-    File::from(fd)
-        .read_to_string(&mut out)
-        .expect("read output");
-    out
 }
 
 /// Execs `p`, returning its exit status and output.
@@ -434,28 +405,6 @@ fn exec_into_stopped_container_is_refused(env: &mut Env) {
     assert!(matches!(err, Err(Error::WrongState { .. })), "{err:?}");
 }
 
-/// Our containers' cgroup directories still present.
-fn leftover_cgroups() -> Vec<String> {
-    let mut found = Vec::new();
-    let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
-        return found;
-    };
-    for h in hierarchies.flatten() {
-        let Ok(entries) = std::fs::read_dir(h.path().join("ccrun")) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            if e.file_name()
-                .to_string_lossy()
-                .starts_with(&Env::id_prefix())
-            {
-                found.push(e.path().display().to_string());
-            }
-        }
-    }
-    found
-}
-
 type Test = fn(&mut Env);
 
 fn main() {
@@ -481,14 +430,7 @@ fn main() {
         ),
     ];
     let mut tally = ccrun_testkit::run_in_process(tests, &mut env);
-    let leftovers = leftover_cgroups();
-    let states: Vec<_> = std::fs::read_dir(env.state.path())
-        .map(|d| d.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    if !leftovers.is_empty() || !states.is_empty() {
-        println!("leftovers: cgroups {leftovers:?}, state {states:?}");
-        tally.failed += 1;
-    }
+    common::check_leftovers(&mut tally, &Env::id_prefix(), env.state.path());
     // `exit` skips destructors: remove the rootfs and state dir first.
     drop(env);
     tally.finish();

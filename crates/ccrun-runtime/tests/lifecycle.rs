@@ -4,26 +4,19 @@
 //! with their options. Runs without the threaded test harness because container
 //! creation needs a single-threaded process.
 
+mod common;
+
 use std::path::Path;
 use std::time::Duration;
 
 use ccrun_runtime::{Container, CreateOptions, Error, ExitStatus, Status};
 use ccrun_testkit::{require_root, Rootfs};
+use common::mount;
 use nix::sys::signal::Signal;
 use oci_spec::runtime::{
-    LinuxBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, Mount, MountBuilder, ProcessBuilder,
-    RootBuilder, Spec, SpecBuilder,
+    LinuxBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, Mount, ProcessBuilder, RootBuilder,
+    Spec, SpecBuilder,
 };
-
-fn mount(dest: &str, typ: &str, src: &str, opts: &[&str]) -> Mount {
-    MountBuilder::default()
-        .destination(dest)
-        .typ(typ)
-        .source(src)
-        .options(opts.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-        .build()
-        .expect("mount")
-}
 
 fn spec(rootfs: &Path, args: &[&str], extra_mounts: Vec<Mount>) -> Spec {
     let ns = [

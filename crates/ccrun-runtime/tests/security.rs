@@ -7,6 +7,8 @@
 //! Runs without the threaded test harness because creation needs a single-threaded
 //! process.
 
+mod common;
+
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -15,22 +17,11 @@ use std::path::Path;
 
 use ccrun_runtime::{signals, Container, CreateOptions, Error, ExecOptions, ExitStatus};
 use ccrun_testkit::{require_root, Rootfs};
-use nix::fcntl::OFlag;
+use common::{mount, pipe, read_all};
 use oci_spec::runtime::{
     LinuxBuilder, LinuxCapabilities, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPersonality,
-    LinuxSeccomp, Mount, MountBuilder, Process, ProcessBuilder, RootBuilder, Spec, SpecBuilder,
-    UserBuilder,
+    LinuxSeccomp, Process, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
-
-fn mount(dest: &str, typ: &str, src: &str, opts: &[&str]) -> Mount {
-    MountBuilder::default()
-        .destination(dest)
-        .typ(typ)
-        .source(src)
-        .options(opts.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-        .build()
-        .expect("mount")
-}
 
 fn caps(json: &str) -> LinuxCapabilities {
     serde_json::from_str(json).expect("capabilities")
@@ -125,18 +116,6 @@ impl Drop for Guard {
             let _ = signals::wait_for(pid);
         }
     }
-}
-
-fn pipe() -> (OwnedFd, OwnedFd) {
-    nix::unistd::pipe2(OFlag::O_CLOEXEC).expect("pipe")
-}
-
-fn read_all(fd: OwnedFd) -> String {
-    let mut out = String::new();
-    File::from(fd)
-        .read_to_string(&mut out)
-        .expect("read output");
-    out
 }
 
 impl Env {
@@ -623,28 +602,6 @@ fn unsupported_settings_are_clear_errors(env: &mut Env) {
     assert!(err.to_string().contains("CAP_NO_SUCH"), "{err}");
 }
 
-/// Our containers' cgroup directories still present.
-fn leftover_cgroups() -> Vec<String> {
-    let mut found = Vec::new();
-    let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
-        return found;
-    };
-    for h in hierarchies.flatten() {
-        let Ok(entries) = std::fs::read_dir(h.path().join("ccrun")) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            if e.file_name()
-                .to_string_lossy()
-                .starts_with(&Env::id_prefix())
-            {
-                found.push(e.path().display().to_string());
-            }
-        }
-    }
-    found
-}
-
 type Test = fn(&mut Env);
 
 fn main() {
@@ -689,14 +646,7 @@ fn main() {
         ),
     ];
     let mut tally = ccrun_testkit::run_in_process(tests, &mut env);
-    let leftovers = leftover_cgroups();
-    let states: Vec<_> = std::fs::read_dir(env.state.path())
-        .map(|d| d.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    if !leftovers.is_empty() || !states.is_empty() {
-        println!("leftovers: cgroups {leftovers:?}, state {states:?}");
-        tally.failed += 1;
-    }
+    common::check_leftovers(&mut tally, &Env::id_prefix(), env.state.path());
     drop(env);
     tally.finish();
 }

@@ -4,6 +4,8 @@
 //! refusals (unknown fields, unsupported fields, host-wide sysctls). Runs without the
 //! threaded test harness because container creation needs a single-threaded process.
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -11,34 +13,16 @@ use std::time::{Duration, Instant};
 use ccrun_cgroups::{Cgroup, Layout};
 use ccrun_runtime::{Container, CreateOptions, Error, ExitStatus};
 use ccrun_testkit::{require_root, Rootfs};
+use common::{id_map, mount as mount_entry};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use oci_spec::runtime::{
-    Hook, HookBuilder, Hooks, HooksBuilder, LinuxBuilder, LinuxIdMapping, LinuxIdMappingBuilder,
-    LinuxNamespaceBuilder, LinuxNamespaceType, LinuxTimeOffsetBuilder, Mount, MountBuilder,
-    ProcessBuilder, RootBuilder, Spec, SpecBuilder,
+    Hook, HookBuilder, Hooks, HooksBuilder, LinuxBuilder, LinuxIdMapping, LinuxNamespaceBuilder,
+    LinuxNamespaceType, LinuxTimeOffsetBuilder, Mount, ProcessBuilder, RootBuilder, Spec,
+    SpecBuilder,
 };
-
-fn mount_entry(dest: &str, typ: &str, src: &str, opts: &[&str]) -> Mount {
-    MountBuilder::default()
-        .destination(dest)
-        .typ(typ)
-        .source(src)
-        .options(opts.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-        .build()
-        .expect("mount")
-}
 
 fn bind(dest: &str, src: &Path, opts: &[&str]) -> Mount {
     mount_entry(dest, "bind", &src.display().to_string(), opts)
-}
-
-fn id_map(container: u32, host: u32, size: u32) -> LinuxIdMapping {
-    LinuxIdMappingBuilder::default()
-        .container_id(container)
-        .host_id(host)
-        .size(size)
-        .build()
-        .expect("mapping")
 }
 
 /// A namespace entry: new when `path` is `None`.

@@ -1,0 +1,80 @@
+//! Shared by the runtime core's test programs (`mod common;`): spec pieces, a pipe to
+//! capture a container's output, and the leftover check run after all tests.
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+use ccrun_testkit::Tally;
+use nix::fcntl::OFlag;
+use oci_spec::runtime::{LinuxIdMapping, LinuxIdMappingBuilder, Mount, MountBuilder};
+
+/// A spec mount of `src` (of type `typ`) at `dest` with `opts`.
+pub fn mount(dest: &str, typ: &str, src: &str, opts: &[&str]) -> Mount {
+    MountBuilder::default()
+        .destination(dest)
+        .typ(typ)
+        .source(src)
+        .options(opts.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .build()
+        .expect("mount")
+}
+
+/// A uid/gid mapping of `size` ids from `container` to `host`.
+pub fn id_map(container: u32, host: u32, size: u32) -> LinuxIdMapping {
+    LinuxIdMappingBuilder::default()
+        .container_id(container)
+        .host_id(host)
+        .size(size)
+        .build()
+        .expect("mapping")
+}
+
+/// A close-on-exec pipe (read end, write end) to collect a container's output.
+pub fn pipe() -> (OwnedFd, OwnedFd) {
+    nix::unistd::pipe2(OFlag::O_CLOEXEC).expect("pipe")
+}
+
+/// Everything written to the pipe until its last writer closed it.
+pub fn read_all(fd: OwnedFd) -> String {
+    let mut out = String::new();
+    File::from(fd)
+        .read_to_string(&mut out)
+        .expect("read output");
+    out
+}
+
+/// Our containers' cgroup directories still present: those named `prefix…` under
+/// each hierarchy's `ccrun` parent.
+pub fn leftover_cgroups(prefix: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return found;
+    };
+    for h in hierarchies.flatten() {
+        let Ok(entries) = std::fs::read_dir(h.path().join("ccrun")) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(prefix) {
+                found.push(e.path().display().to_string());
+            }
+        }
+    }
+    found
+}
+
+/// Counts one more failure when the tests left cgroups named `cgroup_prefix…` or
+/// anything in `state_root` behind, so a leak fails the run even if each test passed.
+pub fn check_leftovers(tally: &mut Tally, cgroup_prefix: &str, state_root: &Path) {
+    let leftovers = leftover_cgroups(cgroup_prefix);
+    let states: Vec<_> = std::fs::read_dir(state_root)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    if !leftovers.is_empty() || !states.is_empty() {
+        println!("leftovers: cgroups {leftovers:?}, state {states:?}");
+        tally.failed += 1;
+    }
+}
