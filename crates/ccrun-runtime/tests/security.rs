@@ -16,7 +16,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 
 use ccrun_runtime::{signals, Container, CreateOptions, Error, ExecOptions, ExitStatus};
-use ccrun_testkit::{require_root, Rootfs};
+use ccrun_testkit::{require_root, status_field, Rootfs};
 use common::{mount, pipe, read_all};
 use oci_spec::runtime::{
     LinuxBuilder, LinuxCapabilities, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPersonality,
@@ -181,15 +181,6 @@ fn exec(c: &Container, p: Process) -> (ExitStatus, String) {
 }
 
 /// The value of `field` in a `/proc/self/status` dump.
-fn status_field(status: &str, field: &str) -> String {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{field}:")))
-        .unwrap_or_else(|| panic!("no {field} in {status}"))
-        .trim()
-        .to_string()
-}
-
 fn mask(bits: &[u32]) -> String {
     format!("{:016x}", bits.iter().fold(0u64, |m, b| m | 1 << b))
 }

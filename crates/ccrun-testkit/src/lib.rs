@@ -93,6 +93,17 @@ impl Rootfs {
     }
 }
 
+/// The value of `field` in a `/proc/PID/status` text (e.g. `CapEff`, `Seccomp`),
+/// trimmed; panics naming the field when it is missing.
+pub fn status_field(status: &str, field: &str) -> String {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} in {status}"))
+        .trim()
+        .to_string()
+}
+
 /// How a run of [`run_in_process`] went.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Tally {
