@@ -16,8 +16,8 @@ use ccrun_runtime::{
     signals, Container, CreateOptions, Error, ExecOptions, ExecProcess, ExitStatus, Status,
     ANNOTATION_ROOTFS_IDMAP,
 };
-use ccrun_testkit::{require_root, set_mode, Rootfs};
-use common::{id_map, mount, pipe, read_all};
+use ccrun_testkit::{require_root, set_mode, NamedTest};
+use common::{id_map, mount, pipe, read_all, Env, Guard};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use oci_spec::runtime::{
@@ -93,12 +93,6 @@ fn spec(rootfs: &Path, args: &[&str], isolated: bool) -> Spec {
         .expect("spec")
 }
 
-struct Env {
-    rootfs: Rootfs,
-    state: tempfile::TempDir,
-    n: usize,
-}
-
 impl Env {
     fn id_prefix() -> String {
         format!("exec-{}-", std::process::id())
@@ -128,32 +122,6 @@ impl Env {
         let mut g = self.create(&["sleep", "100"], isolated);
         g.get_mut().start().expect("start");
         g
-    }
-}
-
-/// Deletes its container in every outcome, test failures included.
-struct Guard(Option<Container>);
-
-impl Guard {
-    fn get(&self) -> &Container {
-        self.0.as_ref().expect("container")
-    }
-
-    fn get_mut(&mut self) -> &mut Container {
-        self.0.as_mut().expect("container")
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Some(c) = self.0.take() {
-            let pid = c.pid();
-            if let Err(e) = c.delete(true) {
-                eprintln!("deleting container: {e}");
-            }
-            // The init is our child; a stopped one has been reaped already.
-            let _ = signals::wait_for(pid);
-        }
     }
 }
 
@@ -405,16 +373,10 @@ fn exec_into_stopped_container_is_refused(env: &mut Env) {
     assert!(matches!(err, Err(Error::WrongState { .. })), "{err:?}");
 }
 
-type Test = fn(&mut Env);
-
 fn main() {
     require_root();
-    let mut env = Env {
-        rootfs: Rootfs::busybox(),
-        state: tempfile::tempdir().expect("state"),
-        n: 0,
-    };
-    let tests: &[(&str, Test)] = &[
+    let mut env = Env::busybox();
+    let tests: &[NamedTest<Env>] = &[
         ("exec_joins_a_plain_container", exec_joins_a_plain_container),
         (
             "exec_joins_user_and_network_namespaces",

@@ -10,8 +10,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use ccrun_runtime::{Container, CreateOptions, Error, ExitStatus, Status};
-use ccrun_testkit::{require_root, Rootfs};
-use common::mount;
+use ccrun_testkit::{require_root, NamedTest};
+use common::{mount, Env};
 use nix::sys::signal::Signal;
 use oci_spec::runtime::{
     LinuxBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, Mount, ProcessBuilder, RootBuilder,
@@ -56,12 +56,6 @@ fn spec(rootfs: &Path, args: &[&str], extra_mounts: Vec<Mount>) -> Spec {
         )
         .build()
         .expect("spec")
-}
-
-struct Env {
-    rootfs: Rootfs,
-    state: tempfile::TempDir,
-    n: usize,
 }
 
 impl Env {
@@ -227,16 +221,10 @@ fn duplicate_ids_are_refused(env: &mut Env) {
     c.delete(false).expect("delete created");
 }
 
-type Test = fn(&mut Env);
-
 fn main() {
     require_root();
-    let mut env = Env {
-        rootfs: Rootfs::busybox(),
-        state: tempfile::tempdir().expect("state"),
-        n: 0,
-    };
-    let tests: &[(&str, Test)] = &[
+    let mut env = Env::busybox();
+    let tests: &[NamedTest<Env>] = &[
         ("create_start_wait_delete", create_start_wait_delete),
         (
             "running_container_needs_force_to_delete",

@@ -16,8 +16,8 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 
 use ccrun_runtime::{signals, Container, CreateOptions, Error, ExecOptions, ExitStatus};
-use ccrun_testkit::{require_root, status_field, Rootfs};
-use common::{mount, pipe, read_all};
+use ccrun_testkit::{require_root, status_field, NamedTest};
+use common::{mount, pipe, read_all, Env, Guard};
 use oci_spec::runtime::{
     LinuxBuilder, LinuxCapabilities, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPersonality,
     LinuxSeccomp, Process, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
@@ -91,33 +91,6 @@ fn spec(rootfs: &Path, p: Process, setup: Setup) -> Spec {
         .expect("spec")
 }
 
-struct Env {
-    rootfs: Rootfs,
-    state: tempfile::TempDir,
-    n: usize,
-}
-
-/// Deletes its container in every outcome, test failures included.
-struct Guard(Option<Container>);
-
-impl Guard {
-    fn get(&self) -> &Container {
-        self.0.as_ref().expect("container")
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Some(c) = self.0.take() {
-            let pid = c.pid();
-            if let Err(e) = c.delete(true) {
-                eprintln!("deleting container: {e}");
-            }
-            let _ = signals::wait_for(pid);
-        }
-    }
-}
-
 impl Env {
     fn id_prefix() -> String {
         format!("sec-{}-", std::process::id())
@@ -154,7 +127,7 @@ impl Env {
             )
             .expect("create");
         drop(w);
-        g.0.as_mut().expect("container").start().expect("start");
+        g.get_mut().start().expect("start");
         let out = read_all(r);
         let status = g.get().wait().expect("wait");
         (status, out)
@@ -164,7 +137,7 @@ impl Env {
     fn running(&mut self, mut p: Process, setup: Setup) -> Guard {
         p.set_args(Some(vec!["sleep".into(), "100".into()]));
         let mut g = self.try_create(p, setup, None).expect("create");
-        g.0.as_mut().expect("container").start().expect("start");
+        g.get_mut().start().expect("start");
         g
     }
 }
@@ -429,7 +402,7 @@ fn seccomp_notify_reaches_the_agent(env: &mut Env) {
     drop(w);
     // The runtime connected during create.
     let (conn, _) = listener.accept().expect("accept");
-    g.0.as_mut().expect("container").start().expect("start");
+    g.get_mut().start().expect("start");
     let (state, notify_fd) = receive_from_runtime(&conn);
     let pid = g.get().pid();
     assert_eq!(state["fds"], serde_json::json!(["seccompFd"]), "{state}");
@@ -593,16 +566,10 @@ fn unsupported_settings_are_clear_errors(env: &mut Env) {
     assert!(err.to_string().contains("CAP_NO_SUCH"), "{err}");
 }
 
-type Test = fn(&mut Env);
-
 fn main() {
     require_root();
-    let mut env = Env {
-        rootfs: Rootfs::busybox(),
-        state: tempfile::tempdir().expect("state"),
-        n: 0,
-    };
-    let tests: &[(&str, Test)] = &[
+    let mut env = Env::busybox();
+    let tests: &[NamedTest<Env>] = &[
         (
             "capability_sets_reach_a_non_root_process",
             capability_sets_reach_a_non_root_process,

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use ccrun_cgroups::{Cgroup, Layout};
 use ccrun_runtime::{Container, CreateOptions, Error, ExitStatus};
-use ccrun_testkit::{require_root, Rootfs};
-use common::{id_map, mount as mount_entry};
+use ccrun_testkit::{require_root, NamedTest};
+use common::{id_map, mount as mount_entry, Env};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use oci_spec::runtime::{
     Hook, HookBuilder, Hooks, HooksBuilder, LinuxBuilder, LinuxIdMapping, LinuxNamespaceBuilder,
@@ -134,12 +134,6 @@ impl Setup {
         spec.set_hostname(None);
         spec
     }
-}
-
-struct Env {
-    rootfs: Rootfs,
-    state: tempfile::TempDir,
-    n: usize,
 }
 
 impl Env {
@@ -1158,16 +1152,10 @@ fn tmpcopyup_seeds_the_tmpfs(env: &mut Env) {
     );
 }
 
-type Test = fn(&mut Env);
-
 fn main() {
     require_root();
-    let mut env = Env {
-        rootfs: Rootfs::busybox(),
-        state: tempfile::tempdir().expect("state"),
-        n: 0,
-    };
-    let tests: &[(&str, Test)] = &[
+    let mut env = Env::busybox();
+    let tests: &[NamedTest<Env>] = &[
         (
             "hooks_run_in_order_with_their_state",
             hooks_run_in_order_with_their_state,

@@ -1,5 +1,6 @@
-//! Shared by the runtime core's test programs (`mod common;`): spec pieces, a pipe to
-//! capture a container's output, and the leftover check run after all tests.
+//! Shared by the runtime core's test programs (`mod common;`): what the tests of a
+//! program share, a container guard, spec pieces, a pipe to capture a container's
+//! output, and the leftover check run after all tests.
 #![allow(dead_code)]
 
 use std::fs::File;
@@ -7,9 +8,57 @@ use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 
-use ccrun_testkit::Tally;
+use ccrun_runtime::{signals, Container};
+use ccrun_testkit::{Rootfs, Tally};
 use nix::fcntl::OFlag;
 use oci_spec::runtime::{LinuxIdMapping, LinuxIdMappingBuilder, Mount, MountBuilder};
+
+/// What a program's tests share: the busybox rootfs, a state root and a counter that
+/// makes container ids unique. Each program adds its own methods (`impl Env`).
+pub struct Env {
+    pub rootfs: Rootfs,
+    pub state: tempfile::TempDir,
+    pub n: usize,
+}
+
+impl Env {
+    /// A fresh busybox rootfs and an empty state root.
+    pub fn busybox() -> Env {
+        Env {
+            rootfs: Rootfs::busybox(),
+            state: tempfile::tempdir().expect("state"),
+            n: 0,
+        }
+    }
+}
+
+/// Deletes its container in every outcome, test failures included.
+pub struct Guard(pub Option<Container>);
+
+impl Guard {
+    /// The container.
+    pub fn get(&self) -> &Container {
+        self.0.as_ref().expect("container")
+    }
+
+    /// The container, to start it.
+    pub fn get_mut(&mut self) -> &mut Container {
+        self.0.as_mut().expect("container")
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            let pid = c.pid();
+            if let Err(e) = c.delete(true) {
+                eprintln!("deleting container: {e}");
+            }
+            // The init is our child; a stopped one has been reaped already.
+            let _ = signals::wait_for(pid);
+        }
+    }
+}
 
 /// A spec mount of `src` (of type `typ`) at `dest` with `opts`.
 pub fn mount(dest: &str, typ: &str, src: &str, opts: &[&str]) -> Mount {
