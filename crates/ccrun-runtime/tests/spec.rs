@@ -160,6 +160,13 @@ impl Env {
 
     /// Creates, starts and waits for a container; it is deleted whatever happens.
     fn run(&mut self, setup: Setup) -> ExitStatus {
+        let (started, status) = self.try_run(setup);
+        started.expect("start");
+        status.expect("wait")
+    }
+
+    /// Like `run`, for a start that may fail: what start and wait returned.
+    fn try_run(&mut self, setup: Setup) -> (Result<(), Error>, Result<ExitStatus, Error>) {
         let spec = setup.spec(self.rootfs.path());
         let opts = self.opts(spec);
         let mut c = Container::create(opts).expect("create");
@@ -169,8 +176,7 @@ impl Env {
             .expect("load")
             .delete(true)
             .expect("delete");
-        started.expect("start");
-        status.expect("wait")
+        (started, status)
     }
 
     /// Creates and starts a long-running container (`sleep 30`), for others to join.
@@ -361,20 +367,11 @@ fn failing_start_container_hook_fails_start(env: &mut Env) {
         .start_container(vec![shell_hook("exit 1", None)])
         .build()
         .expect("hooks");
-    let spec = Setup {
+    let (started, status) = env.try_run(Setup {
         script: "true".into(),
         hooks: Some(hooks),
         ..Default::default()
-    }
-    .spec(env.rootfs.path());
-    let opts = env.opts(spec);
-    let mut c = Container::create(opts).expect("create");
-    let started = c.start();
-    let status = c.wait();
-    Container::load(env.state.path(), c.id())
-        .expect("load")
-        .delete(true)
-        .expect("delete");
+    });
     assert!(started.is_err(), "{started:?}");
     assert_ne!(status.expect("wait"), ExitStatus::Exited(0));
 }
