@@ -94,25 +94,15 @@ fn spec(rootfs: &Path, args: &[&str], isolated: bool) -> Spec {
 }
 
 impl Env {
-    fn id_prefix() -> String {
-        format!("exec-{}-", std::process::id())
-    }
-
     /// Creates a container; it is force-deleted (and its init reaped) when the guard drops.
     fn create(&mut self, args: &[&str], isolated: bool) -> Guard {
         self.create_with(args, isolated, false)
     }
 
     fn create_with(&mut self, args: &[&str], isolated: bool, no_pivot: bool) -> Guard {
-        self.n += 1;
         let opts = CreateOptions {
-            id: format!("{}{}", Self::id_prefix(), self.n),
-            bundle: self.rootfs.path().to_path_buf(),
-            spec: spec(self.rootfs.path(), args, isolated),
-            state_root: self.state.path().to_path_buf(),
-            minimal_init: false,
             no_pivot,
-            stdio: None,
+            ..self.opts(spec(self.rootfs.path(), args, isolated))
         };
         Guard(Some(Container::create(opts).expect("create")))
     }
@@ -375,7 +365,7 @@ fn exec_into_stopped_container_is_refused(env: &mut Env) {
 
 fn main() {
     require_root();
-    let mut env = Env::busybox();
+    let mut env = Env::busybox("exec");
     let tests: &[NamedTest<Env>] = &[
         ("exec_joins_a_plain_container", exec_joins_a_plain_container),
         (
@@ -392,7 +382,7 @@ fn main() {
         ),
     ];
     let mut tally = ccrun_testkit::run_in_process(tests, &mut env);
-    common::check_leftovers(&mut tally, &Env::id_prefix(), env.state.path());
+    common::check_leftovers(&mut tally, &env.id_prefix, env.state.path());
     // `exit` skips destructors: remove the rootfs and state dir first.
     drop(env);
     tally.finish();

@@ -9,7 +9,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use ccrun_runtime::{Container, CreateOptions, Error, ExitStatus, Status};
+use ccrun_runtime::{Container, Error, ExitStatus, Status};
 use ccrun_testkit::{require_root, NamedTest};
 use common::{mount, Env};
 use nix::sys::signal::Signal;
@@ -58,20 +58,7 @@ fn spec(rootfs: &Path, args: &[&str], extra_mounts: Vec<Mount>) -> Spec {
         .expect("spec")
 }
 
-impl Env {
-    fn opts(&mut self, spec: Spec) -> CreateOptions {
-        self.n += 1;
-        CreateOptions {
-            id: format!("lifecycle-{}-{}", std::process::id(), self.n),
-            bundle: self.rootfs.path().to_path_buf(),
-            spec,
-            state_root: self.state.path().to_path_buf(),
-            minimal_init: false,
-            no_pivot: false,
-            stdio: None,
-        }
-    }
-}
+impl Env {}
 
 fn cmdline(pid: i32) -> String {
     std::fs::read(format!("/proc/{pid}/cmdline"))
@@ -223,7 +210,7 @@ fn duplicate_ids_are_refused(env: &mut Env) {
 
 fn main() {
     require_root();
-    let mut env = Env::busybox();
+    let mut env = Env::busybox("lifecycle");
     let tests: &[NamedTest<Env>] = &[
         ("create_start_wait_delete", create_start_wait_delete),
         (

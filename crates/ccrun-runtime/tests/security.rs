@@ -92,25 +92,15 @@ fn spec(rootfs: &Path, p: Process, setup: Setup) -> Spec {
 }
 
 impl Env {
-    fn id_prefix() -> String {
-        format!("sec-{}-", std::process::id())
-    }
-
     fn try_create(
         &mut self,
         p: Process,
         setup: Setup,
         stdio: Option<[i32; 3]>,
     ) -> Result<Guard, Error> {
-        self.n += 1;
         let opts = CreateOptions {
-            id: format!("{}{}", Self::id_prefix(), self.n),
-            bundle: self.rootfs.path().to_path_buf(),
-            spec: spec(self.rootfs.path(), p, setup),
-            state_root: self.state.path().to_path_buf(),
-            minimal_init: false,
-            no_pivot: false,
             stdio,
+            ..self.opts(spec(self.rootfs.path(), p, setup))
         };
         Container::create(opts).map(|c| Guard(Some(c)))
     }
@@ -568,7 +558,7 @@ fn unsupported_settings_are_clear_errors(env: &mut Env) {
 
 fn main() {
     require_root();
-    let mut env = Env::busybox();
+    let mut env = Env::busybox("sec");
     let tests: &[NamedTest<Env>] = &[
         (
             "capability_sets_reach_a_non_root_process",
@@ -604,7 +594,7 @@ fn main() {
         ),
     ];
     let mut tally = ccrun_testkit::run_in_process(tests, &mut env);
-    common::check_leftovers(&mut tally, &Env::id_prefix(), env.state.path());
+    common::check_leftovers(&mut tally, &env.id_prefix, env.state.path());
     drop(env);
     tally.finish();
 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ccrun_cgroups::{Cgroup, Layout};
-use ccrun_runtime::{Container, CreateOptions, Error, ExitStatus};
+use ccrun_runtime::{Container, Error, ExitStatus};
 use ccrun_testkit::{require_root, NamedTest};
 use common::{id_map, mount as mount_entry, Env};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -142,19 +142,6 @@ impl Env {
     fn mount_points(&self, dirs: &[&str]) {
         for d in dirs {
             std::fs::create_dir_all(self.rootfs.path().join(d)).expect("mount point");
-        }
-    }
-
-    fn opts(&mut self, spec: Spec) -> CreateOptions {
-        self.n += 1;
-        CreateOptions {
-            id: format!("spec-{}-{}", std::process::id(), self.n),
-            bundle: self.rootfs.path().to_path_buf(),
-            spec,
-            state_root: self.state.path().to_path_buf(),
-            minimal_init: false,
-            no_pivot: false,
-            stdio: None,
         }
     }
 
@@ -1151,7 +1138,7 @@ fn tmpcopyup_seeds_the_tmpfs(env: &mut Env) {
 
 fn main() {
     require_root();
-    let mut env = Env::busybox();
+    let mut env = Env::busybox("spec");
     let tests: &[NamedTest<Env>] = &[
         (
             "hooks_run_in_order_with_their_state",

@@ -8,10 +8,10 @@ use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 
-use ccrun_runtime::{signals, Container};
+use ccrun_runtime::{signals, Container, CreateOptions};
 use ccrun_testkit::{Rootfs, Tally};
 use nix::fcntl::OFlag;
-use oci_spec::runtime::{LinuxIdMapping, LinuxIdMappingBuilder, Mount, MountBuilder};
+use oci_spec::runtime::{LinuxIdMapping, LinuxIdMappingBuilder, Mount, MountBuilder, Spec};
 
 /// What a program's tests share: the busybox rootfs, a state root and a counter that
 /// makes container ids unique. Each program adds its own methods (`impl Env`).
@@ -19,15 +19,33 @@ pub struct Env {
     pub rootfs: Rootfs,
     pub state: tempfile::TempDir,
     pub n: usize,
+    /// `NAME-PID-`, the start of every container id (and so cgroup name) of this run.
+    pub id_prefix: String,
 }
 
 impl Env {
-    /// A fresh busybox rootfs and an empty state root.
-    pub fn busybox() -> Env {
+    /// A fresh busybox rootfs and an empty state root; container ids `name-PID-N`.
+    pub fn busybox(name: &str) -> Env {
         Env {
             rootfs: Rootfs::busybox(),
             state: tempfile::tempdir().expect("state"),
             n: 0,
+            id_prefix: format!("{name}-{}-", std::process::id()),
+        }
+    }
+
+    /// Options for a new container with the next id: `spec`, the rootfs as bundle, the
+    /// state root, everything else off.
+    pub fn opts(&mut self, spec: Spec) -> CreateOptions {
+        self.n += 1;
+        CreateOptions {
+            id: format!("{}{}", self.id_prefix, self.n),
+            bundle: self.rootfs.path().to_path_buf(),
+            spec,
+            state_root: self.state.path().to_path_buf(),
+            minimal_init: false,
+            no_pivot: false,
+            stdio: None,
         }
     }
 }
