@@ -77,15 +77,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
-runs=${1:-50}
-if ! [[ $runs =~ ^[0-9]+$ ]] || ((runs < 2)); then
-  echo "usage: $0 [RUNS>=2]" >&2
-  exit 2
-fi
+# shellcheck source=bench/lib.sh
+source "$repo/bench/lib.sh"
+runs=$(bench_runs "${1:-}" 50)
 
 if [[ ${CCRUN_BENCH_INNER:-} != 1 ]]; then
-  ((EUID == 0)) || { echo "run as root" >&2; exit 1; }
-  scripts/deps.sh
+  bench_outer_checks
   if [[ -z ${CCRUN:-} ]]; then
     echo "== building ccrun and ccrun-monitor (release)"
     cargo build --release -q -p ccrun -p ccrun-monitor
@@ -93,10 +90,7 @@ if [[ ${CCRUN_BENCH_INNER:-} != 1 ]]; then
   fi
   CCRUN=$(realpath "$CCRUN")
   export CCRUN
-  # shellcheck disable=SC2016 # expanded by the inner shell
-  exec unshare -m --propagation private env CCRUN_BENCH_INNER=1 bash -c \
-    'if mountpoint -q /sys/fs/cgroup/unified; then umount -l /sys/fs/cgroup/unified; fi; exec "$0" "$@"' \
-    "$0" "$@"
+  bench_reexec_private -- "$@"
 fi
 
 ccrun=$CCRUN
@@ -108,9 +102,7 @@ if [[ -z ${CCRUN_MONITOR:-} && ! -x $(dirname "$ccrun")/ccrun-monitor ]]; then
   echo "no ccrun-monitor next to $ccrun (build it: cargo build --release -p ccrun-monitor)" >&2
   exit 1
 fi
-for tool in hyperfine podman crun conmon jq python3 skopeo docker-registry curl; do
-  command -v "$tool" >/dev/null || { echo "missing $tool (scripts/deps.sh installs it)" >&2; exit 1; }
-done
+require_tools hyperfine podman crun conmon jq python3 skopeo docker-registry curl
 
 work=$(mktemp -d /var/tmp/ccrun-bench-exec.XXXXXX)
 chmod 711 "$work" # a private user namespace's root must reach the stores below
@@ -128,9 +120,6 @@ podman_made=0  # whether podman storage exists
 owned=()       # "PID:STARTTIME" of every long-lived process this run started
 # The v1 hierarchies' /ccrun directories that existed before (ccrun's shared parent).
 ccrun_parents_before=$(find /sys/fs/cgroup -mindepth 2 -maxdepth 2 -name ccrun -type d 2>/dev/null | sort)
-
-# shellcheck source=bench/lib.sh
-source "$repo/bench/lib.sh"
 
 cleanup() {
   local rc=$? mnt d p id n

@@ -1,6 +1,7 @@
 #!/bin/bash
 # shellcheck disable=SC2154,SC2034 # `work` comes from, and nofile/nproc go to, the caller
-# Shared by the benchmark scripts (sourced, not run): tracking the processes a run
+# Shared by the benchmark scripts (sourced, not run): arguments, the re-exec into a
+# private mount namespace, cleanup of the cgroups a run made, tracking the processes a run
 # starts so cleanup can see them gone, and podman's private storage and configuration.
 # Expects the caller to define `work` (the run's work dir) and the array `owned`.
 
@@ -90,4 +91,66 @@ EOF
   nproc=$(ulimit -Hu)
   pid_max=$(</proc/sys/kernel/pid_max)
   if [[ $nproc == unlimited ]] || ((nproc > pid_max)); then nproc=$pid_max; fi
+}
+
+# The RUNS argument $1 (default $2) when it is a number of at least 2; a usage line
+# and exit 2 otherwise. Use as `runs=$(bench_runs "${1:-}" 100)`.
+bench_runs() {
+  local runs=${1:-$2}
+  if ! [[ $runs =~ ^[0-9]+$ ]] || ((runs < 2)); then
+    echo "usage: $0 [RUNS>=2]" >&2
+    exit 2
+  fi
+  echo "$runs"
+}
+
+# Before the re-exec: root only, and the packages of scripts/deps.sh installed.
+bench_outer_checks() {
+  ((EUID == 0)) || { echo "run as root" >&2; exit 1; }
+  scripts/deps.sh
+}
+
+# Runs the calling script again with its arguments ($@ after `--`), as
+# CCRUN_BENCH_INNER=1, in a private mount namespace without the cgroup2 mount at
+# /sys/fs/cgroup/unified (Debian's crun refuses the hybrid layout with it). Arguments
+# before `--` are more unshare flags (e.g. --pid --fork --mount-proc).
+bench_reexec_private() {
+  local -a flags=()
+  while (($#)) && [[ $1 != -- ]]; do
+    flags+=("$1")
+    shift
+  done
+  shift
+  # shellcheck disable=SC2016 # expanded by the inner shell
+  exec unshare -m --propagation private "${flags[@]}" env CCRUN_BENCH_INNER=1 bash -c \
+    'if mountpoint -q /sys/fs/cgroup/unified; then umount -l /sys/fs/cgroup/unified; fi; exec "$0" "$@"' \
+    "$0" "$@"
+}
+
+# Fails with one line naming the first of the commands $@ that is not installed.
+require_tools() {
+  local tool
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null || { echo "missing $tool (scripts/deps.sh installs it)" >&2; exit 1; }
+  done
+}
+
+# Removes the cgroups under the parents $@ (absolute cgroup paths named for this run),
+# deepest first, in every hierarchy: real cgroups with rmdir, and the directories crun
+# makes in the bare /sys/fs/cgroup/unified (a tmpfs once its cgroup2 mount is
+# unmounted) with rm.
+remove_run_cgroups() {
+  local -a match=()
+  local parent d
+  for parent in "$@"; do
+    ((${#match[@]})) && match+=(-o)
+    match+=(-path "*$parent" -o -path "*$parent/*")
+  done
+  while read -r d; do
+    if [[ $(stat -f -c %T "$d") == tmpfs ]]; then
+      rm -rf --one-file-system "$d"
+    else
+      rmdir "$d" 2>/dev/null
+    fi
+  done < <(find /sys/fs/cgroup -mindepth 1 -maxdepth 4 -type d \( "${match[@]}" \) 2>/dev/null | sort -r)
 }

@@ -26,15 +26,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
-runs=${1:-100}
-if ! [[ $runs =~ ^[0-9]+$ ]] || ((runs < 2)); then
-  echo "usage: $0 [RUNS>=2]" >&2
-  exit 2
-fi
+# shellcheck source=bench/lib.sh
+source "$repo/bench/lib.sh"
+runs=$(bench_runs "${1:-}" 100)
 
 if [[ ${CCRUN_BENCH_INNER:-} != 1 ]]; then
-  ((EUID == 0)) || { echo "run as root" >&2; exit 1; }
-  scripts/deps.sh
+  bench_outer_checks
   if [[ -z ${CCRUN_OCI:-} ]]; then
     echo "== building ccrun-oci (release)"
     cargo build --release -q -p ccrun-oci
@@ -42,15 +39,10 @@ if [[ ${CCRUN_BENCH_INNER:-} != 1 ]]; then
   fi
   CCRUN_OCI=$(realpath "$CCRUN_OCI")
   export CCRUN_OCI
-  # shellcheck disable=SC2016 # expanded by the inner shell
-  exec unshare -m --propagation private --pid --fork --mount-proc env CCRUN_BENCH_INNER=1 bash -c \
-    'if mountpoint -q /sys/fs/cgroup/unified; then umount -l /sys/fs/cgroup/unified; fi; exec "$0" "$@"' \
-    "$0" "$@"
+  bench_reexec_private --pid --fork --mount-proc -- "$@"
 fi
 
-for tool in crun runc jq python3; do
-  command -v "$tool" >/dev/null || { echo "missing $tool (scripts/deps.sh installs it)" >&2; exit 1; }
-done
+require_tools crun runc jq python3
 [[ -x $CCRUN_OCI ]] || { echo "no ccrun-oci binary at $CCRUN_OCI" >&2; exit 1; }
 
 work=$(mktemp -d /tmp/ccrun-bench-oci.XXXXXX)
@@ -67,14 +59,7 @@ cleanup() {
       [[ -d $d ]] && "${bin[$r]}" --root "$work/state-$r" delete -f "$(basename "$d")" >/dev/null 2>&1
     done
   done
-  while read -r d; do
-    if [[ $(stat -f -c %T "$d") == tmpfs ]]; then
-      rm -rf --one-file-system "$d"
-    else
-      rmdir "$d" 2>/dev/null
-    fi
-  done < <(find /sys/fs/cgroup -mindepth 1 -maxdepth 4 -type d \
-    \( -path "*$cg" -o -path "*$cg/*" \) 2>/dev/null | sort -r)
+  remove_run_cgroups "$cg"
   rm -rf --one-file-system "$work"
   exit "$rc"
 }

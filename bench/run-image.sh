@@ -63,25 +63,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
-runs=${1:-50}
-if ! [[ $runs =~ ^[0-9]+$ ]] || ((runs < 2)); then
-  echo "usage: $0 [RUNS>=2]" >&2
-  exit 2
-fi
+# shellcheck source=bench/lib.sh
+source "$repo/bench/lib.sh"
+runs=$(bench_runs "${1:-}" 50)
 
 if [[ ${CCRUN_BENCH_INNER:-} != 1 ]]; then
-  ((EUID == 0)) || { echo "run as root" >&2; exit 1; }
-  scripts/deps.sh
+  bench_outer_checks
   if [[ ${SKIP_CCRUN:-} != 1 && -z ${CCRUN:-} ]]; then
     echo "== building ccrun (release)"
     cargo build --release -q -p ccrun
     CCRUN=${CARGO_TARGET_DIR:-$repo/target}/release/ccrun
   fi
   export CCRUN=${CCRUN:-}
-  # shellcheck disable=SC2016 # expanded by the inner shell
-  exec unshare -m --propagation private env CCRUN_BENCH_INNER=1 bash -c \
-    'if mountpoint -q /sys/fs/cgroup/unified; then umount -l /sys/fs/cgroup/unified; fi; exec "$0" "$@"' \
-    "$0" "$@"
+  bench_reexec_private -- "$@"
 fi
 
 skip_ccrun=${SKIP_CCRUN:-0}
@@ -90,9 +84,7 @@ if [[ $skip_ccrun != 1 && ! -x $ccrun ]]; then
   echo "no ccrun binary at $ccrun (set CCRUN=..., or SKIP_CCRUN=1)" >&2
   exit 1
 fi
-for tool in hyperfine podman crun jq python3 skopeo docker-registry; do
-  command -v "$tool" >/dev/null || { echo "missing $tool (scripts/deps.sh installs it)" >&2; exit 1; }
-done
+require_tools hyperfine podman crun jq python3 skopeo docker-registry
 
 work=$(mktemp -d /var/tmp/ccrun-bench-run.XXXXXX)
 chmod 711 "$work" # a private user namespace's root must reach the stores below
@@ -120,15 +112,7 @@ cleanup() {
   # The cgroups podman (conmon) and crun left under the parents named for this run.
   # Real cgroups go with rmdir; the directories crun made in the bare
   # /sys/fs/cgroup/unified (tmpfs here, see above) with rm.
-  while read -r d; do
-    if [[ $(stat -f -c %T "$d") == tmpfs ]]; then
-      rm -rf --one-file-system "$d"
-    else
-      rmdir "$d" 2>/dev/null
-    fi
-  done < <(find /sys/fs/cgroup -mindepth 1 -maxdepth 4 -type d \
-    \( -path "*$podman_cg" -o -path "*$podman_cg/*" -o -path "*$crun_cg" -o -path "*$crun_cg/*" \) \
-    2>/dev/null | sort -r)
+  remove_run_cgroups "$podman_cg" "$crun_cg"
   if [[ -n $cache_mount ]]; then umount -l "$cache_mount" 2>/dev/null; fi
   rm -rf --one-file-system "$work"
   exit "$rc"
@@ -174,8 +158,6 @@ if [[ $skip_ccrun != 1 ]]; then
 fi
 
 echo "== podman: private storage and config, pull, one run"
-# shellcheck source=bench/lib.sh
-source "$repo/bench/lib.sh"
 podman_private_config
 podman "${podman_flags[@]}" pull -q --tls-verify=false "$image" >/dev/null
 podman_run="podman ${podman_flags[*]} run --rm --network host --cgroup-parent $podman_cg"

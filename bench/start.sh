@@ -27,15 +27,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
-runs=${1:-200}
-if ! [[ $runs =~ ^[0-9]+$ ]] || ((runs < 2)); then
-  echo "usage: $0 [RUNS>=2]" >&2
-  exit 2
-fi
+# shellcheck source=bench/lib.sh
+source "$repo/bench/lib.sh"
+runs=$(bench_runs "${1:-}" 200)
 
 if [[ ${CCRUN_BENCH_INNER:-} != 1 ]]; then
-  ((EUID == 0)) || { echo "run as root" >&2; exit 1; }
-  scripts/deps.sh
+  bench_outer_checks
   if [[ -z ${CCRUN:-} ]]; then
     echo "== building ccrun (release)"
     cargo build --release --locked -q -p ccrun
@@ -43,10 +40,7 @@ if [[ ${CCRUN_BENCH_INNER:-} != 1 ]]; then
   fi
   CCRUN=$(realpath "$CCRUN")
   export CCRUN
-  # shellcheck disable=SC2016 # expanded by the inner shell
-  exec unshare -m --propagation private env CCRUN_BENCH_INNER=1 bash -c \
-    'if mountpoint -q /sys/fs/cgroup/unified; then umount -l /sys/fs/cgroup/unified; fi; exec "$0" "$@"' \
-    "$0" "$@"
+  bench_reexec_private -- "$@"
 fi
 
 ccrun=$CCRUN
@@ -54,9 +48,7 @@ if [[ ! -x $ccrun ]]; then
   echo "no ccrun binary at $ccrun (set CCRUN=...)" >&2
   exit 1
 fi
-for tool in hyperfine crun jq python3; do
-  command -v "$tool" >/dev/null || { echo "missing $tool (scripts/deps.sh installs it)" >&2; exit 1; }
-done
+require_tools hyperfine crun jq python3
 
 work=$(mktemp -d /tmp/ccrun-bench.XXXXXX)
 crun_cg=/ccrun-bench-crun-$$
@@ -73,14 +65,7 @@ cleanup() {
   done
   # The cgroups crun made under the parent named for this run: real ones go with rmdir,
   # the directories in the bare /sys/fs/cgroup/unified (tmpfs here, see above) with rm.
-  while read -r d; do
-    if [[ $(stat -f -c %T "$d") == tmpfs ]]; then
-      rm -rf --one-file-system "$d"
-    else
-      rmdir "$d" 2>/dev/null
-    fi
-  done < <(find /sys/fs/cgroup -mindepth 1 -maxdepth 4 -type d \
-    \( -path "*$crun_cg" -o -path "*$crun_cg/*" \) 2>/dev/null | sort -r)
+  remove_run_cgroups "$crun_cg"
   rm -rf --one-file-system "$work"
   exit "$rc"
 }

@@ -16,7 +16,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use support::pty::OnPty;
+use ccrun_testkit::pty::OnPty;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -218,17 +218,7 @@ impl Drop for Containerd {
             );
             let _ = daemon.wait();
         }
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let prefix = self.dir.path().to_string_lossy().into_owned();
-        let mut points: Vec<&str> = mounts
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .filter(|p| p.starts_with(&prefix))
-            .collect();
-        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-        for p in points {
-            let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
-        }
+        support::unmount_under(self.dir.path());
         if self.created_run_dir {
             // Only empty directories: anything else is not ours to remove.
             for d in [

@@ -626,7 +626,8 @@ fn foreground_run_and_exec_relay_their_terminal() {
         },
     );
     let id = unique_id("fgtty");
-    let pty = support::pty::OnPty::spawn(oci.command(&["run", "-b", bundle.path(), &id]), 24, 80);
+    let pty =
+        ccrun_testkit::pty::OnPty::spawn(oci.command(&["run", "-b", bundle.path(), &id]), 24, 80);
     pty.wait_for("/dev/pts/0");
     pty.write(b"hello\r");
     pty.wait_for("got hello");
@@ -635,7 +636,7 @@ fn foreground_run_and_exec_relay_their_terminal() {
     let bundle = Bundle::new(&["sleep", "1000"], |_| {});
     let id = unique_id("exectty");
     oci.ok(&["run", "-d", "-b", bundle.path(), &id]);
-    let pty = support::pty::OnPty::spawn(
+    let pty = ccrun_testkit::pty::OnPty::spawn(
         oci.command(&["exec", "-t", &id, "sh", "-c", "tty; stty size; exit 4"]),
         30,
         100,

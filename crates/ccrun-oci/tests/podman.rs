@@ -19,7 +19,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use support::pty::OnPty;
+use ccrun_testkit::pty::OnPty;
 
 /// A private podman: its dirs, configuration and cgroup parent; everything removed on drop.
 struct Podman {
@@ -178,17 +178,7 @@ impl Drop for Podman {
         }
         // podman mounts a tmpfs for each container's /dev/shm under its run root; rm
         // unmounts it, but make sure nothing is left mounted under the temp dir.
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let prefix = self.dir.path().to_string_lossy().into_owned();
-        let mut points: Vec<&str> = mounts
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .filter(|p| p.starts_with(&prefix))
-            .collect();
-        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-        for p in points {
-            let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
-        }
+        support::unmount_under(self.dir.path());
         remove_cgroup_parent(&self.cgroup_parent);
     }
 }

@@ -40,6 +40,33 @@ pub fn proc_path(key: &str) -> Result<PathBuf> {
     Ok(PathBuf::from("/proc/sys").join(rel))
 }
 
+/// The namespace a sysctl belongs to: setting it changes that namespace only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Namespace {
+    /// `kernel.msg*`, `kernel.sem`, `kernel.shm*`, `fs.mqueue.*`.
+    Ipc,
+    /// `net.*`.
+    Net,
+    /// `kernel.hostname`, `kernel.domainname`.
+    Uts,
+}
+
+/// The namespace of a sysctl key (dotted or written with `/`), or None for a host-wide
+/// one, which no container may set. Shared with the engine's `--sysctl` check so both
+/// draw the line in the same place.
+pub fn namespace_of(key: &str) -> Option<Namespace> {
+    let dotted = key.replace('/', ".");
+    if IPC_SYSCTLS.contains(&dotted.as_str()) || dotted.starts_with("fs.mqueue.") {
+        Some(Namespace::Ipc)
+    } else if dotted.starts_with("net.") {
+        Some(Namespace::Net)
+    } else if dotted == "kernel.hostname" || dotted == "kernel.domainname" {
+        Some(Namespace::Uts)
+    } else {
+        None
+    }
+}
+
 /// Checks every key: well formed and in a namespace the container owns (`plan.ipc`,
 /// `plan.net`, `plan.uts` say which ones it has, new or joined).
 pub fn validate<'a>(
@@ -50,16 +77,11 @@ pub fn validate<'a>(
 ) -> Result<()> {
     for key in keys {
         proc_path(key)?;
-        let dotted = key.replace('/', ".");
-        let allowed = if IPC_SYSCTLS.contains(&dotted.as_str()) || dotted.starts_with("fs.mqueue.")
-        {
-            own_ipc
-        } else if dotted.starts_with("net.") {
-            own_net
-        } else if dotted == "kernel.hostname" || dotted == "kernel.domainname" {
-            plan.uts
-        } else {
-            false
+        let allowed = match namespace_of(key) {
+            Some(Namespace::Ipc) => own_ipc,
+            Some(Namespace::Net) => own_net,
+            Some(Namespace::Uts) => plan.uts,
+            None => false,
         };
         if !allowed {
             return Err(Error::InvalidSpec(format!(

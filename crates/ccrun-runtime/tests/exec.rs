@@ -5,6 +5,8 @@
 //! back typed. Runs without the threaded test harness because exec needs a
 //! single-threaded process.
 
+mod common;
+
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -14,37 +16,18 @@ use ccrun_runtime::{
     signals, Container, CreateOptions, Error, ExecOptions, ExecProcess, ExitStatus, Status,
     ANNOTATION_ROOTFS_IDMAP,
 };
-use ccrun_testkit::{require_root, set_mode, Rootfs};
-use nix::fcntl::OFlag;
+use ccrun_testkit::{require_root, set_mode, NamedTest};
+use common::{id_map, mount, pipe, read_all, Env, Guard};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use oci_spec::runtime::{
-    LinuxBuilder, LinuxIdMapping, LinuxIdMappingBuilder, LinuxNamespaceBuilder, LinuxNamespaceType,
-    Mount, MountBuilder, Process, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+    LinuxBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, Process, ProcessBuilder, RootBuilder,
+    Spec, SpecBuilder, UserBuilder,
 };
 
 const HOSTNAME: &str = "exectest";
 /// Host uid/gid that the container's 0 maps to in the user namespace case.
 const HOST_BASE: u32 = 100_000;
-
-fn mount(dest: &str, typ: &str, src: &str, opts: &[&str]) -> Mount {
-    MountBuilder::default()
-        .destination(dest)
-        .typ(typ)
-        .source(src)
-        .options(opts.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-        .build()
-        .expect("mount")
-}
-
-fn id_map(container: u32, host: u32, size: u32) -> LinuxIdMapping {
-    LinuxIdMappingBuilder::default()
-        .container_id(container)
-        .host_id(host)
-        .size(size)
-        .build()
-        .expect("mapping")
-}
 
 /// A `sleep 100` container with pid, mount, uts and ipc namespaces, plus user (with
 /// uid/gid maps and an idmapped rootfs), network and cgroup namespaces when `isolated`.
@@ -110,32 +93,16 @@ fn spec(rootfs: &Path, args: &[&str], isolated: bool) -> Spec {
         .expect("spec")
 }
 
-struct Env {
-    rootfs: Rootfs,
-    state: tempfile::TempDir,
-    n: usize,
-}
-
 impl Env {
-    fn id_prefix() -> String {
-        format!("exec-{}-", std::process::id())
-    }
-
     /// Creates a container; it is force-deleted (and its init reaped) when the guard drops.
     fn create(&mut self, args: &[&str], isolated: bool) -> Guard {
         self.create_with(args, isolated, false)
     }
 
     fn create_with(&mut self, args: &[&str], isolated: bool, no_pivot: bool) -> Guard {
-        self.n += 1;
         let opts = CreateOptions {
-            id: format!("{}{}", Self::id_prefix(), self.n),
-            bundle: self.rootfs.path().to_path_buf(),
-            spec: spec(self.rootfs.path(), args, isolated),
-            state_root: self.state.path().to_path_buf(),
-            minimal_init: false,
             no_pivot,
-            stdio: None,
+            ..self.opts(spec(self.rootfs.path(), args, isolated))
         };
         Guard(Some(Container::create(opts).expect("create")))
     }
@@ -145,32 +112,6 @@ impl Env {
         let mut g = self.create(&["sleep", "100"], isolated);
         g.get_mut().start().expect("start");
         g
-    }
-}
-
-/// Deletes its container in every outcome, test failures included.
-struct Guard(Option<Container>);
-
-impl Guard {
-    fn get(&self) -> &Container {
-        self.0.as_ref().expect("container")
-    }
-
-    fn get_mut(&mut self) -> &mut Container {
-        self.0.as_mut().expect("container")
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Some(c) = self.0.take() {
-            let pid = c.pid();
-            if let Err(e) = c.delete(true) {
-                eprintln!("deleting container: {e}");
-            }
-            // The init is our child; a stopped one has been reaped already.
-            let _ = signals::wait_for(pid);
-        }
     }
 }
 
@@ -195,10 +136,6 @@ fn as_user(mut p: Process, uid: u32, gid: u32, extra: Vec<u32>) -> Process {
     p
 }
 
-fn pipe() -> (OwnedFd, OwnedFd) {
-    nix::unistd::pipe2(OFlag::O_CLOEXEC).expect("pipe")
-}
-
 /// Execs `p` with stdin from `/dev/null` and stdout+stderr captured.
 fn start(c: &Container, p: Process) -> Result<(ExecProcess, OwnedFd), Error> {
     let (r, w) = pipe();
@@ -210,14 +147,6 @@ fn start(c: &Container, p: Process) -> Result<(ExecProcess, OwnedFd), Error> {
         preserve_fds: 0,
     })?;
     Ok((proc, r))
-}
-
-fn read_all(fd: OwnedFd) -> String {
-    let mut out = String::new();
-    File::from(fd)
-        .read_to_string(&mut out)
-        .expect("read output");
-    out
 }
 
 /// Execs `p`, returning its exit status and output.
@@ -440,38 +369,10 @@ fn exec_into_stopped_container_is_refused(env: &mut Env) {
     assert!(matches!(err, Err(Error::WrongState { .. })), "{err:?}");
 }
 
-/// Our containers' cgroup directories still present.
-fn leftover_cgroups() -> Vec<String> {
-    let mut found = Vec::new();
-    let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
-        return found;
-    };
-    for h in hierarchies.flatten() {
-        let Ok(entries) = std::fs::read_dir(h.path().join("ccrun")) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            if e.file_name()
-                .to_string_lossy()
-                .starts_with(&Env::id_prefix())
-            {
-                found.push(e.path().display().to_string());
-            }
-        }
-    }
-    found
-}
-
-type Test = fn(&mut Env);
-
 fn main() {
     require_root();
-    let mut env = Env {
-        rootfs: Rootfs::busybox(),
-        state: tempfile::tempdir().expect("state"),
-        n: 0,
-    };
-    let tests: &[(&str, Test)] = &[
+    let mut env = Env::busybox("exec");
+    let tests: &[NamedTest<Env>] = &[
         ("exec_joins_a_plain_container", exec_joins_a_plain_container),
         (
             "exec_joins_user_and_network_namespaces",
@@ -487,20 +388,7 @@ fn main() {
         ),
     ];
     let mut tally = ccrun_testkit::run_in_process(tests, &mut env);
-    let leftovers = leftover_cgroups();
-    // Dot entries (the seccomp program cache) are shared, never a container's state.
-    let states: Vec<_> = std::fs::read_dir(env.state.path())
-        .map(|d| {
-            d.flatten()
-                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-                .map(|e| e.path())
-                .collect()
-        })
-        .unwrap_or_default();
-    if !leftovers.is_empty() || !states.is_empty() {
-        println!("leftovers: cgroups {leftovers:?}, state {states:?}");
-        tally.failed += 1;
-    }
+    common::check_leftovers(&mut tally, &env.id_prefix, env.state.path());
     // `exit` skips destructors: remove the rootfs and state dir first.
     drop(env);
     tally.finish();

@@ -4,26 +4,19 @@
 //! with their options. Runs without the threaded test harness because container
 //! creation needs a single-threaded process.
 
+mod common;
+
 use std::path::Path;
 use std::time::Duration;
 
-use ccrun_runtime::{Container, CreateOptions, Error, ExitStatus, Status};
-use ccrun_testkit::{require_root, Rootfs};
+use ccrun_runtime::{Container, Error, ExitStatus, Status};
+use ccrun_testkit::{require_root, NamedTest};
+use common::{mount, Env};
 use nix::sys::signal::Signal;
 use oci_spec::runtime::{
-    LinuxBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, Mount, MountBuilder, ProcessBuilder,
-    RootBuilder, Spec, SpecBuilder,
+    LinuxBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, Mount, ProcessBuilder, RootBuilder,
+    Spec, SpecBuilder,
 };
-
-fn mount(dest: &str, typ: &str, src: &str, opts: &[&str]) -> Mount {
-    MountBuilder::default()
-        .destination(dest)
-        .typ(typ)
-        .source(src)
-        .options(opts.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-        .build()
-        .expect("mount")
-}
 
 fn spec(rootfs: &Path, args: &[&str], extra_mounts: Vec<Mount>) -> Spec {
     let ns = [
@@ -65,26 +58,7 @@ fn spec(rootfs: &Path, args: &[&str], extra_mounts: Vec<Mount>) -> Spec {
         .expect("spec")
 }
 
-struct Env {
-    rootfs: Rootfs,
-    state: tempfile::TempDir,
-    n: usize,
-}
-
-impl Env {
-    fn opts(&mut self, spec: Spec) -> CreateOptions {
-        self.n += 1;
-        CreateOptions {
-            id: format!("lifecycle-{}-{}", std::process::id(), self.n),
-            bundle: self.rootfs.path().to_path_buf(),
-            spec,
-            state_root: self.state.path().to_path_buf(),
-            minimal_init: false,
-            no_pivot: false,
-            stdio: None,
-        }
-    }
-}
+impl Env {}
 
 fn cmdline(pid: i32) -> String {
     std::fs::read(format!("/proc/{pid}/cmdline"))
@@ -234,16 +208,10 @@ fn duplicate_ids_are_refused(env: &mut Env) {
     c.delete(false).expect("delete created");
 }
 
-type Test = fn(&mut Env);
-
 fn main() {
     require_root();
-    let mut env = Env {
-        rootfs: Rootfs::busybox(),
-        state: tempfile::tempdir().expect("state"),
-        n: 0,
-    };
-    let tests: &[(&str, Test)] = &[
+    let mut env = Env::busybox("lifecycle");
+    let tests: &[NamedTest<Env>] = &[
         ("create_start_wait_delete", create_start_wait_delete),
         (
             "running_container_needs_force_to_delete",

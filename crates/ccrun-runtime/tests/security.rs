@@ -7,6 +7,8 @@
 //! Runs without the threaded test harness because creation needs a single-threaded
 //! process.
 
+mod common;
+
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -14,23 +16,12 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 
 use ccrun_runtime::{signals, Container, CreateOptions, Error, ExecOptions, ExitStatus};
-use ccrun_testkit::{require_root, Rootfs};
-use nix::fcntl::OFlag;
+use ccrun_testkit::{require_root, status_field, NamedTest};
+use common::{mount, pipe, read_all, Env, Guard};
 use oci_spec::runtime::{
     LinuxBuilder, LinuxCapabilities, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPersonality,
-    LinuxSeccomp, Mount, MountBuilder, Process, ProcessBuilder, RootBuilder, Spec, SpecBuilder,
-    UserBuilder,
+    LinuxSeccomp, Process, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
-
-fn mount(dest: &str, typ: &str, src: &str, opts: &[&str]) -> Mount {
-    MountBuilder::default()
-        .destination(dest)
-        .typ(typ)
-        .source(src)
-        .options(opts.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-        .build()
-        .expect("mount")
-}
 
 fn caps(json: &str) -> LinuxCapabilities {
     serde_json::from_str(json).expect("capabilities")
@@ -100,65 +91,16 @@ fn spec(rootfs: &Path, p: Process, setup: Setup) -> Spec {
         .expect("spec")
 }
 
-struct Env {
-    rootfs: Rootfs,
-    state: tempfile::TempDir,
-    n: usize,
-}
-
-/// Deletes its container in every outcome, test failures included.
-struct Guard(Option<Container>);
-
-impl Guard {
-    fn get(&self) -> &Container {
-        self.0.as_ref().expect("container")
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Some(c) = self.0.take() {
-            let pid = c.pid();
-            if let Err(e) = c.delete(true) {
-                eprintln!("deleting container: {e}");
-            }
-            let _ = signals::wait_for(pid);
-        }
-    }
-}
-
-fn pipe() -> (OwnedFd, OwnedFd) {
-    nix::unistd::pipe2(OFlag::O_CLOEXEC).expect("pipe")
-}
-
-fn read_all(fd: OwnedFd) -> String {
-    let mut out = String::new();
-    File::from(fd)
-        .read_to_string(&mut out)
-        .expect("read output");
-    out
-}
-
 impl Env {
-    fn id_prefix() -> String {
-        format!("sec-{}-", std::process::id())
-    }
-
     fn try_create(
         &mut self,
         p: Process,
         setup: Setup,
         stdio: Option<[i32; 3]>,
     ) -> Result<Guard, Error> {
-        self.n += 1;
         let opts = CreateOptions {
-            id: format!("{}{}", Self::id_prefix(), self.n),
-            bundle: self.rootfs.path().to_path_buf(),
-            spec: spec(self.rootfs.path(), p, setup),
-            state_root: self.state.path().to_path_buf(),
-            minimal_init: false,
-            no_pivot: false,
             stdio,
+            ..self.opts(spec(self.rootfs.path(), p, setup))
         };
         Container::create(opts).map(|c| Guard(Some(c)))
     }
@@ -175,7 +117,7 @@ impl Env {
             )
             .expect("create");
         drop(w);
-        g.0.as_mut().expect("container").start().expect("start");
+        g.get_mut().start().expect("start");
         let out = read_all(r);
         let status = g.get().wait().expect("wait");
         (status, out)
@@ -185,7 +127,7 @@ impl Env {
     fn running(&mut self, mut p: Process, setup: Setup) -> Guard {
         p.set_args(Some(vec!["sleep".into(), "100".into()]));
         let mut g = self.try_create(p, setup, None).expect("create");
-        g.0.as_mut().expect("container").start().expect("start");
+        g.get_mut().start().expect("start");
         g
     }
 }
@@ -208,15 +150,6 @@ fn exec(c: &Container, p: Process) -> (ExitStatus, String) {
 }
 
 /// The value of `field` in a `/proc/self/status` dump.
-fn status_field(status: &str, field: &str) -> String {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{field}:")))
-        .unwrap_or_else(|| panic!("no {field} in {status}"))
-        .trim()
-        .to_string()
-}
-
 fn mask(bits: &[u32]) -> String {
     format!("{:016x}", bits.iter().fold(0u64, |m, b| m | 1 << b))
 }
@@ -465,7 +398,7 @@ fn seccomp_notify_reaches_the_agent(env: &mut Env) {
     drop(w);
     // The runtime connected during create.
     let (conn, _) = listener.accept().expect("accept");
-    g.0.as_mut().expect("container").start().expect("start");
+    g.get_mut().start().expect("start");
     let (state, notify_fd) = receive_from_runtime(&conn);
     let pid = g.get().pid();
     assert_eq!(state["fds"], serde_json::json!(["seccompFd"]), "{state}");
@@ -630,38 +563,10 @@ fn unsupported_settings_are_clear_errors(env: &mut Env) {
     assert!(err.to_string().contains("CAP_NO_SUCH"), "{err}");
 }
 
-/// Our containers' cgroup directories still present.
-fn leftover_cgroups() -> Vec<String> {
-    let mut found = Vec::new();
-    let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
-        return found;
-    };
-    for h in hierarchies.flatten() {
-        let Ok(entries) = std::fs::read_dir(h.path().join("ccrun")) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            if e.file_name()
-                .to_string_lossy()
-                .starts_with(&Env::id_prefix())
-            {
-                found.push(e.path().display().to_string());
-            }
-        }
-    }
-    found
-}
-
-type Test = fn(&mut Env);
-
 fn main() {
     require_root();
-    let mut env = Env {
-        rootfs: Rootfs::busybox(),
-        state: tempfile::tempdir().expect("state"),
-        n: 0,
-    };
-    let tests: &[(&str, Test)] = &[
+    let mut env = Env::busybox("sec");
+    let tests: &[NamedTest<Env>] = &[
         (
             "capability_sets_reach_a_non_root_process",
             capability_sets_reach_a_non_root_process,
@@ -696,20 +601,7 @@ fn main() {
         ),
     ];
     let mut tally = ccrun_testkit::run_in_process(tests, &mut env);
-    let leftovers = leftover_cgroups();
-    // Dot entries (the seccomp program cache) are shared, never a container's state.
-    let states: Vec<_> = std::fs::read_dir(env.state.path())
-        .map(|d| {
-            d.flatten()
-                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-                .map(|e| e.path())
-                .collect()
-        })
-        .unwrap_or_default();
-    if !leftovers.is_empty() || !states.is_empty() {
-        println!("leftovers: cgroups {leftovers:?}, state {states:?}");
-        tally.failed += 1;
-    }
+    common::check_leftovers(&mut tally, &env.id_prefix, env.state.path());
     drop(env);
     tally.finish();
 }

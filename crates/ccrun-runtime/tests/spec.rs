@@ -4,41 +4,25 @@
 //! refusals (unknown fields, unsupported fields, host-wide sysctls). Runs without the
 //! threaded test harness because container creation needs a single-threaded process.
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ccrun_cgroups::{Cgroup, Layout};
-use ccrun_runtime::{Container, CreateOptions, Error, ExitStatus};
-use ccrun_testkit::{require_root, Rootfs};
+use ccrun_runtime::{Container, Error, ExitStatus};
+use ccrun_testkit::{require_root, NamedTest};
+use common::{id_map, mount as mount_entry, Env};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use oci_spec::runtime::{
-    Hook, HookBuilder, Hooks, HooksBuilder, LinuxBuilder, LinuxIdMapping, LinuxIdMappingBuilder,
-    LinuxNamespaceBuilder, LinuxNamespaceType, LinuxTimeOffsetBuilder, Mount, MountBuilder,
-    ProcessBuilder, RootBuilder, Spec, SpecBuilder,
+    Hook, HookBuilder, Hooks, HooksBuilder, LinuxBuilder, LinuxIdMapping, LinuxNamespaceBuilder,
+    LinuxNamespaceType, LinuxTimeOffsetBuilder, Mount, ProcessBuilder, RootBuilder, Spec,
+    SpecBuilder,
 };
-
-fn mount_entry(dest: &str, typ: &str, src: &str, opts: &[&str]) -> Mount {
-    MountBuilder::default()
-        .destination(dest)
-        .typ(typ)
-        .source(src)
-        .options(opts.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-        .build()
-        .expect("mount")
-}
 
 fn bind(dest: &str, src: &Path, opts: &[&str]) -> Mount {
     mount_entry(dest, "bind", &src.display().to_string(), opts)
-}
-
-fn id_map(container: u32, host: u32, size: u32) -> LinuxIdMapping {
-    LinuxIdMappingBuilder::default()
-        .container_id(container)
-        .host_id(host)
-        .size(size)
-        .build()
-        .expect("mapping")
 }
 
 /// A namespace entry: new when `path` is `None`.
@@ -152,12 +136,6 @@ impl Setup {
     }
 }
 
-struct Env {
-    rootfs: Rootfs,
-    state: tempfile::TempDir,
-    n: usize,
-}
-
 impl Env {
     /// Creates mount points in the (host-root-owned) rootfs, which the root of a user
     /// namespace could not create.
@@ -167,21 +145,15 @@ impl Env {
         }
     }
 
-    fn opts(&mut self, spec: Spec) -> CreateOptions {
-        self.n += 1;
-        CreateOptions {
-            id: format!("spec-{}-{}", std::process::id(), self.n),
-            bundle: self.rootfs.path().to_path_buf(),
-            spec,
-            state_root: self.state.path().to_path_buf(),
-            minimal_init: false,
-            no_pivot: false,
-            stdio: None,
-        }
-    }
-
     /// Creates, starts and waits for a container; it is deleted whatever happens.
     fn run(&mut self, setup: Setup) -> ExitStatus {
+        let (started, status) = self.try_run(setup);
+        started.expect("start");
+        status.expect("wait")
+    }
+
+    /// Like `run`, for a start that may fail: what start and wait returned.
+    fn try_run(&mut self, setup: Setup) -> (Result<(), Error>, Result<ExitStatus, Error>) {
         let spec = setup.spec(self.rootfs.path());
         let opts = self.opts(spec);
         let mut c = Container::create(opts).expect("create");
@@ -191,8 +163,7 @@ impl Env {
             .expect("load")
             .delete(true)
             .expect("delete");
-        started.expect("start");
-        status.expect("wait")
+        (started, status)
     }
 
     /// Creates and starts a long-running container (`sleep 30`), for others to join.
@@ -383,20 +354,11 @@ fn failing_start_container_hook_fails_start(env: &mut Env) {
         .start_container(vec![shell_hook("exit 1", None)])
         .build()
         .expect("hooks");
-    let spec = Setup {
+    let (started, status) = env.try_run(Setup {
         script: "true".into(),
         hooks: Some(hooks),
         ..Default::default()
-    }
-    .spec(env.rootfs.path());
-    let opts = env.opts(spec);
-    let mut c = Container::create(opts).expect("create");
-    let started = c.start();
-    let status = c.wait();
-    Container::load(env.state.path(), c.id())
-        .expect("load")
-        .delete(true)
-        .expect("delete");
+    });
     assert!(started.is_err(), "{started:?}");
     assert_ne!(status.expect("wait"), ExitStatus::Exited(0));
 }
@@ -1175,16 +1137,10 @@ fn tmpcopyup_seeds_the_tmpfs(env: &mut Env) {
     );
 }
 
-type Test = fn(&mut Env);
-
 fn main() {
     require_root();
-    let mut env = Env {
-        rootfs: Rootfs::busybox(),
-        state: tempfile::tempdir().expect("state"),
-        n: 0,
-    };
-    let tests: &[(&str, Test)] = &[
+    let mut env = Env::busybox("spec");
+    let tests: &[NamedTest<Env>] = &[
         (
             "hooks_run_in_order_with_their_state",
             hooks_run_in_order_with_their_state,

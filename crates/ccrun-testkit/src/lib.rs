@@ -1,5 +1,8 @@
 //! Test fixtures shared by ccrun's crates: a busybox root filesystem built from
-//! Debian's busybox-static, and a root check for tests that need real privileges.
+//! Debian's busybox-static, a root check for tests that need real privileges, and a
+//! process on a pseudo-terminal ([`pty`]).
+
+pub mod pty;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -88,6 +91,17 @@ impl Rootfs {
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
+}
+
+/// The value of `field` in a `/proc/PID/status` text (e.g. `CapEff`, `Seccomp`),
+/// trimmed; panics naming the field when it is missing.
+pub fn status_field(status: &str, field: &str) -> String {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} in {status}"))
+        .trim()
+        .to_string()
 }
 
 /// How a run of [`run_in_process`] went.

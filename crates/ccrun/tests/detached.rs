@@ -330,7 +330,7 @@ fn exec_it_gets_a_terminal() {
     let id = run_d(&c, &r, &["sleep", "100"]);
     let mut cmd = c.cmd();
     cmd.args(["exec", "-it", &id, "sh"]);
-    let pty = support::pty::OnPty::spawn(cmd, 30, 100);
+    let pty = ccrun_testkit::pty::OnPty::spawn(cmd, 30, 100);
     pty.write(b"tty; stty size; exit 9\r");
     pty.wait_for("/dev/pts/");
     pty.wait_for("30 100");

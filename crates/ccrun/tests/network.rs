@@ -7,68 +7,17 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use support::net::{
+    fetch, fetch_from_container, fetch_from_netns, nft_ruleset, outside_host, web_args,
+};
 use support::{stderr, stdout, Ccrun, Rootfs};
 
 fn run_d(c: &Ccrun, r: &Rootfs, args: &[&str]) -> String {
     c.run_detached(r.path(), args)
 }
 
-/// A busybox httpd serving `text` at /i.html on port 80.
-fn web_args<'a>(name: &'a str, text: &'a str, extra: &[&'a str]) -> Vec<String> {
-    let mut args: Vec<String> = vec!["--name".into(), name.into()];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args.extend([
-        "sh".into(),
-        "-c".into(),
-        format!("mkdir -p /www-{name} && echo {text} > /www-{name}/i.html && exec httpd -f -p 80 -h /www-{name}"),
-    ]);
-    args
-}
-
 fn ip_of(c: &Ccrun, name: &str) -> String {
     stdout(&c.ccrun(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", name]))
-}
-
-/// Fetches `url` from inside the test's namespace until it answers (httpd may still be
-/// starting), with busybox wget (without -T, which crashes Debian's busybox-static).
-fn fetch_from_netns(c: &Ccrun, url: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let out = c
-            .netns()
-            .command("busybox")
-            .args(["wget", "-q", "-O", "-", url])
-            .output()
-            .expect("wget");
-        if out.status.success() {
-            return stdout(&out);
-        }
-        assert!(Instant::now() < deadline, "{url}: {}", stderr(&out));
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Fetches `url` from a fresh container (default network unless `network_args` say).
-fn fetch_from_container(c: &Ccrun, r: &Rootfs, network_args: &[&str], url: &str) -> String {
-    let rootfs = r.path().to_str().expect("utf-8");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let mut args = vec!["run", "--rm"];
-        args.extend_from_slice(network_args);
-        // No -T: Debian's busybox-static wget crashes (SIGSEGV) with it.
-        args.extend(["--rootfs", rootfs, "wget", "-q", "-O", "-", url]);
-        let out = c.ccrun(&args);
-        if out.status.success() {
-            return stdout(&out);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{url}: {:?} {}",
-            out.status,
-            stderr(&out)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn links(c: &Ccrun) -> String {
@@ -90,16 +39,6 @@ fn assert_no_veth_left(c: &Ccrun) {
         assert!(Instant::now() < deadline, "veth left: {}", links(c));
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-fn nft_rules(c: &Ccrun) -> String {
-    let out = c
-        .netns()
-        .command("nft")
-        .args(["list", "ruleset"])
-        .output()
-        .expect("nft");
-    stdout(&out)
 }
 
 fn allocations(c: &Ccrun, network: &str) -> Vec<String> {
@@ -151,39 +90,14 @@ fn default_bridge_connects_containers_and_publishes_ports() {
         );
     }
     // From another host: a second namespace joined to the test's by a veth pair.
-    let outside = support::NetNs::new();
-    let sh = |ns: &str, cmd: &str| {
-        let ok = std::process::Command::new("ip")
-            .args(["-n", ns])
-            .args(cmd.split_whitespace())
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "ip -n {ns} {cmd}");
-    };
-    sh(
-        c.netns().name(),
-        &format!(
-            "link add vext type veth peer name vout netns {}",
-            outside.name()
+    let outside = outside_host(&c, "192.168.77");
+    assert_eq!(
+        fetch(
+            || outside.command("busybox"),
+            "http://192.168.77.1:8080/i.html"
         ),
+        "hi-from-web"
     );
-    sh(c.netns().name(), "addr add 192.168.77.1/24 dev vext");
-    sh(c.netns().name(), "link set vext up");
-    sh(outside.name(), "addr add 192.168.77.2/24 dev vout");
-    sh(outside.name(), "link set vout up");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let from_outside = loop {
-        let out = outside
-            .command("busybox")
-            .args(["wget", "-q", "-O", "-", "http://192.168.77.1:8080/i.html"])
-            .output()
-            .expect("wget");
-        if out.status.success() || Instant::now() > deadline {
-            break stdout(&out);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert_eq!(from_outside, "hi-from-web");
     let ps = stdout(&c.ccrun(&["ps"]));
     assert!(ps.contains("0.0.0.0:8080->80/tcp"), "{ps}");
     // /etc/hosts names the container's own address.
@@ -217,7 +131,7 @@ fn default_bridge_connects_containers_and_publishes_ports() {
     // After stop and rm nothing of the container is left: no veth, no rule, no address.
     assert!(links(&c).contains("veth"));
     assert_eq!(c.ccrun(&["stop", "-t", "0", "web"]).status.code(), Some(0));
-    assert!(!nft_rules(&c).contains(&id), "rules left after stop");
+    assert!(!nft_ruleset(&c).contains(&id), "rules left after stop");
     assert_eq!(c.ccrun(&["rm", "web"]).status.code(), Some(0));
     assert_eq!(c.ccrun(&["rm", "-f", "web2"]).status.code(), Some(0));
     let leftover: Vec<String> = c
@@ -230,7 +144,7 @@ fn default_bridge_connects_containers_and_publishes_ports() {
         let _ = c.ccrun(&["rm", "-f", id]);
     }
     assert_no_veth_left(&c);
-    assert!(!nft_rules(&c).contains("dport"), "{}", nft_rules(&c));
+    assert!(!nft_ruleset(&c).contains("dport"), "{}", nft_ruleset(&c));
     assert_eq!(allocations(&c, "bridge"), Vec::<String>::new());
 }
 

@@ -6,67 +6,13 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
-
+use support::net::{
+    fetch, fetch_from_container, fetch_from_netns, nft_ruleset, outside_host, web_args,
+};
 use support::{stderr, stdout, Ccrun, Rootfs};
 
 fn ccrun_iptables() -> Ccrun {
     Ccrun::in_netns().with_env("CCRUN_FIREWALL", "iptables")
-}
-
-/// A busybox httpd serving `text` at /i.html on port 80.
-fn web_args(name: &str, text: &str, extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = vec!["--name".into(), name.into()];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args.extend([
-        "sh".into(),
-        "-c".into(),
-        format!("mkdir -p /www-{name} && echo {text} > /www-{name}/i.html && exec httpd -f -p 80 -h /www-{name}"),
-    ]);
-    args
-}
-
-/// Fetches `url` with busybox wget (no -T: it crashes Debian's busybox-static) from
-/// `cmd` until it answers (httpd may still be starting).
-fn fetch(mut cmd: impl FnMut() -> std::process::Command, url: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let out = cmd()
-            .args(["wget", "-q", "-O", "-", url])
-            .output()
-            .expect("wget");
-        if out.status.success() {
-            return stdout(&out);
-        }
-        assert!(Instant::now() < deadline, "{url}: {}", stderr(&out));
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Fetches `url` from a fresh container on `network`.
-fn fetch_from_container(c: &Ccrun, r: &Rootfs, network: &str, url: &str) -> String {
-    let rootfs = r.path().to_str().expect("utf-8");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let out = c.ccrun(&[
-            "run",
-            "--rm",
-            "--network",
-            network,
-            "--rootfs",
-            rootfs,
-            "wget",
-            "-q",
-            "-O",
-            "-",
-            url,
-        ]);
-        if out.status.success() {
-            return stdout(&out);
-        }
-        assert!(Instant::now() < deadline, "{url}: {}", stderr(&out));
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// `iptables-legacy -t nat -S` in the test's namespace.
@@ -78,17 +24,6 @@ fn nat_rules(c: &Ccrun) -> String {
         .output()
         .expect("iptables-legacy");
     assert!(out.status.success(), "{}", stderr(&out));
-    stdout(&out)
-}
-
-/// `nft list ruleset` in the test's namespace.
-fn nft_ruleset(c: &Ccrun) -> String {
-    let out = c
-        .netns()
-        .command("nft")
-        .args(["list", "ruleset"])
-        .output()
-        .expect("nft");
     stdout(&out)
 }
 
@@ -137,42 +72,27 @@ fn published_ports_work_and_leave_nothing_behind() {
 
     // From the namespace's loopback (OUTPUT DNAT, route_localnet, masquerade of
     // 127.0.0.0/8) and from its bridge address.
-    let ns = || c.netns().command("busybox");
     assert_eq!(
-        fetch(ns, "http://127.0.0.1:8080/i.html"),
+        fetch_from_netns(&c, "http://127.0.0.1:8080/i.html"),
         "hi-over-iptables"
     );
     assert_eq!(
-        fetch(ns, "http://10.78.0.1:8080/i.html"),
+        fetch_from_netns(&c, "http://10.78.0.1:8080/i.html"),
         "hi-over-iptables"
     );
     // From another container of the network through the published port (hairpin).
     assert_eq!(
-        fetch_from_container(&c, &r, "ipnet", "http://10.78.0.1:8080/i.html"),
+        fetch_from_container(
+            &c,
+            &r,
+            &["--network", "ipnet"],
+            "http://10.78.0.1:8080/i.html"
+        ),
         "hi-over-iptables"
     );
     // From another host: a second namespace joined to the test's by a veth pair
     // (PREROUTING DNAT).
-    let outside = support::NetNs::new();
-    let sh = |ns: &str, cmd: &str| {
-        let ok = std::process::Command::new("ip")
-            .args(["-n", ns])
-            .args(cmd.split_whitespace())
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "ip -n {ns} {cmd}");
-    };
-    sh(
-        c.netns().name(),
-        &format!(
-            "link add vext type veth peer name vout netns {}",
-            outside.name()
-        ),
-    );
-    sh(c.netns().name(), "addr add 192.168.78.1/24 dev vext");
-    sh(c.netns().name(), "link set vext up");
-    sh(outside.name(), "addr add 192.168.78.2/24 dev vout");
-    sh(outside.name(), "link set vout up");
+    let outside = outside_host(&c, "192.168.78");
     assert_eq!(
         fetch(
             || outside.command("busybox"),
@@ -203,13 +123,12 @@ fn default_bridge_publishes_a_random_port() {
         .strip_prefix("0.0.0.0:")
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("port output {bound:?}"));
-    let ns = || c.netns().command("busybox");
     assert_eq!(
-        fetch(ns, &format!("http://127.0.0.1:{port}/i.html")),
+        fetch_from_netns(&c, &format!("http://127.0.0.1:{port}/i.html")),
         "hi-from-bridge"
     );
     assert_eq!(
-        fetch(ns, &format!("http://10.88.0.1:{port}/i.html")),
+        fetch_from_netns(&c, &format!("http://10.88.0.1:{port}/i.html")),
         "hi-from-bridge"
     );
     // A host port already published is refused, found in the iptables rules.

@@ -9,8 +9,6 @@
 mod image_build;
 #[path = "support/image_cli.rs"]
 mod image_cli;
-#[path = "support/pty.rs"]
-mod pty;
 #[path = "support/registry.rs"]
 mod registry;
 
@@ -20,9 +18,9 @@ use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use ccrun_testkit::pty::OnPty;
 use image_build::{features_layer, layer, Comp, Entry, Layer, Layout};
 use image_cli::Env;
-use pty::OnPty;
 use registry::{Format, Registry};
 
 /// The registry and the images every test uses, built once per test binary.

@@ -6,19 +6,11 @@
 
 mod support;
 
+use ccrun_testkit::status_field;
 use support::{stderr, stdout, Ccrun, Rootfs};
 
 /// Docker's default capability set as a mask.
 const DOCKER_CAPS: &str = "00000000a80425fb";
-
-fn status_field(status: &str, field: &str) -> String {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{field}:")))
-        .unwrap_or_else(|| panic!("no {field} in {status}"))
-        .trim()
-        .to_string()
-}
 
 /// Runs `cat /proc/self/status` with `flags`; returns the status text.
 fn status_with(c: &Ccrun, r: &Rootfs, flags: &[&str]) -> String {

@@ -3,8 +3,6 @@
 //! test created (by `delete --force`, which also removes its cgroup).
 #![allow(dead_code)]
 
-pub mod pty;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -227,4 +225,20 @@ fn read_all(mut file: std::fs::File) -> Vec<u8> {
     let mut data = Vec::new();
     file.read_to_end(&mut data).expect("read output");
     data
+}
+
+/// Detaches every mount under `dir` (deepest first), left by a client's daemon or
+/// container, so the temp dir can be removed.
+pub fn unmount_under(dir: &Path) {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let prefix = dir.to_string_lossy().into_owned();
+    let mut points: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| p.starts_with(&prefix))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in points {
+        let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
+    }
 }

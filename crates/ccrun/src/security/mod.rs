@@ -332,31 +332,21 @@ pub fn all_host_devices() -> Result<Vec<HostDevice>> {
 }
 
 /// Docker's namespaced sysctls: IPC ones and, with a network namespace of its own,
-/// `net.*`. Anything else would change the host.
+/// `net.*` (the runtime's classification). Anything else would change the host; the
+/// UTS ones are set with `--hostname` instead.
 fn check_sysctl(key: &str, shared_network: bool) -> Result<()> {
-    const IPC: &[&str] = &[
-        "kernel.msgmax",
-        "kernel.msgmnb",
-        "kernel.msgmni",
-        "kernel.sem",
-        "kernel.shmall",
-        "kernel.shmmax",
-        "kernel.shmmni",
-        "kernel.shm_rmid_forced",
-    ];
-    if IPC.contains(&key) || key.starts_with("fs.mqueue.") {
-        return Ok(());
+    use ccrun_runtime::sysctl::{namespace_of, Namespace};
+    match namespace_of(key) {
+        Some(Namespace::Ipc) => Ok(()),
+        Some(Namespace::Net) if shared_network => bail!(
+            "--sysctl {key}: net.* sysctls need the container's own network namespace, not a shared one"
+        ),
+        Some(Namespace::Net) => Ok(()),
+        Some(Namespace::Uts) | None => bail!(
+            "--sysctl {key} is not allowed: only namespaced sysctls (kernel.msg*, kernel.sem, \
+             kernel.shm*, fs.mqueue.*, net.*) can be set per container"
+        ),
     }
-    if key.starts_with("net.") {
-        if shared_network {
-            bail!("--sysctl {key}: net.* sysctls need the container's own network namespace, not a shared one");
-        }
-        return Ok(());
-    }
-    bail!(
-        "--sysctl {key} is not allowed: only namespaced sysctls (kernel.msg*, kernel.sem, \
-         kernel.shm*, fs.mqueue.*, net.*) can be set per container"
-    )
 }
 
 /// `--sysctl KEY=VALUE` (keys may be written with `/`).

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 pub use ccrun_testkit::{require_root, Rootfs};
 
-pub mod pty;
+pub mod net;
 
 /// A `ccrun` invocation with its own state directory and storage root (removed on drop),
 /// run in the test's network namespace or in a throw-away one of its own.
