@@ -231,8 +231,12 @@ impl CapSets {
             )
         };
         Errno::result(ret).ctx(|| "clearing the ambient capabilities".into())?;
+        // The kernel only raises an ambient capability that is also permitted and
+        // inheritable. runc ignores the others (its default spec lists ambient ones
+        // without an inheritable set), and so do we.
+        let raisable = self.ambient & self.permitted & self.inheritable;
         for n in 0..=self.last_cap.min(63) {
-            if self.ambient & (1 << n) == 0 {
+            if raisable & (1 << n) == 0 {
                 continue;
             }
             // SAFETY: prctl with integer arguments has no memory effects.
@@ -245,12 +249,7 @@ impl CapSets {
                     0,
                 )
             };
-            Errno::result(ret).ctx(|| {
-                format!(
-                    "raising ambient capability {n} (an ambient capability must also be \
-                     permitted and inheritable)"
-                )
-            })?;
+            Errno::result(ret).ctx(|| format!("raising ambient capability {n}"))?;
         }
         Ok(())
     }

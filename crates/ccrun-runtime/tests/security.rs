@@ -218,6 +218,17 @@ fn capability_sets_of_root(env: &mut Env) {
     assert_eq!(status_field(&out, "CapPrm"), mask(&[CHOWN, KILL]));
     assert_eq!(status_field(&out, "CapInh"), mask(&[]));
     assert_eq!(status_field(&out, "CapAmb"), mask(&[]));
+    // runc's default spec lists ambient capabilities without an inheritable set: the
+    // kernel cannot raise those, and, as runc does, they are left out instead of failing.
+    let mut p = process(&["cat", "/proc/self/status"]);
+    p.set_capabilities(Some(caps(
+        r#"{"bounding":["CAP_CHOWN","CAP_KILL"],"permitted":["CAP_CHOWN","CAP_KILL"],
+            "effective":["CAP_CHOWN","CAP_KILL"],"ambient":["CAP_CHOWN","CAP_KILL"]}"#,
+    )));
+    let (status, out) = env.run(p, Setup::default());
+    assert_eq!(status, ExitStatus::Exited(0), "{out}");
+    assert_eq!(status_field(&out, "CapAmb"), mask(&[]));
+    assert_eq!(status_field(&out, "CapEff"), mask(&[CHOWN, KILL]));
     // Without CAP_SYS_CHROOT, chroot fails; without CAP_DAC_OVERRIDE root cannot write
     // a file of another user that is not writable to it.
     let mut p =
