@@ -256,10 +256,7 @@ impl Ccrun {
 
     /// (id, pid, status) of the single container in the state root, if any.
     pub fn only_container(&self) -> Option<(String, i32, String)> {
-        let entry = std::fs::read_dir(self.state.path())
-            .ok()?
-            .flatten()
-            .next()?;
+        let entry = self.state_dirs().next()?;
         let state: serde_json::Value =
             serde_json::from_slice(&std::fs::read(entry.path().join("state.json")).ok()?).ok()?;
         Some((
@@ -271,12 +268,17 @@ impl Ccrun {
 
     /// Number of container state directories left.
     pub fn leftover_state(&self) -> usize {
-        // Dot entries (the seccomp program cache) are shared, never a container's state.
-        std::fs::read_dir(self.state.path()).map_or(0, |d| {
-            d.flatten()
-                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-                .count()
-        })
+        self.state_dirs().count()
+    }
+
+    /// The containers' runtime state directories. Dot entries (the seccomp program
+    /// cache) are shared, never a container's state.
+    fn state_dirs(&self) -> impl Iterator<Item = std::fs::DirEntry> {
+        std::fs::read_dir(self.state.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
     }
 }
 
