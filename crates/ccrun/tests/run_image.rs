@@ -418,7 +418,10 @@ fn rm_flag_leaves_nothing_behind(images: &Images) {
     let root = c.env.root().to_string_lossy().into_owned();
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
     assert!(!mounts.contains(&root), "mount left: {mounts}");
-    assert!(image_cli::list(&c.state()).is_empty(), "runtime state left");
+    assert!(
+        image_cli::container_states(&c.state()).is_empty(),
+        "runtime state left"
+    );
     for controller in ["memory", "pids", "cpu,cpuacct"] {
         let left: Vec<String> =
             image_cli::list(&Path::new("/sys/fs/cgroup").join(controller).join("ccrun"))
@@ -660,7 +663,10 @@ fn detached_container_keeps_its_snapshot_across_stop_and_start(images: &Images) 
         "mount left after rm -f"
     );
     assert!(c.container_ids().is_empty());
-    assert!(image_cli::list(&c.state()).is_empty(), "runtime state left");
+    assert!(
+        image_cli::container_states(&c.state()).is_empty(),
+        "runtime state left"
+    );
 }
 
 fn image_volumes_become_seeded_anonymous_volumes(images: &Images) {
