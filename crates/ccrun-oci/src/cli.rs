@@ -103,9 +103,9 @@ pub struct IdArg {
     pub id: String,
 }
 
-/// `create`'s flags (shared by `run`).
+/// The flags `create` and `run` share: how the container is made from its bundle.
 #[derive(Debug, Args)]
-pub struct CreateArgs {
+pub struct BundleArgs {
     /// The bundle directory (config.json and the rootfs).
     #[arg(short, long, default_value = ".")]
     pub bundle: PathBuf,
@@ -124,6 +124,14 @@ pub struct CreateArgs {
     /// Pass this many fds after stdio (3, 4, …) to the container.
     #[arg(long, default_value_t = 0)]
     pub preserve_fds: u32,
+}
+
+/// `create`'s flags.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// How the container is made.
+    #[command(flatten)]
+    pub bundle: BundleArgs,
     /// Accepted for compatibility (`create` always detaches).
     #[arg(short, long, hide = true)]
     pub detach: bool,
@@ -134,24 +142,9 @@ pub struct CreateArgs {
 /// `run`'s flags.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The bundle directory (config.json and the rootfs).
-    #[arg(short, long, default_value = ".")]
-    pub bundle: PathBuf,
-    /// Unix socket that receives the master of the container's terminal.
-    #[arg(long)]
-    pub console_socket: Option<PathBuf>,
-    /// Write the init's pid here.
-    #[arg(long)]
-    pub pid_file: Option<PathBuf>,
-    /// Use MS_MOVE and chroot instead of pivot_root.
-    #[arg(long)]
-    pub no_pivot: bool,
-    /// Accepted for runc compatibility: ccrun never creates a session keyring.
-    #[arg(long)]
-    pub no_new_keyring: bool,
-    /// Pass this many fds after stdio (3, 4, …) to the container.
-    #[arg(long, default_value_t = 0)]
-    pub preserve_fds: u32,
+    /// How the container is made.
+    #[command(flatten)]
+    pub bundle: BundleArgs,
     /// Start the container and exit instead of waiting for it.
     #[arg(short, long)]
     pub detach: bool,

@@ -11,7 +11,7 @@ use nix::sys::signal::Signal;
 use serde::Serialize;
 
 use crate::cli::{
-    Cli, Command, CreateArgs, DeleteArgs, Format, KillArgs, ListArgs, PsArgs, RunArgs,
+    BundleArgs, Cli, Command, CreateArgs, DeleteArgs, Format, KillArgs, ListArgs, PsArgs, RunArgs,
 };
 use crate::log::Logger;
 use crate::{exec, info, relay, resources};
@@ -67,19 +67,22 @@ struct Creation<'a> {
     detach: bool,
 }
 
-fn create(root: &Path, args: &CreateArgs) -> Result<Container> {
-    create_container(
-        root,
-        &Creation {
+impl<'a> Creation<'a> {
+    fn new(args: &'a BundleArgs, id: &'a str, detach: bool) -> Creation<'a> {
+        Creation {
             bundle: &args.bundle,
-            id: &args.id,
+            id,
             console_socket: args.console_socket.as_deref(),
             pid_file: args.pid_file.as_deref(),
             no_pivot: args.no_pivot,
             preserve_fds: args.preserve_fds,
-            detach: true,
-        },
-    )
+            detach,
+        }
+    }
+}
+
+fn create(root: &Path, args: &CreateArgs) -> Result<Container> {
+    create_container(root, &Creation::new(&args.bundle, &args.id, true))
 }
 
 fn create_container(root: &Path, how: &Creation<'_>) -> Result<Container> {
@@ -193,18 +196,7 @@ fn run(root: &Path, args: &RunArgs) -> Result<i32> {
     } else {
         Some(Forwarder::block()?)
     };
-    let mut c = create_container(
-        root,
-        &Creation {
-            bundle: &args.bundle,
-            id: &args.id,
-            console_socket: args.console_socket.as_deref(),
-            pid_file: args.pid_file.as_deref(),
-            no_pivot: args.no_pivot,
-            preserve_fds: args.preserve_fds,
-            detach: args.detach,
-        },
-    )?;
+    let mut c = create_container(root, &Creation::new(&args.bundle, &args.id, args.detach))?;
     let console = c.take_console();
     if let Err(e) = c.start() {
         let _ = c.delete(true);
