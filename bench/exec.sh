@@ -139,23 +139,7 @@ cleanup() {
     "${crun_base[@]}" delete -f "$id"
   done
   # Monitors and conmon run their exit commands once their container is gone; let them.
-  if ! wait_owned 100; then
-    for p in "${owned[@]}"; do
-      if still_alive "$p"; then
-        echo "   still running after rm: $(cmdline_of "${p%%:*}"); killing ${p%%:*}" >&2
-        kill -KILL "${p%%:*}"
-      fi
-    done
-    wait_owned 50
-  fi
-  for ((n = 0; n < 100; n++)); do
-    [[ -z $(work_pids) ]] && break
-    sleep 0.1
-  done
-  for p in $(work_pids); do
-    echo "   still running: $(cmdline_of "$p"); killing $p" >&2
-    kill -KILL "$p"
-  done
+  end_owned_and_work_pids
   if ((podman_made)); then
     podman "${podman_flags[@]}" system reset -f >/dev/null 2>&1
   fi
@@ -194,16 +178,8 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# skopeo (pushing the image) and podman 4.3 (pulling it) as root both write c/image's
-# blob-info cache /var/lib/containers/cache/blob-info-cache-v1.boltdb, whatever --root
-# says. Give them an empty one in this mount namespace (invisible to the host).
-mkdir -p "$work/blob-info-cache"
-if [[ -d /var/lib/containers/cache ]]; then
-  cache_mount=/var/lib/containers/cache
-elif [[ -d /var/lib/containers ]]; then
-  cache_mount=/var/lib/containers
-fi
-if [[ -n $cache_mount ]]; then mount --bind "$work/blob-info-cache" "$cache_mount"; fi
+# skopeo (pushing the image) and podman (pulling it) get a blob-info cache of their own.
+private_blob_cache
 
 echo "== $(uname -r), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "   $(crun --version | head -1), $(podman --version), $(conmon --version 2>&1 | head -1)"

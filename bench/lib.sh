@@ -60,6 +60,44 @@ work_pids() {
   done
 }
 
+# Cleanup: lets the remembered processes and the work dir's processes end (up to 10 s
+# each), then SIGKILLs, by PID, whatever is still running.
+end_owned_and_work_pids() {
+  local p n
+  if ! wait_owned 100; then
+    for p in "${owned[@]}"; do
+      if still_alive "$p"; then
+        echo "   still running: $(cmdline_of "${p%%:*}"); killing ${p%%:*}" >&2
+        kill -KILL "${p%%:*}"
+      fi
+    done
+    wait_owned 50
+  fi
+  for ((n = 0; n < 100; n++)); do
+    [[ -z $(work_pids) ]] && break
+    sleep 0.1
+  done
+  for p in $(work_pids); do
+    echo "   still running: $(cmdline_of "$p"); killing $p" >&2
+    kill -KILL "$p"
+  done
+}
+
+# skopeo and podman 4.3 as root both write c/image's blob-info cache under
+# /var/lib/containers/cache, whatever --root says. Binds an empty one from the work dir
+# over it in this (private) mount namespace, invisible to the host; sets cache_mount,
+# which cleanup unmounts.
+private_blob_cache() {
+  cache_mount=
+  mkdir -p "$work/blob-info-cache"
+  if [[ -d /var/lib/containers/cache ]]; then
+    cache_mount=/var/lib/containers/cache
+  elif [[ -d /var/lib/containers ]]; then
+    cache_mount=/var/lib/containers
+  fi
+  if [[ -n $cache_mount ]]; then mount --bind "$work/blob-info-cache" "$cache_mount"; fi
+}
+
 # Gives podman (4.3, as root) storage and configuration of its own under
 # $work/podman, so it writes no global state; exports CONTAINERS_STORAGE_CONF and
 # CONTAINERS_CONF, and sets `nofile`/`nproc` to the most --ulimit can ask for without

@@ -165,23 +165,7 @@ cleanup() {
   for p in "${owned[@]}"; do
     if still_alive "$p" && [[ $(cmdline_of "${p%%:*}") == iperf3* ]]; then kill -TERM "${p%%:*}"; fi
   done
-  if ! wait_owned 100; then
-    for p in "${owned[@]}"; do
-      if still_alive "$p"; then
-        echo "   still running: $(cmdline_of "${p%%:*}"); killing ${p%%:*}" >&2
-        kill -KILL "${p%%:*}"
-      fi
-    done
-    wait_owned 50
-  fi
-  for ((n = 0; n < 100; n++)); do
-    [[ -z $(work_pids) ]] && break
-    sleep 0.1
-  done
-  for p in $(work_pids); do
-    echo "   still running: $(cmdline_of "$p"); killing $p" >&2
-    kill -KILL "$p"
-  done
+  end_owned_and_work_pids
   for d in "${made_ns[@]}"; do
     ip netns del "$d" 2>/dev/null
   done

@@ -121,16 +121,8 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# skopeo (pushing the image) and podman 4.3 (pulling it) as root both write c/image's
-# blob-info cache /var/lib/containers/cache/blob-info-cache-v1.boltdb, whatever --root
-# says. Give them an empty one in this mount namespace (invisible to the host).
-mkdir -p "$work/blob-info-cache"
-if [[ -d /var/lib/containers/cache ]]; then
-  cache_mount=/var/lib/containers/cache
-elif [[ -d /var/lib/containers ]]; then
-  cache_mount=/var/lib/containers
-fi
-if [[ -n $cache_mount ]]; then mount --bind "$work/blob-info-cache" "$cache_mount"; fi
+# skopeo (pushing the image) and podman (pulling it) get a blob-info cache of their own.
+private_blob_cache
 
 echo "== local registry with the busybox image"
 reg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
