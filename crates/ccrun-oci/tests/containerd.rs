@@ -319,13 +319,7 @@ fn ctr_detached_task_exec_pause_kill_delete() {
     // ccrun-oci's state for it is gone too (the shim adds the namespace to the root).
     let state = Path::new(&root).join(NAMESPACE);
     assert!(state.is_dir(), "the shim used another root than {root}");
-    // Dot entries (the seccomp program cache) are shared, never a container's state.
-    let left: Vec<_> = std::fs::read_dir(&state)
-        .expect("state root")
-        .flatten()
-        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-        .map(|e| e.path())
-        .collect();
+    let left = ccrun_testkit::container_state_dirs(&state);
     assert!(
         left.is_empty(),
         "state left in {}: {left:?}",

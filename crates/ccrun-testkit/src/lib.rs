@@ -104,6 +104,21 @@ pub fn status_field(status: &str, field: &str) -> String {
         .to_string()
 }
 
+/// The container state directories under a runtime state root, sorted: every entry
+/// but the dot-named ones, which the runtime shares between containers (its seccomp
+/// program cache; container ids never start with a dot). Empty when the root is missing.
+pub fn container_state_dirs(state_root: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(state_root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .map(|e| e.path())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
 /// How a run of [`run_in_process`] went.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Tally {

@@ -419,7 +419,7 @@ fn rm_flag_leaves_nothing_behind(images: &Images) {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
     assert!(!mounts.contains(&root), "mount left: {mounts}");
     assert!(
-        image_cli::container_states(&c.state()).is_empty(),
+        ccrun_testkit::container_state_dirs(&c.state()).is_empty(),
         "runtime state left"
     );
     for controller in ["memory", "pids", "cpu,cpuacct"] {
@@ -664,7 +664,7 @@ fn detached_container_keeps_its_snapshot_across_stop_and_start(images: &Images) 
     );
     assert!(c.container_ids().is_empty());
     assert!(
-        image_cli::container_states(&c.state()).is_empty(),
+        ccrun_testkit::container_state_dirs(&c.state()).is_empty(),
         "runtime state left"
     );
 }

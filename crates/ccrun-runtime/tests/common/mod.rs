@@ -137,15 +137,7 @@ pub fn leftover_cgroups(prefix: &str) -> Vec<String> {
 /// anything in `state_root` behind, so a leak fails the run even if each test passed.
 pub fn check_leftovers(tally: &mut Tally, cgroup_prefix: &str, state_root: &Path) {
     let leftovers = leftover_cgroups(cgroup_prefix);
-    // Dot entries (the seccomp program cache) are shared, never a container's state.
-    let states: Vec<_> = std::fs::read_dir(state_root)
-        .map(|d| {
-            d.flatten()
-                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-                .map(|e| e.path())
-                .collect()
-        })
-        .unwrap_or_default();
+    let states = ccrun_testkit::container_state_dirs(state_root);
     if !leftovers.is_empty() || !states.is_empty() {
         println!("leftovers: cgroups {leftovers:?}, state {states:?}");
         tally.failed += 1;

@@ -102,15 +102,6 @@ impl Env {
     }
 }
 
-/// Container state directories under a runtime state root: its entries but the shared
-/// dot-named ones (the seccomp program cache).
-pub fn container_states(state_root: &Path) -> Vec<String> {
-    list(state_root)
-        .into_iter()
-        .filter(|name| !name.starts_with('.'))
-        .collect()
-}
-
 /// Sorted names in a directory (empty if it does not exist).
 pub fn list(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)

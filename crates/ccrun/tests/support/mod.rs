@@ -256,9 +256,11 @@ impl Ccrun {
 
     /// (id, pid, status) of the single container in the state root, if any.
     pub fn only_container(&self) -> Option<(String, i32, String)> {
-        let entry = self.state_dirs().next()?;
+        let dir = ccrun_testkit::container_state_dirs(self.state.path())
+            .into_iter()
+            .next()?;
         let state: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(entry.path().join("state.json")).ok()?).ok()?;
+            serde_json::from_slice(&std::fs::read(dir.join("state.json")).ok()?).ok()?;
         Some((
             state["id"].as_str()?.to_string(),
             state["pid"].as_i64()? as i32,
@@ -268,17 +270,7 @@ impl Ccrun {
 
     /// Number of container state directories left.
     pub fn leftover_state(&self) -> usize {
-        self.state_dirs().count()
-    }
-
-    /// The containers' runtime state directories. Dot entries (the seccomp program
-    /// cache) are shared, never a container's state.
-    fn state_dirs(&self) -> impl Iterator<Item = std::fs::DirEntry> {
-        std::fs::read_dir(self.state.path())
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        ccrun_testkit::container_state_dirs(self.state.path()).len()
     }
 }
 
