@@ -507,6 +507,20 @@ impl Nft {
         Batch::new(self.seq)
     }
 
+    /// A buffer for one request outside a batch (a dump or a query), with the next
+    /// sequence number, which its replies carry.
+    fn single_request(&mut self) -> (u32, Batch) {
+        let seq = self.seq;
+        self.seq = self.seq.wrapping_add(1);
+        let req = Batch {
+            buf: Vec::new(),
+            first_seq: seq,
+            seq,
+            ops: Vec::new(),
+        };
+        (seq, req)
+    }
+
     /// Sends a batch and waits for every message's acknowledgement; the
     /// first error (the kernel then aborted the whole batch) is returned.
     fn apply(&mut self, batch: Batch) -> Result<()> {
@@ -557,14 +571,7 @@ impl Nft {
     /// Asks the nf_tables subsystem for its ruleset generation: fails when
     /// the kernel has no nf_tables (nfnetlink answers EOPNOTSUPP).
     pub fn probe(&mut self) -> Result<()> {
-        let seq = self.seq;
-        self.seq = self.seq.wrapping_add(1);
-        let mut req = Batch {
-            buf: Vec::new(),
-            first_seq: seq,
-            seq,
-            ops: Vec::new(),
-        };
+        let (seq, mut req) = self.single_request();
         let kind = (NFNL_SUBSYS_NFTABLES << 8) | u16::from(NFT_MSG_GETGEN);
         req.header(kind, NLM_F_REQUEST | NLM_F_ACK, 0, |_| {});
         self.socket
@@ -601,14 +608,7 @@ impl Nft {
     /// Lists the rules of ccrun's table, of chain `chain` only if given.
     /// An absent table has no rules.
     pub fn rules(&mut self, chain: Option<&str>) -> Result<Vec<Rule>> {
-        let seq = self.seq;
-        self.seq = self.seq.wrapping_add(1);
-        let mut req = Batch {
-            buf: Vec::new(),
-            first_seq: seq,
-            seq,
-            ops: Vec::new(),
-        };
+        let (seq, mut req) = self.single_request();
         let kind = (NFNL_SUBSYS_NFTABLES << 8) | u16::from(NFT_MSG_GETRULE);
         req.header(kind, NLM_F_REQUEST | NLM_F_DUMP, NFPROTO_IPV4, |a| {
             a.str(NFTA_RULE_TABLE, TABLE);
