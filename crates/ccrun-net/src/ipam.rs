@@ -184,30 +184,22 @@ impl Ipam {
 
     /// Releases every address held by `container_id`; returns them.
     pub fn release(&self, container_id: &str) -> Result<Vec<Ipv4Addr>> {
-        let mut released = Vec::new();
-        for (ip, owner) in self.allocations()? {
-            if owner != container_id {
-                continue;
-            }
-            let path = self.dir.join(ip.to_string());
-            match fs::remove_file(&path) {
-                Ok(()) => released.push(ip),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io(format!("release {}", path.display()), e)),
-            }
-        }
-        Ok(released)
+        self.release_where(|owner| owner == container_id)
     }
-}
 
-impl Ipam {
     /// Frees the claims whose owner is not a valid container id: empty ones
     /// left by a crash (see the module's documentation) or files someone
     /// else wrote. Returns their addresses.
     pub fn release_orphans(&self) -> Result<Vec<Ipv4Addr>> {
+        self.release_where(|owner| validate_container_id(owner).is_err())
+    }
+
+    /// Removes the claims whose owner matches; one that vanished meanwhile was
+    /// released by someone else.
+    fn release_where(&self, matches: impl Fn(&str) -> bool) -> Result<Vec<Ipv4Addr>> {
         let mut released = Vec::new();
         for (ip, owner) in self.allocations()? {
-            if validate_container_id(&owner).is_ok() {
+            if !matches(&owner) {
                 continue;
             }
             let path = self.dir.join(ip.to_string());
