@@ -62,3 +62,16 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Volume(cmd) => volume::run(&cli.global, cmd),
     }
 }
+
+/// `--label KEY=VALUE` (or a bare `KEY`, with an empty value) flags, in order, into
+/// the collection the caller keeps them in.
+pub fn parse_labels<C: FromIterator<(String, String)>>(items: &[String]) -> Result<C> {
+    items
+        .iter()
+        .map(|l| match l.split_once('=') {
+            Some(("", _)) => bail!("invalid label {l:?}: empty key"),
+            Some((k, v)) => Ok((k.to_string(), v.to_string())),
+            None => Ok((l.clone(), String::new())),
+        })
+        .collect()
+}

@@ -271,7 +271,7 @@ pub fn create(global: &GlobalOpts, args: RunArgs) -> Result<i32> {
 fn run_or_create(global: &GlobalOpts, args: RunArgs, create_only: bool) -> Result<i32> {
     // Validate everything that needs no side effects first.
     let limits = limits(&args)?;
-    let labels = parse_labels(&args.label)?;
+    let labels: Vec<_> = super::parse_labels(&args.label)?;
     let restart_policy = parse_restart(&args.restart)?;
     if args.rm && restart_policy != RestartPolicy::No {
         bail!("conflicting options: --restart and --rm");
@@ -816,17 +816,6 @@ fn pull_in_child(global: &GlobalOpts, name: &str, platform: Option<&str>) -> Res
         bail!("pulling {name} failed");
     }
     Ok(())
-}
-
-fn parse_labels(items: &[String]) -> Result<Vec<(String, String)>> {
-    items
-        .iter()
-        .map(|l| match l.split_once('=') {
-            Some(("", _)) => bail!("invalid label {l:?}: empty key"),
-            Some((k, v)) => Ok((k.to_string(), v.to_string())),
-            None => Ok((l.clone(), String::new())),
-        })
-        .collect()
 }
 
 /// `--tmpfs PATH[:OPTIONS]` with Docker's default options.

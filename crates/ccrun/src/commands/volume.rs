@@ -148,17 +148,6 @@ pub fn volume_details(global: &GlobalOpts, name: &str) -> Result<Option<VolumeDe
         .map(|volume| VolumeDetails::new(&store, &volume)))
 }
 
-fn parse_labels(items: &[String]) -> Result<BTreeMap<String, String>> {
-    items
-        .iter()
-        .map(|l| match l.split_once('=') {
-            Some(("", _)) => bail!("invalid label {l:?}: empty key"),
-            Some((k, v)) => Ok((k.to_string(), v.to_string())),
-            None => Ok((l.clone(), String::new())),
-        })
-        .collect()
-}
-
 /// Runs `volume create`: prints the name; an existing volume is left as it is.
 pub fn create(global: &GlobalOpts, args: CreateArgs) -> Result<i32> {
     if args.driver != "local" {
@@ -170,7 +159,7 @@ pub fn create(global: &GlobalOpts, args: CreateArgs) -> Result<i32> {
     if !args.opt.is_empty() {
         bail!("volume options (-o) are not supported by ccrun's local driver");
     }
-    let labels = parse_labels(&args.label)?;
+    let labels: BTreeMap<_, _> = super::parse_labels(&args.label)?;
     let name = match args.name {
         Some(name) => {
             volumes::store::validate_name(&name)?;
