@@ -97,7 +97,6 @@ fn create_container(root: &Path, how: &Creation<'_>) -> Result<Container> {
     if root.join(how.id).exists() {
         bail!("container with id exists: {}", how.id);
     }
-    close_on_exec_from(3 + how.preserve_fds)?;
     let mut container = Container::create(CreateOptions {
         id: how.id.to_string(),
         bundle,
@@ -106,6 +105,7 @@ fn create_container(root: &Path, how: &Creation<'_>) -> Result<Container> {
         minimal_init: false,
         no_pivot: how.no_pivot,
         stdio: None,
+        preserve_fds: how.preserve_fds,
     })?;
     let finish = |c: &mut Container| -> Result<()> {
         if let Some(socket) = how.console_socket {
@@ -121,25 +121,6 @@ fn create_container(root: &Path, how: &Creation<'_>) -> Result<Container> {
         return Err(e);
     }
     Ok(container)
-}
-
-/// Marks every fd from `first` on close-on-exec. The container's init is cloned from
-/// this process and execs the program with our fd table, so the caller's descriptors
-/// beyond the preserved ones (a manager's sockets, say) never reach the container, as
-/// with runc; the fds 3 … `first`-1 stay as the caller passed them.
-fn close_on_exec_from(first: u32) -> Result<()> {
-    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only changes flags of our own fds.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            first,
-            libc::c_uint::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
-    };
-    nix::errno::Errno::result(ret)
-        .map(drop)
-        .context("marking inherited fds close-on-exec (close_range needs Linux 5.11)")
 }
 
 /// runc's rules for terminals: a detached terminal needs somewhere to send it.

@@ -58,6 +58,17 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     logger.debug(&format!("{command:?}"));
+    if matches!(
+        command,
+        cli::Command::Create(_) | cli::Command::Run(_) | cli::Command::Exec(_)
+    ) {
+        // Processes that enter the container are clones of this one: they must not be an
+        // image of the binary a container could overwrite (CVE-2019-5736).
+        if let Err(e) = ccrun_runtime::exeseal::reexec_sealed(&cli.root) {
+            logger.error(&e.to_string());
+            return ExitCode::FAILURE;
+        }
+    }
     match commands::dispatch(&cli, command, &mut logger) {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(255)),
         Err(e) => {

@@ -59,6 +59,9 @@ pub struct CreateOptions {
     /// pty's slave); `None` lets it inherit ccrun's own. They must stay open until
     /// `create` returns.
     pub stdio: Option<[RawFd; 3]>,
+    /// How many of the caller's fds after stdio (3, 4, …) the container's process
+    /// keeps, as runc's `--preserve-fds`; every other fd is closed at its exec.
+    pub preserve_fds: u32,
 }
 
 /// A container known to this runtime.
@@ -181,12 +184,6 @@ impl Container {
                 .get(ANNOTATION_ROOTFS_IDMAP)
                 .is_some_and(|v| v == "true");
 
-        if ns.user && !uid_maps.is_empty() {
-            let uid = userns::host_id(&uid_maps, 0).unwrap_or(u32::MAX);
-            let gid = userns::host_id(&gid_maps, 0).unwrap_or(u32::MAX);
-            check_reachable(&rootfs, uid, gid)?;
-        }
-
         std::fs::create_dir_all(&opts.state_root)
             .map_err(|e| Error::io("creating", &opts.state_root, e))?;
         let state_dir = opts.state_root.join(&opts.id);
@@ -240,17 +237,22 @@ impl Container {
         let mut rootfs_plan =
             RootfsPlan::from_spec(spec, rootfs.clone(), opts.bundle.clone(), ns.user)?;
         rootfs_plan.no_pivot = opts.no_pivot;
-        // Idmapped bind mounts are prepared here, with the privileges the init lacks;
-        // the trees stay open until the init has attached them.
-        let mut idmapped_trees = Vec::new();
+        rootfs_plan.new_mount_ns = ns.clone_flags & libc::CLONE_NEWNS != 0;
+        // Bind mounts are prepared here as detached trees, with the privileges the init
+        // lacks: host root reaches their sources whatever the permissions on the way
+        // there (the store is closed to other users), and an idmap needs privileges
+        // over the source's filesystem. The trees stay open until the init has attached
+        // them.
+        let mut bind_trees = Vec::new();
         let container_idmap = match &ns.user_join {
             Some(path) => crate::mounts::ContainerIdmap::Joined(path),
             None => crate::mounts::ContainerIdmap::Maps(&uid_maps, &gid_maps),
         };
         for (i, m) in rootfs_plan.mounts.iter().enumerate() {
-            if let Some(tree) = crate::mounts::idmapped_tree(&opts.bundle, m, container_idmap)? {
-                rootfs_plan.idmapped.push((i, tree.as_raw_fd()));
-                idmapped_trees.push(tree);
+            if let Some(tree) = crate::mounts::bind_tree(&opts.bundle, m, container_idmap, ns.user)?
+            {
+                rootfs_plan.trees.push((i, tree.as_raw_fd()));
+                bind_trees.push(tree);
             }
         }
         let sync_hooks = hooks::any_during_create(spec_hooks.as_ref());
@@ -273,6 +275,7 @@ impl Container {
             exec_fifo: fifo.as_raw_fd(),
             minimal_init: opts.minimal_init,
             stdio: opts.stdio,
+            preserve_fds: opts.preserve_fds,
             security,
             memory_policy: linux.memory_policy().clone(),
             hooks: spec_hooks.clone().filter(|_| sync_hooks),
@@ -280,6 +283,11 @@ impl Container {
         };
 
         let (parent_end, child_end) = sync::pair()?;
+        // The init starts in the rootfs directory: a new mount namespace carries the
+        // working directory over to its copy of the mount, so the init attaches the
+        // rootfs there without looking up the host path, which its unprivileged root
+        // may not be allowed to traverse.
+        let cwd = WorkingDir::enter(&rootfs)?;
         let pid = match &ns.user_join {
             None => {
                 // Shared network, UTS, IPC, PID and time namespaces are entered here,
@@ -299,6 +307,7 @@ impl Container {
             }
             Some(path) => spawn_init_in_userns(path, &ns, &plan, &parent_end, child_end)?,
         };
+        drop(cwd);
         drop(fifo);
         guard.pid = Some(pid);
 
@@ -314,13 +323,16 @@ impl Container {
             nix::unistd::chown(&path, Some(uid.into()), Some(gid.into()))
                 .ctx(|| format!("chown {}", path.display()))?;
         }
-        let idmapped = if want_idmap {
-            Some(userns::idmapped_rootfs(pid, &rootfs)?)
+        // The rootfs as a detached tree (idmapped with the container's mapping when
+        // asked), for the init to attach.
+        let root_tree = if want_idmap {
+            userns::idmapped_rootfs(pid, &rootfs)?
         } else {
-            None
+            sys::open_tree_clone(&rootfs)
+                .map_err(|e| Error::sys(format!("open_tree {}", rootfs.display()), e))?
         };
-        parent_end.send(&Message::Continue, idmapped.as_ref().map(|f| f.as_fd()))?;
-        drop(idmapped);
+        parent_end.send(&Message::Continue, Some(root_tree.as_fd()))?;
+        drop(root_tree);
         let pid_start_time = state::proc_stat(pid).map(|s| s.0).unwrap_or(0);
         let mut state = State {
             oci_version: spec.version().clone(),
@@ -352,7 +364,7 @@ impl Container {
             parent_end.send(&Message::HooksDone(pid), None)?;
             (reply, console) = parent_end.recv()?;
         }
-        drop(idmapped_trees);
+        drop(bind_trees);
         match reply {
             Message::Ready => {}
             Message::Failed(kind, msg) => {
@@ -718,33 +730,26 @@ fn with_default_device_rules(
     resources
 }
 
-/// The init sets up the rootfs as the user namespace's root, which is an unprivileged
-/// host user: every directory above the rootfs must be searchable by it. Checking first
-/// turns an opaque EACCES during setup into an error that says what to change.
-fn check_reachable(rootfs: &Path, host_uid: u32, host_gid: u32) -> Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    for dir in rootfs.ancestors().skip(1) {
-        let meta = std::fs::metadata(dir).map_err(|e| Error::io("checking", dir, e))?;
-        let mode = meta.mode();
-        let searchable = if meta.uid() == host_uid {
-            mode & 0o100 != 0
-        } else if meta.gid() == host_gid {
-            mode & 0o010 != 0
-        } else {
-            mode & 0o001 != 0
-        };
-        if !searchable {
-            return Err(Error::InvalidSpec(format!(
-                "rootfs {} is not reachable by the container's root (host uid {host_uid}): \
-                 {} is not searchable by others (mode {:o}); chmod o+x it, move the rootfs, \
-                 or use --userns=host",
-                rootfs.display(),
-                dir.display(),
-                mode & 0o7777
-            )));
+/// This process's working directory moved to a directory for a while (around the
+/// init's clone); it moves back on drop.
+struct WorkingDir {
+    saved: std::fs::File,
+}
+
+impl WorkingDir {
+    fn enter(dir: &Path) -> Result<WorkingDir> {
+        let saved = std::fs::File::open(".").map_err(|e| Error::io("opening", ".", e))?;
+        nix::unistd::chdir(dir).ctx(|| format!("chdir {}", dir.display()))?;
+        Ok(WorkingDir { saved })
+    }
+}
+
+impl Drop for WorkingDir {
+    fn drop(&mut self) {
+        if let Err(e) = nix::unistd::fchdir(self.saved.as_raw_fd()) {
+            tracing::warn!("returning to the working directory: {e}");
         }
     }
-    Ok(())
 }
 
 /// Creates the exec fifo and opens it `O_PATH` for the init to inherit; in a user
@@ -779,20 +784,6 @@ fn make_exec_fifo(state_dir: &Path, owner: Option<(u32, u32)>) -> Result<OwnedFd
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn unreachable_rootfs_is_reported() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let locked = tmp.path().join("locked");
-        std::fs::create_dir_all(locked.join("rootfs")).expect("mkdir");
-        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o700)).expect("chmod");
-        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o711))
-            .expect("chmod");
-        let err = check_reachable(&locked.join("rootfs"), 100000, 100000).unwrap_err();
-        assert!(err.to_string().contains("not searchable"), "{err}");
-        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o711)).expect("chmod");
-        check_reachable(&locked.join("rootfs"), 100000, 100000).expect("reachable");
-    }
 
     #[test]
     fn ids_are_validated() {

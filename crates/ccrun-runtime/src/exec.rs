@@ -309,6 +309,11 @@ fn report(chan: &Channel, kind: FailureKind, msg: String) -> ! {
 /// The forked helper: joins the cgroup and namespaces, clones the final process as a
 /// child of the caller, reports its pid, and exits.
 fn helper_main(target: &Target, plan: &Plan<'_>, chan: Channel) -> ! {
+    // Before entering anything: container processes must never reach our /proc files
+    // (the runtime's binary, our descriptors); the final process inherits this.
+    if let Err(e) = process::set_dumpable(false) {
+        report(&chan, FailureKind::Setup, e.to_string());
+    }
     let initial = crate::sched::apply_exec_affinity(plan.process, AffinityStage::Initial);
     if let Err(e) = initial.and_then(|()| join(target)) {
         report(&chan, FailureKind::Setup, e.to_string());
@@ -472,7 +477,7 @@ fn prepare(plan: &Plan<'_>, chan: &Channel) -> std::result::Result<Ready, (Failu
         args: process::c_strings(&plan.args).map_err(setup_err)?,
         env: process::c_strings(&plan.env).map_err(setup_err)?,
     };
-    close_fds_on_exec(plan.preserve_fds).map_err(setup_err)?;
+    process::close_fds_on_exec(plan.preserve_fds).map_err(setup_err)?;
     Ok(ready)
 }
 
@@ -490,32 +495,4 @@ fn install_stdio(fds: [RawFd; 3]) -> Result<()> {
         nix::unistd::dup2(fd.as_raw_fd(), target).ctx(|| format!("dup2 onto fd {target}"))?;
     }
     Ok(())
-}
-
-/// Marks every fd above 2 close-on-exec, so nothing the caller left open without
-/// `O_CLOEXEC` (a host directory, say) reaches the container.
-fn close_fds_on_exec(preserve: u32) -> Result<()> {
-    let first_closed = 3u32.saturating_add(preserve);
-    // The preserved fds pass whatever their flag was, as with runc.
-    for fd in 3..first_closed {
-        match nix::fcntl::fcntl(
-            fd as RawFd,
-            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
-        ) {
-            Ok(_) | Err(Errno::EBADF) => {}
-            Err(e) => return Err(Error::sys(format!("keeping fd {fd} open for exec"), e)),
-        }
-    }
-    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only changes flags of our own fds.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            first_closed as libc::c_uint,
-            libc::c_uint::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
-    };
-    Errno::result(ret)
-        .map(drop)
-        .ctx(|| "marking inherited fds close-on-exec (close_range needs Linux 5.11)".into())
 }

@@ -43,6 +43,8 @@ pub struct InitPlan {
     pub minimal_init: bool,
     /// Descriptors to install as fds 0, 1 and 2, if not inherited.
     pub stdio: Option<[RawFd; 3]>,
+    /// Fds 3 .. 3 + this stay open across the exec; every other one is closed.
+    pub preserve_fds: u32,
     /// Capabilities, seccomp, personality and LSM labels of the process.
     pub security: crate::security::Plan,
     /// `linux.memoryPolicy`, set on the init before it execs.
@@ -95,6 +97,11 @@ pub fn main(plan: &InitPlan, chan: Channel) -> ! {
     if let Err(e) = plan.security.take_identity(&plan.process) {
         fail_after_start(&e.to_string(), 125);
     }
+    // Whatever the caller left open without O_CLOEXEC (a host file, a directory fd that
+    // leads out of the rootfs) must not reach the program.
+    if let Err(e) = process::close_fds_on_exec(plan.preserve_fds) {
+        fail_after_start(&e.to_string(), 125);
+    }
     signals::reset_for_exec();
     // The seccomp filter goes last, so it constrains the program and not our setup.
     if let Err(e) = plan.security.finish() {
@@ -140,10 +147,14 @@ fn setup_err(e: Error) -> (FailureKind, String) {
 }
 
 fn prepare(plan: &InitPlan, chan: &Channel) -> std::result::Result<Ready, (FailureKind, String)> {
-    let (msg, idmapped_root) = chan.recv().map_err(setup_err)?;
+    let (msg, root_tree) = chan.recv().map_err(setup_err)?;
     if !matches!(msg, Message::Continue) {
         return Err((FailureKind::Setup, format!("unexpected message {msg:?}")));
     }
+    let root_tree = root_tree.ok_or((
+        FailureKind::Setup,
+        "the runtime sent no rootfs to attach".to_string(),
+    ))?;
     become_root(plan).map_err(setup_err)?;
     join_namespaces(plan).map_err(setup_err)?;
     let mut hook_state = None;
@@ -160,7 +171,7 @@ fn prepare(plan: &InitPlan, chan: &Channel) -> std::result::Result<Ready, (Failu
         }
         Ok(())
     };
-    rootfs::setup(&plan.rootfs, idmapped_root, &mut before_pivot).map_err(setup_err)?;
+    rootfs::setup(&plan.rootfs, root_tree, &mut before_pivot).map_err(setup_err)?;
     set_names(plan).map_err(setup_err)?;
     let console = if plan.process.terminal() == Some(true) && plan.stdio.is_none() {
         Some(crate::console::create().map_err(setup_err)?)
@@ -186,6 +197,9 @@ fn prepare(plan: &InitPlan, chan: &Channel) -> std::result::Result<Ready, (Failu
     if let Some(p) = &plan.memory_policy {
         crate::sched::apply_memory_policy(p).map_err(setup_err)?;
     }
+    // Until the exec, nobody in the container may open our /proc files: they lead to
+    // the runtime's binary and descriptors.
+    process::set_dumpable(false).map_err(setup_err)?;
     Ok(Ready {
         hook_state,
         console,
@@ -224,12 +238,9 @@ fn become_root(plan: &InitPlan) -> Result<()> {
     nix::unistd::setresuid(root_uid, root_uid, root_uid)
         .ctx(|| "setuid 0 in user namespace".into())?;
     // The uid change made us non-dumpable, which makes /proc/self host-root-owned and
-    // so closed to us (oom_score_adj, attr/exec); runc restores it the same way.
-    // SAFETY: prctl with integer arguments has no memory effects.
-    let ret = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) };
-    Errno::result(ret)
-        .map(drop)
-        .ctx(|| "prctl(PR_SET_DUMPABLE)".into())
+    // so closed to us (oom_score_adj); runc restores it the same way, and `prepare`
+    // clears it again once setup no longer needs /proc/self.
+    process::set_dumpable(true)
 }
 
 fn join_namespaces(plan: &InitPlan) -> Result<()> {

@@ -11,6 +11,7 @@ pub mod copyup;
 pub mod devices;
 pub mod error;
 pub mod exec;
+pub mod exeseal;
 pub mod fsroot;
 pub mod hooks;
 pub mod init;

@@ -2,7 +2,7 @@
 //! the rootfs (bind mounts with their remount step, special filesystems, propagation,
 //! recursive attributes such as `rro`, and idmapped bind mounts).
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -264,22 +264,41 @@ pub enum ContainerIdmap<'a> {
     Joined(&'a Path),
 }
 
-/// For a bind mount asking for an idmap (`uidMappings`/`gidMappings`, or `idmap` /
-/// `ridmap` with the container's own mapping `container`), builds the detached,
-/// idmapped copy of its source with its flags applied. Runs in the parent, before the
-/// clone: setting an idmap needs privileges over the source's filesystem that the init
-/// in a user namespace lacks. The init attaches the tree where the mount goes.
-pub fn idmapped_tree(
+/// For a bind mount, builds the detached copy of its source with its flags applied,
+/// idmapped when it asks for an idmap (`uidMappings`/`gidMappings`, or `idmap` /
+/// `ridmap` with the container's own mapping `container`). Runs in the parent, before
+/// the clone: the init attaches the tree where the mount goes. Trees are made for
+/// idmapped mounts (setting an idmap needs privileges over the source's filesystem),
+/// and for every bind mount when the container has a user namespace (`user_ns`): its
+/// root is an unprivileged host user that may not be allowed to reach the source
+/// (a volume in a store closed to other users, say); host root is.
+pub fn bind_tree(
     bundle: &Path,
     m: &Mount,
     container: ContainerIdmap<'_>,
+    user_ns: bool,
 ) -> Result<Option<OwnedFd>> {
     let opts = parse_options(m.options().as_deref().unwrap_or(&[]));
+    let is_bind = opts.bind || m.typ().as_deref() == Some("bind");
+    if !is_bind {
+        return Ok(None);
+    }
     let dest = m.destination().display();
     let maps = match (m.uid_mappings(), m.gid_mappings(), container) {
-        (Some(u), Some(g), _) => ContainerIdmap::Maps(u.as_slice(), g.as_slice()),
-        _ if opts.idmap.is_some() => container,
+        (Some(u), Some(g), _) => Some(ContainerIdmap::Maps(u.as_slice(), g.as_slice())),
+        _ if opts.idmap.is_some() => Some(container),
+        _ if user_ns => None,
         _ => return Ok(None),
+    };
+    let recursive = opts.recursive;
+    let src = host_source(bundle, m.source().as_deref().unwrap_or(Path::new("")));
+    let tree = sys::open_tree_clone_with(&src, recursive)
+        .map_err(|e| Error::sys(format!("bind mount source {}", src.display()), e))?;
+    let (set, clear) = attrs_of(opts.flags);
+    sys::mount_setattr(tree.as_fd(), recursive, set, clear, None)
+        .map_err(|e| Error::sys(format!("setting flags of mount {dest}"), e))?;
+    let Some(maps) = maps else {
+        return Ok(Some(tree));
     };
     let userns: OwnedFd = match maps {
         ContainerIdmap::Maps(uids, gids) if !uids.is_empty() && !gids.is_empty() => {
@@ -296,14 +315,7 @@ pub fn idmapped_tree(
             .into(),
     };
     // `ridmap` idmaps the submounts an `rbind` brings along too; `idmap` only the top.
-    let recursive = opts.recursive;
     let idmap_recursive = recursive && opts.idmap != Some(false);
-    let src = host_source(bundle, m.source().as_deref().unwrap_or(Path::new("")));
-    let tree = sys::open_tree_clone_with(&src, recursive)
-        .map_err(|e| Error::sys(format!("open_tree {}", src.display()), e))?;
-    let (set, clear) = attrs_of(opts.flags);
-    sys::mount_setattr(tree.as_fd(), recursive, set, clear, None)
-        .map_err(|e| Error::sys(format!("setting flags of mount {dest}"), e))?;
     sys::mount_setattr(
         tree.as_fd(),
         idmap_recursive,
@@ -363,18 +375,18 @@ fn host_source(bundle: &Path, source: &Path) -> PathBuf {
     }
 }
 
-/// Mounts one spec entry into the rootfs open at `root` (whose host path is `rootfs`);
-/// `idmapped` is its tree from [`idmapped_tree`], if it has one. Runs in the
-/// container's mount namespace, before `pivot_root`.
+/// Mounts one spec entry into the rootfs open at `root`; `tree` is its detached tree
+/// from [`bind_tree`], if it has one. Runs in the container's mount namespace, before
+/// `pivot_root`.
 pub fn mount_entry(
     root: BorrowedFd<'_>,
     bundle: &Path,
     m: &Mount,
-    idmapped: Option<BorrowedFd<'_>>,
+    tree: Option<BorrowedFd<'_>>,
 ) -> Result<()> {
     let dest = m.destination();
     let opts = parse_options(m.options().as_deref().unwrap_or(&[]));
-    mount_entry_base(root, bundle, m, &opts, idmapped)?;
+    mount_entry_base(root, bundle, m, &opts, tree)?;
     if opts.rec_set == 0 && opts.rec_clear == 0 {
         return Ok(());
     }
@@ -388,7 +400,7 @@ fn mount_entry_base(
     bundle: &Path,
     m: &Mount,
     opts: &ParsedOptions,
-    idmapped: Option<BorrowedFd<'_>>,
+    tree: Option<BorrowedFd<'_>>,
 ) -> Result<()> {
     let dest = m.destination();
     let typ = m
@@ -400,17 +412,25 @@ fn mount_entry_base(
 
     if is_bind {
         let src = host_source(bundle, &source);
-        let meta = std::fs::metadata(&src).map_err(|e| Error::io("bind mount source", &src, e))?;
-        let target = if meta.is_dir() {
+        // The tree's own root says what it is; without one the source is looked up.
+        let is_dir = match tree {
+            Some(t) => nix::sys::stat::fstat(t.as_raw_fd())
+                .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+                .ctx(|| format!("stat bind mount source {}", src.display()))?,
+            None => std::fs::metadata(&src)
+                .map_err(|e| Error::io("bind mount source", &src, e))?
+                .is_dir(),
+        };
+        let target = if is_dir {
             fsroot::mkdir_all(root, dest, 0o755)
         } else {
             fsroot::ensure_file(root, dest)
         }
         .ctx(|| format!("creating mount point {}", dest.display()))?;
-        if let Some(tree) = idmapped {
-            // Flags and the idmap were set on the tree by the parent.
+        if let Some(tree) = tree {
+            // Flags (and any idmap) were set on the tree by the parent.
             sys::move_mount_onto(tree, target.as_fd())
-                .ctx(|| format!("attaching idmapped mount {}", dest.display()))?;
+                .ctx(|| format!("attaching bind mount {}", dest.display()))?;
             let mounted = reopen(root, dest)?;
             return apply_propagation(&sys::proc_fd_path(mounted.as_fd()), &opts.propagation);
         }

@@ -191,6 +191,48 @@ pub fn exec(program: &Path, args: &[CString], env: &[CString]) -> Errno {
     }
 }
 
+/// Sets whether this process is dumpable. A non-dumpable process's `/proc/PID` files
+/// (`exe`, `fd/`, `mem`, `environ`) are closed to everyone but host root and itself, so
+/// a container process cannot reach the runtime's binary or descriptors through a
+/// runtime clone that is setting itself up inside the container; `execve` restores the
+/// flag for the program.
+pub fn set_dumpable(on: bool) -> Result<()> {
+    // SAFETY: prctl with integer arguments has no memory effects.
+    let ret = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, libc::c_ulong::from(on), 0, 0, 0) };
+    Errno::result(ret)
+        .map(drop)
+        .ctx(|| format!("prctl(PR_SET_DUMPABLE, {})", u8::from(on)))
+}
+
+/// Marks every fd above 2 close-on-exec except the `preserve` fds from 3 on (which
+/// pass whatever their flag was, as with runc's `--preserve-fds`), so nothing a
+/// caller left open without `O_CLOEXEC` (a host file or directory, a socket) reaches
+/// the container's program.
+pub fn close_fds_on_exec(preserve: u32) -> Result<()> {
+    let first_closed = 3u32.saturating_add(preserve);
+    for fd in 3..first_closed {
+        match nix::fcntl::fcntl(
+            fd as std::os::fd::RawFd,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+        ) {
+            Ok(_) | Err(Errno::EBADF) => {}
+            Err(e) => return Err(Error::sys(format!("keeping fd {fd} open for exec"), e)),
+        }
+    }
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only changes flags of our own fds.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first_closed as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    Errno::result(ret)
+        .map(drop)
+        .ctx(|| "marking inherited fds close-on-exec (close_range needs Linux 5.11)".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,9 +30,12 @@ pub struct RootfsPlan {
     pub propagation: MsFlags,
     /// The spec set `linux.rootfsPropagation`.
     pub propagation_set: bool,
-    /// Detached idmapped trees made by the parent, by index in `mounts` (inherited
-    /// through the clone).
-    pub idmapped: Vec<(usize, RawFd)>,
+    /// Detached trees of bind mounts made by the parent (idmapped where asked), by
+    /// index in `mounts` (inherited through the clone).
+    pub trees: Vec<(usize, RawFd)>,
+    /// The init has a mount namespace of its own, whose copy of the rootfs directory is
+    /// its working directory (see [`setup`]); otherwise the rootfs is attached by path.
+    pub new_mount_ns: bool,
     /// Extra devices from the spec.
     pub devices: Vec<DeviceNode>,
     /// Provide the default devices (when `/dev` is a fresh filesystem).
@@ -81,7 +84,8 @@ impl RootfsPlan {
             propagation_set: linux
                 .and_then(|l| l.rootfs_propagation().as_deref())
                 .is_some_and(|p| !p.is_empty()),
-            idmapped: Vec::new(),
+            trees: Vec::new(),
+            new_mount_ns: true,
             devices: linux
                 .and_then(|l| l.devices().as_ref())
                 .map(|d| d.iter().map(devices::from_spec).collect())
@@ -107,9 +111,15 @@ impl RootfsPlan {
 /// Builds the view and enters it. Runs in the init, in its new mount namespace;
 /// `before_pivot` runs once the mounts are in place, before masked and read-only paths
 /// (sysctls are written then, and the hooks run).
+///
+/// `root_tree` is the rootfs as a detached mount made by the parent. In a new mount
+/// namespace it is attached on the init's working directory, the namespace's copy of
+/// the rootfs directory, and entered through its fd: the init never looks up the
+/// rootfs's host path, which its root in a user namespace (an unprivileged host user)
+/// may not be allowed to traverse.
 pub fn setup(
     plan: &RootfsPlan,
-    idmapped_root: Option<OwnedFd>,
+    root_tree: OwnedFd,
     before_pivot: &mut dyn FnMut() -> Result<()>,
 ) -> Result<()> {
     // The requested propagation for the copy of the host's mounts, `rprivate` unless
@@ -131,21 +141,15 @@ pub fn setup(
     if !none_shared {
         make_parent_private(&plan.rootfs)?;
     }
-    match idmapped_root {
-        Some(fd) => sys::move_mount_to(fd.as_fd(), &plan.rootfs)
-            .ctx(|| format!("attaching idmapped rootfs at {}", plan.rootfs.display()))?,
-        // pivot_root needs the new root to be a mount point.
-        None => mount(
-            Some(&plan.rootfs),
-            &plan.rootfs,
-            None::<&str>,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            None::<&str>,
-        )
-        .ctx(|| format!("bind mounting rootfs {}", plan.rootfs.display()))?,
+    // pivot_root needs the new root to be a mount point: the tree is one.
+    if plan.new_mount_ns {
+        sys::move_mount_onto_cwd(root_tree.as_fd())
+    } else {
+        sys::move_mount_to(root_tree.as_fd(), &plan.rootfs)
     }
-    let root = std::fs::File::open(&plan.rootfs)
-        .map_err(|e| Error::io("opening rootfs", &plan.rootfs, e))?;
+    .ctx(|| format!("attaching the rootfs {}", plan.rootfs.display()))?;
+    // The tree's fd now names the attached mount's root.
+    let root = root_tree;
     // Missing cwd: created now, while the root is still writable. A failure here (say,
     // a file in the way) surfaces as the chdir error later.
     if let Err(e) = fsroot::mkdir_all(root.as_fd(), &plan.cwd, 0o755) {
@@ -153,7 +157,7 @@ pub fn setup(
     }
 
     for (i, m) in plan.mounts.iter().enumerate() {
-        let tree = plan.idmapped.iter().find(|(j, _)| *j == i).map(|(_, fd)| {
+        let tree = plan.trees.iter().find(|(j, _)| *j == i).map(|(_, fd)| {
             // SAFETY: the parent keeps this fd open until the init reports; it was
             // inherited through the clone.
             unsafe { BorrowedFd::borrow_raw(*fd) }
@@ -186,9 +190,8 @@ pub fn setup(
     for p in &plan.readonly_paths {
         readonly_path(root.as_fd(), Path::new(p))?;
     }
+    enter_root(root.as_fd(), plan.no_pivot)?;
     drop(root);
-
-    enter_root(&plan.rootfs, plan.no_pivot)?;
     if plan.propagation_set {
         // As runc: the root was bound from a private parent for pivot_root, so the
         // requested propagation is applied again to the new root (and, for the `r`
@@ -246,9 +249,9 @@ fn make_parent_private(path: &Path) -> Result<()> {
     }
 }
 
-/// `pivot_root` into `rootfs` and detach the old root; `MS_MOVE` + `chroot` when
-/// pivot_root cannot work (rootfs on ramfs/initramfs) or when asked.
-fn enter_root(rootfs: &Path, no_pivot: bool) -> Result<()> {
+/// `pivot_root` into the mount open as `rootfs` and detach the old root; `MS_MOVE` +
+/// `chroot` when pivot_root cannot work (rootfs on ramfs/initramfs) or when asked.
+fn enter_root(rootfs: BorrowedFd<'_>, no_pivot: bool) -> Result<()> {
     let old_root = nix::fcntl::open(
         "/",
         nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
@@ -257,7 +260,7 @@ fn enter_root(rootfs: &Path, no_pivot: bool) -> Result<()> {
     .ctx(|| "opening the old root".into())?;
     // SAFETY: `open` just returned this fd and nothing else owns it.
     let old_root = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(old_root) };
-    nix::unistd::chdir(rootfs).ctx(|| format!("chdir {}", rootfs.display()))?;
+    nix::unistd::fchdir(rootfs.as_raw_fd()).ctx(|| "entering the rootfs".into())?;
     if !no_pivot {
         match nix::unistd::pivot_root(".", ".") {
             Ok(()) => {

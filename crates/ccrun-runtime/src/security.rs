@@ -339,6 +339,10 @@ impl Plan {
             let ret = unsafe { libc::personality(value) };
             Errno::result(ret).ctx(|| format!("personality({value:#x})"))?;
         }
+        if !self.labels.is_empty() {
+            // /proc/self/attr is closed to a non-dumpable process in a user namespace.
+            process::set_dumpable(true)?;
+        }
         for label in &self.labels {
             std::fs::write(label.path, &label.value).map_err(|e| {
                 Error::Setup(format!(
@@ -346,6 +350,9 @@ impl Plan {
                     label.lsm, label.value, label.path
                 ))
             })?;
+        }
+        if !self.labels.is_empty() {
+            process::set_dumpable(false)?;
         }
         if self.no_new_privs {
             process::set_no_new_privs()?;

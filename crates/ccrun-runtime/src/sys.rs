@@ -53,6 +53,10 @@ struct OpenHow {
 
 /// `openat2` resolve flag: treat the dirfd as the root for every lookup.
 pub const RESOLVE_IN_ROOT: u64 = 0x10;
+/// `openat2` resolve flag: never follow any symlink.
+pub const RESOLVE_NO_SYMLINKS: u64 = 0x04;
+/// `openat2` resolve flag: fail on anything that leaves the dirfd's subtree.
+pub const RESOLVE_BENEATH: u64 = 0x08;
 /// `openat2` resolve flag: never follow magic links such as /proc/self/fd/N.
 pub const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
 
@@ -182,6 +186,24 @@ pub fn move_mount_onto(mount_fd: BorrowedFd<'_>, target: BorrowedFd<'_>) -> nix:
             mount_fd.as_raw_fd(),
             empty.as_ptr(),
             target.as_raw_fd(),
+            empty.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
+    Errno::result(ret).map(drop)
+}
+
+/// Attaches the detached mount `mount_fd` on this process's working directory, without
+/// any path lookup.
+pub fn move_mount_onto_cwd(mount_fd: BorrowedFd<'_>) -> nix::Result<()> {
+    let empty = c"";
+    // SAFETY: the empty strings are valid NUL-terminated strings for the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            mount_fd.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_FDCWD,
             empty.as_ptr(),
             MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
         )

@@ -111,6 +111,26 @@ pub enum Command {
     Image(commands::image::ImageCommand),
 }
 
+impl Command {
+    /// Whether the command may start a process inside a container (directly, or by
+    /// restarting one), so ccrun must first run from a sealed image of itself (see
+    /// [`ccrun_runtime::exeseal`]).
+    pub fn starts_containers(&self) -> bool {
+        use commands::container::ContainerSubcommand as C;
+        match self {
+            Command::Run(_)
+            | Command::Start(_)
+            | Command::Restart(_)
+            | Command::Exec(_)
+            | Command::ContainerCleanup(_) => true,
+            Command::Container(sub) => {
+                matches!(sub, C::Run(_) | C::Start(_) | C::Restart(_) | C::Exec(_))
+            }
+            _ => false,
+        }
+    }
+}
+
 impl Cli {
     /// Parses argv; usage errors exit with 125 like Docker's, `--help`/`--version` with 0.
     pub fn parse_with_docker_exit_codes() -> Cli {

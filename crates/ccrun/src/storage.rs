@@ -1,9 +1,8 @@
 //! What the engine's stores (containers, volumes, networks) share on disk: an
-//! exclusive lock file, and directories that a container's unprivileged root must be
-//! able to pass through.
+//! exclusive lock file, and a storage root closed to other host users.
 
 use std::fs::{self, File, OpenOptions};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -29,16 +28,24 @@ pub fn lock_exclusive(path: &Path) -> Result<FileLock> {
     Ok(FileLock { _lock: lock })
 }
 
-/// Gives `paths` search permission for everyone: a container's root in a user
-/// namespace is an unprivileged host user and must reach its files below them.
-pub fn make_searchable(paths: &[&Path]) -> Result<()> {
-    for path in paths {
-        let meta = fs::metadata(path).with_context(|| format!("stat {}", path.display()))?;
-        let mode = meta.permissions().mode() & 0o7777;
-        if mode & 0o011 != 0o011 {
-            fs::set_permissions(path, fs::Permissions::from_mode(mode | 0o011))
-                .with_context(|| format!("chmod {}", path.display()))?;
+/// Creates the storage root if missing and keeps it closed to every other host user
+/// (mode 0700, as podman's): below it lie containers' upper directories and volumes,
+/// where a container may have made set-user-id binaries and device nodes that no host
+/// user may reach. Containers themselves never need a path through it: the runtime
+/// hands them their rootfs and bind mounts as mounts opened by host root.
+pub fn make_private_root(root: &Path) -> Result<()> {
+    match fs::metadata(root) {
+        Ok(meta) if meta.permissions().mode() & 0o077 == 0 => return Ok(()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(root)
+                .with_context(|| format!("creating {}", root.display()))?;
         }
+        Err(e) => return Err(e).with_context(|| format!("stat {}", root.display())),
     }
-    Ok(())
+    fs::set_permissions(root, fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("chmod 700 {}", root.display()))
 }

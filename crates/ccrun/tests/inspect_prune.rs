@@ -12,7 +12,6 @@ mod image_cli;
 mod registry;
 
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
@@ -479,8 +478,6 @@ fn image_ids(env: &Env) -> Vec<String> {
 fn image_prune_and_gc_keep_what_containers_use() {
     let images = Images::build();
     let env = Env::new();
-    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o711))
-        .expect("chmod");
     let _cleanup = RemovesAll(&env);
     let (keep, spare) = (images.name("keep"), images.name("spare"));
     let loose = format!("{}/test/loose@{}", images.reg.addr, images.loose_manifest);
@@ -599,8 +596,6 @@ fn image_prune_and_gc_keep_what_containers_use() {
 fn system_prune_asks_then_removes_containers_and_images() {
     let images = Images::build();
     let env = Env::new();
-    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o711))
-        .expect("chmod");
     let _cleanup = RemovesAll(&env);
     let spare = images.name("spare");
     let out = env.run(&["run", "--name", "once", &spare, "sh", "-c", "exit 0"]);

@@ -12,7 +12,6 @@ mod image_cli;
 #[path = "support/registry.rs"]
 mod registry;
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
@@ -174,8 +173,6 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     fn new(images: &Images) -> Ctx<'_> {
         let env = Env::new();
-        std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o711))
-            .expect("chmod");
         Ctx { env, images }
     }
 

@@ -46,6 +46,7 @@ impl Env {
             minimal_init: false,
             no_pivot: false,
             stdio: None,
+            preserve_fds: 0,
         }
     }
 }

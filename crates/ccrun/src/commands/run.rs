@@ -346,7 +346,6 @@ fn run_or_create(global: &GlobalOpts, args: RunArgs, create_only: bool) -> Resul
         mount_requests,
         &source.defaults.volumes,
         &tmpfs_destinations,
-        &userns,
     )?;
     let id = new_container_id()?;
     let mut record = Record {

@@ -146,6 +146,7 @@ pub fn foreground(
         minimal_init: record.init,
         no_pivot: false,
         stdio,
+        preserve_fds: 0,
     })?;
     drop(devnull);
     let readers = pipes.map(|(readers, _writers)| readers);

@@ -27,7 +27,7 @@ fn monitor_binary() -> Result<PathBuf> {
     if let Some(path) = std::env::var_os("CCRUN_MONITOR") {
         return Ok(PathBuf::from(path));
     }
-    let exe = std::env::current_exe().context("locating the ccrun binary")?;
+    let exe = ccrun_runtime::exeseal::original_exe().context("locating the ccrun binary")?;
     let path = exe.with_file_name("ccrun-monitor");
     if !path.is_file() {
         bail!(
@@ -84,7 +84,7 @@ pub fn start_detached(
 ) -> Result<()> {
     crate::networks::refresh_shared_netns(store, record, &mut spec)?;
     let monitor = monitor_binary()?;
-    let ccrun = std::env::current_exe().context("locating the ccrun binary")?;
+    let ccrun = ccrun_runtime::exeseal::original_exe().context("locating the ccrun binary")?;
     let terminal = spec.process().as_ref().and_then(|p| p.terminal()) == Some(true);
     let wiring = Wiring::new(terminal, record.interactive)?;
     let (report_r, report_w) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
@@ -191,6 +191,7 @@ impl MonitorJob<'_> {
             minimal_init: self.record.init,
             no_pivot: false,
             stdio,
+            preserve_fds: 0,
         })?;
         let Wiring {
             container: container_fds,

@@ -22,17 +22,15 @@ pub struct ContainerStore {
 }
 
 impl ContainerStore {
-    /// Opens (creating if needed) `<root>/containers`. The root and this directory get
-    /// search permission for everyone, because a container's root in a user namespace
-    /// is an unprivileged host user and must reach its rootfs under them.
+    /// Opens (creating if needed) `<root>/containers`, in the storage root, which ccrun keeps
+    /// closed to other host users (see [`crate::storage::make_private_root`]).
     pub fn open(root: &Path) -> Result<ContainerStore> {
         let dir = root.join("containers");
         fs::DirBuilder::new()
             .recursive(true)
-            .mode(0o711)
+            .mode(0o700)
             .create(dir.join("names"))
             .with_context(|| format!("creating {}", dir.display()))?;
-        crate::storage::make_searchable(&[root, dir.as_path()])?;
         Ok(ContainerStore { dir })
     }
 
@@ -80,7 +78,7 @@ impl ContainerStore {
         }
         let dir = self.dir_of(&record.id);
         let made = fs::DirBuilder::new()
-            .mode(0o711)
+            .mode(0o700)
             .create(&dir)
             .with_context(|| format!("creating {}", dir.display()))
             .and_then(|()| record.save(&dir));

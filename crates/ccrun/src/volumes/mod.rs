@@ -30,7 +30,6 @@ use oci_spec::runtime::{Mount, MountBuilder};
 
 use crate::containers::record::VolumeMount;
 use crate::containers::{ContainerStore, Record};
-use crate::spec_builder::UsernsMode;
 pub use seed::IdShift;
 pub use spec::MountRequest;
 use spec::VolumeRequest;
@@ -43,7 +42,6 @@ pub fn plan(
     requests: Vec<MountRequest>,
     image_volumes: &[String],
     taken: &[String],
-    userns: &UsernsMode,
 ) -> Result<Vec<MountRequest>> {
     let mut seen: Vec<String> = taken.to_vec();
     for r in &requests {
@@ -75,10 +73,6 @@ pub fn plan(
                 std::fs::metadata(&b.source).with_context(|| {
                     format!("bind source path does not exist: {}", b.source.display())
                 })?;
-                if let UsernsMode::Private { .. } = userns {
-                    let (uid, gid) = userns.root_owner();
-                    owner::check_reachable(&b.source, uid, gid)?;
-                }
                 if b.chown {
                     owner::check_chown_allowed(&b.source)?;
                 }
@@ -152,10 +146,6 @@ pub fn attach(target: &Target<'_>, planned: &[MountRequest]) -> Result<Vec<Mount
                     bail!("the volume store is not open");
                 };
                 let data = prepare_volume(store, lock, v, target)?;
-                if target.root_owner.0 != 0 {
-                    let (uid, gid) = target.root_owner;
-                    owner::check_reachable(&data, uid, gid)?;
-                }
                 let mut options = vec!["rbind".to_string(), "rprivate".to_string()];
                 if v.readonly {
                     options.push("ro".to_string());

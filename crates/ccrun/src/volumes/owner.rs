@@ -1,7 +1,5 @@
-//! Host-side ownership around user namespaces: whether the container's root (an
-//! unprivileged host user by default) can reach a bind mount's source at all, and
-//! Podman's `U` option, which hands a source over to the container's user by
-//! chowning it recursively.
+//! Host-side ownership around user namespaces: Podman's `U` option, which hands a
+//! bind mount's source over to the container's user by chowning it recursively.
 
 use std::ffi::CString;
 use std::os::fd::OwnedFd;
@@ -43,33 +41,6 @@ const SYSTEM_DIRS: &[&str] = &[
     "/var/log",
     "/var/tmp",
 ];
-
-/// In a user namespace the container's root is host `uid`/`gid` while the runtime
-/// mounts `source`: every directory above it must be searchable by that user. Checks
-/// first so that the user gets a message naming the directory rather than EACCES.
-pub fn check_reachable(source: &Path, uid: u32, gid: u32) -> Result<()> {
-    for dir in source.ancestors().skip(1) {
-        let meta = std::fs::metadata(dir).with_context(|| format!("stat {}", dir.display()))?;
-        let mode = meta.mode();
-        let searchable = if meta.uid() == uid {
-            mode & 0o100 != 0
-        } else if meta.gid() == gid {
-            mode & 0o010 != 0
-        } else {
-            mode & 0o001 != 0
-        };
-        if !searchable {
-            bail!(
-                "mount source {} is not reachable by the container's root (host uid {uid}): \
-                 {} is not searchable by others (mode {:o}); chmod o+x it, or use --userns=host",
-                source.display(),
-                dir.display(),
-                mode & 0o7777
-            );
-        }
-    }
-    Ok(())
-}
 
 /// Refuses `U` on the host's system directories; returns the path resolved.
 pub fn check_chown_allowed(path: &Path) -> Result<std::path::PathBuf> {
@@ -171,20 +142,6 @@ impl Chown {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
-
-    #[test]
-    fn unreachable_source_is_named() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let locked = tmp.path().join("locked");
-        std::fs::create_dir_all(locked.join("src")).expect("mkdir");
-        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o700)).expect("chmod");
-        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o711))
-            .expect("chmod");
-        let err = check_reachable(&locked.join("src"), 100_000, 100_000).unwrap_err();
-        assert!(err.to_string().contains("not searchable"), "{err}");
-        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o711)).expect("chmod");
-        check_reachable(&locked.join("src"), 100_000, 100_000).expect("reachable");
-    }
 
     #[test]
     fn system_directories_are_refused() {

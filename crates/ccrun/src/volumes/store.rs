@@ -75,17 +75,16 @@ pub fn validate_name(name: &str) -> Result<()> {
 }
 
 impl VolumeStore {
-    /// Opens (creating if needed) `<root>/volumes`. The root and this directory get
-    /// search permission for everyone: a container's root in a user namespace is an
-    /// unprivileged host user and must reach the volumes it bind-mounts.
+    /// Opens (creating if needed) `<root>/volumes`, in the storage root, which ccrun keeps
+    /// closed to other host users (see [`crate::storage::make_private_root`]): a volume's data may hold
+    /// a container's set-user-id files and device nodes.
     pub fn open(root: &Path) -> Result<VolumeStore> {
         let dir = root.join("volumes");
         fs::DirBuilder::new()
             .recursive(true)
-            .mode(0o711)
+            .mode(0o700)
             .create(&dir)
             .with_context(|| format!("creating {}", dir.display()))?;
-        crate::storage::make_searchable(&[root, dir.as_path()])?;
         Ok(VolumeStore { dir })
     }
 
@@ -178,7 +177,7 @@ impl VolumeStore {
 
     fn build(&self, tmp: &Path, volume: &Volume) -> Result<()> {
         let mut dirs = fs::DirBuilder::new();
-        dirs.mode(0o711);
+        dirs.mode(0o700);
         dirs.create(tmp)
             .with_context(|| format!("creating {}", tmp.display()))?;
         let data = tmp.join(DATA_DIR);

@@ -82,8 +82,6 @@ impl Ccrun {
             .prefix("ccrun-root-")
             .tempdir()
             .expect("root dir");
-        // Searchable: the container's unprivileged root reaches its /etc files below it.
-        ccrun_testkit::set_mode(root.path(), 0o711);
         Ccrun {
             state,
             root,
