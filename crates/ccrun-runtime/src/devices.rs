@@ -77,19 +77,14 @@ pub fn from_spec(d: &LinuxDevice) -> DeviceNode {
 }
 
 /// Provides `dev` inside the rootfs. `bind` selects bind-mounting the host's node.
+///
+/// Only a node made here is ever chmodded or chowned: a node already at the path (the
+/// image's, or the host's own when a spec bind-mounts a host directory on `/dev`) is
+/// left exactly as it is, and it must be the requested device. Where the kernel
+/// refuses `mknod`, the host's node is bind-mounted instead, as runc does.
 pub fn create(root: BorrowedFd<'_>, dev: &DeviceNode, bind: bool) -> Result<()> {
     if bind {
-        let target = fsroot::ensure_file(root, &dev.path)
-            .ctx(|| format!("creating {}", dev.path.display()))?;
-        let host = Path::new("/").join(fsroot::relative(&dev.path));
-        return mount(
-            Some(&host),
-            &sys::proc_fd_path(target.as_fd()),
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .ctx(|| format!("bind mounting device {}", host.display()));
+        return bind_host_node(root, dev);
     }
     let rel = fsroot::relative(&dev.path);
     let parent = rel.parent().unwrap_or(Path::new(""));
@@ -106,11 +101,7 @@ pub fn create(root: BorrowedFd<'_>, dev: &DeviceNode, bind: bool) -> Result<()> 
         0,
     )
     .ctx(|| format!("opening {}", parent.display()))?;
-    let kind = match dev.kind {
-        'b' => SFlag::S_IFBLK,
-        'p' => SFlag::S_IFIFO,
-        _ => SFlag::S_IFCHR,
-    };
+    let kind = file_type(dev.kind);
     let rdev = makedev(dev.major as u64, dev.minor as u64);
     match mknodat(
         Some(dir.as_raw_fd_compat()),
@@ -119,32 +110,101 @@ pub fn create(root: BorrowedFd<'_>, dev: &DeviceNode, bind: bool) -> Result<()> 
         Mode::from_bits_truncate(dev.mode),
         rdev,
     ) {
-        Ok(()) | Err(Errno::EEXIST) => {}
+        Ok(()) => {}
+        Err(Errno::EEXIST) => {
+            let existing = open_node(dir.as_fd(), name, dev)?;
+            return check_node(existing.as_fd(), dev);
+        }
+        Err(Errno::EPERM) => return bind_host_node(root, dev),
         Err(e) => return Err(Error::sys(format!("mknod {}", dev.path.display()), e)),
     }
-    // mknod honours the umask; set the exact mode and owner afterwards.
-    nix::sys::stat::fchmodat(
-        Some(dir.as_raw_fd_compat()),
-        name,
+    // The node we just made, opened without following anything, and checked to be it:
+    // its mode (mknod honours the umask) and owner are set through this fd only.
+    let node = open_node(dir.as_fd(), name, dev)?;
+    check_node(node.as_fd(), dev)?;
+    match nix::sys::stat::fchmodat(
+        None,
+        &sys::proc_fd_path(node.as_fd()),
         Mode::from_bits_truncate(dev.mode),
-        nix::sys::stat::FchmodatFlags::NoFollowSymlink,
+        nix::sys::stat::FchmodatFlags::FollowSymlink,
+    ) {
+        Ok(()) | Err(Errno::EOPNOTSUPP) => {}
+        Err(e) => return Err(Error::sys(format!("chmod {}", dev.path.display()), e)),
+    }
+    // SAFETY: fchownat with AT_EMPTY_PATH on our own O_PATH fd and an empty path.
+    let ret = unsafe {
+        libc::fchownat(
+            node.as_raw_fd_compat(),
+            c"".as_ptr(),
+            dev.uid,
+            dev.gid,
+            libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    Errno::result(ret)
+        .map(drop)
+        .ctx(|| format!("chown {}", dev.path.display()))
+}
+
+fn file_type(kind: char) -> SFlag {
+    match kind {
+        'b' => SFlag::S_IFBLK,
+        'p' => SFlag::S_IFIFO,
+        _ => SFlag::S_IFCHR,
+    }
+}
+
+/// Opens the node `name` in `dir` as `O_PATH` without following a symlink there.
+fn open_node(
+    dir: BorrowedFd<'_>,
+    name: &std::ffi::OsStr,
+    dev: &DeviceNode,
+) -> Result<std::os::fd::OwnedFd> {
+    sys::openat2(
+        dir,
+        Path::new(name),
+        libc::O_PATH | libc::O_NOFOLLOW,
+        0,
+        sys::RESOLVE_NO_SYMLINKS | sys::RESOLVE_BENEATH,
     )
-    .or_else(|e| {
-        if e == Errno::EOPNOTSUPP {
-            Ok(())
-        } else {
-            Err(e)
-        }
-    })
-    .ctx(|| format!("chmod {}", dev.path.display()))?;
-    nix::unistd::fchownat(
-        Some(dir.as_raw_fd_compat()),
-        name,
-        Some(dev.uid.into()),
-        Some(dev.gid.into()),
-        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    .ctx(|| format!("opening {}", dev.path.display()))
+}
+
+/// Fails unless the node open as `fd` is the device `dev` asks for (a fifo needs only
+/// the right type).
+fn check_node(fd: BorrowedFd<'_>, dev: &DeviceNode) -> Result<()> {
+    let st = nix::sys::stat::fstat(fd.as_raw_fd_compat())
+        .ctx(|| format!("stat {}", dev.path.display()))?;
+    let kind = file_type(dev.kind);
+    let same_type = st.st_mode & libc::S_IFMT == kind.bits();
+    let same_numbers = dev.kind == 'p' || st.st_rdev == makedev(dev.major as u64, dev.minor as u64);
+    if same_type && same_numbers {
+        return Ok(());
+    }
+    Err(Error::InvalidSpec(format!(
+        "{} already exists and is not the device {}:{} of type {}; refusing to replace or \
+         change it",
+        dev.path.display(),
+        dev.major,
+        dev.minor,
+        dev.kind
+    )))
+}
+
+/// Bind-mounts the host's node at the same path over a file at `dev.path` (created if
+/// missing). Nothing is written to any existing node.
+fn bind_host_node(root: BorrowedFd<'_>, dev: &DeviceNode) -> Result<()> {
+    let target =
+        fsroot::ensure_file(root, &dev.path).ctx(|| format!("creating {}", dev.path.display()))?;
+    let host = Path::new("/").join(fsroot::relative(&dev.path));
+    mount(
+        Some(&host),
+        &sys::proc_fd_path(target.as_fd()),
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
     )
-    .ctx(|| format!("chown {}", dev.path.display()))
+    .ctx(|| format!("bind mounting device {}", host.display()))
 }
 
 /// Creates `/dev/fd`, `/dev/std{in,out,err}`, `/dev/core` and, when devpts is mounted,
