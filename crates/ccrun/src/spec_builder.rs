@@ -7,10 +7,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use oci_spec::runtime::{
-    Capabilities, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxIdMapping,
-    LinuxIdMappingBuilder, LinuxMemoryBuilder, LinuxNamespace, LinuxNamespaceBuilder,
-    LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, Mount, MountBuilder,
-    ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+    LinuxBuilder, LinuxCpuBuilder, LinuxIdMapping, LinuxIdMappingBuilder, LinuxMemoryBuilder,
+    LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder,
+    LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder,
+    UserBuilder,
 };
 
 use crate::security::Security;
@@ -270,14 +270,7 @@ pub fn build(run: &RunSpec) -> Result<Spec> {
         }
     });
     let sec = &run.security;
-    let caps: Capabilities = sec.capabilities.iter().copied().collect();
-    let capabilities = LinuxCapabilitiesBuilder::default()
-        .bounding(caps.clone())
-        .effective(caps.clone())
-        .permitted(caps)
-        .inheritable(Capabilities::new())
-        .ambient(Capabilities::new())
-        .build()?;
+    let capabilities = crate::security::capabilities_for_user(&sec.capabilities, run.user.uid)?;
     let mut process = ProcessBuilder::default()
         .terminal(run.terminal)
         .args(run.args.clone())

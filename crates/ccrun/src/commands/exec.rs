@@ -102,6 +102,18 @@ pub fn exec(global: &GlobalOpts, args: ExecArgs) -> Result<i32> {
                 .build()?,
         );
     }
+    // The process's own capabilities follow its user, as with Docker: the container's
+    // bounding set, held only by root.
+    let bounding = process
+        .capabilities()
+        .as_ref()
+        .and_then(|c| c.bounding().clone())
+        .unwrap_or_default();
+    let bounding: Vec<_> = bounding.into_iter().collect();
+    process.set_capabilities(Some(crate::security::capabilities_for_user(
+        &bounding,
+        process.user().uid(),
+    )?));
     let container = Container::load(&global.state_root(), &record.id)
         .with_context(|| format!("container {} has no runtime state", record.name))?;
     let devnull = std::fs::File::open("/dev/null").context("opening /dev/null")?;

@@ -33,6 +33,32 @@ pub const DEFAULT_CAPS: &[&str] = &[
     "CAP_AUDIT_WRITE",
 ];
 
+/// The process capabilities for a process of user `uid` whose bounding set is
+/// `bounding`, as Docker (20.10+) sets them: root gets the whole set as effective and
+/// permitted; any other user only the bounding set, with empty effective, permitted,
+/// inheritable and ambient sets, exactly what `execve` would leave a non-root user.
+/// This keeps `no-new-privileges` meaningful for non-root users: under it a
+/// file-capability binary cannot gain what the process's permitted set lacks.
+pub fn capabilities_for_user(
+    bounding: &[Capability],
+    uid: u32,
+) -> Result<oci_spec::runtime::LinuxCapabilities> {
+    use oci_spec::runtime::{Capabilities, LinuxCapabilitiesBuilder};
+    let all: Capabilities = bounding.iter().copied().collect();
+    let held = if uid == 0 {
+        all.clone()
+    } else {
+        Capabilities::new()
+    };
+    Ok(LinuxCapabilitiesBuilder::default()
+        .bounding(all)
+        .effective(held.clone())
+        .permitted(held)
+        .inheritable(Capabilities::new())
+        .ambient(Capabilities::new())
+        .build()?)
+}
+
 /// A device from the host given to the container (`--device`, `--privileged`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostDevice {
