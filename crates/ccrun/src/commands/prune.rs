@@ -210,6 +210,8 @@ fn prune_containers(global: &GlobalOpts) -> Result<Pruned> {
     let store = ContainerStore::open(&global.store_root())?;
     let state_root = global.state_root();
     let mut pruned = Pruned::default();
+    // What killed commands left behind: names without records, half-removed directories.
+    pruned.bytes += store.sweep_debris()?;
     for record in store.list()? {
         if busy(&record, &state_root) {
             continue;

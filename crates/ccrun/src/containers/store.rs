@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 
 use super::finish::{Exit, UNOBSERVED};
 use super::names;
-use super::record::{Record, Status};
+use super::record::{Record, Status, RECORD_FILE};
 use crate::storage::FileLock;
 
 /// The container store under a storage root.
@@ -94,19 +94,74 @@ impl ContainerStore {
         self.dir.join("names").join(name)
     }
 
-    /// Creates the name entry if it does not exist; false when taken.
+    /// Creates the name entry if it does not exist; false when taken. Must hold the
+    /// lock. An entry whose container has no record is stale (a create or a removal
+    /// killed half-way) and is taken over.
     fn reserve(&self, name: &str, id: &str) -> Result<bool> {
         let path = self.name_path(name);
-        match OpenOptions::new().write(true).create_new(true).open(&path) {
-            Ok(mut f) => {
-                use std::io::Write;
-                f.write_all(id.as_bytes())
-                    .with_context(|| format!("writing {}", path.display()))?;
-                Ok(true)
+        for _ in 0..2 {
+            match OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(mut f) => {
+                    use std::io::Write;
+                    f.write_all(id.as_bytes())
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                    if !self.release_if_stale(name)? {
+                        return Ok(false);
+                    }
+                }
+                Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
             }
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
-            Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
         }
+        Ok(false)
+    }
+
+    /// Removes the name entry `name` when no record backs it. Must hold the lock (a
+    /// create in progress holds it from reserving the name until its record is saved).
+    /// True when it was stale and is gone.
+    fn release_if_stale(&self, name: &str) -> Result<bool> {
+        let owner = self.name_owner(name).unwrap_or_default();
+        if is_id(&owner) && self.dir_of(&owner).join(RECORD_FILE).exists() {
+            return Ok(false);
+        }
+        tracing::debug!("releasing the stale name {name} (no record for {owner:?})");
+        match fs::remove_file(self.name_path(name)) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(true),
+            Err(e) => Err(e).with_context(|| format!("releasing the stale name {name}")),
+        }
+    }
+
+    /// Clears what commands killed half-way left in the store: names without a record,
+    /// container directories without a record (never a create in progress: this holds
+    /// the lock) and directories being removed. Returns the bytes freed.
+    pub fn sweep_debris(&self) -> Result<u64> {
+        let _lock = self.lock()?;
+        let names_dir = self.dir.join("names");
+        let entries =
+            fs::read_dir(&names_dir).with_context(|| format!("reading {}", names_dir.display()))?;
+        for entry in entries {
+            let entry = entry.with_context(|| format!("reading {}", names_dir.display()))?;
+            if let Some(name) = entry.file_name().to_str() {
+                self.release_if_stale(name)?;
+            }
+        }
+        let mut freed = 0;
+        let entries =
+            fs::read_dir(&self.dir).with_context(|| format!("reading {}", self.dir.display()))?;
+        for entry in entries {
+            let entry = entry.with_context(|| format!("reading {}", self.dir.display()))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let debris = name.starts_with(TRASH_PREFIX)
+                || (is_id(&name) && !entry.path().join(RECORD_FILE).exists());
+            if debris {
+                freed += ccrun_image::tree_size(&entry.path());
+                remove_tree(&entry.path())?;
+            }
+        }
+        Ok(freed)
     }
 
     fn name_owner(&self, name: &str) -> Option<String> {
@@ -134,12 +189,15 @@ impl ContainerStore {
         Ok(out)
     }
 
-    /// Finds a container by name, full id or unique id prefix.
+    /// Finds a container by name, full id or unique id prefix. A name left without a
+    /// record by a killed command is released on the way.
     pub fn find(&self, query: &str) -> Result<Record> {
         if let Some(id) = self.name_owner(query) {
             if let Some(r) = self.get(&id)? {
                 return Ok(r);
             }
+            let _lock = self.lock()?;
+            self.release_if_stale(query)?;
         }
         if !query.is_empty() && query.chars().all(|c| c.is_ascii_hexdigit()) {
             let matches: Vec<Record> = self
@@ -204,17 +262,27 @@ impl ContainerStore {
         Ok(Some(record))
     }
 
-    /// Deletes the record, its directory and its name.
+    /// Deletes the record, its directory and its name. The directory is first renamed
+    /// aside in one step, so a removal killed at any point leaves either the whole
+    /// container or debris that [`ContainerStore::sweep_debris`] and the stale-name
+    /// check clear, never a half-removed container.
     pub fn remove(&self, record: &Record) -> Result<()> {
-        let _lock = self.lock()?;
+        let lock = self.lock()?;
         let dir = self.dir_of(&record.id);
-        match fs::remove_dir_all(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
+        let trash = self.dir.join(format!("{TRASH_PREFIX}{}", record.id));
+        let moved = match fs::rename(&dir, &trash) {
+            Ok(()) => true,
+            Err(e) if e.kind() == ErrorKind::NotFound => false,
             Err(e) => return Err(e).with_context(|| format!("removing {}", dir.display())),
-        }
+        };
         if self.name_owner(&record.name).as_deref() == Some(record.id.as_str()) {
             let _ = fs::remove_file(self.name_path(&record.name));
+        }
+        drop(lock);
+        if moved {
+            if let Err(e) = remove_tree(&trash) {
+                tracing::warn!("{e:#} (container prune removes it later)");
+            }
         }
         Ok(())
     }
@@ -255,6 +323,17 @@ fn refresh(mut record: Record, dir: &Path) -> Record {
         }
     }
     record
+}
+
+/// Prefix of a container directory being removed.
+const TRASH_PREFIX: &str = ".removing-";
+
+fn remove_tree(path: &Path) -> Result<()> {
+    match fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("removing {}", path.display())),
+    }
 }
 
 fn is_id(s: &str) -> bool {
