@@ -2,6 +2,7 @@
 //! Debian's busybox-static, a root check for tests that need real privileges, and a
 //! process on a pseudo-terminal ([`pty`]).
 
+pub mod exe_overwrite;
 pub mod pty;
 
 use std::os::unix::fs::PermissionsExt;

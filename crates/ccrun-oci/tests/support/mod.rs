@@ -25,6 +25,8 @@ pub fn unique_id(name: &str) -> String {
 pub struct Oci {
     root: tempfile::TempDir,
     created: std::cell::RefCell<Vec<String>>,
+    /// The binary run: the build's, or a copy (see [`Oci::with_binary`]).
+    binary: PathBuf,
 }
 
 impl Oci {
@@ -36,7 +38,14 @@ impl Oci {
                 .tempdir()
                 .expect("tempdir"),
             created: Default::default(),
+            binary: bin(),
         }
+    }
+
+    /// Runs `binary` (a copy of ccrun-oci, say) instead of the build's.
+    pub fn with_binary(mut self, binary: &Path) -> Oci {
+        self.binary = binary.to_path_buf();
+        self
     }
 
     pub fn root(&self) -> &Path {
@@ -45,7 +54,7 @@ impl Oci {
 
     /// A command with `--root` set; `args` follow.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(bin());
+        let mut cmd = Command::new(&self.binary);
         cmd.arg("--root").arg(self.root.path()).args(args);
         // Remember ids of creating commands for cleanup (the id is the last argument).
         if matches!(args.first(), Some(&"create" | &"run")) {
@@ -130,7 +139,7 @@ impl Oci {
 impl Drop for Oci {
     fn drop(&mut self) {
         for id in self.created.borrow().iter() {
-            let _ = Command::new(bin())
+            let _ = Command::new(&self.binary)
                 .arg("--root")
                 .arg(self.root.path())
                 .args(["delete", "--force", id])

@@ -19,6 +19,8 @@ pub struct Ccrun {
     netns: Option<NetNs>,
     /// Extra environment of every command (see [`Ccrun::with_env`]).
     env: Vec<(String, String)>,
+    /// The ccrun binary run (see [`Ccrun::with_binary`]).
+    binary: std::path::PathBuf,
 }
 
 /// A network namespace made for one test (`ip netns add`), deleted on drop.
@@ -87,6 +89,7 @@ impl Ccrun {
             root,
             netns: None,
             env: Vec::new(),
+            binary: env!("CARGO_BIN_EXE_ccrun").into(),
         }
     }
 
@@ -105,6 +108,14 @@ impl Ccrun {
         self
     }
 
+    /// Runs `binary` (a copy of ccrun, say) instead of the build's ccrun, with the
+    /// build's monitor.
+    pub fn with_binary(mut self, binary: &Path) -> Ccrun {
+        self.binary = binary.to_path_buf();
+        let monitor = Path::new(env!("CARGO_BIN_EXE_ccrun")).with_file_name("ccrun-monitor");
+        self.with_env("CCRUN_MONITOR", monitor.to_str().expect("utf-8 path"))
+    }
+
     /// The network namespace of [`Ccrun::in_netns`].
     pub fn netns(&self) -> &NetNs {
         self.netns.as_ref().expect("a Ccrun made with in_netns")
@@ -119,12 +130,12 @@ impl Ccrun {
     pub fn cmd(&self) -> Command {
         let mut c = match &self.netns {
             Some(ns) => {
-                let mut c = ns.command(env!("CARGO_BIN_EXE_ccrun"));
+                let mut c = ns.command(self.binary.to_str().expect("utf-8 path"));
                 c.env_remove("CCRUN_NETWORK");
                 c
             }
             None => {
-                let mut c = Command::new(env!("CARGO_BIN_EXE_ccrun"));
+                let mut c = Command::new(&self.binary);
                 // Containers share the test's network stack: a bridge network is only
                 // ever made inside namespaces the tests create (see in_netns).
                 c.env("CCRUN_NETWORK", "host");
