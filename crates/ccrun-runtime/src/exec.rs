@@ -183,6 +183,17 @@ impl Container {
             }))?;
         }
         let target = Target::open(state.pid, self.cgroup()?)?;
+        if let Some(fds) = plan.stdio {
+            let user = plan.process.user();
+            let owner = if target.user.is_some() {
+                crate::userns::host_ids_in(state.pid, user.uid(), user.gid())?
+            } else {
+                Some((user.uid(), user.gid()))
+            };
+            if let Some((uid, gid)) = owner {
+                process::give_stdio_pipes(&fds, uid, gid)?;
+            }
+        }
         // The init was alive before and after the opens, so they are its namespaces, not
         // those of a process that reused its pid.
         if !state::process_is_alive(state.pid, state.pid_start_time) {

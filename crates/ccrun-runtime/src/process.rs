@@ -191,6 +191,23 @@ pub fn exec(program: &Path, args: &[CString], env: &[CString]) -> Errno {
     }
 }
 
+/// Hands the pipes among `fds` (the stdio the runtime was given for a container
+/// process) to that process's user, host `uid`/`gid`: a pipe belongs to whoever made it
+/// (host root) with mode 0600, so a process that reopens its own stdio (`/dev/stdout`,
+/// `/proc/self/fd/1`, as nginx's log symlinks do) would get `EACCES` in a user
+/// namespace, or as a non-root user. Terminals, `/dev/null` and files are left alone.
+pub fn give_stdio_pipes(fds: &[std::os::fd::RawFd], uid: u32, gid: u32) -> Result<()> {
+    for &fd in fds {
+        let st = nix::sys::stat::fstat(fd).ctx(|| format!("stat of stdio fd {fd}"))?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFIFO || (st.st_uid, st.st_gid) == (uid, gid) {
+            continue;
+        }
+        nix::unistd::fchown(fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
+            .ctx(|| format!("handing stdio fd {fd} to uid {uid}"))?;
+    }
+    Ok(())
+}
+
 /// Sets whether this process is dumpable. A non-dumpable process's `/proc/PID` files
 /// (`exe`, `fd/`, `mem`, `environ`) are closed to everyone but host root and itself, so
 /// a container process cannot reach the runtime's binary or descriptors through a

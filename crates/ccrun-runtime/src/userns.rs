@@ -44,19 +44,26 @@ pub fn write_maps(pid: i32, uids: &[LinuxIdMapping], gids: &[LinuxIdMapping]) ->
 /// Host uid and gid of root in the user namespace of process `pid`, read from its
 /// maps (for a user namespace the container joined rather than created).
 pub fn root_of(pid: i32) -> Result<(u32, u32)> {
+    host_ids_in(pid, 0, 0)?.ok_or_else(|| {
+        Error::InvalidSpec(format!(
+            "the joined user namespace does not map root (/proc/{pid}/uid_map)"
+        ))
+    })
+}
+
+/// Host uid and gid that `uid` and `gid` of the user namespace of process `pid` map to;
+/// `None` when either is unmapped there.
+pub fn host_ids_in(pid: i32, uid: u32, gid: u32) -> Result<Option<(u32, u32)>> {
     let mut ids = [0u32; 2];
-    for (slot, file) in ids.iter_mut().zip(["uid_map", "gid_map"]) {
+    for ((slot, file), id) in ids.iter_mut().zip(["uid_map", "gid_map"]).zip([uid, gid]) {
         let path = format!("/proc/{pid}/{file}");
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io("reading", &path, e))?;
-        *slot = parse_map(&text)
-            .and_then(|maps| host_id(&maps, 0))
-            .ok_or_else(|| {
-                Error::InvalidSpec(format!(
-                    "the joined user namespace does not map root ({path})"
-                ))
-            })?;
+        match parse_map(&text).and_then(|maps| host_id(&maps, id)) {
+            Some(host) => *slot = host,
+            None => return Ok(None),
+        }
     }
-    Ok((ids[0], ids[1]))
+    Ok(Some((ids[0], ids[1])))
 }
 
 /// Parses the `/proc/PID/uid_map` format.

@@ -118,14 +118,27 @@ pub fn exec(global: &GlobalOpts, args: ExecArgs) -> Result<i32> {
         .with_context(|| format!("container {} has no runtime state", record.name))?;
     let devnull = std::fs::File::open("/dev/null").context("opening /dev/null")?;
     let null = devnull.as_raw_fd();
+    // The process gets ccrun's own stdout and stderr when they are pipes or terminals;
+    // anything else (a file, a socket) is relayed through pipes of its own, which it
+    // may reopen as /dev/stdout in its user namespace, as under Docker.
+    let relay = if args.detach || args.tty || [1, 2].into_iter().all(pipe_or_terminal) {
+        None
+    } else {
+        let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe")?;
+        let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe")?;
+        Some(([out_r, err_r], [out_w, err_w]))
+    };
+    let (out, err) = relay.as_ref().map_or((1, 2), |(_, [w_out, w_err])| {
+        (w_out.as_raw_fd(), w_err.as_raw_fd())
+    });
     let stdio = if args.detach {
         Some([null, null, null])
     } else if args.tty {
         None
     } else if interactive {
-        Some([0, 1, 2])
+        Some([0, out, err])
     } else {
-        Some([null, 1, 2])
+        Some([null, out, err])
     };
     // Blocked before the process exists so that no signal meant for it is lost.
     let forwarder = Forwarder::block()?;
@@ -137,6 +150,17 @@ pub fn exec(global: &GlobalOpts, args: ExecArgs) -> Result<i32> {
     drop(devnull);
     if args.detach {
         return Ok(0);
+    }
+    if let Some(([out, err], writers)) = relay {
+        drop(writers);
+        let status = crate::relay::relay_pipes(
+            &forwarder,
+            out,
+            err,
+            started.pid,
+            &mut OutputSink::stdio_only(),
+        )?;
+        return Ok(status.code());
     }
     let status = match started.console.take() {
         Some(master) => {
@@ -159,4 +183,10 @@ pub fn exec(global: &GlobalOpts, args: ExecArgs) -> Result<i32> {
         None => forwarder.forward_until_exit(started.pid)?,
     };
     Ok(status.code())
+}
+
+/// Whether fd `fd` is a pipe or a character device (a terminal, /dev/null).
+fn pipe_or_terminal(fd: i32) -> bool {
+    nix::sys::stat::fstat(fd)
+        .is_ok_and(|st| matches!(st.st_mode & libc::S_IFMT, libc::S_IFIFO | libc::S_IFCHR))
 }
