@@ -135,12 +135,22 @@ pub fn last_cap() -> Result<u32> {
 
 /// The bounding set of the calling process, as a mask: the capabilities it can give.
 pub fn current_bounding() -> Result<u64> {
+    own_set("CapBnd")
+}
+
+/// The effective set of the calling process, as a mask: what it may do itself.
+pub fn current_effective() -> Result<u64> {
+    own_set("CapEff")
+}
+
+/// The set `field` (`CapBnd`, `CapEff`, …) of `/proc/self/status` as a mask.
+fn own_set(field: &str) -> Result<u64> {
     let path = "/proc/self/status";
     let text = std::fs::read_to_string(path).map_err(|e| Error::io("reading", path, e))?;
     text.lines()
-        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .ok_or_else(|| Error::Setup(format!("no CapBnd line in {path}")))
+        .ok_or_else(|| Error::Setup(format!("no {field} line in {path}")))
 }
 
 /// The five capability sets as masks (bit n = capability n).

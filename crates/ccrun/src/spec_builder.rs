@@ -191,6 +191,13 @@ pub fn default_mounts() -> Result<Vec<Mount>> {
             "sysfs",
             &["nosuid", "noexec", "nodev", "ro"],
         )?,
+        // The container's own cgroup, so runtimes (Java, Node, Go, .NET) see their limits.
+        mount(
+            "/sys/fs/cgroup",
+            "cgroup",
+            "cgroup",
+            &["nosuid", "noexec", "nodev", "relatime", "ro"],
+        )?,
     ])
 }
 
@@ -288,8 +295,9 @@ pub fn build(run: &RunSpec) -> Result<Spec> {
         .build()?;
     process.set_apparmor_profile(sec.apparmor_profile.clone());
     process.set_oom_score_adj(sec.oom_score_adj);
-    // `--ulimit` replaces the limit of the same kind.
-    let mut rlimits = process.rlimits().clone().unwrap_or_default();
+    // Docker's open-files default instead of the spec template's 1024; `--ulimit`
+    // replaces the limit of the same kind.
+    let mut rlimits = vec![crate::security::default_nofile()?];
     for limit in &sec.rlimits {
         rlimits.retain(|l| l.typ() != limit.typ());
         rlimits.push(*limit);
@@ -444,7 +452,7 @@ fn adjust_default_mount(mut m: Mount, sec: &Security) -> Mount {
                 options.push(format!("size={size}"));
             }
         }
-        "/sys" if sec.privileged => options.retain(|o| o != "ro"),
+        "/sys" | "/sys/fs/cgroup" if sec.privileged => options.retain(|o| o != "ro"),
         _ => {}
     }
     m.set_options(Some(options));

@@ -147,6 +147,21 @@ pub struct HostConfig {
     pub cpuset_mems: String,
     /// `--pids-limit`.
     pub pids_limit: Option<i64>,
+    /// The resource limits the process starts with: `--ulimit`, and the open-files
+    /// default ccrun sets (Docker lists only `--ulimit` here).
+    pub ulimits: Option<Vec<Ulimit>>,
+}
+
+/// One entry of `HostConfig.Ulimits`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Ulimit {
+    /// `nofile`, `nproc`, …
+    pub name: String,
+    /// Hard limit.
+    pub hard: u64,
+    /// Soft limit.
+    pub soft: u64,
 }
 
 /// `HostConfig.LogConfig`.
@@ -516,6 +531,21 @@ fn host_config(record: &Record, spec: Option<&Spec>) -> HostConfig {
         cpuset_cpus: cpu.and_then(|c| c.cpus().clone()).unwrap_or_default(),
         cpuset_mems: cpu.and_then(|c| c.mems().clone()).unwrap_or_default(),
         pids_limit: resources.and_then(|r| r.pids().as_ref()).map(|p| p.limit()),
+        ulimits: spec
+            .and_then(|s| s.process().as_ref())
+            .and_then(|p| p.rlimits().as_ref())
+            .map(|limits| {
+                limits
+                    .iter()
+                    .map(|l| Ulimit {
+                        name: format!("{:?}", l.typ())
+                            .trim_start_matches("Rlimit")
+                            .to_lowercase(),
+                        hard: l.hard(),
+                        soft: l.soft(),
+                    })
+                    .collect()
+            }),
     }
 }
 

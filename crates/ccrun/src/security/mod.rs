@@ -415,6 +415,31 @@ fn rlimit_type(name: &str) -> Option<PosixRlimitType> {
     })
 }
 
+/// The open-files limit containers get unless `--ulimit nofile` says otherwise:
+/// Docker's and podman's 1048576 (capped at the kernel's `fs.nr_open`), or, when ccrun
+/// may not raise a hard limit (no `CAP_SYS_RESOURCE`), ccrun's own hard limit, the
+/// most it can hand on.
+pub fn default_nofile() -> Result<PosixRlimit> {
+    const DOCKER_NOFILE: u64 = 1_048_576;
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|t| t.trim().parse::<u64>().ok())
+        .unwrap_or(DOCKER_NOFILE);
+    let mut limit = DOCKER_NOFILE.min(nr_open);
+    let sys_resource = 1u64 << ccrun_runtime::caps::number(Capability::SysResource);
+    let may_raise = ccrun_runtime::caps::current_effective()? & sys_resource != 0;
+    if !may_raise {
+        let (_, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+            .context("reading ccrun's open-files limit")?;
+        limit = limit.min(hard);
+    }
+    Ok(PosixRlimitBuilder::default()
+        .typ(PosixRlimitType::RlimitNofile)
+        .soft(limit)
+        .hard(limit)
+        .build()?)
+}
+
 /// `--ulimit NAME=SOFT[:HARD]` (-1 for unlimited).
 pub fn parse_ulimit(item: &str) -> Result<PosixRlimit> {
     let (name, values) = item
