@@ -238,6 +238,9 @@ impl Container {
             RootfsPlan::from_spec(spec, rootfs.clone(), opts.bundle.clone(), ns.user)?;
         rootfs_plan.no_pivot = opts.no_pivot;
         rootfs_plan.new_mount_ns = ns.clone_flags & libc::CLONE_NEWNS != 0;
+        if let Some(cg) = guard.cgroup.as_ref() {
+            rootfs_plan.cgroups = hierarchy_dirs(cg, &cgroup_path);
+        }
         // Bind mounts are prepared here as detached trees, with the privileges the init
         // lacks: host root reaches their sources whatever the permissions on the way
         // there (the store is closed to other users), and an idmap needs privileges
@@ -316,6 +319,17 @@ impl Container {
         }
         if ns.user && ns.user_join.is_none() {
             userns::write_maps(pid, &uid_maps, &gid_maps)?;
+        }
+        if let Some(fds) = opts.stdio {
+            let user = plan.process.user();
+            let owner = if ns.user {
+                userns::host_ids_in(pid, user.uid(), user.gid())?
+            } else {
+                Some((user.uid(), user.gid()))
+            };
+            if let Some((uid, gid)) = owner {
+                crate::process::give_stdio_pipes(&fds, uid, gid)?;
+            }
         }
         if ns.user_join.is_some() {
             let (uid, gid) = userns::root_of(pid)?;
@@ -728,6 +742,25 @@ fn with_default_device_rules(
     );
     resources.set_devices(Some(rules));
     resources
+}
+
+/// The directories of `cgroup` (whose path is `path` in every hierarchy), each with the
+/// name of its hierarchy's mount point: `memory` for `/sys/fs/cgroup/memory/ccrun/ID`.
+fn hierarchy_dirs(cgroup: &Cgroup, path: &str) -> Vec<(String, PathBuf)> {
+    let depth = Path::new(path).components().count().saturating_sub(1);
+    cgroup
+        .paths()
+        .into_iter()
+        .map(|dir| {
+            let name = dir
+                .ancestors()
+                .nth(depth)
+                .and_then(|mount| mount.file_name())
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            (name, dir)
+        })
+        .collect()
 }
 
 /// This process's working directory moved to a directory for a while (around the

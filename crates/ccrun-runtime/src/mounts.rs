@@ -375,18 +375,29 @@ fn host_source(bundle: &Path, source: &Path) -> PathBuf {
     }
 }
 
+/// Where a spec's mounts come from: relative bind sources live in the bundle, and a
+/// `cgroup` mount shows the container's own cgroup.
+#[derive(Debug, Clone, Copy)]
+pub struct Sources<'a> {
+    /// The bundle directory.
+    pub bundle: &'a Path,
+    /// The container's cgroup: its directory in every hierarchy, by the name of the
+    /// hierarchy's mount point (`memory`, `cpu,cpuacct`, `unified`, or `` on cgroup v2).
+    pub cgroups: &'a [(String, PathBuf)],
+}
+
 /// Mounts one spec entry into the rootfs open at `root`; `tree` is its detached tree
 /// from [`bind_tree`], if it has one. Runs in the container's mount namespace, before
 /// `pivot_root`.
 pub fn mount_entry(
     root: BorrowedFd<'_>,
-    bundle: &Path,
+    sources: Sources<'_>,
     m: &Mount,
     tree: Option<BorrowedFd<'_>>,
 ) -> Result<()> {
     let dest = m.destination();
     let opts = parse_options(m.options().as_deref().unwrap_or(&[]));
-    mount_entry_base(root, bundle, m, &opts, tree)?;
+    mount_entry_base(root, sources, m, &opts, tree)?;
     if opts.rec_set == 0 && opts.rec_clear == 0 {
         return Ok(());
     }
@@ -397,7 +408,7 @@ pub fn mount_entry(
 
 fn mount_entry_base(
     root: BorrowedFd<'_>,
-    bundle: &Path,
+    sources: Sources<'_>,
     m: &Mount,
     opts: &ParsedOptions,
     tree: Option<BorrowedFd<'_>>,
@@ -411,7 +422,7 @@ fn mount_entry_base(
     let source = m.source().clone().unwrap_or_else(|| PathBuf::from(typ));
 
     if is_bind {
-        let src = host_source(bundle, &source);
+        let src = host_source(sources.bundle, &source);
         // The tree's own root says what it is; without one the source is looked up.
         let is_dir = match tree {
             Some(t) => nix::sys::stat::fstat(t.as_raw_fd())
@@ -451,7 +462,7 @@ fn mount_entry_base(
     }
 
     if typ == "cgroup" {
-        return mount_cgroup(root, dest, opts);
+        return mount_cgroup(root, dest, opts, sources.cgroups);
     }
     let target = fsroot::mkdir_all(root, dest, 0o755)
         .ctx(|| format!("creating mount point {}", dest.display()))?;
@@ -544,21 +555,26 @@ pub fn apply_propagation(target: &Path, props: &[MsFlags]) -> Result<()> {
     Ok(())
 }
 
-/// The spec's `cgroup` mount (runc's default spec, podman and containerd all ask for
-/// one at `/sys/fs/cgroup`). On a pure cgroup v2 host a new cgroup2 mount, which shows
-/// the container's own cgroup namespace; where the kernel refuses it, and on v1 and
-/// hybrid hosts (where a v1 mount per controller would need a cgroup namespace to show
-/// the right subtree), the host's cgroup tree bound recursively, with the entry's
-/// read-only and nosuid/nodev/noexec flags applied to every submount.
-fn mount_cgroup(root: BorrowedFd<'_>, dest: &Path, opts: &ParsedOptions) -> Result<()> {
+/// The spec's `cgroup` mount: the container's own cgroup, as Docker shows it. On a
+/// pure cgroup v2 host a cgroup2 mount, which the container's cgroup namespace roots at
+/// its own cgroup. On v1 and hybrid hosts a tmpfs holding, for every hierarchy the host
+/// mounts under `/sys/fs/cgroup`, a bind mount of the container's cgroup there (so
+/// `memory/memory.limit_in_bytes` is the container's limit, as runc and Docker do).
+/// The mount's flags (`ro`, `nosuid`, …) apply to all of it.
+fn mount_cgroup(
+    root: BorrowedFd<'_>,
+    dest: &Path,
+    opts: &ParsedOptions,
+    cgroups: &[(String, PathBuf)],
+) -> Result<()> {
     let host = Path::new("/sys/fs/cgroup");
     let target = fsroot::mkdir_all(root, dest, 0o755)
         .ctx(|| format!("creating mount point {}", dest.display()))?;
     let target = sys::proc_fd_path(target.as_fd());
+    let flags = opts.flags - MsFlags::MS_REC;
     let pure_v2 = nix::sys::statfs::statfs(host)
         .is_ok_and(|st| st.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC);
     if pure_v2 {
-        let flags = opts.flags - MsFlags::MS_REC;
         match mount(
             Some("cgroup2"),
             &target,
@@ -566,7 +582,12 @@ fn mount_cgroup(root: BorrowedFd<'_>, dest: &Path, opts: &ParsedOptions) -> Resu
             flags,
             None::<&str>,
         ) {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                let mounted = reopen(root, dest)?;
+                return apply_propagation(&sys::proc_fd_path(mounted.as_fd()), &opts.propagation);
+            }
+            // Without a cgroup namespace of its own (or of a user namespace that owns
+            // one), the container cannot mount cgroup2: bind its cgroup instead.
             Err(Errno::EPERM | Errno::EBUSY) => {}
             Err(e) => {
                 return Err(Error::sys(
@@ -575,30 +596,56 @@ fn mount_cgroup(root: BorrowedFd<'_>, dest: &Path, opts: &ParsedOptions) -> Resu
                 ))
             }
         }
-    }
-    mount(
-        Some(host),
-        &target,
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .ctx(|| format!("bind mounting {} on {}", host.display(), dest.display()))?;
-    let mounted = reopen(root, dest)?;
-    let mut attrs = 0;
-    for (flag, attr) in [
-        (MsFlags::MS_RDONLY, sys::MOUNT_ATTR_RDONLY),
-        (MsFlags::MS_NOSUID, sys::MOUNT_ATTR_NOSUID),
-        (MsFlags::MS_NODEV, sys::MOUNT_ATTR_NODEV),
-        (MsFlags::MS_NOEXEC, sys::MOUNT_ATTR_NOEXEC),
-    ] {
-        if opts.flags.contains(flag) {
-            attrs |= attr;
+        let (_, own) = cgroups
+            .first()
+            .ok_or_else(|| Error::Setup("the container has no cgroup to mount".into()))?;
+        mount(
+            Some(own.as_path()),
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .ctx(|| format!("bind mounting {} on {}", own.display(), dest.display()))?;
+    } else {
+        mount(
+            Some("tmpfs"),
+            &target,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            Some("mode=755"),
+        )
+        .ctx(|| format!("mounting a tmpfs on {}", dest.display()))?;
+        for (name, own) in cgroups {
+            let point = dest.join(name);
+            let at = fsroot::mkdir_all(root, &point, 0o755)
+                .ctx(|| format!("creating {}", point.display()))?;
+            mount(
+                Some(own.as_path()),
+                &sys::proc_fd_path(at.as_fd()),
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .ctx(|| format!("bind mounting {} on {}", own.display(), point.display()))?;
+            // `cpu,cpuacct` is also reachable as `cpu` and `cpuacct`, as on the host.
+            if name.contains(',') {
+                let dir =
+                    fsroot::open_path(root, dest).ctx(|| format!("opening {}", dest.display()))?;
+                for alias in name.split(',') {
+                    match nix::unistd::symlinkat(name.as_str(), Some(dir.as_raw_fd()), alias) {
+                        Ok(()) | Err(Errno::EEXIST) => {}
+                        Err(e) => return Err(Error::sys(format!("symlink {alias}"), e)),
+                    }
+                }
+            }
         }
     }
-    if attrs != 0 {
+    let mounted = reopen(root, dest)?;
+    let (set, clear) = attrs_of(flags);
+    if set != 0 || clear != 0 {
         // A bind remount cannot reach the submounts; mount_setattr can.
-        sys::mount_setattr(mounted.as_fd(), true, attrs, 0, None)
+        sys::mount_setattr(mounted.as_fd(), true, set, clear, None)
             .ctx(|| format!("setting the flags of {}", dest.display()))?;
     }
     apply_propagation(&sys::proc_fd_path(mounted.as_fd()), &opts.propagation)

@@ -28,6 +28,9 @@ pub struct RootfsPlan {
     pub readonly: bool,
     /// `linux.rootfsPropagation` (default `MS_PRIVATE|MS_REC`).
     pub propagation: MsFlags,
+    /// The container's cgroup directories, by hierarchy (for the spec's `cgroup` mount;
+    /// see [`mounts::Sources`]).
+    pub cgroups: Vec<(String, PathBuf)>,
     /// The spec set `linux.rootfsPropagation`.
     pub propagation_set: bool,
     /// Detached trees of bind mounts made by the parent (idmapped where asked), by
@@ -86,6 +89,7 @@ impl RootfsPlan {
                 .is_some_and(|p| !p.is_empty()),
             trees: Vec::new(),
             new_mount_ns: true,
+            cgroups: Vec::new(),
             devices: linux
                 .and_then(|l| l.devices().as_ref())
                 .map(|d| d.iter().map(devices::from_spec).collect())
@@ -162,7 +166,11 @@ pub fn setup(
             // inherited through the clone.
             unsafe { BorrowedFd::borrow_raw(*fd) }
         });
-        mounts::mount_entry(root.as_fd(), &plan.bundle, m, tree)?;
+        let sources = mounts::Sources {
+            bundle: &plan.bundle,
+            cgroups: &plan.cgroups,
+        };
+        mounts::mount_entry(root.as_fd(), sources, m, tree)?;
     }
     let mut devs = if plan.default_devices {
         devices::default_devices()
