@@ -68,8 +68,22 @@ pub enum Error {
         reason: &'static str,
     },
 
+    /// Mounting a hidden hierarchy again failed.
+    #[error("{what}: {source}")]
+    Mount {
+        /// What was being mounted where.
+        what: String,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+
     /// No cgroup hierarchy is mounted.
-    #[error("no cgroup or cgroup2 hierarchy is mounted according to {path}")]
+    #[error(
+        "no cgroup or cgroup2 hierarchy is mounted according to {path} (if /sys was \
+         remounted, as `ip netns exec` does, run ccrun through `nsenter --net=/run/netns/NAME` \
+         instead)"
+    )]
     NoHierarchy {
         /// The mountinfo file that was inspected.
         path: PathBuf,

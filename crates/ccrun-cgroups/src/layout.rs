@@ -52,11 +52,18 @@ pub enum Layout {
 }
 
 impl Layout {
-    /// Reads /proc/self/mountinfo.
+    /// Reads /proc/self/mountinfo. In a mount namespace of its own whose fresh `/sys`
+    /// hides the host's hierarchies (`ip netns exec` remounts it), they are first
+    /// mounted again there, privately.
     pub fn detect() -> Result<Layout> {
         let path = Path::new(MOUNTINFO);
         let text = fs::read(path)?;
-        parse(&text, path)
+        match parse(&text, path) {
+            Err(Error::NoHierarchy { .. }) if crate::remount::restore_hidden_hierarchies()? => {
+                parse(&fs::read(path)?, path)
+            }
+            other => other,
+        }
     }
 
     /// Builds the layout described by mountinfo-formatted `text` (as found in

@@ -61,6 +61,7 @@ mod error;
 mod fs;
 mod layout;
 mod limits;
+mod remount;
 mod stats;
 mod v1;
 mod v2;
