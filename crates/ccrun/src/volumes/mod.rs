@@ -139,6 +139,18 @@ pub fn attach(target: &Target<'_>, planned: &[MountRequest]) -> Result<Vec<Mount
                 if b.readonly {
                     options.push("ro".to_string());
                 }
+                if b.idmap {
+                    if target.root_owner == (0, 0) {
+                        bail!(
+                            "-v {}:{}:idmap needs the container's own user namespace \
+                             (not --userns host)",
+                            b.source.display(),
+                            b.destination
+                        );
+                    }
+                    // The container's own mapping, on the submounts too.
+                    options.push(if b.recursive { "ridmap" } else { "idmap" }.to_string());
+                }
                 build_mount(&b.destination, "bind", &b.source, options)?
             }
             MountRequest::Volume(v) => {

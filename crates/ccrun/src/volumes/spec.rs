@@ -38,6 +38,9 @@ pub struct BindRequest {
     pub propagation: String,
     /// Recursive bind (Docker's default; `bind-nonrecursive` turns it off).
     pub recursive: bool,
+    /// `idmap`: mounted with the container's user-namespace mapping, so host owners
+    /// appear as themselves inside and the container's writes land with them.
+    pub idmap: bool,
 }
 
 /// A named or anonymous volume.
@@ -138,7 +141,7 @@ pub fn parse_volume_flag(spec: &str) -> Result<MountRequest> {
     let mut readonly = None;
     let mut label = None;
     let mut propagation = None;
-    let (mut chown, mut nocopy) = (false, false);
+    let (mut chown, mut nocopy, mut idmap) = (false, false, false);
     for opt in mode.split(',').filter(|o| !o.is_empty()) {
         let slot = match opt {
             "ro" | "rw" => &mut readonly,
@@ -146,6 +149,10 @@ pub fn parse_volume_flag(spec: &str) -> Result<MountRequest> {
             p if PROPAGATIONS.contains(&p) => &mut propagation,
             "U" => {
                 chown = true;
+                continue;
+            }
+            "idmap" => {
+                idmap = true;
                 continue;
             }
             "nocopy" => {
@@ -162,21 +169,25 @@ pub fn parse_volume_flag(spec: &str) -> Result<MountRequest> {
         warn_selinux();
     }
     let readonly = readonly == Some("ro");
-    match source {
-        Some(src) if src.starts_with('/') => {
+    match source.map(host_path) {
+        Some(Some(src)) => {
             if nocopy {
                 bail!("{}: nocopy applies to volumes, not bind mounts", invalid());
             }
             Ok(MountRequest::Bind(BindRequest {
-                source: PathBuf::from(src),
+                source: src?,
                 destination,
                 readonly,
                 chown,
                 propagation: propagation.unwrap_or("rprivate").to_string(),
                 recursive: true,
+                idmap,
             }))
         }
         _ => {
+            if idmap {
+                bail!("{}: idmap applies to bind mounts", invalid());
+            }
             if let Some(p) = propagation {
                 bail!(
                     "{}: propagation {p:?} applies to bind mounts only",
@@ -199,6 +210,40 @@ pub fn parse_volume_flag(spec: &str) -> Result<MountRequest> {
     }
 }
 
+/// A bind mount's host path: absolute as given, or relative to the working directory
+/// when it starts with `./` or `../` (or is `.` or `..`), as Docker 23+ and podman
+/// resolve it; `None` for anything else, which names a volume.
+fn host_path(source: &str) -> Option<Result<PathBuf>> {
+    let relative =
+        matches!(source, "." | "..") || source.starts_with("./") || source.starts_with("../");
+    if source.starts_with('/') {
+        Some(Ok(PathBuf::from(source)))
+    } else if relative {
+        Some(
+            std::env::current_dir()
+                .map(|cwd| clean(&cwd.join(source)))
+                .context("resolving a relative bind source against the working directory"),
+        )
+    } else {
+        None
+    }
+}
+
+/// `path` without `.` and `..` components (lexically, as Docker does).
+fn clean(path: &std::path::Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            std::path::Component::Normal(n) => out.push(n),
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 /// A boolean `--mount` value: bare key, `true`/`1` or `false`/`0`.
 fn flag_value(key: &str, value: Option<&str>) -> Result<bool> {
     match value {
@@ -217,6 +262,7 @@ pub fn parse_mount_flag(spec: &str) -> Result<MountRequest> {
     let mut target = None;
     let mut readonly = false;
     let mut chown = false;
+    let mut idmap = false;
     let mut propagation = None;
     let mut recursive = true;
     let mut nocopy = false;
@@ -244,6 +290,7 @@ pub fn parse_mount_flag(spec: &str) -> Result<MountRequest> {
             "destination" | "dst" | "target" => target = Some(required()?.to_string()),
             "readonly" | "ro" => readonly = flag_value(key, value)?,
             "u" | "chown" => chown = flag_value(key, value)?,
+            "idmap" => idmap = flag_value(key, value)?,
             "bind-propagation" => {
                 let p = required()?;
                 if !PROPAGATIONS.contains(&p) {
@@ -283,21 +330,23 @@ pub fn parse_mount_flag(spec: &str) -> Result<MountRequest> {
     match kind.as_str() {
         "bind" => {
             let source = source.with_context(|| format!("{}: src is required", invalid()))?;
-            if !source.starts_with('/') {
+            let Some(source) = host_path(&source) else {
                 bail!(
-                    "{}: the bind source {source:?} must be an absolute path",
+                    "{}: the bind source {source:?} must be an absolute path or start with ./ or ../",
                     invalid()
                 );
-            }
+            };
             Ok(MountRequest::Bind(BindRequest {
-                source: PathBuf::from(source),
+                source: source?,
                 destination,
                 readonly,
                 chown,
                 propagation: propagation.unwrap_or_else(|| "rprivate".to_string()),
                 recursive,
+                idmap,
             }))
         }
+        "volume" | "tmpfs" if idmap => bail!("{}: idmap applies to bind mounts", invalid()),
         "volume" => {
             if let Some(name) = &source {
                 super::store::validate_name(name).with_context(invalid)?;
@@ -352,6 +401,7 @@ mod tests {
             chown: false,
             propagation: "rprivate".into(),
             recursive: true,
+            idmap: false,
         })
     }
 
@@ -394,6 +444,39 @@ mod tests {
             panic!("not a volume");
         };
         assert!(v.nocopy && v.readonly);
+        let MountRequest::Bind(b) = parse_volume_flag("/a:/b:idmap,ro").expect("bind") else {
+            panic!("not a bind");
+        };
+        assert!(b.idmap && b.readonly);
+    }
+
+    #[test]
+    fn relative_bind_sources_resolve_against_the_working_directory() {
+        let cwd = std::env::current_dir().expect("cwd");
+        let MountRequest::Bind(b) =
+            parse_volume_flag("./html:/usr/share/nginx/html").expect("bind")
+        else {
+            panic!("not a bind");
+        };
+        assert_eq!(b.source, cwd.join("html"));
+        let MountRequest::Bind(b) = parse_volume_flag("../x/./y:/y").expect("bind") else {
+            panic!("not a bind");
+        };
+        assert_eq!(b.source, clean(&cwd.join("../x/y")));
+        let MountRequest::Bind(b) = parse_mount_flag("type=bind,src=.,dst=/w,idmap").expect("bind")
+        else {
+            panic!("not a bind");
+        };
+        assert_eq!(b.source, cwd);
+        assert!(b.idmap);
+        // Without ./ it still names a volume.
+        assert!(matches!(
+            parse_volume_flag("html:/x").expect("volume"),
+            MountRequest::Volume(_)
+        ));
+        assert!(parse_volume_flag("vol:/x:idmap").is_err());
+        assert!(parse_mount_flag("type=volume,src=v,dst=/x,idmap").is_err());
+        assert!(parse_mount_flag("type=bind,src=rel,dst=/x").is_err());
     }
 
     #[test]
