@@ -128,14 +128,20 @@ impl Ccrun {
 
     /// A command with `--state` set.
     pub fn cmd(&self) -> Command {
+        self.cmd_with(&self.binary)
+    }
+
+    /// A command running `binary` with this harness's state, root, network and
+    /// environment.
+    fn cmd_with(&self, binary: &Path) -> Command {
         let mut c = match &self.netns {
             Some(ns) => {
-                let mut c = ns.command(self.binary.to_str().expect("utf-8 path"));
+                let mut c = ns.command(binary.to_str().expect("utf-8 path"));
                 c.env_remove("CCRUN_NETWORK");
                 c
             }
             None => {
-                let mut c = Command::new(&self.binary);
+                let mut c = Command::new(binary);
                 // Containers share the test's network stack: a bridge network is only
                 // ever made inside namespaces the tests create (see in_netns).
                 c.env("CCRUN_NETWORK", "host");
@@ -292,7 +298,12 @@ impl Drop for Ccrun {
             for entry in entries.flatten() {
                 let id = entry.file_name().to_string_lossy().into_owned();
                 if id.len() == 64 {
-                    let _ = self.ccrun(&["rm", "-f", &id]);
+                    // The build's binary: a copy under attack may be broken by now.
+                    let _ = self
+                        .cmd_with(Path::new(env!("CARGO_BIN_EXE_ccrun")))
+                        .args(["rm", "-f", &id])
+                        .stdin(Stdio::null())
+                        .output();
                 }
             }
         }
