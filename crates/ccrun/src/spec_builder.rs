@@ -632,7 +632,8 @@ mod tests {
                 "/dev/pts",
                 "/dev/shm",
                 "/dev/mqueue",
-                "/sys"
+                "/sys",
+                "/sys/fs/cgroup"
             ]
         );
     }
