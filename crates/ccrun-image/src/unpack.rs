@@ -157,6 +157,7 @@ impl Tree<'_> {
                 // Other AUFS metadata (.wh..wh.plnk etc.) has no meaning for us.
                 return Ok(0);
             }
+            self.check_whiteout(hidden, &shown)?;
             let hidden = cstring(hidden, &shown, self)?;
             return self.whiteout(parents, &hidden, &shown).map(|_| 0);
         }
@@ -199,6 +200,21 @@ impl Tree<'_> {
                 Ok(0)
             }
         }
+    }
+
+    /// Refuses a whiteout whose target, the name after `.wh.`, is not a plain name in
+    /// the entry's directory: `.wh...` would name the layer's parent (and clearing it
+    /// would delete the layers unpacking next to this one), `.wh..` the directory
+    /// itself, `.wh.` nothing. (The opaque marker needs no such check: it marks the
+    /// directory it is in, which is resolved like any entry's parent.)
+    fn check_whiteout(&self, target: &[u8], shown: &str) -> Result<()> {
+        if matches!(target, b"" | b"." | b"..") || target.contains(&b'/') {
+            return Err(self.bad(format!(
+                "{shown}: whiteout of {:?}, which is not a name in its directory",
+                String::from_utf8_lossy(target)
+            )));
+        }
+        Ok(())
     }
 
     /// Splits a path into components: `.` and a leading `/` dropped (absolute paths

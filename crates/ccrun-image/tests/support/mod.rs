@@ -1,0 +1,89 @@
+//! Shared by the layer tests: a tar writer that takes names verbatim, as an attacker
+//! would write them, and a layer directory inside an outer directory whose other
+//! contents must survive whatever the layer does.
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// Builds a tar with raw (unvalidated) names.
+pub struct Tar(tar::Builder<Vec<u8>>);
+
+impl Tar {
+    /// An empty archive.
+    pub fn new() -> Tar {
+        Tar(tar::Builder::new(Vec::new()))
+    }
+
+    /// Appends one entry; `name` and `link` go into the header unchecked (at most
+    /// 100 bytes each).
+    pub fn entry(
+        &mut self,
+        kind: tar::EntryType,
+        name: &str,
+        link: &str,
+        mode: u32,
+        data: &[u8],
+    ) -> &mut Self {
+        let mut h = tar::Header::new_gnu();
+        {
+            let raw = h.as_old_mut();
+            raw.name = [0; 100];
+            raw.name[..name.len()].copy_from_slice(name.as_bytes());
+            raw.linkname = [0; 100];
+            raw.linkname[..link.len()].copy_from_slice(link.as_bytes());
+        }
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_size(data.len() as u64);
+        h.set_mtime(1_600_000_000);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_cksum();
+        self.0.append(&h, data).expect("append");
+        self
+    }
+
+    /// Appends a regular file with mode 0644.
+    pub fn file(&mut self, name: &str, data: &[u8]) -> &mut Self {
+        self.entry(tar::EntryType::Regular, name, "", 0o644, data)
+    }
+
+    /// The archive so far, with its end-of-archive marker; the builder starts over.
+    pub fn bytes(&mut self) -> Vec<u8> {
+        std::mem::replace(&mut self.0, tar::Builder::new(Vec::new()))
+            .into_inner()
+            .expect("finish")
+    }
+}
+
+/// A layer directory `layer` inside an outer temp dir that also holds a file
+/// `secret` ("keep"): whatever the layer does must leave both alone.
+pub fn setup() -> (tempfile::TempDir, PathBuf) {
+    let outer = tempfile::tempdir().expect("tempdir");
+    let layer = outer.path().join("layer");
+    fs::create_dir(&layer).expect("mkdir");
+    fs::write(outer.path().join("secret"), b"keep").expect("write");
+    (outer, layer)
+}
+
+/// Sorted names in a directory.
+pub fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<_> = fs::read_dir(dir)
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name().into_string().expect("utf8"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Asserts that the outer directory of [`setup`] still holds exactly `layer` and an
+/// intact `secret`.
+pub fn outer_untouched(outer: &Path) {
+    assert_eq!(
+        names(outer),
+        ["layer", "secret"],
+        "something was written or removed outside the layer"
+    );
+    assert_eq!(fs::read(outer.join("secret")).expect("read"), b"keep");
+}
