@@ -8,6 +8,7 @@
 mod support;
 
 use std::fs;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 
 use ccrun_image::unpack::unpack;
@@ -40,4 +41,37 @@ fn whiteouts_naming_dot_or_dotdot_are_refused() {
         fs::remove_dir_all(&sibling).expect("rm sibling");
         outer_untouched(outer.path());
     }
+}
+
+#[test]
+fn sparse_files_keep_their_holes() {
+    let (outer, layer) = setup();
+    let head = [b'h'; 512];
+    let middle = [b'm'; 100];
+    let size = 64 << 20;
+    let mut t = Tar::new();
+    t.sparse("sparse", size, &[(0, &head), (32 << 20, &middle)]);
+    run(&t.bytes(), &layer).expect("unpack");
+    let file = fs::File::open(layer.join("sparse")).expect("open");
+    let meta = file.metadata().expect("stat");
+    assert_eq!(meta.len(), size, "apparent size");
+    assert!(
+        meta.blocks() * 512 <= 1 << 20,
+        "holes were written as zeros: {} bytes allocated",
+        meta.blocks() * 512
+    );
+    let read_at = |offset: u64, len: usize| {
+        let mut buf = vec![0xffu8; len];
+        file.read_exact_at(&mut buf, offset).expect("read");
+        buf
+    };
+    assert_eq!(read_at(0, 512), head);
+    assert_eq!(read_at(32 << 20, 100), middle);
+    for hole in [512, 16 << 20, (32 << 20) + 100, size - 4096] {
+        assert!(
+            read_at(hole, 4096).iter().all(|b| *b == 0),
+            "hole at {hole}"
+        );
+    }
+    outer_untouched(outer.path());
 }
