@@ -86,6 +86,15 @@ pub enum Error {
         /// The offending entry and why.
         message: String,
     },
+    /// A layer would unpack to more than the store's filesystem can spare or
+    /// `CCRUN_MAX_LAYER_SIZE` allows (see [`crate::limits`]).
+    #[error("layer {layer}: {message}")]
+    TooLarge {
+        /// The layer digest.
+        layer: String,
+        /// What is too large, and the limit.
+        message: String,
+    },
     /// The image is not in the store.
     #[error("no such image: {0}")]
     ImageNotFound(String),

@@ -24,6 +24,7 @@ use rustix::fs::{
 use rustix::io::Errno;
 
 use crate::error::{Error, IoContext, Result};
+use crate::limits::{Meter, Metered, ENTRY_COST};
 
 /// The prefix of a whiteout file name in a layer tarball.
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
@@ -42,15 +43,32 @@ pub struct UnpackStats {
 }
 
 /// Unpacks the (already decompressed) tar stream `input` into the existing empty
-/// directory `dest`. `layer` names the layer in errors; `warn` receives
-/// non-fatal problems such as device nodes we may not create. Reads the archive
-/// up to its end-of-archive marker only; the caller drains the rest for hashing.
+/// directory `dest`. `meter` names the layer in errors and counts what it may write
+/// (see [`crate::limits`]): every byte read from `input` and every entry. `warn`
+/// receives non-fatal problems such as device nodes we may not create. Reads `input`
+/// to its end, past the end-of-archive marker too: what follows is part of the
+/// layer's diff-id, and must not be an unmetered way to make us work.
 pub fn unpack<R: Read>(
     input: R,
     dest: &Path,
-    layer: &str,
+    meter: &Meter,
     warn: &dyn Fn(String),
 ) -> Result<UnpackStats> {
+    let result = unpack_metered(meter.reader(input), dest, meter, warn);
+    match (result, meter.exceeded()) {
+        // The tar reader wraps our error in its own words: say it plainly.
+        (Err(_), Some(over)) => Err(over),
+        (result, _) => result,
+    }
+}
+
+fn unpack_metered<R: Read>(
+    mut input: Metered<'_, R>,
+    dest: &Path,
+    meter: &Meter,
+    warn: &dyn Fn(String),
+) -> Result<UnpackStats> {
+    let layer = meter.layer();
     let root = rfs::open(
         dest,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -66,18 +84,25 @@ pub fn unpack<R: Read>(
         warn,
         warned_chown: false,
     };
-    let mut archive = tar::Archive::new(input);
     let mut stats = UnpackStats::default();
-    let entries = archive
-        .entries()
-        .map_err(|e| tree.bad(format!("reading archive: {e}")))?;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| tree.bad(format!("reading archive: {e}")))?;
-        let written = tree.entry(&mut entry)?;
-        stats.entries += 1;
-        stats.bytes += written;
+    {
+        let mut archive = tar::Archive::new(&mut input);
+        let entries = archive
+            .entries()
+            .map_err(|e| tree.bad(format!("reading archive: {e}")))?;
+        for entry in entries {
+            let mut entry = entry.map_err(|e| tree.bad(format!("reading archive: {e}")))?;
+            meter.charge(ENTRY_COST)?;
+            let written = tree.entry(&mut entry, meter)?;
+            stats.entries += 1;
+            stats.bytes += written;
+        }
     }
     tree.finish_dirs()?;
+    io::copy(&mut input, &mut io::sink()).map_err(|source| Error::Stream {
+        what: format!("layer {layer}"),
+        source,
+    })?;
     Ok(stats)
 }
 
@@ -118,7 +143,7 @@ impl Tree<'_> {
         }
     }
 
-    fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<u64> {
+    fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>, meter: &Meter) -> Result<u64> {
         let raw_path = entry.path_bytes().into_owned();
         let shown = String::from_utf8_lossy(&raw_path).into_owned();
         let kind = entry.header().entry_type();
@@ -165,6 +190,12 @@ impl Tree<'_> {
         match kind {
             T::Regular | T::Continuous | T::GNUSparse => {
                 let sparse = kind == T::GNUSparse;
+                if sparse {
+                    // The tar reader fills holes in: the real size less what the
+                    // archive holds. Counted before a byte of them is read.
+                    let stored = entry.header().entry_size().unwrap_or(0);
+                    meter.charge_holes(&shown, entry.size().saturating_sub(stored))?;
+                }
                 self.file(parents, name, entry, sparse, &meta, &shown)
             }
             T::Directory => self.dir(parents, name, &meta, &shown).map(|_| 0),

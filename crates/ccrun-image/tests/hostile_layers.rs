@@ -7,16 +7,16 @@
 
 mod support;
 
+use std::cell::Cell;
 use std::fs;
+use std::io::{BufReader, Read};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 
 use ccrun_image::unpack::unpack;
-use support::{outer_untouched, setup, Tar};
-
-fn run(tar: &[u8], dest: &Path) -> ccrun_image::Result<()> {
-    unpack(tar, dest, "test-layer", &|w| eprintln!("warning: {w}")).map(|_| ())
-}
+use ccrun_image::{decompress, Limits};
+use support::hostile::gzip_bomb;
+use support::{outer_untouched, run, setup, unpack_limited, Tar};
 
 #[test]
 fn whiteouts_naming_dot_or_dotdot_are_refused() {
@@ -74,4 +74,136 @@ fn sparse_files_keep_their_holes() {
         );
     }
     outer_untouched(outer.path());
+}
+
+/// Bytes allocated on disk below `dir` (not following symlinks).
+fn allocated(dir: &Path) -> u64 {
+    let meta = fs::symlink_metadata(dir).expect("stat");
+    let below: u64 = if meta.is_dir() {
+        fs::read_dir(dir)
+            .expect("ls")
+            .map(|e| allocated(&e.expect("entry").path()))
+            .sum()
+    } else {
+        0
+    };
+    meta.blocks() * 512 + below
+}
+
+/// Counts what is read through it.
+struct Counting<'a> {
+    inner: &'a [u8],
+    count: &'a Cell<usize>,
+}
+
+impl Read for Counting<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.set(self.count.get() + n);
+        Ok(n)
+    }
+}
+
+#[test]
+fn gzip_bomb_stops_at_the_layer_limit() {
+    let (outer, layer) = setup();
+    let bomb = gzip_bomb(1 << 30);
+    assert!(bomb.len() < 2 << 20, "the bomb is {} bytes", bomb.len());
+    let read = Cell::new(0);
+    let input = BufReader::new(Counting {
+        inner: &bomb,
+        count: &read,
+    });
+    // 16 MiB keeps the test fast in debug builds, where inflating runs at ~10 MB/s.
+    let meter = Limits::new(&layer, Some(16 << 20))
+        .expect("limits")
+        .meter("sha256:bomb");
+    let decoder = decompress::decoder(input).expect("gzip");
+    let err = unpack(decoder, &layer, &meter, &|w| eprintln!("warning: {w}"))
+        .expect_err("1 GiB is over 16 MiB");
+    assert_eq!(
+        err.to_string(),
+        "layer sha256:bomb: unpacks to more than 16.0 MiB, the limit set by \
+         CCRUN_MAX_LAYER_SIZE; refused"
+    );
+    let used = allocated(&layer);
+    assert!(used <= 16 << 20, "{used} bytes written");
+    assert!(
+        read.get() < bomb.len() / 4,
+        "read {} of {} compressed bytes: reading went on past the limit",
+        read.get(),
+        bomb.len()
+    );
+    outer_untouched(outer.path());
+}
+
+#[test]
+fn sparse_holes_count_against_the_limit_before_they_are_read() {
+    let (outer, layer) = setup();
+    let tail = [b't'; 512];
+    let mut t = Tar::new();
+    t.sparse("huge", 1 << 40, &[((1 << 40) - 512, &tail)]);
+    let err = unpack_limited(&t.bytes(), &layer, Some(64 << 20)).expect_err("1 TiB of holes");
+    let err = err.to_string();
+    assert!(
+        err.starts_with("layer test-layer: huge: sparse file with ")
+            && err.ends_with("the holes of a layer may add up to at most 64.0 MiB, the limit set by CCRUN_MAX_LAYER_SIZE"),
+        "{err}"
+    );
+    assert!(allocated(&layer) < 1 << 20);
+    outer_untouched(outer.path());
+}
+
+/// A tmpfs mounted on a temp dir for one test, detached on drop.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Tmpfs {
+        let dir = tempfile::tempdir().expect("tempdir");
+        nix::mount::mount(
+            Some("tmpfs"),
+            dir.path(),
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some(format!("size={size}").as_str()),
+        )
+        .expect("mount tmpfs (the tests run as root)");
+        Tmpfs { dir }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(self.dir.path(), nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+#[test]
+fn the_layers_of_a_pull_share_the_free_space() {
+    let fs = Tmpfs::mount("64m");
+    let limits = Limits::new(fs.dir.path(), None).expect("limits");
+    let mut t = Tar::new();
+    let tar = t.file("big", &vec![1u8; 40 << 20]).bytes();
+    let (a, b) = (fs.dir.path().join("a"), fs.dir.path().join("b"));
+    for dir in [&a, &b] {
+        fs::create_dir(dir).expect("mkdir");
+    }
+    let warn = |w: String| eprintln!("warning: {w}");
+    unpack(&tar[..], &a, &limits.meter("a"), &warn).expect("the first 40 MiB fit");
+    let err = unpack(&tar[..], &b, &limits.meter("b"), &warn).expect_err("80 MiB do not");
+    let err = err.to_string();
+    assert!(
+        err.starts_with("layer b: the layers of this pull unpack to more than 60.")
+            && err.contains(&format!("the free space of {}", fs.dir.path().display()))
+            && err.ends_with("less a margin of 3.2 MiB; refused"),
+        "{err}"
+    );
+    let left = rustix::fs::statvfs(fs.dir.path()).expect("statvfs");
+    assert!(
+        left.f_bavail * left.f_frsize >= 3 << 20,
+        "the margin was used: {} bytes left",
+        left.f_bavail * left.f_frsize
+    );
 }

@@ -4,14 +4,9 @@ mod support;
 
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
-use std::path::Path;
 
-use ccrun_image::unpack::{unpack, OPAQUE_XATTR};
-use support::{outer_untouched, setup, Tar};
-
-fn run(tar: &[u8], dest: &Path) -> ccrun_image::Result<()> {
-    unpack(tar, dest, "test-layer", &|w| eprintln!("warning: {w}")).map(|_| ())
-}
+use ccrun_image::unpack::OPAQUE_XATTR;
+use support::{outer_untouched, run, setup, Tar};
 
 #[test]
 fn unpacks_by_oci_rules() {

@@ -3,8 +3,25 @@
 //! contents must survive whatever the layer does.
 #![allow(dead_code)]
 
+pub mod hostile;
+
 use std::fs;
 use std::path::{Path, PathBuf};
+
+use ccrun_image::unpack::unpack;
+use ccrun_image::Limits;
+
+/// Unpacks `tar` into `dest` as layer `test-layer`, with the free-space limit of
+/// `dest`'s filesystem and `per_layer` as `CCRUN_MAX_LAYER_SIZE`.
+pub fn unpack_limited(tar: &[u8], dest: &Path, per_layer: Option<u64>) -> ccrun_image::Result<()> {
+    let meter = Limits::new(dest, per_layer)?.meter("test-layer");
+    unpack(tar, dest, &meter, &|w| eprintln!("warning: {w}")).map(|_| ())
+}
+
+/// [`unpack_limited`] without a per-layer limit.
+pub fn run(tar: &[u8], dest: &Path) -> ccrun_image::Result<()> {
+    unpack_limited(tar, dest, None)
+}
 
 /// Builds a tar with raw (unvalidated) names.
 pub struct Tar(tar::Builder<Vec<u8>>);

@@ -1,0 +1,67 @@
+//! Hostile layer archives that are cheap to make: decompression bombs and trees
+//! deeper than the fd limit or a thread's stack. Shared with the engine's tests
+//! (`crates/ccrun/tests/hostile_images.rs` includes this file), which push them to
+//! a registry.
+#![allow(dead_code)]
+
+use std::io::Write;
+
+/// A gzip stream of a tar holding one file of `zeros` zero bytes (a multiple of 512),
+/// written as many gzip members (which decoders must accept, as some tools write
+/// them) so that the 1 MiB member of zeros is compressed once and repeated: about
+/// 1000 times smaller than what it unpacks to, and fast to build even unoptimized.
+pub fn gzip_bomb(zeros: u64) -> Vec<u8> {
+    let mut header = tar::Header::new_gnu();
+    header.set_path("zeros").expect("path");
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_mode(0o644);
+    header.set_size(zeros);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(1_600_000_000);
+    header.set_cksum();
+    let mut out = gzip(header.as_bytes());
+    let chunk = 1 << 20;
+    let member = gzip(&vec![0u8; chunk]);
+    // The file, then at least the two zero blocks that end the archive.
+    for _ in 0..(zeros + 1024).div_ceil(chunk as u64) {
+        out.extend_from_slice(&member);
+    }
+    out
+}
+
+/// One gzip member of `data`, compressed as well as gzip can (about 1000:1 for zeros).
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(data).expect("gzip");
+    gz.finish().expect("gzip")
+}
+
+/// The path of the file at the bottom of [`deep_tree`]: `depth` directories `d`.
+pub fn deep_path(depth: usize) -> String {
+    format!("{}file", "d/".repeat(depth))
+}
+
+/// An uncompressed tar with a file `depth` directories down (paths as GNU long
+/// names). With `dir_entries`, every directory has an entry of its own (mode 0750),
+/// as `tar` writes them; otherwise they are implied by the file's path.
+pub fn deep_tree(depth: usize, dir_entries: bool) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut add = |kind: tar::EntryType, path: &str, mode: u32, data: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_size(data.len() as u64);
+        h.set_mtime(1_600_000_000);
+        h.set_uid(0);
+        h.set_gid(0);
+        b.append_data(&mut h, path, data).expect("append");
+    };
+    if dir_entries {
+        for level in 1..=depth {
+            add(tar::EntryType::Directory, &"d/".repeat(level), 0o750, b"");
+        }
+    }
+    add(tar::EntryType::Regular, &deep_path(depth), 0o644, b"bottom");
+    b.into_inner().expect("tar")
+}
