@@ -12,7 +12,7 @@ use oci_spec::image::{Descriptor, ImageConfiguration, ImageManifest, MediaType};
 use crate::auth::{default_config_path, DockerConfig};
 use crate::decompress;
 use crate::digest::{Digest, HashingReader};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::limits::Limits;
 use crate::manifest::{self, Fetched};
@@ -372,11 +372,7 @@ impl Fetcher<'_> {
             progress,
             ..
         } = *self;
-        let tmp = store
-            .tmp_root()
-            .join(format!("layer-{}", job.diff_id.hex()));
-        fsutil::remove_tree(&tmp)?;
-        std::fs::create_dir(&tmp).ctx("creating", &tmp)?;
+        let tmp = store.tmp_dir(lock, &format!("layer-{}", job.diff_id.hex()))?;
         let meter = self.limits.meter(&job.digest.to_string());
         let result = (|| {
             let body = Watched {

@@ -10,13 +10,15 @@ mod support;
 use std::cell::Cell;
 use std::fs;
 use std::io::{BufReader, Read};
-use std::os::unix::fs::{FileExt, MetadataExt};
-use std::path::Path;
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use ccrun_image::unpack::unpack;
-use ccrun_image::{decompress, Limits};
-use support::hostile::gzip_bomb;
-use support::{outer_untouched, run, setup, unpack_limited, Tar};
+use ccrun_image::{decompress, Digest, ImageRecord, ImageUsage, Limits, Store};
+use support::hostile::{deep_tree, gzip_bomb};
+use support::{outer_untouched, run, setup, unpack_limited, Tar, Tmpfs};
 
 #[test]
 fn whiteouts_naming_dot_or_dotdot_are_refused() {
@@ -154,32 +156,6 @@ fn sparse_holes_count_against_the_limit_before_they_are_read() {
     outer_untouched(outer.path());
 }
 
-/// A tmpfs mounted on a temp dir for one test, detached on drop.
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn mount(size: &str) -> Tmpfs {
-        let dir = tempfile::tempdir().expect("tempdir");
-        nix::mount::mount(
-            Some("tmpfs"),
-            dir.path(),
-            Some("tmpfs"),
-            nix::mount::MsFlags::empty(),
-            Some(format!("size={size}").as_str()),
-        )
-        .expect("mount tmpfs (the tests run as root)");
-        Tmpfs { dir }
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = nix::mount::umount2(self.dir.path(), nix::mount::MntFlags::MNT_DETACH);
-    }
-}
-
 #[test]
 fn the_layers_of_a_pull_share_the_free_space() {
     let fs = Tmpfs::mount("64m");
@@ -206,4 +182,198 @@ fn the_layers_of_a_pull_share_the_free_space() {
         "the margin was used: {} bytes left",
         left.f_bavail * left.f_frsize
     );
+}
+
+/// Containers use nothing: every layer no image lists is garbage.
+struct NoContainers;
+
+impl ImageUsage for NoContainers {
+    fn containers_using(&self, _image: &ImageRecord) -> ccrun_image::Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+
+    fn layers_in_use(&self) -> ccrun_image::Result<Vec<PathBuf>> {
+        Ok(Vec::new())
+    }
+}
+
+/// Names the store directory a re-executed test works in (see [`in_child`]).
+const CHILD_ENV: &str = "HOSTILE_LAYERS_CHILD";
+
+/// Runs test `name` again in a child process of this test binary with `RLIMIT_NOFILE`
+/// at 1024 (a common default), the child seeing `dir` in [`CHILD_ENV`]; returns
+/// whether it passed. The harness process keeps its own limit.
+fn in_child(name: &str, dir: &Path) -> bool {
+    let mut cmd = Command::new(std::env::current_exe().expect("test binary"));
+    cmd.args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, dir);
+    // SAFETY: setrlimit is async-signal-safe, and only lowers the child's own limit.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 1024,
+                rlim_max: 1024,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.status().expect("run the test binary").success()
+}
+
+#[test]
+fn deep_layer_unpacks_measures_and_is_removed_with_1024_fds() {
+    let Some(dir) = std::env::var_os(CHILD_ENV) else {
+        // On a tmpfs: ext4 takes seconds to make and remove 5000 directories when
+        // its inode allocator is busy, and the fd and stack use is the same anywhere.
+        let root = Tmpfs::mount("256m");
+        assert!(
+            in_child(
+                "deep_layer_unpacks_measures_and_is_removed_with_1024_fds",
+                root.dir.path()
+            ),
+            "the child failed: see its output above"
+        );
+        return;
+    };
+    let store = Store::open(Path::new(&dir)).expect("store");
+    let diff_id = Digest::of(b"deep");
+    let layer = store.layer_dir(&diff_id);
+    fs::create_dir(&layer).expect("layer dir");
+    let tar = deep_tree(5000, Some(50));
+    let meter = Limits::new(&layer, None).expect("limits").meter("deep");
+    unpack(&tar[..], &layer, &meter, &|w| eprintln!("warning: {w}")).expect("unpack");
+    // Below PATH_MAX the modes are there; the bottom is only reachable step by step.
+    let explicit = fs::metadata(layer.join("d/".repeat(50))).expect("stat");
+    assert_eq!(explicit.permissions().mode() & 0o7777, 0o750);
+    assert_eq!(
+        ccrun_image::tree_size(&layer),
+        6,
+        "the bottom file's 6 bytes"
+    );
+    let lock = store.lock().expect("lock");
+    let freed = store.gc(&lock, &NoContainers).expect("gc");
+    assert_eq!((freed.layers, freed.bytes), (1, 6));
+    assert!(!layer.exists());
+    assert!(support::names(&store.dir().join("tmp")).is_empty());
+}
+
+#[test]
+fn a_layer_deeper_than_the_limit_is_refused() {
+    let (outer, layer) = setup();
+    let err = run(&deep_tree(30_000, None), &layer).expect_err("30000 deep");
+    let err = err.to_string();
+    assert!(
+        err.starts_with("layer test-layer: d/d/d/")
+            && err.ends_with("30001 levels deep; at most 8192 are allowed"),
+        "{}",
+        &err[err.len().saturating_sub(200)..]
+    );
+    outer_untouched(outer.path());
+}
+
+#[test]
+fn deep_debris_in_tmp_does_not_block_the_store() {
+    // On a tmpfs: 30000 directories take ext4 mounted with `discard` a minute.
+    let root = Tmpfs::mount("256m");
+    let store = Store::open(root.dir.path()).expect("store");
+    // What a crashed unpack of a 30000-deep layer left, made step by step.
+    let mut dir = fs::File::open(store.dir().join("tmp")).expect("tmp");
+    for name in ["layer-debris"]
+        .into_iter()
+        .chain(std::iter::repeat_n("d", 30_000))
+    {
+        rustix::fs::mkdirat(&dir, name, rustix::fs::Mode::from_raw_mode(0o755)).expect("mkdir");
+        dir = fs::File::from(
+            rustix::fs::openat(
+                &dir,
+                name,
+                rustix::fs::OFlags::DIRECTORY,
+                rustix::fs::Mode::empty(),
+            )
+            .expect("open"),
+        );
+    }
+    drop(dir);
+    drop(store.lock().expect("the lock clears tmp"));
+    assert!(support::names(&store.dir().join("tmp")).is_empty());
+}
+
+#[test]
+fn gc_goes_on_past_a_layer_it_cannot_remove_and_reports_it() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(root.path()).expect("store");
+    let layers: Vec<Digest> = (0..3).map(|i| Digest::of(&[i])).collect();
+    for d in &layers {
+        fs::create_dir_all(store.layer_dir(d).join("etc")).expect("layer");
+        fs::write(store.layer_dir(d).join("etc/file"), b"data").expect("file");
+    }
+    let stuck = store.layer_dir(&layers[1]).join("etc/file");
+    let immutable = Immutable::set(&stuck);
+    let lock = store.lock().expect("lock");
+    let err = store.gc(&lock, &NoContainers).expect_err("one layer stays");
+    let text = err.to_string();
+    assert!(
+        text.starts_with("could not remove 1 of the unused objects (the others were removed): ")
+            && text.contains(layers[1].hex())
+            && text.contains("Operation not permitted"),
+        "{text}"
+    );
+    let ccrun_image::Error::GcIncomplete { freed, failures } = &err else {
+        panic!("not a GcIncomplete: {err:?}");
+    };
+    assert_eq!((freed.layers, failures.len()), (2, 1));
+    assert!(
+        support::names(&store.dir().join("layers")).is_empty(),
+        "the stuck layer is out of the store"
+    );
+    drop(lock);
+    // Until the file can go, every lock warns about it and goes on.
+    drop(store.lock().expect("debris does not block the lock"));
+    drop(immutable);
+    drop(store.lock().expect("lock"));
+    assert!(support::names(&store.dir().join("tmp")).is_empty());
+}
+
+/// `chattr +i` on a file, found again wherever it moved and undone on drop.
+struct Immutable {
+    name: std::ffi::OsString,
+    root: PathBuf,
+}
+
+impl Immutable {
+    /// Makes `path` immutable; it may later move anywhere below the grandparent of
+    /// its layer directory (the store's `image/`).
+    fn set(path: &Path) -> Immutable {
+        let out = Command::new("chattr")
+            .arg("+i")
+            .arg(path)
+            .output()
+            .expect("chattr");
+        assert!(
+            out.status.success(),
+            "chattr +i (needs a filesystem with the immutable flag, as ext4): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Immutable {
+            name: path.file_name().expect("name").to_owned(),
+            root: path.ancestors().nth(4).expect("image dir").to_path_buf(),
+        }
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let found = Command::new("find")
+            .arg(&self.root)
+            .arg("-name")
+            .arg(&self.name)
+            .output()
+            .expect("find");
+        for line in String::from_utf8_lossy(&found.stdout).lines() {
+            let _ = Command::new("chattr").arg("-i").arg(line).status();
+        }
+    }
 }

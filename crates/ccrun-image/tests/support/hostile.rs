@@ -43,9 +43,11 @@ pub fn deep_path(depth: usize) -> String {
 }
 
 /// An uncompressed tar with a file `depth` directories down (paths as GNU long
-/// names). With `dir_entries`, every directory has an entry of its own (mode 0750),
-/// as `tar` writes them; otherwise they are implied by the file's path.
-pub fn deep_tree(depth: usize, dir_entries: bool) -> Vec<u8> {
+/// names). Every `dir_every`-th directory also has an entry of its own (mode 0750),
+/// as `tar` writes them; the others are implied by the paths below them. (An entry
+/// for each level would make the archive quadratic in the depth, slow to unpack in a
+/// debug build, without testing more.)
+pub fn deep_tree(depth: usize, dir_every: Option<usize>) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     let mut add = |kind: tar::EntryType, path: &str, mode: u32, data: &[u8]| {
         let mut h = tar::Header::new_gnu();
@@ -57,8 +59,8 @@ pub fn deep_tree(depth: usize, dir_entries: bool) -> Vec<u8> {
         h.set_gid(0);
         b.append_data(&mut h, path, data).expect("append");
     };
-    if dir_entries {
-        for level in 1..=depth {
+    if let Some(every) = dir_every {
+        for level in (every..=depth).step_by(every) {
             add(tar::EntryType::Directory, &"d/".repeat(level), 0o750, b"");
         }
     }

@@ -130,3 +130,31 @@ pub fn outer_untouched(outer: &Path) {
     );
     assert_eq!(fs::read(outer.join("secret")).expect("read"), b"keep");
 }
+
+/// A tmpfs mounted on a temp dir for one test, detached on drop.
+pub struct Tmpfs {
+    /// The mount point.
+    pub dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (`64m`); the tests run as root.
+    pub fn mount(size: &str) -> Tmpfs {
+        let dir = tempfile::tempdir().expect("tempdir");
+        nix::mount::mount(
+            Some("tmpfs"),
+            dir.path(),
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some(format!("size={size}").as_str()),
+        )
+        .expect("mount tmpfs (the tests run as root)");
+        Tmpfs { dir }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(self.dir.path(), nix::mount::MntFlags::MNT_DETACH);
+    }
+}
