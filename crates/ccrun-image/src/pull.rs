@@ -395,6 +395,17 @@ impl Fetcher<'_> {
                 return Err(e);
             }
             let drained = io::copy(&mut compressed, &mut io::sink());
+            if compressed.get_mut().inner.sent_too_much() {
+                // What was hashed is a prefix: its digest would only mislead.
+                return Err(Error::InvalidContent {
+                    what: format!("layer {}", job.digest),
+                    message: format!(
+                        "expected {} bytes (the size its descriptor declares), the registry \
+                         sent more",
+                        job.descriptor.size()
+                    ),
+                });
+            }
             let size = compressed.count();
             let (digest, _) = compressed.finish();
             let diff_id = match unpacked {
