@@ -17,7 +17,7 @@ use std::process::Command;
 
 use ccrun_image::unpack::unpack;
 use ccrun_image::{decompress, Digest, ImageRecord, ImageUsage, Limits, Store};
-use support::hostile::{deep_tree, gzip_bomb};
+use support::hostile::{deep_tree, gzip_bomb, Immutable};
 use support::{outer_untouched, run, setup, unpack_limited, Tar, Tmpfs};
 
 #[test]
@@ -311,7 +311,7 @@ fn gc_goes_on_past_a_layer_it_cannot_remove_and_reports_it() {
         fs::write(store.layer_dir(d).join("etc/file"), b"data").expect("file");
     }
     let stuck = store.layer_dir(&layers[1]).join("etc/file");
-    let immutable = Immutable::set(&stuck);
+    let immutable = Immutable::set(&stuck, store.dir());
     let lock = store.lock().expect("lock");
     let err = store.gc(&lock, &NoContainers).expect_err("one layer stays");
     let text = err.to_string();
@@ -335,45 +335,4 @@ fn gc_goes_on_past_a_layer_it_cannot_remove_and_reports_it() {
     drop(immutable);
     drop(store.lock().expect("lock"));
     assert!(support::names(&store.dir().join("tmp")).is_empty());
-}
-
-/// `chattr +i` on a file, found again wherever it moved and undone on drop.
-struct Immutable {
-    name: std::ffi::OsString,
-    root: PathBuf,
-}
-
-impl Immutable {
-    /// Makes `path` immutable; it may later move anywhere below the grandparent of
-    /// its layer directory (the store's `image/`).
-    fn set(path: &Path) -> Immutable {
-        let out = Command::new("chattr")
-            .arg("+i")
-            .arg(path)
-            .output()
-            .expect("chattr");
-        assert!(
-            out.status.success(),
-            "chattr +i (needs a filesystem with the immutable flag, as ext4): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Immutable {
-            name: path.file_name().expect("name").to_owned(),
-            root: path.ancestors().nth(4).expect("image dir").to_path_buf(),
-        }
-    }
-}
-
-impl Drop for Immutable {
-    fn drop(&mut self) {
-        let found = Command::new("find")
-            .arg(&self.root)
-            .arg("-name")
-            .arg(&self.name)
-            .output()
-            .expect("find");
-        for line in String::from_utf8_lossy(&found.stdout).lines() {
-            let _ = Command::new("chattr").arg("-i").arg(line).status();
-        }
-    }
 }

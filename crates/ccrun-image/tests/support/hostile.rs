@@ -5,6 +5,8 @@
 #![allow(dead_code)]
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 /// A gzip stream of a tar holding one file of `zeros` zero bytes (a multiple of 512),
 /// written as many gzip members (which decoders must accept, as some tools write
@@ -66,4 +68,45 @@ pub fn deep_tree(depth: usize, dir_every: Option<usize>) -> Vec<u8> {
     }
     add(tar::EntryType::Regular, &deep_path(depth), 0o644, b"bottom");
     b.into_inner().expect("tar")
+}
+
+/// `chattr +i` on a file, which even root cannot then remove; undone on drop wherever
+/// the file has moved below `root` meanwhile (a store moves layers aside).
+pub struct Immutable {
+    name: std::ffi::OsString,
+    root: PathBuf,
+}
+
+impl Immutable {
+    /// Makes `path` immutable; `root` is where to look for it on drop.
+    pub fn set(path: &Path, root: &Path) -> Immutable {
+        let out = Command::new("chattr")
+            .arg("+i")
+            .arg(path)
+            .output()
+            .expect("chattr");
+        assert!(
+            out.status.success(),
+            "chattr +i (needs a filesystem with the immutable flag, as ext4): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Immutable {
+            name: path.file_name().expect("name").to_owned(),
+            root: root.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let found = Command::new("find")
+            .arg(&self.root)
+            .arg("-name")
+            .arg(&self.name)
+            .output()
+            .expect("find");
+        for line in String::from_utf8_lossy(&found.stdout).lines() {
+            let _ = Command::new("chattr").arg("-i").arg(line).status();
+        }
+    }
 }
