@@ -491,42 +491,24 @@ impl Store {
                 keep_layers.insert(name.to_string_lossy().into_owned());
             }
         }
-        let mut stats = GcStats::default();
         let mut failures = Vec::new();
-        let blobs = self.dir.join("blobs/sha256");
-        for entry in fs::read_dir(&blobs).ctx("listing", &blobs)? {
-            let removed = entry.ctx("listing", &blobs).and_then(|entry| {
-                if keep_blobs.contains(entry.file_name().to_string_lossy().as_ref()) {
-                    return Ok(None);
-                }
-                fsutil::remove_tree_counted(&entry.path()).map(Some)
-            });
-            match removed {
-                Ok(Some(bytes)) => {
-                    stats.bytes += bytes;
-                    stats.blobs += 1;
-                }
-                Ok(None) => {}
-                Err(e) => failures.push(e),
-            }
-        }
-        let layers = self.dir.join("layers");
-        for entry in fs::read_dir(&layers).ctx("listing", &layers)? {
-            let removed = entry.ctx("listing", &layers).and_then(|entry| {
-                if keep_layers.contains(entry.file_name().to_string_lossy().as_ref()) {
-                    return Ok(None);
-                }
-                self.discard_layer(&entry.path()).map(Some)
-            });
-            match removed {
-                Ok(Some(bytes)) => {
-                    stats.bytes += bytes;
-                    stats.layers += 1;
-                }
-                Ok(None) => {}
-                Err(e) => failures.push(e),
-            }
-        }
+        let (blobs, blob_bytes) = sweep(
+            &self.dir.join("blobs/sha256"),
+            &keep_blobs,
+            fsutil::remove_tree_counted,
+            &mut failures,
+        )?;
+        let (layers, layer_bytes) = sweep(
+            &self.dir.join("layers"),
+            &keep_layers,
+            |dir| self.discard_layer(dir),
+            &mut failures,
+        )?;
+        let stats = GcStats {
+            layers,
+            blobs,
+            bytes: blob_bytes + layer_bytes,
+        };
         if failures.is_empty() {
             Ok(stats)
         } else {
@@ -536,6 +518,35 @@ impl Store {
             })
         }
     }
+}
+
+/// Removes with `remove` the entries of `dir` whose names `keep` lacks; returns how
+/// many went and the bytes `remove` reported, and collects its failures instead of
+/// stopping at the first.
+fn sweep(
+    dir: &Path,
+    keep: &BTreeSet<String>,
+    remove: impl Fn(&Path) -> Result<u64>,
+    failures: &mut Vec<Error>,
+) -> Result<(usize, u64)> {
+    let (mut removed, mut bytes) = (0, 0);
+    for entry in fs::read_dir(dir).ctx("listing", dir)? {
+        let gone = entry.ctx("listing", dir).and_then(|entry| {
+            if keep.contains(entry.file_name().to_string_lossy().as_ref()) {
+                return Ok(None);
+            }
+            remove(&entry.path()).map(Some)
+        });
+        match gone {
+            Ok(Some(freed)) => {
+                removed += 1;
+                bytes += freed;
+            }
+            Ok(None) => {}
+            Err(e) => failures.push(e),
+        }
+    }
+    Ok((removed, bytes))
 }
 
 /// The hex part of something that may be an image id: `sha256:<hex>` or 4–64 hex digits.

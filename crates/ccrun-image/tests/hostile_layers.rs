@@ -11,13 +11,12 @@ use std::cell::Cell;
 use std::fs;
 use std::io::{BufReader, Read};
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use ccrun_image::unpack::unpack;
 use ccrun_image::{decompress, Digest, ImageRecord, ImageUsage, Limits, Store};
-use support::hostile::{deep_tree, gzip_bomb, Immutable};
+use support::hostile::{deep_tree, gzip_bomb, with_1024_fds, Immutable};
 use support::{outer_untouched, run, setup, unpack_limited, Tar, Tmpfs};
 
 #[test]
@@ -207,19 +206,7 @@ fn in_child(name: &str, dir: &Path) -> bool {
     let mut cmd = Command::new(std::env::current_exe().expect("test binary"));
     cmd.args(["--exact", name, "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, dir);
-    // SAFETY: setrlimit is async-signal-safe, and only lowers the child's own limit.
-    unsafe {
-        cmd.pre_exec(|| {
-            let limit = libc::rlimit {
-                rlim_cur: 1024,
-                rlim_max: 1024,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    with_1024_fds(&mut cmd);
     cmd.status().expect("run the test binary").success()
 }
 

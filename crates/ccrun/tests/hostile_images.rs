@@ -20,7 +20,6 @@ mod registry;
 
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::process::Output;
 
 use ccrun_image::{Digest, Store};
@@ -80,6 +79,17 @@ impl Fixture {
         env
     }
 
+    /// Pushes, pulls and removes a small new image: the store still works.
+    fn later_pull_works(&mut self, env: &Env) {
+        let small = layer(
+            &[Entry::File("hello".into(), b"hi".to_vec(), 0o644, 0)],
+            Comp::Gzip,
+        );
+        let (later, _) = self.push("later", &[&small]);
+        env.ok(&["pull", "-q", &later]);
+        env.ok(&["rmi", &later]);
+    }
+
     /// After a refusal: nothing left in `tmp/`, the good image still listed and still
     /// running, and its layer the only one.
     fn store_intact(&self, env: &Env) {
@@ -128,23 +138,11 @@ fn one_line_125(out: &Output) -> String {
     lines[0].to_string()
 }
 
-/// Runs ccrun with `RLIMIT_NOFILE` at 1024, a common default.
+/// Runs ccrun with `RLIMIT_NOFILE` at 1024.
 fn with_1024_fds(env: &Env, args: &[&str]) -> Output {
-    let mut cmd = env.cmd(args);
-    // SAFETY: setrlimit is async-signal-safe and only lowers the child's own limit.
-    unsafe {
-        cmd.pre_exec(|| {
-            let limit = libc::rlimit {
-                rlim_cur: 1024,
-                rlim_max: 1024,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    cmd.output().expect("run ccrun")
+    hostile::with_1024_fds(&mut env.cmd(args))
+        .output()
+        .expect("run ccrun")
 }
 
 #[test]
@@ -192,13 +190,7 @@ fn gzip_bomb_is_refused_at_the_size_limit() {
         "{err}"
     );
     f.store_intact(&env);
-    // Later pulls work.
-    let small = layer(
-        &[Entry::File("hello".into(), b"hi".to_vec(), 0o644, 0)],
-        Comp::Gzip,
-    );
-    let (later, _) = f.push("later", &[&small]);
-    env.ok(&["pull", "-q", &later]);
+    f.later_pull_works(&env);
 
     let out = env
         .cmd(&["pull", &name])
@@ -249,13 +241,7 @@ fn too_deep_layer_is_refused_and_the_next_pull_works() {
     );
     assert!(err.len() < 500, "one readable line: {err}");
     f.store_intact(&env);
-    let small = layer(
-        &[Entry::File("hello".into(), b"hi".to_vec(), 0o644, 0)],
-        Comp::Gzip,
-    );
-    let (later, _) = f.push("later", &[&small]);
-    env.ok(&["pull", "-q", &later]);
-    env.ok(&["rmi", &later]);
+    f.later_pull_works(&env);
     f.store_intact(&env);
 }
 

@@ -5,22 +5,29 @@
 #![allow(dead_code)]
 
 use std::io::Write;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// A GNU header for an entry of `size` bytes owned by root, path not yet set.
+pub fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_mode(mode);
+    h.set_size(size);
+    h.set_mtime(1_600_000_000);
+    h.set_uid(0);
+    h.set_gid(0);
+    h
+}
 
 /// A gzip stream of a tar holding one file of `zeros` zero bytes (a multiple of 512),
 /// written as many gzip members (which decoders must accept, as some tools write
 /// them) so that the 1 MiB member of zeros is compressed once and repeated: about
 /// 1000 times smaller than what it unpacks to, and fast to build even unoptimized.
 pub fn gzip_bomb(zeros: u64) -> Vec<u8> {
-    let mut header = tar::Header::new_gnu();
+    let mut header = header(tar::EntryType::Regular, 0o644, zeros);
     header.set_path("zeros").expect("path");
-    header.set_entry_type(tar::EntryType::Regular);
-    header.set_mode(0o644);
-    header.set_size(zeros);
-    header.set_uid(0);
-    header.set_gid(0);
-    header.set_mtime(1_600_000_000);
     header.set_cksum();
     let mut out = gzip(header.as_bytes());
     let chunk = 1 << 20;
@@ -52,13 +59,7 @@ pub fn deep_path(depth: usize) -> String {
 pub fn deep_tree(depth: usize, dir_every: Option<usize>) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     let mut add = |kind: tar::EntryType, path: &str, mode: u32, data: &[u8]| {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(kind);
-        h.set_mode(mode);
-        h.set_size(data.len() as u64);
-        h.set_mtime(1_600_000_000);
-        h.set_uid(0);
-        h.set_gid(0);
+        let mut h = header(kind, mode, data.len() as u64);
         b.append_data(&mut h, path, data).expect("append");
     };
     if let Some(every) = dir_every {
@@ -108,5 +109,23 @@ impl Drop for Immutable {
         for line in String::from_utf8_lossy(&found.stdout).lines() {
             let _ = Command::new("chattr").arg("-i").arg(line).status();
         }
+    }
+}
+
+/// Makes `cmd` run with `RLIMIT_NOFILE` at 1024, a common default (the test process
+/// keeps its own).
+pub fn with_1024_fds(cmd: &mut Command) -> &mut Command {
+    // SAFETY: setrlimit is async-signal-safe, and only lowers the child's own limit.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 1024,
+                rlim_max: 1024,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
     }
 }

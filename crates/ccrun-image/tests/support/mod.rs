@@ -42,7 +42,7 @@ impl Tar {
         mode: u32,
         data: &[u8],
     ) -> &mut Self {
-        let mut h = tar::Header::new_gnu();
+        let mut h = hostile::header(kind, mode, data.len() as u64);
         {
             let raw = h.as_old_mut();
             raw.name = [0; 100];
@@ -50,12 +50,6 @@ impl Tar {
             raw.linkname = [0; 100];
             raw.linkname[..link.len()].copy_from_slice(link.as_bytes());
         }
-        h.set_entry_type(kind);
-        h.set_mode(mode);
-        h.set_size(data.len() as u64);
-        h.set_mtime(1_600_000_000);
-        h.set_uid(0);
-        h.set_gid(0);
         h.set_cksum();
         self.0.append(&h, data).expect("append");
         self
@@ -67,19 +61,13 @@ impl Tar {
     }
 
     /// Appends a GNU sparse file of `real_size` bytes whose data is `blocks` (offset,
-    /// bytes; every block but the last a multiple of 512 bytes long) and the rest holes.
-    /// At most three blocks: they and the end marker fit in the main header. As GNU tar does, a final
-    /// empty block at `real_size` marks a trailing hole.
+    /// bytes; every block but the last a multiple of 512 bytes long) and the rest
+    /// holes. At most three blocks: they and the end marker fit in the main header.
+    /// As GNU tar does, a final empty block at `real_size` marks a trailing hole.
     pub fn sparse(&mut self, name: &str, real_size: u64, blocks: &[(u64, &[u8])]) -> &mut Self {
-        let mut h = tar::Header::new_gnu();
-        h.set_path(name).expect("path");
-        h.set_entry_type(tar::EntryType::GNUSparse);
-        h.set_mode(0o644);
-        h.set_mtime(1_600_000_000);
-        h.set_uid(0);
-        h.set_gid(0);
         let data: Vec<u8> = blocks.iter().flat_map(|(_, b)| b.iter().copied()).collect();
-        h.set_size(data.len() as u64);
+        let mut h = hostile::header(tar::EntryType::GNUSparse, 0o644, data.len() as u64);
+        h.set_path(name).expect("path");
         let gnu = h.as_gnu_mut().expect("gnu header");
         gnu.set_real_size(real_size);
         let end: (u64, &[u8]) = (real_size, &[]);
