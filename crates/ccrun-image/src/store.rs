@@ -130,7 +130,7 @@ impl Store {
     /// then clears `tmp/`, whose contents can only be left over from a killed process
     /// or a removal that failed. What cannot be removed is a warning, never an error:
     /// debris must not stop every later pull and rmi (new work never reuses a name in
-    /// `tmp/`, see [`Store::tmp_dir`]).
+    /// `tmp/`).
     pub fn lock(&self) -> Result<StoreLock> {
         let path = self.dir.join("lock");
         let file = OpenOptions::new()

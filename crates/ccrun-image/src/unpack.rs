@@ -29,10 +29,11 @@ use crate::limits::{Meter, Metered, ENTRY_COST};
 
 /// The prefix of a whiteout file name in a layer tarball.
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
-/// The deepest path a layer may hold, in components. Linux itself has no limit, but a path beyond `PATH_MAX` (4096 bytes: at most
-/// 2048 components) can only be reached step by step, no real image comes near it,
-/// and every entry is resolved from the layer root, so depth only costs. This is
-/// four times what `PATH_MAX` allows.
+/// The deepest path a layer may hold, in components. Linux itself has no limit, but
+/// a path beyond `PATH_MAX` (4096 bytes: at most 2048 components) can only be
+/// reached step by step, no real image comes near it, and every entry is resolved
+/// from the layer root, so depth only costs. This is four times what `PATH_MAX`
+/// allows.
 pub const MAX_DEPTH: usize = 8192;
 /// The name of the opaque-directory marker.
 const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
@@ -667,9 +668,9 @@ impl Tree<'_> {
             if cursor.go_to(&path).is_err() {
                 continue;
             }
-            let fd = cursor
-                .dir()
-                .map_err(|e| self.bad(format!("{shown}: reopening: {e}")))?;
+            let Ok(fd) = cursor.dir() else {
+                continue;
+            };
             rfs::fchmod(fd, Mode::from_raw_mode(d.mode))
                 .map_err(|e| self.bad(format!("{shown}: chmod: {e}")))?;
             let t = Timestamps {

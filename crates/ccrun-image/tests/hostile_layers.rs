@@ -34,7 +34,9 @@ fn whiteouts_naming_dot_or_dotdot_are_refused() {
             .file(name, b"");
         let err = run(&t.bytes(), &layer).expect_err(name).to_string();
         assert!(
-            err.starts_with("layer test-layer: ") && err.contains(name),
+            err.starts_with("layer test-layer: ")
+                && err.contains(name)
+                && err.contains("whiteout of"),
             "{name}: {err}"
         );
         assert_eq!(fs::read(sibling.join("file")).expect("sibling"), b"mine");
