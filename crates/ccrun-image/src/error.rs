@@ -86,6 +86,28 @@ pub enum Error {
         /// The offending entry and why.
         message: String,
     },
+    /// A layer would unpack to more than the store's filesystem can spare or
+    /// `CCRUN_MAX_LAYER_SIZE` allows (see [`crate::limits`]).
+    #[error("layer {layer}: {message}")]
+    TooLarge {
+        /// The layer digest.
+        layer: String,
+        /// What is too large, and the limit.
+        message: String,
+    },
+    /// Garbage collection removed what it could but not everything; it went on
+    /// past each failure, so `freed` counts what is gone.
+    #[error(
+        "could not remove {} of the unused objects (the others were removed): {}",
+        failures.len(),
+        join(failures)
+    )]
+    GcIncomplete {
+        /// What was removed.
+        freed: crate::store::GcStats,
+        /// Why each of the others stayed.
+        failures: Vec<Error>,
+    },
     /// The image is not in the store.
     #[error("no such image: {0}")]
     ImageNotFound(String),
@@ -128,6 +150,15 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+}
+
+/// Errors on one line, separated by semicolons.
+fn join(errors: &[Error]) -> String {
+    errors
+        .iter()
+        .map(Error::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Shorthand for results of this crate.

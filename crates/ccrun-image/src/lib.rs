@@ -4,12 +4,19 @@
 //! The run path uses [`Store::open`] and [`Store::resolve`] to get an image's
 //! config and its unpacked layer directories (lowest first); the CLI uses
 //! [`pull::pull`] and the other [`Store`] methods.
+//!
+//! Layers are untrusted input. Unpacking never writes outside the layer directory
+//! ([`unpack`]), and what a pull may write is bounded by the free space of the
+//! store's filesystem less a margin and, if set, by `CCRUN_MAX_LAYER_SIZE` per layer
+//! (bytes, or with a `k`, `m`, `g` or `t` suffix): see [`limits`] for what is
+//! counted and why.
 
 pub mod auth;
 pub mod decompress;
 pub mod digest;
 pub mod error;
 mod fsutil;
+pub mod limits;
 pub mod manifest;
 pub mod platform;
 pub mod pull;
@@ -22,6 +29,7 @@ pub mod unpack;
 pub use digest::Digest;
 pub use error::{Error, Result};
 pub use fsutil::tree_size;
+pub use limits::Limits;
 pub use platform::Platform;
 pub use pull::{pull, PullOptions, PullProgress};
 pub use reference::Reference;

@@ -12,8 +12,9 @@ use oci_spec::image::{Descriptor, ImageConfiguration, ImageManifest, MediaType};
 use crate::auth::{default_config_path, DockerConfig};
 use crate::decompress;
 use crate::digest::{Digest, HashingReader};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::fsutil;
+use crate::limits::Limits;
 use crate::manifest::{self, Fetched};
 use crate::platform::Platform;
 use crate::reference::Reference;
@@ -164,8 +165,18 @@ fn pull_locked(
     progress.resolved(reference, &manifest_digest, &platform);
 
     let diff_ids = diff_ids(&config, &manifest, &config_digest)?;
-    let jobs = plan_layers(store, &manifest, &diff_ids, progress)?;
-    download_layers(store, lock, &client, jobs, options, progress)?;
+    let limits = Limits::from_env(store.dir())?;
+    let jobs = plan_layers(store, &manifest, &diff_ids, &limits, progress)?;
+    let fetcher = Fetcher {
+        store,
+        lock,
+        client: &client,
+        limits,
+        failed: AtomicBool::new(false),
+        sync: options.sync_layers,
+        progress,
+    };
+    download_layers(&fetcher, jobs, options.jobs)?;
 
     // Every layer is verified and in place: now the small blobs, then the record
     // that makes the image visible.
@@ -250,11 +261,13 @@ struct Job {
     diff_id: Digest,
 }
 
-/// Decides which layers need downloading: not in the store, and each diff-id once.
+/// Decides which layers need downloading: not in the store, and each diff-id once;
+/// refuses those that declare more bytes than they may unpack to.
 fn plan_layers(
     store: &Store,
     manifest: &ImageManifest,
     diff_ids: &[Digest],
+    limits: &Limits,
     progress: &dyn PullProgress,
 ) -> Result<Vec<Job>> {
     let mut seen = BTreeSet::new();
@@ -265,6 +278,7 @@ fn plan_layers(
         let present = store.has_layer(diff_id) || !seen.insert(diff_id.clone());
         progress.layer(index, &digest, desc.size(), present);
         if !present {
+            limits.check_declared(&digest.to_string(), desc.size())?;
             jobs.push(Job {
                 index,
                 descriptor: desc.clone(),
@@ -293,21 +307,28 @@ fn check_layer_type(desc: &Descriptor) -> Result<()> {
     }
 }
 
+/// What the layer downloads of one pull share.
+struct Fetcher<'a> {
+    store: &'a Store,
+    lock: &'a StoreLock,
+    client: &'a RegistryClient,
+    limits: Limits,
+    /// Set by the first layer that fails, to stop the others.
+    failed: AtomicBool,
+    /// Flush each layer to disk before committing it.
+    sync: bool,
+    progress: &'a dyn PullProgress,
+}
+
 /// Runs the layer jobs on `workers` scoped threads (all joined before returning, so
 /// no thread outlives the pull). The first error stops the others.
-fn download_layers(
-    store: &Store,
-    lock: &StoreLock,
-    client: &RegistryClient,
-    jobs: Vec<Job>,
-    options: &PullOptions,
-    progress: &dyn PullProgress,
-) -> Result<()> {
-    let workers = options.jobs.max(1);
+fn download_layers(fetcher: &Fetcher<'_>, jobs: Vec<Job>, workers: usize) -> Result<()> {
     let queue = Mutex::new(jobs.into_iter().collect::<VecDeque<_>>());
-    let failed = AtomicBool::new(false);
     let first_error: Mutex<Option<Error>> = Mutex::new(None);
-    let workers = workers.min(queue.lock().map_or(1, |q| q.len().max(1)));
+    let workers = workers
+        .max(1)
+        .min(queue.lock().map_or(1, |q| q.len().max(1)));
+    let failed = &fetcher.failed;
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| loop {
@@ -319,105 +340,108 @@ fn download_layers(
                     Err(_) => None,
                 };
                 let Some(job) = job else { return };
-                if let Err(e) = fetch_layer(
-                    store,
-                    lock,
-                    client,
-                    &job,
-                    &failed,
-                    options.sync_layers,
-                    progress,
-                ) {
+                if let Err(e) = fetcher.layer(&job) {
                     failed.store(true, Ordering::Relaxed);
                     if let Ok(mut slot) = first_error.lock() {
                         slot.get_or_insert(e);
                     }
                     return;
                 }
-                progress.layer_done(job.index);
+                fetcher.progress.layer_done(job.index);
             });
         }
     });
     match first_error.into_inner().ok().flatten() {
         Some(e) => Err(e),
         None if failed.load(Ordering::Relaxed) => Err(Error::Registry {
-            registry: client.host().to_string(),
+            registry: fetcher.client.host().to_string(),
             message: "a layer download thread failed".to_string(),
         }),
         None => Ok(()),
     }
 }
 
-/// Streams one layer: download → hash → decompress → hash → unpack, in one pass,
-/// then checks both digests and only then moves the layer into the store.
-fn fetch_layer(
-    store: &Store,
-    lock: &StoreLock,
-    client: &RegistryClient,
-    job: &Job,
-    failed: &AtomicBool,
-    sync: bool,
-    progress: &dyn PullProgress,
-) -> Result<()> {
-    let tmp = store
-        .tmp_root()
-        .join(format!("layer-{}", job.diff_id.hex()));
-    fsutil::remove_tree(&tmp)?;
-    std::fs::create_dir(&tmp).ctx("creating", &tmp)?;
-    let result = (|| {
-        let body = Watched {
-            inner: client.blob(&job.digest, Some(job.descriptor.size())),
-            index: job.index,
-            failed,
+impl Fetcher<'_> {
+    /// Streams one layer: download → hash → decompress → hash → unpack, in one pass,
+    /// then checks both digests and only then moves the layer into the store.
+    fn layer(&self, job: &Job) -> Result<()> {
+        let Fetcher {
+            store,
+            lock,
+            client,
             progress,
-        };
-        let mut compressed = HashingReader::new(body);
-        let unpacked = (|| {
-            let buffered = BufReader::with_capacity(256 * 1024, &mut compressed);
-            let decoder = decompress::decoder(buffered).map_err(|e| stream_error(job, e))?;
-            let mut plain = HashingReader::new(decoder);
-            let warn = |m: String| progress.warn(&m);
-            unpack::unpack(&mut plain, &tmp, &job.digest.to_string(), &warn)?;
-            // Whatever follows the end-of-archive marker is part of the digests too.
-            io::copy(&mut plain, &mut io::sink()).map_err(|e| stream_error(job, e))?;
-            Ok(plain.finish().0)
-        })();
-        let drained = io::copy(&mut compressed, &mut io::sink());
-        let size = compressed.count();
-        let (digest, _) = compressed.finish();
-        let diff_id = match unpacked {
-            // A corrupted blob usually breaks decompression or tar parsing first;
-            // name the real cause when the bytes do not match their digest.
-            Err(e) => {
-                if drained.is_ok() && digest != job.digest {
-                    job.digest
-                        .verify(&digest, format!("layer {}", job.digest))?;
-                }
+            ..
+        } = *self;
+        let tmp = store.tmp_dir(lock, &format!("layer-{}", job.diff_id.hex()))?;
+        let meter = self.limits.meter(&job.digest.to_string());
+        let result = (|| {
+            let body = Watched {
+                inner: client.blob(&job.digest, Some(job.descriptor.size())),
+                index: job.index,
+                failed: &self.failed,
+                progress,
+            };
+            let mut compressed = HashingReader::new(body);
+            let unpacked = (|| {
+                let buffered = BufReader::with_capacity(256 * 1024, &mut compressed);
+                let decoder = decompress::decoder(buffered).map_err(|e| stream_error(job, e))?;
+                let mut plain = HashingReader::new(decoder);
+                let warn = |m: String| progress.warn(&m);
+                unpack::unpack(&mut plain, &tmp, &meter, &warn)?;
+                Ok(plain.finish().0)
+            })();
+            if let Err(e @ Error::TooLarge { .. }) = unpacked {
+                // Downloading the rest only to name a digest mismatch is not worth it.
                 return Err(e);
             }
-            Ok(d) => d,
-        };
-        drained.map_err(|e| stream_error(job, e))?;
-        if size != job.descriptor.size() {
-            return Err(Error::InvalidContent {
-                what: format!("layer {}", job.digest),
-                message: format!("{size} bytes, descriptor says {}", job.descriptor.size()),
-            });
+            let drained = io::copy(&mut compressed, &mut io::sink());
+            if compressed.get_mut().inner.sent_too_much() {
+                // What was hashed is a prefix: its digest would only mislead.
+                return Err(Error::InvalidContent {
+                    what: format!("layer {}", job.digest),
+                    message: format!(
+                        "expected {} bytes (the size its descriptor declares), the registry \
+                         sent more",
+                        job.descriptor.size()
+                    ),
+                });
+            }
+            let size = compressed.count();
+            let (digest, _) = compressed.finish();
+            let diff_id = match unpacked {
+                // A corrupted blob usually breaks decompression or tar parsing first;
+                // name the real cause when the bytes do not match their digest.
+                Err(e) => {
+                    if drained.is_ok() && digest != job.digest {
+                        job.digest
+                            .verify(&digest, format!("layer {}", job.digest))?;
+                    }
+                    return Err(e);
+                }
+                Ok(d) => d,
+            };
+            drained.map_err(|e| stream_error(job, e))?;
+            if size != job.descriptor.size() {
+                return Err(Error::InvalidContent {
+                    what: format!("layer {}", job.digest),
+                    message: format!("{size} bytes, descriptor says {}", job.descriptor.size()),
+                });
+            }
+            job.digest
+                .verify(&digest, format!("layer {}", job.digest))?;
+            job.diff_id.verify(
+                &diff_id,
+                format!("uncompressed layer {} (config diff_id)", job.digest),
+            )?;
+            store.commit_layer(lock, &tmp, &job.diff_id, self.sync)
+        })();
+        if result.is_err() {
+            if let Err(e) = fsutil::remove_tree(&tmp) {
+                tracing::warn!("{e}");
+            }
         }
-        job.digest
-            .verify(&digest, format!("layer {}", job.digest))?;
-        job.diff_id.verify(
-            &diff_id,
-            format!("uncompressed layer {} (config diff_id)", job.digest),
-        )?;
-        store.commit_layer(lock, &tmp, &job.diff_id, sync)
-    })();
-    if result.is_err() {
-        if let Err(e) = fsutil::remove_tree(&tmp) {
-            tracing::warn!("{e}");
-        }
+        result
     }
-    result
 }
 
 fn stream_error(job: &Job, source: io::Error) -> Error {

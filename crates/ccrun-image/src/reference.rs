@@ -103,7 +103,7 @@ impl Reference {
         &self.registry
     }
 
-    /// The host[:port] to talk the Distribution API to.
+    /// The `host[:port]` to talk the Distribution API to.
     pub fn api_host(&self) -> &str {
         if self.registry == DOCKER_HUB {
             DOCKER_HUB_API

@@ -436,7 +436,9 @@ impl RegistryClient {
             size,
             offset: 0,
             body: None,
+            opened: false,
             resumes: 0,
+            too_long: false,
         }
     }
 
@@ -462,7 +464,13 @@ pub struct BlobReader<'c> {
     size: Option<u64>,
     offset: u64,
     body: Option<ureq::BodyReader<'static>>,
+    /// Whether the blob was ever opened: a blob declared empty is still asked for,
+    /// to see that it is.
+    opened: bool,
     resumes: u32,
+    /// The registry sent more than `size`; every read fails from then on, so that
+    /// nobody hashes a prefix and reports it as the blob's digest.
+    too_long: bool,
 }
 
 impl BlobReader<'_> {
@@ -492,7 +500,24 @@ impl BlobReader<'_> {
             }
         }
         self.body = Some(body);
+        self.opened = true;
         Ok(())
+    }
+
+    /// Whether the registry sent more bytes than the descriptor declares.
+    pub fn sent_too_much(&self) -> bool {
+        self.too_long
+    }
+
+    fn too_long_error(&self) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "blob {}: the registry sent more than the {} bytes its descriptor declares",
+                self.digest,
+                self.size.unwrap_or(0)
+            ),
+        )
     }
 
     /// Drops the connection and plans a resume, or gives up after too many.
@@ -517,11 +542,13 @@ impl BlobReader<'_> {
 
 impl Read for BlobReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.size.is_some_and(|s| self.offset >= s) {
-            // Read one more byte at most to detect a blob longer than announced.
-            if self.body.is_none() {
-                return Ok(0);
-            }
+        if self.too_long {
+            return Err(self.too_long_error());
+        }
+        // At the declared size, read on from an open body only, to detect a blob
+        // longer than announced.
+        if self.opened && self.body.is_none() && self.size.is_some_and(|s| self.offset >= s) {
+            return Ok(0);
         }
         loop {
             if self.body.is_none() {
@@ -547,10 +574,9 @@ impl Read for BlobReader<'_> {
                 Ok(n) => {
                     self.offset += n as u64;
                     if self.size.is_some_and(|s| self.offset > s) {
-                        return Err(io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            format!("blob {} is larger than its descriptor says", self.digest),
-                        ));
+                        self.too_long = true;
+                        self.body = None;
+                        return Err(self.too_long_error());
                     }
                     return Ok(n);
                 }

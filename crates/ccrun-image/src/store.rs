@@ -18,7 +18,7 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use oci_spec::image::{ImageConfiguration, ImageManifest};
-use rustix::fs::FlockOperation;
+use rustix::fs::{FlockOperation, RenameFlags, CWD};
 
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
@@ -127,7 +127,10 @@ impl Store {
     }
 
     /// Takes the store lock, waiting (and saying so) if another process holds it,
-    /// then clears `tmp/`, whose contents can only be left over from a killed process.
+    /// then clears `tmp/`, whose contents can only be left over from a killed process
+    /// or a removal that failed. What cannot be removed is a warning, never an error:
+    /// debris must not stop every later pull and rmi (new work never reuses a name in
+    /// `tmp/`).
     pub fn lock(&self) -> Result<StoreLock> {
         let path = self.dir.join("lock");
         let file = OpenOptions::new()
@@ -141,9 +144,18 @@ impl Store {
             rustix::fs::flock(file.as_fd(), FlockOperation::LockExclusive).ctx("locking", &path)?;
         }
         let tmp = self.tmp_root();
-        for entry in fs::read_dir(&tmp).ctx("listing", &tmp)? {
-            let entry = entry.ctx("listing", &tmp)?;
-            fsutil::remove_tree(&entry.path())?;
+        match fs::read_dir(&tmp) {
+            Ok(entries) => {
+                for entry in entries {
+                    let removed = entry
+                        .ctx("listing", &tmp)
+                        .and_then(|e| fsutil::remove_tree(&e.path()));
+                    if let Err(e) = removed {
+                        tracing::warn!("leftover work in the image store not removed: {e}");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("listing {}: {e}", tmp.display()),
         }
         Ok(StoreLock { _file: file })
     }
@@ -151,6 +163,48 @@ impl Store {
     /// The directory for temporary work.
     pub(crate) fn tmp_root(&self) -> PathBuf {
         self.dir.join("tmp")
+    }
+
+    /// A new, empty directory `tmp/PREFIX-N` for work in progress.
+    pub(crate) fn tmp_dir(&self, _lock: &StoreLock, prefix: &str) -> Result<PathBuf> {
+        self.new_tmp(prefix, "creating", |path| fs::create_dir(path))
+    }
+
+    /// A fresh path `tmp/PREFIX-N` made by `make` (a mkdir, a rename), which must
+    /// fail with `AlreadyExists` when the name is taken: a name that debris holds is
+    /// skipped, not fought over.
+    fn new_tmp(
+        &self,
+        prefix: &str,
+        doing: &'static str,
+        make: impl Fn(&Path) -> std::io::Result<()>,
+    ) -> Result<PathBuf> {
+        let tmp = self.tmp_root();
+        for n in 0..1000 {
+            let path = tmp.join(format!("{prefix}-{n}"));
+            match make(&path) {
+                Ok(()) => return Ok(path),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e).ctx(doing, path),
+            }
+        }
+        Err(std::io::Error::from(std::io::ErrorKind::AlreadyExists)).ctx(doing, tmp.join(prefix))
+    }
+
+    /// Removes an unused layer: first out of `layers/` by one rename into `tmp/`, so
+    /// that a removal failing half way never leaves half a layer under its name (the
+    /// next pull would take it for present), then the tree. What cannot be deleted
+    /// stays in `tmp/`, where every lock tries again. Returns the bytes freed.
+    fn discard_layer(&self, dir: &Path) -> Result<u64> {
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let aside = self.new_tmp(&format!("gc-{name}"), "moving aside", |to| {
+            rustix::fs::renameat_with(CWD, dir, CWD, to, RenameFlags::NOREPLACE)
+                .map_err(std::io::Error::from)
+        })?;
+        fsutil::remove_tree_counted(&aside)
     }
 
     /// Where the layer with `diff_id` is (or would be) unpacked.
@@ -415,7 +469,9 @@ impl Store {
 
     /// Removes blobs and layers no image references. Layers that containers still
     /// stack (see [`ImageUsage::layers_in_use`]) stay, matched by directory name (the
-    /// diff-id), so a container outlives the image it was created from.
+    /// diff-id), so a container outlives the image it was created from. A blob or
+    /// layer that cannot be removed does not stop the others: they are all tried, and
+    /// then [`Error::GcIncomplete`] says what stayed and what was freed.
     pub fn gc(&self, _lock: &StoreLock, usage: &dyn ImageUsage) -> Result<GcStats> {
         let records = self.records()?;
         let mut keep_blobs = BTreeSet::new();
@@ -435,27 +491,62 @@ impl Store {
                 keep_layers.insert(name.to_string_lossy().into_owned());
             }
         }
-        let mut stats = GcStats::default();
-        let blobs = self.dir.join("blobs/sha256");
-        for entry in fs::read_dir(&blobs).ctx("listing", &blobs)? {
-            let entry = entry.ctx("listing", &blobs)?;
-            if !keep_blobs.contains(entry.file_name().to_string_lossy().as_ref()) {
-                stats.bytes += fsutil::tree_size(&entry.path());
-                fsutil::remove_tree(&entry.path())?;
-                stats.blobs += 1;
-            }
+        let mut failures = Vec::new();
+        let (blobs, blob_bytes) = sweep(
+            &self.dir.join("blobs/sha256"),
+            &keep_blobs,
+            fsutil::remove_tree_counted,
+            &mut failures,
+        )?;
+        let (layers, layer_bytes) = sweep(
+            &self.dir.join("layers"),
+            &keep_layers,
+            |dir| self.discard_layer(dir),
+            &mut failures,
+        )?;
+        let stats = GcStats {
+            layers,
+            blobs,
+            bytes: blob_bytes + layer_bytes,
+        };
+        if failures.is_empty() {
+            Ok(stats)
+        } else {
+            Err(Error::GcIncomplete {
+                freed: stats,
+                failures,
+            })
         }
-        let layers = self.dir.join("layers");
-        for entry in fs::read_dir(&layers).ctx("listing", &layers)? {
-            let entry = entry.ctx("listing", &layers)?;
-            if !keep_layers.contains(entry.file_name().to_string_lossy().as_ref()) {
-                stats.bytes += fsutil::tree_size(&entry.path());
-                fsutil::remove_tree(&entry.path())?;
-                stats.layers += 1;
-            }
-        }
-        Ok(stats)
     }
+}
+
+/// Removes with `remove` the entries of `dir` whose names `keep` lacks; returns how
+/// many went and the bytes `remove` reported, and collects its failures instead of
+/// stopping at the first.
+fn sweep(
+    dir: &Path,
+    keep: &BTreeSet<String>,
+    remove: impl Fn(&Path) -> Result<u64>,
+    failures: &mut Vec<Error>,
+) -> Result<(usize, u64)> {
+    let (mut removed, mut bytes) = (0, 0);
+    for entry in fs::read_dir(dir).ctx("listing", dir)? {
+        let gone = entry.ctx("listing", dir).and_then(|entry| {
+            if keep.contains(entry.file_name().to_string_lossy().as_ref()) {
+                return Ok(None);
+            }
+            remove(&entry.path()).map(Some)
+        });
+        match gone {
+            Ok(Some(freed)) => {
+                removed += 1;
+                bytes += freed;
+            }
+            Ok(None) => {}
+            Err(e) => failures.push(e),
+        }
+    }
+    Ok((removed, bytes))
 }
 
 /// The hex part of something that may be an image id: `sha256:<hex>` or 4–64 hex digits.

@@ -24,9 +24,17 @@ use rustix::fs::{
 use rustix::io::Errno;
 
 use crate::error::{Error, IoContext, Result};
+use crate::fsutil::{self, Cursor};
+use crate::limits::{Meter, Metered, ENTRY_COST};
 
 /// The prefix of a whiteout file name in a layer tarball.
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
+/// The deepest path a layer may hold, in components. Linux itself has no limit, but
+/// a path beyond `PATH_MAX` (4096 bytes: at most 2048 components) can only be
+/// reached step by step, no real image comes near it, and every entry is resolved
+/// from the layer root, so depth only costs. This is four times what `PATH_MAX`
+/// allows.
+pub const MAX_DEPTH: usize = 8192;
 /// The name of the opaque-directory marker.
 const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
 /// The xattr overlayfs reads to treat a directory as opaque.
@@ -42,15 +50,32 @@ pub struct UnpackStats {
 }
 
 /// Unpacks the (already decompressed) tar stream `input` into the existing empty
-/// directory `dest`. `layer` names the layer in errors; `warn` receives
-/// non-fatal problems such as device nodes we may not create. Reads the archive
-/// up to its end-of-archive marker only; the caller drains the rest for hashing.
+/// directory `dest`. `meter` names the layer in errors and counts what it may write
+/// (see [`crate::limits`]): every byte read from `input` and every entry. `warn`
+/// receives non-fatal problems such as device nodes we may not create. Reads `input`
+/// to its end, past the end-of-archive marker too: what follows is part of the
+/// layer's diff-id, and must not be an unmetered way to make us work.
 pub fn unpack<R: Read>(
     input: R,
     dest: &Path,
-    layer: &str,
+    meter: &Meter,
     warn: &dyn Fn(String),
 ) -> Result<UnpackStats> {
+    let result = unpack_metered(meter.reader(input), dest, meter, warn);
+    match (result, meter.exceeded()) {
+        // The tar reader wraps our error in its own words: say it plainly.
+        (Err(_), Some(over)) => Err(over),
+        (result, _) => result,
+    }
+}
+
+fn unpack_metered<R: Read>(
+    mut input: Metered<'_, R>,
+    dest: &Path,
+    meter: &Meter,
+    warn: &dyn Fn(String),
+) -> Result<UnpackStats> {
+    let layer = meter.layer();
     let root = rfs::open(
         dest,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -66,18 +91,25 @@ pub fn unpack<R: Read>(
         warn,
         warned_chown: false,
     };
-    let mut archive = tar::Archive::new(input);
     let mut stats = UnpackStats::default();
-    let entries = archive
-        .entries()
-        .map_err(|e| tree.bad(format!("reading archive: {e}")))?;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| tree.bad(format!("reading archive: {e}")))?;
-        let written = tree.entry(&mut entry)?;
-        stats.entries += 1;
-        stats.bytes += written;
+    {
+        let mut archive = tar::Archive::new(&mut input);
+        let entries = archive
+            .entries()
+            .map_err(|e| tree.bad(format!("reading archive: {e}")))?;
+        for entry in entries {
+            let mut entry = entry.map_err(|e| tree.bad(format!("reading archive: {e}")))?;
+            meter.charge(ENTRY_COST)?;
+            let written = tree.entry(&mut entry, meter)?;
+            stats.entries += 1;
+            stats.bytes += written;
+        }
     }
     tree.finish_dirs()?;
+    io::copy(&mut input, &mut io::sink()).map_err(|source| Error::Stream {
+        what: format!("layer {layer}"),
+        source,
+    })?;
     Ok(stats)
 }
 
@@ -92,7 +124,10 @@ struct Meta {
 
 /// A directory whose mode and mtime are set after all its children are written.
 struct PendingDir {
-    path: Vec<CString>,
+    /// Its components joined by `/` (empty for the layer root): one string, not one
+    /// per component, or a deep chain of directories would take memory quadratic in
+    /// its depth.
+    path: Vec<u8>,
     mode: u32,
     mtime: Timespec,
 }
@@ -101,9 +136,10 @@ struct PendingDir {
 struct Tree<'w> {
     root: OwnedFd,
     layer: String,
-    /// The last resolved parent directory. Only we write below `root`, so a cached fd
-    /// can only go stale by a removal, which clears the cache.
-    cache: Option<(Vec<CString>, OwnedFd)>,
+    /// The last resolved parent directory: its components joined with `/`, how many
+    /// there are, its fd. Only we write below `root`, so a cached fd can only go
+    /// stale by a removal, which clears the cache.
+    cache: Option<(Vec<u8>, usize, OwnedFd)>,
     dirs: Vec<PendingDir>,
     is_root: bool,
     warn: &'w dyn Fn(String),
@@ -118,9 +154,9 @@ impl Tree<'_> {
         }
     }
 
-    fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<u64> {
+    fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>, meter: &Meter) -> Result<u64> {
         let raw_path = entry.path_bytes().into_owned();
-        let shown = String::from_utf8_lossy(&raw_path).into_owned();
+        let shown = abbreviate(&raw_path);
         let kind = entry.header().entry_type();
         if matches!(
             kind,
@@ -141,7 +177,8 @@ impl Tree<'_> {
             }
             return Ok(0);
         };
-        let name_bytes = name.as_bytes();
+        let name_bytes = *name;
+        let name = &cstring(name, &shown, self)?;
         if name_bytes == OPAQUE_MARKER {
             let parent = self.parent(parents, &shown)?;
             return rfs::fsetxattr(&parent, OPAQUE_XATTR, b"y", XattrFlags::empty())
@@ -157,13 +194,21 @@ impl Tree<'_> {
                 // Other AUFS metadata (.wh..wh.plnk etc.) has no meaning for us.
                 return Ok(0);
             }
+            self.check_whiteout(hidden, &shown)?;
             let hidden = cstring(hidden, &shown, self)?;
             return self.whiteout(parents, &hidden, &shown).map(|_| 0);
         }
         use tar::EntryType as T;
         match kind {
             T::Regular | T::Continuous | T::GNUSparse => {
-                self.file(parents, name, entry, &meta, &shown)
+                let sparse = kind == T::GNUSparse;
+                if sparse {
+                    // The tar reader fills holes in: the real size less what the
+                    // archive holds. Counted before a byte of them is read.
+                    let stored = entry.header().entry_size().unwrap_or(0);
+                    meter.charge_holes(&shown, entry.size().saturating_sub(stored))?;
+                }
+                self.file(parents, name, entry, sparse, &meta, &shown)
             }
             T::Directory => self.dir(parents, name, &meta, &shown).map(|_| 0),
             T::Symlink => {
@@ -201,15 +246,42 @@ impl Tree<'_> {
         }
     }
 
+    /// Refuses a whiteout whose target, the name after `.wh.`, is not a plain name in
+    /// the entry's directory: `.wh...` would name the layer's parent (and clearing it
+    /// would delete the layers unpacking next to this one), `.wh..` the directory
+    /// itself, `.wh.` nothing. (The opaque marker needs no such check: it marks the
+    /// directory it is in, which is resolved like any entry's parent.)
+    fn check_whiteout(&self, target: &[u8], shown: &str) -> Result<()> {
+        if matches!(target, b"" | b"." | b"..") || target.contains(&b'/') {
+            return Err(self.bad(format!(
+                "{shown}: whiteout of {:?}, which is not a name in its directory",
+                String::from_utf8_lossy(target)
+            )));
+        }
+        Ok(())
+    }
+
     /// Splits a path into components: `.` and a leading `/` dropped (absolute paths
-    /// are taken relative to the layer root, as Docker does), `..` refused.
-    fn components(&self, raw: &[u8], shown: &str) -> Result<Vec<CString>> {
+    /// are taken relative to the layer root, as Docker does), `..` refused, and
+    /// paths deeper than [`MAX_DEPTH`] refused.
+    /// They borrow from `raw`: paths are split for every entry, and a deep path has
+    /// thousands of components.
+    fn components<'p>(&self, raw: &'p [u8], shown: &str) -> Result<Vec<&'p [u8]>> {
+        if raw.contains(&0) {
+            return Err(self.bad(format!("{shown}: NUL byte in name")));
+        }
         let mut out = Vec::new();
         for c in raw.split(|b| *b == b'/') {
             match c {
                 b"" | b"." => {}
                 b".." => return Err(self.bad(format!("{shown}: path escapes the layer (\"..\")"))),
-                c => out.push(cstring(c, shown, self)?),
+                c => out.push(c),
+            }
+            if out.len() > MAX_DEPTH {
+                let depth = raw.split(|b| *b == b'/').filter(|c| !c.is_empty()).count();
+                return Err(self.bad(format!(
+                    "{shown}: {depth} levels deep; at most {MAX_DEPTH} are allowed"
+                )));
             }
         }
         Ok(out)
@@ -282,9 +354,21 @@ impl Tree<'_> {
 
     /// Opens `path` below the root as a directory without following symlinks,
     /// creating missing directories when `create` is set.
-    fn walk(&self, path: &[CString], create: bool, shown: &str) -> Result<OwnedFd> {
-        let mut cur = rustix::io::dup(&self.root).ctx("duplicating fd of", shown)?;
+    fn walk(&self, path: &[&[u8]], create: bool, shown: &str) -> Result<OwnedFd> {
+        self.walk_from(self.root.as_fd(), path, create, shown)
+    }
+
+    /// [`Tree::walk`] from the directory `start` below the root.
+    fn walk_from(
+        &self,
+        start: BorrowedFd<'_>,
+        path: &[&[u8]],
+        create: bool,
+        shown: &str,
+    ) -> Result<OwnedFd> {
+        let mut cur = rustix::io::dup(start).ctx("duplicating fd of", shown)?;
         for c in path {
+            let c = &cstring(c, shown, self)?;
             let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
             let next = match rfs::openat(&cur, c.as_c_str(), flags, Mode::empty()) {
                 Err(Errno::NOENT) if create => {
@@ -313,27 +397,32 @@ impl Tree<'_> {
 
     /// The parent directory of an entry, created if missing, from the cache when possible.
     /// Returned as its own fd so that `self` stays free for error reporting.
-    fn parent(&mut self, parents: &[CString], shown: &str) -> Result<OwnedFd> {
-        let hit = matches!(&self.cache, Some((p, _)) if p.as_slice() == parents);
-        if !hit {
-            let fd = self.walk(parents, true, shown)?;
-            self.cache = Some((parents.to_vec(), fd));
+    fn parent(&mut self, parents: &[&[u8]], shown: &str) -> Result<OwnedFd> {
+        let key = parents.join(&b'/');
+        let opened = match &self.cache {
+            Some((cached, _, _)) if *cached == key => None,
+            // Below the cached directory (an archive lists a directory before what is
+            // in it): on from there rather than from the root.
+            Some((cached, depth, fd))
+                if cached.is_empty()
+                    || (key.starts_with(cached) && key.get(cached.len()) == Some(&b'/')) =>
+            {
+                Some(self.walk_from(fd.as_fd(), &parents[*depth..], true, shown)?)
+            }
+            _ => Some(self.walk(parents, true, shown)?),
+        };
+        if let Some(fd) = opened {
+            self.cache = Some((key, parents.len(), fd));
         }
         match &self.cache {
-            Some((_, fd)) => rustix::io::dup(fd).ctx("duplicating fd of", shown),
+            Some((_, _, fd)) => rustix::io::dup(fd).ctx("duplicating fd of", shown),
             None => Err(self.bad(format!("{shown}: internal error resolving parent"))),
         }
     }
 
     /// Removes whatever is at `name` in `parent` (a whole tree for a directory),
     /// so the new entry is created fresh and nothing old is written through.
-    fn clear(
-        &mut self,
-        parents: &[CString],
-        name: &CStr,
-        keep_dir: bool,
-        shown: &str,
-    ) -> Result<()> {
+    fn clear(&mut self, parents: &[&[u8]], name: &CStr, keep_dir: bool, shown: &str) -> Result<()> {
         let parent = self.parent(parents, shown)?;
         match rfs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW) {
             Err(Errno::NOENT) => return Ok(()),
@@ -344,15 +433,17 @@ impl Tree<'_> {
             Ok(_) => {}
         }
         self.cache = None;
-        remove_at(parent.as_fd(), name)
+        fsutil::remove_at(parent.as_fd(), name)
+            .map(|_| ())
             .map_err(|e| self.bad(format!("{shown}: replacing existing entry: {e}")))
     }
 
     fn file<R: Read>(
         &mut self,
-        parents: &[CString],
+        parents: &[&[u8]],
         name: &CStr,
         data: &mut R,
+        sparse: bool,
         meta: &Meta,
         shown: &str,
     ) -> Result<u64> {
@@ -363,8 +454,12 @@ impl Tree<'_> {
         let fd = rfs::openat(&parent, name, flags, Mode::from_raw_mode(0o600))
             .map_err(|e| self.bad(format!("{shown}: creating file: {e}")))?;
         let mut file = std::fs::File::from(fd);
-        let written =
-            copy(data, &mut file).map_err(|e| self.bad(format!("{shown}: writing: {e}")))?;
+        let written = if sparse {
+            copy_sparse(data, &file)
+        } else {
+            copy(data, &mut file)
+        }
+        .map_err(|e| self.bad(format!("{shown}: writing: {e}")))?;
         let fd = file.as_fd();
         self.chown(|u, g| rfs::fchown(fd, u, g), meta, shown)?;
         rfs::fchmod(fd, Mode::from_raw_mode(meta.mode))
@@ -375,7 +470,7 @@ impl Tree<'_> {
         Ok(written)
     }
 
-    fn dir(&mut self, parents: &[CString], name: &CStr, meta: &Meta, shown: &str) -> Result<()> {
+    fn dir(&mut self, parents: &[&[u8]], name: &CStr, meta: &Meta, shown: &str) -> Result<()> {
         self.clear(parents, name, true, shown)?;
         let parent = self.parent(parents, shown)?;
         match rfs::mkdirat(&parent, name, Mode::from_raw_mode(0o700)) {
@@ -387,8 +482,14 @@ impl Tree<'_> {
             .map_err(|e| self.bad(format!("{shown}: opening directory: {e}")))?;
         self.chown(|u, g| rfs::fchown(&fd, u, g), meta, shown)?;
         self.xattrs(fd.as_fd(), meta, shown);
-        let mut path = parents.to_vec();
-        path.push(name.to_owned());
+        let mut path = parents.join(&b'/');
+        if !path.is_empty() {
+            path.push(b'/');
+        }
+        path.extend_from_slice(name.to_bytes());
+        // Its entries usually come next: a chain of directories costs one open each,
+        // not a walk from the root each.
+        self.cache = Some((path.clone(), parents.len() + 1, fd));
         self.dirs.push(PendingDir {
             path,
             mode: meta.mode,
@@ -399,7 +500,7 @@ impl Tree<'_> {
 
     fn symlink(
         &mut self,
-        parents: &[CString],
+        parents: &[&[u8]],
         name: &CStr,
         target: &[u8],
         meta: &Meta,
@@ -423,17 +524,16 @@ impl Tree<'_> {
 
     fn hardlink(
         &mut self,
-        parents: &[CString],
+        parents: &[&[u8]],
         name: &CStr,
         target: &[u8],
         shown: &str,
     ) -> Result<()> {
-        let target_comps = self
-            .components(target, shown)
-            .map_err(|_| self.bad(format!("{shown}: hardlink target escapes the layer")))?;
+        let target_comps = self.components(target, &format!("{shown}: hardlink target"))?;
         let Some((target_name, target_parents)) = target_comps.split_last() else {
             return Err(self.bad(format!("{shown}: hardlink to the layer root")));
         };
+        let target_name = &cstring(target_name, shown, self)?;
         // The target must already exist in this layer, reached without following symlinks.
         let target_dir = self.walk(target_parents, false, shown)?;
         match rfs::statat(
@@ -465,7 +565,7 @@ impl Tree<'_> {
 
     fn node(
         &mut self,
-        parents: &[CString],
+        parents: &[&[u8]],
         name: &CStr,
         ft: FileType,
         dev: u64,
@@ -502,7 +602,7 @@ impl Tree<'_> {
     }
 
     /// Records `.wh.NAME` as the overlayfs whiteout for NAME: a 0/0 character device.
-    fn whiteout(&mut self, parents: &[CString], hidden: &CStr, shown: &str) -> Result<()> {
+    fn whiteout(&mut self, parents: &[&[u8]], hidden: &CStr, shown: &str) -> Result<()> {
         self.clear(parents, hidden, false, shown)?;
         let parent = self.parent(parents, shown)?;
         rfs::mknodat(
@@ -551,27 +651,33 @@ impl Tree<'_> {
 
     /// Applies directory modes and mtimes last: writing children changes a
     /// directory's mtime, and a read-only mode would stop us writing them.
+    /// Children come after their parents in an archive, so in reverse each directory
+    /// is next to the one before: the cursor moves a level or two, not from the root.
     fn finish_dirs(&mut self) -> Result<()> {
         let dirs = std::mem::take(&mut self.dirs);
+        let mut cursor = Cursor::new(self.root.as_fd());
         for d in dirs.iter().rev() {
-            let shown = d
+            let shown = abbreviate(&d.path);
+            let path: Vec<&[u8]> = d
                 .path
-                .iter()
-                .map(|c| c.to_string_lossy())
-                .collect::<Vec<_>>()
-                .join("/");
+                .split(|b| *b == b'/')
+                .filter(|c| !c.is_empty())
+                .collect();
             // Re-resolve without following anything: a later entry may have replaced
             // the directory by a symlink, which must not be chmod'ed through.
-            let Ok(fd) = self.walk(&d.path, false, &shown) else {
+            if cursor.go_to(&path).is_err() {
+                continue;
+            }
+            let Ok(fd) = cursor.dir() else {
                 continue;
             };
-            rfs::fchmod(&fd, Mode::from_raw_mode(d.mode))
+            rfs::fchmod(fd, Mode::from_raw_mode(d.mode))
                 .map_err(|e| self.bad(format!("{shown}: chmod: {e}")))?;
             let t = Timestamps {
                 last_access: d.mtime,
                 last_modification: d.mtime,
             };
-            rfs::futimens(&fd, &t).map_err(|e| self.bad(format!("{shown}: setting times: {e}")))?;
+            rfs::futimens(fd, &t).map_err(|e| self.bad(format!("{shown}: setting times: {e}")))?;
         }
         Ok(())
     }
@@ -584,37 +690,65 @@ fn times(meta: &Meta) -> Timestamps {
     }
 }
 
+/// A path for messages: whole if short, else its start and end around an ellipsis,
+/// so that a hostile 60 KB name still makes a one-line error.
+fn abbreviate(path: &[u8]) -> String {
+    const KEEP: usize = 100;
+    if path.len() <= 2 * KEEP + 20 {
+        return String::from_utf8_lossy(path).into_owned();
+    }
+    format!(
+        "{}…{}",
+        String::from_utf8_lossy(&path[..KEEP]),
+        String::from_utf8_lossy(&path[path.len() - KEEP..])
+    )
+}
+
 fn cstring(bytes: &[u8], shown: &str, tree: &Tree<'_>) -> Result<CString> {
     CString::new(bytes).map_err(|_| tree.bad(format!("{shown}: NUL byte in name")))
 }
 
-/// Removes `name` in `dir`, recursing into directories without following symlinks.
-fn remove_at(dir: BorrowedFd<'_>, name: &CStr) -> rustix::io::Result<()> {
-    match rfs::unlinkat(dir, name, AtFlags::empty()) {
-        Err(Errno::ISDIR) | Err(Errno::PERM) => {}
-        other => return other,
-    }
-    let fd = rfs::openat(
-        dir,
-        name,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    let mut names = Vec::new();
-    {
-        let mut rd = rfs::Dir::read_from(&fd)?;
-        while let Some(ent) = rd.read() {
-            let ent = ent?;
-            let n = ent.file_name();
-            if n != c"." && n != c".." {
-                names.push(n.to_owned());
+/// Writes a GNU sparse entry so that its holes stay holes: the tar reader hands
+/// them to us as runs of zeros, and every all-zero block is skipped instead of
+/// written, the length being set at the end for a trailing hole. Returns the bytes
+/// actually written.
+fn copy_sparse<R: Read + ?Sized>(r: &mut R, file: &std::fs::File) -> io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    /// The hole granularity: a page, the allocation unit of every filesystem we use.
+    const BLOCK: usize = 4096;
+    let mut buf = vec![0u8; 256 * BLOCK];
+    let (mut offset, mut written) = (0u64, 0u64);
+    loop {
+        // Whole buffers keep the blocks aligned with the file's pages.
+        let n = read_full(r, &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        for block in buf[..n].chunks(BLOCK) {
+            // No early exit: the OR of a whole block vectorizes, a search does not.
+            if block.iter().fold(0, |acc, b| acc | b) != 0 {
+                file.write_all_at(block, offset)?;
+                written += block.len() as u64;
             }
+            offset += block.len() as u64;
         }
     }
-    for n in names {
-        remove_at(fd.as_fd(), &n)?;
+    file.set_len(offset)?;
+    Ok(written)
+}
+
+/// Reads until `buf` is full or the input ends; returns how much was read.
+fn read_full<R: Read + ?Sized>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
-    rfs::unlinkat(dir, name, AtFlags::REMOVEDIR)
+    Ok(filled)
 }
 
 /// `io::copy` with a larger buffer: layer files are often big.

@@ -1,83 +1,12 @@
 //! Layer unpacking: OCI semantics, and hostile archives that must not escape.
 
+mod support;
+
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
-use std::path::Path;
 
-use ccrun_image::unpack::{unpack, OPAQUE_XATTR};
-
-/// Builds a tar with raw (unvalidated) names, as an attacker would.
-struct Tar(tar::Builder<Vec<u8>>);
-
-impl Tar {
-    fn new() -> Tar {
-        Tar(tar::Builder::new(Vec::new()))
-    }
-
-    fn entry(
-        &mut self,
-        kind: tar::EntryType,
-        name: &str,
-        link: &str,
-        mode: u32,
-        data: &[u8],
-    ) -> &mut Self {
-        let mut h = tar::Header::new_gnu();
-        {
-            let raw = h.as_old_mut();
-            raw.name = [0; 100];
-            raw.name[..name.len()].copy_from_slice(name.as_bytes());
-            raw.linkname = [0; 100];
-            raw.linkname[..link.len()].copy_from_slice(link.as_bytes());
-        }
-        h.set_entry_type(kind);
-        h.set_mode(mode);
-        h.set_size(data.len() as u64);
-        h.set_mtime(1_600_000_000);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_cksum();
-        self.0.append(&h, data).expect("append");
-        self
-    }
-
-    fn file(&mut self, name: &str, data: &[u8]) -> &mut Self {
-        self.entry(tar::EntryType::Regular, name, "", 0o644, data)
-    }
-
-    fn bytes(&mut self) -> Vec<u8> {
-        std::mem::replace(&mut self.0, tar::Builder::new(Vec::new()))
-            .into_inner()
-            .expect("finish")
-    }
-}
-
-fn run(tar: &[u8], dest: &Path) -> ccrun_image::Result<()> {
-    unpack(tar, dest, "test-layer", &|w| eprintln!("warning: {w}")).map(|_| ())
-}
-
-/// A layer dir inside an outer dir that must stay untouched.
-fn setup() -> (tempfile::TempDir, std::path::PathBuf) {
-    let outer = tempfile::tempdir().expect("tempdir");
-    let layer = outer.path().join("layer");
-    fs::create_dir(&layer).expect("mkdir");
-    fs::write(outer.path().join("secret"), b"keep").expect("write");
-    (outer, layer)
-}
-
-fn outer_untouched(outer: &Path) {
-    let mut names: Vec<_> = fs::read_dir(outer)
-        .expect("ls")
-        .map(|e| e.expect("entry").file_name().into_string().expect("utf8"))
-        .collect();
-    names.sort();
-    assert_eq!(
-        names,
-        ["layer", "secret"],
-        "something was written outside the layer"
-    );
-    assert_eq!(fs::read(outer.join("secret")).expect("read"), b"keep");
-}
+use ccrun_image::unpack::OPAQUE_XATTR;
+use support::{outer_untouched, run, setup, Tar};
 
 #[test]
 fn unpacks_by_oci_rules() {
