@@ -258,7 +258,18 @@ fn prune_images(global: &GlobalOpts, all: bool) -> Result<Pruned> {
             Err(e) => pruned.failures.push(format!("{}: {e}", image.id)),
         }
     }
-    let freed = store.gc(&lock, &usage).context("removing unused layers")?;
+    // Layers that could not go are reported with the rest; what was deleted is still
+    // listed.
+    let freed = match store.gc(&lock, &usage) {
+        Ok(freed) => freed,
+        Err(ccrun_image::Error::GcIncomplete { freed, failures }) => {
+            pruned
+                .failures
+                .extend(failures.iter().map(|e| format!("removing an unused layer: {e}")));
+            freed
+        }
+        Err(e) => return Err(e).context("removing unused layers"),
+    };
     pruned.bytes = freed.bytes;
     Ok(pruned)
 }
