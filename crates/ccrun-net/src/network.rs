@@ -324,7 +324,10 @@ fn open_ipam(cfg: &NetworkConfig, ipam_dir: &Path) -> Result<Ipam> {
 /// namespace of its own but no network (`--network none`) still has a
 /// working loopback, as with Docker and podman.
 pub fn loopback_up(ns: BorrowedFd<'_>) -> Result<()> {
-    in_netns(ns, || Netlink::new()?.set_up("lo"))
+    let started = Instant::now();
+    in_netns(ns, || Netlink::new()?.set_up("lo"))?;
+    tracing::debug!(elapsed_us = started.elapsed().as_micros() as u64, "lo up");
+    Ok(())
 }
 
 /// Attaches the container whose network namespace is `container_netns` to

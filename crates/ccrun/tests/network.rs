@@ -303,6 +303,15 @@ fn a_restarted_container_answers_on_its_published_port_at_once() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(ip_of(&c, "web"), ip);
     assert_eq!(mac(), derived_mac(&ip));
+    let out = c.ccrun(&["network", "inspect", "bridge"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("inspect JSON");
+    let macs: Vec<&str> = json[0]["Containers"]
+        .as_object()
+        .expect("containers")
+        .values()
+        .filter_map(|c| c["MacAddress"].as_str())
+        .collect();
+    assert_eq!(macs, [derived_mac(&ip)]);
     // Each try gives up after a second: a connection to a MAC nobody has any more
     // would hang on SYN retransmissions.
     let got = fetch_within(
