@@ -79,10 +79,16 @@ pub struct InUse {
 impl InUse {
     /// Whether the range and `subnet` share an address.
     pub fn overlaps(&self, subnet: &Subnet) -> bool {
-        let shorter = self.prefix_len.min(subnet.prefix_len());
-        let mask = u32::MAX.checked_shl(32 - u32::from(shorter)).unwrap_or(0);
+        let mask = prefix_mask(self.prefix_len.min(subnet.prefix_len()));
         u32::from(self.network) & mask == u32::from(subnet.network()) & mask
     }
+}
+
+/// The netmask of a prefix length (0-32) as bits.
+fn prefix_mask(len: u8) -> u32 {
+    u32::MAX
+        .checked_shl(32 - u32::from(len.min(32)))
+        .unwrap_or(0)
 }
 
 impl std::fmt::Display for InUse {
@@ -103,9 +109,7 @@ pub fn subnets_in_use(except: Option<&str>) -> Result<Vec<InUse>> {
         nl.links()?.into_iter().map(|l| (l.index, l.name)).collect();
     let name = |index: u32| names.get(&index).map_or("?", String::as_str);
     let skipped = |index: Option<u32>| index.is_some_and(|i| Some(name(i)) == except);
-    let mask = |ip: Ipv4Addr, len: u8| {
-        Ipv4Addr::from(u32::from(ip) & u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0))
-    };
+    let mask = |ip: Ipv4Addr, len: u8| Ipv4Addr::from(u32::from(ip) & prefix_mask(len));
     let mut out: Vec<InUse> = nl
         .addresses(None)?
         .into_iter()

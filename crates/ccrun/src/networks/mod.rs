@@ -220,9 +220,18 @@ fn sync_hosts(
             .filter(|(p, _)| p.id != member.id)
             .map(|(p, ip)| (ip.to_string(), names_of(p, true)))
             .collect();
-        write_hosts(containers, member, *ip, &peers, true)?;
+        match write_hosts(containers, member, *ip, &peers, true) {
+            // Being removed right now: its own detach comes next and syncs again.
+            Err(e) if is_not_found(&e) => {}
+            other => other?,
+        }
     }
     Ok(())
+}
+
+fn is_not_found(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<std::io::Error>()
+        .is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound)
 }
 
 /// Writes `record`'s `/etc/hosts`: its own address `ip` and names (with its name and
