@@ -15,8 +15,8 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
-    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute,
-    LinkFlags, LinkInfo, LinkMessage,
+    BridgePortState, InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth,
+    LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
 use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
 use netlink_packet_route::route::{
@@ -119,11 +119,12 @@ impl Request {
     /// created; `peer_name` directly inside the namespace `peer_ns` (so it
     /// never clashes with a same-named link here, and no move or rename is
     /// needed), down: the kernel cannot open a veth end before its peer
-    /// exists (`ENOTCONN`). Both ends get `mtu`. Fails with `EEXIST` if
-    /// either name is taken.
+    /// exists (`ENOTCONN`), with MAC `peer_mac` if given (else a random
+    /// one). Both ends get `mtu`. Fails with `EEXIST` if either name is
+    /// taken.
     pub fn create_veth(
         name: &str,
-        peer_name: &str,
+        (peer_name, peer_mac): (&str, Option<[u8; 6]>),
         mtu: u32,
         peer_ns: BorrowedFd<'_>,
         master: Option<u32>,
@@ -140,6 +141,9 @@ impl Request {
             LinkAttribute::Mtu(mtu),
             LinkAttribute::NetNsFd(peer_ns.as_raw_fd()),
         ];
+        if let Some(mac) = peer_mac {
+            peer.attributes.push(LinkAttribute::Address(mac.to_vec()));
+        }
         let mut msg = LinkMessage::default();
         msg.header.flags = flags;
         msg.header.change_mask = LinkFlags::Up;
@@ -183,6 +187,21 @@ impl Request {
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
         Request::new(
             format!("bring {name} up"),
+            RouteNetlinkMessage::SetLink(msg),
+            0,
+        )
+    }
+
+    /// Sets the MAC of link `index` to `mac`. Also when it has that MAC
+    /// already, the kernel tells the address's users of a change
+    /// (`NETDEV_CHANGEADDR`): with `arp_notify` on, it announces the link's
+    /// IPv4 addresses with gratuitous ARP.
+    pub fn set_mac(index: u32, mac: [u8; 6]) -> Self {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
+        Request::new(
+            format!("set the MAC of link {index}"),
             RouteNetlinkMessage::SetLink(msg),
             0,
         )
@@ -412,13 +431,24 @@ impl Netlink {
         })
     }
 
-    /// Creates a bridge called `name` with `mtu` if none exists. Returns
-    /// whether it was created (false: a link of that name already existed).
-    pub fn create_bridge(&mut self, name: &str, mtu: Option<u32>) -> Result<bool> {
+    /// Creates a bridge called `name` with `mtu` and MAC `mac` if none
+    /// exists. Returns whether it was created (false: a link of that name
+    /// already existed). A bridge given a MAC keeps it; one without takes the
+    /// lowest of its ports' and changes it as ports come and go, and every
+    /// change flushes the ARP cache of the bridge's namespace.
+    pub fn create_bridge(
+        &mut self,
+        name: &str,
+        mtu: Option<u32>,
+        mac: Option<[u8; 6]>,
+    ) -> Result<bool> {
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
         if let Some(mtu) = mtu {
             msg.attributes.push(LinkAttribute::Mtu(mtu));
+        }
+        if let Some(mac) = mac {
+            msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
         }
         msg.attributes
             .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
@@ -437,7 +467,7 @@ impl Netlink {
         mtu: u32,
         peer_ns: BorrowedFd<'_>,
     ) -> Result<()> {
-        let req = Request::create_veth(name, peer_name, mtu, peer_ns, None, false);
+        let req = Request::create_veth(name, (peer_name, None), mtu, peer_ns, None, false);
         self.request(&req.op, req.msg, req.flags).map(drop)
     }
 
@@ -524,6 +554,29 @@ impl Netlink {
             0,
         )
         .map(|_| ())
+    }
+
+    /// Whether the link called `name` is a bridge port in the forwarding
+    /// state (false for a link that is none, or is gone).
+    pub fn bridge_port_forwarding(&mut self, name: &str) -> Result<bool> {
+        let req = Request::get_link(name);
+        let msgs = match self.request(&req.op, req.msg, req.flags) {
+            Err(e) if e.netlink_errno() == Some(libc::ENODEV) => return Ok(false),
+            other => other?,
+        };
+        let forwarding = |info: &LinkInfo| match info {
+            LinkInfo::PortData(InfoPortData::BridgePort(attrs)) => attrs
+                .iter()
+                .any(|a| matches!(a, InfoBridgePort::State(BridgePortState::Forwarding))),
+            _ => false,
+        };
+        Ok(msgs.iter().any(|m| match m {
+            RouteNetlinkMessage::NewLink(l) => l.attributes.iter().any(|a| match a {
+                LinkAttribute::LinkInfo(infos) => infos.iter().any(forwarding),
+                _ => false,
+            }),
+            _ => false,
+        }))
     }
 
     /// Brings the link called `name` up.

@@ -13,7 +13,7 @@ use std::fs::{self, File};
 use std::net::Ipv4Addr;
 use std::os::fd::BorrowedFd;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use nix::fcntl::{Flock, FlockArg};
 
@@ -31,16 +31,110 @@ use crate::sysctl;
 pub const DEFAULT_NETWORK: &str = "ccrun";
 /// Bridge of the default network.
 pub const DEFAULT_BRIDGE: &str = "ccrun0";
-/// Subnet of the default network.
-pub const DEFAULT_SUBNET: &str = "10.88.0.0/16";
-/// Gateway (bridge address) of the default network.
-pub const DEFAULT_GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 88, 0, 1);
 /// MTU used when none is configured and the namespace has no default route.
 pub const DEFAULT_MTU: u32 = 1500;
 /// Name of the container's interface.
 pub const CONTAINER_IFNAME: &str = "eth0";
 /// How many random host ports to try before giving up.
 const PORT_PICK_ATTEMPTS: usize = 32;
+/// How long [`announce`] waits for the bridge to forward a new port's frames.
+const PORT_FORWARDING_WAIT: Duration = Duration::from_millis(100);
+/// Pause between two looks at a new bridge port's state.
+const PORT_FORWARDING_POLL: Duration = Duration::from_micros(100);
+
+/// Where the default network's subnet is picked from, in this order, when it
+/// is first made: the first one that no address or route of the host
+/// overlaps (see [`subnets_in_use`]). These are Docker's default address
+/// pools, 172.17.0.0/16 to 172.31.0.0/16, then 192.168.0.0/20 to
+/// 192.168.240.0/20: Docker itself skips those a route already covers, and
+/// podman's 10.88.0.0/16 is not among them.
+pub fn default_pool() -> impl Iterator<Item = Subnet> {
+    let sixteens = (17..=31u8).map(|b| (Ipv4Addr::new(172, b, 0, 0), 16));
+    let twenties = (0..16u8).map(|n| (Ipv4Addr::new(192, 168, n * 16, 0), 20));
+    sixteens
+        .chain(twenties)
+        .filter_map(|(ip, len)| Subnet::new(ip, len).ok())
+}
+
+/// The MAC of a container's `eth0`: 02:42 (locally administered, unicast)
+/// followed by its IPv4 address, as Docker made them. A container that gets
+/// its address back after a restart gets its MAC back too, so the
+/// neighbours' ARP caches stay right.
+pub fn container_mac(ip: Ipv4Addr) -> [u8; 6] {
+    let [a, b, c, d] = ip.octets();
+    [0x02, 0x42, a, b, c, d]
+}
+
+/// An IPv4 range the calling thread's namespace uses (see [`subnets_in_use`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InUse {
+    /// The range's network address.
+    pub network: Ipv4Addr,
+    /// Its prefix length (0-32).
+    pub prefix_len: u8,
+    /// What uses it, for messages ("address of eth0", "route via eth0").
+    pub by: String,
+}
+
+impl InUse {
+    /// Whether the range and `subnet` share an address.
+    pub fn overlaps(&self, subnet: &Subnet) -> bool {
+        let mask = prefix_mask(self.prefix_len.min(subnet.prefix_len()));
+        u32::from(self.network) & mask == u32::from(subnet.network()) & mask
+    }
+}
+
+/// The netmask of a prefix length (0-32) as bits.
+fn prefix_mask(len: u8) -> u32 {
+    u32::MAX
+        .checked_shl(32 - u32::from(len.min(32)))
+        .unwrap_or(0)
+}
+
+impl std::fmt::Display for InUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{} ({})", self.network, self.prefix_len, self.by)
+    }
+}
+
+/// The IPv4 ranges the calling thread's namespace uses: each interface
+/// address with its prefix, and the destination of each route of the main
+/// table except default routes; those of interface `except` (a network's
+/// own bridge, whose subnet is the network's) left out. A new network's
+/// subnet must overlap none of them, or the host would route part of it
+/// elsewhere.
+pub fn subnets_in_use(except: Option<&str>) -> Result<Vec<InUse>> {
+    let mut nl = Netlink::new()?;
+    let names: std::collections::HashMap<u32, String> =
+        nl.links()?.into_iter().map(|l| (l.index, l.name)).collect();
+    let name = |index: u32| names.get(&index).map_or("?", String::as_str);
+    let skipped = |index: Option<u32>| index.is_some_and(|i| Some(name(i)) == except);
+    let mask = |ip: Ipv4Addr, len: u8| Ipv4Addr::from(u32::from(ip) & prefix_mask(len));
+    let mut out: Vec<InUse> = nl
+        .addresses(None)?
+        .into_iter()
+        .filter(|a| !skipped(Some(a.index)))
+        .map(|a| InUse {
+            network: mask(a.ip, a.prefix_len),
+            prefix_len: a.prefix_len,
+            by: format!("address of {}", name(a.index)),
+        })
+        .collect();
+    out.extend(
+        nl.routes()?
+            .into_iter()
+            .filter(|r| r.prefix_len > 0 && !skipped(r.oif))
+            .map(|r| InUse {
+                network: mask(r.destination, r.prefix_len),
+                prefix_len: r.prefix_len,
+                by: match r.oif {
+                    Some(oif) => format!("route via {}", name(oif)),
+                    None => "route".to_string(),
+                },
+            }),
+    );
+    Ok(out)
+}
 
 /// A bridge network.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -59,15 +153,14 @@ pub struct NetworkConfig {
 }
 
 impl NetworkConfig {
-    /// The default network: `ccrun`, bridge `ccrun0`, 10.88.0.0/16 via
-    /// 10.88.0.1, automatic MTU.
-    pub fn default_network() -> Self {
+    /// The default network on `subnet` (see [`default_pool`]): `ccrun`,
+    /// bridge `ccrun0`, the subnet's first address as gateway, automatic MTU.
+    pub fn default_network(subnet: Subnet) -> Self {
         NetworkConfig {
             name: DEFAULT_NETWORK.to_string(),
             bridge: DEFAULT_BRIDGE.to_string(),
-            subnet: Subnet::new(Ipv4Addr::new(10, 88, 0, 0), 16)
-                .unwrap_or_else(|_| unreachable!("valid default subnet")),
-            gateway: DEFAULT_GATEWAY,
+            subnet,
+            gateway: subnet.first_host(),
             mtu: 0,
         }
     }
@@ -175,7 +268,9 @@ fn ensure_network_with(cfg: &NetworkConfig, nl: &mut Netlink, fw: &mut Firewall)
                 0 => nl.default_route_mtu()?.unwrap_or(DEFAULT_MTU),
                 mtu => mtu,
             };
-            if nl.create_bridge(&cfg.bridge, Some(mtu))? {
+            // The gateway's derived MAC: stable, and no container's.
+            let mac = container_mac(cfg.gateway);
+            if nl.create_bridge(&cfg.bridge, Some(mtu), Some(mac))? {
                 tracing::debug!(bridge = %cfg.bridge, mtu, "created bridge");
             }
             nl.require_link(&cfg.bridge)?
@@ -229,13 +324,24 @@ fn open_ipam(cfg: &NetworkConfig, ipam_dir: &Path) -> Result<Ipam> {
     Ipam::open(ipam_dir, &cfg.name, cfg.subnet, cfg.gateway)
 }
 
+/// Brings `lo` up in network namespace `ns`: a container with a network
+/// namespace of its own but no network (`--network none`) still has a
+/// working loopback, as with Docker and podman.
+pub fn loopback_up(ns: BorrowedFd<'_>) -> Result<()> {
+    let started = Instant::now();
+    in_netns(ns, || Netlink::new()?.set_up("lo"))?;
+    tracing::debug!(elapsed_us = started.elapsed().as_micros() as u64, "lo up");
+    Ok(())
+}
+
 /// Attaches the container whose network namespace is `container_netns` to
 /// the network: ensures the network, allocates an address (`requested_ip`
 /// if given), creates a veth pair whose host end joins the bridge and whose
-/// other end is `eth0` inside the container with the address, a default
-/// route via the gateway and `lo` up, and publishes `ports` (host port 0:
-/// a free one is picked). Called in the namespace holding the bridge. On
-/// failure everything done so far is undone.
+/// other end is `eth0` inside the container with the address, its
+/// [`container_mac`], a default route via the gateway and `lo` up,
+/// publishes `ports` (host port 0: a free one is picked) and announces the
+/// address (see [`announce`]). Called in the namespace holding the bridge.
+/// On failure everything done so far is undone.
 pub fn attach(
     cfg: &NetworkConfig,
     ipam_dir: &Path,
@@ -308,7 +414,9 @@ fn attach_locked(
     let ports = resolve_ports(ports, &existing, container_id)?;
 
     let host_veth = veth_name(container_id);
-    if !plug_veth(nl, &host_veth, mtu, container_netns, bridge.index)? {
+    let mac = container_mac(ip);
+    let eth0 = (CONTAINER_IFNAME, mac);
+    if !plug_veth(nl, &host_veth, eth0, mtu, container_netns, bridge.index)? {
         // A veth of that name is left over (this container's, from a run whose
         // cleanup did not happen or whose namespace is still being destroyed),
         // unless another container's id starts with the same 8 hex digits.
@@ -322,7 +430,7 @@ fn attach_locked(
             )));
         }
         nl.delete_link(&host_veth)?;
-        if !plug_veth(nl, &host_veth, mtu, container_netns, bridge.index)? {
+        if !plug_veth(nl, &host_veth, eth0, mtu, container_netns, bridge.index)? {
             return Err(Error::InvalidConfig(format!(
                 "veth {host_veth} exists, or the container already has {CONTAINER_IFNAME}"
             )));
@@ -331,11 +439,18 @@ fn attach_locked(
 
     let prefix_len = cfg.subnet.prefix_len();
     // A socket opened inside the container's namespace stays there: the
-    // thread only visits to open it.
-    let mut inside = in_netns(container_netns, Netlink::new)?;
-    configure_container_side(&mut inside, ip, prefix_len, cfg.gateway)?;
+    // thread only visits to open it (and to reach eth0's sysctls).
+    let mut inside = in_netns(container_netns, || {
+        sysctl::enable_arp_notify(CONTAINER_IFNAME)?;
+        Netlink::new()
+    })?;
+    let eth0 = configure_container_side(&mut inside, ip, prefix_len, cfg.gateway)?;
 
     fw.add_ports(container_id, ip, &ports)?;
+    // Last: by now the bridge has most likely enabled the port.
+    if let Err(e) = announce(nl, &mut inside, &host_veth, eth0, mac) {
+        tracing::warn!(container = container_id, "announcing {ip}: {e}");
+    }
     Ok(Attachment {
         container_id: container_id.to_string(),
         network: cfg.name.clone(),
@@ -348,15 +463,58 @@ fn attach_locked(
     })
 }
 
+/// Has the kernel announce the container's address with a gratuitous ARP
+/// (its `arp_notify` is on: setting eth0's MAC, even to the same one, makes
+/// it send one), so that neighbours that cached another MAC for the address
+/// (a container's from before MACs were derived from addresses, or a stale
+/// bridge forwarding entry) learn this one at once rather than after their
+/// entry expires. The kernel does this without a packet socket of ours,
+/// whose close would wait for an RCU grace period (8-24 ms measured) on
+/// every start.
+///
+/// The bridge drops frames from a port it has not enabled yet, and it
+/// enables a new port only once the kernel's link watcher has seen its
+/// carrier, a moment after eth0 came up: this waits for that, at most
+/// [`PORT_FORWARDING_WAIT`], and gives up quietly after that (a neighbour
+/// that missed the announcement learns the MAC when its entry expires).
+fn announce(
+    host: &mut Netlink,
+    inside: &mut Netlink,
+    host_veth: &str,
+    eth0: u32,
+    mac: [u8; 6],
+) -> Result<()> {
+    let started = Instant::now();
+    while !host.bridge_port_forwarding(host_veth)? {
+        if started.elapsed() >= PORT_FORWARDING_WAIT {
+            tracing::debug!(
+                veth = host_veth,
+                "bridge port not forwarding: no announcement"
+            );
+            return Ok(());
+        }
+        std::thread::sleep(PORT_FORWARDING_POLL);
+    }
+    let [set] = inside.pipeline([Request::set_mac(eth0, mac)])?;
+    set?;
+    tracing::debug!(
+        veth = host_veth,
+        waited_us = started.elapsed().as_micros() as u64,
+        "announced"
+    );
+    Ok(())
+}
+
 /// Creates the veth pair, in one round trip: `host_veth` up on bridge
-/// `bridge` with hairpin mode on, its peer `eth0` (still down) inside the
-/// container's namespace. Hairpin mode lets the bridge send a frame back out of the port
+/// `bridge` with hairpin mode on, its peer `eth0` (name, MAC; still down)
+/// inside the container's namespace. Hairpin mode lets the bridge send a frame back out of the port
 /// it came in on: needed when a container reaches its own published port
 /// through the host and `br_netfilter` turns the DNATed packet into a
 /// bridged one. Returns false if a link of either name exists.
 fn plug_veth(
     nl: &mut Netlink,
     host_veth: &str,
+    (eth0, mac): (&str, [u8; 6]),
     mtu: u32,
     container_netns: BorrowedFd<'_>,
     bridge: u32,
@@ -364,7 +522,7 @@ fn plug_veth(
     let [veth, hairpin] = nl.pipeline([
         Request::create_veth(
             host_veth,
-            CONTAINER_IFNAME,
+            (eth0, Some(mac)),
             mtu,
             container_netns,
             Some(bridge),
@@ -383,13 +541,13 @@ fn plug_veth(
 
 /// Inside the container's namespace (`nl` is a socket there): `lo` and
 /// `eth0` up, the address on `eth0` and the default route via the gateway,
-/// in two round trips.
+/// in two round trips. Returns eth0's index.
 fn configure_container_side(
     nl: &mut Netlink,
     ip: Ipv4Addr,
     prefix_len: u8,
     gateway: Ipv4Addr,
-) -> Result<()> {
+) -> Result<u32> {
     let [lo, up, eth] = nl.pipeline([
         Request::set_up("lo"),
         Request::set_up(CONTAINER_IFNAME),
@@ -410,7 +568,7 @@ fn configure_container_side(
     ])?;
     created(address)?;
     created(route)?;
-    Ok(())
+    Ok(eth.index)
 }
 
 /// Fills in host ports to pick and checks every mapping against the other
@@ -614,9 +772,9 @@ mod tests {
 
     #[test]
     fn config_validation() {
-        let ok = NetworkConfig::default_network();
+        let ok = NetworkConfig::default_network("10.88.0.0/16".parse().unwrap());
         ok.validate().unwrap();
-        assert_eq!(ok.subnet.to_string(), DEFAULT_SUBNET);
+        assert_eq!(ok.gateway, Ipv4Addr::new(10, 88, 0, 1));
         let mut c = ok.clone();
         c.gateway = Ipv4Addr::new(10, 89, 0, 1);
         assert!(c.validate().is_err());
@@ -632,5 +790,32 @@ mod tests {
         let mut c = ok;
         c.mtu = 10;
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn macs_follow_addresses() {
+        assert_eq!(
+            container_mac(Ipv4Addr::new(172, 18, 0, 2)),
+            [0x02, 0x42, 172, 18, 0, 2]
+        );
+    }
+
+    #[test]
+    fn pool_and_overlaps() {
+        let pool: Vec<String> = default_pool().map(|s| s.to_string()).collect();
+        assert_eq!(pool.first().map(String::as_str), Some("172.17.0.0/16"));
+        assert_eq!(pool.get(15).map(String::as_str), Some("192.168.0.0/20"));
+        assert_eq!(pool.last().map(String::as_str), Some("192.168.240.0/20"));
+        let used = |network: [u8; 4], prefix_len| InUse {
+            network: Ipv4Addr::from(network),
+            prefix_len,
+            by: String::new(),
+        };
+        let s: Subnet = "172.18.0.0/16".parse().unwrap();
+        assert!(used([172, 18, 5, 0], 24).overlaps(&s));
+        assert!(used([172, 16, 0, 0], 12).overlaps(&s));
+        assert!(used([172, 18, 0, 7], 32).overlaps(&s));
+        assert!(!used([172, 19, 0, 0], 16).overlaps(&s));
+        assert!(!used([10, 88, 0, 0], 16).overlaps(&s));
     }
 }

@@ -50,3 +50,12 @@ pub fn enable_ip_forward() -> Result<()> {
 pub fn enable_route_localnet(iface: &str) -> Result<()> {
     write(&["net", "ipv4", "conf", iface, "route_localnet"], "1")
 }
+
+/// Enables `net.ipv4.conf.<iface>.arp_notify`: the kernel announces the
+/// interface's IPv4 addresses with gratuitous ARP when it comes up or its
+/// MAC is set. Written without reading first: only called on a fresh
+/// interface, whose value is the default's.
+pub fn enable_arp_notify(iface: &str) -> Result<()> {
+    let path = path(&["net", "ipv4", "conf", iface, "arp_notify"])?;
+    fs::write(&path, "1").ctx(|| format!("write 1 to {}", path.display()))
+}

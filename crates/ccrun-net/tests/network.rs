@@ -583,3 +583,67 @@ fn detach_exited_cuts_off_a_namespace_someone_keeps() {
     host.enter(|| detach(&cfg, ipam.path(), "kept")).unwrap();
     assert!(!host.has_link(&a.host_veth));
 }
+
+/// The link-layer address `ns` has cached for `ip` on `dev`, if any.
+fn neighbour(ns: &TestNs, dev: &str, ip: Ipv4Addr) -> Option<String> {
+    let out = ns.ok(&["ip", "neigh", "show", &ip.to_string(), "dev", dev]);
+    let mut words = out.split_whitespace();
+    words.position(|w| w == "lladdr")?;
+    words.next().map(str::to_string)
+}
+
+#[test]
+fn a_reattached_container_keeps_its_mac_and_neighbours_learn_it_at_once() {
+    let host = TestNs::new();
+    let (first, peer) = (TestNs::new(), TestNs::new());
+    let ipam = tempfile::tempdir().unwrap();
+    let cfg = config(103);
+    let a = host
+        .enter(|| attach(&cfg, ipam.path(), first.fd(), "web", None, &[]))
+        .unwrap();
+    host.enter(|| attach(&cfg, ipam.path(), peer.fd(), "peer", None, &[]))
+        .unwrap();
+    let [_, _, _, last] = a.ip.octets();
+    let derived = format!("02:42:0a:67:00:{last:02x}");
+    let mac = |ns: &TestNs| ns.ok(&["cat", "/sys/class/net/eth0/address"]);
+    assert_eq!(mac(&first).trim(), derived);
+
+    // Neighbours holding another MAC for the address (as they held a restarted
+    // container's old one when MACs were random): the host on the bridge, a peer on
+    // its eth0. The bridge's own MAC stays as ports come and go, so the host keeps
+    // its cache (a change would flush it).
+    let stale = "02:00:00:00:00:01";
+    let ip = a.ip.to_string();
+    for (ns, dev) in [(&host, "ccrun-tbr"), (&peer, "eth0")] {
+        let plant = ["neigh", "replace", &ip, "lladdr", stale, "nud", "reachable"];
+        ns.ok(&[&["ip"], &plant[..], &["dev", dev]].concat());
+        assert_eq!(neighbour(ns, dev, a.ip).as_deref(), Some(stale));
+    }
+
+    // The restart: the container's namespace goes, a new one gets the same address.
+    host.enter(|| detach(&cfg, ipam.path(), "web")).unwrap();
+    let second = TestNs::new();
+    let b = host
+        .enter(|| attach(&cfg, ipam.path(), second.fd(), "web", Some(a.ip), &[]))
+        .unwrap();
+    assert_eq!(b.ip, a.ip);
+    assert_eq!(mac(&second).trim(), derived);
+
+    // Its announcement updates both caches without any traffic towards it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    for (ns, dev) in [(&host, "ccrun-tbr"), (&peer, "eth0")] {
+        while neighbour(ns, dev, a.ip).as_deref() != Some(derived.as_str()) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{dev} still has {:?} for {ip}: {}",
+                neighbour(ns, dev, a.ip),
+                ns.ok(&["ip", "neigh"])
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let busybox = ccrun_testkit::busybox();
+    let busybox = busybox.to_str().unwrap();
+    host.ok(&[busybox, "ping", "-c1", "-W2", &ip]);
+    peer.ok(&[busybox, "ping", "-c1", "-W2", &ip]);
+}

@@ -23,6 +23,23 @@ pub fn hosts(entries: &[(String, String)]) -> String {
     out
 }
 
+/// Replaces the contents of `path` with `text` without replacing the file: a bind mount
+/// of it keeps showing the same inode. A reader (a resolver in the container) never
+/// sees it empty or cut short: the new text, padded with blank lines to the old
+/// length, is written in one `pwrite`, and only then is the file cut to size.
+pub fn rewrite_in_place(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::OpenOptions::new().write(true).open(path)?;
+    let old_len = file.metadata()?.len();
+    let mut bytes = text.as_bytes().to_vec();
+    let new_len = bytes.len() as u64;
+    if new_len < old_len {
+        bytes.resize(usize::try_from(old_len).unwrap_or(bytes.len()), b'\n');
+    }
+    file.write_all_at(&bytes, 0)?;
+    file.set_len(new_len)
+}
+
 /// The container's `/etc/resolv.conf` from the host's: verbatim when it shares the
 /// host's network, else without loopback nameservers (unreachable from another
 /// network namespace), falling back to public resolvers when none is left.
@@ -126,6 +143,23 @@ mod tests {
         assert!(own.contains("search lan") && own.contains("nameserver 8.8.8.8"));
         let real = "nameserver 10.0.0.1\n";
         assert_eq!(resolv_conf(real, false), real);
+    }
+
+    #[test]
+    fn rewrite_in_place_keeps_the_inode_and_fits_the_length() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hosts");
+        std::fs::write(&path, "a long first version\n").unwrap();
+        let inode = std::fs::metadata(&path).unwrap().ino();
+        rewrite_in_place(&path, "short\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "short\n");
+        rewrite_in_place(&path, "a longer second version\n").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "a longer second version\n"
+        );
+        assert_eq!(std::fs::metadata(&path).unwrap().ino(), inode);
     }
 
     #[test]

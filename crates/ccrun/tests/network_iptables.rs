@@ -128,7 +128,7 @@ fn default_bridge_publishes_a_random_port() {
         "hi-from-bridge"
     );
     assert_eq!(
-        fetch_from_netns(&c, &format!("http://10.88.0.1:{port}/i.html")),
+        fetch_from_netns(&c, &format!("http://172.17.0.1:{port}/i.html")),
         "hi-from-bridge"
     );
     // A host port already published is refused, found in the iptables rules.

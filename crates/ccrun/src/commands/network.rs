@@ -42,7 +42,8 @@ pub enum NetworkCommand {
 /// Flags of `network create`.
 #[derive(Debug, clap::Args)]
 pub struct CreateArgs {
-    /// Subnet in CIDR form [default: the first free 10.89.N.0/24]
+    /// Subnet in CIDR form [default: the first 10.89.N.0/24 neither another network
+    /// nor the host uses]
     #[arg(long, value_name = "CIDR")]
     pub subnet: Option<ccrun_net::Subnet>,
     /// Gateway (the bridge's address) [default: the subnet's first address]
@@ -231,6 +232,7 @@ fn inspect_json(net: &NetworkRecord, users: &[Record]) -> serde_json::Value {
                 serde_json::json!({
                     "Name": r.name,
                     "IPv4Address": format!("{}/{}", a.ip, a.prefix_len),
+                    "MacAddress": mac_text(ccrun_net::container_mac(a.ip)),
                     "EndpointID": a.host_veth,
                 }),
             ))
@@ -249,6 +251,12 @@ fn inspect_json(net: &NetworkRecord, users: &[Record]) -> serde_json::Value {
         "Containers": containers,
         "Labels": net.labels,
     })
+}
+
+/// `02:42:ac:12:00:02`.
+fn mac_text(mac: [u8; 6]) -> String {
+    let bytes: Vec<String> = mac.iter().map(|b| format!("{b:02x}")).collect();
+    bytes.join(":")
 }
 
 /// Runs `port`: the published ports of a running container.

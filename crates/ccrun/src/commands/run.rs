@@ -133,6 +133,9 @@ pub struct RunArgs {
     /// The container's IPv4 address on its network
     #[arg(long, value_name = "IP")]
     pub ip: Option<std::net::Ipv4Addr>,
+    /// Another name the container's peers on a user-defined network find it by
+    #[arg(long = "network-alias", value_name = "ALIAS")]
+    pub network_alias: Vec<String>,
     /// Publish a port: [IP:][HOST_PORT:]CONTAINER_PORT[/tcp|udp], ranges allowed
     #[arg(long = "publish", short = 'p', value_name = "PORTS")]
     pub publish: Vec<String>,
@@ -479,6 +482,17 @@ fn network_choice(
         network,
         ip: args.ip,
         ports: ports.clone(),
+        aliases: args.network_alias.clone(),
+    };
+    crate::networks::check_aliases(&args.network_alias)?;
+    let no_aliases = |network: &str| {
+        if args.network_alias.is_empty() {
+            Ok(())
+        } else {
+            Err(anyhow::anyhow!(
+                "--network-alias needs a user-defined network, not --network {network}"
+            ))
+        }
     };
     let choice = match args.network.as_str() {
         shared if shared.starts_with("container:") => {
@@ -486,6 +500,7 @@ fn network_choice(
             if !ports.is_empty() || args.ip.is_some() {
                 bail!("conflicting options: port publishing and --ip do not go with --network container:NAME");
             }
+            no_aliases(shared)?;
             let other = ContainerStore::open(root)?.find(name)?;
             if other.status != Status::Running {
                 bail!(
@@ -496,6 +511,7 @@ fn network_choice(
             NetworkChoice::Container { id: other.id }
         }
         "host" | "none" => {
+            no_aliases(&args.network)?;
             if !ports.is_empty() {
                 eprintln!(
                     "WARNING: published ports are discarded with --network {}",
@@ -516,6 +532,9 @@ fn network_choice(
         }
         name => {
             let net = NetworkStore::open(root)?.find(name)?;
+            if !net.resolves_names() {
+                no_aliases(&net.name)?;
+            }
             if let Some(ip) = args.ip {
                 if !net.subnet.is_host(ip) || ip == net.gateway {
                     bail!(

@@ -190,6 +190,9 @@ pub enum NetworkChoice {
         ip: Option<std::net::Ipv4Addr>,
         /// `-p` and `-P` (host port 0: picked when the container starts).
         ports: Vec<ccrun_net::PortMapping>,
+        /// `--network-alias`: more names its peers find it by.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        aliases: Vec<String>,
     },
     /// Another container's network namespace (`container:NAME`).
     Container {

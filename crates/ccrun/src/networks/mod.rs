@@ -1,7 +1,13 @@
 //! Container networking in the engine: attaching a created container to its bridge
 //! network (through `ccrun_net`) before its process starts, detaching it when it ends,
 //! and the `/etc/hosts` files through which containers on a user-defined network find
-//! each other by name (rewritten in place whenever one joins or leaves).
+//! each other by name and alias.
+//!
+//! The hosts files follow the network's address allocations (its IPAM directory), the
+//! one record of who holds which address that every attach, detach and clean-up changes
+//! under the network's lock: after each such change, every member's file is rewritten
+//! from them, under the network store's lock, so the last rewrite always reflects the
+//! last change, whatever the order in which concurrent starts, stops and removals ran.
 
 pub mod store;
 
@@ -26,8 +32,17 @@ pub fn connect(
     record: &Record,
     pid: i32,
 ) -> Result<Option<ccrun_net::Attachment>> {
-    let NetworkChoice::Bridge { network, ip, ports } = &record.network else {
-        return Ok(None);
+    let (network, ip, ports) = match &record.network {
+        NetworkChoice::Bridge {
+            network, ip, ports, ..
+        } => (network, ip, ports),
+        NetworkChoice::None => {
+            let netns = ccrun_net::netns::of_pid(pid)
+                .context("opening the container's network namespace")?;
+            ccrun_net::loopback_up(netns.as_fd()).context("bringing up lo")?;
+            return Ok(None);
+        }
+        NetworkChoice::Host | NetworkChoice::Container { .. } => return Ok(None),
     };
     // Checked before anything is set up, so a bad `$CCRUN_FIREWALL` is one clear error.
     ccrun_net::Backend::detect()?;
@@ -63,12 +78,9 @@ pub fn connect(
     });
     let attachment = attached.with_context(|| format!("attaching to network {}", net.name))?;
     let hosts_written = if net.resolves_names() {
-        // Peers find it through its record, so that goes first.
-        containers
-            .update(&record.id, |r| r.attachment = Some(attachment.clone()))
-            .and_then(|_| sync_hosts(&networks, containers, &net, None))
+        sync_hosts(&networks, containers, &net)
     } else {
-        write_hosts(containers, &net, record, &attachment, &[])
+        write_hosts(containers, record, attachment.ip, &[], false)
     };
     if let Err(e) = hosts_written {
         let _ = ccrun_net::detach(&net.config(), &networks.ipam_dir(&net.name), &record.id);
@@ -100,7 +112,29 @@ pub fn disconnect(containers: &ContainerStore, record: &Record) -> Result<()> {
     ccrun_net::detach_exited(&net.config(), &networks.ipam_dir(&net.name), &record.id)
         .with_context(|| format!("detaching from network {}", net.name))?;
     if net.resolves_names() {
-        sync_hosts(&networks, containers, &net, Some(&record.id))?;
+        sync_hosts(&networks, containers, &net)?;
+    }
+    Ok(())
+}
+
+/// Checks `--network-alias` names: they go into `/etc/hosts` files, so each must be one
+/// host name (letters, digits, `-`, `_` and `.`, not starting with `-` or `.`).
+pub fn check_aliases(aliases: &[String]) -> Result<()> {
+    for alias in aliases {
+        let ok = alias.len() <= 253
+            && alias
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+            && alias
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !ok {
+            bail!(
+                "invalid --network-alias {alias:?}: use letters, digits, '-', '_' and '.', \
+                 starting with a letter, a digit or '_'"
+            );
+        }
     }
     Ok(())
 }
@@ -157,65 +191,89 @@ pub fn share_etc_files(mounts: &mut [Mount], other_dir: &Path) {
     }
 }
 
-/// Rewrites `/etc/hosts` of every container attached to the user-defined network
-/// `net` (except `leaving`), each listing its peers by name.
+/// Rewrites `/etc/hosts` of every container holding an address on the user-defined
+/// network `net`, each listing itself and all the others by name, hostname and alias.
 fn sync_hosts(
     networks: &NetworkStore,
     containers: &ContainerStore,
     net: &NetworkRecord,
-    leaving: Option<&str>,
 ) -> Result<()> {
     let _lock = networks.lock()?;
-    let members: Vec<(Record, ccrun_net::Attachment)> = containers
-        .list()?
-        .into_iter()
-        .filter(|r| r.status != Status::Exited && r.status != Status::Dead)
-        .filter(|r| Some(r.id.as_str()) != leaving)
-        .filter_map(|r| {
-            let a = r.attachment.clone().filter(|a| a.network == net.name)?;
-            Some((r, a))
-        })
-        .collect();
-    for (member, own) in &members {
+    let config = net.config();
+    let ipam = ccrun_net::ipam::Ipam::open(
+        networks.ipam_dir(&net.name),
+        &net.name,
+        config.subnet,
+        config.gateway,
+    )?;
+    let mut members: Vec<(Record, std::net::Ipv4Addr)> = Vec::new();
+    for (ip, id) in ipam.allocations()? {
+        // An address whose container is gone (a crash between its removal and its
+        // release) names nobody; it is freed when its address is needed.
+        if let Some(member) = containers.get(&id)? {
+            members.push((member, ip));
+        }
+    }
+    for (member, ip) in &members {
         let peers: Vec<(String, String)> = members
             .iter()
             .filter(|(p, _)| p.id != member.id)
-            .map(|(p, a)| (a.ip.to_string(), names_of(p, true)))
+            .map(|(p, ip)| (ip.to_string(), names_of(p, true)))
             .collect();
-        write_hosts(containers, net, member, own, &peers)?;
+        match write_hosts(containers, member, *ip, &peers, true) {
+            // Being removed right now: its own detach comes next and syncs again.
+            Err(e) if is_not_found(&e) => {}
+            other => other?,
+        }
     }
     Ok(())
 }
 
-/// Writes `record`'s `/etc/hosts`: its own address and names, `peers`, and its
-/// `--add-host` entries. Rewritten in place, so the bind mount keeps showing it.
+fn is_not_found(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<std::io::Error>()
+        .is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+}
+
+/// Writes `record`'s `/etc/hosts`: its own address `ip` and names (with its name and
+/// aliases where names resolve), `peers`, and its `--add-host` entries. Rewritten in
+/// place, so the bind mount keeps showing it.
 fn write_hosts(
     containers: &ContainerStore,
-    net: &NetworkRecord,
     record: &Record,
-    own: &ccrun_net::Attachment,
+    ip: std::net::Ipv4Addr,
     peers: &[(String, String)],
+    resolve_names: bool,
 ) -> Result<()> {
-    let mut entries = vec![(own.ip.to_string(), names_of(record, net.resolves_names()))];
+    let mut entries = vec![(ip.to_string(), names_of(record, resolve_names))];
     entries.extend(peers.iter().cloned());
     for (name, addr) in &record.extra_hosts {
         entries.push((addr.clone(), name.clone()));
     }
     let path = containers.dir_of(&record.id).join("hosts");
-    std::fs::write(&path, etc_files::hosts(&entries))
+    etc_files::rewrite_in_place(&path, &etc_files::hosts(&entries))
         .with_context(|| format!("writing {}", path.display()))
 }
 
-/// The names a container answers to: its hostname, plus its name where names resolve.
+/// The names a container answers to: its hostname, plus its name and `--network-alias`es
+/// where names resolve.
 fn names_of(record: &Record, with_name: bool) -> String {
     let hostname = if record.hostname.is_empty() {
         record.short_id().to_string()
     } else {
         record.hostname.clone()
     };
-    if with_name && record.name != hostname {
-        format!("{hostname} {}", record.name)
-    } else {
-        hostname
+    let mut names = vec![hostname.as_str()];
+    if with_name {
+        names.push(&record.name);
+        if let NetworkChoice::Bridge { aliases, .. } = &record.network {
+            names.extend(aliases.iter().map(String::as_str));
+        }
     }
+    let mut unique: Vec<&str> = Vec::new();
+    for n in names {
+        if !unique.contains(&n) {
+            unique.push(n);
+        }
+    }
+    unique.join(" ")
 }

@@ -1,6 +1,7 @@
 //! The network store: one directory per network under `<root>/networks/<name>/` with
 //! its definition (`network.json`) and its address allocations (`ipam/`). The default
-//! network `bridge` (interface `ccrun0`, 10.88.0.0/16) is created on first use.
+//! network `bridge` (interface `ccrun0`) is created on first use, on the first subnet of
+//! [`ccrun_net::default_pool`] the host does not use, and keeps it.
 
 use std::fs;
 use std::net::Ipv4Addr;
@@ -148,12 +149,9 @@ impl NetworkStore {
         if let Some(r) = self.load(DEFAULT_NETWORK)? {
             return Ok(r);
         }
-        let subnet: Subnet = ccrun_net::DEFAULT_SUBNET
-            .parse()
-            .context("default subnet")?;
         self.create(
             DEFAULT_NETWORK,
-            Some(subnet),
+            None,
             None,
             Default::default(),
             Some(ccrun_net::DEFAULT_BRIDGE.to_string()),
@@ -161,8 +159,10 @@ impl NetworkStore {
         .or_else(|e| self.load(DEFAULT_NETWORK)?.ok_or(e))
     }
 
-    /// Creates a network; the subnet defaults to the first free 10.89.N.0/24, the
-    /// gateway to its first address, the bridge to `br-` + 12 hex digits of the id.
+    /// Creates a network; the subnet defaults to the first free 10.89.N.0/24 (for the
+    /// default network: of [`ccrun_net::default_pool`]), free meaning that neither
+    /// another network nor an address or route of the host overlaps it; the gateway
+    /// defaults to its first address, the bridge to `br-` + 12 hex digits of the id.
     pub fn create(
         &self,
         name: &str,
@@ -177,24 +177,44 @@ impl NetworkStore {
             bail!("network with name {name} already exists");
         }
         let others = self.list()?;
+        let id = crate::containers::store::new_container_id()?;
+        let bridge = bridge.unwrap_or_else(|| format!("br-{}", &id[..12]));
+        // A bridge of that name left by an earlier network of the same name holds
+        // its subnet, which is no obstacle.
+        let host = ccrun_net::subnets_in_use(Some(&bridge))
+            .context("listing the host's addresses and routes")?;
         let subnet = match subnet {
             Some(s) => {
                 if let Some(o) = others.iter().find(|o| overlaps(&o.subnet, &s)) {
                     bail!("subnet {s} overlaps with network {} ({})", o.name, o.subnet);
                 }
+                if let Some(used) = host.iter().find(|u| u.overlaps(&s)) {
+                    bail!("subnet {s} overlaps with {used}, in use on this host");
+                }
                 s
             }
-            None => (0..=255u8)
-                .filter_map(|n| format!("10.89.{n}.0/24").parse::<Subnet>().ok())
-                .find(|s| !others.iter().any(|o| overlaps(&o.subnet, s)))
-                .context("no free subnet in 10.89.0.0/16; give one with --subnet")?,
+            None => {
+                let free = |s: &Subnet| {
+                    !others.iter().any(|o| overlaps(&o.subnet, s))
+                        && !host.iter().any(|u| u.overlaps(s))
+                };
+                if name == DEFAULT_NETWORK {
+                    ccrun_net::default_pool().find(free).context(
+                        "no free subnet for the default network in 172.17.0.0/16-172.31.0.0/16 \
+                         or 192.168.0.0/16: every one overlaps an address or route of the host",
+                    )?
+                } else {
+                    (0..=255u8)
+                        .filter_map(|n| format!("10.89.{n}.0/24").parse::<Subnet>().ok())
+                        .find(free)
+                        .context("no free subnet in 10.89.0.0/16; give one with --subnet")?
+                }
+            }
         };
         let gateway = gateway.unwrap_or_else(|| subnet.first_host());
         if !subnet.is_host(gateway) {
             bail!("gateway {gateway} is not a host address of {subnet}");
         }
-        let id = crate::containers::store::new_container_id()?;
-        let bridge = bridge.unwrap_or_else(|| format!("br-{}", &id[..12]));
         let record = NetworkRecord {
             name: name.to_string(),
             id,

@@ -23,8 +23,13 @@ pub fn web_args(name: &str, text: &str, extra: &[&str]) -> Vec<String> {
 /// Fetches `url` with busybox wget run by `cmd` (a `busybox` command in some namespace)
 /// until it answers, as httpd may still be starting. No -T: it crashes Debian's
 /// busybox-static.
-pub fn fetch(mut cmd: impl FnMut() -> Command, url: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
+pub fn fetch(cmd: impl FnMut() -> Command, url: &str) -> String {
+    fetch_within(cmd, url, Duration::from_secs(10))
+}
+
+/// [`fetch`], giving up after `timeout`.
+pub fn fetch_within(mut cmd: impl FnMut() -> Command, url: &str, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
     loop {
         let out = cmd()
             .args(["wget", "-q", "-O", "-", url])
