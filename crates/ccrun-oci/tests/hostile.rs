@@ -68,6 +68,22 @@ fn exec_cannot_overwrite_the_runtime_through_proc_self_exe_in_a_user_namespace()
     exec_exe_overwrite(true);
 }
 
+/// A bundle running `true` whose `/dev` is the host directory `dev` (bind-mounted, no
+/// other `/dev` mounts) and whose spec lists `device`.
+fn with_host_dev(dev: &str, device: Value) -> Bundle {
+    Bundle::new(&["true"], |config| {
+        let mounts = config["mounts"].as_array_mut().expect("mounts");
+        mounts.retain(|m| {
+            m["destination"] != "/dev"
+                && !m["destination"].as_str().unwrap_or("").starts_with("/dev/")
+        });
+        mounts.push(
+            json!({"destination": "/dev", "type": "bind", "source": dev, "options": ["rbind"]}),
+        );
+        config["linux"]["devices"] = json!([device]);
+    })
+}
+
 /// Owner and mode of `path` (not following a symlink).
 fn owner_and_mode(path: &Path) -> (u32, u32, u32) {
     let meta = std::fs::symlink_metadata(path).expect("stat");
@@ -99,17 +115,7 @@ fn device_nodes_the_runtime_did_not_make_are_never_changed() {
                "fileMode": 0o666, "uid": 4242, "gid": 4242})
     };
     // The decoy is the right device: it is used, and left as it is.
-    let bundle = Bundle::new(&["true"], |config| {
-        let mounts = config["mounts"].as_array_mut().expect("mounts");
-        mounts.retain(|m| {
-            m["destination"] != "/dev"
-                && !m["destination"].as_str().unwrap_or("").starts_with("/dev/")
-        });
-        mounts.push(
-            json!({"destination": "/dev", "type": "bind", "source": dev, "options": ["rbind"]}),
-        );
-        config["linux"]["devices"] = json!([device("/dev/null", 3)]);
-    });
+    let bundle = with_host_dev(&dev, device("/dev/null", 3));
     let id = unique_id("decoy");
     oci.ok(&["run", "--bundle", bundle.path(), &id]);
     assert_eq!(
@@ -119,17 +125,7 @@ fn device_nodes_the_runtime_did_not_make_are_never_changed() {
     );
 
     // A symlink where a device goes is refused, and what it points to is untouched.
-    let bundle = Bundle::new(&["true"], |config| {
-        let mounts = config["mounts"].as_array_mut().expect("mounts");
-        mounts.retain(|m| {
-            m["destination"] != "/dev"
-                && !m["destination"].as_str().unwrap_or("").starts_with("/dev/")
-        });
-        mounts.push(
-            json!({"destination": "/dev", "type": "bind", "source": dev, "options": ["rbind"]}),
-        );
-        config["linux"]["devices"] = json!([device("/dev/zero", 5)]);
-    });
+    let bundle = with_host_dev(&dev, device("/dev/zero", 5));
     let id = unique_id("symlink");
     let err = oci.fails(&["run", "--bundle", bundle.path(), &id]);
     assert!(

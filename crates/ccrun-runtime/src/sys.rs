@@ -157,19 +157,7 @@ pub fn mount_setattr(
 /// Attaches the detached mount `mount_fd` at `target`.
 pub fn move_mount_to(mount_fd: BorrowedFd<'_>, target: &Path) -> nix::Result<()> {
     let c = cstr(target)?;
-    let empty = c"";
-    // SAFETY: both strings are valid NUL-terminated strings for the duration of the call.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            mount_fd.as_raw_fd(),
-            empty.as_ptr(),
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
-        )
-    };
-    Errno::result(ret).map(drop)
+    move_mount(mount_fd, libc::AT_FDCWD, &c, MOVE_MOUNT_F_EMPTY_PATH)
 }
 
 /// `move_mount` flag: the target is the fd itself.
@@ -178,34 +166,41 @@ pub const MOVE_MOUNT_T_EMPTY_PATH: u32 = 0x0000_0040;
 /// Attaches the detached mount `mount_fd` on the file or directory open as `target`
 /// (an `O_PATH` fd; a `/proc/self/fd` path is refused as a move_mount target).
 pub fn move_mount_onto(mount_fd: BorrowedFd<'_>, target: BorrowedFd<'_>) -> nix::Result<()> {
-    let empty = c"";
-    // SAFETY: the empty strings are valid NUL-terminated strings for the call.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            mount_fd.as_raw_fd(),
-            empty.as_ptr(),
-            target.as_raw_fd(),
-            empty.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
-        )
-    };
-    Errno::result(ret).map(drop)
+    move_mount(
+        mount_fd,
+        target.as_raw_fd(),
+        c"",
+        MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+    )
 }
 
 /// Attaches the detached mount `mount_fd` on this process's working directory, without
 /// any path lookup.
 pub fn move_mount_onto_cwd(mount_fd: BorrowedFd<'_>) -> nix::Result<()> {
-    let empty = c"";
-    // SAFETY: the empty strings are valid NUL-terminated strings for the call.
+    move_mount(
+        mount_fd,
+        libc::AT_FDCWD,
+        c"",
+        MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+    )
+}
+
+/// `move_mount(mount_fd, "", to_dirfd, to_path, flags)`.
+fn move_mount(
+    mount_fd: BorrowedFd<'_>,
+    to_dirfd: RawFd,
+    to_path: &std::ffi::CStr,
+    flags: u32,
+) -> nix::Result<()> {
+    // SAFETY: both strings are valid NUL-terminated strings for the duration of the call.
     let ret = unsafe {
         libc::syscall(
             libc::SYS_move_mount,
             mount_fd.as_raw_fd(),
-            empty.as_ptr(),
-            libc::AT_FDCWD,
-            empty.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+            c"".as_ptr(),
+            to_dirfd,
+            to_path.as_ptr(),
+            flags,
         )
     };
     Errno::result(ret).map(drop)

@@ -441,9 +441,18 @@ fn other_host_users_reach_nothing_containers_made_in_the_store() {
     assert!(stdout(&out).contains("euid"), "{}", stderr(&out));
 }
 
-/// Kills `child` after `delay`.
-fn kill_after(mut child: std::process::Child, delay: Duration) {
-    std::thread::sleep(delay);
+/// Starts `ccrun ARGS` and kills it with SIGKILL after a delay that grows with `round`
+/// (0.5 ms, 2 ms, 3.5 ms, …), so the rounds hit it at a spread of points.
+fn kill_after(c: &Ccrun, args: &[&str], round: usize) {
+    let mut child = c
+        .cmd()
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(Duration::from_micros(500 + 1500 * round as u64));
     let _ = child.kill();
     let _ = child.wait();
 }
@@ -485,17 +494,13 @@ fn kill_9_during_run_or_rm_leaves_no_ghost() {
     // Killed during `run -d`, at a spread of moments over its first milliseconds.
     for round in 0..24 {
         let name = format!("ghost{round}");
-        let child = c
-            .cmd()
-            .args([
+        kill_after(
+            &c,
+            &[
                 "run", "-d", "--name", &name, "--rootfs", rootfs, "sleep", "100",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn");
-        kill_after(child, Duration::from_micros(500 + 1500 * round as u64));
+            ],
+            round,
+        );
         assert_no_ghost(&c, &r, &name, round);
     }
     // Killed during `rm -f`.
@@ -505,15 +510,7 @@ fn kill_9_during_run_or_rm_leaves_no_ghost() {
             "run", "-d", "--name", &name, "--rootfs", rootfs, "sleep", "100",
         ]);
         assert!(out.status.success(), "{}", stderr(&out));
-        let child = c
-            .cmd()
-            .args(["rm", "-f", &name])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn");
-        kill_after(child, Duration::from_micros(500 + 1500 * round as u64));
+        kill_after(&c, &["rm", "-f", &name], round);
         assert_no_ghost(&c, &r, &name, round);
     }
     // Nothing half-removed stays behind once pruned.
