@@ -1,6 +1,7 @@
 //! Image subcommands: pull, images, rmi, login, logout, image inspect/ls/rm.
 //! The work is done by `ccrun_image`; this module parses flags and prints.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -16,7 +17,7 @@ use super::inspect::{InspectOpts, ObjectType};
 use crate::cli::GlobalOpts;
 use crate::containers::cleanup::ContainerUsage;
 use crate::containers::ContainerStore;
-use crate::format::{human_size, print_table, since};
+use crate::format::{human_size, since, string_row, Listing};
 
 /// Image-related subcommands, flattened into the top-level command list.
 #[derive(Debug, clap::Subcommand)]
@@ -93,10 +94,18 @@ pub struct PullArgs {
 /// Flags of `images`.
 #[derive(Debug, clap::Args)]
 pub struct ImagesArgs {
+    /// Show all images (ccrun keeps no intermediate images: the same as without -a)
+    #[arg(short, long)]
+    pub all: bool,
     /// Show digests
     #[arg(long)]
     pub digests: bool,
-    /// Output format: "table" or "json" (one object per line)
+    /// Filter output (dangling=true|false, reference=PATTERN, label=KEY[=VALUE],
+    /// before=IMAGE, since=IMAGE); repeatable
+    #[arg(short, long, value_name = "KEY=VALUE")]
+    pub filter: Vec<String>,
+    /// Output format: "table", "json" (one object per line, as '{{json .}}'), a Go
+    /// template such as '{{.Repository}}:{{.Tag}}', or "table TEMPLATE"
     #[arg(long, default_value = "table")]
     pub format: String,
     /// Only show image ids
@@ -105,6 +114,9 @@ pub struct ImagesArgs {
     /// Do not truncate image ids
     #[arg(long)]
     pub no_trunc: bool,
+    /// Only images of this repository (and tag), e.g. busybox or busybox:1.36
+    #[arg(value_name = "REPOSITORY[:TAG]")]
+    pub repository: Option<String>,
 }
 
 /// Flags of `rmi`.
@@ -400,10 +412,43 @@ pub(crate) fn rows(records: &[ImageRecord]) -> Vec<Row<'_>> {
     out
 }
 
+/// The fields `images --format` templates use, with their column headers.
+const IMAGE_FIELDS: &[(&str, &str)] = &[
+    ("Containers", "CONTAINERS"),
+    ("CreatedAt", "CREATED AT"),
+    ("CreatedSince", "CREATED"),
+    ("Digest", "DIGEST"),
+    ("ID", "IMAGE ID"),
+    ("Repository", "REPOSITORY"),
+    ("SharedSize", "SHARED SIZE"),
+    ("Size", "SIZE"),
+    ("Tag", "TAG"),
+    ("UniqueSize", "UNIQUE SIZE"),
+    ("VirtualSize", "VIRTUAL SIZE"),
+];
+
 fn images(global: &GlobalOpts, args: ImagesArgs) -> anyhow::Result<i32> {
     let store = open_store(global)?;
     let records = store.list()?;
-    let rows = rows(&records);
+    let mut filters = ImageFilters::parse(&args.filter, &store)?;
+    if let Some(repo) = &args.repository {
+        // `images REPO[:TAG]` is a reference filter ANDed with the others, as in Docker.
+        filters.repository = Some(repo.clone());
+    }
+    let labels = |record: &ImageRecord| -> BTreeMap<String, String> {
+        store
+            .resolve(&record.id.to_string())
+            .ok()
+            .flatten()
+            .and_then(|image| image.config.config().clone())
+            .and_then(|c| c.labels().clone())
+            .map(|l| l.into_iter().collect())
+            .unwrap_or_default()
+    };
+    let rows: Vec<Row<'_>> = rows(&records)
+        .into_iter()
+        .filter(|row| filters.matches(row, &labels))
+        .collect();
     let id = |r: &ImageRecord| {
         if args.no_trunc {
             r.id.to_string()
@@ -423,54 +468,151 @@ fn images(global: &GlobalOpts, args: ImagesArgs) -> anyhow::Result<i32> {
         }
         return Ok(0);
     }
-    match args.format.as_str() {
-        "json" => {
-            for row in &rows {
-                let r = row.record;
-                let line = serde_json::json!({
-                    "Repository": row.repository,
-                    "Tag": row.tag,
-                    "Digest": row.digest,
-                    "ID": id(r),
-                    "CreatedAt": r.created.clone().unwrap_or_default(),
-                    "CreatedSince": r.created.as_deref().map(since).unwrap_or_default(),
-                    "Size": human_size(r.size),
-                    "VirtualSize": r.size,
-                    "Platform": r.platform,
-                });
-                writeln!(out, "{line}")?;
-            }
-        }
-        "table" => {
-            let mut table = vec![{
-                let mut h = vec!["REPOSITORY", "TAG"];
-                if args.digests {
-                    h.push("DIGEST");
-                }
-                h.extend(["IMAGE ID", "CREATED", "SIZE"]);
-                h.into_iter().map(str::to_string).collect::<Vec<_>>()
-            }];
-            for row in &rows {
-                let r = row.record;
-                let mut cells = vec![row.repository.clone(), row.tag.clone()];
-                if args.digests {
-                    cells.push(row.digest.clone());
-                }
-                cells.extend([
-                    id(r),
-                    r.created
-                        .as_deref()
-                        .map(since)
-                        .unwrap_or_else(|| "N/A".to_string()),
-                    human_size(r.size),
-                ]);
-                table.push(cells);
-            }
-            print_table(&mut out, &table)?;
-        }
-        other => bail!("unknown --format {other:?}: use table or json"),
+    let template_rows = rows
+        .iter()
+        .map(|row| {
+            let r = row.record;
+            let created = r.created.as_deref();
+            let values = [
+                "N/A".to_string(),
+                created.map(crate::format::docker_time).unwrap_or_default(),
+                created.map_or_else(|| "N/A".to_string(), since),
+                row.digest.clone(),
+                id(r),
+                row.repository.clone(),
+                "N/A".to_string(),
+                human_size(r.size),
+                row.tag.clone(),
+                "N/A".to_string(),
+                human_size(r.size),
+            ];
+            string_row(IMAGE_FIELDS.iter().zip(values).map(|((f, _), v)| (*f, v)))
+        })
+        .collect();
+    let default_table = if args.digests {
+        "table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+    } else {
+        "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+    };
+    Listing {
+        default_table,
+        headers: IMAGE_FIELDS,
+        rows: template_rows,
     }
+    .print(&mut out, &args.format)?;
     Ok(0)
+}
+
+/// `images --filter`: values of one key are ORed, different keys ANDed, as in Docker.
+#[derive(Default)]
+struct ImageFilters {
+    dangling: Option<bool>,
+    references: Vec<String>,
+    labels: Vec<String>,
+    /// (created time, pull time) of the `before=` image.
+    before: Option<(String, u64)>,
+    /// (created time, pull time) of the `since=` image.
+    since: Option<(String, u64)>,
+    /// `images REPO[:TAG]`.
+    repository: Option<String>,
+}
+
+/// When an image was made, for `before=`/`since=`: its `created` time, ties (as
+/// between reproducible builds) broken by the order of pulls.
+fn age_key(record: &ImageRecord) -> (String, u64) {
+    (record.created.clone().unwrap_or_default(), record.pulled_at)
+}
+
+impl ImageFilters {
+    fn parse(items: &[String], store: &Store) -> anyhow::Result<ImageFilters> {
+        let mut f = ImageFilters::default();
+        for item in items {
+            let Some((key, value)) = item.split_once('=') else {
+                bail!("bad format of filter {item:?} (expected name=value)");
+            };
+            let image_age = || -> anyhow::Result<(String, u64)> {
+                let record = store
+                    .find(value)?
+                    .with_context(|| format!("filter {key}: no such image: {value}"))?;
+                Ok(age_key(&record))
+            };
+            match key {
+                "dangling" => {
+                    f.dangling = Some(match value {
+                        "true" | "1" => true,
+                        "false" | "0" => false,
+                        _ => bail!("invalid filter 'dangling={value}': use true or false"),
+                    })
+                }
+                "reference" => f.references.push(value.to_string()),
+                "label" => f.labels.push(value.to_string()),
+                "before" => f.before = Some(image_age()?),
+                "since" => f.since = Some(image_age()?),
+                _ => bail!(
+                    "invalid filter '{key}': ccrun images supports dangling, reference, label, before and since"
+                ),
+            }
+        }
+        Ok(f)
+    }
+
+    fn matches(
+        &self,
+        row: &Row<'_>,
+        labels: &dyn Fn(&ImageRecord) -> BTreeMap<String, String>,
+    ) -> bool {
+        let tagged = row.tag != "<none>";
+        let shown = format!("{}:{}", row.repository, row.tag);
+        let reference_matches =
+            |pattern: &str| tagged && (glob(pattern, &row.repository) || glob(pattern, &shown));
+        let age = age_key(row.record);
+        self.dangling
+            .is_none_or(|d| d == row.record.names.is_empty())
+            && (self.references.is_empty() || self.references.iter().any(|p| reference_matches(p)))
+            && self
+                .repository
+                .as_deref()
+                .is_none_or(|repo| repository_matches(repo, row))
+            && self.before.as_ref().is_none_or(|b| age < *b)
+            && self.since.as_ref().is_none_or(|s| age > *s)
+            && (self.labels.is_empty() || {
+                let have = labels(row.record);
+                self.labels.iter().any(|l| match l.split_once('=') {
+                    Some((k, v)) => have.get(k).is_some_and(|x| x == v),
+                    None => have.contains_key(l),
+                })
+            })
+    }
+}
+
+/// `images REPO[:TAG]`: the repository, and the tag when one is given.
+fn repository_matches(repo: &str, row: &Row<'_>) -> bool {
+    let has_tag = repo
+        .rsplit('/')
+        .next()
+        .is_some_and(|last| last.contains(':'));
+    match Reference::parse(repo) {
+        Ok(r) if has_tag => familiar(&r.to_string()) == format!("{}:{}", row.repository, row.tag),
+        Ok(r) => r.familiar_name() == row.repository,
+        Err(_) => false,
+    }
+}
+
+/// Go's `path.Match` for reference patterns: `*` matches within one path element,
+/// `?` one character.
+fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    fn go(p: &[char], t: &[char]) -> bool {
+        match p.split_first() {
+            None => t.is_empty(),
+            Some(('*', rest)) => (0..=t.len())
+                .take_while(|&i| i == 0 || t[i - 1] != '/')
+                .any(|i| go(rest, &t[i..])),
+            Some(('?', rest)) => t.first().is_some_and(|&c| c != '/') && go(rest, &t[1..]),
+            Some((c, rest)) => t.first() == Some(c) && go(rest, &t[1..]),
+        }
+    }
+    go(&p, &t)
 }
 
 fn rmi(global: &GlobalOpts, args: RmiArgs) -> anyhow::Result<i32> {
@@ -640,6 +782,17 @@ fn prompt(label: &str, secret: bool) -> anyhow::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reference_globs_stay_within_path_elements() {
+        assert!(glob("busybox", "busybox"));
+        assert!(glob("busy*", "busybox"));
+        assert!(glob("*:1", "busybox:1"));
+        assert!(glob("test/*", "test/busybox"));
+        assert!(!glob("*", "test/busybox"));
+        assert!(!glob("busybox", "busybox2"));
+        assert!(glob("b?sybox", "busybox"));
+    }
 
     #[test]
     fn familiar_names() {
