@@ -646,26 +646,81 @@ fn rmi(global: &GlobalOpts, args: RmiArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// What `inspect` shows of image `name`: its record, manifest and config; `None`
-/// when the store has no such image.
+/// What `inspect` shows of image `name`, in the shape of Docker's `ImageInspect`;
+/// `None` when the store has no such image.
 pub fn image_json(store: &Store, name: &str) -> anyhow::Result<Option<serde_json::Value>> {
     let Some(image) = store.resolve(name)? else {
         return Ok(None);
     };
-    Ok(Some(serde_json::json!({
-        "Id": image.record.id,
-        "RepoTags": image.record.names.iter().map(|n| familiar(n)).collect::<Vec<_>>(),
-        "RepoDigests": image.record.repo_digests.iter().map(|n| familiar(n)).collect::<Vec<_>>(),
-        "Created": image.record.created,
-        "Platform": image.record.platform,
-        "Size": image.record.size,
-        "ManifestDigest": image.record.manifest_digest,
-        "IndexDigest": image.record.index_digest,
-        "Layers": image.record.layers,
-        "LayerDirs": image.layer_dirs,
-        "Manifest": image.manifest,
-        "Config": image.config,
-    })))
+    let record = &image.record;
+    let config = &image.config;
+    let run = config.config().clone().unwrap_or_default();
+    let empty_objects = |keys: &Option<Vec<String>>| {
+        keys.as_ref().filter(|k| !k.is_empty()).map(|keys| {
+            keys.iter()
+                .map(|k| (k.clone(), serde_json::json!({})))
+                .collect::<serde_json::Map<_, _>>()
+        })
+    };
+    let lower: Vec<String> = image
+        .layer_dirs
+        .iter()
+        .rev()
+        .map(|d| d.display().to_string())
+        .collect();
+    let (arch, variant) = (config.architecture().to_string(), config.variant().clone());
+    let mut json = serde_json::json!({
+        "Id": record.id,
+        "RepoTags": record.names.iter().map(|n| familiar(n)).collect::<Vec<_>>(),
+        "RepoDigests": record.repo_digests.iter().map(|n| familiar(n)).collect::<Vec<_>>(),
+        "Parent": "",
+        "Comment": config.history().as_ref().and_then(|h| h.last()).and_then(|h| h.comment().clone()).unwrap_or_default(),
+        "Created": record.created.clone().unwrap_or_default(),
+        "DockerVersion": "",
+        "Author": config.author().clone().unwrap_or_default(),
+        "Config": {
+            "Hostname": "",
+            "Domainname": "",
+            "User": run.user().clone().unwrap_or_default(),
+            "AttachStdin": false,
+            "AttachStdout": false,
+            "AttachStderr": false,
+            "ExposedPorts": empty_objects(run.exposed_ports()),
+            "Tty": false,
+            "OpenStdin": false,
+            "StdinOnce": false,
+            "Env": run.env(),
+            "Cmd": run.cmd(),
+            "Image": "",
+            "Volumes": empty_objects(run.volumes()),
+            "WorkingDir": run.working_dir().clone().unwrap_or_default(),
+            "Entrypoint": run.entrypoint(),
+            "OnBuild": null,
+            "Labels": run.labels(),
+            "StopSignal": run.stop_signal(),
+        },
+        "Architecture": arch,
+        "Variant": variant,
+        "Os": config.os().to_string(),
+        "Size": record.size,
+        "VirtualSize": record.size,
+        "GraphDriver": {
+            "Name": "overlay",
+            "Data": { "LowerDir": lower.join(":") },
+        },
+        "RootFS": {
+            "Type": "layers",
+            "Layers": config.rootfs().diff_ids(),
+        },
+        "Metadata": { "LastTagTime": "0001-01-01T00:00:00Z" },
+    });
+    // Docker leaves out a variant the image does not have.
+    if variant.is_none() {
+        if let Some(map) = json.as_object_mut() {
+            map.remove("Variant");
+        }
+    }
+    Ok(Some(json))
 }
 
 fn registry_arg(server: Option<String>) -> anyhow::Result<String> {

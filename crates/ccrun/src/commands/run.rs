@@ -12,7 +12,7 @@ use ccrun_image::Store;
 use oci_spec::runtime::{Mount, MountBuilder, Spec};
 
 use crate::cli::GlobalOpts;
-use crate::containers::record::{NetworkChoice, RestartPolicy};
+use crate::containers::record::{HostFlags, NetworkChoice, RestartPolicy};
 use crate::containers::store::new_container_id;
 use crate::containers::{cleanup, launch, monitor, ContainerStore, Record, RootfsSource, Status};
 use crate::etc_files::{self, EtcFiles};
@@ -402,6 +402,8 @@ fn run_or_create(global: &GlobalOpts, args: RunArgs, create_only: bool) -> Resul
             .filter(|v| v.contains(':'))
             .cloned()
             .collect(),
+        entrypoint: image_config::entrypoint(args.entrypoint.as_deref(), &source.defaults)?,
+        host_flags: host_flags(&args),
     };
     let dir = containers.create(&mut record, args.name.as_deref())?;
     let job = Job {
@@ -529,6 +531,19 @@ fn network_choice(
         }
     };
     Ok(choice)
+}
+
+/// The flags `inspect` shows as given (see [`HostFlags`]).
+fn host_flags(args: &RunArgs) -> HostFlags {
+    HostFlags {
+        cap_add: args.cap_add.clone(),
+        cap_drop: args.cap_drop.clone(),
+        dns: args.dns.iter().map(|a| a.to_string()).collect(),
+        security_opt: args.security_opt.clone(),
+        privileged: args.privileged,
+        publish_all: args.publish_all,
+        mounts: args.mount.clone(),
+    }
 }
 
 /// `--add-host HOST:IP` as (host, address).

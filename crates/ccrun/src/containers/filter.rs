@@ -324,6 +324,8 @@ mod tests {
             extra_hosts: vec![],
             volume_mounts: vec![],
             binds: vec![],
+            entrypoint: vec![],
+            host_flags: Default::default(),
         }
     }
 
