@@ -37,6 +37,9 @@ pub struct ClientOptions {
     pub insecure_registries: Vec<String>,
     /// Credentials for this registry, e.g. from `~/.docker/config.json`.
     pub credentials: Option<Credentials>,
+    /// Mirrors (`host[:port]`) to try first, in order; a mirror that cannot be
+    /// reached or lacks the manifest is passed over (containers-registries.conf's rule).
+    pub mirrors: Vec<String>,
 }
 
 /// Whether `host[:port]` may be spoken to over plain HTTP: localhost and
@@ -77,8 +80,35 @@ pub struct RegistryClient {
 impl RegistryClient {
     /// Connects to the registry of `reference` and probes `/v2/` to learn its auth scheme.
     pub fn connect(reference: &Reference, options: &ClientOptions) -> Result<RegistryClient> {
+        for mirror in &options.mirrors {
+            match RegistryClient::mirror(reference, mirror, options) {
+                Ok(client) => return Ok(client),
+                Err(e) => tracing::info!("mirror {mirror}: {e}; trying the next source"),
+            }
+        }
         let client = RegistryClient::new(reference, options);
         client.probe()?;
+        Ok(client)
+    }
+
+    /// A client for `reference`'s repository on `mirror`, if the mirror answers and
+    /// has the manifest. The registry's credentials are not sent to mirrors.
+    fn mirror(
+        reference: &Reference,
+        mirror: &str,
+        options: &ClientOptions,
+    ) -> Result<RegistryClient> {
+        let mut client = RegistryClient::new(reference, options);
+        let scheme = if is_insecure(mirror, &options.insecure_registries) {
+            "http"
+        } else {
+            "https"
+        };
+        client.base = format!("{scheme}://{mirror}");
+        client.host = mirror.to_string();
+        client.credentials = None;
+        client.probe()?;
+        client.manifest(&reference.manifest_key())?;
         Ok(client)
     }
 

@@ -322,7 +322,13 @@ pub fn ps(global: &GlobalOpts, args: PsArgs) -> Result<i32> {
 pub fn rm(global: &GlobalOpts, args: RmArgs) -> Result<i32> {
     let store = ContainerStore::open(&global.store_root())?;
     super::for_each_named("remove", &args.containers, |name| {
-        let r = store.find(name)?;
+        let r = match store.find(name) {
+            // `rm -f` of a container that is not there is no error, as in Docker.
+            Err(e) if args.force && e.is::<crate::containers::store::NoSuchContainer>() => {
+                return Ok(())
+            }
+            found => found?,
+        };
         cleanup::remove(&store, &global.state_root(), &r, args.force)?;
         if args.volumes {
             crate::volumes::remove_anonymous(&global.store_root(), &r)?;

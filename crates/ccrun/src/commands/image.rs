@@ -176,8 +176,30 @@ fn open_store(global: &GlobalOpts) -> anyhow::Result<Store> {
     Store::open(&root).with_context(|| format!("opening image store in {}", root.display()))
 }
 
+/// Runs `pull`: a short name is tried in each unqualified-search registry of the
+/// configuration in turn, an alias stands for its target.
 fn pull(global: &GlobalOpts, args: PullArgs) -> anyhow::Result<i32> {
-    let reference = Reference::parse(&args.reference)?;
+    let candidates = crate::config::candidates(&args.reference);
+    let mut failures = Vec::new();
+    for (i, candidate) in candidates.iter().enumerate() {
+        match pull_reference(global, &args, candidate) {
+            Ok(code) => return Ok(code),
+            Err(e) if i + 1 < candidates.len() => {
+                tracing::info!("{candidate}: {}", crate::exit::one_line(&e));
+                failures.push(format!("{candidate}: {}", crate::exit::one_line(&e)));
+            }
+            Err(e) if failures.is_empty() => return Err(e),
+            Err(e) => {
+                failures.push(format!("{candidate}: {}", crate::exit::one_line(&e)));
+                bail!("pulling {}: {}", args.reference, failures.join("; "));
+            }
+        }
+    }
+    bail!("pulling {}: no registry to pull from", args.reference)
+}
+
+fn pull_reference(global: &GlobalOpts, args: &PullArgs, name: &str) -> anyhow::Result<i32> {
+    let reference = Reference::parse(name)?;
     let platform = args
         .platform
         .as_deref()
@@ -186,9 +208,10 @@ fn pull(global: &GlobalOpts, args: PullArgs) -> anyhow::Result<i32> {
     let store = open_store(global)?;
     let options = PullOptions {
         platform,
-        insecure_registries: args.insecure.registries,
+        insecure_registries: crate::config::insecure_registries(&args.insecure.registries),
         jobs: args.jobs,
         sync_layers: args.sync_layers,
+        mirrors: crate::config::mirrors(reference.registry()),
     };
     let before = store.find(&reference.to_string()).ok().flatten();
     let display = Display::new(args.quiet);
@@ -777,8 +800,9 @@ fn login(args: LoginArgs) -> anyhow::Result<i32> {
     RegistryClient::check_login(
         &registry,
         &ClientOptions {
-            insecure_registries: args.insecure.registries,
+            insecure_registries: crate::config::insecure_registries(&args.insecure.registries),
             credentials: Some(creds.clone()),
+            mirrors: Vec::new(),
         },
     )
     .with_context(|| format!("logging in to {registry}"))?;

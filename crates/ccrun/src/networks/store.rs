@@ -148,9 +148,12 @@ impl NetworkStore {
         if let Some(r) = self.load(DEFAULT_NETWORK)? {
             return Ok(r);
         }
-        let subnet: Subnet = ccrun_net::DEFAULT_SUBNET
-            .parse()
-            .context("default subnet")?;
+        let subnet: Subnet = match crate::config::default_subnet() {
+            Some(configured) => configured,
+            None => ccrun_net::DEFAULT_SUBNET
+                .parse()
+                .context("default subnet")?,
+        };
         self.create(
             DEFAULT_NETWORK,
             Some(subnet),
