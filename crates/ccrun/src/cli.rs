@@ -189,22 +189,54 @@ impl Cli {
             Err(err) => {
                 use clap::error::ErrorKind;
                 let code = match err.kind() {
-                    ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-                        if std::env::args_os().len() == 1 =>
-                    {
-                        // Bare `ccrun`: the help on stdout, and success.
+                    // Bare `ccrun` or `ccrun volume`: that command's help on stdout,
+                    // and success, as `docker` does.
+                    ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                        print!("{}", err.render());
+                        std::process::exit(0);
+                    }
+                    // The same when global options (from the environment, say) came
+                    // without a subcommand.
+                    ErrorKind::MissingSubcommand if missing_top_subcommand(&err) => {
                         let _ = command().print_help();
                         std::process::exit(0);
                     }
                     _ if err.use_stderr() => 125,
                     _ => 0,
                 };
-                // Printing can only fail on a closed stdout/stderr, where there is nobody to tell.
-                let _ = err.print();
+                if code == 0 {
+                    // Printing can only fail on a closed stdout, where there is nobody to tell.
+                    let _ = err.print();
+                } else {
+                    eprintln!("ccrun: {}", usage_error_line(&err));
+                }
                 std::process::exit(code);
             }
         }
     }
+}
+
+/// Whether `err` says `ccrun` itself got no subcommand (not `ccrun volume`).
+fn missing_top_subcommand(err: &clap::Error) -> bool {
+    matches!(
+        err.get(clap::error::ContextKind::InvalidSubcommand),
+        Some(clap::error::ContextValue::String(name)) if name == "ccrun"
+    )
+}
+
+/// A usage error on one line, as ccrun reports every failure: clap's message without
+/// its `error: ` prefix, usage and hints, and where to look for help.
+fn usage_error_line(err: &clap::Error) -> String {
+    let text = err.render().to_string();
+    // The message is the first paragraph (a list of missing arguments continues it).
+    let message: Vec<&str> = text
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    let message = message.join(" ");
+    let message = message.strip_prefix("error: ").unwrap_or(&message);
+    format!("{message} (see --help)")
 }
 
 /// `--stop-timeout`, `stop -t`: whole seconds, 0 or more, with the same message

@@ -28,9 +28,16 @@ fn main() {
         // that relay a container's output keep EPIPE as an error they handle.
         exit::die_quietly_on_sigpipe();
     }
+    use cli::Command;
+    // Completions and man pages only describe ccrun: no storage, no configuration.
+    let generated_docs = matches!(cli.command, Command::Completion(_) | Command::Man(_));
     // The monitor's cleanup must settle a container even after someone broke the file.
-    let read_config = !matches!(cli.command, cli::Command::ContainerCleanup(_));
-    let checked = protect_host(&cli).and_then(|()| match read_config {
+    let read_config = !generated_docs && !matches!(cli.command, Command::ContainerCleanup(_));
+    let checked = match generated_docs {
+        true => Ok(()),
+        false => protect_host(&cli),
+    }
+    .and_then(|()| match read_config {
         true => config::init(),
         false => Ok(()),
     });

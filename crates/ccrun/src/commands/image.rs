@@ -225,7 +225,7 @@ fn pull_reference(global: &GlobalOpts, args: &PullArgs, name: &str) -> anyhow::R
     let usage = ContainerUsage(&containers);
     let record = ccrun_image::pull(&store, &reference, &options, &display, &usage)
         .with_context(|| format!("pulling {}", familiar(&reference.to_string())))?;
-    display.finish();
+    // Finished layers keep their "Pull complete" lines on screen, as Docker's do.
     if args.quiet {
         println!("{reference}");
         return Ok(0);
@@ -281,12 +281,6 @@ impl Display {
             f(id, bar.as_ref());
         }
     }
-
-    fn finish(&self) {
-        if let Mode::Bars(multi) = &self.mode {
-            let _ = multi.clear();
-        }
-    }
 }
 
 impl PullProgress for Display {
@@ -309,12 +303,7 @@ impl PullProgress for Display {
                     None
                 } else {
                     let bar = multi.add(ProgressBar::new(size));
-                    let style = ProgressStyle::with_template(
-                        "{prefix}: {msg:11} [{bar:30}] {bytes:>10}/{total_bytes:10}",
-                    )
-                    .map(|s| s.progress_chars("=> "))
-                    .unwrap_or_else(|_| ProgressStyle::default_bar());
-                    bar.set_style(style);
+                    bar.set_style(bar_style(terminal_columns()));
                     bar.set_prefix(id.clone());
                     bar.set_message("Downloading");
                     bar.enable_steady_tick(Duration::from_millis(200));
@@ -340,8 +329,10 @@ impl PullProgress for Display {
     fn layer_done(&self, index: usize) {
         self.with_layer(index, |id, bar| match (&self.mode, bar) {
             (_, Some(bar)) => {
-                bar.set_message("Pull complete");
-                bar.finish();
+                // The line stays, as Docker's do: "abc123def456: Pull complete".
+                let done = ProgressStyle::with_template("{prefix}: {msg}");
+                bar.set_style(done.unwrap_or_else(|_| ProgressStyle::default_bar()));
+                bar.finish_with_message("Pull complete");
             }
             (Mode::Lines, None) => println!("{id}: Pull complete"),
             _ => {}
@@ -355,6 +346,49 @@ impl PullProgress for Display {
             }
             _ => eprintln!("warning: {message}"),
         }
+    }
+}
+
+/// The terminal's width in columns (80 when it cannot be told).
+fn terminal_columns() -> usize {
+    let mut size = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes a winsize into the struct we pass, nothing else.
+    let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) } == 0;
+    if ok && size.ws_col > 0 {
+        usize::from(size.ws_col)
+    } else {
+        80
+    }
+}
+
+/// A layer's progress line fitted to `columns`: Docker's `id: Downloading [==>  ]
+/// 1.2MB/3.4MB` with the bar taking what is left, and no bar at all when too narrow,
+/// so that no line wraps (a wrapped line breaks the redrawing).
+fn bar_style(columns: usize) -> ProgressStyle {
+    ProgressStyle::with_template(&bar_template(columns))
+        .map(|s| s.progress_chars("=> "))
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+}
+
+/// The template of [`bar_style`].
+fn bar_template(columns: usize) -> String {
+    // "0123456789ab: Downloading [" and "] 1023.99 MiB/1023.99 MiB" around the bar,
+    // and a column spare: a line as wide as the terminal wraps on some.
+    const AROUND: usize = 12 + 2 + 11 + 2 + 2 + 23 + 1;
+    if columns >= AROUND + 10 {
+        format!(
+            "{{prefix}}: {{msg:11}} [{{bar:{}}}] {{bytes}}/{{total_bytes}}",
+            (columns - AROUND).min(50)
+        )
+    } else if columns >= 52 {
+        "{prefix}: {msg:11} {bytes}/{total_bytes}".to_string()
+    } else {
+        "{prefix}: {percent}%".to_string()
     }
 }
 
@@ -861,6 +895,34 @@ fn prompt(label: &str, secret: bool) -> anyhow::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_lines_fit_the_terminal() {
+        for columns in [20, 39, 40, 59, 60, 61, 80, 200] {
+            // The template with its widest values in place.
+            let line = bar_template(columns)
+                .replace("{prefix}", "0123456789ab")
+                .replace("{msg:11}", "Downloading")
+                .replace("{bytes}", "1023.99 MiB")
+                .replace("{total_bytes}", "1023.99 MiB")
+                .replace("{percent}", "100");
+            let bar = line.find("{bar:").map(|i| {
+                let len: usize = line[i + 5..]
+                    .split('}')
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .expect("bar width");
+                (line[i..].find('}').expect("end") + 1, len)
+            });
+            let width = line.chars().count() + bar.map_or(0, |(tag, len)| len - tag);
+            assert!(
+                width < columns.max(20),
+                "{columns} columns: {width}: {line}"
+            );
+        }
+        assert!(bar_template(80).contains("{bar:"));
+        assert!(!bar_template(50).contains("{bar:"));
+    }
 
     #[test]
     fn reference_globs_stay_within_path_elements() {

@@ -541,8 +541,9 @@ fn network_choice(
 /// stops: the stop signal, the working directory and the `-e` names.
 fn validate(args: &RunArgs) -> Result<()> {
     if let Some(signal) = &args.stop_signal {
-        crate::containers::process::parse_signal(signal)
-            .with_context(|| format!("invalid --stop-signal {signal:?}"))?;
+        if crate::containers::process::parse_signal(signal).is_err() {
+            bail!("invalid --stop-signal {signal:?}: not a signal name or number");
+        }
     }
     if let Some(dir) = args.workdir.as_deref().filter(|d| !d.starts_with('/')) {
         bail!("the working directory {dir:?} is invalid: it needs to be an absolute path");
