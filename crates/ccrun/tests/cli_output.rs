@@ -87,25 +87,21 @@ impl Images {
             )
         };
         let config = |label: &str| serde_json::json!({"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"], "Labels": {"app": label}});
-        let one = own("one");
-        layout.image_created_at(
-            &[&base, &one],
-            "amd64",
-            Some("1"),
-            config("one"),
-            "2024-01-01T00:00:00Z",
-        );
-        reg.push(&layout.dir, "1", "test/one", Format::Oci);
-        reg.push(&layout.dir, "1", "test/alias", Format::Oci);
-        let two = own("two");
-        let built = layout.image_created_at(
-            &[&base, &two],
-            "amd64",
-            Some("2"),
-            config("two"),
-            "2025-01-01T00:00:00Z",
-        );
-        reg.push(&layout.dir, "2", "test/two", Format::Oci);
+        let mut two_manifest = String::new();
+        for (name, tag, created) in [
+            ("one", "1", "2024-01-01T00:00:00Z"),
+            ("two", "2", "2025-01-01T00:00:00Z"),
+        ] {
+            let mine = own(name);
+            let built =
+                layout.image_created_at(&[&base, &mine], "amd64", Some(tag), config(name), created);
+            reg.push(&layout.dir, tag, &format!("test/{name}"), Format::Oci);
+            if name == "one" {
+                reg.push(&layout.dir, tag, "test/alias", Format::Oci);
+            } else {
+                two_manifest = built.manifest.to_string();
+            }
+        }
         let amd = layout.image(&[&base], "amd64", None);
         let arm = layout.image(&[&base, &own("arm")], "arm64", None);
         layout.index(&[(&amd, "amd64"), (&arm, "arm64")], "multi");
@@ -114,7 +110,7 @@ impl Images {
             reg,
             _layouts: layouts,
             arm64_id: arm.config.to_string(),
-            two_manifest: built.manifest.to_string(),
+            two_manifest,
         }
     }
 

@@ -86,26 +86,7 @@ impl Podman {
             .prefix("ccrun-podman-inspect-")
             .tempdir()
             .expect("tempdir");
-        let d = dir.path();
-        std::fs::write(
-            d.join("storage.conf"),
-            format!(
-                "[storage]\ndriver = \"vfs\"\ngraphroot = \"{0}/root\"\nrunroot = \"{0}/run\"\n",
-                d.display()
-            ),
-        )
-        .expect("storage.conf");
-        std::fs::write(
-            d.join("containers.conf"),
-            format!(
-                "[containers]\ndefault_ulimits = []\n[engine]\ncgroup_manager = \"cgroupfs\"\n\
-                 events_logger = \"file\"\nevents_logfile_path = \"{0}/events.log\"\n\
-                 tmp_dir = \"{0}/tmp\"\nvolume_path = \"{0}/volumes\"\n\
-                 [network]\nnetwork_config_dir = \"{0}/networks\"\n",
-                d.display()
-            ),
-        )
-        .expect("containers.conf");
+        ccrun_testkit::podman::write_private_config(dir.path());
         Podman { dir }
     }
 

@@ -114,10 +114,6 @@ pub fn inspect(global: &GlobalOpts, kind: Option<ObjectType>, opts: &InspectOpts
         };
         errors.push(format!("Error: No such {what}: {name}"));
     }
-    let found = found
-        .iter()
-        .map(|item| serde_json::to_value(item).context("serialising"))
-        .collect::<Result<Vec<_>>>()?;
     print_inspected(&found, opts.format.as_deref(), &errors)
 }
 
@@ -128,21 +124,23 @@ fn parse_template(format: Option<&str>) -> Result<Option<Template>> {
         .context("parsing --format")
 }
 
-/// Prints inspected objects as Docker does: a JSON array, or each object through the
-/// `--format` template, one per line; then the `errors` (objects not found) on
-/// stderr, which make the exit status 1.
-pub fn print_inspected(
-    found: &[serde_json::Value],
+/// Prints inspected objects as Docker does: a JSON array (fields in the order of
+/// their types, as Docker's), or each object through the `--format` template, one
+/// per line; then the `errors` (objects not found) on stderr, which make the exit
+/// status 1.
+pub fn print_inspected<T: Serialize>(
+    found: &[T],
     format: Option<&str>,
     errors: &[String],
 ) -> Result<i32> {
     let text = match parse_template(format)? {
         Some(template) => {
             let mut text = String::new();
-            for value in found {
+            for item in found {
+                let value = serde_json::to_value(item).context("serialising")?;
                 text.push_str(
                     &template
-                        .render(value)
+                        .render(&value)
                         .context("executing the --format template")?,
                 );
                 text.push('\n');
