@@ -48,6 +48,12 @@ fn lines(text: &str) -> Vec<&str> {
     text.lines().collect()
 }
 
+/// The default bridge network's subnet, through `network inspect -f` and `range`.
+fn bridge_subnet(c: &Ccrun) -> String {
+    let template = "{{range .IPAM.Config}}{{.Subnet}}{{end}}";
+    ok(c, &["network", "inspect", "-f", template, "bridge"])
+}
+
 fn json_lines(text: &str) -> Vec<Value> {
     text.lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
@@ -471,19 +477,7 @@ fn ps_filters_templates_and_inspect() {
     assert!(nets
         .iter()
         .any(|n| n["Name"] == "bridge" && n["ID"].as_str().map(str::len) == Some(12)));
-    assert_eq!(
-        ok(
-            &c,
-            &[
-                "network",
-                "inspect",
-                "-f",
-                "{{.Name}} {{range .IPAM.Config}}{{.Subnet}}{{end}}",
-                "bridge"
-            ]
-        ),
-        "bridge 10.88.0.0/16"
-    );
+    assert_eq!(bridge_subnet(&c), "10.88.0.0/16");
     let out = c.ccrun(&["network", "inspect", "-f", "{{.Name}}", "bridge", "ghost"]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
@@ -709,19 +703,7 @@ fn configuration_file_is_read_and_checked() {
         ),
         "8192 host"
     );
-    assert_eq!(
-        ok(
-            &c,
-            &[
-                "network",
-                "inspect",
-                "-f",
-                "{{range .IPAM.Config}}{{.Subnet}}{{end}}",
-                "bridge"
-            ]
-        ),
-        "10.123.0.0/16"
-    );
+    assert_eq!(bridge_subnet(&c), "10.123.0.0/16");
 }
 
 #[test]
