@@ -705,7 +705,7 @@ fn rmi(global: &GlobalOpts, args: RmiArgs) -> anyhow::Result<i32> {
 
 /// What `inspect` shows of image `name`, in the shape of Docker's `ImageInspect`;
 /// `None` when the store has no such image.
-pub fn image_json(store: &Store, name: &str) -> anyhow::Result<Option<serde_json::Value>> {
+pub fn image_json(store: &Store, name: &str) -> anyhow::Result<Option<InOrder>> {
     let Some(image) = store.resolve(name)? else {
         return Ok(None);
     };
@@ -726,7 +726,7 @@ pub fn image_json(store: &Store, name: &str) -> anyhow::Result<Option<serde_json
         .map(|d| d.display().to_string())
         .collect();
     let (arch, variant) = (config.architecture().to_string(), config.variant().clone());
-    let mut json = serde_json::json!({
+    let json = serde_json::json!({
         "Id": record.id,
         "RepoTags": record.names.iter().map(|n| familiar(n)).collect::<Vec<_>>(),
         "RepoDigests": record.repo_digests.iter().map(|n| familiar(n)).collect::<Vec<_>>(),
@@ -771,13 +771,48 @@ pub fn image_json(store: &Store, name: &str) -> anyhow::Result<Option<serde_json
         },
         "Metadata": { "LastTagTime": "0001-01-01T00:00:00Z" },
     });
-    // Docker leaves out a variant the image does not have.
-    if variant.is_none() {
-        if let Some(map) = json.as_object_mut() {
-            map.remove("Variant");
+    // Docker's field order; it leaves out a variant the image does not have.
+    const ORDER: [&str; 17] = [
+        "Id",
+        "RepoTags",
+        "RepoDigests",
+        "Parent",
+        "Comment",
+        "Created",
+        "DockerVersion",
+        "Author",
+        "Config",
+        "Architecture",
+        "Variant",
+        "Os",
+        "Size",
+        "VirtualSize",
+        "GraphDriver",
+        "RootFS",
+        "Metadata",
+    ];
+    Ok(Some(InOrder(
+        ORDER
+            .iter()
+            .filter(|k| **k != "Variant" || variant.is_some())
+            .map(|k| (*k, json[*k].clone()))
+            .collect(),
+    )))
+}
+
+/// A JSON object whose fields serialize in the given order (Docker's), where a
+/// `serde_json` map would sort them.
+pub struct InOrder(Vec<(&'static str, serde_json::Value)>);
+
+impl serde::Serialize for InOrder {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v)?;
         }
+        map.end()
     }
-    Ok(Some(json))
 }
 
 fn registry_arg(server: Option<String>) -> anyhow::Result<String> {

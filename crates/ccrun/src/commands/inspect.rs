@@ -55,7 +55,7 @@ pub struct InspectArgs {
 #[serde(untagged)]
 enum Inspected {
     Container(Box<ContainerDetails>),
-    Image(serde_json::Value),
+    Image(super::image::InOrder),
     Volume(super::volume::VolumeDetails),
 }
 
