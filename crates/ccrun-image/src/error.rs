@@ -152,6 +152,14 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// Whether the failed request may succeed when tried again (a connection cut
+    /// mid-transfer), as opposed to a refused connection or an unknown host.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Http { source, .. } if crate::registry::transient(source))
+    }
+}
+
 /// Errors on one line, separated by semicolons.
 fn join(errors: &[Error]) -> String {
     errors

@@ -36,6 +36,8 @@ pub struct PullOptions {
     pub jobs: usize,
     /// Flush each layer to disk before committing it (power-loss safety; slower).
     pub sync_layers: bool,
+    /// Mirrors (`host[:port]`) of the reference's registry, tried first in order.
+    pub mirrors: Vec<String>,
 }
 
 impl Default for PullOptions {
@@ -45,6 +47,7 @@ impl Default for PullOptions {
             insecure_registries: Vec::new(),
             jobs: 4,
             sync_layers: false,
+            mirrors: Vec::new(),
         }
     }
 }
@@ -109,6 +112,7 @@ fn pull_locked(
         &ClientOptions {
             insecure_registries: options.insecure_registries.clone(),
             credentials,
+            mirrors: options.mirrors.clone(),
         },
     )?;
 

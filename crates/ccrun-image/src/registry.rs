@@ -37,6 +37,9 @@ pub struct ClientOptions {
     pub insecure_registries: Vec<String>,
     /// Credentials for this registry, e.g. from `~/.docker/config.json`.
     pub credentials: Option<Credentials>,
+    /// Mirrors (`host[:port]`) to try first, in order; a mirror that cannot be
+    /// reached or lacks the manifest is passed over (containers-registries.conf's rule).
+    pub mirrors: Vec<String>,
 }
 
 /// Whether `host[:port]` may be spoken to over plain HTTP: localhost and
@@ -77,8 +80,35 @@ pub struct RegistryClient {
 impl RegistryClient {
     /// Connects to the registry of `reference` and probes `/v2/` to learn its auth scheme.
     pub fn connect(reference: &Reference, options: &ClientOptions) -> Result<RegistryClient> {
+        for mirror in &options.mirrors {
+            match RegistryClient::mirror(reference, mirror, options) {
+                Ok(client) => return Ok(client),
+                Err(e) => tracing::info!("mirror {mirror}: {e}; trying the next source"),
+            }
+        }
         let client = RegistryClient::new(reference, options);
         client.probe()?;
+        Ok(client)
+    }
+
+    /// A client for `reference`'s repository on `mirror`, if the mirror answers and
+    /// has the manifest. The registry's credentials are not sent to mirrors.
+    fn mirror(
+        reference: &Reference,
+        mirror: &str,
+        options: &ClientOptions,
+    ) -> Result<RegistryClient> {
+        let mut client = RegistryClient::new(reference, options);
+        let scheme = if is_insecure(mirror, &options.insecure_registries) {
+            "http"
+        } else {
+            "https"
+        };
+        client.base = format!("{scheme}://{mirror}");
+        client.host = mirror.to_string();
+        client.credentials = None;
+        client.probe()?;
+        client.manifest(&reference.manifest_key())?;
         Ok(client)
     }
 
@@ -221,17 +251,20 @@ impl RegistryClient {
                         .limit(4096)
                         .read_to_string()
                         .unwrap_or_default();
+                    // The token server's own words when it gives some (Docker Hub's
+                    // "incorrect username or password"), never its raw JSON.
+                    let said = server_message(&body);
+                    let message = match (&self.credentials, said) {
+                        (Some(_), Some(said)) => said,
+                        (Some(_), None) => "invalid username/password".to_string(),
+                        (None, said) => format!(
+                            "anonymous access refused{}",
+                            said.map(|s| format!(": {s}")).unwrap_or_default()
+                        ),
+                    };
                     return Err(Error::Unauthorized {
                         registry: self.host.clone(),
-                        message: format!(
-                            "token server refused {}: {}",
-                            if self.credentials.is_some() {
-                                "our credentials"
-                            } else {
-                                "anonymous access"
-                            },
-                            body.trim()
-                        ),
+                        message,
                     });
                 }
                 Ok(resp) if retryable_status(resp.status().as_u16()) && attempt < MAX_RETRIES => {
@@ -242,7 +275,7 @@ impl RegistryClient {
                     return Err(self
                         .registry_error(format!("token server {realm}: HTTP {}", resp.status())))
                 }
-                Err(e) if attempt < MAX_RETRIES => {
+                Err(e) if attempt < MAX_RETRIES && transient(&e) => {
                     attempt += 1;
                     tracing::warn!("token server {realm}: {e}; retrying");
                     std::thread::sleep(backoff(attempt));
@@ -298,7 +331,7 @@ impl RegistryClient {
                 let same_host = same_origin(&url, &self.base);
                 let resp = match self.send(&url, accept, range, same_host) {
                     Ok(r) => r,
-                    Err(e) if attempt < MAX_RETRIES => {
+                    Err(e) if attempt < MAX_RETRIES && e.is_transient() => {
                         attempt += 1;
                         tracing::warn!("{what}: {e}; retrying ({attempt}/{MAX_RETRIES})");
                         std::thread::sleep(backoff(attempt));
@@ -553,6 +586,12 @@ impl Read for BlobReader<'_> {
         loop {
             if self.body.is_none() {
                 if let Err(e) = self.open() {
+                    // The request itself was retried as far as it makes sense (see
+                    // `get`); only a body cut short while skipping is resumed here.
+                    let from_request = e.get_ref().is_some_and(|inner| inner.is::<Error>());
+                    if from_request {
+                        return Err(e);
+                    }
                     self.resume(&e)?;
                     continue;
                 }
@@ -587,6 +626,25 @@ impl Read for BlobReader<'_> {
     }
 }
 
+/// Whether a failed request may succeed when tried again: a connection reset or cut
+/// mid-transfer, a read that timed out. A refused connection, an unknown host, TLS
+/// and protocol errors fail the same way every time, so they fail at once.
+pub(crate) fn transient(e: &ureq::Error) -> bool {
+    use io::ErrorKind as K;
+    match e {
+        ureq::Error::Io(io) => matches!(
+            io.kind(),
+            K::ConnectionReset
+                | K::ConnectionAborted
+                | K::BrokenPipe
+                | K::UnexpectedEof
+                | K::TimedOut
+        ),
+        ureq::Error::Timeout(t) => !matches!(t, ureq::Timeout::Resolve | ureq::Timeout::Connect),
+        _ => false,
+    }
+}
+
 fn retryable_status(s: u16) -> bool {
     s == 429 || (500..=599).contains(&s) && s != 501 && s != 505
 }
@@ -608,8 +666,32 @@ fn error_text(resp: Response<Body>) -> String {
     if text.is_empty() {
         "(no details)".to_string()
     } else {
-        text.chars().take(300).collect()
+        server_message(text).unwrap_or_else(|| text.chars().take(300).collect())
     }
+}
+
+/// The message in a registry's or token server's JSON error body: the Distribution
+/// API's `{"errors": [{"code", "message"}]}`, or `{"details"|"message"|"error": …}`.
+fn server_message(body: &str) -> Option<String> {
+    let json: serde_json::Value = serde_json::from_str(body.trim()).ok()?;
+    let text = |v: &serde_json::Value| v.as_str().map(str::to_string);
+    if let Some(errors) = json.get("errors").and_then(|e| e.as_array()) {
+        let messages: Vec<String> = errors
+            .iter()
+            .filter_map(|e| {
+                let message = e.get("message").and_then(text)?;
+                Some(match e.get("code").and_then(text) {
+                    Some(code) => format!("{}: {message}", code.to_lowercase()),
+                    None => message,
+                })
+            })
+            .collect();
+        return (!messages.is_empty()).then(|| messages.join("; "));
+    }
+    ["details", "message", "error"]
+        .iter()
+        .find_map(|k| json.get(*k).and_then(text))
+        .filter(|s| !s.is_empty())
 }
 
 /// Whether two URLs share scheme, host and port.
@@ -658,6 +740,34 @@ fn urlencode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_messages_not_raw_json() {
+        assert_eq!(
+            server_message(r#"{"details":"incorrect username or password"}"#).as_deref(),
+            Some("incorrect username or password")
+        );
+        assert_eq!(
+            server_message(
+                r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required","detail":null}]}"#
+            )
+            .as_deref(),
+            Some("unauthorized: authentication required")
+        );
+        assert_eq!(server_message("<html>oops</html>"), None);
+        assert_eq!(server_message(r#"{"details":""}"#), None);
+    }
+
+    #[test]
+    fn refused_and_unknown_hosts_are_not_retried() {
+        let refused = ureq::Error::Io(io::Error::from(io::ErrorKind::ConnectionRefused));
+        assert!(!transient(&refused));
+        assert!(!transient(&ureq::Error::HostNotFound));
+        assert!(!transient(&ureq::Error::Timeout(ureq::Timeout::Connect)));
+        let reset = ureq::Error::Io(io::Error::from(io::ErrorKind::ConnectionReset));
+        assert!(transient(&reset));
+        assert!(transient(&ureq::Error::Timeout(ureq::Timeout::RecvBody)));
+    }
 
     #[test]
     fn insecure_rule() {

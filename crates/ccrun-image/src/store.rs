@@ -427,6 +427,16 @@ impl Store {
                 if remaining.names.len() + remaining.repo_digests.len() != before {
                     out.push(Removal::Untagged(full));
                 }
+                // As Docker does: once no tag of this repository is left, its digest
+                // names go too, so `RepoDigests` never names a repository the image
+                // is no longer in.
+                let repo = reference.name();
+                let same_repo = |n: &String| Reference::parse(n).is_ok_and(|r| r.name() == repo);
+                if !remaining.names.iter().any(same_repo) {
+                    let (gone, kept) = remaining.repo_digests.drain(..).partition(same_repo);
+                    remaining.repo_digests = kept;
+                    out.extend(gone.into_iter().map(Removal::Untagged));
+                }
                 if !remaining.names.is_empty() {
                     // Other tags keep the image alive; only this name goes.
                     replace(&mut records, &remaining);

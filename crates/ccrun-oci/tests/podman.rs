@@ -43,26 +43,7 @@ impl Podman {
             .tempdir()
             .expect("tempdir");
         let d = dir.path();
-        std::fs::create_dir_all(d.join("networks")).expect("mkdir");
-        std::fs::write(
-            d.join("storage.conf"),
-            format!(
-                "[storage]\ndriver = \"vfs\"\ngraphroot = \"{0}/root\"\nrunroot = \"{0}/run\"\n",
-                d.display()
-            ),
-        )
-        .expect("storage.conf");
-        std::fs::write(
-            d.join("containers.conf"),
-            format!(
-                "[containers]\nlog_driver = \"k8s-file\"\ndefault_ulimits = []\n\
-                 [engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n\
-                 events_logfile_path = \"{0}/events.log\"\ntmp_dir = \"{0}/tmp\"\n\
-                 volume_path = \"{0}/volumes\"\n[network]\nnetwork_config_dir = \"{0}/networks\"\n",
-                d.display()
-            ),
-        )
-        .expect("containers.conf");
+        ccrun_testkit::podman::write_private_config(d);
         let crun = d.join("crun.sh");
         std::fs::write(
             &crun,

@@ -1,8 +1,10 @@
 //! Test fixtures shared by ccrun's crates: a busybox root filesystem built from
-//! Debian's busybox-static, a root check for tests that need real privileges, and a
-//! process on a pseudo-terminal ([`pty`]).
+//! Debian's busybox-static, a root check for tests that need real privileges, a
+//! process on a pseudo-terminal ([`pty`]) and a private podman configuration
+//! ([`podman`]).
 
 pub mod exe_overwrite;
+pub mod podman;
 pub mod pty;
 
 use std::os::unix::fs::PermissionsExt;

@@ -1,14 +1,25 @@
 //! Top-level command line: global options and the list of subcommands.
+//!
+//! The global options (`--root`, `--state`, `--log-level`) are accepted before or
+//! after the subcommand but listed once, in `ccrun --help`, as Docker lists its own.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::commands;
 
 /// ccrun — run containers from OCI images, daemonless, with Docker's verbs.
 #[derive(Debug, Parser)]
-#[command(name = "ccrun", version, about, long_about = None, max_term_width = 100)]
+#[command(
+    name = "ccrun",
+    version,
+    about,
+    long_about = None,
+    max_term_width = 100,
+    arg_required_else_help = true
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalOpts,
@@ -109,6 +120,10 @@ pub enum Command {
     Volume(commands::volume::VolumeSubcommand),
     #[command(flatten)]
     Image(commands::image::ImageCommand),
+    /// Print a shell completion script (bash, zsh or fish)
+    Completion(crate::completion::CompletionArgs),
+    /// Write man pages (ccrun.1, ccrun-run.1, …) into a directory
+    Man(crate::completion::ManArgs),
 }
 
 impl Command {
@@ -131,28 +146,123 @@ impl Command {
     }
 }
 
+/// The global options' ids, hidden from every subcommand's help.
+const GLOBAL_IDS: [&str; 3] = ["root", "state", "log_level"];
+
+/// The full command line definition: clap's, with the global options shown only at
+/// the top (they still work after a subcommand). Completions and man pages use it.
+pub fn command() -> clap::Command {
+    let cmd = Cli::command();
+    let hidden: Vec<clap::Arg> = cmd
+        .get_arguments()
+        .filter(|a| GLOBAL_IDS.contains(&a.get_id().as_str()))
+        .map(|a| a.clone().hide(true))
+        .collect();
+    with_hidden(cmd, &hidden)
+}
+
+/// Gives every subcommand (at any depth) hidden copies of the global options; clap
+/// then does not propagate the visible ones into their help.
+fn with_hidden(mut cmd: clap::Command, hidden: &[clap::Arg]) -> clap::Command {
+    let names: Vec<String> = cmd
+        .get_subcommands()
+        .map(|s| s.get_name().to_string())
+        .collect();
+    for name in names {
+        cmd = cmd.mut_subcommand(name, |sub| {
+            let sub = hidden.iter().fold(sub, |sub, arg| sub.arg(arg.clone()));
+            with_hidden(sub, hidden)
+        });
+    }
+    cmd
+}
+
 impl Cli {
-    /// Parses argv; usage errors exit with 125 like Docker's, `--help`/`--version` with 0.
+    /// Parses argv; usage errors exit with 125 like Docker's; `--help`, `--version`
+    /// and a bare `ccrun` (which prints the help, as `docker` does) with 0.
     pub fn parse_with_docker_exit_codes() -> Cli {
-        match Cli::try_parse() {
+        let parsed = command()
+            .try_get_matches()
+            .and_then(|m| Cli::from_arg_matches(&m));
+        match parsed {
             Ok(cli) => cli,
             Err(err) => {
-                let code = if err.use_stderr() { 125 } else { 0 };
-                // Printing can only fail on a closed stdout/stderr, where there is nobody to tell.
-                let _ = err.print();
+                use clap::error::ErrorKind;
+                let code = match err.kind() {
+                    // Bare `ccrun` or `ccrun volume`: that command's help on stdout,
+                    // and success, as `docker` does.
+                    ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                        print!("{}", err.render());
+                        std::process::exit(0);
+                    }
+                    // The same when global options (from the environment, say) came
+                    // without a subcommand.
+                    ErrorKind::MissingSubcommand if missing_top_subcommand(&err) => {
+                        let _ = command().print_help();
+                        std::process::exit(0);
+                    }
+                    _ if err.use_stderr() => 125,
+                    _ => 0,
+                };
+                if code == 0 {
+                    // Printing can only fail on a closed stdout, where there is nobody to tell.
+                    let _ = err.print();
+                } else {
+                    eprintln!("ccrun: {}", usage_error_line(&err));
+                }
                 std::process::exit(code);
             }
         }
     }
 }
 
-/// Sets up `tracing` output on stderr at the requested level.
+/// Whether `err` says `ccrun` itself got no subcommand (not `ccrun volume`).
+fn missing_top_subcommand(err: &clap::Error) -> bool {
+    matches!(
+        err.get(clap::error::ContextKind::InvalidSubcommand),
+        Some(clap::error::ContextValue::String(name)) if name == "ccrun"
+    )
+}
+
+/// A usage error on one line, as ccrun reports every failure: clap's message without
+/// its `error: ` prefix, usage and hints, and where to look for help.
+fn usage_error_line(err: &clap::Error) -> String {
+    let text = err.render().to_string();
+    // The message is the first paragraph (a list of missing arguments continues it).
+    let message: Vec<&str> = text
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    let message = message.join(" ");
+    let message = message.strip_prefix("error: ").unwrap_or(&message);
+    format!("{message} (see --help)")
+}
+
+/// `--stop-timeout`, `stop -t`: whole seconds, 0 or more, with the same message
+/// whether written `-t -5` or `-t=-5`.
+pub fn seconds(value: &str) -> Result<u32, String> {
+    value
+        .trim()
+        .parse::<u32>()
+        .map_err(|_| format!("{value:?} is not a number of seconds (a whole number, 0 or more)"))
+}
+
+/// Whether to colour what goes to `stream`: only a terminal, and never with
+/// `NO_COLOR` set (<https://no-color.org>).
+pub fn use_colour(stream: &impl IsTerminal) -> bool {
+    stream.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Sets up `tracing` output on stderr at the requested level, coloured only on a
+/// terminal (a log file gets plain `WARN` lines).
 pub fn init_logging(global: &GlobalOpts) {
     let filter = tracing_subscriber::EnvFilter::try_new(&global.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(use_colour(&std::io::stderr()))
         .without_time()
         .with_target(false)
         .init();
@@ -165,5 +275,28 @@ mod tests {
     #[test]
     fn command_line_definition_is_consistent() {
         super::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn globals_are_listed_once() {
+        let mut cmd = super::command();
+        let top = cmd.render_help().to_string();
+        assert!(top.contains("--root"), "{top}");
+        let ps = cmd
+            .find_subcommand_mut("ps")
+            .expect("ps")
+            .render_help()
+            .to_string();
+        assert!(
+            !ps.contains("--root") && !ps.contains("--log-level"),
+            "{ps}"
+        );
+    }
+
+    #[test]
+    fn seconds_refuse_negatives_with_one_message() {
+        assert_eq!(super::seconds("5"), Ok(5));
+        let e = super::seconds("-5").expect_err("negative");
+        assert!(e.contains("0 or more"), "{e}");
     }
 }

@@ -10,6 +10,29 @@ pub const NOT_EXECUTABLE: i32 = 126;
 /// The command was not found.
 pub const NOT_FOUND: i32 = 127;
 
+/// The status of a process killed by SIGPIPE (128 + 13), as the shell reports it.
+pub const BROKEN_PIPE: i32 = 141;
+
+/// Restores SIGPIPE's default action, so that writing to a reader that went away
+/// (`ccrun ps | head -1`) ends ccrun silently, like `ls` or `cat`, instead of an
+/// EPIPE error (Rust ignores SIGPIPE by default).
+pub fn die_quietly_on_sigpipe() {
+    // SAFETY: setting a signal's disposition to SIG_DFL at start, before any thread
+    // exists, has no memory-safety requirements.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+/// Whether the error is a write to a closed pipe (stdout's reader went away).
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 /// A failure reported by another ccrun process (e.g. a monitor that could not start
 /// the container), carrying the exit status it maps to.
 #[derive(Debug, thiserror::Error)]

@@ -1,12 +1,105 @@
-//! Output formatting shared by the listing commands: aligned tables, Docker's human
-//! sizes and "3 days ago" times.
+//! Output formatting shared by the listing commands: aligned tables, `--format`
+//! (`table`, `json`, Go templates), Docker's human sizes and "3 days ago" times.
 
 use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Prints rows as left-aligned columns separated by three spaces, like Docker.
+use anyhow::Context;
+use serde_json::Value;
+
+use crate::template::{docker_format, Template, TemplateError};
+
+/// Docker's tabwriter: cells padded by three spaces to at least ten columns.
+const MIN_CELL: usize = 10;
+
+/// Prints rows as left-aligned columns separated by at least three spaces and at
+/// least ten wide, like Docker's tabwriter.
 pub fn print_table(out: &mut impl Write, table: &[Vec<String>]) -> std::io::Result<()> {
-    print_table_min_width(out, table, 0)
+    print_table_min_width(out, table, MIN_CELL)
+}
+
+/// A listing's rows ready for `--format`: each row the object templates see (what
+/// `{{json .}}` prints), the column header of each field, and the default table.
+pub struct Listing<'a> {
+    /// The template behind `--format table` (Docker's default columns).
+    pub default_table: &'a str,
+    /// Field name → column header, for `table TEMPLATE`.
+    pub headers: &'a [(&'a str, &'a str)],
+    /// One object per row.
+    pub rows: Vec<Value>,
+}
+
+/// Methods a listing offers on row `i` (`{{.Label "app"}}` in `ps`).
+pub type RowMethods<'a> = &'a dyn Fn(usize, &str, &[Value]) -> Option<Result<Value, TemplateError>>;
+
+impl Listing<'_> {
+    /// Prints the rows as `format` says: `table` (the default columns), `json` (one
+    /// object per line, as `{{json .}}`), `table TEMPLATE` (columns with headers) or
+    /// a template, one line per row.
+    pub fn print(&self, out: &mut impl Write, format: &str) -> anyhow::Result<()> {
+        self.print_with(out, format, &|_, _, _| None)
+    }
+
+    /// Like [`Listing::print`], with `methods` callable on each row.
+    pub fn print_with(
+        &self,
+        out: &mut impl Write,
+        format: &str,
+        methods: RowMethods<'_>,
+    ) -> anyhow::Result<()> {
+        let format = match format {
+            "" | "table" => self.default_table,
+            "json" => "{{json .}}",
+            other => other,
+        };
+        let (table, body) = docker_format(format);
+        let template = Template::parse(&body).context("parsing --format")?;
+        let mut lines = Vec::with_capacity(self.rows.len() + 1);
+        if table {
+            let headers: serde_json::Map<String, Value> = self
+                .headers
+                .iter()
+                .map(|(f, h)| (f.to_string(), Value::String(h.to_string())))
+                .collect();
+            // Methods have no header of their own, as in Docker.
+            let blank = |_: &str, _: &[Value]| Some(Ok(Value::String(String::new())));
+            lines.push(
+                template
+                    .render_with(&Value::Object(headers), &blank)
+                    .context("executing the --format template")?,
+            );
+        }
+        for (i, row) in self.rows.iter().enumerate() {
+            let row_methods = |name: &str, args: &[Value]| methods(i, name, args);
+            lines.push(
+                template
+                    .render_with(row, &row_methods)
+                    .context("executing the --format template")?,
+            );
+        }
+        if table {
+            let cells: Vec<Vec<String>> = lines
+                .iter()
+                .map(|line| line.split('\t').map(str::to_string).collect())
+                .collect();
+            print_table(out, &cells)?;
+        } else {
+            for line in lines {
+                writeln!(out, "{line}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Fields → values as a row object, every value a string as Docker's listings have.
+pub fn string_row<'a>(fields: impl IntoIterator<Item = (&'a str, String)>) -> Value {
+    Value::Object(
+        fields
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), Value::String(v)))
+            .collect(),
+    )
 }
 
 /// Like [`print_table`], every column but the last at least `min` wide (separator
@@ -44,45 +137,35 @@ pub fn print_table_min_width(
     Ok(())
 }
 
-/// Sizes as Docker prints them: decimal units, three significant digits.
+/// Sizes as `images` and `ps` print them (Docker's `HumanSizeWithPrecision(n, 3)`):
+/// decimal units, three significant digits, `77.6MB`.
 pub fn human_size(bytes: u64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB"];
+    human_size_with_precision(bytes, 3)
+}
+
+/// Sizes as `system df` prints them (Docker's `HumanSize`): four significant digits.
+pub fn human_size_df(bytes: u64) -> String {
+    human_size_with_precision(bytes, 4)
+}
+
+/// Go's `%.{precision}g` of the size in the largest decimal unit below it.
+fn human_size_with_precision(bytes: u64, precision: usize) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
     let mut v = bytes as f64;
     let mut u = 0;
     while v >= 1000.0 && u + 1 < units.len() {
         v /= 1000.0;
         u += 1;
     }
-    if u == 0 {
-        format!("{bytes}B")
-    } else {
-        format!("{:.3}", v)
-            .trim_end_matches('0')
-            .trim_end_matches('.')
-            .to_string()
-            + units[u]
-    }
+    format!("{}{}", crate::template::go_g(v, precision), units[u])
 }
 
-/// "3 days ago" from an RFC 3339 time.
+/// "8 seconds ago" from an RFC 3339 time, as Docker's CREATED columns say it.
 pub fn since(rfc3339: &str) -> String {
     let Some(t) = parse_rfc3339(rfc3339) else {
         return rfc3339.to_string();
     };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    let secs = (now - t).max(0);
-    let (n, unit) = match secs {
-        s if s < 60 => return "Less than a minute ago".to_string(),
-        s if s < 3600 => (s / 60, "minute"),
-        s if s < 86_400 => (s / 3600, "hour"),
-        s if s < 14 * 86_400 => (s / 86_400, "day"),
-        s if s < 60 * 86_400 => (s / (7 * 86_400), "week"),
-        s if s < 730 * 86_400 => (s / (30 * 86_400), "month"),
-        s => (s / (365 * 86_400), "year"),
-    };
-    format!("{n} {unit}{} ago", if n == 1 { "" } else { "s" })
+    format!("{} ago", human_duration(now_secs() - t))
 }
 
 /// Seconds since the epoch of `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`.
@@ -136,26 +219,24 @@ pub fn docker_time(rfc3339: &str) -> String {
     )
 }
 
-/// "Up 5 minutes" style duration between two epoch-second times, as `docker ps` shows.
+/// A duration in seconds as Docker's `units.HumanDuration` says it ("Up 5 minutes").
 pub fn human_duration(secs: i64) -> String {
     let secs = secs.max(0);
+    let minutes = secs / 60;
+    // Docker rounds hours to the nearest one.
+    let hours = (secs + 1800) / 3600;
     match secs {
-        s if s < 1 => "Less than a second".to_string(),
-        s if s < 60 => format!("{s} second{}", if s == 1 { "" } else { "s" }),
-        s if s < 3600 => plural(s / 60, "minute"),
-        s if s < 48 * 3600 => plural(s / 3600, "hour"),
-        s if s < 14 * 86_400 => plural(s / 86_400, "day"),
-        s if s < 60 * 86_400 => plural(s / (7 * 86_400), "week"),
-        s if s < 730 * 86_400 => plural(s / (30 * 86_400), "month"),
-        s => plural(s / (365 * 86_400), "year"),
-    }
-}
-
-fn plural(n: i64, unit: &str) -> String {
-    if n == 1 {
-        format!("About a{} {unit}", if unit == "hour" { "n" } else { "" })
-    } else {
-        format!("{n} {unit}s")
+        0 => "Less than a second".to_string(),
+        1 => "1 second".to_string(),
+        s if s < 60 => format!("{s} seconds"),
+        _ if minutes == 1 => "About a minute".to_string(),
+        _ if minutes < 60 => format!("{minutes} minutes"),
+        _ if hours == 1 => "About an hour".to_string(),
+        _ if hours < 48 => format!("{hours} hours"),
+        _ if hours < 24 * 7 * 2 => format!("{} days", hours / 24),
+        _ if hours < 24 * 30 * 2 => format!("{} weeks", hours / 24 / 7),
+        _ if hours < 24 * 365 * 2 => format!("{} months", hours / 24 / 30),
+        s => format!("{} years", s / 3600 / 24 / 365),
     }
 }
 
@@ -174,7 +255,16 @@ mod tests {
     fn sizes_and_times() {
         assert_eq!(human_size(999), "999B");
         assert_eq!(human_size(7_800_000), "7.8MB");
-        assert_eq!(human_size(1_234_567_890), "1.235GB");
+        assert_eq!(human_size(77_612_345), "77.6MB");
+        assert_eq!(human_size(1_234_567_890), "1.23GB");
+        assert_eq!(human_size_df(1_234_567_890), "1.235GB");
+        assert_eq!(human_size(0), "0B");
+        assert_eq!(human_duration(0), "Less than a second");
+        assert_eq!(human_duration(1), "1 second");
+        assert_eq!(human_duration(8), "8 seconds");
+        assert_eq!(human_duration(90), "About a minute");
+        assert_eq!(human_duration(5400), "2 hours");
+        assert_eq!(human_duration(3 * 86_400), "3 days");
         assert_eq!(parse_rfc3339("1970-01-02T00:00:00Z"), Some(86_400));
         assert_eq!(
             parse_rfc3339("2024-02-29T12:00:00.123456789+01:00"),

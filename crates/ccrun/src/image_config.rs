@@ -61,13 +61,7 @@ pub fn command(
     args: &[String],
     image: &ImageDefaults,
 ) -> Result<Vec<String>> {
-    let entrypoint = match entrypoint_flag {
-        Some("") => Vec::new(),
-        Some(e) if e.trim_start().starts_with('[') => serde_json::from_str::<Vec<String>>(e)
-            .with_context(|| format!("--entrypoint {e:?} is not a JSON array of strings"))?,
-        Some(e) => vec![e.to_string()],
-        None => image.entrypoint.clone(),
-    };
+    let entrypoint = entrypoint(entrypoint_flag, image)?;
     let cmd = if !args.is_empty() {
         args.to_vec()
     } else if entrypoint_flag.is_some() {
@@ -80,6 +74,17 @@ pub fn command(
         bail!("no command specified: the image has no Entrypoint or Cmd; give a command");
     }
     Ok(argv)
+}
+
+/// The entrypoint part of [`command`]: `--entrypoint` (empty clears it) or the image's.
+pub fn entrypoint(entrypoint_flag: Option<&str>, image: &ImageDefaults) -> Result<Vec<String>> {
+    Ok(match entrypoint_flag {
+        Some("") => Vec::new(),
+        Some(e) if e.trim_start().starts_with('[') => serde_json::from_str::<Vec<String>>(e)
+            .with_context(|| format!("--entrypoint {e:?} is not a JSON array of strings"))?,
+        Some(e) => vec![e.to_string()],
+        None => image.entrypoint.clone(),
+    })
 }
 
 /// `KEY=VALUE` items with later ones replacing earlier ones of the same key, keeping

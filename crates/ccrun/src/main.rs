@@ -2,6 +2,8 @@
 
 mod cli;
 mod commands;
+mod completion;
+mod config;
 mod containers;
 mod etc_files;
 mod exit;
@@ -18,17 +20,34 @@ mod units;
 mod user;
 mod volumes;
 
-use clap::Parser;
-
 fn main() {
     let cli = cli::Cli::parse_with_docker_exit_codes();
     cli::init_logging(&cli.global);
-    if let Err(err) = protect_host(&cli) {
+    if !cli.command.starts_containers() {
+        // A listing cut short by `| head` ends quietly, as other CLIs do; commands
+        // that relay a container's output keep EPIPE as an error they handle.
+        exit::die_quietly_on_sigpipe();
+    }
+    use cli::Command;
+    // Completions and man pages only describe ccrun: no storage, no configuration.
+    let generated_docs = matches!(cli.command, Command::Completion(_) | Command::Man(_));
+    // The monitor's cleanup must settle a container even after someone broke the file.
+    let read_config = !generated_docs && !matches!(cli.command, Command::ContainerCleanup(_));
+    let checked = match generated_docs {
+        true => Ok(()),
+        false => protect_host(&cli),
+    }
+    .and_then(|()| match read_config {
+        true => config::init(),
+        false => Ok(()),
+    });
+    if let Err(err) = checked {
         eprintln!("ccrun: {}", exit::one_line(&err));
         std::process::exit(exit::ENGINE_ERROR);
     }
     let code = match commands::dispatch(cli) {
         Ok(code) => code,
+        Err(err) if exit::is_broken_pipe(&err) => exit::BROKEN_PIPE,
         Err(err) => {
             eprintln!("ccrun: {}", exit::one_line(&err));
             exit::code_for(&err)
@@ -49,7 +68,3 @@ fn protect_host(cli: &cli::Cli) -> anyhow::Result<()> {
     }
     storage::make_private_root(&cli.global.store_root())
 }
-
-/// Keeps `clap::Parser` in scope for `parse_with_docker_exit_codes`.
-#[allow(dead_code)]
-fn _assert_parser<T: Parser>() {}

@@ -1,17 +1,28 @@
-//! The subset of Go's `text/template` that Docker's `--format` flags are used with,
-//! evaluated over JSON values.
+//! Go's `text/template` as Docker's `--format` flags use it, evaluated over JSON values.
 //!
-//! Supported: literal text; `{{.}}`, `{{.Field.Sub}}`, `{{$.Field}}`; string, number
-//! and boolean literals; pipelines (`{{.Config | json}}`) and parenthesised
-//! sub-pipelines; `{{if}}`, `{{with}}` and `{{range}}` with `{{else}}` and `{{end}}`;
-//! `{{- ` and ` -}}` whitespace trimming; comments; and the functions `json`, `index`,
-//! `join`, `split`, `lower`, `upper`, `title`, `len`, `truncate`, `eq`, `ne`, `not`,
-//! `and`, `or`, `print`, `println`.
+//! Supported: literal text; fields (`{{.Field.Sub}}`, `{{$.Field}}`, `{{$v.Field}}`);
+//! variables (`{{$x := …}}`, `{{$x = …}}`, `{{range $k, $v := …}}`, `{{with $x := …}}`);
+//! string, raw string, number, boolean and nil literals; pipelines (`{{.Config | json}}`)
+//! and parenthesised sub-pipelines; `{{if}}`, `{{else if}}`, `{{with}}`, `{{range}}`
+//! (maps in key order, as Go does) with `{{else}}`, `{{break}}` and `{{continue}}`;
+//! `{{- ` and ` -}}` trimming; comments; Go's functions `and`, `or`, `not`, `len`,
+//! `index`, `slice`, `print`, `printf`, `println`, `eq`, `ne`, `lt`, `le`, `gt`, `ge`;
+//! and Docker's `json`, `join`, `split`, `lower`, `upper`, `title`, `pad`, `truncate`.
+//! Methods with arguments on the data (`{{.Label "app"}}` in `ps`) come from the
+//! caller through [`Template::render_with`].
 //!
 //! Values print as Go prints them: arrays as `[a b]`, objects as `map[k:v]`, null as
 //! `<nil>`. A missing field whose name starts with an upper-case letter is an error
 //! (Go's "can't evaluate field"); a missing lower-case key (a map key such as a label)
 //! prints `<no value>`, as Go does for maps.
+//!
+//! Why our own engine rather than a crate: the one maintained-looking Rust port of Go's
+//! templates, `gtmpl`, is marked passively maintained and has had no release in years;
+//! its maps are `HashMap`s, so `range` over a map (ports, labels) comes out in a random
+//! order where Go sorts the keys; it lacks `slice`, `break`/`continue` and methods with
+//! arguments; and it would need a conversion of every value from `serde_json` plus
+//! Docker's own functions on top. What Docker's templates use is a small, well-defined
+//! language, kept here with its tests.
 
 use std::fmt;
 
@@ -35,6 +46,11 @@ fn err<T>(message: impl Into<String>) -> Result<T> {
     Err(TemplateError(message.into()))
 }
 
+/// Methods the caller offers on its data: called with the method's name and
+/// arguments for `{{.Name arg…}}` (and for `{{.Name}}` when the data has no such
+/// field); `None` when there is no such method.
+pub type Methods<'a> = &'a dyn Fn(&str, &[Value]) -> Option<Result<Value>>;
+
 /// A parsed template.
 #[derive(Debug, Clone)]
 pub struct Template {
@@ -48,6 +64,8 @@ enum Node {
     If(Block),
     With(Block),
     Range(Block),
+    Break,
+    Continue,
 }
 
 /// `{{if P}}…{{else}}…{{end}}` and its relatives.
@@ -58,8 +76,13 @@ struct Block {
     otherwise: Vec<Node>,
 }
 
+/// `$a, $b := cmd | cmd`: the variables declared (or assigned, with `=`) and the commands.
 #[derive(Debug, Clone)]
-struct Pipeline(Vec<Command>);
+struct Pipeline {
+    vars: Vec<String>,
+    declare: bool,
+    commands: Vec<Command>,
+}
 
 #[derive(Debug, Clone)]
 struct Command(Vec<Operand>);
@@ -68,8 +91,8 @@ struct Command(Vec<Operand>);
 enum Operand {
     /// `.Field.Sub` (empty path: `.`).
     Dot(Vec<String>),
-    /// `$.Field.Sub` (empty path: `$`).
-    Root(Vec<String>),
+    /// `$name.Field.Sub` (`$` alone is the data the template was run with).
+    Var(String, Vec<String>),
     Literal(Value),
     Function(String),
     /// `(pipeline).Field.Sub`.
@@ -80,7 +103,11 @@ impl Template {
     /// Parses `text`.
     pub fn parse(text: &str) -> Result<Template> {
         let items = split_actions(text)?;
-        let mut parser = Parser { items, pos: 0 };
+        let mut parser = Parser {
+            items,
+            pos: 0,
+            ranges: 0,
+        };
         let (nodes, end) = parser.nodes()?;
         match end {
             None => Ok(Template { nodes }),
@@ -90,9 +117,21 @@ impl Template {
 
     /// Executes the template with `data` as `.` and `$`.
     pub fn render(&self, data: &Value) -> Result<String> {
+        self.render_with(data, &|_, _| None)
+    }
+
+    /// Like [`Template::render`], with `methods` callable on the data.
+    pub fn render_with(&self, data: &Value, methods: Methods<'_>) -> Result<String> {
         let mut out = String::new();
-        exec(&self.nodes, data, data, &mut out)?;
-        Ok(out)
+        let mut state = State {
+            vars: vec![("$".to_string(), data.clone())],
+            methods,
+            out: &mut out,
+        };
+        match state.exec(&self.nodes, data)? {
+            Flow::Next => Ok(out),
+            _ => err("{{break}} or {{continue}} outside {{range}}"),
+        }
     }
 }
 
@@ -175,6 +214,8 @@ fn action_end(body: &str) -> Option<usize> {
 struct Parser {
     items: Vec<Item>,
     pos: usize,
+    /// How many `{{range}}` blocks enclose the current position (for break/continue).
+    ranges: usize,
 }
 
 impl Parser {
@@ -201,8 +242,23 @@ impl Parser {
                 "end" | "else" => return Ok((nodes, Some(action))),
                 "if" => nodes.push(Node::If(self.block(rest, "if")?)),
                 "with" => nodes.push(Node::With(self.block(rest, "with")?)),
-                "range" => nodes.push(Node::Range(self.block(rest, "range")?)),
-                "define" | "template" | "block" | "break" | "continue" => {
+                "range" => {
+                    self.ranges += 1;
+                    let block = self.block(rest, "range");
+                    self.ranges -= 1;
+                    nodes.push(Node::Range(block?));
+                }
+                "break" | "continue" => {
+                    if self.ranges == 0 || !rest.trim().is_empty() {
+                        return err(format!("{{{{{word}}}}} outside {{{{range}}}}"));
+                    }
+                    nodes.push(if word == "break" {
+                        Node::Break
+                    } else {
+                        Node::Continue
+                    });
+                }
+                "define" | "template" | "block" => {
                     return err(format!("{{{{{word}}}}} is not supported"))
                 }
                 _ => nodes.push(Node::Action(parse_pipeline(&action)?)),
@@ -216,6 +272,10 @@ impl Parser {
             return err(format!("missing value for {keyword}"));
         }
         let pipeline = parse_pipeline(pipeline)?;
+        let max_vars = if keyword == "range" { 2 } else { 1 };
+        if pipeline.vars.len() > max_vars || (!pipeline.vars.is_empty() && !pipeline.declare) {
+            return err(format!("too many declarations in {keyword}"));
+        }
         let (body, end) = self.nodes()?;
         let otherwise = match end.as_deref() {
             Some("end") => Vec::new(),
@@ -257,7 +317,7 @@ fn split_keyword(action: &str) -> (&str, &str) {
 #[derive(Debug, Clone, PartialEq)]
 enum Token {
     Dot(Vec<String>),
-    Root(Vec<String>),
+    Var(String, Vec<String>),
     /// `.Field.Sub` right after a closing parenthesis.
     Fields(Vec<String>),
     Literal(Value),
@@ -265,6 +325,32 @@ enum Token {
     Pipe,
     Open,
     Close,
+    Comma,
+    /// `:=`
+    Declare,
+    /// `=`
+    Assign,
+}
+
+/// `.A.B` starting at `chars[*i]` (which is a `.`), as a path.
+fn field_path(chars: &[char], i: &mut usize, text: &str) -> Result<Vec<String>> {
+    let mut path = Vec::new();
+    while chars.get(*i) == Some(&'.') {
+        *i += 1;
+        let start = *i;
+        while *i < chars.len() && (chars[*i].is_alphanumeric() || chars[*i] == '_') {
+            *i += 1;
+        }
+        if start == *i {
+            // A lone `.` is the dot itself.
+            if !path.is_empty() {
+                return err(format!("bad field syntax in {text:?}"));
+            }
+            break;
+        }
+        path.push(chars[start..*i].iter().collect());
+    }
+    Ok(path)
 }
 
 fn tokenize(text: &str) -> Result<Vec<Token>> {
@@ -290,33 +376,38 @@ fn tokenize(text: &str) -> Result<Vec<Token>> {
                 tokens.push(Token::Close);
                 i += 1;
             }
-            '.' | '$' => {
-                let root = c == '$';
-                if root {
-                    i += 1;
-                }
-                let mut path = Vec::new();
-                while chars.get(i) == Some(&'.') {
-                    i += 1;
-                    let start = i;
-                    while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {
-                        i += 1;
-                    }
-                    if start == i {
-                        // A lone `.` (or `$.`?) is the dot itself.
-                        if !path.is_empty() || root {
-                            return err(format!("bad field syntax in {text:?}"));
-                        }
-                        break;
-                    }
-                    path.push(chars[start..i].iter().collect());
-                }
-                let after_close = tokens.last() == Some(&Token::Close) && !root;
-                tokens.push(match (root, after_close && !path.is_empty()) {
-                    (true, _) => Token::Root(path),
-                    (false, true) => Token::Fields(path),
-                    (false, false) => Token::Dot(path),
+            ',' => {
+                tokens.push(Token::Comma);
+                i += 1;
+            }
+            ':' if chars.get(i + 1) == Some(&'=') => {
+                tokens.push(Token::Declare);
+                i += 2;
+            }
+            '=' => {
+                tokens.push(Token::Assign);
+                i += 1;
+            }
+            '.' => {
+                let path = field_path(&chars, &mut i, text)?;
+                let after_close = tokens.last() == Some(&Token::Close);
+                tokens.push(if after_close && !path.is_empty() {
+                    Token::Fields(path)
+                } else {
+                    Token::Dot(path)
                 });
+            }
+            '$' => {
+                i += 1;
+                let start = i;
+                while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {
+                    i += 1;
+                }
+                let name: String = std::iter::once('$')
+                    .chain(chars[start..i].iter().copied())
+                    .collect();
+                let path = field_path(&chars, &mut i, text)?;
+                tokens.push(Token::Var(name, path));
             }
             '"' => {
                 let mut s = String::new();
@@ -353,6 +444,14 @@ fn tokenize(text: &str) -> Result<Vec<Token>> {
                     chars[start..start + len].iter().collect(),
                 )));
                 i = start + len + 1;
+            }
+            '\'' => {
+                // A Go character constant is a number (its code point).
+                let (Some(&ch), Some('\'')) = (chars.get(i + 1), chars.get(i + 2)) else {
+                    return err("bad character constant");
+                };
+                tokens.push(Token::Literal(Value::from(u32::from(ch))));
+                i += 3;
             }
             c if c.is_ascii_digit() || c == '-' || c == '+' => {
                 let start = i;
@@ -395,11 +494,34 @@ fn tokenize(text: &str) -> Result<Vec<Token>> {
 
 fn parse_pipeline(text: &str) -> Result<Pipeline> {
     let tokens = tokenize(text)?;
+    // A declaration first: `$x :=`, `$x =`, `$k, $v :=`.
+    let mut vars = Vec::new();
+    let mut declare = true;
     let mut pos = 0;
-    let pipeline = pipeline_from(&tokens, &mut pos)?;
+    let mut j = 0;
+    let mut names = Vec::new();
+    while let Some(Token::Var(name, path)) = tokens.get(j) {
+        if !path.is_empty() || name == "$" {
+            break;
+        }
+        names.push(name.clone());
+        match tokens.get(j + 1) {
+            Some(Token::Comma) => j += 2,
+            Some(Token::Declare) | Some(Token::Assign) => {
+                declare = tokens[j + 1] == Token::Declare;
+                vars = std::mem::take(&mut names);
+                pos = j + 2;
+                break;
+            }
+            _ => break,
+        }
+    }
+    let mut pipeline = pipeline_from(&tokens, &mut pos)?;
     if pos != tokens.len() {
         return err(format!("unexpected {:?} in {text:?}", tokens[pos]));
     }
+    pipeline.vars = vars;
+    pipeline.declare = declare;
     Ok(pipeline)
 }
 
@@ -435,7 +557,7 @@ fn pipeline_from(tokens: &[Token], pos: &mut usize) -> Result<Pipeline> {
                 operands.push(Operand::Sub(inner, fields));
             }
             Token::Dot(path) => operands.push(Operand::Dot(path.clone())),
-            Token::Root(path) => operands.push(Operand::Root(path.clone())),
+            Token::Var(name, path) => operands.push(Operand::Var(name.clone(), path.clone())),
             Token::Fields(_) => return err("field access after a non-parenthesised value"),
             Token::Literal(v) => operands.push(Operand::Literal(v.clone())),
             Token::Ident(name) => {
@@ -443,6 +565,9 @@ fn pipeline_from(tokens: &[Token], pos: &mut usize) -> Result<Pipeline> {
                     return err(format!("function {name:?} not defined"));
                 }
                 operands.push(Operand::Function(name.clone()));
+            }
+            Token::Comma | Token::Declare | Token::Assign => {
+                return err("unexpected declaration in a command")
             }
         }
     }
@@ -454,108 +579,224 @@ fn pipeline_from(tokens: &[Token], pos: &mut usize) -> Result<Pipeline> {
         });
     }
     commands.push(Command(operands));
-    Ok(Pipeline(commands))
+    Ok(Pipeline {
+        vars: Vec::new(),
+        declare: true,
+        commands,
+    })
 }
 
 const FUNCTIONS: &[&str] = &[
-    "json", "index", "join", "split", "lower", "upper", "title", "len", "truncate", "eq", "ne",
-    "not", "and", "or", "print", "println",
+    "json", "index", "slice", "join", "split", "lower", "upper", "title", "pad", "len", "truncate",
+    "eq", "ne", "lt", "le", "gt", "ge", "not", "and", "or", "print", "printf", "println",
 ];
 
-fn exec(nodes: &[Node], dot: &Value, root: &Value, out: &mut String) -> Result<()> {
-    for node in nodes {
-        match node {
-            Node::Text(t) => out.push_str(t),
-            Node::Action(p) => out.push_str(&print(&eval_pipeline(p, dot, root)?)),
-            Node::If(b) => {
-                if truthy(&eval_pipeline(&b.pipeline, dot, root)?) {
-                    exec(&b.body, dot, root, out)?;
-                } else {
-                    exec(&b.otherwise, dot, root, out)?;
+/// How a list of nodes ended: normally, or by `{{break}}`/`{{continue}}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    Next,
+    Break,
+    Continue,
+}
+
+/// What one execution carries: the variables in scope (innermost last), the
+/// caller's methods and the output.
+struct State<'a, 'o> {
+    vars: Vec<(String, Value)>,
+    methods: Methods<'a>,
+    out: &'o mut String,
+}
+
+impl State<'_, '_> {
+    fn exec(&mut self, nodes: &[Node], dot: &Value) -> Result<Flow> {
+        for node in nodes {
+            let flow = match node {
+                Node::Text(t) => {
+                    self.out.push_str(t);
+                    Flow::Next
+                }
+                Node::Action(p) => {
+                    let value = self.pipeline(p, dot)?;
+                    // A declaration prints nothing, as in Go.
+                    if p.vars.is_empty() {
+                        self.out.push_str(&print(&value));
+                    }
+                    Flow::Next
+                }
+                Node::Break => Flow::Break,
+                Node::Continue => Flow::Continue,
+                Node::If(b) | Node::With(b) => {
+                    // Variables declared in the condition live until {{end}}.
+                    let scope = self.vars.len();
+                    let value = self.pipeline(&b.pipeline, dot)?;
+                    let flow = match (truthy(&value), matches!(node, Node::With(_))) {
+                        (true, true) => self.exec(&b.body, &value),
+                        (true, false) => self.exec(&b.body, dot),
+                        (false, _) => self.exec(&b.otherwise, dot),
+                    };
+                    self.vars.truncate(scope);
+                    flow?
+                }
+                Node::Range(b) => self.range(b, dot)?,
+            };
+            if flow != Flow::Next {
+                return Ok(flow);
+            }
+        }
+        Ok(Flow::Next)
+    }
+
+    fn range(&mut self, b: &Block, dot: &Value) -> Result<Flow> {
+        let scope = self.vars.len();
+        let mut inner = b.pipeline.clone();
+        inner.vars.clear();
+        let items: Vec<(Value, Value)> = match self.pipeline(&inner, dot)? {
+            Value::Array(a) => a
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| (Value::from(i), v))
+                .collect(),
+            // serde_json's maps keep their keys sorted: Go's order for maps.
+            Value::Object(o) => o.into_iter().map(|(k, v)| (Value::String(k), v)).collect(),
+            Value::Null => Vec::new(),
+            Value::Number(n) => match n.as_u64() {
+                // Go 1.22: `range 3` counts 0, 1, 2.
+                Some(count) => (0..count)
+                    .map(|i| (Value::from(i), Value::from(i)))
+                    .collect(),
+                None => return err(format!("range can't iterate over {n}")),
+            },
+            other => return err(format!("range can't iterate over {}", print(&other))),
+        };
+        let result = if items.is_empty() {
+            self.exec(&b.otherwise, dot).map(|_| Flow::Next)
+        } else {
+            let mut result = Ok(Flow::Next);
+            for (key, item) in items {
+                self.vars.truncate(scope);
+                match b.pipeline.vars.as_slice() {
+                    [v] => self.vars.push((v.clone(), item.clone())),
+                    [k, v] => {
+                        self.vars.push((k.clone(), key));
+                        self.vars.push((v.clone(), item.clone()));
+                    }
+                    _ => {}
+                }
+                match self.exec(&b.body, &item) {
+                    Ok(Flow::Break) => break,
+                    Ok(_) => {}
+                    Err(e) => {
+                        result = Err(e);
+                        break;
+                    }
                 }
             }
-            Node::With(b) => {
-                let value = eval_pipeline(&b.pipeline, dot, root)?;
-                if truthy(&value) {
-                    exec(&b.body, &value, root, out)?;
-                } else {
-                    exec(&b.otherwise, dot, root, out)?;
+            result
+        };
+        self.vars.truncate(scope);
+        result
+    }
+
+    fn variable(&self, name: &str) -> Result<Value> {
+        self.vars
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .ok_or_else(|| TemplateError(format!("undefined variable: {name}")))
+    }
+
+    fn pipeline(&mut self, p: &Pipeline, dot: &Value) -> Result<Value> {
+        let mut piped: Option<Value> = None;
+        for Command(operands) in &p.commands {
+            let (first, rest) = operands
+                .split_first()
+                .ok_or_else(|| TemplateError("empty command".into()))?;
+            let mut args = rest
+                .iter()
+                .map(|o| self.operand(o, dot))
+                .collect::<Result<Vec<_>>>()?;
+            args.extend(piped.take());
+            let value = match first {
+                Operand::Function(name) => call(name, &args)?,
+                Operand::Dot(path) if !args.is_empty() => self.method(dot, path, &args)?,
+                Operand::Var(name, path) if !args.is_empty() && !path.is_empty() => {
+                    self.method(&self.variable(name)?, path, &args)?
                 }
+                _ if !args.is_empty() => return err("can't give argument to non-function"),
+                other => self.operand(other, dot)?,
+            };
+            piped = Some(value);
+        }
+        let value = piped.ok_or_else(|| TemplateError("empty pipeline".into()))?;
+        match p.vars.as_slice() {
+            [] => {}
+            [name] if p.declare => self.vars.push((name.clone(), value.clone())),
+            [name] => {
+                let slot = self
+                    .vars
+                    .iter_mut()
+                    .rev()
+                    .find(|(n, _)| n == name)
+                    .ok_or_else(|| TemplateError(format!("undefined variable: {name}")))?;
+                slot.1 = value.clone();
             }
-            Node::Range(b) => {
-                let items: Vec<Value> = match eval_pipeline(&b.pipeline, dot, root)? {
-                    Value::Array(a) => a,
-                    Value::Object(o) => o.into_iter().map(|(_, v)| v).collect(),
-                    Value::Null => Vec::new(),
-                    other => return err(format!("range can't iterate over {}", print(&other))),
-                };
-                if items.is_empty() {
-                    exec(&b.otherwise, dot, root, out)?;
-                }
-                for item in &items {
-                    exec(&b.body, item, root, out)?;
-                }
+            _ => return err("too many declarations in a command"),
+        }
+        Ok(value)
+    }
+
+    /// `.Path.Method arg…`: the caller's method on the value at the path's parent.
+    fn method(&self, receiver: &Value, path: &[String], args: &[Value]) -> Result<Value> {
+        // Methods belong to the data itself (a `ps` row), not to values inside it.
+        let ([name], Value::Object(_)) = (path, receiver) else {
+            return err("can't give argument to non-function");
+        };
+        match (self.methods)(name, args) {
+            Some(result) => result,
+            None => err(format!("can't give argument to non-function .{name}")),
+        }
+    }
+
+    fn operand(&mut self, o: &Operand, dot: &Value) -> Result<Value> {
+        match o {
+            Operand::Dot(path) => self.field(dot, path),
+            Operand::Var(name, path) => self.field(&self.variable(name)?, path),
+            Operand::Literal(v) => Ok(v.clone()),
+            Operand::Function(name) => call(name, &[]),
+            Operand::Sub(p, path) => {
+                let value = self.pipeline(p, dot)?;
+                self.field(&value, path)
             }
         }
     }
-    Ok(())
-}
 
-fn eval_pipeline(p: &Pipeline, dot: &Value, root: &Value) -> Result<Value> {
-    let mut piped: Option<Value> = None;
-    for Command(operands) in &p.0 {
-        let (first, rest) = operands
-            .split_first()
-            .ok_or_else(|| TemplateError("empty command".into()))?;
-        let value = if let Operand::Function(name) = first {
-            let mut args = rest
-                .iter()
-                .map(|o| operand(o, dot, root))
-                .collect::<Result<Vec<_>>>()?;
-            args.extend(piped.take());
-            call(name, &args)?
-        } else {
-            if !rest.is_empty() || piped.is_some() {
-                return err("can't give argument to non-function");
-            }
-            operand(first, dot, root)?
-        };
-        piped = Some(value);
-    }
-    piped.ok_or_else(|| TemplateError("empty pipeline".into()))
-}
-
-fn operand(o: &Operand, dot: &Value, root: &Value) -> Result<Value> {
-    match o {
-        Operand::Dot(path) => field(dot, path),
-        Operand::Root(path) => field(root, path),
-        Operand::Literal(v) => Ok(v.clone()),
-        Operand::Function(name) => call(name, &[]),
-        Operand::Sub(p, path) => field(&eval_pipeline(p, dot, root)?, path),
-    }
-}
-
-fn field(value: &Value, path: &[String]) -> Result<Value> {
-    let mut current = value.clone();
-    for name in path {
-        current = match current {
-            Value::Object(mut map) => match map.remove(name) {
-                Some(v) => v,
-                None if name.starts_with(|c: char| c.is_uppercase()) => {
-                    return err(format!("can't evaluate field {name}"))
+    fn field(&self, value: &Value, path: &[String]) -> Result<Value> {
+        let mut current = value.clone();
+        for (depth, name) in path.iter().enumerate() {
+            current = match current {
+                Value::Object(mut map) => match map.remove(name) {
+                    Some(v) => v,
+                    None if name.starts_with(|c: char| c.is_uppercase()) => {
+                        // A method of the data without arguments, if the caller has one.
+                        match (depth == 0).then(|| (self.methods)(name, &[])).flatten() {
+                            Some(result) => result?,
+                            None => return err(format!("can't evaluate field {name}")),
+                        }
+                    }
+                    None => Value::String("<no value>".into()),
+                },
+                Value::Null => return err(format!("nil pointer evaluating .{name}")),
+                other => {
+                    return err(format!(
+                        "can't evaluate field {name} in {}",
+                        type_name(&other)
+                    ))
                 }
-                None => Value::String("<no value>".into()),
-            },
-            Value::Null => return err(format!("nil pointer evaluating .{name}")),
-            other => {
-                return err(format!(
-                    "can't evaluate field {name} in {}",
-                    type_name(&other)
-                ))
-            }
-        };
+            };
+        }
+        Ok(current)
     }
-    Ok(current)
 }
 
 fn type_name(v: &Value) -> &'static str {
@@ -589,6 +830,11 @@ fn string_arg(name: &str, v: &Value) -> Result<String> {
     }
 }
 
+fn int_arg(name: &str, v: &Value) -> Result<i64> {
+    v.as_i64()
+        .ok_or_else(|| TemplateError(format!("{name}: expected an integer, got {}", print(v))))
+}
+
 fn call(name: &str, args: &[Value]) -> Result<Value> {
     match name {
         "json" => {
@@ -597,37 +843,8 @@ fn call(name: &str, args: &[Value]) -> Result<Value> {
                 .map(Value::String)
                 .map_err(|e| TemplateError(format!("json: {e}")))
         }
-        "index" => {
-            let (first, keys) = args
-                .split_first()
-                .ok_or_else(|| TemplateError("index of nothing".into()))?;
-            let mut current = first.clone();
-            for key in keys {
-                current = match (current, key) {
-                    (Value::Object(mut map), Value::String(k)) => {
-                        map.remove(k).unwrap_or(Value::String(String::new()))
-                    }
-                    (Value::Null, _) => Value::String(String::new()),
-                    (Value::Array(items), Value::Number(n)) => {
-                        let i = n
-                            .as_u64()
-                            .ok_or_else(|| TemplateError(format!("bad index {n}")))?;
-                        let len = items.len();
-                        items.into_iter().nth(i as usize).ok_or_else(|| {
-                            TemplateError(format!("index out of range: {i} (length {len})"))
-                        })?
-                    }
-                    (other, key) => {
-                        return err(format!(
-                            "can't index {} with {}",
-                            type_name(&other),
-                            type_name(key)
-                        ))
-                    }
-                };
-            }
-            Ok(current)
-        }
+        "index" => index(args),
+        "slice" => slice(args),
         "join" => {
             arity(name, args, 2)?;
             let sep = string_arg(name, &args[1])?;
@@ -658,6 +875,18 @@ fn call(name: &str, args: &[Value]) -> Result<Value> {
                 _ => title(&s),
             }))
         }
+        "pad" => {
+            // Docker's: spaces before and after, nothing for an empty string.
+            arity(name, args, 3)?;
+            let s = print(&args[0]);
+            let before = usize::try_from(int_arg(name, &args[1])?).unwrap_or(0);
+            let after = usize::try_from(int_arg(name, &args[2])?).unwrap_or(0);
+            Ok(Value::String(if s.is_empty() {
+                s
+            } else {
+                format!("{}{s}{}", " ".repeat(before), " ".repeat(after))
+            }))
+        }
         "len" => {
             arity(name, args, 1)?;
             let n = match &args[0] {
@@ -683,6 +912,18 @@ fn call(name: &str, args: &[Value]) -> Result<Value> {
             }
             let equal = args[1..].iter().any(|a| same(&args[0], a));
             Ok(Value::Bool(if name == "eq" { equal } else { !equal }))
+        }
+        "lt" | "le" | "gt" | "ge" => {
+            arity(name, args, 2)?;
+            let order = compare(&args[0], &args[1]).ok_or_else(|| {
+                TemplateError(format!("{name}: incompatible types for comparison"))
+            })?;
+            Ok(Value::Bool(match name {
+                "lt" => order.is_lt(),
+                "le" => order.is_le(),
+                "gt" => order.is_gt(),
+                _ => order.is_ge(),
+            }))
         }
         "not" => {
             arity(name, args, 1)?;
@@ -715,8 +956,83 @@ fn call(name: &str, args: &[Value]) -> Result<Value> {
             }
             Ok(Value::String(s))
         }
+        "printf" => {
+            let (format, rest) = args
+                .split_first()
+                .ok_or_else(|| TemplateError("wrong number of args for printf".into()))?;
+            Ok(Value::String(sprintf(&string_arg(name, format)?, rest)))
+        }
         other => err(format!("function {other:?} not defined")),
     }
+}
+
+fn index(args: &[Value]) -> Result<Value> {
+    let (first, keys) = args
+        .split_first()
+        .ok_or_else(|| TemplateError("index of nothing".into()))?;
+    let mut current = first.clone();
+    for key in keys {
+        current = match (current, key) {
+            (Value::Object(mut map), Value::String(k)) => {
+                map.remove(k).unwrap_or(Value::String(String::new()))
+            }
+            (Value::Null, _) => Value::String(String::new()),
+            (Value::Array(items), Value::Number(n)) => {
+                let i = n
+                    .as_u64()
+                    .ok_or_else(|| TemplateError(format!("bad index {n}")))?;
+                let len = items.len();
+                items.into_iter().nth(i as usize).ok_or_else(|| {
+                    TemplateError(format!("index out of range: {i} (length {len})"))
+                })?
+            }
+            (other, key) => {
+                return err(format!(
+                    "can't index {} with {}",
+                    type_name(&other),
+                    type_name(key)
+                ))
+            }
+        };
+    }
+    Ok(current)
+}
+
+/// `slice x 1 2`: Go's `x[1:2]` on strings (by byte, as Go) and lists.
+fn slice(args: &[Value]) -> Result<Value> {
+    let (first, bounds) = args
+        .split_first()
+        .ok_or_else(|| TemplateError("slice of nothing".into()))?;
+    if bounds.len() > 2 {
+        return err("slice: too many indexes");
+    }
+    let len = match first {
+        Value::String(s) => s.len(),
+        Value::Array(a) => a.len(),
+        other => return err(format!("can't slice {}", type_name(other))),
+    };
+    let bound = |i: usize, default: usize| -> Result<usize> {
+        match bounds.get(i) {
+            None => Ok(default),
+            Some(v) => usize::try_from(int_arg("slice", v)?)
+                .map_err(|_| TemplateError(format!("slice: negative index {}", print(v)))),
+        }
+    };
+    let (from, to) = (bound(0, 0)?, bound(1, len)?);
+    if from > to || to > len {
+        return err(format!(
+            "slice: index out of range [{from}:{to}] with length {len}"
+        ));
+    }
+    Ok(match first {
+        Value::String(s) => Value::String(
+            s.get(from..to)
+                .ok_or_else(|| TemplateError("slice: index inside a UTF-8 character".into()))?
+                .to_string(),
+        ),
+        Value::Array(a) => Value::Array(a[from..to].to_vec()),
+        _ => Value::Null,
+    })
 }
 
 /// Equality as Go's `eq` sees it: numbers by value, the rest structurally.
@@ -724,6 +1040,15 @@ fn same(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
         _ => a == b,
+    }
+}
+
+/// Order for `lt` and friends: numbers by value, strings by bytes.
+fn compare(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64()?.partial_cmp(&y.as_f64()?),
+        (Value::String(x), Value::String(y)) => Some(x.cmp(y)),
+        _ => None,
     }
 }
 
@@ -771,6 +1096,215 @@ pub fn print(v: &Value) -> String {
                 .collect::<Vec<_>>()
                 .join(" ")
         ),
+    }
+}
+
+/// One `%…` directive of a `printf` format.
+#[derive(Debug, Default)]
+struct Spec {
+    minus: bool,
+    plus: bool,
+    zero: bool,
+    space: bool,
+    width: Option<usize>,
+    precision: Option<usize>,
+}
+
+impl Spec {
+    /// `body` padded to the width, left or right, with spaces or zeros.
+    fn pad(&self, body: String) -> String {
+        let width = self.width.unwrap_or(0);
+        let len = body.chars().count();
+        if len >= width {
+            return body;
+        }
+        let fill = width - len;
+        if self.minus {
+            body + &" ".repeat(fill)
+        } else if self.zero {
+            // Zeros go after the sign.
+            let (sign, digits) = match body.strip_prefix(['-', '+']) {
+                Some(rest) => (&body[..1], rest.to_string()),
+                None => ("", body.clone()),
+            };
+            format!("{sign}{}{digits}", "0".repeat(fill))
+        } else {
+            " ".repeat(fill) + &body
+        }
+    }
+}
+
+/// Go's `fmt.Sprintf` for the verbs templates use: `%v %s %q %d %x %X %o %b %c %f %e
+/// %g %t %%`, with flags `- + 0 space`, width and precision; an argument that does
+/// not fit the verb prints as Go does, `%!d(string=x)`.
+fn sprintf(format: &str, args: &[Value]) -> String {
+    let mut out = String::new();
+    let mut args = args.iter();
+    let mut chars = format.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        let mut spec = Spec::default();
+        while let Some(&f) = chars.peek() {
+            match f {
+                '-' => spec.minus = true,
+                '+' => spec.plus = true,
+                '0' => spec.zero = true,
+                ' ' => spec.space = true,
+                '#' => {}
+                _ => break,
+            }
+            chars.next();
+        }
+        let number = |chars: &mut std::iter::Peekable<std::str::Chars<'_>>| {
+            let mut n = None;
+            while let Some(d) = chars.peek().and_then(|c| c.to_digit(10)) {
+                n = Some(n.unwrap_or(0) * 10 + d as usize);
+                chars.next();
+            }
+            n
+        };
+        spec.width = number(&mut chars);
+        if chars.peek() == Some(&'.') {
+            chars.next();
+            spec.precision = Some(number(&mut chars).unwrap_or(0));
+        }
+        let Some(verb) = chars.next() else {
+            out.push_str("%!(NOVERB)");
+            break;
+        };
+        if verb == '%' {
+            out.push('%');
+            continue;
+        }
+        let Some(arg) = args.next() else {
+            out.push_str(&format!("%!{verb}(MISSING)"));
+            continue;
+        };
+        out.push_str(&format_one(&spec, verb, arg));
+    }
+    let extra: Vec<String> = args
+        .map(|a| format!("{}={}", go_type(a), print(a)))
+        .collect();
+    if !extra.is_empty() {
+        out.push_str(&format!("%!(EXTRA {})", extra.join(", ")));
+    }
+    out
+}
+
+/// Go's name for a value's type, for printf's error forms.
+fn go_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "<nil>",
+        Value::Bool(_) => "bool",
+        Value::Number(n) if n.is_f64() => "float64",
+        Value::Number(_) => "int",
+        Value::String(_) => "string",
+        Value::Array(_) => "[]interface {}",
+        Value::Object(_) => "map[string]interface {}",
+    }
+}
+
+fn format_one(spec: &Spec, verb: char, arg: &Value) -> String {
+    let bad = || format!("%!{verb}({}={})", go_type(arg), print(arg));
+    let signed = |s: String, negative: bool| {
+        if negative {
+            s
+        } else if spec.plus {
+            format!("+{s}")
+        } else if spec.space {
+            format!(" {s}")
+        } else {
+            s
+        }
+    };
+    let body = match verb {
+        'v' | 's' => {
+            let s = print(arg);
+            match (verb, spec.precision) {
+                ('s', Some(p)) => s.chars().take(p).collect(),
+                _ => s,
+            }
+        }
+        'q' => match arg {
+            Value::String(s) => serde_json::to_string(s).unwrap_or_default(),
+            _ => return bad(),
+        },
+        't' => match arg {
+            Value::Bool(b) => b.to_string(),
+            _ => return bad(),
+        },
+        'd' | 'x' | 'X' | 'o' | 'b' | 'c' => {
+            let Some(n) = arg.as_i64() else {
+                // Go's %x also takes strings: hex of the bytes.
+                if let (Value::String(s), 'x' | 'X') = (arg, verb) {
+                    let hex: String = s.bytes().map(|b| format!("{b:02x}")).collect();
+                    return spec.pad(if verb == 'X' { hex.to_uppercase() } else { hex });
+                }
+                return bad();
+            };
+            let magnitude = n.unsigned_abs();
+            let digits = match verb {
+                'd' => magnitude.to_string(),
+                'x' => format!("{magnitude:x}"),
+                'X' => format!("{magnitude:X}"),
+                'o' => format!("{magnitude:o}"),
+                'b' => format!("{magnitude:b}"),
+                _ => {
+                    return spec.pad(
+                        u32::try_from(n)
+                            .ok()
+                            .and_then(char::from_u32)
+                            .map_or_else(|| "\u{FFFD}".to_string(), String::from),
+                    )
+                }
+            };
+            signed(if n < 0 { format!("-{digits}") } else { digits }, n < 0)
+        }
+        'f' | 'F' | 'e' | 'g' => {
+            let Some(f) = arg.as_f64() else {
+                return bad();
+            };
+            let s = match verb {
+                'e' => format!("{:.*e}", spec.precision.unwrap_or(6), f),
+                'g' => match spec.precision {
+                    Some(p) => go_g(f, p.max(1)),
+                    None => Value::from(f).to_string(),
+                },
+                _ => format!("{:.*}", spec.precision.unwrap_or(6), f),
+            };
+            signed(s, f.is_sign_negative())
+        }
+        _ => format!("%!{verb}({}={})", go_type(arg), print(arg)),
+    };
+    spec.pad(body)
+}
+
+/// Go's `%.Ng`: N significant digits, exponent form when the exponent is below -4
+/// or at least N, trailing zeros removed.
+pub fn go_g(f: f64, precision: usize) -> String {
+    if f == 0.0 || !f.is_finite() {
+        return f.to_string();
+    }
+    // Round first: the exponent of the rounded value decides the form (999.5 → 1e+03).
+    let sci = format!("{:.*e}", precision - 1, f);
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let trim = |s: &str| -> String {
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    if exp < -4 || exp >= precision as i32 {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{}e{sign}{:02}", trim(mantissa), exp.abs())
+    } else {
+        let decimals = usize::try_from(precision as i32 - 1 - exp).unwrap_or(0);
+        trim(&format!("{f:.decimals$}"))
     }
 }
 
@@ -887,6 +1421,95 @@ mod tests {
         assert!(failure("{{end}}", &d).contains("unexpected {{end}}"));
         assert!(failure("{{.Name .Name}}", &d).contains("non-function"));
         assert!(failure("{{json}}", &d).contains("wrong number of args"));
+    }
+
+    #[test]
+    fn variables_and_range_declarations() {
+        let d = json!({"Ports": {"80/tcp": [{"HostPort": "8080"}], "53/udp": null}, "L": ["a", "b", "c"]});
+        assert_eq!(
+            render(
+                "{{range $k, $v := .Ports}}{{$k}}={{if $v}}{{(index $v 0).HostPort}}{{end}};{{end}}",
+                &d
+            ),
+            "53/udp=;80/tcp=8080;"
+        );
+        assert_eq!(
+            render("{{range $i, $e := .L}}{{$i}}{{$e}}{{end}}", &d),
+            "0a1b2c"
+        );
+        assert_eq!(render("{{range $e := .L}}{{$e}}{{end}}", &d), "abc");
+        assert_eq!(render("{{$x := index .L 1}}<{{$x}}>", &d), "<b>");
+        assert_eq!(render("{{$x := 1}}{{$x = 2}}{{$x}}", &d), "2");
+        assert_eq!(render("{{with $p := .Ports}}{{len $p}}{{end}}", &d), "2");
+        assert_eq!(
+            render(
+                "{{range .L}}{{if eq . \"b\"}}{{break}}{{end}}{{.}}{{end}}",
+                &d
+            ),
+            "a"
+        );
+        assert_eq!(
+            render(
+                "{{range .L}}{{if eq . \"b\"}}{{continue}}{{end}}{{.}}{{end}}",
+                &d
+            ),
+            "ac"
+        );
+        assert!(failure("{{$nope}}", &d).contains("undefined variable"));
+        assert!(failure("{{range .L}}{{$e := .}}{{end}}{{$e}}", &d).contains("undefined variable"));
+        assert!(failure("{{break}}", &d).contains("outside"));
+    }
+
+    #[test]
+    fn printf_slice_pad_and_comparisons() {
+        let d = data();
+        assert_eq!(
+            render(r#"{{printf "%s-%d" .Name .State.ExitCode}}"#, &d),
+            "/web-3"
+        );
+        assert_eq!(
+            render(r#"{{printf "%-6s|%5d|%05d" "ab" 42 -7}}"#, &d),
+            "ab    |   42|-0007"
+        );
+        assert_eq!(
+            render(
+                r#"{{printf "%q %v %t %x %.2f" "a" .Args true 255 1.005}}"#,
+                &d
+            ),
+            r#""a" [-c exit 3] true ff 1.00"#
+        );
+        assert_eq!(render(r#"{{printf "%d" "x"}}"#, &d), "%!d(string=x)");
+        assert_eq!(render(r#"{{printf "%s"}}"#, &d), "%!s(MISSING)");
+        assert_eq!(render(r#"{{slice "abcdef" 1 3}}"#, &d), "bc");
+        assert_eq!(render("{{slice .Args 1}}", &d), "[exit 3]");
+        assert!(failure("{{slice .Args 3}}", &d).contains("out of range"));
+        assert_eq!(
+            render(r#"[{{pad "x" 2 1}}][{{pad "" 2 1}}]"#, &d),
+            "[  x ][]"
+        );
+        assert_eq!(
+            render("{{lt 1 2}} {{ge .State.ExitCode 4}} {{gt \"b\" \"a\"}}", &d),
+            "true false true"
+        );
+        assert_eq!(go_g(77.6, 3), "77.6");
+        assert_eq!(go_g(1.23456, 4), "1.235");
+        assert_eq!(go_g(100.0, 3), "100");
+        assert_eq!(go_g(999.5, 3), "1e+03");
+    }
+
+    #[test]
+    fn methods_come_from_the_caller() {
+        let d = json!({"Names": "web"});
+        let methods = |name: &str, args: &[Value]| match (name, args) {
+            ("Label", [Value::String(k)]) => Some(Ok(Value::String(format!("v-{k}")))),
+            _ => None,
+        };
+        let t = Template::parse(r#"{{.Names}} {{.Label "app"}}"#).expect("parse");
+        assert_eq!(t.render_with(&d, &methods).expect("render"), "web v-app");
+        let t = Template::parse(r#"{{.Names "x"}}"#).expect("parse");
+        assert!(t.render_with(&d, &methods).is_err());
+        let t = Template::parse(r#"{{.Label "app"}}"#).expect("parse");
+        assert!(t.render(&d).is_err());
     }
 
     #[test]

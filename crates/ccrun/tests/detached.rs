@@ -17,18 +17,24 @@ fn run_d(c: &Ccrun, r: &Rootfs, args: &[&str]) -> String {
     c.run_detached(r.path(), args)
 }
 
-/// `ps -a --format json` as (id, state, exit code) rows.
+/// `ps -a --no-trunc --format json` as (id, state, exit code) rows; the exit code
+/// is read from Docker's `Status` ("Exited (3) 2 seconds ago").
 fn ps_rows(c: &Ccrun) -> Vec<(String, String, Option<i64>)> {
-    let out = c.ccrun(&["ps", "-a", "--format", "json"]);
+    let out = c.ccrun(&["ps", "-a", "--no-trunc", "--format", "json"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     stdout(&out)
         .lines()
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).expect("json line");
+            let code = v["Status"]
+                .as_str()
+                .and_then(|s| s.strip_prefix("Exited ("))
+                .and_then(|s| s.split(')').next())
+                .and_then(|n| n.parse().ok());
             (
                 v["ID"].as_str().unwrap_or_default().to_string(),
                 v["State"].as_str().unwrap_or_default().to_string(),
-                v["ExitCode"].as_i64(),
+                code,
             )
         })
         .collect()

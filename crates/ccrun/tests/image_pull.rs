@@ -110,7 +110,7 @@ fn pulls_by_tag_and_digest_oci_and_docker() {
     let inspect = env.ok(&["image", "inspect", &name]);
     let v: serde_json::Value = serde_json::from_str(&inspect).expect("inspect JSON");
     assert_eq!(v[0]["Id"], f.one_id.to_string());
-    assert_eq!(v[0]["Config"]["architecture"], "amd64");
+    assert_eq!(v[0]["Architecture"], "amd64");
 }
 
 #[test]

@@ -10,10 +10,11 @@ use super::lifecycle::{self, KillArgs, StartArgs, StopArgs, WaitArgs};
 use super::prune::ContainerPruneArgs;
 use super::top::TopArgs;
 use crate::cli::GlobalOpts;
-use crate::containers::filter::Filters;
+use crate::containers::filter::{self, Filters, Resolved};
 use crate::containers::{cleanup, ContainerStore, Record, Status};
-use crate::format::{docker_time, human_duration, now_secs, parse_rfc3339, print_table, since};
-use crate::template::{docker_format, Template};
+use crate::format::{
+    docker_time, human_duration, human_size, now_secs, parse_rfc3339, since, string_row, Listing,
+};
 
 /// `ccrun container …`.
 #[derive(Debug, clap::Subcommand)]
@@ -84,7 +85,8 @@ pub struct PsArgs {
     /// Do not truncate output
     #[arg(long)]
     pub no_trunc: bool,
-    /// Filter output (status=, name=, id=, label=, ancestor=, exited=); repeatable
+    /// Filter output (status=, name=, id=, label=, ancestor=, exited=, publish=, expose=,
+    /// network=, volume=, before=, since=, health=); repeatable
     #[arg(short, long, value_name = "KEY=VALUE")]
     pub filter: Vec<String>,
     /// Show the N last created containers (all states)
@@ -98,8 +100,9 @@ pub struct PsArgs {
     /// Show the latest created container (all states)
     #[arg(short, long)]
     pub latest: bool,
-    /// Output format: "table", "json" (one object per line), a Go template such as
-    /// '{{.Names}} {{.Status}}', or "table TEMPLATE" for columns with headers
+    /// Output format: "table", "json" (one object per line, as '{{json .}}'), a Go
+    /// template such as '{{.Names}} {{.Label "app"}}', or "table TEMPLATE" for columns
+    /// with headers
     #[arg(long, default_value = "table")]
     pub format: String,
 }
@@ -173,17 +176,12 @@ const TEMPLATE_FIELDS: &[(&str, &str)] = &[
     ("LocalVolumes", "LOCAL VOLUMES"),
 ];
 
-/// The container's network as `ps` names it.
-fn network_name(r: &Record) -> String {
-    match &r.network {
-        crate::containers::record::NetworkChoice::Host => "host".to_string(),
-        crate::containers::record::NetworkChoice::None => "none".to_string(),
-        crate::containers::record::NetworkChoice::Bridge { network, .. } => network.clone(),
-        crate::containers::record::NetworkChoice::Container { id } => format!("container:{id}"),
-    }
-}
+/// Docker's default `ps` columns.
+const DEFAULT_TABLE: &str =
+    "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}";
 
-/// One container as `ps --format` templates see it (every value a string, as in Docker).
+/// One container as `ps --format` templates see it (every value a string, as in
+/// Docker); `--format json` prints exactly this, as `{{json .}}` does.
 fn template_row(r: &Record, id: String, no_trunc: bool) -> serde_json::Value {
     let labels: Vec<String> = r.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
     // Docker's MOUNTS: volume names and bind sources.
@@ -207,39 +205,68 @@ fn template_row(r: &Record, id: String, no_trunc: bool) -> serde_json::Value {
         super::network::ports_text(r),
         r.status.as_str().to_string(),
         status_text(r),
-        String::new(),
+        // Sizes are only computed by `inspect --size`; Docker shows 0B without --size.
+        human_size(0),
         r.name.clone(),
         labels.join(","),
         mounts.join(","),
-        network_name(r),
+        filter::network_name(r),
         r.volume_mounts.len().to_string(),
     ];
-    TEMPLATE_FIELDS
-        .iter()
-        .zip(values)
-        .map(|((field, _), value)| (field.to_string(), serde_json::Value::String(value)))
-        .collect::<serde_json::Map<_, _>>()
-        .into()
+    string_row(
+        TEMPLATE_FIELDS
+            .iter()
+            .zip(values)
+            .map(|((field, _), value)| (*field, value)),
+    )
 }
 
-/// The image ids `ancestor=` values name in the image store.
-fn ancestor_ids(global: &GlobalOpts, filters: &Filters) -> Result<Vec<String>> {
-    if filters.ancestors().is_empty() {
-        return Ok(Vec::new());
+/// Resolves what `ps --filter` values name outside the records: images for
+/// `ancestor=`, containers for `before=`/`since=`, networks for `network=`.
+fn resolve_filters(
+    global: &GlobalOpts,
+    filters: &Filters,
+    store: &ContainerStore,
+) -> Result<Resolved> {
+    let root = global.store_root();
+    let mut resolved = Resolved::default();
+    if !filters.ancestors().is_empty() {
+        let images = ccrun_image::Store::open(&root).context("opening image store")?;
+        resolved.ancestor_ids = filters
+            .ancestors()
+            .iter()
+            .filter_map(|a| images.find(a).ok().flatten())
+            .map(|image| image.id.to_string())
+            .collect();
     }
-    let store = ccrun_image::Store::open(&global.store_root()).context("opening image store")?;
-    Ok(filters
-        .ancestors()
-        .iter()
-        .filter_map(|a| store.find(a).ok().flatten())
-        .map(|image| image.id.to_string())
-        .collect())
+    let created_of = |key: &str| -> Result<Option<String>> {
+        filters
+            .values(key)
+            .first()
+            .map(|name| {
+                store
+                    .find(name)
+                    .map(|r| r.created)
+                    .with_context(|| format!("filter {key}={name}"))
+            })
+            .transpose()
+    };
+    resolved.before = created_of("before")?;
+    resolved.since = created_of("since")?;
+    if filters.has("network") {
+        let networks = crate::networks::NetworkStore::open(&root)?;
+        resolved.networks = filters
+            .values("network")
+            .iter()
+            .map(|n| networks.find(n).map_or_else(|_| n.clone(), |net| net.name))
+            .collect();
+    }
+    Ok(resolved)
 }
 
 /// Runs `ps`.
 pub fn ps(global: &GlobalOpts, args: PsArgs) -> Result<i32> {
     let filters = Filters::parse(&args.filter)?;
-    let ancestors = ancestor_ids(global, &filters)?;
     let limit = if args.latest {
         Some(1)
     } else {
@@ -248,11 +275,12 @@ pub fn ps(global: &GlobalOpts, args: PsArgs) -> Result<i32> {
     // As in Docker, a status filter or -n/-l looks at containers in every state.
     let all = args.all || filters.has("status") || limit.is_some();
     let store = ContainerStore::open(&global.store_root())?;
+    let resolved = resolve_filters(global, &filters, &store)?;
     let mut records: Vec<Record> = store
         .list()?
         .into_iter()
         .filter(|r| all || r.status == Status::Running)
-        .filter(|r| filters.matches(r, &ancestors))
+        .filter(|r| filters.matches(r, &resolved))
         .collect();
     if let Some(n) = limit {
         records.truncate(usize::try_from(n).unwrap_or(usize::MAX));
@@ -271,72 +299,22 @@ pub fn ps(global: &GlobalOpts, args: PsArgs) -> Result<i32> {
         }
         return Ok(0);
     }
-    match args.format.as_str() {
-        "json" => {
-            for r in &records {
-                let line = serde_json::json!({
-                    "ID": r.id, "Names": r.name, "Image": r.image, "ImageID": r.image_id,
-                    "Command": r.command.join(" "), "CreatedAt": r.created,
-                    "State": r.status.as_str(), "Status": status_text(r), "ExitCode": r.exit_code,
-                    "Pid": r.pid, "Labels": r.labels,
-                });
-                writeln!(out, "{line}")?;
-            }
-        }
-        "table" => {
-            let mut table = vec![[
-                "CONTAINER ID",
-                "IMAGE",
-                "COMMAND",
-                "CREATED",
-                "STATUS",
-                "PORTS",
-                "NAMES",
-            ]
-            .map(String::from)
-            .to_vec()];
-            for r in &records {
-                table.push(vec![
-                    id(r),
-                    r.image.clone(),
-                    command_text(r, args.no_trunc),
-                    since(&r.created),
-                    status_text(r),
-                    super::network::ports_text(r),
-                    r.name.clone(),
-                ]);
-            }
-            print_table(&mut out, &table)?;
-        }
-        format => {
-            let (table, body) = docker_format(format);
-            let template = Template::parse(&body).context("parsing --format")?;
-            let render = |value: &serde_json::Value| {
-                template
-                    .render(value)
-                    .context("executing the --format template")
-            };
-            if table {
-                let headers: serde_json::Map<_, _> = TEMPLATE_FIELDS
-                    .iter()
-                    .map(|(f, h)| (f.to_string(), serde_json::Value::String(h.to_string())))
-                    .collect();
-                let mut rows = vec![render(&headers.into())?];
-                for r in &records {
-                    rows.push(render(&template_row(r, id(r), args.no_trunc))?);
-                }
-                let cells: Vec<Vec<String>> = rows
-                    .iter()
-                    .map(|line| line.split('\t').map(str::to_string).collect())
-                    .collect();
-                print_table(&mut out, &cells)?;
-            } else {
-                for r in &records {
-                    writeln!(out, "{}", render(&template_row(r, id(r), args.no_trunc))?)?;
-                }
-            }
-        }
-    }
+    let listing = Listing {
+        default_table: DEFAULT_TABLE,
+        headers: TEMPLATE_FIELDS,
+        rows: records
+            .iter()
+            .map(|r| template_row(r, id(r), args.no_trunc))
+            .collect(),
+    };
+    // `{{.Label "KEY"}}`: one label's value, empty when unset (Docker's method).
+    let label = |i: usize, name: &str, args: &[serde_json::Value]| match (name, args) {
+        ("Label", [serde_json::Value::String(key)]) => Some(Ok(serde_json::Value::String(
+            records[i].labels.get(key).cloned().unwrap_or_default(),
+        ))),
+        _ => None,
+    };
+    listing.print_with(&mut out, &args.format, &label)?;
     Ok(0)
 }
 
@@ -344,7 +322,13 @@ pub fn ps(global: &GlobalOpts, args: PsArgs) -> Result<i32> {
 pub fn rm(global: &GlobalOpts, args: RmArgs) -> Result<i32> {
     let store = ContainerStore::open(&global.store_root())?;
     super::for_each_named("remove", &args.containers, |name| {
-        let r = store.find(name)?;
+        let r = match store.find(name) {
+            // `rm -f` of a container that is not there is no error, as in Docker.
+            Err(e) if args.force && e.is::<crate::containers::store::NoSuchContainer>() => {
+                return Ok(())
+            }
+            found => found?,
+        };
         cleanup::remove(&store, &global.state_root(), &r, args.force)?;
         if args.volumes {
             crate::volumes::remove_anonymous(&global.store_root(), &r)?;

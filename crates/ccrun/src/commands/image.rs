@@ -1,6 +1,7 @@
 //! Image subcommands: pull, images, rmi, login, logout, image inspect/ls/rm.
 //! The work is done by `ccrun_image`; this module parses flags and prints.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -16,7 +17,7 @@ use super::inspect::{InspectOpts, ObjectType};
 use crate::cli::GlobalOpts;
 use crate::containers::cleanup::ContainerUsage;
 use crate::containers::ContainerStore;
-use crate::format::{human_size, print_table, since};
+use crate::format::{human_size, since, string_row, Listing};
 
 /// Image-related subcommands, flattened into the top-level command list.
 #[derive(Debug, clap::Subcommand)]
@@ -93,10 +94,18 @@ pub struct PullArgs {
 /// Flags of `images`.
 #[derive(Debug, clap::Args)]
 pub struct ImagesArgs {
+    /// Show all images (ccrun keeps no intermediate images: the same as without -a)
+    #[arg(short, long)]
+    pub all: bool,
     /// Show digests
     #[arg(long)]
     pub digests: bool,
-    /// Output format: "table" or "json" (one object per line)
+    /// Filter output (dangling=true|false, reference=PATTERN, label=KEY[=VALUE],
+    /// before=IMAGE, since=IMAGE); repeatable
+    #[arg(short, long, value_name = "KEY=VALUE")]
+    pub filter: Vec<String>,
+    /// Output format: "table", "json" (one object per line, as '{{json .}}'), a Go
+    /// template such as '{{.Repository}}:{{.Tag}}', or "table TEMPLATE"
     #[arg(long, default_value = "table")]
     pub format: String,
     /// Only show image ids
@@ -105,6 +114,9 @@ pub struct ImagesArgs {
     /// Do not truncate image ids
     #[arg(long)]
     pub no_trunc: bool,
+    /// Only images of this repository (and tag), e.g. busybox or busybox:1.36
+    #[arg(value_name = "REPOSITORY[:TAG]")]
+    pub repository: Option<String>,
 }
 
 /// Flags of `rmi`.
@@ -164,8 +176,30 @@ fn open_store(global: &GlobalOpts) -> anyhow::Result<Store> {
     Store::open(&root).with_context(|| format!("opening image store in {}", root.display()))
 }
 
+/// Runs `pull`: a short name is tried in each unqualified-search registry of the
+/// configuration in turn, an alias stands for its target.
 fn pull(global: &GlobalOpts, args: PullArgs) -> anyhow::Result<i32> {
-    let reference = Reference::parse(&args.reference)?;
+    let candidates = crate::config::candidates(&args.reference);
+    let mut failures = Vec::new();
+    for (i, candidate) in candidates.iter().enumerate() {
+        match pull_reference(global, &args, candidate) {
+            Ok(code) => return Ok(code),
+            Err(e) if i + 1 < candidates.len() => {
+                tracing::info!("{candidate}: {}", crate::exit::one_line(&e));
+                failures.push(format!("{candidate}: {}", crate::exit::one_line(&e)));
+            }
+            Err(e) if failures.is_empty() => return Err(e),
+            Err(e) => {
+                failures.push(format!("{candidate}: {}", crate::exit::one_line(&e)));
+                bail!("pulling {}: {}", args.reference, failures.join("; "));
+            }
+        }
+    }
+    bail!("pulling {}: no registry to pull from", args.reference)
+}
+
+fn pull_reference(global: &GlobalOpts, args: &PullArgs, name: &str) -> anyhow::Result<i32> {
+    let reference = Reference::parse(name)?;
     let platform = args
         .platform
         .as_deref()
@@ -174,9 +208,10 @@ fn pull(global: &GlobalOpts, args: PullArgs) -> anyhow::Result<i32> {
     let store = open_store(global)?;
     let options = PullOptions {
         platform,
-        insecure_registries: args.insecure.registries,
+        insecure_registries: crate::config::insecure_registries(&args.insecure.registries),
         jobs: args.jobs,
         sync_layers: args.sync_layers,
+        mirrors: crate::config::mirrors(reference.registry()),
     };
     let before = store.find(&reference.to_string()).ok().flatten();
     let display = Display::new(args.quiet);
@@ -190,7 +225,7 @@ fn pull(global: &GlobalOpts, args: PullArgs) -> anyhow::Result<i32> {
     let usage = ContainerUsage(&containers);
     let record = ccrun_image::pull(&store, &reference, &options, &display, &usage)
         .with_context(|| format!("pulling {}", familiar(&reference.to_string())))?;
-    display.finish();
+    // Finished layers keep their "Pull complete" lines on screen, as Docker's do.
     if args.quiet {
         println!("{reference}");
         return Ok(0);
@@ -246,12 +281,6 @@ impl Display {
             f(id, bar.as_ref());
         }
     }
-
-    fn finish(&self) {
-        if let Mode::Bars(multi) = &self.mode {
-            let _ = multi.clear();
-        }
-    }
 }
 
 impl PullProgress for Display {
@@ -274,12 +303,7 @@ impl PullProgress for Display {
                     None
                 } else {
                     let bar = multi.add(ProgressBar::new(size));
-                    let style = ProgressStyle::with_template(
-                        "{prefix}: {msg:11} [{bar:30}] {bytes:>10}/{total_bytes:10}",
-                    )
-                    .map(|s| s.progress_chars("=> "))
-                    .unwrap_or_else(|_| ProgressStyle::default_bar());
-                    bar.set_style(style);
+                    bar.set_style(bar_style(terminal_columns()));
                     bar.set_prefix(id.clone());
                     bar.set_message("Downloading");
                     bar.enable_steady_tick(Duration::from_millis(200));
@@ -305,8 +329,10 @@ impl PullProgress for Display {
     fn layer_done(&self, index: usize) {
         self.with_layer(index, |id, bar| match (&self.mode, bar) {
             (_, Some(bar)) => {
-                bar.set_message("Pull complete");
-                bar.finish();
+                // The line stays, as Docker's do: "abc123def456: Pull complete".
+                let done = ProgressStyle::with_template("{prefix}: {msg}");
+                bar.set_style(done.unwrap_or_else(|_| ProgressStyle::default_bar()));
+                bar.finish_with_message("Pull complete");
             }
             (Mode::Lines, None) => println!("{id}: Pull complete"),
             _ => {}
@@ -320,6 +346,49 @@ impl PullProgress for Display {
             }
             _ => eprintln!("warning: {message}"),
         }
+    }
+}
+
+/// The terminal's width in columns (80 when it cannot be told).
+fn terminal_columns() -> usize {
+    let mut size = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes a winsize into the struct we pass, nothing else.
+    let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) } == 0;
+    if ok && size.ws_col > 0 {
+        usize::from(size.ws_col)
+    } else {
+        80
+    }
+}
+
+/// A layer's progress line fitted to `columns`: Docker's `id: Downloading [==>  ]
+/// 1.2MB/3.4MB` with the bar taking what is left, and no bar at all when too narrow,
+/// so that no line wraps (a wrapped line breaks the redrawing).
+fn bar_style(columns: usize) -> ProgressStyle {
+    ProgressStyle::with_template(&bar_template(columns))
+        .map(|s| s.progress_chars("=> "))
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+}
+
+/// The template of [`bar_style`].
+fn bar_template(columns: usize) -> String {
+    // "0123456789ab: Downloading [" and "] 1023.99 MiB/1023.99 MiB" around the bar,
+    // and a column spare: a line as wide as the terminal wraps on some.
+    const AROUND: usize = 12 + 2 + 11 + 2 + 2 + 23 + 1;
+    if columns >= AROUND + 10 {
+        format!(
+            "{{prefix}}: {{msg:11}} [{{bar:{}}}] {{bytes}}/{{total_bytes}}",
+            (columns - AROUND).min(50)
+        )
+    } else if columns >= 52 {
+        "{prefix}: {msg:11} {bytes}/{total_bytes}".to_string()
+    } else {
+        "{prefix}: {percent}%".to_string()
     }
 }
 
@@ -400,10 +469,43 @@ pub(crate) fn rows(records: &[ImageRecord]) -> Vec<Row<'_>> {
     out
 }
 
+/// The fields `images --format` templates use, with their column headers.
+const IMAGE_FIELDS: &[(&str, &str)] = &[
+    ("Containers", "CONTAINERS"),
+    ("CreatedAt", "CREATED AT"),
+    ("CreatedSince", "CREATED"),
+    ("Digest", "DIGEST"),
+    ("ID", "IMAGE ID"),
+    ("Repository", "REPOSITORY"),
+    ("SharedSize", "SHARED SIZE"),
+    ("Size", "SIZE"),
+    ("Tag", "TAG"),
+    ("UniqueSize", "UNIQUE SIZE"),
+    ("VirtualSize", "VIRTUAL SIZE"),
+];
+
 fn images(global: &GlobalOpts, args: ImagesArgs) -> anyhow::Result<i32> {
     let store = open_store(global)?;
     let records = store.list()?;
-    let rows = rows(&records);
+    let mut filters = ImageFilters::parse(&args.filter, &store)?;
+    if let Some(repo) = &args.repository {
+        // `images REPO[:TAG]` is a reference filter ANDed with the others, as in Docker.
+        filters.repository = Some(repo.clone());
+    }
+    let labels = |record: &ImageRecord| -> BTreeMap<String, String> {
+        store
+            .resolve(&record.id.to_string())
+            .ok()
+            .flatten()
+            .and_then(|image| image.config.config().clone())
+            .and_then(|c| c.labels().clone())
+            .map(|l| l.into_iter().collect())
+            .unwrap_or_default()
+    };
+    let rows: Vec<Row<'_>> = rows(&records)
+        .into_iter()
+        .filter(|row| filters.matches(row, &labels))
+        .collect();
     let id = |r: &ImageRecord| {
         if args.no_trunc {
             r.id.to_string()
@@ -423,54 +525,151 @@ fn images(global: &GlobalOpts, args: ImagesArgs) -> anyhow::Result<i32> {
         }
         return Ok(0);
     }
-    match args.format.as_str() {
-        "json" => {
-            for row in &rows {
-                let r = row.record;
-                let line = serde_json::json!({
-                    "Repository": row.repository,
-                    "Tag": row.tag,
-                    "Digest": row.digest,
-                    "ID": id(r),
-                    "CreatedAt": r.created.clone().unwrap_or_default(),
-                    "CreatedSince": r.created.as_deref().map(since).unwrap_or_default(),
-                    "Size": human_size(r.size),
-                    "VirtualSize": r.size,
-                    "Platform": r.platform,
-                });
-                writeln!(out, "{line}")?;
-            }
-        }
-        "table" => {
-            let mut table = vec![{
-                let mut h = vec!["REPOSITORY", "TAG"];
-                if args.digests {
-                    h.push("DIGEST");
-                }
-                h.extend(["IMAGE ID", "CREATED", "SIZE"]);
-                h.into_iter().map(str::to_string).collect::<Vec<_>>()
-            }];
-            for row in &rows {
-                let r = row.record;
-                let mut cells = vec![row.repository.clone(), row.tag.clone()];
-                if args.digests {
-                    cells.push(row.digest.clone());
-                }
-                cells.extend([
-                    id(r),
-                    r.created
-                        .as_deref()
-                        .map(since)
-                        .unwrap_or_else(|| "N/A".to_string()),
-                    human_size(r.size),
-                ]);
-                table.push(cells);
-            }
-            print_table(&mut out, &table)?;
-        }
-        other => bail!("unknown --format {other:?}: use table or json"),
+    let template_rows = rows
+        .iter()
+        .map(|row| {
+            let r = row.record;
+            let created = r.created.as_deref();
+            let values = [
+                "N/A".to_string(),
+                created.map(crate::format::docker_time).unwrap_or_default(),
+                created.map_or_else(|| "N/A".to_string(), since),
+                row.digest.clone(),
+                id(r),
+                row.repository.clone(),
+                "N/A".to_string(),
+                human_size(r.size),
+                row.tag.clone(),
+                "N/A".to_string(),
+                human_size(r.size),
+            ];
+            string_row(IMAGE_FIELDS.iter().zip(values).map(|((f, _), v)| (*f, v)))
+        })
+        .collect();
+    let default_table = if args.digests {
+        "table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+    } else {
+        "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+    };
+    Listing {
+        default_table,
+        headers: IMAGE_FIELDS,
+        rows: template_rows,
     }
+    .print(&mut out, &args.format)?;
     Ok(0)
+}
+
+/// `images --filter`: values of one key are ORed, different keys ANDed, as in Docker.
+#[derive(Default)]
+struct ImageFilters {
+    dangling: Option<bool>,
+    references: Vec<String>,
+    labels: Vec<String>,
+    /// (created time, pull time) of the `before=` image.
+    before: Option<(String, u64)>,
+    /// (created time, pull time) of the `since=` image.
+    since: Option<(String, u64)>,
+    /// `images REPO[:TAG]`.
+    repository: Option<String>,
+}
+
+/// When an image was made, for `before=`/`since=`: its `created` time, ties (as
+/// between reproducible builds) broken by the order of pulls.
+fn age_key(record: &ImageRecord) -> (String, u64) {
+    (record.created.clone().unwrap_or_default(), record.pulled_at)
+}
+
+impl ImageFilters {
+    fn parse(items: &[String], store: &Store) -> anyhow::Result<ImageFilters> {
+        let mut f = ImageFilters::default();
+        for item in items {
+            let Some((key, value)) = item.split_once('=') else {
+                bail!("bad format of filter {item:?} (expected name=value)");
+            };
+            let image_age = || -> anyhow::Result<(String, u64)> {
+                let record = store
+                    .find(value)?
+                    .with_context(|| format!("filter {key}: no such image: {value}"))?;
+                Ok(age_key(&record))
+            };
+            match key {
+                "dangling" => {
+                    f.dangling = Some(match value {
+                        "true" | "1" => true,
+                        "false" | "0" => false,
+                        _ => bail!("invalid filter 'dangling={value}': use true or false"),
+                    })
+                }
+                "reference" => f.references.push(value.to_string()),
+                "label" => f.labels.push(value.to_string()),
+                "before" => f.before = Some(image_age()?),
+                "since" => f.since = Some(image_age()?),
+                _ => bail!(
+                    "invalid filter '{key}': ccrun images supports dangling, reference, label, before and since"
+                ),
+            }
+        }
+        Ok(f)
+    }
+
+    fn matches(
+        &self,
+        row: &Row<'_>,
+        labels: &dyn Fn(&ImageRecord) -> BTreeMap<String, String>,
+    ) -> bool {
+        let tagged = row.tag != "<none>";
+        let shown = format!("{}:{}", row.repository, row.tag);
+        let reference_matches =
+            |pattern: &str| tagged && (glob(pattern, &row.repository) || glob(pattern, &shown));
+        let age = age_key(row.record);
+        self.dangling
+            .is_none_or(|d| d == row.record.names.is_empty())
+            && (self.references.is_empty() || self.references.iter().any(|p| reference_matches(p)))
+            && self
+                .repository
+                .as_deref()
+                .is_none_or(|repo| repository_matches(repo, row))
+            && self.before.as_ref().is_none_or(|b| age < *b)
+            && self.since.as_ref().is_none_or(|s| age > *s)
+            && (self.labels.is_empty() || {
+                let have = labels(row.record);
+                self.labels.iter().any(|l| match l.split_once('=') {
+                    Some((k, v)) => have.get(k).is_some_and(|x| x == v),
+                    None => have.contains_key(l),
+                })
+            })
+    }
+}
+
+/// `images REPO[:TAG]`: the repository, and the tag when one is given.
+fn repository_matches(repo: &str, row: &Row<'_>) -> bool {
+    let has_tag = repo
+        .rsplit('/')
+        .next()
+        .is_some_and(|last| last.contains(':'));
+    match Reference::parse(repo) {
+        Ok(r) if has_tag => familiar(&r.to_string()) == format!("{}:{}", row.repository, row.tag),
+        Ok(r) => r.familiar_name() == row.repository,
+        Err(_) => false,
+    }
+}
+
+/// Go's `path.Match` for reference patterns: `*` matches within one path element,
+/// `?` one character.
+fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    fn go(p: &[char], t: &[char]) -> bool {
+        match p.split_first() {
+            None => t.is_empty(),
+            Some(('*', rest)) => (0..=t.len())
+                .take_while(|&i| i == 0 || t[i - 1] != '/')
+                .any(|i| go(rest, &t[i..])),
+            Some(('?', rest)) => t.first().is_some_and(|&c| c != '/') && go(rest, &t[1..]),
+            Some((c, rest)) => t.first() == Some(c) && go(rest, &t[1..]),
+        }
+    }
+    go(&p, &t)
 }
 
 fn rmi(global: &GlobalOpts, args: RmiArgs) -> anyhow::Result<i32> {
@@ -504,26 +703,116 @@ fn rmi(global: &GlobalOpts, args: RmiArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// What `inspect` shows of image `name`: its record, manifest and config; `None`
-/// when the store has no such image.
-pub fn image_json(store: &Store, name: &str) -> anyhow::Result<Option<serde_json::Value>> {
+/// What `inspect` shows of image `name`, in the shape of Docker's `ImageInspect`;
+/// `None` when the store has no such image.
+pub fn image_json(store: &Store, name: &str) -> anyhow::Result<Option<InOrder>> {
     let Some(image) = store.resolve(name)? else {
         return Ok(None);
     };
-    Ok(Some(serde_json::json!({
-        "Id": image.record.id,
-        "RepoTags": image.record.names.iter().map(|n| familiar(n)).collect::<Vec<_>>(),
-        "RepoDigests": image.record.repo_digests.iter().map(|n| familiar(n)).collect::<Vec<_>>(),
-        "Created": image.record.created,
-        "Platform": image.record.platform,
-        "Size": image.record.size,
-        "ManifestDigest": image.record.manifest_digest,
-        "IndexDigest": image.record.index_digest,
-        "Layers": image.record.layers,
-        "LayerDirs": image.layer_dirs,
-        "Manifest": image.manifest,
-        "Config": image.config,
-    })))
+    let record = &image.record;
+    let config = &image.config;
+    let run = config.config().clone().unwrap_or_default();
+    let empty_objects = |keys: &Option<Vec<String>>| {
+        keys.as_ref().filter(|k| !k.is_empty()).map(|keys| {
+            keys.iter()
+                .map(|k| (k.clone(), serde_json::json!({})))
+                .collect::<serde_json::Map<_, _>>()
+        })
+    };
+    let lower: Vec<String> = image
+        .layer_dirs
+        .iter()
+        .rev()
+        .map(|d| d.display().to_string())
+        .collect();
+    let (arch, variant) = (config.architecture().to_string(), config.variant().clone());
+    let json = serde_json::json!({
+        "Id": record.id,
+        "RepoTags": record.names.iter().map(|n| familiar(n)).collect::<Vec<_>>(),
+        "RepoDigests": record.repo_digests.iter().map(|n| familiar(n)).collect::<Vec<_>>(),
+        "Parent": "",
+        "Comment": config.history().as_ref().and_then(|h| h.last()).and_then(|h| h.comment().clone()).unwrap_or_default(),
+        "Created": record.created.clone().unwrap_or_default(),
+        "DockerVersion": "",
+        "Author": config.author().clone().unwrap_or_default(),
+        "Config": {
+            "Hostname": "",
+            "Domainname": "",
+            "User": run.user().clone().unwrap_or_default(),
+            "AttachStdin": false,
+            "AttachStdout": false,
+            "AttachStderr": false,
+            "ExposedPorts": empty_objects(run.exposed_ports()),
+            "Tty": false,
+            "OpenStdin": false,
+            "StdinOnce": false,
+            "Env": run.env(),
+            "Cmd": run.cmd(),
+            "Image": "",
+            "Volumes": empty_objects(run.volumes()),
+            "WorkingDir": run.working_dir().clone().unwrap_or_default(),
+            "Entrypoint": run.entrypoint(),
+            "OnBuild": null,
+            "Labels": run.labels(),
+            "StopSignal": run.stop_signal(),
+        },
+        "Architecture": arch,
+        "Variant": variant,
+        "Os": config.os().to_string(),
+        "Size": record.size,
+        "VirtualSize": record.size,
+        "GraphDriver": {
+            "Name": "overlay",
+            "Data": { "LowerDir": lower.join(":") },
+        },
+        "RootFS": {
+            "Type": "layers",
+            "Layers": config.rootfs().diff_ids(),
+        },
+        "Metadata": { "LastTagTime": "0001-01-01T00:00:00Z" },
+    });
+    // Docker's field order; it leaves out a variant the image does not have.
+    const ORDER: [&str; 17] = [
+        "Id",
+        "RepoTags",
+        "RepoDigests",
+        "Parent",
+        "Comment",
+        "Created",
+        "DockerVersion",
+        "Author",
+        "Config",
+        "Architecture",
+        "Variant",
+        "Os",
+        "Size",
+        "VirtualSize",
+        "GraphDriver",
+        "RootFS",
+        "Metadata",
+    ];
+    Ok(Some(InOrder(
+        ORDER
+            .iter()
+            .filter(|k| **k != "Variant" || variant.is_some())
+            .map(|k| (*k, json[*k].clone()))
+            .collect(),
+    )))
+}
+
+/// A JSON object whose fields serialize in the given order (Docker's), where a
+/// `serde_json` map would sort them.
+pub struct InOrder(Vec<(&'static str, serde_json::Value)>);
+
+impl serde::Serialize for InOrder {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
 }
 
 fn registry_arg(server: Option<String>) -> anyhow::Result<String> {
@@ -580,8 +869,9 @@ fn login(args: LoginArgs) -> anyhow::Result<i32> {
     RegistryClient::check_login(
         &registry,
         &ClientOptions {
-            insecure_registries: args.insecure.registries,
+            insecure_registries: crate::config::insecure_registries(&args.insecure.registries),
             credentials: Some(creds.clone()),
+            mirrors: Vec::new(),
         },
     )
     .with_context(|| format!("logging in to {registry}"))?;
@@ -640,6 +930,45 @@ fn prompt(label: &str, secret: bool) -> anyhow::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_lines_fit_the_terminal() {
+        for columns in [20, 39, 40, 59, 60, 61, 80, 200] {
+            // The template with its widest values in place.
+            let line = bar_template(columns)
+                .replace("{prefix}", "0123456789ab")
+                .replace("{msg:11}", "Downloading")
+                .replace("{bytes}", "1023.99 MiB")
+                .replace("{total_bytes}", "1023.99 MiB")
+                .replace("{percent}", "100");
+            let bar = line.find("{bar:").map(|i| {
+                let len: usize = line[i + 5..]
+                    .split('}')
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .expect("bar width");
+                (line[i..].find('}').expect("end") + 1, len)
+            });
+            let width = line.chars().count() + bar.map_or(0, |(tag, len)| len - tag);
+            assert!(
+                width < columns.max(20),
+                "{columns} columns: {width}: {line}"
+            );
+        }
+        assert!(bar_template(80).contains("{bar:"));
+        assert!(!bar_template(50).contains("{bar:"));
+    }
+
+    #[test]
+    fn reference_globs_stay_within_path_elements() {
+        assert!(glob("busybox", "busybox"));
+        assert!(glob("busy*", "busybox"));
+        assert!(glob("*:1", "busybox:1"));
+        assert!(glob("test/*", "test/busybox"));
+        assert!(!glob("*", "test/busybox"));
+        assert!(!glob("busybox", "busybox2"));
+        assert!(glob("b?sybox", "busybox"));
+    }
 
     #[test]
     fn familiar_names() {

@@ -55,19 +55,15 @@ pub struct InspectArgs {
 #[serde(untagged)]
 enum Inspected {
     Container(Box<ContainerDetails>),
-    Image(serde_json::Value),
+    Image(super::image::InOrder),
     Volume(super::volume::VolumeDetails),
 }
 
 /// Runs `inspect`, looking for containers first, then images, then volumes, unless
 /// `kind` says which.
 pub fn inspect(global: &GlobalOpts, kind: Option<ObjectType>, opts: &InspectOpts) -> Result<i32> {
-    let template = opts
-        .format
-        .as_deref()
-        .map(|f| Template::parse(&crate::template::docker_format(f).1))
-        .transpose()
-        .context("parsing --format")?;
+    // A bad template is reported before anything is looked up.
+    parse_template(opts.format.as_deref())?;
     let root = global.store_root();
     let containers = match kind {
         None | Some(ObjectType::Container) => Some(ContainerStore::open(&root)?),
@@ -118,10 +114,29 @@ pub fn inspect(global: &GlobalOpts, kind: Option<ObjectType>, opts: &InspectOpts
         };
         errors.push(format!("Error: No such {what}: {name}"));
     }
-    let text = match &template {
+    print_inspected(&found, opts.format.as_deref(), &errors)
+}
+
+fn parse_template(format: Option<&str>) -> Result<Option<Template>> {
+    format
+        .map(|f| Template::parse(&crate::template::docker_format(f).1))
+        .transpose()
+        .context("parsing --format")
+}
+
+/// Prints inspected objects as Docker does: a JSON array (fields in the order of
+/// their types, as Docker's), or each object through the `--format` template, one
+/// per line; then the `errors` (objects not found) on stderr, which make the exit
+/// status 1.
+pub fn print_inspected<T: Serialize>(
+    found: &[T],
+    format: Option<&str>,
+    errors: &[String],
+) -> Result<i32> {
+    let text = match parse_template(format)? {
         Some(template) => {
             let mut text = String::new();
-            for item in &found {
+            for item in found {
                 let value = serde_json::to_value(item).context("serialising")?;
                 text.push_str(
                     &template
@@ -137,7 +152,7 @@ pub fn inspect(global: &GlobalOpts, kind: Option<ObjectType>, opts: &InspectOpts
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())?;
     out.flush()?;
-    for e in &errors {
+    for e in errors {
         eprintln!("{e}");
     }
     Ok(if errors.is_empty() { 0 } else { 1 })

@@ -36,7 +36,9 @@ pub struct StopArgs {
         short = 't',
         long = "time",
         visible_alias = "timeout",
-        value_name = "SECONDS"
+        value_name = "SECONDS",
+        allow_negative_numbers = true,
+        value_parser = crate::cli::seconds
     )]
     pub time: Option<u32>,
     /// Signal to send instead of the container's stop signal

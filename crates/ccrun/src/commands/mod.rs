@@ -60,6 +60,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Container(cmd) => container::run(&cli.global, cmd),
         Command::System(cmd) => system::run(&cli.global, cmd),
         Command::Volume(cmd) => volume::run(&cli.global, cmd),
+        Command::Completion(args) => crate::completion::completion(&args),
+        Command::Man(args) => crate::completion::man(&args),
     }
 }
 

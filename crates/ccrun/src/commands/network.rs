@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use crate::cli::GlobalOpts;
 use crate::containers::record::NetworkChoice;
 use crate::containers::{ContainerStore, Record};
-use crate::format::print_table;
+use crate::format::{string_row, Listing};
 use crate::networks::{NetworkRecord, NetworkStore, DEFAULT_NETWORK};
 
 /// `ccrun network …`.
@@ -20,6 +20,9 @@ pub enum NetworkCommand {
     Ls(LsArgs),
     /// Show networks as JSON
     Inspect {
+        /// Format the output using a Go template, e.g. '{{range .IPAM.Config}}{{.Subnet}}{{end}}'
+        #[arg(short, long, value_name = "TEMPLATE")]
+        format: Option<String>,
         /// Network names or ids
         #[arg(required = true, value_name = "NETWORK")]
         networks: Vec<String>,
@@ -66,7 +69,11 @@ pub struct LsArgs {
     /// Only display network ids
     #[arg(short, long)]
     pub quiet: bool,
-    /// Output format: "table" or "json" (one object per line)
+    /// Do not truncate network ids
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Output format: "table", "json" (one object per line), a Go template such as
+    /// '{{.Name}} {{.Subnet}}', or "table TEMPLATE"
     #[arg(long, default_value = "table")]
     pub format: String,
 }
@@ -109,14 +116,19 @@ pub fn run(global: &GlobalOpts, cmd: NetworkCommand) -> Result<i32> {
             println!("{}", net.id);
         }
         NetworkCommand::Ls(args) => list(&networks, &args)?,
-        NetworkCommand::Inspect { networks: names } => {
-            let mut out = Vec::new();
+        NetworkCommand::Inspect {
+            format,
+            networks: names,
+        } => {
+            let mut found = Vec::new();
+            let mut missing = Vec::new();
             for name in &names {
-                let net = networks.find(name)?;
-                out.push(inspect_json(&net, &users(&containers, &net)?));
+                match networks.find(name) {
+                    Ok(net) => found.push(inspect_json(&net, &users(&containers, &net)?)),
+                    Err(_) => missing.push(format!("Error: No such network: {name}")),
+                }
             }
-            let text = serde_json::to_string_pretty(&out).context("serialising")?;
-            println!("{text}");
+            return super::inspect::print_inspected(&found, format.as_deref(), &missing);
         }
         NetworkCommand::Rm { networks: names } => {
             super::for_each_named("remove", &names, |name| {
@@ -181,44 +193,69 @@ fn remove(networks: &NetworkStore, containers: &ContainerStore, net: &NetworkRec
     networks.remove(net)
 }
 
+/// The fields `network ls --format` templates use, with their column headers
+/// (Docker's, and the subnet, gateway and bridge ccrun shows by default).
+const TEMPLATE_FIELDS: &[(&str, &str)] = &[
+    ("ID", "NETWORK ID"),
+    ("Name", "NAME"),
+    ("Driver", "DRIVER"),
+    ("Scope", "SCOPE"),
+    ("IPv6", "IPV6"),
+    ("Internal", "INTERNAL"),
+    ("Labels", "LABELS"),
+    ("CreatedAt", "CREATED AT"),
+    ("Subnet", "SUBNET"),
+    ("Gateway", "GATEWAY"),
+    ("Bridge", "BRIDGE"),
+];
+
 fn list(networks: &NetworkStore, args: &LsArgs) -> Result<()> {
     let all = networks.list()?;
     let mut out = std::io::stdout().lock();
+    let id = |n: &NetworkRecord| {
+        if args.no_trunc {
+            n.id.clone()
+        } else {
+            n.id[..12.min(n.id.len())].to_string()
+        }
+    };
     if args.quiet {
         for n in &all {
-            writeln!(out, "{}", &n.id[..12])?;
+            writeln!(out, "{}", id(n))?;
         }
         return Ok(());
     }
-    match args.format.as_str() {
-        "json" => {
-            for n in &all {
-                let line = serde_json::json!({
-                    "ID": n.id, "Name": n.name, "Driver": n.driver, "Subnet": n.subnet.to_string(),
-                    "Gateway": n.gateway.to_string(), "Bridge": n.bridge, "CreatedAt": n.created,
-                    "Labels": n.labels,
-                });
-                writeln!(out, "{line}")?;
-            }
-        }
-        "table" => {
-            let mut table = vec![["NETWORK ID", "NAME", "DRIVER", "SUBNET", "BRIDGE"]
-                .map(String::from)
-                .to_vec()];
-            for n in &all {
-                table.push(vec![
-                    n.id[..12].to_string(),
-                    n.name.clone(),
-                    n.driver.clone(),
-                    n.subnet.to_string(),
-                    n.bridge.clone(),
-                ]);
-            }
-            print_table(&mut out, &table)?;
-        }
-        other => bail!("unknown --format {other:?}: use table or json"),
+    let rows = all
+        .iter()
+        .map(|n| {
+            let labels: Vec<String> = n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let values = [
+                id(n),
+                n.name.clone(),
+                n.driver.clone(),
+                "local".to_string(),
+                "false".to_string(),
+                "false".to_string(),
+                labels.join(","),
+                crate::format::docker_time(&n.created),
+                n.subnet.to_string(),
+                n.gateway.to_string(),
+                n.bridge.clone(),
+            ];
+            string_row(
+                TEMPLATE_FIELDS
+                    .iter()
+                    .zip(values)
+                    .map(|((f, _), v)| (*f, v)),
+            )
+        })
+        .collect();
+    Listing {
+        default_table: "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Subnet}}\t{{.Bridge}}",
+        headers: TEMPLATE_FIELDS,
+        rows,
     }
-    Ok(())
+    .print(&mut out, &args.format)
 }
 
 /// Docker's `network inspect` shape.

@@ -12,7 +12,7 @@ use ccrun_image::Store;
 use oci_spec::runtime::{Mount, MountBuilder, Spec};
 
 use crate::cli::GlobalOpts;
-use crate::containers::record::{NetworkChoice, RestartPolicy};
+use crate::containers::record::{HostFlags, NetworkChoice, RestartPolicy};
 use crate::containers::store::new_container_id;
 use crate::containers::{cleanup, launch, monitor, ContainerStore, Record, RootfsSource, Status};
 use crate::etc_files::{self, EtcFiles};
@@ -75,7 +75,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "POLICY", default_value = "no")]
     pub restart: String,
     /// Seconds between the stop signal and SIGKILL on stop [default: 10]
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, value_name = "SECONDS", allow_negative_numbers = true, value_parser = crate::cli::seconds)]
     pub stop_timeout: Option<u32>,
     /// Log option: max-size=SIZE rotates the log file at SIZE [default: 10m]
     #[arg(long, value_name = "OPT=VALUE")]
@@ -155,10 +155,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "BYTES", allow_hyphen_values = true)]
     pub memory_swap: Option<String>,
     /// Number of CPUs, e.g. 0.5
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub cpus: Option<String>,
     /// Relative CPU weight (cgroup v1 shares, default 1024)
-    #[arg(long, short = 'c', value_name = "N")]
+    #[arg(long, short = 'c', value_name = "N", allow_negative_numbers = true)]
     pub cpu_shares: Option<u64>,
     /// CPUs the container may run on, e.g. 0-1 or 0,2
     #[arg(long, value_name = "LIST")]
@@ -273,6 +273,7 @@ pub fn create(global: &GlobalOpts, args: RunArgs) -> Result<i32> {
 
 fn run_or_create(global: &GlobalOpts, args: RunArgs, create_only: bool) -> Result<i32> {
     // Validate everything that needs no side effects first.
+    validate(&args)?;
     let limits = limits(&args)?;
     let labels: Vec<_> = super::parse_labels(&args.label)?;
     let restart_policy = parse_restart(&args.restart)?;
@@ -297,7 +298,10 @@ fn run_or_create(global: &GlobalOpts, args: RunArgs, create_only: bool) -> Resul
     }
     // A private user namespace cannot hold host privileges: --privileged implies the
     // host's (Docker refuses --privileged with user namespace remapping too).
-    let userns = match (args.userns, args.privileged) {
+    let chosen_userns = args
+        .userns
+        .or_else(|| (crate::config::userns() == Some("host")).then_some(UsernsArg::Host));
+    let userns = match (chosen_userns, args.privileged) {
         (Some(UsernsArg::Private), true) => {
             bail!("conflicting options: --privileged needs --userns host")
         }
@@ -311,7 +315,7 @@ fn run_or_create(global: &GlobalOpts, args: RunArgs, create_only: bool) -> Resul
         security_opt: &args.security_opt,
         device: &args.device,
         sysctl: &args.sysctl,
-        ulimit: &args.ulimit,
+        ulimit: &crate::config::ulimits(&args.ulimit),
         oom_score_adj: args.oom_score_adj,
         shm_size: args.shm_size.as_deref(),
         shared_network: args.network == "host" || args.network.starts_with("container:"),
@@ -405,6 +409,8 @@ fn run_or_create(global: &GlobalOpts, args: RunArgs, create_only: bool) -> Resul
             .filter(|v| v.contains(':'))
             .cloned()
             .collect(),
+        entrypoint: image_config::entrypoint(args.entrypoint.as_deref(), &source.defaults)?,
+        host_flags: host_flags(&args),
     };
     let dir = containers.create(&mut record, args.name.as_deref())?;
     let job = Job {
@@ -550,6 +556,38 @@ fn network_choice(
     Ok(choice)
 }
 
+/// Checks at `create` what would otherwise fail only when the container starts or
+/// stops: the stop signal, the working directory and the `-e` names.
+fn validate(args: &RunArgs) -> Result<()> {
+    if let Some(signal) = &args.stop_signal {
+        if crate::containers::process::parse_signal(signal).is_err() {
+            bail!("invalid --stop-signal {signal:?}: not a signal name or number");
+        }
+    }
+    if let Some(dir) = args.workdir.as_deref().filter(|d| !d.starts_with('/')) {
+        bail!("the working directory {dir:?} is invalid: it needs to be an absolute path");
+    }
+    for item in &args.env {
+        if item.is_empty() || item.starts_with('=') {
+            bail!("invalid environment variable {item:?}: the name is empty");
+        }
+    }
+    Ok(())
+}
+
+/// The flags `inspect` shows as given (see [`HostFlags`]).
+fn host_flags(args: &RunArgs) -> HostFlags {
+    HostFlags {
+        cap_add: args.cap_add.clone(),
+        cap_drop: args.cap_drop.clone(),
+        dns: args.dns.iter().map(|a| a.to_string()).collect(),
+        security_opt: args.security_opt.clone(),
+        privileged: args.privileged,
+        publish_all: args.publish_all,
+        mounts: args.mount.clone(),
+    }
+}
+
 /// `--add-host HOST:IP` as (host, address).
 fn parse_add_hosts(items: &[String]) -> Result<Vec<(String, String)>> {
     items
@@ -596,7 +634,8 @@ fn parse_restart(value: &str) -> Result<RestartPolicy> {
 
 /// `--log-opt max-size=SIZE`; returns the rotation size.
 fn parse_log_opts(opts: &[String]) -> Result<u64> {
-    let mut max_size = crate::containers::record::DEFAULT_LOG_MAX_SIZE;
+    let mut max_size =
+        crate::config::log_size_max().unwrap_or(crate::containers::record::DEFAULT_LOG_MAX_SIZE);
     for opt in opts {
         match opt.split_once('=') {
             Some(("max-size", v)) => {
@@ -784,7 +823,8 @@ fn resolve_source(global: &GlobalOpts, root: &Path, args: &RunArgs) -> Result<So
         Store::open(root).with_context(|| format!("opening image store in {}", root.display()))?;
     let found = match args.pull {
         PullPolicy::Always => None,
-        _ => store.resolve(name)?,
+        _ => crate::config::find_image(name, |n| store.resolve(n))?
+            .filter(|image| platform_fits(&image.record.platform, args.platform.as_deref())),
     };
     let image = match found {
         Some(image) => image,
@@ -796,8 +836,7 @@ fn resolve_source(global: &GlobalOpts, root: &Path, args: &RunArgs) -> Result<So
                 eprintln!("Unable to find image '{name}' locally");
             }
             pull_in_child(global, name, args.platform.as_deref())?;
-            store
-                .resolve(name)?
+            crate::config::find_image(name, |n| store.resolve(n))?
                 .with_context(|| format!("image {name} is missing after pulling it"))?
         }
     };
@@ -810,6 +849,16 @@ fn resolve_source(global: &GlobalOpts, root: &Path, args: &RunArgs) -> Result<So
         defaults: ImageDefaults::from_config(&image.config),
         args: rest.to_vec(),
     })
+}
+
+/// Whether a stored image is of the `--platform` asked for (any, when none is): an
+/// image of another platform is pulled rather than run, as Podman does.
+fn platform_fits(stored: &str, wanted: Option<&str>) -> bool {
+    let parse = |p: &str| p.parse::<ccrun_image::Platform>().ok();
+    match (wanted.and_then(parse), parse(stored)) {
+        (Some(w), Some(s)) => w.matches(&s.os, &s.architecture, s.variant.as_deref()),
+        _ => true,
+    }
 }
 
 /// Pulls through `ccrun pull` in a child process: pulling uses threads, and the

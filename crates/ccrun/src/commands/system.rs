@@ -4,14 +4,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use ccrun_image::{Digest, ImageRecord, Store};
 
 use super::container::{command_text, status_text};
 use super::prune::PruneArgs;
 use crate::cli::GlobalOpts;
 use crate::containers::{ContainerStore, Record, RootfsSource, Status};
-use crate::format::{human_size, print_table, since};
+use crate::format::{human_size_df, print_table, since, string_row, Listing};
 use crate::volumes::{Volume, VolumeStore};
 
 /// `ccrun system …`.
@@ -29,7 +29,20 @@ pub struct DfArgs {
     /// Show detailed information on space usage
     #[arg(short, long)]
     pub verbose: bool,
+    /// Output format: "table", "json" (one object per line, as '{{json .}}'), a Go
+    /// template such as '{{.Type}}: {{.Size}}', or "table TEMPLATE"
+    #[arg(long, default_value = "table")]
+    pub format: String,
 }
+
+/// The fields `system df --format` templates use, with their column headers.
+const DF_FIELDS: &[(&str, &str)] = &[
+    ("Type", "TYPE"),
+    ("TotalCount", "TOTAL"),
+    ("Active", "ACTIVE"),
+    ("Size", "SIZE"),
+    ("Reclaimable", "RECLAIMABLE"),
+];
 
 /// Runs a `system` subcommand.
 pub fn run(global: &GlobalOpts, cmd: SystemSubcommand) -> Result<i32> {
@@ -129,8 +142,8 @@ impl Usage {
 /// `12.5MB (70%)`, or just the size when there is nothing to take a share of.
 fn reclaimable(bytes: u64, total: u64) -> String {
     match (bytes * 100).checked_div(total) {
-        Some(percent) => format!("{} ({percent}%)", human_size(bytes)),
-        None => human_size(bytes),
+        Some(percent) => format!("{} ({percent}%)", human_size_df(bytes)),
+        None => human_size_df(bytes),
     }
 }
 
@@ -138,6 +151,9 @@ fn df(global: &GlobalOpts, args: DfArgs) -> Result<i32> {
     let usage = Usage::gather(global)?;
     let mut out = std::io::stdout().lock();
     if args.verbose {
+        if args.format != "table" {
+            bail!("--format with --verbose is not supported: use one of them");
+        }
         return df_verbose(&mut out, &usage);
     }
     let images_total = usage.size_of(usage.layer_sizes.keys().cloned());
@@ -175,36 +191,49 @@ fn df(global: &GlobalOpts, args: DfArgs) -> Result<i32> {
         .filter(|(_, _, links)| *links == 0)
         .map(|(_, size, _)| size)
         .sum();
-    let table = vec![
-        ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]
-            .map(String::from)
-            .to_vec(),
-        vec![
-            "Images".into(),
-            usage.images.len().to_string(),
-            active_images.to_string(),
-            human_size(images_total),
-            reclaimable(images_reclaimable, images_total),
-        ],
-        vec![
-            "Containers".into(),
-            usage.containers.len().to_string(),
-            running.to_string(),
-            human_size(containers_total),
-            reclaimable(containers_reclaimable, containers_total),
-        ],
-        vec![
-            "Local Volumes".into(),
-            usage.volumes.len().to_string(),
-            volumes_active.count().to_string(),
-            human_size(volumes_total),
-            reclaimable(volumes_reclaimable, volumes_total),
-        ],
-        ["Build Cache", "0", "0", "0B", "0B"]
-            .map(String::from)
-            .to_vec(),
+    let lines = [
+        (
+            "Images",
+            usage.images.len(),
+            active_images,
+            images_total,
+            images_reclaimable,
+        ),
+        (
+            "Containers",
+            usage.containers.len(),
+            running,
+            containers_total,
+            containers_reclaimable,
+        ),
+        (
+            "Local Volumes",
+            usage.volumes.len(),
+            volumes_active.count(),
+            volumes_total,
+            volumes_reclaimable,
+        ),
+        ("Build Cache", 0, 0, 0, 0),
     ];
-    print_table(&mut out, &table)?;
+    let rows = lines
+        .into_iter()
+        .map(|(kind, total, active, size, free)| {
+            let values = [
+                kind.to_string(),
+                total.to_string(),
+                active.to_string(),
+                human_size_df(size),
+                reclaimable(free, size),
+            ];
+            string_row(DF_FIELDS.iter().zip(values).map(|((f, _), v)| (*f, v)))
+        })
+        .collect();
+    Listing {
+        default_table: "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}",
+        headers: DF_FIELDS,
+        rows,
+    }
+    .print(&mut out, &args.format)?;
     Ok(0)
 }
 
@@ -246,9 +275,9 @@ fn df_verbose(out: &mut impl Write, usage: &Usage) -> Result<i32> {
                 .as_deref()
                 .map(since)
                 .unwrap_or_else(|| "N/A".to_string()),
-            human_size(size),
-            human_size(shared),
-            human_size(size - shared),
+            human_size_df(size),
+            human_size_df(shared),
+            human_size_df(size - shared),
             usage.users_of(image).to_string(),
         ]);
     }
@@ -272,7 +301,7 @@ fn df_verbose(out: &mut impl Write, usage: &Usage) -> Result<i32> {
             r.image.clone(),
             command_text(r, false),
             r.volume_mounts.len().to_string(),
-            human_size(*size),
+            human_size_df(*size),
             since(&r.created),
             status_text(r),
             r.name.clone(),
@@ -285,7 +314,7 @@ fn df_verbose(out: &mut impl Write, usage: &Usage) -> Result<i32> {
         table.push(vec![
             volume.name.clone(),
             links.to_string(),
-            human_size(*size),
+            human_size_df(*size),
         ]);
     }
     print_table(out, &table)?;

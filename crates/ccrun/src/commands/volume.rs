@@ -4,15 +4,14 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde::Serialize;
 
 use super::inspect::{InspectOpts, ObjectType};
 use super::prune::VolumePruneArgs;
 use crate::cli::GlobalOpts;
 use crate::containers::{ContainerStore, Record};
-use crate::format::print_table;
-use crate::template::{docker_format, Template};
+use crate::format::{string_row, Listing};
 use crate::volumes::{self, Volume, VolumeStore};
 
 /// `ccrun volume …`.
@@ -268,12 +267,12 @@ fn row(store: &VolumeStore, volume: &Volume) -> serde_json::Value {
         "N/A".to_string(),
         "N/A".to_string(),
     ];
-    TEMPLATE_FIELDS
-        .iter()
-        .zip(values)
-        .map(|((field, _), value)| (field.to_string(), serde_json::Value::String(value)))
-        .collect::<serde_json::Map<_, _>>()
-        .into()
+    string_row(
+        TEMPLATE_FIELDS
+            .iter()
+            .zip(values)
+            .map(|((field, _), value)| (*field, value)),
+    )
 }
 
 /// Runs `volume ls`.
@@ -287,53 +286,12 @@ pub fn ls(global: &GlobalOpts, args: LsArgs) -> Result<i32> {
         }
         return Ok(0);
     }
-    match args.format.as_str() {
-        "table" => {
-            let mut table = vec![vec!["DRIVER".to_string(), "VOLUME NAME".to_string()]];
-            table.extend(
-                selected
-                    .iter()
-                    .map(|v| vec!["local".to_string(), v.name.clone()]),
-            );
-            print_table(&mut out, &table)?;
-        }
-        "json" => {
-            for v in &selected {
-                writeln!(out, "{}", row(&store, v))?;
-            }
-        }
-        format => {
-            let (table, body) = docker_format(format);
-            let template = Template::parse(&body).context("parsing --format")?;
-            let render = |value: &serde_json::Value| {
-                template
-                    .render(value)
-                    .context("executing the --format template")
-            };
-            let mut lines = Vec::new();
-            if table {
-                let headers: serde_json::Map<_, _> = TEMPLATE_FIELDS
-                    .iter()
-                    .map(|(f, h)| (f.to_string(), serde_json::Value::String(h.to_string())))
-                    .collect();
-                lines.push(render(&headers.into())?);
-            }
-            for v in &selected {
-                lines.push(render(&row(&store, v))?);
-            }
-            if table {
-                let cells: Vec<Vec<String>> = lines
-                    .iter()
-                    .map(|line| line.split('\t').map(str::to_string).collect())
-                    .collect();
-                print_table(&mut out, &cells)?;
-            } else {
-                for line in lines {
-                    writeln!(out, "{line}")?;
-                }
-            }
-        }
+    Listing {
+        default_table: "table {{.Driver}}\t{{.Name}}",
+        headers: TEMPLATE_FIELDS,
+        rows: selected.iter().map(|v| row(&store, v)).collect(),
     }
+    .print(&mut out, &args.format)?;
     Ok(0)
 }
 

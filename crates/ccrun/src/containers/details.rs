@@ -73,7 +73,7 @@ pub struct ContainerDetails {
     /// The container's configuration.
     pub config: Config,
     /// Address, gateway, published ports and networks, Docker-style.
-    pub network_settings: serde_json::Map<String, serde_json::Value>,
+    pub network_settings: serde_json::Value,
 }
 
 /// `State`.
@@ -105,51 +105,168 @@ pub struct State {
     pub finished_at: String,
 }
 
-/// `HostConfig`: the flags that shaped the container.
+/// Published ports in Docker's shape: `"80/tcp": [{"HostIp": …, "HostPort": …}]`.
+pub type PortMap = BTreeMap<String, Option<Vec<PortBinding>>>;
+
+/// One host binding of a port.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PortBinding {
+    /// Host address (`""` or `0.0.0.0`: all).
+    pub host_ip: String,
+    /// Host port (`""` when it is picked at start).
+    pub host_port: String,
+}
+
+/// `HostConfig`: the flags that shaped the container, with Docker's field names and
+/// types (fields ccrun has no such setting for keep Docker's zero values).
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct HostConfig {
     /// The `-v` arguments naming a host path or a volume, as given.
     pub binds: Option<Vec<String>>,
+    /// Unused (`--cidfile`).
+    #[serde(rename = "ContainerIDFile")]
+    pub container_id_file: String,
     /// Log driver and options.
     pub log_config: LogConfig,
-    /// `host` or `none`.
+    /// `bridge`, a network's name, `host`, `none` or `container:ID`.
     pub network_mode: String,
+    /// `-p`: container port → host bindings as asked for.
+    pub port_bindings: PortMap,
     /// `--restart`.
     pub restart_policy: RestartPolicyJson,
     /// `--rm`.
     pub auto_remove: bool,
-    /// Always false.
+    /// Always empty: volumes use the local driver.
+    pub volume_driver: String,
+    /// Unused (`--volumes-from`).
+    pub volumes_from: Option<Vec<String>>,
+    /// Terminal size at creation (unused).
+    pub console_size: [u32; 2],
+    /// `--cap-add`.
+    pub cap_add: Option<Vec<String>>,
+    /// `--cap-drop`.
+    pub cap_drop: Option<Vec<String>>,
+    /// Always `private`: each container has its own cgroup namespace.
+    pub cgroupns_mode: String,
+    /// `--dns`.
+    pub dns: Vec<String>,
+    /// Unused (`--dns-option`).
+    pub dns_options: Vec<String>,
+    /// Unused (`--dns-search`).
+    pub dns_search: Vec<String>,
+    /// `--add-host`, as `HOST:IP`.
+    pub extra_hosts: Option<Vec<String>>,
+    /// Unused (`--group-add`).
+    pub group_add: Option<Vec<String>>,
+    /// Always `private`.
+    pub ipc_mode: String,
+    /// Unused.
+    pub cgroup: String,
+    /// Unused (`--link`).
+    pub links: Option<Vec<String>>,
+    /// `--oom-score-adj`.
+    pub oom_score_adj: i32,
+    /// Always empty: a PID namespace of its own.
+    pub pid_mode: String,
+    /// `--privileged`.
     pub privileged: bool,
+    /// `-P`.
+    pub publish_all_ports: bool,
     /// `--read-only`.
     pub readonly_rootfs: bool,
+    /// `--security-opt`.
+    pub security_opt: Option<Vec<String>>,
     /// `--tmpfs`: destination → options.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tmpfs: Option<BTreeMap<String, String>>,
+    /// Always empty: a UTS namespace of its own.
+    #[serde(rename = "UTSMode")]
+    pub uts_mode: String,
     /// `""` (private) or `host`.
     pub userns_mode: String,
-    /// `--init`.
-    pub init: bool,
-    /// `--memory` in bytes (0: unlimited).
-    pub memory: i64,
-    /// `--memory-swap` in bytes (0: unset, -1: unlimited).
-    pub memory_swap: i64,
-    /// `--cpus` in billionths of a CPU.
-    pub nano_cpus: i64,
+    /// Size of `/dev/shm` in bytes.
+    pub shm_size: i64,
+    /// `--sysctl`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sysctls: Option<BTreeMap<String, String>>,
+    /// The OCI runtime: ccrun's own.
+    pub runtime: String,
+    /// Always empty (Windows only).
+    pub isolation: String,
     /// `--cpu-shares`.
     pub cpu_shares: u64,
+    /// `--memory` in bytes (0: unlimited).
+    pub memory: i64,
+    /// `--cpus` in billionths of a CPU.
+    pub nano_cpus: i64,
+    /// Unused (`--cgroup-parent`).
+    pub cgroup_parent: String,
+    /// Unused (`--blkio-weight`).
+    pub blkio_weight: u16,
+    /// Unused.
+    pub blkio_weight_device: Vec<serde_json::Value>,
+    /// Unused.
+    pub blkio_device_read_bps: Vec<serde_json::Value>,
+    /// Unused.
+    pub blkio_device_write_bps: Vec<serde_json::Value>,
+    /// Unused.
+    #[serde(rename = "BlkioDeviceReadIOps")]
+    pub blkio_device_read_iops: Vec<serde_json::Value>,
+    /// Unused.
+    #[serde(rename = "BlkioDeviceWriteIOps")]
+    pub blkio_device_write_iops: Vec<serde_json::Value>,
     /// CFS period, when set other than through `--cpus`.
     pub cpu_period: u64,
     /// CFS quota, when set other than through `--cpus`.
     pub cpu_quota: i64,
+    /// Unused.
+    pub cpu_realtime_period: i64,
+    /// Unused.
+    pub cpu_realtime_runtime: i64,
     /// `--cpuset-cpus`.
     pub cpuset_cpus: String,
     /// `--cpuset-mems`.
     pub cpuset_mems: String,
+    /// `--device` mappings.
+    pub devices: Vec<serde_json::Value>,
+    /// Unused (`--device-cgroup-rule`).
+    pub device_cgroup_rules: Option<Vec<String>>,
+    /// Unused (`--gpus`).
+    pub device_requests: Option<Vec<serde_json::Value>>,
+    /// Unused (`--memory-reservation`).
+    pub memory_reservation: i64,
+    /// `--memory-swap` in bytes (0: unset, -1: unlimited).
+    pub memory_swap: i64,
+    /// Unused (`--memory-swappiness`).
+    pub memory_swappiness: Option<i64>,
+    /// Unused (`--oom-kill-disable`).
+    pub oom_kill_disable: bool,
     /// `--pids-limit`.
     pub pids_limit: Option<i64>,
     /// The resource limits the process starts with: `--ulimit`, and the open-files
     /// default ccrun sets (Docker lists only `--ulimit` here).
     pub ulimits: Option<Vec<Ulimit>>,
+    /// Unused (Windows only).
+    pub cpu_count: i64,
+    /// Unused (Windows only).
+    pub cpu_percent: i64,
+    /// Unused (Windows only).
+    #[serde(rename = "IOMaximumIOps")]
+    pub io_maximum_iops: u64,
+    /// Unused (Windows only).
+    #[serde(rename = "IOMaximumBandwidth")]
+    pub io_maximum_bandwidth: u64,
+    /// `--mount`, in Docker's `{Type, Source, Target, ReadOnly}` shape.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<serde_json::Value>,
+    /// Paths masked in `/proc` and `/sys`.
+    pub masked_paths: Vec<String>,
+    /// Paths made read-only in `/proc` and `/sys`.
+    pub readonly_paths: Vec<String>,
+    /// `--init`.
+    pub init: bool,
 }
 
 /// One entry of `HostConfig.Ulimits`.
@@ -247,7 +364,7 @@ pub struct Config {
     pub stdin_once: bool,
     /// The environment.
     pub env: Vec<String>,
-    /// The full command (entrypoint and arguments).
+    /// The command after the entrypoint (the image's `Cmd` or the arguments given).
     pub cmd: Vec<String>,
     /// The image as given.
     pub image: String,
@@ -255,13 +372,17 @@ pub struct Config {
     pub volumes: Option<BTreeMap<String, serde_json::Map<String, serde_json::Value>>>,
     /// Working directory.
     pub working_dir: String,
-    /// Not recorded separately from `Cmd`.
+    /// The entrypoint (`--entrypoint` or the image's), null when there is none.
     pub entrypoint: Option<Vec<String>>,
+    /// Unused (image build triggers).
+    pub on_build: Option<Vec<String>>,
     /// Labels.
     pub labels: BTreeMap<String, String>,
-    /// Stop signal.
+    /// Stop signal, when the image or `--stop-signal` set one.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_signal: Option<String>,
-    /// `--stop-timeout` in seconds.
+    /// `--stop-timeout` in seconds, when given.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_timeout: Option<u32>,
 }
 
@@ -344,13 +465,19 @@ impl ContainerDetails {
                 open_stdin: record.interactive,
                 stdin_once: record.interactive,
                 env: process.and_then(|p| p.env().clone()).unwrap_or_default(),
-                cmd: record.command.clone(),
+                // Records from before the split have the whole command in `Cmd`.
+                cmd: record
+                    .command
+                    .get(record.entrypoint.len()..)
+                    .unwrap_or_default()
+                    .to_vec(),
                 image: record.image.clone(),
                 volumes: empty_objects(&declared_volumes(record)),
                 working_dir: process
                     .map(|p| p.cwd().display().to_string())
                     .unwrap_or_default(),
-                entrypoint: None,
+                entrypoint: (!record.entrypoint.is_empty()).then(|| record.entrypoint.clone()),
+                on_build: None,
                 labels: record.labels.clone(),
                 stop_signal: record.stop_signal.clone(),
                 stop_timeout: record.stop_timeout,
@@ -495,58 +622,169 @@ fn host_config(record: &Record, spec: Option<&Spec>) -> HostConfig {
         .collect();
     let mut log_options = BTreeMap::new();
     log_options.insert("max-size".to_string(), record.log_max_size.to_string());
+    let flags = &record.host_flags;
+    let non_empty = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
+    let process = spec.and_then(|s| s.process().as_ref());
+    let sysctls = linux.and_then(|l| l.sysctl().clone()).unwrap_or_default();
+    let shm_size = spec
+        .and_then(|s| s.mounts().as_ref())
+        .into_iter()
+        .flatten()
+        .find(|m| m.destination() == Path::new("/dev/shm") && m.typ().as_deref() == Some("tmpfs"))
+        .and_then(|m| {
+            m.options()
+                .iter()
+                .flatten()
+                .find_map(|o| o.strip_prefix("size="))
+                .and_then(|size| crate::units::parse_bytes(size).ok())
+        })
+        .unwrap_or(0);
     HostConfig {
         binds: (!record.binds.is_empty()).then(|| record.binds.clone()),
+        container_id_file: String::new(),
         log_config: LogConfig {
             kind: "k8s-file".to_string(),
             config: log_options,
         },
         network_mode: match &record.network {
             super::record::NetworkChoice::Bridge { network, .. } => network.clone(),
+            super::record::NetworkChoice::Container { id } => format!("container:{id}"),
             _ if has_namespace(LinuxNamespaceType::Network) => "none".to_string(),
             _ => "host".to_string(),
         },
+        port_bindings: port_bindings(record),
         restart_policy: restart_policy(record.restart_policy),
         auto_remove: record.auto_remove,
-        privileged: false,
+        volume_driver: String::new(),
+        volumes_from: None,
+        console_size: [0, 0],
+        cap_add: non_empty(&flags.cap_add),
+        cap_drop: non_empty(&flags.cap_drop),
+        cgroupns_mode: "private".to_string(),
+        dns: flags.dns.clone(),
+        dns_options: Vec::new(),
+        dns_search: Vec::new(),
+        extra_hosts: (!record.extra_hosts.is_empty()).then(|| {
+            record
+                .extra_hosts
+                .iter()
+                .map(|(host, ip)| format!("{host}:{ip}"))
+                .collect()
+        }),
+        group_add: None,
+        ipc_mode: "private".to_string(),
+        cgroup: String::new(),
+        links: None,
+        oom_score_adj: process.and_then(|p| p.oom_score_adj()).unwrap_or(0),
+        pid_mode: String::new(),
+        privileged: flags.privileged,
+        publish_all_ports: flags.publish_all,
         readonly_rootfs: spec
             .and_then(|s| s.root().as_ref())
             .and_then(|r| r.readonly())
             .unwrap_or(false),
+        security_opt: non_empty(&flags.security_opt),
         tmpfs: (!tmpfs.is_empty()).then_some(tmpfs),
+        uts_mode: String::new(),
         userns_mode: if spec.is_some() && !has_namespace(LinuxNamespaceType::User) {
             "host"
         } else {
             ""
         }
         .to_string(),
-        init: record.init,
-        memory: memory.and_then(|m| m.limit()).unwrap_or(0),
-        memory_swap: memory.and_then(|m| m.swap()).unwrap_or(0),
-        nano_cpus,
+        shm_size,
+        sysctls: (!sysctls.is_empty()).then(|| sysctls.into_iter().collect()),
+        runtime: "ccrun".to_string(),
+        isolation: String::new(),
         cpu_shares: cpu.and_then(|c| c.shares()).unwrap_or(0),
+        memory: memory.and_then(|m| m.limit()).unwrap_or(0),
+        nano_cpus,
+        cgroup_parent: String::new(),
+        blkio_weight: 0,
+        blkio_weight_device: Vec::new(),
+        blkio_device_read_bps: Vec::new(),
+        blkio_device_write_bps: Vec::new(),
+        blkio_device_read_iops: Vec::new(),
+        blkio_device_write_iops: Vec::new(),
         // `--cpus` sets quota and period; Docker shows those only for --cpu-quota/--cpu-period.
         cpu_period: if nano_cpus > 0 { 0 } else { period },
         cpu_quota: if nano_cpus > 0 { 0 } else { quota },
+        cpu_realtime_period: 0,
+        cpu_realtime_runtime: 0,
         cpuset_cpus: cpu.and_then(|c| c.cpus().clone()).unwrap_or_default(),
         cpuset_mems: cpu.and_then(|c| c.mems().clone()).unwrap_or_default(),
+        devices: Vec::new(),
+        device_cgroup_rules: None,
+        device_requests: None,
+        memory_reservation: 0,
+        memory_swap: memory.and_then(|m| m.swap()).unwrap_or(0),
+        memory_swappiness: None,
+        oom_kill_disable: false,
         pids_limit: resources.and_then(|r| r.pids().as_ref()).map(|p| p.limit()),
-        ulimits: spec
-            .and_then(|s| s.process().as_ref())
-            .and_then(|p| p.rlimits().as_ref())
-            .map(|limits| {
-                limits
-                    .iter()
-                    .map(|l| Ulimit {
-                        name: format!("{:?}", l.typ())
-                            .trim_start_matches("Rlimit")
-                            .to_lowercase(),
-                        hard: l.hard(),
-                        soft: l.soft(),
-                    })
-                    .collect()
-            }),
+        ulimits: process.and_then(|p| p.rlimits().as_ref()).map(|limits| {
+            limits
+                .iter()
+                .map(|l| Ulimit {
+                    name: format!("{:?}", l.typ())
+                        .trim_start_matches("Rlimit")
+                        .to_lowercase(),
+                    hard: l.hard(),
+                    soft: l.soft(),
+                })
+                .collect()
+        }),
+        cpu_count: 0,
+        cpu_percent: 0,
+        io_maximum_iops: 0,
+        io_maximum_bandwidth: 0,
+        mounts: flags.mounts.iter().map(|m| mount_flag_json(m)).collect(),
+        masked_paths: linux
+            .and_then(|l| l.masked_paths().clone())
+            .unwrap_or_default(),
+        readonly_paths: linux
+            .and_then(|l| l.readonly_paths().clone())
+            .unwrap_or_default(),
+        init: record.init,
     }
+}
+
+/// `--mount type=…,src=…,dst=…,readonly` in Docker's `HostConfig.Mounts` shape.
+fn mount_flag_json(flag: &str) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    for item in flag.split(',') {
+        let (key, value) = item.split_once('=').unwrap_or((item, "true"));
+        let (field, value) = match key {
+            "type" => ("Type", serde_json::Value::from(value)),
+            "source" | "src" => ("Source", value.into()),
+            "target" | "destination" | "dst" => ("Target", value.into()),
+            "readonly" | "ro" => ("ReadOnly", (value == "true" || value == "1").into()),
+            _ => continue,
+        };
+        out.insert(field.to_string(), value);
+    }
+    serde_json::Value::Object(out)
+}
+
+/// `HostConfig.PortBindings`: the `-p` ports as asked for (host port `""` when
+/// it is picked at start).
+fn port_bindings(record: &Record) -> PortMap {
+    let mut map = PortMap::new();
+    if let super::record::NetworkChoice::Bridge { ports, .. } = &record.network {
+        for m in ports {
+            map.entry(format!("{}/{}", m.container_port, m.protocol.as_str()))
+                .or_insert_with(|| Some(Vec::new()))
+                .get_or_insert_with(Vec::new)
+                .push(PortBinding {
+                    host_ip: m.host_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+                    host_port: if m.host_port == 0 {
+                        String::new()
+                    } else {
+                        m.host_port.to_string()
+                    },
+                });
+        }
+    }
+    map
 }
 
 /// The options ccrun gives every `--tmpfs` before the user's own.
@@ -633,48 +871,83 @@ fn user_mounts(spec: &Spec, dir: &Path, volumes: &[VolumeMount]) -> Vec<MountPoi
         .collect()
 }
 
-/// Docker's `NetworkSettings`: the address on the network, the gateway, the
-/// published ports and the network the container is attached to.
-fn network_settings(record: &Record) -> serde_json::Map<String, serde_json::Value> {
-    let mut out = serde_json::Map::new();
-    let mut ports = serde_json::Map::new();
+/// Docker's `NetworkSettings`: the address on the network, the gateway, the ports
+/// (published ones with their host bindings while it runs, exposed ones as null) and
+/// the network the container is attached to.
+fn network_settings(record: &Record) -> serde_json::Value {
+    let mut ports = PortMap::new();
+    for port in &record.exposed_ports {
+        let key = if port.contains('/') {
+            port.clone()
+        } else {
+            format!("{port}/tcp")
+        };
+        ports.insert(key, None);
+    }
     let (ip, gateway, prefix) = match &record.attachment {
         Some(a) => {
             for m in &a.ports {
-                let key = format!("{}/{}", m.container_port, m.protocol.as_str());
-                let binding = serde_json::json!({
-                    "HostIp": m.host_ip.map_or_else(|| "0.0.0.0".to_string(), |ip| ip.to_string()),
-                    "HostPort": m.host_port.to_string(),
-                });
-                match ports.get_mut(&key) {
-                    Some(serde_json::Value::Array(list)) => list.push(binding),
-                    _ => {
-                        ports.insert(key, serde_json::Value::Array(vec![binding]));
-                    }
-                }
+                ports
+                    .entry(format!("{}/{}", m.container_port, m.protocol.as_str()))
+                    .or_insert(None)
+                    .get_or_insert_with(Vec::new)
+                    .push(PortBinding {
+                        host_ip: m
+                            .host_ip
+                            .map_or_else(|| "0.0.0.0".to_string(), |ip| ip.to_string()),
+                        host_port: m.host_port.to_string(),
+                    });
             }
             (a.ip.to_string(), a.gateway.to_string(), a.prefix_len)
         }
         None => (String::new(), String::new(), 0),
     };
-    out.insert("IPAddress".into(), ip.clone().into());
-    out.insert("Gateway".into(), gateway.clone().into());
-    out.insert("IPPrefixLen".into(), prefix.into());
-    out.insert("Ports".into(), serde_json::Value::Object(ports));
+    let endpoint = record
+        .attachment
+        .as_ref()
+        .map(|a| a.host_veth.clone())
+        .unwrap_or_default();
     let mut networks = serde_json::Map::new();
     if let super::record::NetworkChoice::Bridge { network, .. } = &record.network {
         networks.insert(
             network.clone(),
             serde_json::json!({
-                "IPAddress": ip,
-                "Gateway": gateway,
-                "IPPrefixLen": prefix,
+                "IPAMConfig": null,
+                "Links": null,
                 "Aliases": [record.name.clone()],
+                "NetworkID": network,
+                "EndpointID": endpoint,
+                "Gateway": gateway,
+                "IPAddress": ip,
+                "IPPrefixLen": prefix,
+                "IPv6Gateway": "",
+                "GlobalIPv6Address": "",
+                "GlobalIPv6PrefixLen": 0,
+                "MacAddress": "",
+                "DriverOpts": null,
             }),
         );
     }
-    out.insert("Networks".into(), serde_json::Value::Object(networks));
-    out
+    serde_json::json!({
+        "Bridge": "",
+        "SandboxID": "",
+        "HairpinMode": false,
+        "LinkLocalIPv6Address": "",
+        "LinkLocalIPv6PrefixLen": 0,
+        "Ports": ports,
+        "SandboxKey": "",
+        "SecondaryIPAddresses": null,
+        "SecondaryIPv6Addresses": null,
+        "EndpointID": endpoint,
+        "Gateway": gateway,
+        "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0,
+        "IPAddress": ip,
+        "IPPrefixLen": prefix,
+        "IPv6Gateway": "",
+        "MacAddress": "",
+        "Networks": networks,
+    })
 }
 
 #[cfg(test)]

@@ -5,10 +5,38 @@ use std::collections::BTreeMap;
 
 use anyhow::{bail, Result};
 
+use super::record::NetworkChoice;
 use super::{Record, Status};
 
 /// The keys `ps --filter` understands.
-pub const KEYS: &[&str] = &["status", "name", "id", "label", "ancestor", "exited"];
+pub const KEYS: &[&str] = &[
+    "status", "name", "id", "label", "ancestor", "exited", "publish", "expose", "network",
+    "volume", "before", "since", "health",
+];
+
+/// Health states Docker accepts in `health=`.
+const HEALTH: &[&str] = &["starting", "healthy", "unhealthy", "none"];
+
+/// What the filters need from outside the record, resolved by the caller: the image
+/// ids `ancestor=` names, the creation times of the `before=`/`since=` containers,
+/// and the network names `network=` values resolve to (a name or an id).
+#[derive(Debug, Default, Clone)]
+pub struct Resolved {
+    /// Image ids of the `ancestor=` values.
+    pub ancestor_ids: Vec<String>,
+    /// Creation time (RFC 3339) of the `before=` container.
+    pub before: Option<String>,
+    /// Creation time (RFC 3339) of the `since=` container.
+    pub since: Option<String>,
+    /// `network=` values resolved to network names (unresolved values kept as given).
+    pub networks: Vec<String>,
+}
+
+/// The container's health for `health=`. Containers have no healthcheck yet, so
+/// every one is `none`; the healthcheck work reports its state here.
+fn health_status(_r: &Record) -> &'static str {
+    "none"
+}
 
 /// Statuses Docker accepts in `status=` (ccrun never reports the last three).
 const STATUSES: &[&str] = &[
@@ -50,6 +78,16 @@ impl Filters {
                 "exited" if value.parse::<i32>().is_err() => {
                     bail!("invalid filter 'exited={value}': an exit code must be an integer")
                 }
+                "health" if !HEALTH.contains(&value) => bail!(
+                    "invalid filter 'health={value}': health is one of {}",
+                    HEALTH.join(", ")
+                ),
+                "publish" | "expose" if PortFilter::parse(value).is_none() => {
+                    bail!("invalid filter '{key}={value}': use PORT[/PROTO] or START-END[/PROTO]")
+                }
+                "before" | "since" if by_key.contains_key(&key) => {
+                    bail!("invalid filter '{key}': give it once")
+                }
                 _ => {}
             }
             by_key.entry(key).or_default().push(value.to_string());
@@ -62,23 +100,28 @@ impl Filters {
         self.by_key.contains_key(key)
     }
 
-    /// The `ancestor=` values, for the caller to resolve to image ids.
-    pub fn ancestors(&self) -> &[String] {
-        self.by_key.get("ancestor").map_or(&[], Vec::as_slice)
+    /// The values given for `key`, for the caller to resolve (see [`Resolved`]).
+    pub fn values(&self, key: &str) -> &[String] {
+        self.by_key.get(key).map_or(&[], Vec::as_slice)
     }
 
-    /// Whether `record` passes every filter. `ancestor_ids` are the image ids the
-    /// `ancestor=` values resolve to in the image store.
-    pub fn matches(&self, record: &Record, ancestor_ids: &[String]) -> bool {
+    /// The `ancestor=` values, for the caller to resolve to image ids.
+    pub fn ancestors(&self) -> &[String] {
+        self.values("ancestor")
+    }
+
+    /// Whether `record` passes every filter, with what the caller resolved.
+    pub fn matches(&self, record: &Record, resolved: &Resolved) -> bool {
         self.by_key.iter().all(|(key, values)| {
             values
                 .iter()
-                .any(|v| matches_one(key, v, record, ancestor_ids))
+                .enumerate()
+                .any(|(i, v)| matches_one(key, i, v, record, resolved))
         })
     }
 }
 
-fn matches_one(key: &str, value: &str, r: &Record, ancestor_ids: &[String]) -> bool {
+fn matches_one(key: &str, index: usize, value: &str, r: &Record, resolved: &Resolved) -> bool {
     match key {
         "status" => r.status.as_str() == value,
         "name" => name_matches(&r.name, value),
@@ -87,9 +130,108 @@ fn matches_one(key: &str, value: &str, r: &Record, ancestor_ids: &[String]) -> b
             Some((k, v)) => r.labels.get(k).is_some_and(|have| have == v),
             None => r.labels.contains_key(value),
         },
-        "ancestor" => ancestor_matches(r, value, ancestor_ids),
+        "ancestor" => ancestor_matches(r, value, &resolved.ancestor_ids),
         "exited" => r.status == Status::Exited && value.parse::<i32>().ok() == r.exit_code,
+        "publish" => PortFilter::parse(value)
+            .is_some_and(|f| published(r).any(|(host, _, proto)| f.covers(host, proto))),
+        "expose" => PortFilter::parse(value)
+            .is_some_and(|f| exposed(r).any(|(port, proto)| f.covers(port, &proto))),
+        "network" => {
+            let wanted = resolved.networks.get(index).map_or(value, String::as_str);
+            network_name(r) == wanted
+        }
+        "volume" => {
+            r.volume_mounts
+                .iter()
+                .any(|m| m.name == value || m.destination == value)
+                || r.binds.iter().any(|b| {
+                    let mut parts = b.split(':');
+                    parts.next() == Some(value) || parts.next() == Some(value)
+                })
+        }
+        // RFC 3339 times of one format compare as text.
+        "before" => resolved
+            .before
+            .as_deref()
+            .is_some_and(|t| r.created.as_str() < t),
+        "since" => resolved
+            .since
+            .as_deref()
+            .is_some_and(|t| r.created.as_str() > t),
+        "health" => health_status(r) == value,
         _ => false,
+    }
+}
+
+/// The container's network as `ps` names it (`host`, `none`, a network's name,
+/// `container:ID`).
+pub fn network_name(r: &Record) -> String {
+    match &r.network {
+        NetworkChoice::Host => "host".to_string(),
+        NetworkChoice::None => "none".to_string(),
+        NetworkChoice::Bridge { network, .. } => network.clone(),
+        NetworkChoice::Container { id } => format!("container:{id}"),
+    }
+}
+
+/// (host port, container port, protocol) of each published port: the ones in use
+/// while it runs, else the ones asked for (a random host port is 0 until then).
+pub fn published(r: &Record) -> impl Iterator<Item = (u16, u16, &'static str)> + '_ {
+    let requested: &[ccrun_net::PortMapping] = match &r.network {
+        NetworkChoice::Bridge { ports, .. } => ports,
+        _ => &[],
+    };
+    let ports = r
+        .attachment
+        .as_ref()
+        .map_or(requested, |a| a.ports.as_slice());
+    ports
+        .iter()
+        .map(|m| (m.host_port, m.container_port, m.protocol.as_str()))
+}
+
+/// (port, protocol) of each port the container exposes: its image's and the
+/// container side of its published ones.
+fn exposed(r: &Record) -> impl Iterator<Item = (u16, String)> + '_ {
+    r.exposed_ports
+        .iter()
+        .filter_map(|p| {
+            let (port, proto) = p.split_once('/').unwrap_or((p, "tcp"));
+            Some((port.parse().ok()?, proto.to_string()))
+        })
+        .chain(published(r).map(|(_, port, proto)| (port, proto.to_string())))
+}
+
+/// `PORT[/PROTO]` or `START-END[/PROTO]` of `publish=`/`expose=` (any protocol when
+/// none is given).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PortFilter {
+    from: u16,
+    to: u16,
+    proto: Option<String>,
+}
+
+impl PortFilter {
+    fn parse(value: &str) -> Option<PortFilter> {
+        let (ports, proto) = match value.split_once('/') {
+            Some((p, proto)) if matches!(proto, "tcp" | "udp" | "sctp") => {
+                (p, Some(proto.to_string()))
+            }
+            Some(_) => return None,
+            None => (value, None),
+        };
+        let (from, to) = match ports.split_once('-') {
+            Some((a, b)) => (a.parse().ok()?, b.parse().ok()?),
+            None => {
+                let p = ports.parse().ok()?;
+                (p, p)
+            }
+        };
+        (from <= to).then_some(PortFilter { from, to, proto })
+    }
+
+    fn covers(&self, port: u16, proto: &str) -> bool {
+        (self.from..=self.to).contains(&port) && self.proto.as_deref().is_none_or(|p| p == proto)
     }
 }
 
@@ -182,6 +324,8 @@ mod tests {
             extra_hosts: vec![],
             volume_mounts: vec![],
             binds: vec![],
+            entrypoint: vec![],
+            host_flags: Default::default(),
         }
     }
 
@@ -198,44 +342,116 @@ mod tests {
             &[("app", "shop"), ("tier", "")],
         );
         let db = record("db", Status::Running, None, &[("app", "shop")]);
+        let none = Resolved::default();
         let f = filters(&["status=exited", "status=running"]);
-        assert!(f.matches(&web, &[]) && f.matches(&db, &[]));
+        assert!(f.matches(&web, &none) && f.matches(&db, &none));
         let f = filters(&["status=exited", "label=app=shop"]);
-        assert!(f.matches(&web, &[]) && !f.matches(&db, &[]));
-        assert!(filters(&["label=tier"]).matches(&web, &[]));
-        assert!(!filters(&["label=app=other"]).matches(&web, &[]));
-        assert!(filters(&["exited=3"]).matches(&web, &[]));
-        assert!(!filters(&["exited=0"]).matches(&web, &[]));
-        assert!(filters(&["id=abc1"]).matches(&web, &[]));
-        assert!(!filters(&["id=bc1"]).matches(&web, &[]));
+        assert!(f.matches(&web, &none) && !f.matches(&db, &none));
+        assert!(filters(&["label=tier"]).matches(&web, &none));
+        assert!(!filters(&["label=app=other"]).matches(&web, &none));
+        assert!(filters(&["exited=3"]).matches(&web, &none));
+        assert!(!filters(&["exited=0"]).matches(&web, &none));
+        assert!(filters(&["id=abc1"]).matches(&web, &none));
+        assert!(!filters(&["id=bc1"]).matches(&web, &none));
     }
 
     #[test]
     fn names_and_ancestors() {
         let web = record("web-1", Status::Created, None, &[]);
+        let none = Resolved::default();
         for yes in ["web", "b-1", "^web", "^/web", "-1$", "^web-1$", "/web"] {
             assert!(
-                filters(&[&format!("name={yes}")]).matches(&web, &[]),
+                filters(&[&format!("name={yes}")]).matches(&web, &none),
                 "{yes}"
             );
         }
         for no in ["^eb", "web$", "^web$", "db"] {
             assert!(
-                !filters(&[&format!("name={no}")]).matches(&web, &[]),
+                !filters(&[&format!("name={no}")]).matches(&web, &none),
                 "{no}"
             );
         }
-        assert!(filters(&["ancestor=alpine"]).matches(&web, &[]));
-        assert!(filters(&["ancestor=alpine:latest"]).matches(&web, &[]));
-        assert!(filters(&["ancestor=fedc"]).matches(&web, &[]));
-        assert!(!filters(&["ancestor=busybox"]).matches(&web, &[]));
+        assert!(filters(&["ancestor=alpine"]).matches(&web, &none));
+        assert!(filters(&["ancestor=alpine:latest"]).matches(&web, &none));
+        assert!(filters(&["ancestor=fedc"]).matches(&web, &none));
+        assert!(!filters(&["ancestor=busybox"]).matches(&web, &none));
         let id = web.image_id.clone().expect("id");
-        assert!(filters(&["ancestor=other:tag"]).matches(&web, &[id]));
+        let resolved = Resolved {
+            ancestor_ids: vec![id],
+            ..Resolved::default()
+        };
+        assert!(filters(&["ancestor=other:tag"]).matches(&web, &resolved));
+    }
+
+    #[test]
+    fn ports_networks_volumes_and_times() {
+        let mut web = record("web", Status::Created, None, &[]);
+        web.exposed_ports = vec!["80/tcp".into()];
+        web.network = NetworkChoice::Bridge {
+            network: "appnet".into(),
+            ip: None,
+            ports: ccrun_net::parse_port_mappings(&["8080:443".to_string()]).expect("ports"),
+            aliases: Vec::new(),
+        };
+        web.volume_mounts = vec![crate::containers::record::VolumeMount {
+            name: "cache".into(),
+            destination: "/cache".into(),
+            anonymous: false,
+            readonly: false,
+        }];
+        web.binds = vec!["/srv:/data:ro".into()];
+        let none = Resolved::default();
+        for yes in [
+            "publish=8080",
+            "publish=8000-8100/tcp",
+            "expose=80",
+            "expose=443/tcp",
+            "network=appnet",
+            "volume=cache",
+            "volume=/cache",
+            "volume=/srv",
+            "volume=/data",
+            "health=none",
+        ] {
+            assert!(filters(&[yes]).matches(&web, &none), "{yes}");
+        }
+        for no in [
+            "publish=443",
+            "publish=8080/udp",
+            "expose=8080",
+            "network=bridge",
+            "volume=other",
+            "health=healthy",
+        ] {
+            assert!(!filters(&[no]).matches(&web, &none), "{no}");
+        }
+        let by_id = Resolved {
+            networks: vec!["appnet".into()],
+            ..Resolved::default()
+        };
+        assert!(filters(&["network=0123abcd"]).matches(&web, &by_id));
+        let times = |before: &str, since: &str| Resolved {
+            before: Some(before.into()),
+            since: Some(since.into()),
+            ..Resolved::default()
+        };
+        let f = filters(&["before=a", "since=b"]);
+        assert!(f.matches(&web, &times("2024-01-02T00:00:00Z", "2023-12-31T00:00:00Z")));
+        assert!(!f.matches(&web, &times("2024-01-01T00:00:00Z", "2023-12-31T00:00:00Z")));
+        assert!(!f.matches(&web, &times("2024-01-02T00:00:00Z", "2024-01-01T00:00:00Z")));
     }
 
     #[test]
     fn bad_filters_are_errors() {
-        for bad in ["status=sleeping", "exited=x", "color=red", "novalue"] {
+        for bad in [
+            "status=sleeping",
+            "exited=x",
+            "color=red",
+            "novalue",
+            "publish=http",
+            "expose=80/icmp",
+            "health=fine",
+        ] {
             assert!(Filters::parse(&[bad.to_string()]).is_err(), "{bad}");
         }
     }

@@ -157,6 +157,34 @@ pub struct Record {
     /// shows them as `HostConfig.Binds`.
     #[serde(default)]
     pub binds: Vec<String>,
+    /// The leading words of `command` that are the entrypoint (the rest is the image's
+    /// `Cmd` or the arguments), shown apart by `inspect` as Docker does.
+    #[serde(default)]
+    pub entrypoint: Vec<String>,
+    /// Flags kept only to be shown by `inspect` (see [`HostFlags`]).
+    #[serde(default)]
+    pub host_flags: HostFlags,
+}
+
+/// Flags as given that `inspect` shows in `HostConfig`: the spec holds their effect
+/// but not their spelling.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HostFlags {
+    /// `--cap-add`.
+    pub cap_add: Vec<String>,
+    /// `--cap-drop`.
+    pub cap_drop: Vec<String>,
+    /// `--dns`.
+    pub dns: Vec<String>,
+    /// `--security-opt`.
+    pub security_opt: Vec<String>,
+    /// `--privileged`.
+    pub privileged: bool,
+    /// `-P`.
+    pub publish_all: bool,
+    /// `--mount`, as given.
+    pub mounts: Vec<String>,
 }
 
 /// A volume mounted into a container.

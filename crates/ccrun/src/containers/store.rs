@@ -15,6 +15,12 @@ use super::names;
 use super::record::{Record, Status, RECORD_FILE};
 use crate::storage::FileLock;
 
+/// A name, id or id prefix that matches no container (`rm -f` ignores these, as
+/// Docker and Podman do).
+#[derive(Debug, thiserror::Error)]
+#[error("no such container: {0}")]
+pub struct NoSuchContainer(pub String);
+
 /// The container store under a storage root.
 #[derive(Debug, Clone)]
 pub struct ContainerStore {
@@ -213,7 +219,7 @@ impl ContainerStore {
                 ),
             }
         }
-        bail!("no such container: {query}")
+        Err(NoSuchContainer(query.to_string()).into())
     }
 
     /// The record of container `id` as it stands now; `None` if it was removed.

@@ -149,9 +149,11 @@ impl NetworkStore {
         if let Some(r) = self.load(DEFAULT_NETWORK)? {
             return Ok(r);
         }
+        // The configured subnet, else the first of the pool the host does not use.
+        let subnet: Option<Subnet> = crate::config::default_subnet();
         self.create(
             DEFAULT_NETWORK,
-            None,
+            subnet,
             None,
             Default::default(),
             Some(ccrun_net::DEFAULT_BRIDGE.to_string()),

@@ -233,8 +233,20 @@ impl Layout {
         tag: Option<&str>,
         run_config: serde_json::Value,
     ) -> Built {
+        self.image_created_at(layers, arch, tag, run_config, "2024-01-02T03:04:05Z")
+    }
+
+    /// Like [`Layout::image_with_config`] with `created` as the config's creation time.
+    pub fn image_created_at(
+        &mut self,
+        layers: &[&Layer],
+        arch: &str,
+        tag: Option<&str>,
+        run_config: serde_json::Value,
+        created: &str,
+    ) -> Built {
         let config = serde_json::json!({
-            "created": "2024-01-02T03:04:05Z",
+            "created": created,
             "architecture": arch,
             "os": "linux",
             "config": run_config,
