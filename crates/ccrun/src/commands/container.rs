@@ -84,7 +84,7 @@ pub struct PsArgs {
     /// Do not truncate output
     #[arg(long)]
     pub no_trunc: bool,
-    /// Filter output (status=, name=, id=, label=, ancestor=, exited=); repeatable
+    /// Filter output (status=, name=, id=, label=, ancestor=, exited=, health=); repeatable
     #[arg(short, long, value_name = "KEY=VALUE")]
     pub filter: Vec<String>,
     /// Show the N last created containers (all states)
@@ -128,8 +128,9 @@ pub fn status_text(r: &Record) -> String {
     match r.status {
         Status::Created => "Created".to_string(),
         Status::Running => format!(
-            "Up {}",
-            ago(&r.started_at).unwrap_or_else(|| "for a while".into())
+            "Up {}{}",
+            ago(&r.started_at).unwrap_or_else(|| "for a while".into()),
+            crate::containers::health::status_suffix(r)
         ),
         Status::Exited => {
             let code = r

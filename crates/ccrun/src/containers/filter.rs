@@ -8,7 +8,9 @@ use anyhow::{bail, Result};
 use super::{Record, Status};
 
 /// The keys `ps --filter` understands.
-pub const KEYS: &[&str] = &["status", "name", "id", "label", "ancestor", "exited"];
+pub const KEYS: &[&str] = &[
+    "status", "name", "id", "label", "ancestor", "exited", "health",
+];
 
 /// Statuses Docker accepts in `status=` (ccrun never reports the last three).
 const STATUSES: &[&str] = &[
@@ -46,6 +48,10 @@ impl Filters {
                 "status" if !STATUSES.contains(&value) => bail!(
                     "invalid filter 'status={value}': status is one of {}",
                     STATUSES.join(", ")
+                ),
+                "health" if !super::health::FILTER_VALUES.contains(&value) => bail!(
+                    "invalid filter 'health={value}': health is one of {}",
+                    super::health::FILTER_VALUES.join(", ")
                 ),
                 "exited" if value.parse::<i32>().is_err() => {
                     bail!("invalid filter 'exited={value}': an exit code must be an integer")
@@ -89,6 +95,7 @@ fn matches_one(key: &str, value: &str, r: &Record, ancestor_ids: &[String]) -> b
         },
         "ancestor" => ancestor_matches(r, value, ancestor_ids),
         "exited" => r.status == Status::Exited && value.parse::<i32>().ok() == r.exit_code,
+        "health" => super::health::filter_matches(r, value),
         _ => false,
     }
 }
@@ -182,6 +189,8 @@ mod tests {
             extra_hosts: vec![],
             volume_mounts: vec![],
             binds: vec![],
+            options: Default::default(),
+            health: None,
         }
     }
 

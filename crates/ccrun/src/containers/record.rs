@@ -157,6 +157,12 @@ pub struct Record {
     /// shows them as `HostConfig.Binds`.
     #[serde(default)]
     pub binds: Vec<String>,
+    /// The other `run`/`create` settings (see [`super::options`]).
+    #[serde(default)]
+    pub options: super::options::RunOptions,
+    /// Healthcheck state of the current or last run (see [`super::health`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<super::health::HealthState>,
 }
 
 /// A volume mounted into a container.
