@@ -25,7 +25,9 @@ enum Shm {
     /// A tmpfs of its own (Docker's default mount).
     #[default]
     Own,
-    /// The host's (`--ipc host`) or another container's (`--ipc container:NAME`).
+    /// The host's (`--ipc host`). Another container's `/dev/shm` is a mount in its
+    /// own mount namespace, which cannot be cloned into ours: `--ipc container:NAME`
+    /// shares System V IPC and POSIX message queues, not `/dev/shm`.
     Bind(PathBuf),
     /// None at all (`--ipc none`).
     Nothing,
@@ -114,10 +116,6 @@ pub fn resolve(
                     } else if user_from.is_none() {
                         user_from = Some((format!("{flag} {m}"), other.clone()));
                     }
-                    if kind == "ipc" {
-                        shared.shm =
-                            Shm::Bind(PathBuf::from(format!("/proc/{}/root/dev/shm", other.pid)));
-                    }
                     NsMode::Join(PathBuf::from(format!("/proc/{}/ns/{kind}", other.pid)))
                 }
                 None => NsMode::Private,
@@ -166,8 +164,8 @@ pub fn resolve(
 }
 
 /// Points the paths of `spec` that name another container's process (its shared
-/// namespaces and `/dev/shm`) at that container's current init: it may have been
-/// restarted since `config.json` was written.
+/// namespaces) at that container's current init: it may have been restarted since
+/// `config.json` was written.
 pub fn refresh(containers: &ContainerStore, record: &Record, spec: &mut Spec) -> Result<()> {
     let o = &record.options;
     let target = |mode: &str, flag: &str| -> Result<Option<i32>> {
@@ -205,15 +203,6 @@ pub fn refresh(containers: &ContainerStore, record: &Record, spec: &mut Spec) ->
             };
             if let (Some(p), Some(_)) = (owner, ns.path()) {
                 ns.set_path(Some(PathBuf::from(format!("/proc/{p}/ns/{kind}"))));
-            }
-        }
-    }
-    if let (Some(p), Some(mounts)) = (ipc, spec.mounts_mut().as_mut()) {
-        for m in mounts.iter_mut() {
-            if m.destination() == std::path::Path::new("/dev/shm")
-                && m.typ().as_deref() == Some("bind")
-            {
-                m.set_source(Some(PathBuf::from(format!("/proc/{p}/root/dev/shm"))));
             }
         }
     }
