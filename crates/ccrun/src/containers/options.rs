@@ -55,6 +55,8 @@ pub struct ConnectedNetwork {
     /// `--alias`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<String>,
+    /// Its interface in the container (`eth1`, …), chosen when it was connected.
+    pub ifname: String,
 }
 
 /// Settings from the `run`/`create` flags that the record keeps.
