@@ -227,8 +227,13 @@ fn flags_override_the_image_and_no_healthcheck_disables_it(images: &Images) {
     assert!(status.ends_with("(unhealthy)"), "{status}");
 
     c.ok(&["run", "-d", "--name", "plain", "--no-healthcheck", &image]);
-    assert_eq!(c.inspect("{{json .State.Health}}", "plain"), "null");
-    assert_eq!(c.inspect("{{json .Config.Healthcheck}}", "plain"), "null");
+    let details: serde_json::Value =
+        serde_json::from_str(&c.ok(&["inspect", "plain"])).expect("json");
+    assert!(details[0]["State"].get("Health").is_none(), "{details}");
+    assert!(
+        details[0]["Config"].get("Healthcheck").is_none(),
+        "{details}"
+    );
     let none = c.ok(&["ps", "--filter", "health=none", "--format", "{{.Names}}"]);
     assert_eq!(none, "plain");
     let out = c.run(&["wait", "--condition", "healthy", "plain"]);
@@ -314,6 +319,11 @@ fn foreground_containers_run_their_checks_too(images: &Images) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn foreground run");
+    // It pulls first.
+    wait_until("the container", Duration::from_secs(20), || {
+        !c.ok(&["ps", "-a", "-q", "--filter", "name=^fg$"])
+            .is_empty()
+    });
     let out = c.wait_condition("healthy", "fg", Duration::from_secs(20));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let out = child.wait_with_output().expect("foreground run");
@@ -359,8 +369,11 @@ fn create_pulls_quietly_with_pull_always(images: &Images) {
         "127.0.0.1:1/none:x",
     ]);
     assert_eq!(out.status.code(), Some(125));
-    // Created, never started: no health yet.
-    assert_eq!(c.inspect("{{json .State.Health}}", "made"), "null");
+    // Created, never started: no health yet, but the image's healthcheck.
+    let details: serde_json::Value =
+        serde_json::from_str(&c.ok(&["inspect", "made"])).expect("json");
+    assert!(details[0]["State"].get("Health").is_none(), "{details}");
+    assert_eq!(details[0]["Config"]["Healthcheck"]["Retries"], 50);
     c.ok(&["rm", "made"]);
 }
 

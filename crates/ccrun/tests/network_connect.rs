@@ -152,7 +152,7 @@ fn connect_and_disconnect_refuse_what_cannot_work() {
             "user-defined network",
         ),
         (
-            &["network", "connect", "--alias", "-bad", "one", "hosted"],
+            &["network", "connect", "--alias", "bad!", "bridge", "member"],
             "invalid --network-alias",
         ),
         (

@@ -201,7 +201,12 @@ fn namespaces_are_shared_with_another_container_or_the_host() {
     );
     // The holder's own view (its init is not dumpable: the host may not read its links).
     let holder_ns = |kind: &str| {
-        stdout(&c.ccrun(&["exec", "holder", "readlink", &format!("/proc/self/ns/{kind}")]))
+        stdout(&c.ccrun(&[
+            "exec",
+            "holder",
+            "readlink",
+            &format!("/proc/self/ns/{kind}"),
+        ]))
     };
     let ns_of = |pid: &str, kind: &str| {
         std::fs::read_link(format!("/proc/{pid}/ns/{kind}"))

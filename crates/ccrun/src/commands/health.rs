@@ -276,8 +276,8 @@ impl Drop for ForegroundChecks {
 }
 
 /// `wait --condition running|healthy|unhealthy`: polls the record until the condition
-/// holds, then prints -1 as podman does; fails if the container stops first (it can
-/// no longer become healthy) or is removed.
+/// holds, then prints -1 as podman does; fails if the container ends first (it can no
+/// longer become healthy) or is removed.
 pub fn wait_for(
     store: &ContainerStore,
     record: &Record,
@@ -295,7 +295,8 @@ pub fn wait_for(
             println!("-1");
             return Ok(());
         }
-        if condition != Condition::Running && now.status != Status::Running {
+        // A created container may still start; one that ran and ended cannot change.
+        if condition != Condition::Running && matches!(now.status, Status::Exited | Status::Dead) {
             bail!(
                 "container {} stopped before it was {}",
                 record.name,
