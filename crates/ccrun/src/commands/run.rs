@@ -689,17 +689,14 @@ fn parse_restart(value: &str) -> Result<RestartPolicy> {
 /// `--log-opt max-size=SIZE`; returns the rotation size.
 fn parse_log_opts(opts: &[String]) -> Result<u64> {
     let mut max_size = crate::containers::record::DEFAULT_LOG_MAX_SIZE;
+    // The other options are checked with the log driver (see run_flags).
     for opt in opts {
-        match opt.split_once('=') {
-            Some(("max-size", v)) => {
-                let bytes = units::parse_bytes(v)?;
-                if bytes < 4096 {
-                    bail!("invalid --log-opt {opt:?}: max-size must be at least 4k");
-                }
-                max_size = bytes as u64;
+        if let Some(("max-size", v)) = opt.split_once('=') {
+            let bytes = units::parse_bytes(v)?;
+            if bytes < 4096 {
+                bail!("invalid --log-opt {opt:?}: max-size must be at least 4k");
             }
-            // Checked with the log driver (see run_flags).
-            _ => {}
+            max_size = bytes as u64;
         }
     }
     Ok(max_size)

@@ -177,13 +177,9 @@ impl MoreRunArgs {
     /// Validates the flags, with `run`'s `--log-opt` values and whether it runs
     /// detached.
     pub fn parse(&self, log_opt: &[String], detach: bool) -> Result<Parsed> {
-        let mut options = RunOptions::default();
-        options.attach = self.attach_streams(detach)?;
         if let Some(keys) = &self.detach_keys {
             check_detach_keys(keys)?;
-            options.detach_keys = Some(keys.clone());
         }
-        options.dns_search = self.dns_search.clone();
         for d in &self.dns_search {
             if d != "." && !is_host_name(d) {
                 bail!("invalid --dns-search {d:?}: not a domain name");
@@ -194,52 +190,63 @@ impl MoreRunArgs {
                 bail!("invalid --dns-option {o:?}: one word such as ndots:2");
             }
         }
-        options.dns_options = self.dns_option.clone();
         if let Some(d) = &self.domainname {
             if !is_host_name(d) {
                 bail!("invalid --domainname {d:?}: not a domain name");
             }
-            options.domainname = Some(d.clone());
         }
-        options.group_add = self.group_add.clone();
-        options.pid_mode = self.namespace_mode("--pid", self.pid.as_deref(), &[""])?;
-        options.uts_mode = self.namespace_mode("--uts", self.uts.as_deref(), &[""])?;
-        options.ipc_mode = self.namespace_mode(
+        let cgroup_parent = match &self.cgroup_parent {
+            Some(parent) => {
+                let trimmed = parent.trim_matches('/');
+                if trimmed.is_empty()
+                    || trimmed
+                        .split('/')
+                        .any(|c| c.is_empty() || c == "." || c == "..")
+                {
+                    bail!("invalid --cgroup-parent {parent:?}: a cgroup path such as /mygroup");
+                }
+                Some(format!("/{trimmed}"))
+            }
+            None => None,
+        };
+        if let Some(mac) = &self.mac_address {
+            parse_mac(mac)?;
+        }
+        let (log_driver, log_max_files, log_opts) = self.log_settings(log_opt)?;
+        let ipc_mode = match self.namespace_mode(
             "--ipc",
             self.ipc.as_deref(),
             &["private", "shareable", "none"],
-        )?;
-        if options.ipc_mode.is_empty() {
-            options.ipc_mode = "private".to_string();
-        }
-        options.cgroupns_mode = match self.cgroupns {
-            Some(CgroupnsArg::Host) => "host",
-            _ => "private",
-        }
-        .to_string();
-        if let Some(parent) = &self.cgroup_parent {
-            let trimmed = parent.trim_matches('/');
-            if trimmed.is_empty()
-                || trimmed
-                    .split('/')
-                    .any(|c| c.is_empty() || c == "." || c == "..")
-            {
-                bail!("invalid --cgroup-parent {parent:?}: a cgroup path such as /mygroup");
+        )? {
+            mode if mode.is_empty() => "private".to_string(),
+            mode => mode,
+        };
+        let options = RunOptions {
+            attach: self.attach_streams(detach)?,
+            detach_keys: self.detach_keys.clone(),
+            dns_search: self.dns_search.clone(),
+            dns_options: self.dns_option.clone(),
+            domainname: self.domainname.clone(),
+            group_add: self.group_add.clone(),
+            pid_mode: self.namespace_mode("--pid", self.pid.as_deref(), &[""])?,
+            uts_mode: self.namespace_mode("--uts", self.uts.as_deref(), &[""])?,
+            ipc_mode,
+            cgroupns_mode: match self.cgroupns {
+                Some(CgroupnsArg::Host) => "host",
+                _ => "private",
             }
-            options.cgroup_parent = Some(format!("/{trimmed}"));
-        }
-        if let Some(mac) = &self.mac_address {
-            parse_mac(mac)?;
-            options.mac_address = Some(mac.to_ascii_lowercase());
-        }
-        let (driver, max_files, opts) = self.log_settings(log_opt)?;
-        options.log_driver = driver;
-        options.log_max_files = max_files;
-        options.log_opts = opts;
-        options.no_sig_proxy = !self.sig_proxy;
-        options.volumes_from = self.volumes_from.clone();
-        options.annotations = super::parse_labels::<BTreeMap<_, _>>(&self.annotation)
-            .map_err(|e| anyhow::anyhow!("{}", e.to_string().replace("label", "annotation")))?;
+            .to_string(),
+            cgroup_parent,
+            mac_address: self.mac_address.as_deref().map(str::to_ascii_lowercase),
+            log_driver,
+            log_max_files,
+            log_opts,
+            no_sig_proxy: !self.sig_proxy,
+            volumes_from: self.volumes_from.clone(),
+            annotations: super::parse_labels::<BTreeMap<_, _>>(&self.annotation)
+                .map_err(|e| anyhow::anyhow!("{}", e.to_string().replace("label", "annotation")))?,
+            ..RunOptions::default()
+        };
         let mut file_labels = Vec::new();
         for file in &self.label_file {
             file_labels.extend(read_label_file(file)?);

@@ -5,14 +5,17 @@
 
 use std::sync::Mutex;
 
+/// A named test on fixture `T`.
+pub type Named<'a, T> = (&'a str, fn(&T));
+
 /// Builds the fixture with `setup` (only if a test is selected), runs the selected
 /// `tests` on it four at a time, drops it, and exits 1 if any failed.
-pub fn run_all<T: Sync>(tests: &[(&str, fn(&T))], setup: impl FnOnce() -> T) {
+pub fn run_all<T: Sync>(tests: &[Named<'_, T>], setup: impl FnOnce() -> T) {
     let filter: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let selected: Vec<&(&str, fn(&T))> = tests
+    let selected: Vec<&Named<'_, T>> = tests
         .iter()
         .filter(|(name, _)| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str())))
         .collect();
