@@ -236,15 +236,7 @@ fn connect(networks: &NetworkStore, containers: &ContainerStore, args: &ConnectA
     if !args.alias.is_empty() && !net.resolves_names() {
         bail!("--alias needs a user-defined network, not {}", net.name);
     }
-    if let Some(ip) = args.ip {
-        if !net.subnet.is_host(ip) || ip == net.gateway {
-            bail!(
-                "--ip {ip} is not a free host address of {} ({})",
-                net.name,
-                net.subnet
-            );
-        }
-    }
+    crate::networks::check_ip(&net, args.ip)?;
     let taken: Vec<&str> = record
         .options
         .networks

@@ -627,15 +627,7 @@ fn network_choice(
             if !net.resolves_names() {
                 no_aliases(&net.name)?;
             }
-            if let Some(ip) = args.ip {
-                if !net.subnet.is_host(ip) || ip == net.gateway {
-                    bail!(
-                        "--ip {ip} is not a free host address of {} ({})",
-                        net.name,
-                        net.subnet
-                    );
-                }
-            }
+            crate::networks::check_ip(&net, args.ip)?;
             bridge(net.name)
         }
     };

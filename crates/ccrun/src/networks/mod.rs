@@ -72,23 +72,7 @@ pub fn connect(
             &endpoint,
         )
     };
-    let attached = attach().or_else(|first| {
-        // Perhaps in the way: the address or ports of containers that died unobserved.
-        // They are cleared only then, to keep that work off every start.
-        let alive = |id: &str| {
-            id == record.id
-                || containers
-                    .get(id)
-                    .ok()
-                    .flatten()
-                    .is_some_and(|r| matches!(r.status, Status::Running | Status::Created))
-        };
-        match ccrun_net::remove_stale(&net.config(), &networks.ipam_dir(&net.name), alive) {
-            Ok(removed) if !removed.is_empty() => attach(),
-            _ => Err(first),
-        }
-    });
-    let attachment = attached.with_context(|| format!("attaching to network {}", net.name))?;
+    let attachment = attach_reclaiming(&networks, containers, record, &net, attach)?;
     let mut done = vec![(net.clone(), ccrun_net::Endpoint::default())];
     let mut connected = Ok(());
     for extra in &record.options.networks {
@@ -123,6 +107,48 @@ pub fn connect(
     Ok(Some(attachment))
 }
 
+/// Runs `attach` of `record` to `net`; if it fails, clears what containers that died
+/// unobserved hold there (their address or ports may be in the way) and tries once
+/// more. They are cleared only then, to keep that work off every start.
+fn attach_reclaiming(
+    networks: &NetworkStore,
+    containers: &ContainerStore,
+    record: &Record,
+    net: &NetworkRecord,
+    attach: impl Fn() -> ccrun_net::Result<ccrun_net::Attachment>,
+) -> Result<ccrun_net::Attachment> {
+    attach()
+        .or_else(|first| {
+            let alive = |id: &str| {
+                id == record.id
+                    || containers
+                        .get(id)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|r| matches!(r.status, Status::Running | Status::Created))
+            };
+            match ccrun_net::remove_stale(&net.config(), &networks.ipam_dir(&net.name), alive) {
+                Ok(removed) if !removed.is_empty() => attach(),
+                _ => Err(first),
+            }
+        })
+        .with_context(|| format!("attaching to network {}", net.name))
+}
+
+/// Checks that `ip` (`--ip`) is a host address of `net` other than its gateway.
+pub fn check_ip(net: &NetworkRecord, ip: Option<std::net::Ipv4Addr>) -> Result<()> {
+    if let Some(ip) = ip {
+        if !net.subnet.is_host(ip) || ip == net.gateway {
+            bail!(
+                "--ip {ip} is not a free host address of {} ({})",
+                net.name,
+                net.subnet
+            );
+        }
+    }
+    Ok(())
+}
+
 /// The endpoint of a network the container was connected to with `network connect`.
 fn secondary_endpoint(extra: &ConnectedNetwork) -> ccrun_net::Endpoint {
     ccrun_net::Endpoint {
@@ -154,22 +180,7 @@ pub fn connect_secondary(
             &endpoint,
         )
     };
-    attach()
-        .or_else(|first| {
-            let alive = |id: &str| {
-                id == record.id
-                    || containers
-                        .get(id)
-                        .ok()
-                        .flatten()
-                        .is_some_and(|r| matches!(r.status, Status::Running | Status::Created))
-            };
-            match ccrun_net::remove_stale(&net.config(), &networks.ipam_dir(&net.name), alive) {
-                Ok(removed) if !removed.is_empty() => attach(),
-                _ => Err(first),
-            }
-        })
-        .with_context(|| format!("attaching to network {}", net.name))?;
+    attach_reclaiming(networks, containers, record, &net, attach)?;
     Ok((net, endpoint))
 }
 
