@@ -410,18 +410,21 @@ pub fn build(run: &RunSpec) -> Result<Spec> {
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    if let (UsernsMode::Private { .. }, Some(path)) = (&run.userns, &ns.user) {
-        // Another container's user namespace, whose mapping is the same as ours.
-        namespaces.push(
-            LinuxNamespaceBuilder::default()
-                .typ(LinuxNamespaceType::User)
-                .path(path)
-                .build()?,
-        );
-    } else if let UsernsMode::Private { .. } = run.userns {
-        let (uids, gids) = build_id_mappings(&run.userns)?;
-        namespaces.push(namespace(LinuxNamespaceType::User)?);
-        linux = linux.uid_mappings(uids).gid_mappings(gids);
+    if let UsernsMode::Private { .. } = run.userns {
+        match &ns.user {
+            // Another container's user namespace, whose mapping is the same as ours.
+            Some(path) => namespaces.push(
+                LinuxNamespaceBuilder::default()
+                    .typ(LinuxNamespaceType::User)
+                    .path(path)
+                    .build()?,
+            ),
+            None => {
+                let (uids, gids) = build_id_mappings(&run.userns)?;
+                namespaces.push(namespace(LinuxNamespaceType::User)?);
+                linux = linux.uid_mappings(uids).gid_mappings(gids);
+            }
+        }
         if run.idmap_rootfs {
             annotations.insert(
                 ccrun_runtime::ANNOTATION_ROOTFS_IDMAP.to_string(),
@@ -755,6 +758,41 @@ mod tests {
             .collect();
         assert_eq!(shm.len(), 1);
         assert_eq!(shm[0].typ().as_deref(), Some("bind"));
+    }
+
+    #[test]
+    fn shared_namespaces_take_paths_or_are_left_out() {
+        let mut run = base();
+        run.namespaces = Namespaces {
+            pid: NsMode::Join("/proc/42/ns/pid".into()),
+            ipc: NsMode::Host,
+            uts: NsMode::Host,
+            cgroup: NsMode::Private,
+            user: Some("/proc/42/ns/user".into()),
+        };
+        run.domainname = Some("ignored.test".into());
+        let spec = build(&run).expect("spec");
+        let linux = spec.linux().as_ref().expect("linux");
+        let ns = linux.namespaces().as_ref().expect("namespaces");
+        let path_of = |kind| {
+            ns.iter()
+                .find(|n| n.typ() == kind)
+                .map(|n| n.path().clone())
+        };
+        assert_eq!(
+            path_of(LinuxNamespaceType::Pid),
+            Some(Some("/proc/42/ns/pid".into()))
+        );
+        assert_eq!(
+            path_of(LinuxNamespaceType::User),
+            Some(Some("/proc/42/ns/user".into()))
+        );
+        assert_eq!(path_of(LinuxNamespaceType::Ipc), None);
+        assert_eq!(path_of(LinuxNamespaceType::Uts), None);
+        assert_eq!(path_of(LinuxNamespaceType::Cgroup), Some(None));
+        // A joined user namespace brings its own mapping; no UTS namespace, no names.
+        assert!(linux.uid_mappings().is_none());
+        assert!(spec.hostname().is_none() && spec.domainname().is_none());
     }
 
     #[test]

@@ -213,6 +213,13 @@ fn namespaces_are_shared_with_another_container_or_the_host() {
             .map(|p| p.display().to_string())
             .expect("ns link")
     };
+    // Its user namespace comes along, and the rootfs is still idmapped through it.
+    let owner = run_ok(
+        &c,
+        &r,
+        &["--pid", "container:holder", "stat", "-c", "%u", "/rootfile"],
+    );
+    assert_eq!(owner, "0");
     // PID: the holder's sleep is PID 1 here.
     let out = run_ok(
         &c,
