@@ -70,10 +70,30 @@ pub struct Entry {
 
 /// The path rotation moves the log to: `<path>.1`.
 pub fn rotated_path(path: &Path) -> PathBuf {
+    numbered_path(path, 1)
+}
+
+/// `<path>.<n>`: the `n`th rotated file, `<path>.1` the most recent.
+pub fn numbered_path(path: &Path, n: u32) -> PathBuf {
     let mut name = OsString::from(path.as_os_str());
-    name.push(".1");
+    name.push(format!(".{n}"));
     PathBuf::from(name)
 }
+
+/// How entries are written: CRI lines (podman's `k8s-file`, the default) or
+/// Docker's `json-file` lines (`{"log":"hi\n","stream":"stdout","time":"…"}`).
+/// Readers take either.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Format {
+    /// `<time> <stream> <P|F> <content>`.
+    #[default]
+    Cri,
+    /// One JSON object per entry; a full line's `log` ends with `\n`.
+    Json,
+}
+
+/// Rotated files [`LogWriter`] keeps by default: one, `<path>.1`.
+pub const DEFAULT_ROTATED_FILES: u32 = 1;
 
 /// Appends container output to a log file as CRI entries, rotating it by size.
 ///
@@ -84,8 +104,10 @@ pub fn rotated_path(path: &Path) -> PathBuf {
 #[derive(Debug)]
 pub struct LogWriter {
     path: PathBuf,
-    rotated: PathBuf,
     max_size: u64,
+    /// How many rotated files are kept (`<path>.1` … `<path>.N`).
+    rotated_files: u32,
+    format: Format,
     /// `None` after a failed rotation or reopen; the next entry tries again.
     file: Option<File>,
     /// Bytes in `file`, tracked to decide on rotation without a stat per entry.
@@ -102,12 +124,24 @@ impl LogWriter {
     /// bytes, the file is renamed to `<path>.1` (replacing an older one) and a
     /// new file is started; `max_size` 0 means the log is never rotated.
     pub fn open(path: &Path, max_size: u64) -> io::Result<LogWriter> {
+        LogWriter::open_with(path, max_size, Format::Cri, DEFAULT_ROTATED_FILES)
+    }
+
+    /// [`LogWriter::open`] writing `format`, and keeping `rotated_files` rotated
+    /// files (`<path>.1` the newest; 0 keeps none: the log starts afresh).
+    pub fn open_with(
+        path: &Path,
+        max_size: u64,
+        format: Format,
+        rotated_files: u32,
+    ) -> io::Result<LogWriter> {
         let file = open_for_append(path)?;
         let size = file.metadata()?.len();
         Ok(LogWriter {
             path: path.to_path_buf(),
-            rotated: rotated_path(path),
             max_size,
+            rotated_files,
+            format,
             file: Some(file),
             size,
             tails: [Vec::new(), Vec::new()],
@@ -187,12 +221,17 @@ impl LogWriter {
         content: &[u8],
     ) -> io::Result<()> {
         self.entry.clear();
-        self.entry.extend_from_slice(stamp.as_bytes());
-        self.entry.push(b' ');
-        self.entry.extend_from_slice(stream.as_str().as_bytes());
-        self.entry
-            .extend_from_slice(if partial { b" P " } else { b" F " });
-        self.entry.extend_from_slice(content);
+        match self.format {
+            Format::Cri => {
+                self.entry.extend_from_slice(stamp.as_bytes());
+                self.entry.push(b' ');
+                self.entry.extend_from_slice(stream.as_str().as_bytes());
+                self.entry
+                    .extend_from_slice(if partial { b" P " } else { b" F " });
+                self.entry.extend_from_slice(content);
+            }
+            Format::Json => json::entry(&mut self.entry, stamp, stream, partial, content),
+        }
         self.entry.push(b'\n');
         let len = self.entry.len() as u64;
 
@@ -230,12 +269,25 @@ impl LogWriter {
         ))
     }
 
-    /// Moves the log to `<path>.1` and starts a new one.
+    /// Moves the log to `<path>.1` (older ones one number up, the oldest
+    /// dropped) and starts a new one.
     fn rotate(&mut self) -> io::Result<()> {
         // Close first: if the rename fails, the next entry reopens the same
         // (still too big) file and tries rotating again.
         self.file = None;
-        match fs::rename(&self.path, &self.rotated) {
+        let moved = if self.rotated_files == 0 {
+            fs::remove_file(&self.path)
+        } else {
+            for n in (1..self.rotated_files).rev() {
+                let from = numbered_path(&self.path, n);
+                match fs::rename(&from, numbered_path(&self.path, n + 1)) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+            }
+            fs::rename(&self.path, rotated_path(&self.path))
+        };
+        match moved {
             Ok(()) => {}
             // Someone removed the log: there is nothing to move away.
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -266,6 +318,9 @@ fn keep_first_error(result: &mut io::Result<()>, new: io::Result<()>) {
 /// not a valid entry.
 pub fn parse_line(line: &[u8]) -> Option<Entry> {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
+    if line.first() == Some(&b'{') {
+        return json::parse(line);
+    }
     let mut fields = line.splitn(4, |&b| b == b' ');
     let time = parse_time(std::str::from_utf8(fields.next()?).ok()?)?;
     let stream = match fields.next()? {
@@ -347,6 +402,17 @@ impl Follower {
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
+        }
+        // Older rotated files (`--log-opt max-file` above 2), oldest first.
+        let mut older = Vec::new();
+        for n in 2.. {
+            match open_if_exists(&numbered_path(path, n))? {
+                Some(file) => older.push(file),
+                None => break,
+            }
+        }
+        for file in older.into_iter().rev() {
+            read_whole(file, &mut entries)?;
         }
         if let Some(old) = open_if_exists(&follower.rotated)? {
             let id = file_id(&old.metadata()?);
@@ -563,6 +629,173 @@ fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     era * 146_097 + doe - 719_468
+}
+
+/// Docker's `json-file` entries, written and read without a JSON library (the
+/// monitor stays libc-only).
+mod json {
+    use super::{parse_time, Entry, Stream};
+
+    /// Appends `{"log":…,"stream":…,"time":…}` (no newline) to `out`.
+    pub(super) fn entry(
+        out: &mut Vec<u8>,
+        stamp: &str,
+        stream: Stream,
+        partial: bool,
+        content: &[u8],
+    ) {
+        out.extend_from_slice(b"{\"log\":\"");
+        escape(out, content);
+        if !partial {
+            out.extend_from_slice(b"\\n");
+        }
+        out.extend_from_slice(b"\",\"stream\":\"");
+        out.extend_from_slice(stream.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"time\":\"");
+        out.extend_from_slice(stamp.as_bytes());
+        out.extend_from_slice(b"\"}");
+    }
+
+    /// JSON string escaping; bytes that are not UTF-8 become U+FFFD, as Docker's
+    /// encoder does.
+    fn escape(out: &mut Vec<u8>, content: &[u8]) {
+        for c in String::from_utf8_lossy(content).chars() {
+            match c {
+                '"' => out.extend_from_slice(b"\\\""),
+                '\\' => out.extend_from_slice(b"\\\\"),
+                '\n' => out.extend_from_slice(b"\\n"),
+                '\r' => out.extend_from_slice(b"\\r"),
+                '\t' => out.extend_from_slice(b"\\t"),
+                c if (c as u32) < 0x20 => {
+                    out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes())
+                }
+                c => {
+                    let mut buf = [0u8; 4];
+                    out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                }
+            }
+        }
+    }
+
+    /// Parses one entry; `None` unless it has `log`, `stream` and `time`.
+    pub(super) fn parse(line: &[u8]) -> Option<Entry> {
+        let text = std::str::from_utf8(line).ok()?;
+        let mut rest = text.trim().strip_prefix('{')?.trim_start();
+        let (mut log, mut stream, mut time) = (None, None, None);
+        loop {
+            if let Some(after) = rest.strip_prefix('}') {
+                if !after.trim().is_empty() {
+                    return None;
+                }
+                break;
+            }
+            let (key, after) = string(rest)?;
+            let after = after.trim_start().strip_prefix(':')?.trim_start();
+            let (value, after) = string(after)?;
+            match key.as_str() {
+                "log" => log = Some(value),
+                "stream" => stream = Some(value),
+                "time" => time = Some(value),
+                _ => {}
+            }
+            let after = after.trim_start();
+            rest = after.strip_prefix(',').map_or(after, str::trim_start);
+        }
+        let log = log?;
+        let stream = match stream?.as_str() {
+            "stdout" => Stream::Stdout,
+            "stderr" => Stream::Stderr,
+            _ => return None,
+        };
+        let (content, partial) = match log.strip_suffix('\n') {
+            Some(line) => (line.as_bytes().to_vec(), false),
+            None => (log.into_bytes(), true),
+        };
+        Some(Entry {
+            time: parse_time(&time?)?,
+            stream,
+            partial,
+            content,
+        })
+    }
+
+    /// A JSON string at the start of `s`: its value and what follows it.
+    fn string(s: &str) -> Option<(String, &str)> {
+        let body = s.strip_prefix('"')?;
+        let mut out = String::new();
+        let mut chars = body.char_indices();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '"' => return Some((out, &body[i + 1..])),
+                '\\' => {
+                    let (_, e) = chars.next()?;
+                    match e {
+                        'n' => out.push('\n'),
+                        'r' => out.push('\r'),
+                        't' => out.push('\t'),
+                        'b' => out.push('\u{8}'),
+                        'f' => out.push('\u{c}'),
+                        'u' => {
+                            let mut unit = hex4(&mut chars)?;
+                            if (0xd800..0xdc00).contains(&unit) {
+                                // A surrogate pair: `\uD83D\uDE00`.
+                                let (_, b) = chars.next()?;
+                                let (_, u) = chars.next()?;
+                                let low = hex4(&mut chars)?;
+                                if b != '\\' || u != 'u' || !(0xdc00..0xe000).contains(&low) {
+                                    return None;
+                                }
+                                unit = 0x10000 + ((unit - 0xd800) << 10) + (low - 0xdc00);
+                            }
+                            out.push(char::from_u32(unit).unwrap_or('\u{fffd}'));
+                        }
+                        other => out.push(other),
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+        None
+    }
+
+    fn hex4(chars: &mut std::str::CharIndices<'_>) -> Option<u32> {
+        let mut v = 0;
+        for _ in 0..4 {
+            v = v * 16 + chars.next()?.1.to_digit(16)?;
+        }
+        Some(v)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn entries_round_trip() {
+            for (content, partial) in [
+                (&b"hello \"world\" \\ \t\x01"[..], false),
+                (&b"part"[..], true),
+                ("\u{1F600} ok".as_bytes(), false),
+            ] {
+                let mut line = Vec::new();
+                entry(
+                    &mut line,
+                    "2024-01-02T03:04:05.000000001Z",
+                    Stream::Stderr,
+                    partial,
+                    content,
+                );
+                let parsed = parse(&line).expect("parses");
+                assert_eq!(parsed.content, content);
+                assert_eq!(parsed.partial, partial);
+                assert_eq!(parsed.stream, Stream::Stderr);
+            }
+            let docker = br#"{"log":"hi\n","stream":"stdout","time":"2024-01-02T03:04:05.5Z"}"#;
+            let e = parse(docker).expect("docker's line");
+            assert_eq!((e.content.as_slice(), e.partial), (&b"hi"[..], false));
+            assert!(parse(br#"{"log":"x"}"#).is_none());
+        }
+    }
 }
 
 #[cfg(test)]

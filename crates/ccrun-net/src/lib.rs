@@ -38,9 +38,10 @@ pub use error::{Error, Result};
 pub use firewall::{Backend, Firewall};
 pub use netns::in_netns;
 pub use network::{
-    attach, container_mac, default_pool, detach, detach_exited, ensure_network, loopback_up,
-    remove_network, remove_stale, subnets_in_use, veth_name, Attachment, InUse, NetworkConfig,
-    CONTAINER_IFNAME, DEFAULT_BRIDGE, DEFAULT_MTU, DEFAULT_NETWORK,
+    attach, attach_endpoint, container_mac, default_pool, detach, detach_endpoint, detach_exited,
+    ensure_network, loopback_up, remove_network, remove_stale, secondary_veth_name, subnets_in_use,
+    veth_name, Attachment, Endpoint, InUse, NetworkConfig, CONTAINER_IFNAME, DEFAULT_BRIDGE,
+    DEFAULT_MTU, DEFAULT_NETWORK,
 };
 pub use ports::{parse_port_mappings, PortMapping, Protocol};
 pub use subnet::Subnet;

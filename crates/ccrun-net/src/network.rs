@@ -350,6 +350,95 @@ pub fn attach(
     requested_ip: Option<Ipv4Addr>,
     ports: &[PortMapping],
 ) -> Result<Attachment> {
+    attach_endpoint(
+        cfg,
+        ipam_dir,
+        container_netns,
+        container_id,
+        requested_ip,
+        ports,
+        &Endpoint::default(),
+    )
+}
+
+/// How a container's interface on one network is set up, beyond its address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The interface's name inside the container.
+    pub ifname: String,
+    /// Its MAC; `None` for [`container_mac`] of its address.
+    pub mac: Option<[u8; 6]>,
+    /// The container's primary network: its interface gets the default route and
+    /// the published ports, and the host end of its veth is [`veth_name`]. A
+    /// secondary one (`network connect`) gets neither, its veth is
+    /// [`secondary_veth_name`], and detaching it leaves the container's port rules
+    /// alone.
+    pub primary: bool,
+}
+
+impl Default for Endpoint {
+    /// `eth0`, the derived MAC, primary.
+    fn default() -> Self {
+        Endpoint {
+            ifname: CONTAINER_IFNAME.to_string(),
+            mac: None,
+            primary: true,
+        }
+    }
+}
+
+impl Endpoint {
+    fn veth(&self, container_id: &str, network: &str) -> String {
+        if self.primary {
+            veth_name(container_id)
+        } else {
+            secondary_veth_name(container_id, network)
+        }
+    }
+}
+
+/// The host end of a container's veth on a secondary network: `veth` + 8 hex digits
+/// of a hash of the container id and the network's name.
+pub fn secondary_veth_name(container_id: &str, network: &str) -> String {
+    // FNV-1a, as veth_name: stable across runs and platforms.
+    let hash = container_id
+        .bytes()
+        .chain([b'/'])
+        .chain(network.bytes())
+        .fold(0x811c_9dc5u32, |h, b| {
+            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+        });
+    format!("veth{hash:08x}")
+}
+
+/// [`attach`] with the interface set up as `endpoint` says (a secondary network's
+/// gets no ports: `ports` must be empty).
+pub fn attach_endpoint(
+    cfg: &NetworkConfig,
+    ipam_dir: &Path,
+    container_netns: BorrowedFd<'_>,
+    container_id: &str,
+    requested_ip: Option<Ipv4Addr>,
+    ports: &[PortMapping],
+    endpoint: &Endpoint,
+) -> Result<Attachment> {
+    if !endpoint.primary && !ports.is_empty() {
+        return Err(Error::InvalidConfig(
+            "ports are published on the primary network only".into(),
+        ));
+    }
+    if endpoint.ifname.is_empty()
+        || endpoint.ifname.len() > 15
+        || !endpoint
+            .ifname
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(Error::InvalidConfig(format!(
+            "interface name {:?} must be 1-15 characters of [A-Za-z0-9_-]",
+            endpoint.ifname
+        )));
+    }
     let started = Instant::now();
     validate_container_id(container_id)?;
     cfg.validate()?;
@@ -364,7 +453,13 @@ pub fn attach(
         fw: &mut fw,
         bridge: &bridge,
     };
-    match attach_locked(cfg, &ipam, host, container_netns, container_id, ip, ports) {
+    let target = Target {
+        netns: container_netns,
+        container_id,
+        ip,
+        endpoint,
+    };
+    match attach_locked(cfg, &ipam, host, &target, ports) {
         Ok(attachment) => {
             tracing::debug!(
                 container = container_id,
@@ -375,7 +470,13 @@ pub fn attach(
             Ok(attachment)
         }
         Err(e) => {
-            if let Err(cleanup) = cleanup(&ipam, container_id, Veth::Delete) {
+            if let Err(cleanup) = cleanup(
+                &ipam,
+                container_id,
+                Veth::Delete,
+                &endpoint.veth(container_id, &cfg.name),
+                endpoint.primary,
+            ) {
                 tracing::warn!(
                     container = container_id,
                     "cleanup after failed attach: {cleanup}"
@@ -393,29 +494,47 @@ struct Host<'a> {
     bridge: &'a Link,
 }
 
+/// The container side of an attachment, for [`attach_locked`].
+struct Target<'a> {
+    netns: BorrowedFd<'a>,
+    container_id: &'a str,
+    ip: Ipv4Addr,
+    endpoint: &'a Endpoint,
+}
+
 fn attach_locked(
     cfg: &NetworkConfig,
     ipam: &Ipam,
     host: Host<'_>,
-    container_netns: BorrowedFd<'_>,
-    container_id: &str,
-    ip: Ipv4Addr,
+    target: &Target<'_>,
     ports: &[PortMapping],
 ) -> Result<Attachment> {
     let Host { nl, fw, bridge } = host;
+    let Target {
+        netns: container_netns,
+        container_id,
+        ip,
+        endpoint,
+    } = *target;
+    let ifname = endpoint.ifname.as_str();
     let mtu = match cfg.mtu {
         0 => bridge.mtu.unwrap_or(DEFAULT_MTU),
         mtu => mtu,
     };
 
     // Leftovers of an earlier attachment of this container go first; the rest
-    // serve the conflict checks.
-    let existing = fw.clear_container_ports(container_id)?;
-    let ports = resolve_ports(ports, &existing, container_id)?;
+    // serve the conflict checks. A secondary network has no ports, and must not
+    // touch those of the primary one.
+    let ports = if endpoint.primary {
+        let existing = fw.clear_container_ports(container_id)?;
+        resolve_ports(ports, &existing, container_id)?
+    } else {
+        Vec::new()
+    };
 
-    let host_veth = veth_name(container_id);
-    let mac = container_mac(ip);
-    let eth0 = (CONTAINER_IFNAME, mac);
+    let host_veth = endpoint.veth(container_id, &cfg.name);
+    let mac = endpoint.mac.unwrap_or_else(|| container_mac(ip));
+    let eth0 = (ifname, mac);
     if !plug_veth(nl, &host_veth, eth0, mtu, container_netns, bridge.index)? {
         // A veth of that name is left over (this container's, from a run whose
         // cleanup did not happen or whose namespace is still being destroyed),
@@ -432,7 +551,7 @@ fn attach_locked(
         nl.delete_link(&host_veth)?;
         if !plug_veth(nl, &host_veth, eth0, mtu, container_netns, bridge.index)? {
             return Err(Error::InvalidConfig(format!(
-                "veth {host_veth} exists, or the container already has {CONTAINER_IFNAME}"
+                "veth {host_veth} exists, or the container already has {ifname}"
             )));
         }
     }
@@ -441,12 +560,15 @@ fn attach_locked(
     // A socket opened inside the container's namespace stays there: the
     // thread only visits to open it (and to reach eth0's sysctls).
     let mut inside = in_netns(container_netns, || {
-        sysctl::enable_arp_notify(CONTAINER_IFNAME)?;
+        sysctl::enable_arp_notify(ifname)?;
         Netlink::new()
     })?;
-    let eth0 = configure_container_side(&mut inside, ip, prefix_len, cfg.gateway)?;
+    let gateway = endpoint.primary.then_some(cfg.gateway);
+    let eth0 = configure_container_side(&mut inside, ifname, ip, prefix_len, gateway)?;
 
-    fw.add_ports(container_id, ip, &ports)?;
+    if !ports.is_empty() {
+        fw.add_ports(container_id, ip, &ports)?;
+    }
     // Last: by now the bridge has most likely enabled the port.
     if let Err(e) = announce(nl, &mut inside, &host_veth, eth0, mac) {
         tracing::warn!(container = container_id, "announcing {ip}: {e}");
@@ -540,28 +662,32 @@ fn plug_veth(
 }
 
 /// Inside the container's namespace (`nl` is a socket there): `lo` and
-/// `eth0` up, the address on `eth0` and the default route via the gateway,
-/// in two round trips. Returns eth0's index.
+/// `ifname` up, the address on `ifname` and the default route via `gateway`
+/// (primary networks), in two round trips. Returns the interface's index.
 fn configure_container_side(
     nl: &mut Netlink,
+    ifname: &str,
     ip: Ipv4Addr,
     prefix_len: u8,
-    gateway: Ipv4Addr,
+    gateway: Option<Ipv4Addr>,
 ) -> Result<u32> {
     let [lo, up, eth] = nl.pipeline([
         Request::set_up("lo"),
-        Request::set_up(CONTAINER_IFNAME),
-        Request::get_link(CONTAINER_IFNAME),
+        Request::set_up(ifname),
+        Request::get_link(ifname),
     ])?;
     lo?;
     up?;
     let eth = found_link(eth)?.ok_or_else(|| {
-        Error::InvalidConfig(format!(
-            "{CONTAINER_IFNAME} is missing in the container's namespace"
-        ))
+        Error::InvalidConfig(format!("{ifname} is missing in the container's namespace"))
     })?;
     // The address first: on an up link it brings the subnet's route, through
     // which the gateway is reachable, as the default route requires.
+    let Some(gateway) = gateway else {
+        let [address] = nl.pipeline([Request::add_address(eth.index, ip, prefix_len)])?;
+        created(address)?;
+        return Ok(eth.index);
+    };
     let [address, route] = nl.pipeline([
         Request::add_address(eth.index, ip, prefix_len),
         Request::add_default_route(gateway, eth.index),
@@ -636,16 +762,20 @@ enum Veth {
     Retire,
 }
 
-/// Removes the veth, port rules and address of `container_id`. Each step
-/// runs even if an earlier one failed; the first error is returned.
-fn cleanup(ipam: &Ipam, container_id: &str, veth: Veth) -> Result<()> {
-    let name = veth_name(container_id);
+/// Removes the veth `name`, the port rules (with `ports`) and the address of
+/// `container_id`. Each step runs even if an earlier one failed; the first error
+/// is returned.
+fn cleanup(ipam: &Ipam, container_id: &str, veth: Veth, name: &str, ports: bool) -> Result<()> {
     let steps: [Result<()>; 3] = [
         Netlink::new().and_then(|mut nl| match veth {
-            Veth::Delete => nl.delete_link(&name).map(drop),
-            Veth::Retire => retire_veth(&mut nl, &name),
+            Veth::Delete => nl.delete_link(name).map(drop),
+            Veth::Retire => retire_veth(&mut nl, name),
         }),
-        Firewall::new().and_then(|mut fw| fw.remove_container(container_id).map(drop)),
+        if ports {
+            Firewall::new().and_then(|mut fw| fw.remove_container(container_id).map(drop))
+        } else {
+            Ok(())
+        },
         ipam.release(container_id).map(drop),
     ];
     steps.into_iter().collect::<Result<Vec<()>>>().map(drop)
@@ -687,7 +817,28 @@ fn retire_veth(nl: &mut Netlink, name: &str) -> Result<()> {
 /// published-port rules and its address allocation. Idempotent. Called in
 /// the namespace holding the bridge.
 pub fn detach(cfg: &NetworkConfig, ipam_dir: &Path, container_id: &str) -> Result<()> {
-    detach_with(cfg, ipam_dir, container_id, Veth::Delete)
+    detach_with(
+        cfg,
+        ipam_dir,
+        container_id,
+        Veth::Delete,
+        &Endpoint::default(),
+    )
+}
+
+/// Detaches `container_id` from a network it was attached to as `endpoint`: its
+/// veth is deleted (set down and left to its namespace with `exited`, see
+/// [`detach_exited`]), its address released, and, for its primary network only,
+/// its port rules removed. Idempotent.
+pub fn detach_endpoint(
+    cfg: &NetworkConfig,
+    ipam_dir: &Path,
+    container_id: &str,
+    endpoint: &Endpoint,
+    exited: bool,
+) -> Result<()> {
+    let veth = if exited { Veth::Retire } else { Veth::Delete };
+    detach_with(cfg, ipam_dir, container_id, veth, endpoint)
 }
 
 /// [`detach`] for a container whose processes are all gone: its veth is not
@@ -695,16 +846,34 @@ pub fn detach(cfg: &NetworkConfig, ipam_dir: &Path, container_id: &str) -> Resul
 /// that namespace is still alive), which keeps the device unregistration's
 /// waits off the caller. Rules and address are released as by [`detach`].
 pub fn detach_exited(cfg: &NetworkConfig, ipam_dir: &Path, container_id: &str) -> Result<()> {
-    detach_with(cfg, ipam_dir, container_id, Veth::Retire)
+    detach_with(
+        cfg,
+        ipam_dir,
+        container_id,
+        Veth::Retire,
+        &Endpoint::default(),
+    )
 }
 
-fn detach_with(cfg: &NetworkConfig, ipam_dir: &Path, container_id: &str, veth: Veth) -> Result<()> {
+fn detach_with(
+    cfg: &NetworkConfig,
+    ipam_dir: &Path,
+    container_id: &str,
+    veth: Veth,
+    endpoint: &Endpoint,
+) -> Result<()> {
     let started = Instant::now();
     validate_container_id(container_id)?;
     cfg.validate()?;
     let _lock = lock(ipam_dir)?;
     let ipam = open_ipam(cfg, ipam_dir)?;
-    cleanup(&ipam, container_id, veth)?;
+    cleanup(
+        &ipam,
+        container_id,
+        veth,
+        &endpoint.veth(container_id, &cfg.name),
+        endpoint.primary,
+    )?;
     tracing::debug!(
         container = container_id,
         ?veth,
@@ -748,7 +917,7 @@ pub fn remove_stale(
         if validate_container_id(&id).is_err() {
             continue;
         }
-        cleanup(&ipam, &id, Veth::Retire)?;
+        cleanup(&ipam, &id, Veth::Retire, &veth_name(&id), true)?;
         removed.push(id);
     }
     Ok(removed)
@@ -768,6 +937,10 @@ mod tests {
         assert_eq!(named, veth_name("my-container"));
         assert_ne!(named, veth_name("my-container2"));
         assert!(veth_name("ABCDEF0123").len() <= 15);
+        let second = secondary_veth_name(id, "appnet");
+        assert_eq!(second.len(), 12);
+        assert_ne!(second, veth_name(id));
+        assert_ne!(second, secondary_veth_name(id, "other"));
     }
 
     #[test]

@@ -130,6 +130,16 @@ impl Container {
     /// be run (Docker's exit codes 127 and 126), [`Error::Setup`] for other failures
     /// inside the container.
     pub fn exec(&self, opts: ExecOptions) -> Result<ExecProcess> {
+        self.exec_with(opts, true)
+    }
+
+    /// [`Container::exec`] without the container's seccomp filter, as Docker runs
+    /// `exec --privileged` (the process's capabilities are the caller's choice).
+    pub fn exec_unconfined(&self, opts: ExecOptions) -> Result<ExecProcess> {
+        self.exec_with(opts, false)
+    }
+
+    fn exec_with(&self, opts: ExecOptions, seccomp: bool) -> Result<ExecProcess> {
         let args = opts.process.args().clone().unwrap_or_default();
         if args.is_empty() {
             return Err(Error::InvalidSpec("process.args is empty".into()));
@@ -139,7 +149,10 @@ impl Container {
         let terminal = opts.process.terminal() == Some(true);
         // As with runc: the process's own capabilities, no_new_privs and LSM label, the
         // container's seccomp filter and personality.
-        let shared = ContainerSecurity::load(&self.state_dir)?;
+        let mut shared = ContainerSecurity::load(&self.state_dir)?;
+        if !seccomp {
+            shared.seccomp = None;
+        }
         let security = security::Plan::new(
             &opts.process,
             &shared,

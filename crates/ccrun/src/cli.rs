@@ -101,6 +101,9 @@ pub enum Command {
     /// Settle a container whose process ended (run by its monitor)
     #[command(hide = true, name = "container-cleanup")]
     ContainerCleanup(commands::lifecycle::CleanupArgs),
+    /// Run a container's healthcheck once and record the result (run by its monitor)
+    #[command(hide = true, name = "healthcheck-run")]
+    HealthcheckRun(commands::health::HealthcheckRunArgs),
     /// List containers
     Ps(commands::container::PsArgs),
     /// Remove one or more containers
@@ -137,7 +140,8 @@ impl Command {
             | Command::Start(_)
             | Command::Restart(_)
             | Command::Exec(_)
-            | Command::ContainerCleanup(_) => true,
+            | Command::ContainerCleanup(_)
+            | Command::HealthcheckRun(_) => true,
             Command::Container(sub) => {
                 matches!(sub, C::Run(_) | C::Start(_) | C::Restart(_) | C::Exec(_))
             }

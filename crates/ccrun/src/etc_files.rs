@@ -69,6 +69,42 @@ pub fn resolv_conf(host: &str, host_network: bool) -> String {
     out
 }
 
+/// `resolv` with `--dns`, `--dns-search` and `--dns-option` each replacing the lines of
+/// their kind, as Docker does (`--dns-search .` drops the search line).
+pub fn with_dns_flags(
+    resolv: &str,
+    dns: &[String],
+    search: &[String],
+    options: &[String],
+) -> String {
+    let replaced = |key: &str| match key {
+        "nameserver" => !dns.is_empty(),
+        "search" | "domain" => !search.is_empty(),
+        "options" => !options.is_empty(),
+        _ => false,
+    };
+    let mut out: String = resolv
+        .lines()
+        .filter(|l| !replaced(l.split_whitespace().next().unwrap_or("")))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    for d in dns {
+        out.push_str(&format!("nameserver {d}\n"));
+    }
+    let search: Vec<&str> = search
+        .iter()
+        .map(String::as_str)
+        .filter(|s| *s != ".")
+        .collect();
+    if !search.is_empty() {
+        out.push_str(&format!("search {}\n", search.join(" ")));
+    }
+    if !options.is_empty() {
+        out.push_str(&format!("options {}\n", options.join(" ")));
+    }
+    out
+}
+
 /// Network facts the files depend on.
 #[derive(Debug, Clone)]
 pub struct EtcFiles<'a> {
@@ -80,6 +116,10 @@ pub struct EtcFiles<'a> {
     pub hosts: Vec<(String, String)>,
     /// `--dns` servers, replacing the host's.
     pub dns: Vec<String>,
+    /// `--dns-search` domains, replacing the host's (`.` alone: none).
+    pub dns_search: Vec<String>,
+    /// `--dns-option`s, replacing the host's.
+    pub dns_options: Vec<String>,
     /// Host uid and gid of the container's root, which owns the files.
     pub owner: (u32, u32),
 }
@@ -101,15 +141,12 @@ pub fn write(dir: &Path, files: &EtcFiles<'_>) -> Result<Vec<Mount>> {
         ("hosts", hosts_text),
         (
             "resolv.conf",
-            if files.dns.is_empty() {
-                resolv_conf(&host_resolv, files.host_network)
-            } else {
-                files
-                    .dns
-                    .iter()
-                    .map(|d| format!("nameserver {d}\n"))
-                    .collect()
-            },
+            with_dns_flags(
+                &resolv_conf(&host_resolv, files.host_network),
+                &files.dns,
+                &files.dns_search,
+                &files.dns_options,
+            ),
         ),
     ];
     let mut mounts = Vec::new();
@@ -160,6 +197,24 @@ mod tests {
             "a longer second version\n"
         );
         assert_eq!(std::fs::metadata(&path).unwrap().ino(), inode);
+    }
+
+    #[test]
+    fn dns_flags_replace_their_lines() {
+        let host = "search lan\nnameserver 10.0.0.1\noptions edns0\n";
+        assert_eq!(with_dns_flags(host, &[], &[], &[]), host);
+        let got = with_dns_flags(
+            host,
+            &["1.1.1.1".into()],
+            &["a.test".into(), "b.test".into()],
+            &["ndots:2".into()],
+        );
+        assert_eq!(
+            got,
+            "nameserver 1.1.1.1\nsearch a.test b.test\noptions ndots:2\n"
+        );
+        let none = with_dns_flags(host, &[], &[".".into()], &[]);
+        assert!(!none.contains("search") && none.contains("nameserver 10.0.0.1"));
     }
 
     #[test]

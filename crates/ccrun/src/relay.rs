@@ -20,30 +20,59 @@ use nix::unistd::Pid;
 /// Where the container's output goes: ccrun's stdio and the container's log.
 pub struct OutputSink {
     log: Option<LogWriter>,
+    /// Whether stdout and stderr reach ccrun's own (`run -a`).
+    shown: [bool; 2],
 }
 
 impl OutputSink {
-    /// Appends to the log at `path`, rotating at `max_size`. A log that cannot be
-    /// opened is reported once; the output still reaches the terminal.
-    pub fn open(path: &Path, max_size: u64) -> OutputSink {
-        match LogWriter::open(path, max_size) {
-            Ok(log) => OutputSink { log: Some(log) },
+    /// The sink of a foreground container: its log driver's file (none with
+    /// `--log-driver none`; one that cannot be opened is reported once, and the
+    /// output still reaches the terminal) and the streams `-a` attached.
+    pub fn for_record(path: &Path, record: &crate::containers::Record) -> OutputSink {
+        let o = &record.options;
+        let mut sink = match o.log_driver.format() {
+            Some(format) => OutputSink::opened(
+                path,
+                LogWriter::open_with(
+                    path,
+                    record.log_max_size,
+                    format,
+                    o.log_max_files.saturating_sub(1),
+                ),
+            ),
+            None => OutputSink::stdio_only(),
+        };
+        sink.shown = [o.shows("stdout"), o.shows("stderr")];
+        sink
+    }
+
+    fn opened(path: &Path, log: std::io::Result<LogWriter>) -> OutputSink {
+        match log {
+            Ok(log) => OutputSink {
+                log: Some(log),
+                shown: [true, true],
+            },
             Err(e) => {
                 eprintln!("ccrun: not logging to {}: {e}", path.display());
-                OutputSink { log: None }
+                OutputSink::stdio_only()
             }
         }
     }
 
     /// Output for ccrun's stdio only (e.g. an `exec`, which Docker does not log).
     pub fn stdio_only() -> OutputSink {
-        OutputSink { log: None }
+        OutputSink {
+            log: None,
+            shown: [true, true],
+        }
     }
 
     /// Passes `data` from `stream` on. ccrun's own stdout may be closed (a pipe whose
     /// reader left); that must not stop the container or its log.
     pub fn emit(&mut self, stream: Stream, data: &[u8]) {
         let written = match stream {
+            Stream::Stdout if !self.shown[0] => Ok(()),
+            Stream::Stderr if !self.shown[1] => Ok(()),
             Stream::Stdout => {
                 let mut out = std::io::stdout().lock();
                 out.write_all(data).and_then(|()| out.flush())
@@ -123,13 +152,15 @@ pub fn watch<'a>(fds: &mut Vec<PollFd<'a>>, open: bool, fd: BorrowedFd<'a>) -> O
 }
 
 /// Relays the container's stdout and stderr pipes to `sink` and the signals
-/// `forwarder` blocked to `pid`, until `pid` exits; returns how it ended.
+/// `forwarder` blocked to `pid` (unless not `proxy`: `--sig-proxy=false` takes them
+/// and drops them), until `pid` exits; returns how it ended.
 pub fn relay_pipes(
     forwarder: &Forwarder,
     stdout: OwnedFd,
     stderr: OwnedFd,
     pid: i32,
     sink: &mut OutputSink,
+    proxy: bool,
 ) -> Result<ExitStatus> {
     let sfd = signal_fd(forwarder)?;
     set_nonblocking(stdout.as_fd())?;
@@ -162,7 +193,7 @@ pub fn relay_pipes(
         let pipe_ready = at.map(|a| a.is_some_and(ready));
         drop(fds);
         if signal_ready {
-            forward_pending(&sfd, pid, |_| false);
+            forward_pending(&sfd, pid, |_| !proxy);
         }
         for (i, (fd, stream)) in streams.iter().enumerate() {
             if pipe_ready[i] {

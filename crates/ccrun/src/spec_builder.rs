@@ -7,10 +7,11 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use oci_spec::runtime::{
-    LinuxBuilder, LinuxCpuBuilder, LinuxIdMapping, LinuxIdMappingBuilder, LinuxMemoryBuilder,
-    LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder,
-    LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder,
-    UserBuilder,
+    LinuxBlockIoBuilder, LinuxBuilder, LinuxCpuBuilder, LinuxDeviceCgroup, LinuxIdMapping,
+    LinuxIdMappingBuilder, LinuxMemoryBuilder, LinuxNamespace, LinuxNamespaceBuilder,
+    LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, LinuxThrottleDevice,
+    LinuxThrottleDeviceBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder, Spec,
+    SpecBuilder, UserBuilder,
 };
 
 use crate::security::Security;
@@ -102,13 +103,75 @@ pub struct Limits {
     pub cpuset_mems: Option<String>,
     /// Maximum number of processes.
     pub pids: Option<i64>,
+    /// `--memory-reservation`: the soft limit in bytes.
+    pub memory_reservation: Option<i64>,
+    /// `--memory-swappiness` (0 to 100).
+    pub memory_swappiness: Option<u64>,
+    /// `--oom-kill-disable`.
+    pub oom_kill_disable: bool,
+    /// `--cpu-period` in microseconds (else [`crate::units::CPU_PERIOD`] with a quota).
+    pub cpu_period: Option<u64>,
+    /// `--blkio-weight` (10 to 1000).
+    pub blkio_weight: Option<u16>,
+    /// `--device-{read,write}-{bps,iops}`.
+    pub throttle: Throttle,
+    /// `--device-cgroup-rule`: more devices allowed.
+    pub device_rules: Vec<LinuxDeviceCgroup>,
+}
+
+/// Per-device I/O limits: (major, minor, rate) each.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Throttle {
+    /// Bytes read per second.
+    pub read_bps: Vec<(i64, i64, u64)>,
+    /// Bytes written per second.
+    pub write_bps: Vec<(i64, i64, u64)>,
+    /// Reads per second.
+    pub read_iops: Vec<(i64, i64, u64)>,
+    /// Writes per second.
+    pub write_iops: Vec<(i64, i64, u64)>,
+}
+
+impl Throttle {
+    fn is_empty(&self) -> bool {
+        self.read_bps.is_empty()
+            && self.write_bps.is_empty()
+            && self.read_iops.is_empty()
+            && self.write_iops.is_empty()
+    }
+}
+
+/// Whether a namespace is the container's own, the host's or another's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum NsMode {
+    /// A new one (the default).
+    #[default]
+    Private,
+    /// The host's: none is created.
+    Host,
+    /// The one at this path (`/proc/PID/ns/KIND` of another container's init).
+    Join(PathBuf),
+}
+
+/// `--pid`, `--ipc`, `--uts`, `--cgroupns`, and the user namespace of a container
+/// whose PID or IPC namespace is shared.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Namespaces {
+    /// PID namespace.
+    pub pid: NsMode,
+    /// IPC namespace.
+    pub ipc: NsMode,
+    /// UTS namespace.
+    pub uts: NsMode,
+    /// Cgroup namespace (private or host).
+    pub cgroup: NsMode,
+    /// Join this user namespace instead of making one (the mapping is the same).
+    pub user: Option<PathBuf>,
 }
 
 /// Everything the spec is built from.
 #[derive(Debug, Clone)]
 pub struct RunSpec {
-    /// Container id (names the cgroup).
-    pub id: String,
     /// Absolute rootfs path.
     pub rootfs: PathBuf,
     /// Mount the rootfs read-only.
@@ -139,6 +202,14 @@ pub struct RunSpec {
     pub idmap_rootfs: bool,
     /// Capabilities, seccomp, devices, sysctls, rlimits and the like.
     pub security: Security,
+    /// Shared or host namespaces.
+    pub namespaces: Namespaces,
+    /// `--domainname`.
+    pub domainname: Option<String>,
+    /// `--annotation`.
+    pub annotations: std::collections::BTreeMap<String, String>,
+    /// The cgroup path (`/ccrun/<id>`, or under `--cgroup-parent`).
+    pub cgroup_path: String,
 }
 
 fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Result<Mount> {
@@ -304,13 +375,25 @@ pub fn build(run: &RunSpec) -> Result<Spec> {
     }
     process.set_rlimits(Some(rlimits));
 
-    let mut namespaces = vec![
-        namespace(LinuxNamespaceType::Pid)?,
-        namespace(LinuxNamespaceType::Ipc)?,
-        namespace(LinuxNamespaceType::Uts)?,
-        namespace(LinuxNamespaceType::Mount)?,
-        namespace(LinuxNamespaceType::Cgroup)?,
-    ];
+    let ns = &run.namespaces;
+    let mut namespaces = vec![namespace(LinuxNamespaceType::Mount)?];
+    for (kind, mode) in [
+        (LinuxNamespaceType::Pid, &ns.pid),
+        (LinuxNamespaceType::Ipc, &ns.ipc),
+        (LinuxNamespaceType::Uts, &ns.uts),
+        (LinuxNamespaceType::Cgroup, &ns.cgroup),
+    ] {
+        match mode {
+            NsMode::Private => namespaces.push(namespace(kind)?),
+            NsMode::Host => {}
+            NsMode::Join(path) => namespaces.push(
+                LinuxNamespaceBuilder::default()
+                    .typ(kind)
+                    .path(path)
+                    .build()?,
+            ),
+        }
+    }
     match &run.network {
         NetworkMode::None => namespaces.push(namespace(LinuxNamespaceType::Network)?),
         NetworkMode::Join(path) => namespaces.push(
@@ -322,11 +405,26 @@ pub fn build(run: &RunSpec) -> Result<Spec> {
         NetworkMode::Host => {}
     }
     let mut linux = LinuxBuilder::default();
-    let mut annotations = std::collections::HashMap::new();
+    let mut annotations: std::collections::HashMap<String, String> = run
+        .annotations
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     if let UsernsMode::Private { .. } = run.userns {
-        let (uids, gids) = build_id_mappings(&run.userns)?;
-        namespaces.push(namespace(LinuxNamespaceType::User)?);
-        linux = linux.uid_mappings(uids).gid_mappings(gids);
+        match &ns.user {
+            // Another container's user namespace, whose mapping is the same as ours.
+            Some(path) => namespaces.push(
+                LinuxNamespaceBuilder::default()
+                    .typ(LinuxNamespaceType::User)
+                    .path(path)
+                    .build()?,
+            ),
+            None => {
+                let (uids, gids) = build_id_mappings(&run.userns)?;
+                namespaces.push(namespace(LinuxNamespaceType::User)?);
+                linux = linux.uid_mappings(uids).gid_mappings(gids);
+            }
+        }
         if run.idmap_rootfs {
             annotations.insert(
                 ccrun_runtime::ANNOTATION_ROOTFS_IDMAP.to_string(),
@@ -337,7 +435,12 @@ pub fn build(run: &RunSpec) -> Result<Spec> {
 
     let l = &run.limits;
     let mut resources = LinuxResourcesBuilder::default();
-    if l.memory.is_some() || l.memory_swap.is_some() {
+    if l.memory.is_some()
+        || l.memory_swap.is_some()
+        || l.memory_reservation.is_some()
+        || l.memory_swappiness.is_some()
+        || l.oom_kill_disable
+    {
         let mut mem = LinuxMemoryBuilder::default();
         if let Some(m) = l.memory {
             mem = mem.limit(m);
@@ -345,16 +448,30 @@ pub fn build(run: &RunSpec) -> Result<Spec> {
         if let Some(s) = l.memory_swap {
             mem = mem.swap(s);
         }
+        if let Some(r) = l.memory_reservation {
+            mem = mem.reservation(r);
+        }
+        if let Some(s) = l.memory_swappiness {
+            mem = mem.swappiness(s);
+        }
+        if l.oom_kill_disable {
+            mem = mem.disable_oom_killer(true);
+        }
         resources = resources.memory(mem.build()?);
     }
     if l.cpu_quota.is_some()
+        || l.cpu_period.is_some()
         || l.cpu_shares.is_some()
         || l.cpuset_cpus.is_some()
         || l.cpuset_mems.is_some()
     {
         let mut cpu = LinuxCpuBuilder::default();
         if let Some(q) = l.cpu_quota {
-            cpu = cpu.quota(q).period(crate::units::CPU_PERIOD);
+            cpu = cpu
+                .quota(q)
+                .period(l.cpu_period.unwrap_or(crate::units::CPU_PERIOD));
+        } else if let Some(p) = l.cpu_period {
+            cpu = cpu.period(p);
         }
         if let Some(s) = l.cpu_shares {
             cpu = cpu.shares(s);
@@ -370,7 +487,40 @@ pub fn build(run: &RunSpec) -> Result<Spec> {
     if let Some(p) = l.pids {
         resources = resources.pids(LinuxPidsBuilder::default().limit(p).build()?);
     }
-    resources = resources.devices(crate::security::device_rules(sec.privileged, &sec.devices)?);
+    if l.blkio_weight.is_some() || !l.throttle.is_empty() {
+        let throttles = |list: &[(i64, i64, u64)]| -> Result<Vec<LinuxThrottleDevice>> {
+            list.iter()
+                .map(|&(major, minor, rate)| {
+                    Ok(LinuxThrottleDeviceBuilder::default()
+                        .major(major)
+                        .minor(minor)
+                        .rate(rate)
+                        .build()?)
+                })
+                .collect()
+        };
+        let mut io = LinuxBlockIoBuilder::default();
+        if let Some(w) = l.blkio_weight {
+            io = io.weight(w);
+        }
+        let t = &l.throttle;
+        if !t.read_bps.is_empty() {
+            io = io.throttle_read_bps_device(throttles(&t.read_bps)?);
+        }
+        if !t.write_bps.is_empty() {
+            io = io.throttle_write_bps_device(throttles(&t.write_bps)?);
+        }
+        if !t.read_iops.is_empty() {
+            io = io.throttle_read_iops_device(throttles(&t.read_iops)?);
+        }
+        if !t.write_iops.is_empty() {
+            io = io.throttle_write_iops_device(throttles(&t.write_iops)?);
+        }
+        resources = resources.block_io(io.build()?);
+    }
+    let mut device_rules = crate::security::device_rules(sec.privileged, &sec.devices)?;
+    device_rules.extend(l.device_rules.iter().cloned());
+    resources = resources.devices(device_rules);
     // A private user namespace cannot mknod: its devices are bind mounts of the host's
     // nodes (still subject to the device cgroup).
     let mut device_mounts = Vec::new();
@@ -407,12 +557,12 @@ pub fn build(run: &RunSpec) -> Result<Spec> {
     let linux = linux
         .namespaces(namespaces)
         .resources(resources.build()?)
-        .cgroups_path(PathBuf::from(ccrun_runtime::default_cgroup_path(&run.id)))
+        .cgroups_path(PathBuf::from(&run.cgroup_path))
         .masked_paths(masked.iter().map(|s| s.to_string()).collect::<Vec<_>>())
         .readonly_paths(readonly.iter().map(|s| s.to_string()).collect::<Vec<_>>())
         .build()?;
 
-    SpecBuilder::default()
+    let mut spec = SpecBuilder::default()
         .version("1.2.0")
         .process(process)
         .root(
@@ -438,7 +588,14 @@ pub fn build(run: &RunSpec) -> Result<Spec> {
         .linux(linux)
         .annotations(annotations)
         .build()
-        .context("building the runtime spec")
+        .context("building the runtime spec")?;
+    // Only a UTS namespace of its own has a hostname (and domain name) to set.
+    if ns.uts == NsMode::Private {
+        spec.set_domainname(run.domainname.clone());
+    } else {
+        spec.set_hostname(None);
+    }
+    Ok(spec)
 }
 
 /// `--shm-size` sets the size of `/dev/shm`; `--privileged` makes `/sys` writable.
@@ -489,7 +646,6 @@ mod tests {
 
     fn base() -> RunSpec {
         RunSpec {
-            id: "abc".into(),
             rootfs: "/tmp/rootfs".into(),
             readonly: false,
             args: vec!["sh".into()],
@@ -513,6 +669,10 @@ mod tests {
             terminal: false,
             idmap_rootfs: true,
             security: Security::docker_defaults().expect("defaults"),
+            namespaces: Namespaces::default(),
+            domainname: None,
+            annotations: Default::default(),
+            cgroup_path: "/ccrun/abc".into(),
         }
     }
 
@@ -565,6 +725,7 @@ mod tests {
             cpuset_cpus: Some("0".into()),
             cpuset_mems: None,
             pids: Some(20),
+            ..Limits::default()
         };
         let spec = build(&run).expect("spec");
         let res = spec
@@ -597,6 +758,41 @@ mod tests {
             .collect();
         assert_eq!(shm.len(), 1);
         assert_eq!(shm[0].typ().as_deref(), Some("bind"));
+    }
+
+    #[test]
+    fn shared_namespaces_take_paths_or_are_left_out() {
+        let mut run = base();
+        run.namespaces = Namespaces {
+            pid: NsMode::Join("/proc/42/ns/pid".into()),
+            ipc: NsMode::Host,
+            uts: NsMode::Host,
+            cgroup: NsMode::Private,
+            user: Some("/proc/42/ns/user".into()),
+        };
+        run.domainname = Some("ignored.test".into());
+        let spec = build(&run).expect("spec");
+        let linux = spec.linux().as_ref().expect("linux");
+        let ns = linux.namespaces().as_ref().expect("namespaces");
+        let path_of = |kind| {
+            ns.iter()
+                .find(|n| n.typ() == kind)
+                .map(|n| n.path().clone())
+        };
+        assert_eq!(
+            path_of(LinuxNamespaceType::Pid),
+            Some(Some("/proc/42/ns/pid".into()))
+        );
+        assert_eq!(
+            path_of(LinuxNamespaceType::User),
+            Some(Some("/proc/42/ns/user".into()))
+        );
+        assert_eq!(path_of(LinuxNamespaceType::Ipc), None);
+        assert_eq!(path_of(LinuxNamespaceType::Uts), None);
+        assert_eq!(path_of(LinuxNamespaceType::Cgroup), Some(None));
+        // A joined user namespace brings its own mapping; no UTS namespace, no names.
+        assert!(linux.uid_mappings().is_none());
+        assert!(spec.hostname().is_none() && spec.domainname().is_none());
     }
 
     #[test]

@@ -70,6 +70,18 @@ fn read_group(rootfs: &Path) -> Vec<GroupEntry> {
         .collect()
 }
 
+/// Resolves `--group-add GROUP`: a gid, or a group name in the container's `/etc/group`.
+pub fn resolve_group(group: &str, rootfs: &Path) -> Result<u32> {
+    if let Ok(gid) = group.parse::<u32>() {
+        return Ok(gid);
+    }
+    read_group(rootfs)
+        .into_iter()
+        .find(|g| g.name == group)
+        .map(|g| g.gid)
+        .with_context(|| format!("unable to find group {group}: no matching entries in group file"))
+}
+
 /// Resolves `spec` (empty means root) inside `rootfs`.
 pub fn resolve(spec: &str, rootfs: &Path) -> Result<Identity> {
     let spec = if spec.is_empty() { "0" } else { spec };

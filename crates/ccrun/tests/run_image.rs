@@ -11,14 +11,15 @@ mod image_build;
 mod image_cli;
 #[path = "support/registry.rs"]
 mod registry;
+#[path = "support/runner.rs"]
+mod runner;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use ccrun_testkit::pty::OnPty;
-use image_build::{features_layer, layer, Comp, Entry, Layer, Layout};
+use image_build::{base_layer, features_layer, layer, Comp, Entry, Layer, Layout};
 use image_cli::Env;
 use registry::{Format, Registry};
 
@@ -26,54 +27,6 @@ use registry::{Format, Registry};
 struct Images {
     reg: Registry,
     _layouts: tempfile::TempDir,
-}
-
-/// busybox with every applet linked, and passwd/group with a non-root user.
-fn base_layer() -> Layer {
-    let bb = std::fs::read(image_build::busybox_path()).expect("read busybox");
-    let list = Command::new(image_build::busybox_path())
-        .arg("--list")
-        .output()
-        .expect("busybox --list");
-    let mut entries = vec![
-        Entry::Dir("bin/", 0o755),
-        Entry::File("bin/busybox".into(), bb, 0o755, 0),
-        Entry::Dir("etc/", 0o755),
-        Entry::File(
-            "etc/passwd".into(),
-            b"root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n".to_vec(),
-            0o644,
-            0,
-        ),
-        Entry::File(
-            "etc/group".into(),
-            b"root:x:0:\napp:x:1000:\nextra:x:2000:app\n".to_vec(),
-            0o644,
-            0,
-        ),
-        Entry::File(
-            "etc/remove-me".into(),
-            b"gone in layer 2\n".to_vec(),
-            0o644,
-            0,
-        ),
-        Entry::Dir("opt/", 0o755),
-        Entry::Dir("opt/old/", 0o755),
-        Entry::File("opt/old/data".into(), b"old\n".to_vec(), 0o644, 0),
-        Entry::Dir("root/", 0o700),
-        Entry::Dir("tmp/", 0o1777),
-    ];
-    for applet in String::from_utf8_lossy(&list.stdout).split_whitespace() {
-        if applet != "busybox" {
-            entries.push(Entry::Raw(
-                tar::EntryType::Symlink,
-                format!("bin/{applet}"),
-                "busybox".into(),
-                Vec::new(),
-            ));
-        }
-    }
-    layer(&entries, Comp::Gzip)
 }
 
 impl Images {
@@ -790,51 +743,5 @@ fn main() {
             image_volumes_become_seeded_anonymous_volumes,
         ),
     ];
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let selected: Vec<&(&str, Test)> = tests
-        .iter()
-        .filter(|(name, _)| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str())))
-        .collect();
-    if selected.is_empty() {
-        println!("no tests selected");
-        return;
-    }
-    let images = Images::build();
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let failed = Mutex::new(Vec::new());
-    // A few tests at a time: each is mostly waiting on container processes.
-    std::thread::scope(|scope| {
-        for _ in 0..4 {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let Some((name, test)) = selected.get(i) else {
-                    break;
-                };
-                let outcome =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| test(&images)));
-                match outcome {
-                    Ok(()) => println!("test {name} ... ok"),
-                    Err(_) => {
-                        println!("test {name} ... FAILED");
-                        failed.lock().unwrap_or_else(|p| p.into_inner()).push(*name);
-                    }
-                }
-            });
-        }
-    });
-    drop(images);
-    let failed = failed.into_inner().unwrap_or_else(|p| p.into_inner());
-    println!(
-        "\ntest result: {}. {} passed; {} failed",
-        if failed.is_empty() { "ok" } else { "FAILED" },
-        selected.len() - failed.len(),
-        failed.len()
-    );
-    if !failed.is_empty() {
-        println!("failures: {failed:?}");
-        std::process::exit(1);
-    }
+    runner::run_all(tests, Images::build);
 }

@@ -131,8 +131,9 @@ pub fn status_text(r: &Record) -> String {
     match r.status {
         Status::Created => "Created".to_string(),
         Status::Running => format!(
-            "Up {}",
-            ago(&r.started_at).unwrap_or_else(|| "for a while".into())
+            "Up {}{}",
+            ago(&r.started_at).unwrap_or_else(|| "for a while".into()),
+            crate::containers::health::status_suffix(r)
         ),
         Status::Exited => {
             let code = r

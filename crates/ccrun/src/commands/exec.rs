@@ -44,6 +44,13 @@ pub struct ExecArgs {
     /// User to run as: UID, UID:GID, NAME or NAME:GROUP
     #[arg(short, long, value_name = "USER")]
     pub user: Option<String>,
+    /// Give the command every capability ccrun holds and no seccomp filter
+    #[arg(long)]
+    pub privileged: bool,
+    /// Key sequence for detaching from the command, e.g. ctrl-p,ctrl-q (accepted; see
+    /// `run --detach-keys`)
+    #[arg(long, value_name = "KEYS")]
+    pub detach_keys: Option<String>,
     /// The container (name, id or unique id prefix)
     #[arg(value_name = "CONTAINER")]
     pub container: String,
@@ -58,6 +65,9 @@ pub struct ExecArgs {
 
 /// Runs `exec`.
 pub fn exec(global: &GlobalOpts, args: ExecArgs) -> Result<i32> {
+    if let Some(keys) = &args.detach_keys {
+        super::run_flags::check_detach_keys(keys)?;
+    }
     let interactive = args.interactive && !args.detach;
     if interactive && args.tty && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
         bail!("the input device is not a TTY; drop -t or run from a terminal");
@@ -104,12 +114,18 @@ pub fn exec(global: &GlobalOpts, args: ExecArgs) -> Result<i32> {
     }
     // The process's own capabilities follow its user, as with Docker: the container's
     // bounding set, held only by root.
-    let bounding = process
-        .capabilities()
-        .as_ref()
-        .and_then(|c| c.bounding().clone())
-        .unwrap_or_default();
-    let bounding: Vec<_> = bounding.into_iter().collect();
+    let bounding: Vec<_> = if args.privileged {
+        // Docker's exec --privileged: every capability, whatever the container has.
+        crate::security::capabilities(&[], &[], true)?
+    } else {
+        process
+            .capabilities()
+            .as_ref()
+            .and_then(|c| c.bounding().clone())
+            .unwrap_or_default()
+            .into_iter()
+            .collect()
+    };
     process.set_capabilities(Some(crate::security::capabilities_for_user(
         &bounding,
         process.user().uid(),
@@ -142,11 +158,16 @@ pub fn exec(global: &GlobalOpts, args: ExecArgs) -> Result<i32> {
     };
     // Blocked before the process exists so that no signal meant for it is lost.
     let forwarder = Forwarder::block()?;
-    let mut started = container.exec(ExecOptions {
+    let options = ExecOptions {
         process,
         stdio,
         preserve_fds: 0,
-    })?;
+    };
+    let mut started = if args.privileged {
+        container.exec_unconfined(options)?
+    } else {
+        container.exec(options)?
+    };
     drop(devnull);
     if args.detach {
         return Ok(0);
@@ -159,6 +180,7 @@ pub fn exec(global: &GlobalOpts, args: ExecArgs) -> Result<i32> {
             err,
             started.pid,
             &mut OutputSink::stdio_only(),
+            true,
         )?;
         return Ok(status.code());
     }

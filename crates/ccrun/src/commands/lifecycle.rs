@@ -63,6 +63,10 @@ pub struct KillArgs {
 /// Flags of `wait`.
 #[derive(Debug, clap::Args)]
 pub struct WaitArgs {
+    /// Wait for this condition (podman's): stopped (default), exited, running,
+    /// healthy or unhealthy; other than stopped/exited, -1 is printed
+    #[arg(long, value_enum, default_value = "stopped", value_name = "CONDITION")]
+    pub condition: crate::containers::health::Condition,
     /// Containers (name, id or unique id prefix)
     #[arg(required = true, value_name = "CONTAINER")]
     pub containers: Vec<String>,
@@ -219,6 +223,9 @@ pub fn restart(global: &GlobalOpts, args: StopArgs) -> Result<i32> {
 pub fn wait(global: &GlobalOpts, args: WaitArgs) -> Result<i32> {
     let store = ContainerStore::open(&global.store_root())?;
     each(&store, "wait for", &args.containers, |record| {
+        if !args.condition.is_exit() {
+            return crate::commands::health::wait_for(&store, record, args.condition);
+        }
         if let Some(done) = store.wait_settled(&record.id, None)? {
             println!("{}", done.exit_code.unwrap_or(-1));
         } else {

@@ -139,6 +139,9 @@ impl Printer {
 pub fn logs(global: &GlobalOpts, args: LogsArgs) -> Result<i32> {
     let store = ContainerStore::open(&global.store_root())?;
     let record = store.find(&args.container)?;
+    if record.options.log_driver == crate::containers::options::LogDriver::None {
+        bail!("configured logging driver does not support reading (container {} uses --log-driver none)", record.name);
+    }
     let path = store.dir_of(&record.id).join(LOG_FILE);
     let tail = match args.tail.as_str() {
         "all" | "-1" => None,

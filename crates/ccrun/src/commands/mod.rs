@@ -2,6 +2,7 @@
 
 pub mod container;
 pub mod exec;
+pub mod health;
 pub mod image;
 pub mod inspect;
 pub mod lifecycle;
@@ -9,6 +10,8 @@ pub mod logs;
 pub mod network;
 pub mod prune;
 pub mod run;
+pub mod run_flags;
+pub mod sharing;
 pub mod system;
 pub mod top;
 pub mod volume;
@@ -52,6 +55,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Port(args) => network::port(&cli.global, args),
         Command::Exec(args) => exec::exec(&cli.global, *args),
         Command::ContainerCleanup(args) => lifecycle::cleanup(&cli.global, args),
+        Command::HealthcheckRun(args) => health::run(&cli.global, args),
         Command::Image(cmd) => image::run(&cli.global, cmd),
         Command::Ps(args) => container::ps(&cli.global, args),
         Command::Rm(args) => container::rm(&cli.global, args),

@@ -1,10 +1,13 @@
-//! `ccrun network …` (create, ls, inspect, rm, prune) and `ccrun port`.
+//! `ccrun network …` (create, ls, inspect, rm, prune, connect, disconnect) and
+//! `ccrun port`.
 
 use std::io::Write;
+use std::os::fd::AsFd;
 
 use anyhow::{bail, Context, Result};
 
 use crate::cli::GlobalOpts;
+use crate::containers::options::ConnectedNetwork;
 use crate::containers::record::NetworkChoice;
 use crate::containers::{ContainerStore, Record};
 use crate::format::{string_row, Listing};
@@ -40,6 +43,41 @@ pub enum NetworkCommand {
         #[arg(short, long)]
         force: bool,
     },
+    /// Connect a container to a network (a running one gets an interface at once)
+    Connect(ConnectArgs),
+    /// Disconnect a container from a network it was connected to
+    Disconnect(DisconnectArgs),
+}
+
+/// Flags of `network connect`.
+#[derive(Debug, clap::Args)]
+pub struct ConnectArgs {
+    /// The container's IPv4 address on the network
+    #[arg(long, value_name = "IP")]
+    pub ip: Option<std::net::Ipv4Addr>,
+    /// Another name peers on the network find the container by (repeatable)
+    #[arg(long, value_name = "ALIAS")]
+    pub alias: Vec<String>,
+    /// The network (name or id)
+    #[arg(value_name = "NETWORK")]
+    pub network: String,
+    /// The container (name, id or unique id prefix)
+    #[arg(value_name = "CONTAINER")]
+    pub container: String,
+}
+
+/// Flags of `network disconnect`.
+#[derive(Debug, clap::Args)]
+pub struct DisconnectArgs {
+    /// Accepted for Docker's command line (disconnecting never needs forcing here)
+    #[arg(short, long)]
+    pub force: bool,
+    /// The network (name or id)
+    #[arg(value_name = "NETWORK")]
+    pub network: String,
+    /// The container (name, id or unique id prefix)
+    #[arg(value_name = "CONTAINER")]
+    pub container: String,
 }
 
 /// Flags of `network create`.
@@ -124,7 +162,10 @@ pub fn run(global: &GlobalOpts, cmd: NetworkCommand) -> Result<i32> {
             let mut missing = Vec::new();
             for name in &names {
                 match networks.find(name) {
-                    Ok(net) => found.push(inspect_json(&net, &users(&containers, &net)?)),
+                    Ok(net) => {
+                        let held = crate::networks::allocations(&networks, &net)?;
+                        found.push(inspect_json(&net, &users(&containers, &net)?, &held));
+                    }
                     Err(_) => missing.push(format!("Error: No such network: {name}")),
                 }
             }
@@ -137,6 +178,8 @@ pub fn run(global: &GlobalOpts, cmd: NetworkCommand) -> Result<i32> {
                 Ok(())
             })?;
         }
+        NetworkCommand::Connect(args) => connect(&networks, &containers, &args)?,
+        NetworkCommand::Disconnect(args) => disconnect(&networks, &containers, &args)?,
         NetworkCommand::Prune { force } => {
             if !force
                 && !crate::commands::prune::confirm(
@@ -164,15 +207,128 @@ pub fn run(global: &GlobalOpts, cmd: NetworkCommand) -> Result<i32> {
     Ok(0)
 }
 
-/// Containers configured to use `net`, in any state.
+/// Containers configured to use `net` (created on it or connected to it), in any state.
 fn users(containers: &ContainerStore, net: &NetworkRecord) -> Result<Vec<Record>> {
     Ok(containers
         .list()?
         .into_iter()
-        .filter(
-            |r| matches!(&r.network, NetworkChoice::Bridge { network, .. } if *network == net.name),
-        )
+        .filter(|r| {
+            matches!(&r.network, NetworkChoice::Bridge { network, .. } if *network == net.name)
+                || r.options.networks.iter().any(|n| n.network == net.name)
+        })
         .collect())
+}
+
+/// Runs `network connect`: records the network with the container, and attaches a
+/// running container at once (an interface `ethN` of its own, no default route, no
+/// published ports), updating the hosts files of the network's members.
+fn connect(networks: &NetworkStore, containers: &ContainerStore, args: &ConnectArgs) -> Result<()> {
+    let net = networks.find(&args.network)?;
+    let record = containers.find(&args.container)?;
+    let NetworkChoice::Bridge { network, .. } = &record.network else {
+        bail!(
+            "container {} does not have a network namespace on a bridge network of its own \
+             (--network host, none or container:…): it cannot be connected to {}",
+            record.name,
+            net.name
+        );
+    };
+    if *network == net.name
+        || record
+            .options
+            .networks
+            .iter()
+            .any(|n| n.network == net.name)
+    {
+        bail!(
+            "container {} is already connected to network {}",
+            record.name,
+            net.name
+        );
+    }
+    crate::networks::check_aliases(&args.alias)?;
+    if !args.alias.is_empty() && !net.resolves_names() {
+        bail!("--alias needs a user-defined network, not {}", net.name);
+    }
+    crate::networks::check_ip(&net, args.ip)?;
+    let taken: Vec<&str> = record
+        .options
+        .networks
+        .iter()
+        .map(|n| n.ifname.as_str())
+        .collect();
+    let ifname = (1..)
+        .map(|n| format!("eth{n}"))
+        .find(|name| !taken.contains(&name.as_str()))
+        .context("no free interface name")?;
+    let extra = ConnectedNetwork {
+        network: net.name.clone(),
+        ip: args.ip,
+        aliases: args.alias.clone(),
+        ifname,
+    };
+    let running = record.status == crate::containers::Status::Running;
+    if running {
+        let netns = ccrun_net::netns::of_pid(record.pid)
+            .context("opening the container's network namespace")?;
+        crate::networks::connect_secondary(networks, containers, &record, netns.as_fd(), &extra)?;
+    }
+    let updated = containers.update(&record.id, |r| r.options.networks.push(extra.clone()))?;
+    let Some(updated) = updated else {
+        if running {
+            let _ =
+                crate::networks::disconnect_secondary(networks, containers, &record, &extra, true);
+        }
+        bail!("container {} was removed meanwhile", record.name);
+    };
+    if running {
+        if net.resolves_names() {
+            crate::networks::sync_members(networks, containers, &net)?;
+        }
+        crate::networks::write_hosts(networks, containers, &updated)?;
+    }
+    Ok(())
+}
+
+/// Runs `network disconnect`: the container leaves a network it was connected to (a
+/// running one loses its interface there at once).
+fn disconnect(
+    networks: &NetworkStore,
+    containers: &ContainerStore,
+    args: &DisconnectArgs,
+) -> Result<()> {
+    let net = networks.find(&args.network)?;
+    let record = containers.find(&args.container)?;
+    if matches!(&record.network, NetworkChoice::Bridge { network, .. } if *network == net.name) {
+        bail!(
+            "container {} was created on network {}: ccrun disconnects only networks added \
+             with network connect",
+            record.name,
+            net.name
+        );
+    }
+    let Some(extra) = record
+        .options
+        .networks
+        .iter()
+        .find(|n| n.network == net.name)
+    else {
+        bail!(
+            "container {} is not connected to network {}",
+            record.name,
+            net.name
+        );
+    };
+    let updated = containers.update(&record.id, |r| {
+        r.options.networks.retain(|n| n.network != net.name);
+    })?;
+    if record.status == crate::containers::Status::Running {
+        crate::networks::disconnect_secondary(networks, containers, &record, extra, false)?;
+        if let Some(updated) = updated {
+            crate::networks::write_hosts(networks, containers, &updated)?;
+        }
+    }
+    Ok(())
 }
 
 fn remove(networks: &NetworkStore, containers: &ContainerStore, net: &NetworkRecord) -> Result<()> {
@@ -259,18 +415,35 @@ fn list(networks: &NetworkStore, args: &LsArgs) -> Result<()> {
 }
 
 /// Docker's `network inspect` shape.
-fn inspect_json(net: &NetworkRecord, users: &[Record]) -> serde_json::Value {
+fn inspect_json(
+    net: &NetworkRecord,
+    users: &[Record],
+    held: &[(std::net::Ipv4Addr, String)],
+) -> serde_json::Value {
     let containers: serde_json::Map<String, serde_json::Value> = users
         .iter()
         .filter_map(|r| {
-            let a = r.attachment.as_ref()?;
+            let (ip, endpoint) = match &r.attachment {
+                Some(a) if a.network == net.name => (a.ip, a.host_veth.clone()),
+                // Connected later: its address is in the network's allocations.
+                _ => (
+                    held.iter().find(|(_, id)| *id == r.id)?.0,
+                    ccrun_net::secondary_veth_name(&r.id, &net.name),
+                ),
+            };
+            let mac = r
+                .options
+                .mac_address
+                .clone()
+                .filter(|_| r.attachment.as_ref().is_some_and(|a| a.network == net.name))
+                .unwrap_or_else(|| mac_text(ccrun_net::container_mac(ip)));
             Some((
                 r.id.clone(),
                 serde_json::json!({
                     "Name": r.name,
-                    "IPv4Address": format!("{}/{}", a.ip, a.prefix_len),
-                    "MacAddress": mac_text(ccrun_net::container_mac(a.ip)),
-                    "EndpointID": a.host_veth,
+                    "IPv4Address": format!("{}/{}", ip, net.subnet.prefix_len()),
+                    "MacAddress": mac,
+                    "EndpointID": endpoint,
                 }),
             ))
         })

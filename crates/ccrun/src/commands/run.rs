@@ -12,6 +12,7 @@ use ccrun_image::Store;
 use oci_spec::runtime::{Mount, MountBuilder, Spec};
 
 use crate::cli::GlobalOpts;
+use crate::containers::health::HealthConfig;
 use crate::containers::record::{HostFlags, NetworkChoice, RestartPolicy};
 use crate::containers::store::new_container_id;
 use crate::containers::{cleanup, launch, monitor, ContainerStore, Record, RootfsSource, Status};
@@ -22,6 +23,8 @@ use crate::security::{Flags as SecurityFlags, Security};
 use crate::spec_builder::{self, Limits, NetworkMode, RunSpec, UsernsMode};
 use crate::volumes::{self, IdShift, MountRequest};
 use crate::{units, user};
+
+use super::{run_flags, sharing};
 
 /// `--userns` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -77,7 +80,8 @@ pub struct RunArgs {
     /// Seconds between the stop signal and SIGKILL on stop [default: 10]
     #[arg(long, value_name = "SECONDS", allow_negative_numbers = true, value_parser = crate::cli::seconds)]
     pub stop_timeout: Option<u32>,
-    /// Log option: max-size=SIZE rotates the log file at SIZE [default: 10m]
+    /// Log option: max-size=SIZE rotates the log file at SIZE [default: 10m];
+    /// max-file=N keeps N files [default: 2]
     #[arg(long, value_name = "OPT=VALUE")]
     pub log_opt: Vec<String>,
     /// Pull the image: missing, always or never
@@ -213,6 +217,8 @@ pub struct RunArgs {
     /// Size of /dev/shm, e.g. 64m [default: 64m]
     #[arg(long, value_name = "BYTES")]
     pub shm_size: Option<String>,
+    #[command(flatten)]
+    pub more: super::run_flags::MoreRunArgs,
     /// The image, then the command and its arguments (only the command with --rootfs)
     #[arg(trailing_var_arg = true, value_name = "IMAGE [COMMAND] [ARG...]")]
     pub command: Vec<String>,
@@ -246,6 +252,7 @@ fn limits(args: &RunArgs) -> Result<Limits> {
         cpuset_cpus: args.cpuset_cpus.clone(),
         cpuset_mems: args.cpuset_mems.clone(),
         pids: args.pids_limit,
+        ..Limits::default()
     })
 }
 
@@ -257,6 +264,8 @@ struct Source {
     image_id: Option<String>,
     rootfs: RootfsSource,
     defaults: ImageDefaults,
+    /// The image's `HEALTHCHECK`.
+    healthcheck: Option<HealthConfig>,
     /// The trailing arguments after the image (all of them with `--rootfs`).
     args: Vec<String>,
 }
@@ -274,7 +283,9 @@ pub fn create(global: &GlobalOpts, args: RunArgs) -> Result<i32> {
 fn run_or_create(global: &GlobalOpts, args: RunArgs, create_only: bool) -> Result<i32> {
     // Validate everything that needs no side effects first.
     validate(&args)?;
-    let limits = limits(&args)?;
+    let mut limits = limits(&args)?;
+    args.more.add_limits(&mut limits)?;
+    let mut parsed = args.more.parse(&args.log_opt, args.detach)?;
     let labels: Vec<_> = super::parse_labels(&args.label)?;
     let restart_policy = parse_restart(&args.restart)?;
     if args.rm && restart_policy != RestartPolicy::No {
@@ -296,18 +307,62 @@ fn run_or_create(global: &GlobalOpts, args: RunArgs, create_only: bool) -> Resul
     for m in &args.mount {
         mount_requests.push(volumes::spec::parse_mount_flag(m)?);
     }
+    let volumes_from = parsed.volumes_from.clone();
     // A private user namespace cannot hold host privileges: --privileged implies the
-    // host's (Docker refuses --privileged with user namespace remapping too).
+    // host's (Docker refuses --privileged with user namespace remapping too), and so do
+    // the host's PID and IPC namespaces, whose /proc and mqueue it could not mount.
+    let host_namespace = [
+        ("--pid", &parsed.options.pid_mode),
+        ("--ipc", &parsed.options.ipc_mode),
+    ]
+    .into_iter()
+    .find(|(_, mode)| mode.as_str() == "host")
+    .map(|(flag, _)| flag);
     let chosen_userns = args
         .userns
         .or_else(|| (crate::config::userns() == Some("host")).then_some(UsernsArg::Host));
-    let userns = match (chosen_userns, args.privileged) {
-        (Some(UsernsArg::Private), true) => {
+    let userns = match (chosen_userns, args.privileged, host_namespace) {
+        (Some(UsernsArg::Private), true, _) => {
             bail!("conflicting options: --privileged needs --userns host")
         }
-        (Some(UsernsArg::Host), _) | (None, true) => UsernsMode::Host,
-        (Some(UsernsArg::Private), false) | (None, false) => spec_builder::private_userns(),
+        (Some(UsernsArg::Private), false, Some(flag)) => {
+            bail!("conflicting options: {flag} host needs --userns host")
+        }
+        (Some(UsernsArg::Host), _, _) | (None, true, _) | (None, false, Some(_)) => {
+            UsernsMode::Host
+        }
+        (Some(UsernsArg::Private), false, None) | (None, false, None) => {
+            spec_builder::private_userns()
+        }
     };
+    if args.hostname.is_some() && !parsed.options.uts_mode.is_empty() {
+        bail!(
+            "conflicting options: --hostname and --uts {}",
+            parsed.options.uts_mode
+        );
+    }
+    if args.more.domainname.is_some() && !parsed.options.uts_mode.is_empty() {
+        bail!(
+            "conflicting options: --domainname and --uts {}",
+            parsed.options.uts_mode
+        );
+    }
+    if parsed.options.mac_address.is_some()
+        && (args.network == "host"
+            || args.network == "none"
+            || args.network.starts_with("container:"))
+    {
+        bail!(
+            "conflicting options: --mac-address and --network {}",
+            args.network
+        );
+    }
+    let cidfile = args
+        .more
+        .cidfile
+        .as_deref()
+        .map(run_flags::CidFile::claim)
+        .transpose()?;
     let security = Security::from_flags(&SecurityFlags {
         privileged: args.privileged,
         cap_add: &args.cap_add,
@@ -342,13 +397,35 @@ fn run_or_create(global: &GlobalOpts, args: RunArgs, create_only: bool) -> Resul
     let root = global.store_root();
     // First, so that a new storage root gets its searchable modes (see ContainerStore::open).
     let containers = ContainerStore::open(&root)?;
-    let source = resolve_source(global, &root, &args)?;
+    let mut source = resolve_source(global, &root, &args)?;
+    parsed.options.healthcheck =
+        HealthConfig::merge(parsed.health.take(), source.healthcheck.take())
+            .filter(HealthConfig::enabled);
+    for port in &parsed.exposed {
+        if !source.defaults.exposed_ports.contains(port) {
+            source.defaults.exposed_ports.push(port.clone());
+        }
+    }
+    let shared = sharing::resolve(&containers, &mut parsed.options, &userns)?;
+    let mut extra_hosts = extra_hosts;
+    extra_hosts.extend(sharing::link_hosts(&containers, &parsed.links)?);
+    parsed.options.links = parsed
+        .links
+        .iter()
+        .map(|(name, alias)| format!("{name}:{alias}"))
+        .collect();
+    parsed.options.dns = args.dns.iter().map(|a| a.to_string()).collect();
     let argv = image_config::command(args.entrypoint.as_deref(), &source.args, &source.defaults)?;
     let network = network_choice(&root, &args, published, &source.defaults.exposed_ports)?;
     let tmpfs_destinations: Vec<String> = tmpfs
         .iter()
         .map(|m| m.destination().display().to_string())
         .collect();
+    mount_requests.extend(sharing::volumes_from(
+        &containers,
+        &volumes_from,
+        &mount_requests,
+    )?);
     let planned = volumes::plan(
         mount_requests,
         &source.defaults.volumes,
@@ -380,6 +457,7 @@ fn run_or_create(global: &GlobalOpts, args: RunArgs, create_only: bool) -> Resul
             .labels
             .clone()
             .into_iter()
+            .chain(parsed.file_labels.clone())
             .chain(labels)
             .collect(),
         exposed_ports: source.defaults.exposed_ports.clone(),
@@ -395,10 +473,12 @@ fn run_or_create(global: &GlobalOpts, args: RunArgs, create_only: bool) -> Resul
         monitor_start_time: 0,
         error: None,
         log_max_size,
-        hostname: args
-            .hostname
-            .clone()
-            .unwrap_or_else(|| id[..12].to_string()),
+        hostname: match (&args.hostname, parsed.options.uts_mode.as_str()) {
+            (Some(h), _) => h.clone(),
+            (None, "") => id[..12].to_string(),
+            // The UTS namespace's own name, shown in /etc/hostname as Docker does.
+            (None, _) => shared.hostname.clone(),
+        },
         network,
         attachment: None,
         extra_hosts,
@@ -411,8 +491,16 @@ fn run_or_create(global: &GlobalOpts, args: RunArgs, create_only: bool) -> Resul
             .collect(),
         entrypoint: image_config::entrypoint(args.entrypoint.as_deref(), &source.defaults)?,
         host_flags: host_flags(&args),
+        options: parsed.options,
+        health: None,
     };
     let dir = containers.create(&mut record, args.name.as_deref())?;
+    if let Some(cidfile) = &cidfile {
+        if let Err(e) = cidfile.write(&id) {
+            let _ = cleanup::discard(&containers, &record);
+            return Err(e);
+        }
+    }
     let job = Job {
         args: &args,
         containers: &containers,
@@ -422,6 +510,7 @@ fn run_or_create(global: &GlobalOpts, args: RunArgs, create_only: bool) -> Resul
         userns,
         limits,
         security,
+        shared,
         tmpfs,
         planned,
         env: image_config::merge_env(&source.defaults.env, &flag_env),
@@ -442,6 +531,9 @@ fn run_or_create(global: &GlobalOpts, args: RunArgs, create_only: bool) -> Resul
         Err(e) if create_only => {
             // `create` leaves nothing behind when it fails.
             let _ = cleanup::discard(&containers, &record);
+            if let Some(cidfile) = &cidfile {
+                cidfile.remove();
+            }
             return Err(e);
         }
         Err(e) => {
@@ -541,15 +633,7 @@ fn network_choice(
             if !net.resolves_names() {
                 no_aliases(&net.name)?;
             }
-            if let Some(ip) = args.ip {
-                if !net.subnet.is_host(ip) || ip == net.gateway {
-                    bail!(
-                        "--ip {ip} is not a free host address of {} ({})",
-                        net.name,
-                        net.subnet
-                    );
-                }
-            }
+            crate::networks::check_ip(&net, args.ip)?;
             bridge(net.name)
         }
     };
@@ -636,16 +720,14 @@ fn parse_restart(value: &str) -> Result<RestartPolicy> {
 fn parse_log_opts(opts: &[String]) -> Result<u64> {
     let mut max_size =
         crate::config::log_size_max().unwrap_or(crate::containers::record::DEFAULT_LOG_MAX_SIZE);
+    // The other options are checked with the log driver (see run_flags).
     for opt in opts {
-        match opt.split_once('=') {
-            Some(("max-size", v)) => {
-                let bytes = units::parse_bytes(v)?;
-                if bytes < 4096 {
-                    bail!("invalid --log-opt {opt:?}: max-size must be at least 4k");
-                }
-                max_size = bytes as u64;
+        if let Some(("max-size", v)) = opt.split_once('=') {
+            let bytes = units::parse_bytes(v)?;
+            if bytes < 4096 {
+                bail!("invalid --log-opt {opt:?}: max-size must be at least 4k");
             }
-            _ => bail!("unknown --log-opt {opt:?}: ccrun supports max-size=SIZE"),
+            max_size = bytes as u64;
         }
     }
     Ok(max_size)
@@ -662,6 +744,8 @@ struct Job<'a> {
     userns: UsernsMode,
     limits: Limits,
     security: Security,
+    /// Namespaces shared with the host or other containers.
+    shared: sharing::Shared,
     tmpfs: Vec<Mount>,
     /// `-v`, `--mount` and the image's `Volumes`, checked and named.
     planned: Vec<MountRequest>,
@@ -676,7 +760,13 @@ impl Job<'_> {
     fn prepare(&self) -> Result<Spec> {
         let root_owner = self.userns.root_owner();
         let rootfs = self.mount_rootfs(root_owner)?;
-        let identity = user::resolve(&self.user, &rootfs)?;
+        let mut identity = user::resolve(&self.user, &rootfs)?;
+        for group in &self.record.options.group_add {
+            let gid = user::resolve_group(group, &rootfs)?;
+            if !identity.additional_gids.contains(&gid) {
+                identity.additional_gids.push(gid);
+            }
+        }
         let hostname = self.record.hostname.clone();
         let network = match &self.record.network {
             NetworkChoice::Host => NetworkMode::Host,
@@ -699,6 +789,8 @@ impl Job<'_> {
                 host_network: network == NetworkMode::Host,
                 hosts,
                 dns: self.args.dns.iter().map(|a| a.to_string()).collect(),
+                dns_search: self.record.options.dns_search.clone(),
+                dns_options: self.record.options.dns_options.clone(),
                 owner: root_owner,
             },
         )?;
@@ -707,6 +799,7 @@ impl Job<'_> {
             crate::networks::share_etc_files(&mut mounts, &self.containers.dir_of(id));
         }
         mounts.extend(self.tmpfs.iter().cloned());
+        mounts.extend(self.shared.shm_mount()?);
         mounts.extend(self.attach_volumes(&rootfs, &identity)?);
         // Parents before children, as Docker orders them: `-v x:/etc` goes under the
         // /etc files, not over them.
@@ -716,7 +809,6 @@ impl Job<'_> {
             env.push("TERM=xterm".to_string());
         }
         let spec = spec_builder::build(&RunSpec {
-            id: self.record.id.clone(),
             rootfs: rootfs.clone(),
             readonly: self.args.read_only,
             args: self.argv.clone(),
@@ -731,6 +823,10 @@ impl Job<'_> {
             terminal: self.args.tty,
             idmap_rootfs: matches!(self.record.rootfs, RootfsSource::Dir(_)),
             security: self.security.clone(),
+            namespaces: self.shared.namespaces.clone(),
+            domainname: self.record.options.domainname.clone(),
+            annotations: self.record.options.annotations.clone(),
+            cgroup_path: self.record.options.cgroup_path(&self.record.id),
         })?;
         launch::save_config(self.dir, &spec)?;
         Ok(spec)
@@ -813,6 +909,7 @@ fn resolve_source(global: &GlobalOpts, root: &Path, args: &RunArgs) -> Result<So
             image_id: None,
             rootfs: RootfsSource::Dir(dir),
             defaults: ImageDefaults::default(),
+            healthcheck: None,
             args: args.command.clone(),
         });
     }
@@ -832,17 +929,22 @@ fn resolve_source(global: &GlobalOpts, root: &Path, args: &RunArgs) -> Result<So
             bail!("image {name} not found in the store and --pull=never; pull it first with ccrun pull {name}")
         }
         None => {
-            if args.pull == PullPolicy::Missing {
+            if args.pull == PullPolicy::Missing && !args.more.quiet {
                 eprintln!("Unable to find image '{name}' locally");
             }
-            pull_in_child(global, name, args.platform.as_deref())?;
+            pull_in_child(global, name, args.platform.as_deref(), args.more.quiet)?;
             crate::config::find_image(name, |n| store.resolve(n))?
                 .with_context(|| format!("image {name} is missing after pulling it"))?
         }
     };
+    let healthcheck = match store.read_blob(&image.record.id)? {
+        Some(blob) => HealthConfig::from_image_config(&blob)?,
+        None => None,
+    };
     Ok(Source {
         shown: name.clone(),
         image_id: Some(image.record.id.to_string()),
+        healthcheck,
         rootfs: RootfsSource::Image {
             layers: image.layer_dirs.clone(),
         },
@@ -864,20 +966,31 @@ fn platform_fits(stored: &str, wanted: Option<&str>) -> bool {
 /// Pulls through `ccrun pull` in a child process: pulling uses threads, and the
 /// container must be created from a single-threaded process. Progress goes to stderr
 /// so that stdout carries only the container's output, as with `docker run`.
-fn pull_in_child(global: &GlobalOpts, name: &str, platform: Option<&str>) -> Result<()> {
+fn pull_in_child(
+    global: &GlobalOpts,
+    name: &str,
+    platform: Option<&str>,
+    quiet: bool,
+) -> Result<()> {
     let mut cmd = std::process::Command::new("/proc/self/exe");
     cmd.arg("--root").arg(global.store_root());
     cmd.arg("--log-level").arg(&global.log_level);
     cmd.arg("pull");
+    if quiet {
+        // `pull -q` prints the image name on stdout, which goes to our stderr.
+        cmd.arg("-q").stdout(std::process::Stdio::null());
+    }
     if let Some(p) = platform {
         cmd.arg("--platform").arg(p);
     }
     cmd.arg("--").arg(name);
-    let stderr = std::io::stderr()
-        .as_fd()
-        .try_clone_to_owned()
-        .context("dup stderr")?;
-    cmd.stdout(stderr);
+    if !quiet {
+        let stderr = std::io::stderr()
+            .as_fd()
+            .try_clone_to_owned()
+            .context("dup stderr")?;
+        cmd.stdout(stderr);
+    }
     let status = cmd.status().context("starting ccrun pull")?;
     if !status.success() {
         bail!("pulling {name} failed");

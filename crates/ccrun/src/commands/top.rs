@@ -50,14 +50,15 @@ pub fn top(global: &GlobalOpts, args: TopArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// Pids in the container's cgroup (`/ccrun/<id>` unless its runtime state says otherwise).
+/// Pids in the container's cgroup (`/ccrun/<id>`, or under its `--cgroup-parent`,
+/// unless its runtime state says otherwise).
 fn container_pids(state_root: &Path, record: &Record) -> Result<Vec<i32>> {
     let cgroup = match ccrun_runtime::Container::load(state_root, &record.id) {
         Ok(container) => container.cgroup()?,
         Err(e) => {
             tracing::debug!("no runtime state for {}: {e}", record.short_id());
             let layout = ccrun_cgroups::Layout::detect().context("finding the cgroup mounts")?;
-            ccrun_cgroups::Cgroup::open(&layout, &ccrun_runtime::default_cgroup_path(&record.id))?
+            ccrun_cgroups::Cgroup::open(&layout, &record.options.cgroup_path(&record.id))?
         }
     };
     let pids = cgroup

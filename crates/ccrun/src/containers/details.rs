@@ -103,6 +103,9 @@ pub struct State {
     pub started_at: String,
     /// When its process last ended.
     pub finished_at: String,
+    /// Healthcheck status, streak and last results (containers with a healthcheck).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<super::health::HealthState>,
 }
 
 /// Published ports in Docker's shape: `"80/tcp": [{"HostIp": …, "HostPort": …}]`.
@@ -384,6 +387,9 @@ pub struct Config {
     /// `--stop-timeout` in seconds, when given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_timeout: Option<u32>,
+    /// The healthcheck in force (image `HEALTHCHECK` and `--health-*`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<super::health::HealthConfig>,
 }
 
 impl ContainerDetails {
@@ -481,6 +487,7 @@ impl ContainerDetails {
                 labels: record.labels.clone(),
                 stop_signal: record.stop_signal.clone(),
                 stop_timeout: record.stop_timeout,
+                healthcheck: record.options.healthcheck.clone(),
             },
             network_settings: network_settings(record),
         })
@@ -527,6 +534,18 @@ fn state(record: &Record) -> State {
             (Some(t), true) => t.clone(),
             _ => ZERO_TIME.to_string(),
         },
+        health: health(record),
+    }
+}
+
+/// `State.Health`: the record's, or `starting` for a running container whose first
+/// check has not been recorded yet.
+fn health(record: &Record) -> Option<super::health::HealthState> {
+    record.options.healthcheck.as_ref()?;
+    match (&record.health, record.status) {
+        (Some(h), _) => Some(h.clone()),
+        (None, Status::Running) => Some(super::health::HealthState::starting()),
+        (None, _) => None,
     }
 }
 
@@ -622,6 +641,7 @@ fn host_config(record: &Record, spec: Option<&Spec>) -> HostConfig {
         .collect();
     let mut log_options = BTreeMap::new();
     log_options.insert("max-size".to_string(), record.log_max_size.to_string());
+    log_options.extend(record.options.log_opts.clone());
     let flags = &record.host_flags;
     let non_empty = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
     let process = spec.and_then(|s| s.process().as_ref());
@@ -643,7 +663,7 @@ fn host_config(record: &Record, spec: Option<&Spec>) -> HostConfig {
         binds: (!record.binds.is_empty()).then(|| record.binds.clone()),
         container_id_file: String::new(),
         log_config: LogConfig {
-            kind: "k8s-file".to_string(),
+            kind: record.options.log_driver.as_str().to_string(),
             config: log_options,
         },
         network_mode: match &record.network {

@@ -32,12 +32,6 @@ pub struct Resolved {
     pub networks: Vec<String>,
 }
 
-/// The container's health for `health=`. Containers have no healthcheck yet, so
-/// every one is `none`; the healthcheck work reports its state here.
-fn health_status(_r: &Record) -> &'static str {
-    "none"
-}
-
 /// Statuses Docker accepts in `status=` (ccrun never reports the last three).
 const STATUSES: &[&str] = &[
     "created",
@@ -74,6 +68,10 @@ impl Filters {
                 "status" if !STATUSES.contains(&value) => bail!(
                     "invalid filter 'status={value}': status is one of {}",
                     STATUSES.join(", ")
+                ),
+                "health" if !super::health::FILTER_VALUES.contains(&value) => bail!(
+                    "invalid filter 'health={value}': health is one of {}",
+                    super::health::FILTER_VALUES.join(", ")
                 ),
                 "exited" if value.parse::<i32>().is_err() => {
                     bail!("invalid filter 'exited={value}': an exit code must be an integer")
@@ -158,7 +156,7 @@ fn matches_one(key: &str, index: usize, value: &str, r: &Record, resolved: &Reso
             .since
             .as_deref()
             .is_some_and(|t| r.created.as_str() > t),
-        "health" => health_status(r) == value,
+        "health" => super::health::filter_matches(r, value),
         _ => false,
     }
 }
@@ -326,6 +324,8 @@ mod tests {
             binds: vec![],
             entrypoint: vec![],
             host_flags: Default::default(),
+            options: Default::default(),
+            health: None,
         }
     }
 

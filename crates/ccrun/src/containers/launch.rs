@@ -118,10 +118,11 @@ pub fn foreground(
     interactive: bool,
 ) -> Result<Exit> {
     crate::networks::refresh_shared_netns(store, record, &mut spec)?;
+    crate::commands::sharing::refresh(store, record, &mut spec)?;
     let id = &record.id;
     let tty = spec.process().as_ref().and_then(|p| p.terminal()) == Some(true);
     let devnull = std::fs::File::open("/dev/null").context("opening /dev/null")?;
-    let mut sink = OutputSink::open(&store.dir_of(id).join(LOG_FILE), record.log_max_size);
+    let mut sink = OutputSink::for_record(&store.dir_of(id).join(LOG_FILE), record);
     // With -t the runtime gives the container a terminal of its own devpts; else its
     // output comes through pipes into ccrun's stdio and the log.
     let pipes = if tty {
@@ -131,6 +132,9 @@ pub fn foreground(
         let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
         Some(([out_r, err_r], [out_w, err_w]))
     };
+    // `-a` without STDIN leaves the container's stdin closed even with -i.
+    let interactive = interactive
+        && (record.options.attach.is_empty() || record.options.attach.iter().any(|s| s == "stdin"));
     let stdin = if interactive { 0 } else { devnull.as_raw_fd() };
     let stdio = pipes
         .as_ref()
@@ -165,6 +169,9 @@ pub fn foreground(
         std::process::id() as i32,
         attachment,
     );
+    // Checks run from a child of ours while the container lives (see commands::health).
+    let _health = crate::commands::health::ForegroundChecks::start(global, record);
+    let proxy = !record.options.no_sig_proxy;
     let status = match (container.take_console(), readers) {
         (Some(master), _) => {
             tty::sync_window_size(master.as_fd());
@@ -183,7 +190,7 @@ pub fn foreground(
         (None, Some([out, err])) => container
             .start()
             .map_err(anyhow::Error::from)
-            .and_then(|()| relay::relay_pipes(&forwarder, out, err, pid, &mut sink)),
+            .and_then(|()| relay::relay_pipes(&forwarder, out, err, pid, &mut sink, proxy)),
         (None, None) => container
             .start()
             .and_then(|()| forwarder.forward_until_exit(pid))
@@ -223,6 +230,12 @@ pub fn mark_running(
         r.monitor_pid = monitor;
         r.monitor_start_time = monitor_start_time;
         r.attachment = attachment;
+        // Every run starts its health afresh, as in Docker.
+        r.health = r
+            .options
+            .healthcheck
+            .as_ref()
+            .map(|_| super::health::HealthState::starting());
     });
     if let Err(e) = updated {
         eprintln!("ccrun: recording the start of {}: {e:#}", record.short_id());

@@ -83,6 +83,7 @@ pub fn start_detached(
     mut spec: Spec,
 ) -> Result<()> {
     crate::networks::refresh_shared_netns(store, record, &mut spec)?;
+    crate::commands::sharing::refresh(store, record, &mut spec)?;
     let monitor = monitor_binary()?;
     let ccrun = ccrun_runtime::exeseal::original_exe().context("locating the ccrun binary")?;
     let terminal = spec.process().as_ref().and_then(|p| p.terminal()) == Some(true);
@@ -217,13 +218,16 @@ impl MonitorJob<'_> {
             self.monitor.as_os_str().to_owned(),
             "--pid".into(),
             container.pid().to_string().into(),
-            "--log".into(),
-            dir.join(LOG_FILE).into_os_string(),
-            "--log-max-size".into(),
-            self.record.log_max_size.to_string().into(),
             "--exit-file".into(),
             dir.join(EXIT_FILE).into_os_string(),
         ];
+        argv.extend(log_args(self.record, &dir.join(LOG_FILE)));
+        if let Some(check) = &self.record.options.healthcheck {
+            argv.extend(crate::commands::health::monitor_args(
+                check,
+                &ccrun_command(self.global, &self.ccrun, &["healthcheck-run", id])?,
+            ));
+        }
         let mut passed = Vec::new();
         if let Some(master) = &console {
             argv.extend(["--tty".into(), master.as_raw_fd().to_string().into()]);
@@ -239,7 +243,11 @@ impl MonitorJob<'_> {
             passed.push(w.as_raw_fd());
         }
         argv.push("--".into());
-        argv.extend(cleanup_command(self.global, &self.ccrun, id)?);
+        argv.extend(ccrun_command(
+            self.global,
+            &self.ccrun,
+            &["container-cleanup", id],
+        )?);
         for fd in passed {
             fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty())).context("passing fds to the monitor")?;
         }
@@ -260,12 +268,16 @@ impl MonitorJob<'_> {
     }
 }
 
-/// `ccrun --root R --state S container-cleanup ID`, with absolute paths (the
-/// monitor runs in `/`).
-fn cleanup_command(global: &GlobalOpts, ccrun: &Path, id: &str) -> Result<Vec<std::ffi::OsString>> {
+/// `ccrun --root R --state S ARGS…` (`container-cleanup ID`, `healthcheck-run ID`),
+/// with absolute paths (the monitor runs in `/`).
+fn ccrun_command(
+    global: &GlobalOpts,
+    ccrun: &Path,
+    args: &[&str],
+) -> Result<Vec<std::ffi::OsString>> {
     let root = std::path::absolute(global.store_root()).context("storage root")?;
     let state = std::path::absolute(global.state_root()).context("state root")?;
-    Ok(vec![
+    let mut argv = vec![
         ccrun.as_os_str().to_owned(),
         "--root".into(),
         root.into_os_string(),
@@ -273,7 +285,30 @@ fn cleanup_command(global: &GlobalOpts, ccrun: &Path, id: &str) -> Result<Vec<st
         state.into_os_string(),
         "--log-level".into(),
         OsStr::new(&global.log_level).to_owned(),
-        "container-cleanup".into(),
-        id.into(),
-    ])
+    ];
+    argv.extend(args.iter().map(std::ffi::OsString::from));
+    Ok(argv)
+}
+
+/// The monitor's log arguments for the container's log driver (`none`: the log goes
+/// to `/dev/null`, never rotated).
+fn log_args(record: &Record, log: &Path) -> Vec<std::ffi::OsString> {
+    let o = &record.options;
+    let Some(format) = o.log_driver.format() else {
+        return ["--log", "/dev/null"].map(Into::into).to_vec();
+    };
+    let format = match format {
+        ccrun_monitor::logfile::Format::Cri => "cri",
+        ccrun_monitor::logfile::Format::Json => "json",
+    };
+    vec![
+        "--log".into(),
+        log.as_os_str().to_owned(),
+        "--log-max-size".into(),
+        record.log_max_size.to_string().into(),
+        "--log-format".into(),
+        format.into(),
+        "--log-rotated".into(),
+        o.log_max_files.saturating_sub(1).to_string().into(),
+    ]
 }

@@ -164,6 +164,12 @@ pub struct Record {
     /// Flags kept only to be shown by `inspect` (see [`HostFlags`]).
     #[serde(default)]
     pub host_flags: HostFlags,
+    /// The other `run`/`create` settings (see [`super::options`]).
+    #[serde(default)]
+    pub options: super::options::RunOptions,
+    /// Healthcheck state of the current or last run (see [`super::health`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<super::health::HealthState>,
 }
 
 /// Flags as given that `inspect` shows in `HostConfig`: the spec holds their effect

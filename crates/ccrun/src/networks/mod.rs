@@ -20,6 +20,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Mount, Spec};
 
 pub use store::{NetworkRecord, NetworkStore, DEFAULT_NETWORK};
 
+use crate::containers::options::ConnectedNetwork;
 use crate::containers::record::NetworkChoice;
 use crate::containers::{ContainerStore, Record, Status};
 use crate::etc_files;
@@ -50,43 +51,164 @@ pub fn connect(
     let net = networks.find(network)?;
     let netns =
         ccrun_net::netns::of_pid(pid).context("opening the container's network namespace")?;
+    let mac = record
+        .options
+        .mac_address
+        .as_deref()
+        .map(crate::commands::run_flags::parse_mac)
+        .transpose()?;
+    let endpoint = ccrun_net::Endpoint {
+        mac,
+        ..ccrun_net::Endpoint::default()
+    };
     let attach = || {
-        ccrun_net::attach(
+        ccrun_net::attach_endpoint(
             &net.config(),
             &networks.ipam_dir(&net.name),
             netns.as_fd(),
             &record.id,
             *ip,
             ports,
+            &endpoint,
         )
     };
-    let attached = attach().or_else(|first| {
-        // Perhaps in the way: the address or ports of containers that died unobserved.
-        // They are cleared only then, to keep that work off every start.
-        let alive = |id: &str| {
-            id == record.id
-                || containers
-                    .get(id)
-                    .ok()
-                    .flatten()
-                    .is_some_and(|r| matches!(r.status, Status::Running | Status::Created))
-        };
-        match ccrun_net::remove_stale(&net.config(), &networks.ipam_dir(&net.name), alive) {
-            Ok(removed) if !removed.is_empty() => attach(),
-            _ => Err(first),
+    let attachment = attach_reclaiming(&networks, containers, record, &net, attach)?;
+    let mut done = vec![(net.clone(), ccrun_net::Endpoint::default())];
+    let mut connected = Ok(());
+    for extra in &record.options.networks {
+        match connect_secondary(&networks, containers, record, netns.as_fd(), extra) {
+            Ok(done_one) => done.push(done_one),
+            Err(e) => {
+                connected = Err(e);
+                break;
+            }
         }
+    }
+    let hosts_written = connected.and_then(|()| {
+        for (n, _) in &done {
+            if n.resolves_names() {
+                sync_members(&networks, containers, n)?;
+            }
+        }
+        write_hosts(&networks, containers, record)
     });
-    let attachment = attached.with_context(|| format!("attaching to network {}", net.name))?;
-    let hosts_written = if net.resolves_names() {
-        sync_hosts(&networks, containers, &net)
-    } else {
-        write_hosts(containers, record, attachment.ip, &[], false)
-    };
     if let Err(e) = hosts_written {
-        let _ = ccrun_net::detach(&net.config(), &networks.ipam_dir(&net.name), &record.id);
+        for (n, endpoint) in done {
+            let _ = ccrun_net::detach_endpoint(
+                &n.config(),
+                &networks.ipam_dir(&n.name),
+                &record.id,
+                &endpoint,
+                false,
+            );
+        }
         return Err(e);
     }
     Ok(Some(attachment))
+}
+
+/// Runs `attach` of `record` to `net`; if it fails, clears what containers that died
+/// unobserved hold there (their address or ports may be in the way) and tries once
+/// more. They are cleared only then, to keep that work off every start.
+fn attach_reclaiming(
+    networks: &NetworkStore,
+    containers: &ContainerStore,
+    record: &Record,
+    net: &NetworkRecord,
+    attach: impl Fn() -> ccrun_net::Result<ccrun_net::Attachment>,
+) -> Result<ccrun_net::Attachment> {
+    attach()
+        .or_else(|first| {
+            let alive = |id: &str| {
+                id == record.id
+                    || containers
+                        .get(id)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|r| matches!(r.status, Status::Running | Status::Created))
+            };
+            match ccrun_net::remove_stale(&net.config(), &networks.ipam_dir(&net.name), alive) {
+                Ok(removed) if !removed.is_empty() => attach(),
+                _ => Err(first),
+            }
+        })
+        .with_context(|| format!("attaching to network {}", net.name))
+}
+
+/// Checks that `ip` (`--ip`) is a host address of `net` other than its gateway.
+pub fn check_ip(net: &NetworkRecord, ip: Option<std::net::Ipv4Addr>) -> Result<()> {
+    if let Some(ip) = ip {
+        if !net.subnet.is_host(ip) || ip == net.gateway {
+            bail!(
+                "--ip {ip} is not a free host address of {} ({})",
+                net.name,
+                net.subnet
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The endpoint of a network the container was connected to with `network connect`.
+fn secondary_endpoint(extra: &ConnectedNetwork) -> ccrun_net::Endpoint {
+    ccrun_net::Endpoint {
+        ifname: extra.ifname.clone(),
+        mac: None,
+        primary: false,
+    }
+}
+
+/// Attaches the container in network namespace `netns` to `extra`, a network it was
+/// connected to (no default route, no ports); peers' hosts files are the caller's.
+pub fn connect_secondary(
+    networks: &NetworkStore,
+    containers: &ContainerStore,
+    record: &Record,
+    netns: std::os::fd::BorrowedFd<'_>,
+    extra: &ConnectedNetwork,
+) -> Result<(NetworkRecord, ccrun_net::Endpoint)> {
+    let net = networks.find(&extra.network)?;
+    let endpoint = secondary_endpoint(extra);
+    let attach = || {
+        ccrun_net::attach_endpoint(
+            &net.config(),
+            &networks.ipam_dir(&net.name),
+            netns,
+            &record.id,
+            extra.ip,
+            &[],
+            &endpoint,
+        )
+    };
+    attach_reclaiming(networks, containers, record, &net, attach)?;
+    Ok((net, endpoint))
+}
+
+/// Detaches the container from `extra`, a network it was connected to: its interface
+/// there goes (left to its namespace with `exited`), its address is released and the
+/// network's members are told.
+pub fn disconnect_secondary(
+    networks: &NetworkStore,
+    containers: &ContainerStore,
+    record: &Record,
+    extra: &ConnectedNetwork,
+    exited: bool,
+) -> Result<()> {
+    let Ok(net) = networks.find(&extra.network) else {
+        return Ok(());
+    };
+    ccrun_net::detach_endpoint(
+        &net.config(),
+        &networks.ipam_dir(&net.name),
+        &record.id,
+        &secondary_endpoint(extra),
+        exited,
+    )
+    .with_context(|| format!("detaching from network {}", net.name))?;
+    if net.resolves_names() {
+        sync_members(networks, containers, &net)?;
+    }
+    Ok(())
 }
 
 /// Detaches container `record`, whose processes are gone, from its network (published
@@ -112,7 +234,10 @@ pub fn disconnect(containers: &ContainerStore, record: &Record) -> Result<()> {
     ccrun_net::detach_exited(&net.config(), &networks.ipam_dir(&net.name), &record.id)
         .with_context(|| format!("detaching from network {}", net.name))?;
     if net.resolves_names() {
-        sync_hosts(&networks, containers, &net)?;
+        sync_members(&networks, containers, &net)?;
+    }
+    for extra in &record.options.networks {
+        disconnect_secondary(&networks, containers, record, extra, true)?;
     }
     Ok(())
 }
@@ -192,35 +317,21 @@ pub fn share_etc_files(mounts: &mut [Mount], other_dir: &Path) {
 }
 
 /// Rewrites `/etc/hosts` of every container holding an address on the user-defined
-/// network `net`, each listing itself and all the others by name, hostname and alias.
-fn sync_hosts(
+/// network `net`, each listing itself and all its peers, on this network and the
+/// others it is on, by name, hostname and alias.
+pub fn sync_members(
     networks: &NetworkStore,
     containers: &ContainerStore,
     net: &NetworkRecord,
 ) -> Result<()> {
     let _lock = networks.lock()?;
-    let config = net.config();
-    let ipam = ccrun_net::ipam::Ipam::open(
-        networks.ipam_dir(&net.name),
-        &net.name,
-        config.subnet,
-        config.gateway,
-    )?;
-    let mut members: Vec<(Record, std::net::Ipv4Addr)> = Vec::new();
-    for (ip, id) in ipam.allocations()? {
+    for (_, id) in allocations(networks, net)? {
         // An address whose container is gone (a crash between its removal and its
         // release) names nobody; it is freed when its address is needed.
-        if let Some(member) = containers.get(&id)? {
-            members.push((member, ip));
-        }
-    }
-    for (member, ip) in &members {
-        let peers: Vec<(String, String)> = members
-            .iter()
-            .filter(|(p, _)| p.id != member.id)
-            .map(|(p, ip)| (ip.to_string(), names_of(p, true)))
-            .collect();
-        match write_hosts(containers, member, *ip, &peers, true) {
+        let Some(member) = containers.get(&id)? else {
+            continue;
+        };
+        match write_hosts_unlocked(networks, containers, &member) {
             // Being removed right now: its own detach comes next and syncs again.
             Err(e) if is_not_found(&e) => {}
             other => other?,
@@ -229,23 +340,98 @@ fn sync_hosts(
     Ok(())
 }
 
+/// Who holds which address on `net`.
+pub fn allocations(
+    networks: &NetworkStore,
+    net: &NetworkRecord,
+) -> Result<Vec<(std::net::Ipv4Addr, String)>> {
+    let config = net.config();
+    let ipam = ccrun_net::ipam::Ipam::open(
+        networks.ipam_dir(&net.name),
+        &net.name,
+        config.subnet,
+        config.gateway,
+    )?;
+    Ok(ipam.allocations()?)
+}
+
 fn is_not_found(e: &anyhow::Error) -> bool {
     e.downcast_ref::<std::io::Error>()
         .is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound)
 }
 
-/// Writes `record`'s `/etc/hosts`: its own address `ip` and names (with its name and
-/// aliases where names resolve), `peers`, and its `--add-host` entries. Rewritten in
-/// place, so the bind mount keeps showing it.
-fn write_hosts(
+/// The networks `record` is configured to be on: its own and those it was connected
+/// to, each with the aliases it has there.
+fn memberships(record: &Record) -> Vec<(&str, &[String])> {
+    let mut out = Vec::new();
+    if let NetworkChoice::Bridge {
+        network, aliases, ..
+    } = &record.network
+    {
+        out.push((network.as_str(), aliases.as_slice()));
+    }
+    for extra in &record.options.networks {
+        out.push((extra.network.as_str(), extra.aliases.as_slice()));
+    }
+    out
+}
+
+/// Writes `record`'s `/etc/hosts` (see [`write_hosts_unlocked`]) under the network
+/// store's lock.
+pub fn write_hosts(
+    networks: &NetworkStore,
     containers: &ContainerStore,
     record: &Record,
-    ip: std::net::Ipv4Addr,
-    peers: &[(String, String)],
-    resolve_names: bool,
 ) -> Result<()> {
-    let mut entries = vec![(ip.to_string(), names_of(record, resolve_names))];
-    entries.extend(peers.iter().cloned());
+    let _lock = networks.lock()?;
+    write_hosts_unlocked(networks, containers, record)
+}
+
+/// Writes `record`'s `/etc/hosts`: its own address on its first network with its
+/// names, every peer on each of its user-defined networks, and its `--add-host`
+/// entries; nothing while it holds no address. Rewritten in place, so the bind mount
+/// keeps showing it.
+fn write_hosts_unlocked(
+    networks: &NetworkStore,
+    containers: &ContainerStore,
+    record: &Record,
+) -> Result<()> {
+    let mut own: Option<(std::net::Ipv4Addr, String)> = None;
+    let mut peers: Vec<(String, String)> = Vec::new();
+    for (name, aliases) in memberships(record) {
+        let Ok(net) = networks.find(name) else {
+            continue;
+        };
+        let held = allocations(networks, &net)?;
+        let Some((ip, _)) = held.iter().find(|(_, id)| *id == record.id) else {
+            continue;
+        };
+        let resolves = net.resolves_names();
+        if own.is_none() {
+            own = Some((*ip, names_of(record, resolves, aliases)));
+        }
+        if !resolves {
+            continue;
+        }
+        for (peer_ip, id) in &held {
+            if *id == record.id {
+                continue;
+            }
+            let Some(peer) = containers.get(id)? else {
+                continue;
+            };
+            let peer_aliases = memberships(&peer)
+                .into_iter()
+                .find(|(n, _)| *n == net.name)
+                .map_or(&[][..], |(_, a)| a);
+            peers.push((peer_ip.to_string(), names_of(&peer, true, peer_aliases)));
+        }
+    }
+    let Some((ip, names)) = own else {
+        return Ok(());
+    };
+    let mut entries = vec![(ip.to_string(), names)];
+    entries.extend(peers);
     for (name, addr) in &record.extra_hosts {
         entries.push((addr.clone(), name.clone()));
     }
@@ -254,9 +440,9 @@ fn write_hosts(
         .with_context(|| format!("writing {}", path.display()))
 }
 
-/// The names a container answers to: its hostname, plus its name and `--network-alias`es
+/// The names a container answers to: its hostname, plus its name and `aliases`
 /// where names resolve.
-fn names_of(record: &Record, with_name: bool) -> String {
+fn names_of(record: &Record, with_name: bool, aliases: &[String]) -> String {
     let hostname = if record.hostname.is_empty() {
         record.short_id().to_string()
     } else {
@@ -265,9 +451,7 @@ fn names_of(record: &Record, with_name: bool) -> String {
     let mut names = vec![hostname.as_str()];
     if with_name {
         names.push(&record.name);
-        if let NetworkChoice::Bridge { aliases, .. } = &record.network {
-            names.extend(aliases.iter().map(String::as_str));
-        }
+        names.extend(aliases.iter().map(String::as_str));
     }
     let mut unique: Vec<&str> = Vec::new();
     for n in names {

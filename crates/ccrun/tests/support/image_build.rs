@@ -175,6 +175,54 @@ pub fn features_layer() -> Layer {
     )
 }
 
+/// busybox with every applet linked, and passwd/group with a non-root user.
+pub fn base_layer() -> Layer {
+    let bb = std::fs::read(busybox_path()).expect("read busybox");
+    let list = std::process::Command::new(busybox_path())
+        .arg("--list")
+        .output()
+        .expect("busybox --list");
+    let mut entries = vec![
+        Entry::Dir("bin/", 0o755),
+        Entry::File("bin/busybox".into(), bb, 0o755, 0),
+        Entry::Dir("etc/", 0o755),
+        Entry::File(
+            "etc/passwd".into(),
+            b"root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n".to_vec(),
+            0o644,
+            0,
+        ),
+        Entry::File(
+            "etc/group".into(),
+            b"root:x:0:\napp:x:1000:\nextra:x:2000:app\n".to_vec(),
+            0o644,
+            0,
+        ),
+        Entry::File(
+            "etc/remove-me".into(),
+            b"gone in layer 2\n".to_vec(),
+            0o644,
+            0,
+        ),
+        Entry::Dir("opt/", 0o755),
+        Entry::Dir("opt/old/", 0o755),
+        Entry::File("opt/old/data".into(), b"old\n".to_vec(), 0o644, 0),
+        Entry::Dir("root/", 0o700),
+        Entry::Dir("tmp/", 0o1777),
+    ];
+    for applet in String::from_utf8_lossy(&list.stdout).split_whitespace() {
+        if applet != "busybox" {
+            entries.push(Entry::Raw(
+                tar::EntryType::Symlink,
+                format!("bin/{applet}"),
+                "busybox".into(),
+                Vec::new(),
+            ));
+        }
+    }
+    layer(&entries, Comp::Gzip)
+}
+
 /// Path of the static busybox.
 pub fn busybox_path() -> PathBuf {
     for p in ["/bin/busybox", "/usr/bin/busybox"] {

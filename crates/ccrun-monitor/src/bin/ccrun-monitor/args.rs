@@ -8,13 +8,17 @@ use std::path::PathBuf;
 /// Printed with `--help` and after argument errors.
 pub const USAGE: &str = "\
 usage: ccrun-monitor --pid PID --log PATH [--log-max-size BYTES] --exit-file PATH
+                     [--log-format cri|json] [--log-rotated N]
                      (--stdout FD --stderr FD | --tty FD) [--keep-fd FD]...
+                     [--health-interval MS --health-cmd ARG [--health-cmd ARG]...]
                      [-- EXIT_COMMAND [ARG]...]
 
 Watches PID, which must be a child of this process: copies what arrives on the
 output fds into the CRI log at PATH (rotated to PATH.1 beyond BYTES; 0, the
-default, never rotates), then writes the exit file and executes EXIT_COMMAND.
---keep-fd fds are only held open until the end.";
+default, never rotates; N rotated files are kept, default 1), then writes the
+exit file and executes EXIT_COMMAND. --keep-fd fds are only held open until the
+end. With --health-interval, the command of the --health-cmd words runs every
+MS milliseconds while the process lives (one at a time).";
 
 /// Where the container's output arrives.
 #[derive(Debug, PartialEq, Eq)]
@@ -39,6 +43,12 @@ pub struct Args {
     pub log: PathBuf,
     /// Rotation size of the log; 0 for none.
     pub log_max_size: u64,
+    /// How log entries are written.
+    pub log_format: ccrun_monitor::logfile::Format,
+    /// Rotated log files kept.
+    pub log_rotated: u32,
+    /// The healthcheck timer, if any.
+    pub health: Option<crate::health::Timer>,
     /// Where the exit code and time go.
     pub exit_file: PathBuf,
     /// The container's output.
@@ -75,6 +85,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
     let mut pid = None;
     let mut log = None;
     let mut log_max_size = None;
+    let mut log_format = None;
+    let mut log_rotated = None;
+    let mut health_interval = None;
+    let mut health_cmd = Vec::new();
     let mut exit_file = None;
     let mut stdout = None;
     let mut stderr = None;
@@ -99,7 +113,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
                 break;
             }
             "--pid" | "--log" | "--log-max-size" | "--exit-file" | "--stdout" | "--stderr"
-            | "--tty" | "--keep-fd" => {}
+            | "--tty" | "--keep-fd" | "--log-format" | "--log-rotated" | "--health-interval"
+            | "--health-cmd" => {}
             _ => return Err(format!("unexpected argument {arg:?}")),
         }
         let value = match inline.or_else(|| args.next()) {
@@ -114,6 +129,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
             "--stdout" => set(&mut stdout, name, parse_fd(name, &value)?)?,
             "--stderr" => set(&mut stderr, name, parse_fd(name, &value)?)?,
             "--tty" => set(&mut tty, name, parse_fd(name, &value)?)?,
+            "--log-format" => set(&mut log_format, name, parse_log_format(&value)?)?,
+            "--log-rotated" => set(&mut log_rotated, name, parse_number(name, &value)?)?,
+            "--health-interval" => set(&mut health_interval, name, parse_number(name, &value)?)?,
+            "--health-cmd" => health_cmd.push(value),
             _ => keep_fds.push(parse_fd(name, &value)?),
         }
     }
@@ -132,10 +151,14 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
     {
         return Err("the exit command is empty".into());
     }
+    let health = crate::health::Timer::from_args(health_interval, health_cmd)?;
     let args = Args {
         pid: pid.ok_or("--pid is required")?,
         log: log.ok_or("--log is required")?,
         log_max_size: log_max_size.unwrap_or(0),
+        log_format: log_format.unwrap_or_default(),
+        log_rotated: log_rotated.unwrap_or(ccrun_monitor::logfile::DEFAULT_ROTATED_FILES),
+        health,
         exit_file: exit_file.ok_or("--exit-file is required")?,
         output,
         keep_fds,
@@ -161,6 +184,14 @@ fn parse_number<T: std::str::FromStr>(name: &str, value: &OsString) -> Result<T,
         .ok()
         .and_then(|text| text.parse().ok())
         .ok_or_else(|| format!("{name}: {value:?} is not a valid number"))
+}
+
+fn parse_log_format(value: &OsString) -> Result<ccrun_monitor::logfile::Format, String> {
+    match value.to_str() {
+        Some("cri") => Ok(ccrun_monitor::logfile::Format::Cri),
+        Some("json") => Ok(ccrun_monitor::logfile::Format::Json),
+        _ => Err(format!("--log-format: {value:?} is not cri or json")),
+    }
 }
 
 fn parse_pid(name: &str, value: &OsString) -> Result<libc::pid_t, String> {
@@ -218,6 +249,9 @@ mod tests {
             pid: 42,
             log: "/l".into(),
             log_max_size: 1000,
+            log_format: ccrun_monitor::logfile::Format::Cri,
+            log_rotated: 1,
+            health: None,
             exit_file: "/e".into(),
             output: Output::Pipes {
                 stdout: 5,
@@ -266,6 +300,13 @@ mod tests {
             (&["--tty", "3", "--bogus=1"], "unexpected argument"),
             (&["--tty", "3", "--", ""], "exit command is empty"),
             (&["--tty"], "--tty needs a value"),
+            (&["--tty", "3", "--log-format", "xml"], "not cri or json"),
+            (&["--tty", "3", "--health-interval", "10"], "--health-cmd"),
+            (&["--tty", "3", "--health-cmd", "x"], "--health-interval"),
+            (
+                &["--tty", "3", "--health-interval", "0", "--health-cmd", "x"],
+                "above 0",
+            ),
         ];
         for (extra, message) in cases {
             let err = with(extra).unwrap_err();

@@ -10,6 +10,7 @@
 //! 32 KiB read buffer, libc and std only.
 
 mod args;
+mod health;
 mod sys;
 
 use std::io;
@@ -126,7 +127,12 @@ fn monitor(args: &Args) {
         writer: None,
         reported: false,
     };
-    match LogWriter::open(&args.log, args.log_max_size) {
+    match LogWriter::open_with(
+        &args.log,
+        args.log_max_size,
+        args.log_format,
+        args.log_rotated,
+    ) {
         Ok(writer) => log.writer = Some(writer),
         Err(e) => log.check(Err(e)),
     }
@@ -163,7 +169,16 @@ fn monitor(args: &Args) {
     };
 
     let mut buf = [0u8; 32 * 1024];
-    copy_until_exit(args.pid, pidfd, &mut sources, &mut log, &mut buf);
+    let mut checks = health::Checks::new(args.health.as_ref());
+    copy_until_exit(
+        args.pid,
+        pidfd,
+        &mut sources,
+        &mut log,
+        &mut buf,
+        &mut checks,
+    );
+    checks.stop();
     let code = match sys::wait(args.pid) {
         Ok(status) => sys::exit_code(status),
         Err(e) => {
@@ -197,6 +212,7 @@ fn copy_until_exit(
     sources: &mut [Source],
     log: &mut Log,
     buf: &mut [u8],
+    checks: &mut health::Checks,
 ) {
     let (process_fd, timeout) = match pidfd {
         Some(fd) => (fd, -1),
@@ -208,12 +224,13 @@ fn copy_until_exit(
             fd: -1,
             events: libc::POLLIN,
             revents: 0,
-        }; 3];
+        }; 4];
         fds[0].fd = process_fd;
-        for (slot, source) in fds[1..].iter_mut().zip(sources.iter()) {
+        for (slot, source) in fds[1..3].iter_mut().zip(sources.iter()) {
             slot.fd = source.fd;
         }
-        match sys::poll(&mut fds, timeout) {
+        fds[3].fd = checks.pollfd();
+        match sys::poll(&mut fds, checks.timeout_ms(timeout)) {
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
@@ -223,7 +240,7 @@ fn copy_until_exit(
                 return;
             }
         }
-        for (slot, source) in fds[1..].iter().zip(sources.iter_mut()) {
+        for (slot, source) in fds[1..3].iter().zip(sources.iter_mut()) {
             if slot.revents != 0 {
                 read_once(source, log, buf);
             }
@@ -235,6 +252,7 @@ fn copy_until_exit(
         if exited {
             return;
         }
+        checks.tick();
     }
 }
 
