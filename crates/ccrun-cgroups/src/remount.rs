@@ -78,18 +78,15 @@ pub fn restore_hidden_hierarchies() -> Result<bool> {
 /// whether that mount is in no shared propagation group (so mounts below it stay in
 /// its namespace). The last mount on `/sys` wins, as it covers the others.
 fn sys_mount(mountinfo: &str) -> Option<(String, bool)> {
-    mountinfo
-        .lines()
-        .rev()
-        .find_map(|line| {
-            let (left, _) = line.split_once(" - ")?;
-            let fields: Vec<&str> = left.split(' ').collect();
-            if fields.get(4) != Some(&"/sys") {
-                return None;
-            }
-            let shared = fields.iter().skip(6).any(|f| f.starts_with("shared:"));
-            Some((fields.get(2)?.to_string(), !shared))
-        })
+    mountinfo.lines().rev().find_map(|line| {
+        let (left, _) = line.split_once(" - ")?;
+        let fields: Vec<&str> = left.split(' ').collect();
+        if fields.get(4) != Some(&"/sys") {
+            return None;
+        }
+        let shared = fields.iter().skip(6).any(|f| f.starts_with("shared:"));
+        Some((fields.get(2)?.to_string(), !shared))
+    })
 }
 
 /// PID 1's cgroup mounts of whole hierarchies, and the tmpfs directory holding them

@@ -109,6 +109,22 @@ pub enum Command {
     Volume(commands::volume::VolumeSubcommand),
     #[command(flatten)]
     Image(commands::image::ImageCommand),
+    /// Get real time events from the engine's event log
+    Events(commands::events::EventsArgs),
+    /// Display system-wide information
+    Info(commands::info::InfoArgs),
+    /// Show the ccrun version information
+    Version(commands::info::InfoArgs),
+    /// Pause all processes within one or more containers
+    Pause(commands::pause::PauseArgs),
+    /// Unpause all processes within one or more containers
+    Unpause(commands::pause::PauseArgs),
+    /// Rename a container
+    Rename(commands::rename::RenameArgs),
+    /// Update the resources and restart policy of one or more containers
+    Update(commands::update::UpdateArgs),
+    /// Show the history of an image
+    History(commands::history::HistoryArgs),
 }
 
 impl Command {

@@ -295,7 +295,10 @@ fn prune_goes_on_past_a_layer_it_cannot_remove() {
         err.contains(&stuck) && err.contains("Operation not permitted"),
         "{err}"
     );
-    assert!(err.ends_with("ccrun: could not remove 1 object(s)\n"), "{err}");
+    assert!(
+        err.ends_with("ccrun: could not remove 1 object(s)\n"),
+        "{err}"
+    );
     // The others are gone, and the stuck one is out of the store's layers; the next
     // command that locks the store retries it and says so, but is not stopped by it.
     assert!(env.list("tmp").iter().any(|n| n.contains(&stuck)));

@@ -48,6 +48,16 @@ pub enum ContainerSubcommand {
     Logs(super::logs::LogsArgs),
     /// Run a command in a running container
     Exec(Box<super::exec::ExecArgs>),
+    /// Pause all processes within one or more containers
+    Pause(super::pause::PauseArgs),
+    /// Unpause all processes within one or more containers
+    Unpause(super::pause::PauseArgs),
+    /// Rename a container
+    Rename(super::rename::RenameArgs),
+    /// Update the resources and restart policy of one or more containers
+    Update(super::update::UpdateArgs),
+    /// List a container's published ports
+    Port(super::network::PortArgs),
 }
 
 /// Runs a `container` subcommand.
@@ -69,6 +79,11 @@ pub fn run(global: &GlobalOpts, cmd: ContainerSubcommand) -> Result<i32> {
         ContainerSubcommand::Wait(args) => lifecycle::wait(global, args),
         ContainerSubcommand::Logs(args) => super::logs::logs(global, args),
         ContainerSubcommand::Exec(args) => super::exec::exec(global, *args),
+        ContainerSubcommand::Pause(args) => super::pause::pause(global, args),
+        ContainerSubcommand::Unpause(args) => super::pause::unpause(global, args),
+        ContainerSubcommand::Rename(args) => super::rename::rename(global, args),
+        ContainerSubcommand::Update(args) => super::update::update(global, args),
+        ContainerSubcommand::Port(args) => super::network::port(global, args),
     }
 }
 
@@ -128,8 +143,9 @@ pub fn status_text(r: &Record) -> String {
     match r.status {
         Status::Created => "Created".to_string(),
         Status::Running => format!(
-            "Up {}",
-            ago(&r.started_at).unwrap_or_else(|| "for a while".into())
+            "Up {}{}",
+            ago(&r.started_at).unwrap_or_else(|| "for a while".into()),
+            if r.paused { " (Paused)" } else { "" }
         ),
         Status::Exited => {
             let code = r
@@ -205,7 +221,7 @@ fn template_row(r: &Record, id: String, no_trunc: bool) -> serde_json::Value {
         docker_time(&r.created),
         since(&r.created),
         super::network::ports_text(r),
-        r.status.as_str().to_string(),
+        r.state_name().to_string(),
         status_text(r),
         String::new(),
         r.name.clone(),
@@ -277,7 +293,7 @@ pub fn ps(global: &GlobalOpts, args: PsArgs) -> Result<i32> {
                 let line = serde_json::json!({
                     "ID": r.id, "Names": r.name, "Image": r.image, "ImageID": r.image_id,
                     "Command": r.command.join(" "), "CreatedAt": r.created,
-                    "State": r.status.as_str(), "Status": status_text(r), "ExitCode": r.exit_code,
+                    "State": r.state_name(), "Status": status_text(r), "ExitCode": r.exit_code,
                     "Pid": r.pid, "Labels": r.labels,
                 });
                 writeln!(out, "{line}")?;

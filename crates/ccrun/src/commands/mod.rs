@@ -1,16 +1,22 @@
 //! One module per group of subcommands; `dispatch` routes a parsed command line.
 
 pub mod container;
+pub mod events;
 pub mod exec;
+pub mod history;
 pub mod image;
+pub mod info;
 pub mod inspect;
 pub mod lifecycle;
 pub mod logs;
 pub mod network;
+pub mod pause;
 pub mod prune;
+pub mod rename;
 pub mod run;
 pub mod system;
 pub mod top;
+pub mod update;
 pub mod volume;
 
 use anyhow::{bail, Result};
@@ -60,6 +66,14 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Container(cmd) => container::run(&cli.global, cmd),
         Command::System(cmd) => system::run(&cli.global, cmd),
         Command::Volume(cmd) => volume::run(&cli.global, cmd),
+        Command::Events(args) => events::events(&cli.global, args),
+        Command::Info(args) => info::info(&cli.global, args),
+        Command::Version(args) => info::version(args),
+        Command::Pause(args) => pause::pause(&cli.global, args),
+        Command::Unpause(args) => pause::unpause(&cli.global, args),
+        Command::Rename(args) => rename::rename(&cli.global, args),
+        Command::Update(args) => update::update(&cli.global, args),
+        Command::History(args) => history::history(&cli.global, args),
     }
 }
 

@@ -263,9 +263,11 @@ fn prune_images(global: &GlobalOpts, all: bool) -> Result<Pruned> {
     let freed = match store.gc(&lock, &usage) {
         Ok(freed) => freed,
         Err(ccrun_image::Error::GcIncomplete { freed, failures }) => {
-            pruned
-                .failures
-                .extend(failures.iter().map(|e| format!("removing an unused layer: {e}")));
+            pruned.failures.extend(
+                failures
+                    .iter()
+                    .map(|e| format!("removing an unused layer: {e}")),
+            );
             freed
         }
         Err(e) => return Err(e).context("removing unused layers"),

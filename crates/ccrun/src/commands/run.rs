@@ -402,8 +402,10 @@ fn run_or_create(global: &GlobalOpts, args: RunArgs, create_only: bool) -> Resul
             .filter(|v| v.contains(':'))
             .cloned()
             .collect(),
+        paused: false,
     };
     let dir = containers.create(&mut record, args.name.as_deref())?;
+    crate::events::container(&root, "create", &record, &[]);
     let job = Job {
         args: &args,
         containers: &containers,
@@ -551,7 +553,7 @@ fn parse_add_hosts(items: &[String]) -> Result<Vec<(String, String)>> {
 }
 
 /// `--restart no|on-failure[:N]|always|unless-stopped`.
-fn parse_restart(value: &str) -> Result<RestartPolicy> {
+pub fn parse_restart(value: &str) -> Result<RestartPolicy> {
     let (name, max) = match value.split_once(':') {
         Some((n, m)) => (n, Some(m)),
         None => (value, None),

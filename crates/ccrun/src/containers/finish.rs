@@ -88,6 +88,7 @@ pub fn finish(
         r.monitor_pid = 0;
         r.monitor_start_time = 0;
         r.attachment = None;
+        r.paused = false;
         match &exit {
             Some(exit) => {
                 r.status = Status::Exited;
@@ -107,6 +108,10 @@ pub fn finish(
         // Removed meanwhile (`rm -f`); nothing of it is left to settle.
         return Ok(Next::Done);
     };
+    let code = record
+        .exit_code
+        .map_or_else(|| "-1".to_string(), |c| c.to_string());
+    crate::events::container(store.root(), "die", &record, &[("exitCode", code)]);
     if oom_killed {
         eprintln!(
             "ccrun: container {} was OOM killed (memory limit reached)",

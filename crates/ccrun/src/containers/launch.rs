@@ -220,12 +220,15 @@ pub fn mark_running(
         r.exit_code = None;
         r.oom_killed = false;
         r.error = None;
+        r.paused = false;
         r.monitor_pid = monitor;
         r.monitor_start_time = monitor_start_time;
         r.attachment = attachment;
     });
-    if let Err(e) = updated {
-        eprintln!("ccrun: recording the start of {}: {e:#}", record.short_id());
+    match updated {
+        Ok(Some(r)) => crate::events::container(store.root(), "start", &r, &[]),
+        Ok(None) => {}
+        Err(e) => eprintln!("ccrun: recording the start of {}: {e:#}", record.short_id()),
     }
 }
 

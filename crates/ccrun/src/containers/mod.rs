@@ -11,9 +11,11 @@ pub mod finish;
 pub mod launch;
 pub mod monitor;
 pub mod names;
+pub mod pause;
 pub mod process;
 pub mod record;
 pub mod store;
+pub mod update;
 
 pub use record::{Record, RootfsSource, Status};
 pub use store::ContainerStore;

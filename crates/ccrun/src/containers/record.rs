@@ -157,6 +157,9 @@ pub struct Record {
     /// shows them as `HostConfig.Binds`.
     #[serde(default)]
     pub binds: Vec<String>,
+    /// Frozen by `pause` (while running).
+    #[serde(default)]
+    pub paused: bool,
 }
 
 /// A volume mounted into a container.
@@ -218,6 +221,15 @@ impl Record {
     /// The first 12 hex digits, as Docker shows ids.
     pub fn short_id(&self) -> &str {
         &self.id[..12.min(self.id.len())]
+    }
+
+    /// Docker's state word: `paused` for a paused running container, else the status.
+    pub fn state_name(&self) -> &'static str {
+        if self.paused && self.status == Status::Running {
+            "paused"
+        } else {
+            self.status.as_str()
+        }
     }
 
     /// Loads the record from a container directory.

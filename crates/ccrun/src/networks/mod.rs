@@ -74,6 +74,7 @@ pub fn connect(
         let _ = ccrun_net::detach(&net.config(), &networks.ipam_dir(&net.name), &record.id);
         return Err(e);
     }
+    network_event(containers, "connect", &net, record);
     Ok(Some(attachment))
 }
 
@@ -102,7 +103,23 @@ pub fn disconnect(containers: &ContainerStore, record: &Record) -> Result<()> {
     if net.resolves_names() {
         sync_hosts(&networks, containers, &net, Some(&record.id))?;
     }
+    if record.attachment.is_some() {
+        network_event(containers, "disconnect", &net, record);
+    }
     Ok(())
+}
+
+/// Docker's network `connect`/`disconnect` event: the network, and the container.
+fn network_event(containers: &ContainerStore, action: &str, net: &NetworkRecord, record: &Record) {
+    let attributes = std::collections::BTreeMap::from([
+        ("name".to_string(), net.name.clone()),
+        ("type".to_string(), net.driver.clone()),
+        ("container".to_string(), record.id.clone()),
+    ]);
+    crate::events::emit(
+        containers.root(),
+        crate::events::Event::new("network", action, &net.id, attributes),
+    );
 }
 
 /// The network namespace of running container `id`, for `--network container:ID`.
