@@ -109,6 +109,8 @@ pub enum Command {
     Volume(commands::volume::VolumeSubcommand),
     #[command(flatten)]
     Image(commands::image::ImageCommand),
+    /// Attach ccrun's stdin, stdout and stderr to a running container
+    Attach(commands::attach::AttachArgs),
     /// Get real time events from the engine's event log
     Events(commands::events::EventsArgs),
     /// Display system-wide information

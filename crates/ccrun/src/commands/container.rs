@@ -48,6 +48,8 @@ pub enum ContainerSubcommand {
     Logs(super::logs::LogsArgs),
     /// Run a command in a running container
     Exec(Box<super::exec::ExecArgs>),
+    /// Attach ccrun's stdin, stdout and stderr to a running container
+    Attach(super::attach::AttachArgs),
     /// Pause all processes within one or more containers
     Pause(super::pause::PauseArgs),
     /// Unpause all processes within one or more containers
@@ -79,6 +81,7 @@ pub fn run(global: &GlobalOpts, cmd: ContainerSubcommand) -> Result<i32> {
         ContainerSubcommand::Wait(args) => lifecycle::wait(global, args),
         ContainerSubcommand::Logs(args) => super::logs::logs(global, args),
         ContainerSubcommand::Exec(args) => super::exec::exec(global, *args),
+        ContainerSubcommand::Attach(args) => super::attach::attach(global, args),
         ContainerSubcommand::Pause(args) => super::pause::pause(global, args),
         ContainerSubcommand::Unpause(args) => super::pause::unpause(global, args),
         ContainerSubcommand::Rename(args) => super::rename::rename(global, args),

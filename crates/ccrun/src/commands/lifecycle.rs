@@ -7,6 +7,7 @@ use anyhow::{bail, Result};
 use nix::sys::signal::Signal;
 
 use crate::cli::GlobalOpts;
+use crate::containers::attach;
 use crate::containers::finish::{self, Exit, Next};
 use crate::containers::launch::{self, Attach};
 use crate::containers::pause;
@@ -24,6 +25,9 @@ pub struct StartArgs {
     /// Attach stdin too
     #[arg(short, long)]
     pub interactive: bool,
+    /// Keys that detach from a -t container started with -ai [default: ctrl-p,ctrl-q]
+    #[arg(long, value_name = "KEYS")]
+    pub detach_keys: Option<String>,
     /// Containers (name, id or unique id prefix)
     #[arg(required = true, value_name = "CONTAINER")]
     pub containers: Vec<String>,
@@ -91,14 +95,21 @@ pub fn start(global: &GlobalOpts, args: StartArgs) -> Result<i32> {
             bail!("container {} is already running", record.name);
         }
         let record = reset_for_start(&store, &record)?;
-        return launch::start_existing(
-            global,
-            &store,
-            &record,
+        let attach = if args.interactive && record.tty {
+            Attach::Attached {
+                detach_keys: attach::parse_detach_keys(
+                    args.detach_keys
+                        .as_deref()
+                        .unwrap_or(attach::DEFAULT_DETACH_KEYS),
+                )?,
+                sig_proxy: true,
+            }
+        } else {
             Attach::Foreground {
                 interactive: args.interactive,
-            },
-        );
+            }
+        };
+        return launch::start_existing(global, &store, &record, attach);
     }
     each(&store, "start", &args.containers, |record| {
         if record.status != Status::Running {

@@ -1,5 +1,6 @@
 //! One module per group of subcommands; `dispatch` routes a parsed command line.
 
+pub mod attach;
 pub mod container;
 pub mod events;
 pub mod exec;
@@ -66,6 +67,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Container(cmd) => container::run(&cli.global, cmd),
         Command::System(cmd) => system::run(&cli.global, cmd),
         Command::Volume(cmd) => volume::run(&cli.global, cmd),
+        Command::Attach(args) => attach::attach(&cli.global, args),
         Command::Events(args) => events::events(&cli.global, args),
         Command::Info(args) => info::info(&cli.global, args),
         Command::Version(args) => info::version(args),

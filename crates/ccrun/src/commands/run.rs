@@ -14,7 +14,9 @@ use oci_spec::runtime::{Mount, MountBuilder, Spec};
 use crate::cli::GlobalOpts;
 use crate::containers::record::{NetworkChoice, RestartPolicy};
 use crate::containers::store::new_container_id;
-use crate::containers::{cleanup, launch, monitor, ContainerStore, Record, RootfsSource, Status};
+use crate::containers::{
+    attach, cleanup, launch, monitor, ContainerStore, Record, RootfsSource, Status,
+};
 use crate::etc_files::{self, EtcFiles};
 use crate::image_config::{self, ImageDefaults};
 use crate::networks::NetworkStore;
@@ -92,6 +94,12 @@ pub struct RunArgs {
     /// Give the container a pseudo-terminal
     #[arg(long, short = 't')]
     pub tty: bool,
+    /// Keys that detach from an -it container, leaving it running [default: ctrl-p,ctrl-q]
+    #[arg(long, value_name = "KEYS")]
+    pub detach_keys: Option<String>,
+    /// Forward the signals ccrun receives to the -it container (--sig-proxy=false: don't)
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub sig_proxy: bool,
     /// Override the image's entrypoint ("" clears it; a JSON array for several words)
     #[arg(long, value_name = "CMD", allow_hyphen_values = true)]
     pub entrypoint: Option<String>,
@@ -322,6 +330,11 @@ fn run_or_create(global: &GlobalOpts, args: RunArgs, create_only: bool) -> Resul
     if let Some(name) = &args.name {
         crate::containers::names::validate(name)?;
     }
+    let detach_keys = attach::parse_detach_keys(
+        args.detach_keys
+            .as_deref()
+            .unwrap_or(attach::DEFAULT_DETACH_KEYS),
+    )?;
     let foreground = !args.detach && !create_only;
     if foreground
         && args.interactive
@@ -446,6 +459,17 @@ fn run_or_create(global: &GlobalOpts, args: RunArgs, create_only: bool) -> Resul
         Snapshot::new(&dir).unmount()?;
         println!("{id}");
         return Ok(0);
+    }
+    if !args.detach && args.interactive && args.tty {
+        // Under a monitor, attached: the detach keys can leave it running.
+        return launch::start_interactive(
+            global,
+            &containers,
+            &record,
+            spec,
+            detach_keys,
+            args.sig_proxy,
+        );
     }
     let started = if args.detach {
         monitor::start_detached(global, &containers, &record, spec).map(|()| None)

@@ -72,6 +72,8 @@ pub fn finish(
     id: &str,
     exit: Option<Exit>,
 ) -> Result<Next> {
+    // Whoever watched it is done: nobody serves its attach socket any more.
+    super::attach::remove_socket(&store.dir_of(id));
     let mut oom_killed = false;
     if let Ok(container) = Container::load(&global.state_root(), id) {
         oom_killed = exit.as_ref().is_some_and(|e| e.code == 137) && container.oom_killed();

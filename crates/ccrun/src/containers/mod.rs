@@ -4,6 +4,7 @@
 //! `resolv.conf`) and its overlayfs snapshot (`upper/`, `work/`, `merged/`).
 //! Names are reserved atomically in `<root>/containers/names/`.
 
+pub mod attach;
 pub mod cleanup;
 pub mod details;
 pub mod filter;

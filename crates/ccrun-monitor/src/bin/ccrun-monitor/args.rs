@@ -8,13 +8,16 @@ use std::path::PathBuf;
 /// Printed with `--help` and after argument errors.
 pub const USAGE: &str = "\
 usage: ccrun-monitor --pid PID --log PATH [--log-max-size BYTES] --exit-file PATH
-                     (--stdout FD --stderr FD | --tty FD) [--keep-fd FD]...
-                     [-- EXIT_COMMAND [ARG]...]
+                     (--stdout FD --stderr FD | --tty FD) [--stdin FD]
+                     [--attach FD] [--keep-fd FD]... [-- EXIT_COMMAND [ARG]...]
 
 Watches PID, which must be a child of this process: copies what arrives on the
 output fds into the CRI log at PATH (rotated to PATH.1 beyond BYTES; 0, the
 default, never rotates), then writes the exit file and executes EXIT_COMMAND.
---keep-fd fds are only held open until the end.";
+--attach is a listening unix socket whose clients get the output as it comes
+and the container's input (--stdin, the write end of its stdin pipe, or the
+--tty master) on request (see ccrun_monitor::attach). --keep-fd fds are only
+held open until the end.";
 
 /// Where the container's output arrives.
 #[derive(Debug, PartialEq, Eq)]
@@ -43,6 +46,10 @@ pub struct Args {
     pub exit_file: PathBuf,
     /// The container's output.
     pub output: Output,
+    /// The write end of the container's stdin pipe, handed to attach clients.
+    pub stdin: Option<RawFd>,
+    /// A listening unix socket for attach clients.
+    pub attach: Option<RawFd>,
     /// Fds held open until the end.
     pub keep_fds: Vec<RawFd>,
     /// Executed after the exit file is written; empty for none.
@@ -56,6 +63,8 @@ impl Args {
             Output::Pipes { stdout, stderr } => vec![stdout, stderr],
             Output::Tty(fd) => vec![fd],
         };
+        fds.extend(self.stdin);
+        fds.extend(self.attach);
         fds.extend(&self.keep_fds);
         fds
     }
@@ -79,6 +88,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
     let mut stdout = None;
     let mut stderr = None;
     let mut tty = None;
+    let mut stdin = None;
+    let mut attach = None;
     let mut keep_fds = Vec::new();
     let mut exit_command = None;
 
@@ -99,7 +110,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
                 break;
             }
             "--pid" | "--log" | "--log-max-size" | "--exit-file" | "--stdout" | "--stderr"
-            | "--tty" | "--keep-fd" => {}
+            | "--tty" | "--stdin" | "--attach" | "--keep-fd" => {}
             _ => return Err(format!("unexpected argument {arg:?}")),
         }
         let value = match inline.or_else(|| args.next()) {
@@ -114,6 +125,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
             "--stdout" => set(&mut stdout, name, parse_fd(name, &value)?)?,
             "--stderr" => set(&mut stderr, name, parse_fd(name, &value)?)?,
             "--tty" => set(&mut tty, name, parse_fd(name, &value)?)?,
+            "--stdin" => set(&mut stdin, name, parse_fd(name, &value)?)?,
+            "--attach" => set(&mut attach, name, parse_fd(name, &value)?)?,
             _ => keep_fds.push(parse_fd(name, &value)?),
         }
     }
@@ -138,9 +151,14 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
         log_max_size: log_max_size.unwrap_or(0),
         exit_file: exit_file.ok_or("--exit-file is required")?,
         output,
+        stdin,
+        attach,
         keep_fds,
         exit_command,
     };
+    if args.stdin.is_some() && matches!(args.output, Output::Tty(_)) {
+        return Err("--stdin cannot be combined with --tty (the terminal is the input)".into());
+    }
     let mut fds = args.fds();
     fds.sort_unstable();
     if let Some(twice) = fds.windows(2).find(|pair| pair[0] == pair[1]) {
@@ -209,6 +227,9 @@ mod tests {
             "7",
             "--keep-fd",
             "8",
+            "--stdin",
+            "9",
+            "--attach=10",
             "--",
             "sh",
             "-c",
@@ -223,6 +244,8 @@ mod tests {
                 stdout: 5,
                 stderr: 6,
             },
+            stdin: Some(9),
+            attach: Some(10),
             keep_fds: vec![7, 8],
             exit_command: ["sh", "-c", "--pid"].map(OsString::from).to_vec(),
         };
@@ -257,6 +280,11 @@ mod tests {
             (&["--tty", "2"], "not an fd above 2"),
             (&["--tty", "x"], "not a valid number"),
             (&["--tty", "3", "--keep-fd", "3"], "fd 3 is named twice"),
+            (&["--tty", "3", "--attach", "3"], "fd 3 is named twice"),
+            (
+                &["--tty", "3", "--stdin", "4"],
+                "cannot be combined with --tty",
+            ),
             (&["--tty", "3", "--pid", "1"], "--pid is given twice"),
             (
                 &["--tty", "3", "--log-max-size", "-1"],
