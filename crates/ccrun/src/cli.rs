@@ -111,6 +111,12 @@ pub enum Command {
     Image(commands::image::ImageCommand),
     /// Attach ccrun's stdin, stdout and stderr to a running container
     Attach(commands::attach::AttachArgs),
+    /// Copy files between a container and the host (or a tar stream)
+    Cp(commands::cp::CpArgs),
+    /// Show the changes to a container's filesystem since it was created
+    Diff(commands::diff::DiffArgs),
+    /// Write a container's filesystem as a tar archive
+    Export(commands::export::ExportArgs),
     /// Get real time events from the engine's event log
     Events(commands::events::EventsArgs),
     /// Display system-wide information

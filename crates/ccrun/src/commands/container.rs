@@ -50,6 +50,12 @@ pub enum ContainerSubcommand {
     Exec(Box<super::exec::ExecArgs>),
     /// Attach ccrun's stdin, stdout and stderr to a running container
     Attach(super::attach::AttachArgs),
+    /// Copy files between a container and the host (or a tar stream)
+    Cp(super::cp::CpArgs),
+    /// Show the changes to a container's filesystem since it was created
+    Diff(super::diff::DiffArgs),
+    /// Write a container's filesystem as a tar archive
+    Export(super::export::ExportArgs),
     /// Pause all processes within one or more containers
     Pause(super::pause::PauseArgs),
     /// Unpause all processes within one or more containers
@@ -82,6 +88,9 @@ pub fn run(global: &GlobalOpts, cmd: ContainerSubcommand) -> Result<i32> {
         ContainerSubcommand::Logs(args) => super::logs::logs(global, args),
         ContainerSubcommand::Exec(args) => super::exec::exec(global, *args),
         ContainerSubcommand::Attach(args) => super::attach::attach(global, args),
+        ContainerSubcommand::Cp(args) => super::cp::cp(global, args),
+        ContainerSubcommand::Diff(args) => super::diff::diff(global, args),
+        ContainerSubcommand::Export(args) => super::export::export(global, args),
         ContainerSubcommand::Pause(args) => super::pause::pause(global, args),
         ContainerSubcommand::Unpause(args) => super::pause::unpause(global, args),
         ContainerSubcommand::Rename(args) => super::rename::rename(global, args),

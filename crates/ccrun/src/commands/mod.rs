@@ -2,8 +2,11 @@
 
 pub mod attach;
 pub mod container;
+pub mod cp;
+pub mod diff;
 pub mod events;
 pub mod exec;
+pub mod export;
 pub mod history;
 pub mod image;
 pub mod info;
@@ -68,6 +71,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::System(cmd) => system::run(&cli.global, cmd),
         Command::Volume(cmd) => volume::run(&cli.global, cmd),
         Command::Attach(args) => attach::attach(&cli.global, args),
+        Command::Cp(args) => cp::cp(&cli.global, args),
+        Command::Diff(args) => diff::diff(&cli.global, args),
+        Command::Export(args) => export::export(&cli.global, args),
         Command::Events(args) => events::events(&cli.global, args),
         Command::Info(args) => info::info(&cli.global, args),
         Command::Version(args) => info::version(args),

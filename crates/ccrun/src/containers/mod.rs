@@ -6,7 +6,9 @@
 
 pub mod attach;
 pub mod cleanup;
+pub mod copy;
 pub mod details;
+pub mod files;
 pub mod filter;
 pub mod finish;
 pub mod launch;
