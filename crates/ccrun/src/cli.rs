@@ -117,6 +117,8 @@ pub enum Command {
     Diff(commands::diff::DiffArgs),
     /// Write a container's filesystem as a tar archive
     Export(commands::export::ExportArgs),
+    /// Display a live stream of containers' resource usage
+    Stats(commands::stats::StatsArgs),
     /// Get real time events from the engine's event log
     Events(commands::events::EventsArgs),
     /// Display system-wide information

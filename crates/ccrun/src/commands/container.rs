@@ -56,6 +56,8 @@ pub enum ContainerSubcommand {
     Diff(super::diff::DiffArgs),
     /// Write a container's filesystem as a tar archive
     Export(super::export::ExportArgs),
+    /// Display a live stream of containers' resource usage
+    Stats(super::stats::StatsArgs),
     /// Pause all processes within one or more containers
     Pause(super::pause::PauseArgs),
     /// Unpause all processes within one or more containers
@@ -91,6 +93,7 @@ pub fn run(global: &GlobalOpts, cmd: ContainerSubcommand) -> Result<i32> {
         ContainerSubcommand::Cp(args) => super::cp::cp(global, args),
         ContainerSubcommand::Diff(args) => super::diff::diff(global, args),
         ContainerSubcommand::Export(args) => super::export::export(global, args),
+        ContainerSubcommand::Stats(args) => super::stats::stats(global, args),
         ContainerSubcommand::Pause(args) => super::pause::pause(global, args),
         ContainerSubcommand::Unpause(args) => super::pause::unpause(global, args),
         ContainerSubcommand::Rename(args) => super::rename::rename(global, args),

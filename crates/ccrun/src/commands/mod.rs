@@ -18,6 +18,7 @@ pub mod pause;
 pub mod prune;
 pub mod rename;
 pub mod run;
+pub mod stats;
 pub mod system;
 pub mod top;
 pub mod update;
@@ -74,6 +75,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Cp(args) => cp::cp(&cli.global, args),
         Command::Diff(args) => diff::diff(&cli.global, args),
         Command::Export(args) => export::export(&cli.global, args),
+        Command::Stats(args) => stats::stats(&cli.global, args),
         Command::Events(args) => events::events(&cli.global, args),
         Command::Info(args) => info::info(&cli.global, args),
         Command::Version(args) => info::version(args),

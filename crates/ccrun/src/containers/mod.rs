@@ -17,6 +17,7 @@ pub mod names;
 pub mod pause;
 pub mod process;
 pub mod record;
+pub mod stats;
 pub mod store;
 pub mod update;
 
