@@ -60,6 +60,7 @@ fn kill_and_wait(store: &ContainerStore, record: &Record) -> Result<()> {
     store.update(&record.id, |r| r.stopped_by_user = true)?;
     if let Some(process) = ProcessHandle::open(record.pid, record.pid_start_time)? {
         process.signal(Signal::SIGKILL)?;
+        crate::events::container(store.root(), "kill", record, &[("signal", "9".into())]);
         super::pause::thaw_to_end(store, record);
         if !process.wait_exit(Duration::from_secs(10))? {
             bail!("container {} did not die after SIGKILL", record.short_id());

@@ -133,13 +133,18 @@ impl ContainerRoot {
         let dir = store.dir_of(&record.id);
         let spec = load_config(&dir)?;
         let ids = IdMap::of(&spec);
-        if record.status == Status::Running {
+        let alive = || ccrun_runtime::state::process_is_alive(record.pid, record.pid_start_time);
+        if record.status == Status::Running && alive() {
             let path = PathBuf::from(format!("/proc/{}/root", record.pid));
-            let root = open_dir_path(&path)?;
+            let root = open_dir_path(&path);
             // Checked after opening: the pid was still the container's then.
-            if ccrun_runtime::state::process_is_alive(record.pid, record.pid_start_time) {
-                return Ok(ContainerRoot { dir: root, ids });
+            if alive() {
+                return Ok(ContainerRoot { dir: root?, ids });
             }
+        }
+        if record.status == Status::Running {
+            // Just ended: its watcher unmounts the snapshot as it settles the record.
+            store.wait_settled(&record.id, Some(std::time::Duration::from_secs(10)))?;
         }
         enter_private_mount_namespace()?;
         let merged = mount_rootfs(record, &dir, &spec)?;

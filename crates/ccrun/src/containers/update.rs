@@ -145,7 +145,8 @@ pub fn update(
     if let Some(resources) = changes.resources() {
         let dir = store.dir_of(&record.id);
         let mut spec = load_config(&dir)?;
-        if record.status == Status::Running {
+        let alive = ccrun_runtime::state::process_is_alive(record.pid, record.pid_start_time);
+        if record.status == Status::Running && alive {
             // The live cgroup first: a limit the kernel refuses changes nothing.
             Container::load(&global.state_root(), &record.id)
                 .and_then(|mut c| c.update(&resources))
