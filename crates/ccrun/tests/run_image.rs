@@ -5,6 +5,8 @@
 //! Its own main (no libtest harness): the registry and images are built once, shared
 //! by all tests, and torn down at the end even when tests fail.
 
+#[path = "support/harness.rs"]
+mod harness;
 #[path = "support/image_build.rs"]
 mod image_build;
 #[path = "support/image_cli.rs"]
@@ -736,7 +738,6 @@ fn image_volumes_become_seeded_anonymous_volumes(images: &Images) {
 }
 
 fn main() {
-    ccrun_testkit::require_root();
     let tests: &[(&str, Test)] = &[
         (
             "pulls_and_runs_in_one_command",
@@ -790,51 +791,6 @@ fn main() {
             image_volumes_become_seeded_anonymous_volumes,
         ),
     ];
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let selected: Vec<&(&str, Test)> = tests
-        .iter()
-        .filter(|(name, _)| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str())))
-        .collect();
-    if selected.is_empty() {
-        println!("no tests selected");
-        return;
-    }
-    let images = Images::build();
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let failed = Mutex::new(Vec::new());
     // A few tests at a time: each is mostly waiting on container processes.
-    std::thread::scope(|scope| {
-        for _ in 0..4 {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let Some((name, test)) = selected.get(i) else {
-                    break;
-                };
-                let outcome =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| test(&images)));
-                match outcome {
-                    Ok(()) => println!("test {name} ... ok"),
-                    Err(_) => {
-                        println!("test {name} ... FAILED");
-                        failed.lock().unwrap_or_else(|p| p.into_inner()).push(*name);
-                    }
-                }
-            });
-        }
-    });
-    drop(images);
-    let failed = failed.into_inner().unwrap_or_else(|p| p.into_inner());
-    println!(
-        "\ntest result: {}. {} passed; {} failed",
-        if failed.is_empty() { "ok" } else { "FAILED" },
-        selected.len() - failed.len(),
-        failed.len()
-    );
-    if !failed.is_empty() {
-        println!("failures: {failed:?}");
-        std::process::exit(1);
-    }
+    harness::run(tests, 4, Images::build);
 }

@@ -233,14 +233,30 @@ impl Layout {
         tag: Option<&str>,
         run_config: serde_json::Value,
     ) -> Built {
-        let config = serde_json::json!({
+        self.image_with_history(layers, arch, tag, run_config, None)
+    }
+
+    /// Like [`Layout::image_with_config`], with `history` as the image config's
+    /// `history` list.
+    pub fn image_with_history(
+        &mut self,
+        layers: &[&Layer],
+        arch: &str,
+        tag: Option<&str>,
+        run_config: serde_json::Value,
+        history: Option<serde_json::Value>,
+    ) -> Built {
+        let mut config = serde_json::json!({
             "created": "2024-01-02T03:04:05Z",
             "architecture": arch,
             "os": "linux",
             "config": run_config,
             "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| l.diff_id.to_string()).collect::<Vec<_>>()},
-        })
-        .to_string();
+        });
+        if let Some(history) = history {
+            config["history"] = history;
+        }
+        let config = config.to_string();
         let config_digest = self.blob(config.as_bytes());
         let mut descs = Vec::new();
         for l in layers {
