@@ -313,7 +313,7 @@ fn image_events_are_logged(images: &Images) {
 }
 
 fn main() {
-    let tests: &[(&str, fn(&Images))] = &[
+    let tests: &[harness::Test<Images>] = &[
         (
             "diff_lists_what_the_container_changed",
             diff_lists_what_the_container_changed,

@@ -16,7 +16,6 @@ mod registry;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use ccrun_testkit::pty::OnPty;

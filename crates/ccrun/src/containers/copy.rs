@@ -209,7 +209,7 @@ pub fn copy_in(
             .open_dir(dest_spot.path)?
             .context("the destination vanished")?;
         return Unpacker::new(target, owner, Rename::None)
-            .as_container_root(root.ids)
+            .creating_as_container_root(root.ids)
             .unpack(std::io::stdin().lock());
     }
     let source = Spot::new(src);
@@ -249,7 +249,7 @@ pub fn copy_in(
         },
         |input| {
             Unpacker::new(target, owner, rename)
-                .as_container_root(root.ids)
+                .creating_as_container_root(root.ids)
                 .unpack(input)
         },
     )

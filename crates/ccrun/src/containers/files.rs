@@ -462,7 +462,7 @@ impl Unpacker {
 
     /// Creates files as the container's root (`ids` mapping container root to the
     /// host), which any mount of the container's root accepts.
-    pub fn as_container_root(mut self, ids: IdMap) -> Unpacker {
+    pub fn creating_as_container_root(mut self, ids: IdMap) -> Unpacker {
         if let IdMap::Mapped { .. } = ids {
             self.create_as = Some(ids.to_host(0, 0));
         }

@@ -117,7 +117,7 @@ fn merge(old: &mut LinuxResources, new: &LinuxResources) {
         }
     }
     if new.pids().is_some() {
-        old.set_pids(new.pids().clone());
+        old.set_pids(*new.pids());
     }
     if let Some(n) = new.block_io() {
         old.block_io_mut()

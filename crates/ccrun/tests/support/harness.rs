@@ -6,16 +6,19 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+/// A named test of a suite whose tests share a fixture `F`.
+pub type Test<'a, F> = (&'a str, fn(&F));
+
 /// Runs the `tests` whose names contain a command-line argument (all without one)
 /// against the fixture `build` makes, `threads` at a time; prints libtest's summary
 /// line and exits 1 when any failed.
-pub fn run<F: Sync>(tests: &[(&str, fn(&F))], threads: usize, build: impl FnOnce() -> F) {
+pub fn run<F: Sync>(tests: &[Test<'_, F>], threads: usize, build: impl FnOnce() -> F) {
     ccrun_testkit::require_root();
     let filter: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let selected: Vec<&(&str, fn(&F))> = tests
+    let selected: Vec<&Test<'_, F>> = tests
         .iter()
         .filter(|(name, _)| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str())))
         .collect();
