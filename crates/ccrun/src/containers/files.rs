@@ -842,7 +842,8 @@ mod tests {
         archive.extend(hostile);
 
         let dst = tmp.path().join("dst");
-        std::fs::create_dir(&dst).expect("mkdir");
+        // The target's own /etc, which the link names when resolved inside it.
+        std::fs::create_dir_all(dst.join("etc")).expect("mkdir");
         let rename = Rename::Top {
             from: "d".into(),
             to: "new".into(),
