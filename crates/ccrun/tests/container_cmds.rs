@@ -229,6 +229,7 @@ fn update_changes_live_limits_the_saved_spec_and_the_restart_policy() {
 
     // A stopped container keeps the change for its next start.
     ok(&c, &["kill", "upd"]);
+    assert_eq!(ok(&c, &["wait", "upd"]), "137");
     ok(&c, &["update", "--pids-limit", "60", "upd"]);
     ok(&c, &["start", "upd"]);
     let pid = pid_of(&c, "upd");
@@ -569,6 +570,7 @@ fn stats_read_the_containers_cgroup() {
             .expect("json");
     assert_eq!(json["PIDs"], "3");
     ok(&c, &["kill", "st"]);
+    assert_eq!(ok(&c, &["wait", "st"]), "137");
     let stopped = ok(
         &c,
         &[

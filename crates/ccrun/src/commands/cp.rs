@@ -42,6 +42,10 @@ fn container_part(arg: &str) -> Option<(&str, &str)> {
 /// Runs `cp`.
 pub fn cp(global: &GlobalOpts, args: CpArgs) -> Result<i32> {
     let store = ContainerStore::open(&global.store_root())?;
+    let opts = copy::Options {
+        follow: args.follow_link,
+        archive: args.archive,
+    };
     match (container_part(&args.src), container_part(&args.dest)) {
         (Some(_), Some(_)) => bail!("copying between containers is not supported"),
         (None, None) => bail!("must specify at least one container source"),
@@ -51,13 +55,13 @@ pub fn cp(global: &GlobalOpts, args: CpArgs) -> Result<i32> {
             if args.dest == "-" {
                 copy::archive_from(&root, src, args.follow_link, std::io::stdout().lock())?;
             } else {
-                copy::copy_out(&root, src, &args.dest, args.follow_link, args.archive)?;
+                copy::copy_out(&root, src, &args.dest, opts)?;
             }
         }
         (None, Some((name, dest))) => {
             let record = store.find(name)?;
             let root = ContainerRoot::open(&store, &record)?;
-            copy::copy_in(&root, &args.src, dest, args.follow_link, args.archive)?;
+            copy::copy_in(&root, &args.src, dest, opts)?;
         }
     }
     Ok(0)

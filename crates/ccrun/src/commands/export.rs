@@ -35,7 +35,7 @@ pub fn export(global: &GlobalOpts, args: ExportArgs) -> Result<i32> {
     let store = ContainerStore::open(&global.store_root())?;
     let record = store.find(&args.container)?;
     let root = ContainerRoot::open(&store, &record)?;
-    let mut tar = TarWriter::new(std::io::BufWriter::new(out), root.ids);
+    let mut tar = TarWriter::new(std::io::BufWriter::new(out), root.ids.clone());
     tar.contents(std::os::fd::AsFd::as_fd(&root.dir))
         .with_context(|| format!("exporting {}", record.name))?;
     tar.finish()?.flush().context("writing the archive")?;

@@ -16,6 +16,15 @@ use super::files::{ContainerRoot, Owner, Rename, TarWriter, Unpacker};
 /// How many symlinks `-L` follows before giving up.
 const MAX_LINKS: usize = 40;
 
+/// `cp`'s flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// `-L`: follow a symlink given as the source.
+    pub follow: bool,
+    /// `-a`: keep the source's owners.
+    pub archive: bool,
+}
+
 /// A copy's source or destination path, as Docker reads it.
 struct Spot<'a> {
     path: &'a Path,
@@ -94,7 +103,7 @@ pub fn archive_from(
     out: impl Write,
 ) -> Result<bool> {
     let spot = Spot::new(src);
-    let mut tar = TarWriter::new(out, root.ids);
+    let mut tar = TarWriter::new(out, root.ids.clone());
     let Some(name) = spot.name.clone().filter(|_| !spot.contents || src != "/.") else {
         // The whole root: its own filesystem, as `export` has it.
         tar.contents(root.dir.as_fd())?;
@@ -144,13 +153,8 @@ fn resolve(
 
 /// Copies `src` out of the container to the host path `dest`; with `archive` (`-a`)
 /// the files keep the container's owners, else they belong to the caller.
-pub fn copy_out(
-    root: &ContainerRoot,
-    src: &str,
-    dest: &str,
-    follow: bool,
-    archive: bool,
-) -> Result<()> {
+pub fn copy_out(root: &ContainerRoot, src: &str, dest: &str, opts: Options) -> Result<()> {
+    let Options { follow, archive } = opts;
     let source = Spot::new(src);
     let Some(name) = source.name.clone() else {
         bail!("copying the whole root filesystem to a directory: use ccrun export");
@@ -170,7 +174,7 @@ pub fn copy_out(
     )
     .with_context(|| format!("no such directory: {}", target.display()))?;
     let owner = if archive {
-        Owner::Archive(super::files::IdMap::Identity)
+        Owner::Archive(crate::spec_builder::UsernsMode::Host)
     } else {
         let (uid, gid) = (rustix::process::geteuid(), rustix::process::getegid());
         Owner::Fixed(uid.as_raw(), gid.as_raw())
@@ -184,17 +188,12 @@ pub fn copy_out(
 /// Copies the host path `src` (`-`: a tar archive on stdin) into the container at
 /// `dest`; files belong to the container's root unless `archive` (`-a`) keeps the
 /// source's owners.
-pub fn copy_in(
-    root: &ContainerRoot,
-    src: &str,
-    dest: &str,
-    follow: bool,
-    archive: bool,
-) -> Result<()> {
+pub fn copy_in(root: &ContainerRoot, src: &str, dest: &str, opts: Options) -> Result<()> {
+    let Options { follow, archive } = opts;
     let owner = if archive {
-        Owner::Archive(root.ids)
+        Owner::Archive(root.ids.clone())
     } else {
-        let (uid, gid) = root.ids.to_host(0, 0);
+        let (uid, gid) = root.ids.root_owner();
         Owner::Fixed(uid, gid)
     };
     let dest_spot = Spot::new(dest);
@@ -209,7 +208,7 @@ pub fn copy_in(
             .open_dir(dest_spot.path)?
             .context("the destination vanished")?;
         return Unpacker::new(target, owner, Rename::None)
-            .creating_as_container_root(root.ids)
+            .creating_as_container_root(root.ids.clone())
             .unpack(std::io::stdin().lock());
     }
     let source = Spot::new(src);
@@ -249,7 +248,7 @@ pub fn copy_in(
         },
         |input| {
             Unpacker::new(target, owner, rename)
-                .creating_as_container_root(root.ids)
+                .creating_as_container_root(root.ids.clone())
                 .unpack(input)
         },
     )

@@ -23,97 +23,42 @@ use rustix::io::Errno;
 
 use super::launch::{enter_private_mount_namespace, load_config, mount_rootfs};
 use super::{ContainerStore, Record, RootfsSource, Status};
-
-/// What an id outside the container's mapping shows as.
-const OVERFLOW_ID: u32 = 65_534;
+use crate::spec_builder::UsernsMode;
 
 const RESOLVE: u64 = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
 
-/// How the owners ccrun sees on the host relate to the container's own ids.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IdMap {
-    /// The same (no user namespace, or a stopped `--rootfs` directory, whose raw ids
-    /// the runtime maps only when it mounts it).
-    Identity,
-    /// Container id N is host id `start + N`, for `count` ids.
-    Mapped {
-        /// Host uid of container uid 0.
-        uid_start: u32,
-        /// Host gid of container gid 0.
-        gid_start: u32,
-        /// Number of ids mapped.
-        count: u32,
-    },
-}
+/// How the owners ccrun sees on the host relate to the container's own ids:
+/// [`UsernsMode::Host`] (the same) without a user namespace or for a stopped
+/// `--rootfs` directory (whose raw ids the runtime maps only when it mounts it).
+pub type IdMap = UsernsMode;
 
-impl IdMap {
-    /// The mapping of the container's private user namespace in `spec`, if it has one.
-    fn of(spec: &Spec) -> IdMap {
-        let Some(linux) = spec.linux() else {
-            return IdMap::Identity;
-        };
-        let private = linux
-            .namespaces()
-            .iter()
+/// The mapping of the container's private user namespace in `spec`, if it has one.
+fn ids_of(spec: &Spec) -> IdMap {
+    let Some(linux) = spec.linux() else {
+        return UsernsMode::Host;
+    };
+    let private = linux
+        .namespaces()
+        .iter()
+        .flatten()
+        .any(|ns| ns.typ() == LinuxNamespaceType::User && ns.path().is_none());
+    let first = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
+        maps.iter()
             .flatten()
-            .any(|ns| ns.typ() == LinuxNamespaceType::User && ns.path().is_none());
-        let first = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
-            maps.iter()
-                .flatten()
-                .find(|m| m.container_id() == 0)
-                .map(|m| (m.host_id(), m.size()))
-        };
-        match (
-            private,
-            first(linux.uid_mappings()),
-            first(linux.gid_mappings()),
-        ) {
-            (true, Some((uid_start, count)), Some((gid_start, gids))) => IdMap::Mapped {
-                uid_start,
-                gid_start,
-                count: count.min(gids),
-            },
-            _ => IdMap::Identity,
-        }
-    }
-
-    /// Host (uid, gid) of container (uid, gid).
-    pub fn to_host(self, uid: u32, gid: u32) -> (u32, u32) {
-        match self {
-            IdMap::Identity => (uid, gid),
-            IdMap::Mapped {
-                uid_start,
-                gid_start,
-                count,
-            } => {
-                let map = |id: u32, start: u32| {
-                    if id < count {
-                        start.saturating_add(id)
-                    } else {
-                        OVERFLOW_ID
-                    }
-                };
-                (map(uid, uid_start), map(gid, gid_start))
-            }
-        }
-    }
-
-    /// Container (uid, gid) of host (uid, gid).
-    pub fn to_container(self, uid: u32, gid: u32) -> (u32, u32) {
-        match self {
-            IdMap::Identity => (uid, gid),
-            IdMap::Mapped {
-                uid_start,
-                gid_start,
-                count,
-            } => {
-                let map = |id: u32, start: u32| match id.checked_sub(start) {
-                    Some(n) if n < count => n,
-                    _ => OVERFLOW_ID,
-                };
-                (map(uid, uid_start), map(gid, gid_start))
-            }
-        }
+            .find(|m| m.container_id() == 0)
+            .map(|m| (m.host_id(), m.size()))
+    };
+    match (
+        private,
+        first(linux.uid_mappings()),
+        first(linux.gid_mappings()),
+    ) {
+        (true, Some((uid_start, count)), Some((gid_start, gids))) => UsernsMode::Private {
+            uid_start,
+            gid_start,
+            count: count.min(gids),
+        },
+        _ => UsernsMode::Host,
     }
 }
 
@@ -132,7 +77,7 @@ impl ContainerRoot {
     pub fn open(store: &ContainerStore, record: &Record) -> Result<ContainerRoot> {
         let dir = store.dir_of(&record.id);
         let spec = load_config(&dir)?;
-        let ids = IdMap::of(&spec);
+        let ids = ids_of(&spec);
         let alive = || ccrun_runtime::state::process_is_alive(record.pid, record.pid_start_time);
         if record.status == Status::Running && alive() {
             let path = PathBuf::from(format!("/proc/{}/root", record.pid));
@@ -149,7 +94,7 @@ impl ContainerRoot {
         enter_private_mount_namespace()?;
         let merged = mount_rootfs(record, &dir, &spec)?;
         let ids = match record.rootfs {
-            RootfsSource::Dir(_) => IdMap::Identity,
+            RootfsSource::Dir(_) => UsernsMode::Host,
             RootfsSource::Image { .. } => ids,
         };
         Ok(ContainerRoot {
@@ -219,14 +164,7 @@ fn open_dir_in(root: BorrowedFd<'_>, path: &Path) -> Result<Option<OwnedFd>> {
 
 /// The names in a directory, without `.` and `..`, sorted.
 fn names(dir: BorrowedFd<'_>) -> rustix::io::Result<Vec<CString>> {
-    let mut out = Vec::new();
-    for entry in rfs::Dir::read_from(dir)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        if name != c"." && name != c".." {
-            out.push(name.to_owned());
-        }
-    }
+    let mut out = crate::volumes::seed::names(dir)?;
     out.sort();
     Ok(out)
 }
@@ -274,7 +212,7 @@ impl<W: Write> TarWriter<W> {
         let st = rfs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW)
             .with_context(|| format!("stat {}", archived.display()))?;
         let mut header = tar::Header::new_gnu();
-        let (uid, gid) = self.ids.to_container(st.st_uid, st.st_gid);
+        let (uid, gid) = self.ids.container_ids(st.st_uid, st.st_gid);
         header.set_uid(uid.into());
         header.set_gid(gid.into());
         header.set_mode(st.st_mode & 0o7777);
@@ -376,7 +314,7 @@ impl<W: Write> TarWriter<W> {
 }
 
 /// Who owns what an archive unpacks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Owner {
     /// These host ids.
     Fixed(u32, u32),
@@ -463,8 +401,8 @@ impl Unpacker {
     /// Creates files as the container's root (`ids` mapping container root to the
     /// host), which any mount of the container's root accepts.
     pub fn creating_as_container_root(mut self, ids: IdMap) -> Unpacker {
-        if let IdMap::Mapped { .. } = ids {
-            self.create_as = Some(ids.to_host(0, 0));
+        if let UsernsMode::Private { .. } = ids {
+            self.create_as = Some(ids.root_owner());
         }
         self
     }
@@ -498,12 +436,12 @@ impl Unpacker {
     }
 
     fn owner_of(&self, header: &tar::Header) -> (u32, u32) {
-        match self.owner {
-            Owner::Fixed(uid, gid) => (uid, gid),
+        match &self.owner {
+            Owner::Fixed(uid, gid) => (*uid, *gid),
             Owner::Archive(ids) => {
                 let uid = header.uid().ok().and_then(|u| u32::try_from(u).ok());
                 let gid = header.gid().ok().and_then(|g| u32::try_from(g).ok());
-                ids.to_host(uid.unwrap_or(0), gid.unwrap_or(0))
+                ids.host_ids(uid.unwrap_or(0), gid.unwrap_or(0))
             }
         }
     }
@@ -576,19 +514,23 @@ impl Unpacker {
                 tv_nsec: 0,
             },
         };
+        // The entry itself, never what a symlink names.
+        let chown_entry = || {
+            rfs::chownat(
+                &parent,
+                name.as_c_str(),
+                Some(rfs::Uid::from_raw(uid)),
+                Some(rfs::Gid::from_raw(gid)),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
+        };
         match kind {
             tar::EntryType::Directory => {
                 match rfs::mkdirat(&parent, name.as_c_str(), Mode::from_raw_mode(0o700)) {
                     Ok(()) | Err(Errno::EXIST) => {}
                     Err(e) => return Err(e.into()),
                 }
-                rfs::chownat(
-                    &parent,
-                    name.as_c_str(),
-                    Some(rfs::Uid::from_raw(uid)),
-                    Some(rfs::Gid::from_raw(gid)),
-                    AtFlags::SYMLINK_NOFOLLOW,
-                )?;
+                chown_entry()?;
                 self.dir_modes.push((path.to_path_buf(), mode));
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
@@ -619,13 +561,7 @@ impl Unpacker {
                     .context("reading the link target")?
                     .context("a symlink without a target")?;
                 rfs::symlinkat(target.as_os_str(), &parent, name.as_c_str())?;
-                rfs::chownat(
-                    &parent,
-                    name.as_c_str(),
-                    Some(rfs::Uid::from_raw(uid)),
-                    Some(rfs::Gid::from_raw(gid)),
-                    AtFlags::SYMLINK_NOFOLLOW,
-                )?;
+                chown_entry()?;
             }
             tar::EntryType::Link => {
                 let target = header
@@ -662,13 +598,7 @@ impl Unpacker {
                     Mode::from_raw_mode(mode),
                     dev,
                 )?;
-                rfs::chownat(
-                    &parent,
-                    name.as_c_str(),
-                    Some(rfs::Uid::from_raw(uid)),
-                    Some(rfs::Gid::from_raw(gid)),
-                    AtFlags::SYMLINK_NOFOLLOW,
-                )?;
+                chown_entry()?;
             }
             // pax headers and GNU long names are read by the tar crate itself;
             // anything else has no file to become.
@@ -802,16 +732,15 @@ mod tests {
 
     #[test]
     fn ids_map_both_ways() {
-        let ids = IdMap::Mapped {
+        let ids = UsernsMode::Private {
             uid_start: 100_000,
             gid_start: 200_000,
             count: 65_536,
         };
-        assert_eq!(ids.to_host(0, 1), (100_000, 200_001));
-        assert_eq!(ids.to_container(100_005, 200_000), (5, 0));
-        assert_eq!(ids.to_container(0, 0), (OVERFLOW_ID, OVERFLOW_ID));
-        assert_eq!(ids.to_host(70_000, 0).0, OVERFLOW_ID);
-        assert_eq!(IdMap::Identity.to_host(7, 8), (7, 8));
+        assert_eq!(ids.host_ids(0, 1), (100_000, 200_001));
+        assert_eq!(ids.container_ids(100_005, 200_000), (5, 0));
+        assert_eq!(ids.container_ids(0, 0), (65_534, 65_534));
+        assert_eq!(UsernsMode::Host.container_ids(7, 8), (7, 8));
     }
 
     #[test]
@@ -823,7 +752,7 @@ mod tests {
         std::os::unix::fs::symlink("/etc", src.join("d/escape")).expect("symlink");
         std::fs::hard_link(src.join("d/f"), src.join("d/g")).expect("link");
         let dir = open_dir_path(&src).expect("open");
-        let mut writer = TarWriter::new(Vec::new(), IdMap::Identity);
+        let mut writer = TarWriter::new(Vec::new(), UsernsMode::Host);
         writer
             .entry(dir.as_fd(), c"d", Path::new("d"))
             .expect("archive");
