@@ -8,8 +8,11 @@
 //! - [`logfile`] owns the log format (CRI / k8s-file lines), writing with
 //!   rotation, reading, and following a log that is being written.
 //! - [`exitfile`] owns the exit file: exit code and finish time, written atomically.
+//! - [`attach`] owns the protocol of the attach socket through which `ccrun attach`
+//!   reaches a running container's stdio.
 
 #![warn(missing_docs)]
 
+pub mod attach;
 pub mod exitfile;
 pub mod logfile;

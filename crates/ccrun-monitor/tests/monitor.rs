@@ -541,6 +541,121 @@ fn keep_fds_stay_open_until_the_exit_command() {
     // Dropping `run` kills the exit command (it has the monitor's pid).
 }
 
+/// Reads from `socket` with `recvmsg`, keeping an fd passed with the data.
+fn recv_with_fd(socket: &impl AsRawFd, buf: &mut [u8]) -> (usize, Option<OwnedFd>) {
+    let mut control = [0u64; 8];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: msghdr is plain data; the pointers set below outlive the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: `msg` describes valid buffers.
+    let n = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+    assert!(n >= 0, "recvmsg: {}", io::Error::last_os_error());
+    // SAFETY: the kernel filled in the control buffer; CMSG_FIRSTHDR/CMSG_DATA
+    // stay inside it.
+    let fd = unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (!cmsg.is_null() && (*cmsg).cmsg_type == libc::SCM_RIGHTS).then(|| {
+            OwnedFd::from_raw_fd(std::ptr::read_unaligned(
+                libc::CMSG_DATA(cmsg).cast::<RawFd>(),
+            ))
+        })
+    };
+    (n as usize, fd)
+}
+
+#[test]
+fn attach_clients_get_the_output_the_input_and_the_exit() {
+    use ccrun_monitor::attach::{self, Decoder, Kind};
+    use std::io::Write;
+    use std::os::unix::net::{UnixListener, UnixStream};
+    let dir = tempfile::tempdir().unwrap();
+    let listener = UnixListener::bind(dir.path().join("attach.sock")).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    // Connected before the monitor runs, as `run -it` is: it must see everything.
+    let mut client = UnixStream::connect(dir.path().join("attach.sock")).unwrap();
+    client.write_all(&[attach::WANT_STDIN]).unwrap();
+    let mut watcher = UnixStream::connect(dir.path().join("attach.sock")).unwrap();
+    watcher.write_all(&[attach::OUTPUT_ONLY]).unwrap();
+    let (stdin_r, stdin_w) = pipe();
+    let listener = OwnedFd::from(listener);
+    let mut run = start(
+        "echo out; echo err >&2; sleep 0.2; exit 3",
+        Setup {
+            fds: vec![(&listener, 7), (&stdin_w, 8)],
+            args: vec!["--attach", "7", "--stdin", "8"],
+            ..Setup::default()
+        },
+    );
+    drop(stdin_w);
+    let mut frames = Vec::new();
+    let mut passed = None;
+    let mut decoder = Decoder::default();
+    let mut buf = [0u8; 4096];
+    loop {
+        let (n, fd) = recv_with_fd(&client, &mut buf);
+        passed = passed.or(fd);
+        if n == 0 {
+            break;
+        }
+        decoder.push(&buf[..n]);
+        while let Some(frame) = decoder.next_frame().unwrap() {
+            frames.push(frame);
+        }
+    }
+    assert_eq!(run.wait(Duration::from_secs(10)), Some(0));
+    assert!(
+        frames.contains(&(Kind::Stdout, b"out\n".to_vec())),
+        "{frames:?}"
+    );
+    assert!(
+        frames.contains(&(Kind::Stderr, b"err\n".to_vec())),
+        "{frames:?}"
+    );
+    assert!(frames.contains(&(Kind::Stdin, Vec::new())), "{frames:?}");
+    let (kind, code) = frames.last().unwrap();
+    assert_eq!((*kind, attach::exit_code(code)), (Kind::Exit, Some(3)));
+    // The descriptor passed is the container's stdin pipe.
+    let input = passed.expect("the stdin descriptor");
+    // SAFETY: writes one byte from a valid buffer to our own descriptor.
+    assert_eq!(
+        unsafe { libc::write(input.as_raw_fd(), b"x".as_ptr().cast(), 1) },
+        1
+    );
+    let mut byte = [0u8; 1];
+    // SAFETY: reads one byte into `byte`.
+    assert_eq!(
+        unsafe { libc::read(stdin_r.as_raw_fd(), byte.as_mut_ptr().cast(), 1) },
+        1
+    );
+    assert_eq!(&byte, b"x");
+    // The other client got the same output, and no input.
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut watcher, &mut rest).unwrap();
+    let mut decoder = Decoder::default();
+    decoder.push(&rest);
+    let mut kinds = Vec::new();
+    while let Some((kind, _)) = decoder.next_frame().unwrap() {
+        kinds.push(kind);
+    }
+    assert!(
+        kinds.contains(&Kind::Stdout) && !kinds.contains(&Kind::Stdin),
+        "{kinds:?}"
+    );
+    assert_eq!(kinds.last(), Some(&Kind::Exit));
+    assert_eq!(
+        stream(&run.log(), Stream::Stdout),
+        [entry('F', "out")],
+        "still logged"
+    );
+}
+
 #[test]
 fn a_full_disk_drops_output_without_blocking_the_child() {
     // 400 KB, far more than a pipe holds: the child would block if the

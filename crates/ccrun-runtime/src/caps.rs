@@ -143,6 +143,14 @@ pub fn current_effective() -> Result<u64> {
     own_set("CapEff")
 }
 
+/// Makes every permitted capability effective again in the calling thread: a
+/// switch of the filesystem uid away from 0 (`setfsuid`) clears the file
+/// capabilities (`CAP_CHOWN`, `CAP_DAC_OVERRIDE`, …) from the effective set.
+pub fn raise_effective() -> Result<()> {
+    let permitted = own_set("CapPrm")?;
+    capset(permitted, permitted, own_set("CapInh")?)
+}
+
 /// The set `field` (`CapBnd`, `CapEff`, …) of `/proc/self/status` as a mask.
 fn own_set(field: &str) -> Result<u64> {
     let path = "/proc/self/status";

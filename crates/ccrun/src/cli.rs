@@ -127,6 +127,32 @@ pub enum Command {
     Completion(crate::completion::CompletionArgs),
     /// Write man pages (ccrun.1, ccrun-run.1, …) into a directory
     Man(crate::completion::ManArgs),
+    /// Attach ccrun's stdin, stdout and stderr to a running container
+    Attach(commands::attach::AttachArgs),
+    /// Copy files between a container and the host (or a tar stream)
+    Cp(commands::cp::CpArgs),
+    /// Show the changes to a container's filesystem since it was created
+    Diff(commands::diff::DiffArgs),
+    /// Write a container's filesystem as a tar archive
+    Export(commands::export::ExportArgs),
+    /// Display a live stream of containers' resource usage
+    Stats(commands::stats::StatsArgs),
+    /// Get real time events from the engine's event log
+    Events(commands::events::EventsArgs),
+    /// Display system-wide information
+    Info(commands::info::InfoArgs),
+    /// Show the ccrun version information
+    Version(commands::info::InfoArgs),
+    /// Pause all processes within one or more containers
+    Pause(commands::pause::PauseArgs),
+    /// Unpause all processes within one or more containers
+    Unpause(commands::pause::PauseArgs),
+    /// Rename a container
+    Rename(commands::rename::RenameArgs),
+    /// Update the resources and restart policy of one or more containers
+    Update(commands::update::UpdateArgs),
+    /// Show the history of an image
+    History(commands::history::HistoryArgs),
 }
 
 impl Command {

@@ -73,6 +73,25 @@ impl UsernsMode {
             UsernsMode::Host => (uid, gid),
         }
     }
+
+    /// Container uid and gid of host `uid`/`gid`, the inverse of
+    /// [`UsernsMode::host_ids`] (65534 for host ids outside the mapping).
+    pub fn container_ids(&self, uid: u32, gid: u32) -> (u32, u32) {
+        match *self {
+            UsernsMode::Private {
+                uid_start,
+                gid_start,
+                count,
+            } => {
+                let map = |id: u32, start: u32| match id.checked_sub(start) {
+                    Some(n) if n < count => n,
+                    _ => 65_534,
+                };
+                (map(uid, uid_start), map(gid, gid_start))
+            }
+            UsernsMode::Host => (uid, gid),
+        }
+    }
 }
 
 /// How the container is networked.

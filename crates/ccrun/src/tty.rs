@@ -29,14 +29,22 @@ fn window_size(fd: BorrowedFd<'_>) -> Option<nix::pty::Winsize> {
     (ret == 0).then_some(ws)
 }
 
+/// ccrun's own terminal size (from stdin, else stdout); `None` without a terminal.
+pub fn own_window_size() -> Option<nix::pty::Winsize> {
+    window_size(std::io::stdin().as_fd()).or_else(|| window_size(std::io::stdout().as_fd()))
+}
+
+/// Gives the terminal whose master is `master` the size `ws`.
+pub fn set_window_size(master: BorrowedFd<'_>, ws: &nix::pty::Winsize) {
+    // SAFETY: TIOCSWINSZ reads one `struct winsize`; a failure only means no resize.
+    unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, ws) };
+}
+
 /// Gives the container's terminal ccrun's own terminal size (from stdin, else stdout).
 /// Called before the container starts so its first look at the size is right.
 pub fn sync_window_size(master: BorrowedFd<'_>) {
-    let size =
-        window_size(std::io::stdin().as_fd()).or_else(|| window_size(std::io::stdout().as_fd()));
-    if let Some(ws) = size {
-        // SAFETY: TIOCSWINSZ reads one `struct winsize`; a failure only means no resize.
-        unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    if let Some(ws) = own_window_size() {
+        set_window_size(master, &ws);
     }
 }
 
@@ -141,7 +149,8 @@ fn pump_master(master: BorrowedFd<'_>, buf: &mut [u8], sink: &mut OutputSink) ->
     }
 }
 
-fn write_all(fd: BorrowedFd<'_>, mut data: &[u8]) -> Result<()> {
+/// Writes all of `data` to the terminal (or pipe) `fd`, waiting while it is full.
+pub fn write_all(fd: BorrowedFd<'_>, mut data: &[u8]) -> Result<()> {
     while !data.is_empty() {
         match nix::unistd::write(fd, data) {
             Ok(n) => data = &data[n..],

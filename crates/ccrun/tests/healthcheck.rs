@@ -9,14 +9,14 @@
 //! by all tests, and torn down at the end even when tests fail. Intervals are short
 //! (100-300 ms) so that the whole file takes seconds.
 
+#[path = "support/harness.rs"]
+mod harness;
 #[path = "support/image_build.rs"]
 mod image_build;
 #[path = "support/image_cli.rs"]
 mod image_cli;
 #[path = "support/registry.rs"]
 mod registry;
-#[path = "support/runner.rs"]
-mod runner;
 
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
@@ -403,5 +403,5 @@ fn main() {
             create_pulls_quietly_with_pull_always,
         ),
     ];
-    runner::run_all(tests, Images::build);
+    harness::run(tests, 4, Images::build);
 }

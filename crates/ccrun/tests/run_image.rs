@@ -5,14 +5,14 @@
 //! Its own main (no libtest harness): the registry and images are built once, shared
 //! by all tests, and torn down at the end even when tests fail.
 
+#[path = "support/harness.rs"]
+mod harness;
 #[path = "support/image_build.rs"]
 mod image_build;
 #[path = "support/image_cli.rs"]
 mod image_cli;
 #[path = "support/registry.rs"]
 mod registry;
-#[path = "support/runner.rs"]
-mod runner;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -689,7 +689,6 @@ fn image_volumes_become_seeded_anonymous_volumes(images: &Images) {
 }
 
 fn main() {
-    ccrun_testkit::require_root();
     let tests: &[(&str, Test)] = &[
         (
             "pulls_and_runs_in_one_command",
@@ -743,5 +742,6 @@ fn main() {
             image_volumes_become_seeded_anonymous_volumes,
         ),
     ];
-    runner::run_all(tests, Images::build);
+    // A few tests at a time: each is mostly waiting on container processes.
+    harness::run(tests, 4, Images::build);
 }

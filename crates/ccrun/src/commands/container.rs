@@ -49,6 +49,26 @@ pub enum ContainerSubcommand {
     Logs(super::logs::LogsArgs),
     /// Run a command in a running container
     Exec(Box<super::exec::ExecArgs>),
+    /// Attach ccrun's stdin, stdout and stderr to a running container
+    Attach(super::attach::AttachArgs),
+    /// Copy files between a container and the host (or a tar stream)
+    Cp(super::cp::CpArgs),
+    /// Show the changes to a container's filesystem since it was created
+    Diff(super::diff::DiffArgs),
+    /// Write a container's filesystem as a tar archive
+    Export(super::export::ExportArgs),
+    /// Display a live stream of containers' resource usage
+    Stats(super::stats::StatsArgs),
+    /// Pause all processes within one or more containers
+    Pause(super::pause::PauseArgs),
+    /// Unpause all processes within one or more containers
+    Unpause(super::pause::PauseArgs),
+    /// Rename a container
+    Rename(super::rename::RenameArgs),
+    /// Update the resources and restart policy of one or more containers
+    Update(super::update::UpdateArgs),
+    /// List a container's published ports
+    Port(super::network::PortArgs),
 }
 
 /// Runs a `container` subcommand.
@@ -70,6 +90,16 @@ pub fn run(global: &GlobalOpts, cmd: ContainerSubcommand) -> Result<i32> {
         ContainerSubcommand::Wait(args) => lifecycle::wait(global, args),
         ContainerSubcommand::Logs(args) => super::logs::logs(global, args),
         ContainerSubcommand::Exec(args) => super::exec::exec(global, *args),
+        ContainerSubcommand::Attach(args) => super::attach::attach(global, args),
+        ContainerSubcommand::Cp(args) => super::cp::cp(global, args),
+        ContainerSubcommand::Diff(args) => super::diff::diff(global, args),
+        ContainerSubcommand::Export(args) => super::export::export(global, args),
+        ContainerSubcommand::Stats(args) => super::stats::stats(global, args),
+        ContainerSubcommand::Pause(args) => super::pause::pause(global, args),
+        ContainerSubcommand::Unpause(args) => super::pause::unpause(global, args),
+        ContainerSubcommand::Rename(args) => super::rename::rename(global, args),
+        ContainerSubcommand::Update(args) => super::update::update(global, args),
+        ContainerSubcommand::Port(args) => super::network::port(global, args),
     }
 }
 
@@ -133,7 +163,11 @@ pub fn status_text(r: &Record) -> String {
         Status::Running => format!(
             "Up {}{}",
             ago(&r.started_at).unwrap_or_else(|| "for a while".into()),
-            crate::containers::health::status_suffix(r)
+            if r.paused {
+                " (Paused)".to_string()
+            } else {
+                crate::containers::health::status_suffix(r)
+            }
         ),
         Status::Exited => {
             let code = r
@@ -204,7 +238,7 @@ fn template_row(r: &Record, id: String, no_trunc: bool) -> serde_json::Value {
         docker_time(&r.created),
         since(&r.created),
         super::network::ports_text(r),
-        r.status.as_str().to_string(),
+        r.state_name().to_string(),
         status_text(r),
         // Sizes are only computed by `inspect --size`; Docker shows 0B without --size.
         human_size(0),

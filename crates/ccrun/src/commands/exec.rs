@@ -66,7 +66,7 @@ pub struct ExecArgs {
 /// Runs `exec`.
 pub fn exec(global: &GlobalOpts, args: ExecArgs) -> Result<i32> {
     if let Some(keys) = &args.detach_keys {
-        super::run_flags::check_detach_keys(keys)?;
+        crate::containers::attach::parse_detach_keys(keys)?;
     }
     let interactive = args.interactive && !args.detach;
     if interactive && args.tty && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {

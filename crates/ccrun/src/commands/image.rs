@@ -55,6 +55,8 @@ pub enum ImageSubcommand {
     Pull(PullArgs),
     /// Remove unused images
     Prune(super::prune::PruneArgs),
+    /// Show the history of an image
+    History(super::history::HistoryArgs),
 }
 
 /// `--insecure-registry`, shared by the commands that talk to registries.
@@ -166,6 +168,9 @@ pub fn run(global: &GlobalOpts, cmd: ImageCommand) -> anyhow::Result<i32> {
         ImageCommand::Image(ImageSubcommand::Inspect(opts)) => {
             super::inspect::inspect(global, Some(ObjectType::Image), &opts)
         }
+        ImageCommand::Image(ImageSubcommand::History(args)) => {
+            super::history::history(global, args)
+        }
         ImageCommand::Login(args) => login(args),
         ImageCommand::Logout { server } => logout(server),
     }
@@ -226,6 +231,13 @@ fn pull_reference(global: &GlobalOpts, args: &PullArgs, name: &str) -> anyhow::R
     let record = ccrun_image::pull(&store, &reference, &options, &display, &usage)
         .with_context(|| format!("pulling {}", familiar(&reference.to_string())))?;
     // Finished layers keep their "Pull complete" lines on screen, as Docker's do.
+    crate::events::object(
+        &global.store_root(),
+        "image",
+        "pull",
+        &reference.to_string(),
+        &reference.to_string(),
+    );
     if args.quiet {
         println!("{reference}");
         return Ok(0);
@@ -682,8 +694,21 @@ fn rmi(global: &GlobalOpts, args: RmiArgs) -> anyhow::Result<i32> {
             Ok(actions) => {
                 for a in actions {
                     match a {
-                        Removal::Untagged(n) => println!("Untagged: {}", familiar(&n)),
-                        Removal::Deleted(id) => println!("Deleted: {id}"),
+                        Removal::Untagged(n) => {
+                            println!("Untagged: {}", familiar(&n));
+                            crate::events::object(&global.store_root(), "image", "untag", &n, &n);
+                        }
+                        Removal::Deleted(id) => {
+                            println!("Deleted: {id}");
+                            let id = id.to_string();
+                            crate::events::object(
+                                &global.store_root(),
+                                "image",
+                                "delete",
+                                &id,
+                                &id,
+                            );
+                        }
                     }
                 }
             }

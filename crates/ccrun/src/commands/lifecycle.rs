@@ -7,11 +7,14 @@ use anyhow::{bail, Result};
 use nix::sys::signal::Signal;
 
 use crate::cli::GlobalOpts;
+use crate::containers::attach;
 use crate::containers::finish::{self, Exit, Next};
 use crate::containers::launch::{self, Attach};
+use crate::containers::pause;
 use crate::containers::process::{parse_signal, ProcessHandle};
 use crate::containers::record::DEFAULT_STOP_TIMEOUT;
 use crate::containers::{ContainerStore, Record, Status};
+use crate::events;
 
 /// Flags of `start`.
 #[derive(Debug, clap::Args)]
@@ -22,6 +25,9 @@ pub struct StartArgs {
     /// Attach stdin too
     #[arg(short, long)]
     pub interactive: bool,
+    /// Keys that detach from a -t container started with -ai [default: ctrl-p,ctrl-q]
+    #[arg(long, value_name = "KEYS")]
+    pub detach_keys: Option<String>,
     /// Containers (name, id or unique id prefix)
     #[arg(required = true, value_name = "CONTAINER")]
     pub containers: Vec<String>,
@@ -95,14 +101,21 @@ pub fn start(global: &GlobalOpts, args: StartArgs) -> Result<i32> {
             bail!("container {} is already running", record.name);
         }
         let record = reset_for_start(&store, &record)?;
-        return launch::start_existing(
-            global,
-            &store,
-            &record,
+        let attach = if args.interactive && record.tty {
+            Attach::Attached {
+                detach_keys: attach::parse_detach_keys(
+                    args.detach_keys
+                        .as_deref()
+                        .unwrap_or(attach::DEFAULT_DETACH_KEYS),
+                )?,
+                sig_proxy: true,
+            }
+        } else {
             Attach::Foreground {
                 interactive: args.interactive,
-            },
-        );
+            }
+        };
+        return launch::start_existing(global, &store, &record, attach);
     }
     each(&store, "start", &args.containers, |record| {
         if record.status != Status::Running {
@@ -174,6 +187,8 @@ fn stop_one(
     let timeout = time.or(record.stop_timeout).unwrap_or(DEFAULT_STOP_TIMEOUT);
     if let Some(process) = ProcessHandle::open(record.pid, record.pid_start_time)? {
         process.signal(signal)?;
+        events::container(store.root(), "kill", &record, &[("signal", signum(signal))]);
+        pause::thaw_to_end(store, &record);
         if !process.wait_exit(Duration::from_secs(timeout.into()))? {
             process.signal(Signal::SIGKILL)?;
             if !process.wait_exit(Duration::from_secs(10))? {
@@ -182,7 +197,13 @@ fn stop_one(
         }
     }
     store.wait_settled(&record.id, Some(Duration::from_secs(10)))?;
+    events::container(store.root(), "stop", &record, &[]);
     Ok(())
+}
+
+/// A signal's number, as Docker's events show it.
+fn signum(signal: Signal) -> String {
+    (signal as i32).to_string()
 }
 
 /// Runs `kill`.
@@ -197,6 +218,10 @@ pub fn kill(global: &GlobalOpts, args: KillArgs) -> Result<i32> {
         match ProcessHandle::open(record.pid, record.pid_start_time)? {
             Some(process) => process.signal(signal)?,
             None => bail!("cannot kill container {}: it is not running", record.name),
+        }
+        events::container(store.root(), "kill", record, &[("signal", signum(signal))]);
+        if signal == Signal::SIGKILL {
+            pause::thaw_to_end(&store, record);
         }
         println!("{}", shown_as(record, &args.containers));
         Ok(())
@@ -213,6 +238,7 @@ pub fn restart(global: &GlobalOpts, args: StopArgs) -> Result<i32> {
         stop_one(&store, record, args.time, signal)?;
         let record = reset_for_start(&store, record)?;
         launch::start_existing(global, &store, &record, Attach::Detached)?;
+        events::container(store.root(), "restart", &record, &[]);
         println!("{}", shown_as(&record, &args.containers));
         Ok(())
     })?;

@@ -87,7 +87,7 @@ fn stream_index(stream: Stream) -> usize {
 }
 
 /// Parses `--since`/`--until`.
-fn parse_when(text: &str) -> Result<SystemTime> {
+pub fn parse_when(text: &str) -> Result<SystemTime> {
     if let Some(t) = logfile::parse_time(text) {
         return Ok(t);
     }

@@ -1,19 +1,30 @@
 //! One module per group of subcommands; `dispatch` routes a parsed command line.
 
+pub mod attach;
 pub mod container;
+pub mod cp;
+pub mod diff;
+pub mod events;
 pub mod exec;
+pub mod export;
 pub mod health;
+pub mod history;
 pub mod image;
+pub mod info;
 pub mod inspect;
 pub mod lifecycle;
 pub mod logs;
 pub mod network;
+pub mod pause;
 pub mod prune;
+pub mod rename;
 pub mod run;
 pub mod run_flags;
 pub mod sharing;
+pub mod stats;
 pub mod system;
 pub mod top;
+pub mod update;
 pub mod volume;
 
 use anyhow::{bail, Result};
@@ -66,6 +77,19 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Volume(cmd) => volume::run(&cli.global, cmd),
         Command::Completion(args) => crate::completion::completion(&args),
         Command::Man(args) => crate::completion::man(&args),
+        Command::Attach(args) => attach::attach(&cli.global, args),
+        Command::Cp(args) => cp::cp(&cli.global, args),
+        Command::Diff(args) => diff::diff(&cli.global, args),
+        Command::Export(args) => export::export(&cli.global, args),
+        Command::Stats(args) => stats::stats(&cli.global, args),
+        Command::Events(args) => events::events(&cli.global, args),
+        Command::Info(args) => info::info(&cli.global, args),
+        Command::Version(args) => info::version(args),
+        Command::Pause(args) => pause::pause(&cli.global, args),
+        Command::Unpause(args) => pause::unpause(&cli.global, args),
+        Command::Rename(args) => rename::rename(&cli.global, args),
+        Command::Update(args) => update::update(&cli.global, args),
+        Command::History(args) => history::history(&cli.global, args),
     }
 }
 

@@ -15,7 +15,9 @@ use crate::cli::GlobalOpts;
 use crate::containers::health::HealthConfig;
 use crate::containers::record::{HostFlags, NetworkChoice, RestartPolicy};
 use crate::containers::store::new_container_id;
-use crate::containers::{cleanup, launch, monitor, ContainerStore, Record, RootfsSource, Status};
+use crate::containers::{
+    attach, cleanup, launch, monitor, ContainerStore, Record, RootfsSource, Status,
+};
 use crate::etc_files::{self, EtcFiles};
 use crate::image_config::{self, ImageDefaults};
 use crate::networks::NetworkStore;
@@ -384,6 +386,12 @@ fn run_or_create(global: &GlobalOpts, args: RunArgs, create_only: bool) -> Resul
     if let Some(name) = &args.name {
         crate::containers::names::validate(name)?;
     }
+    let detach_keys = attach::parse_detach_keys(
+        args.more
+            .detach_keys
+            .as_deref()
+            .unwrap_or(attach::DEFAULT_DETACH_KEYS),
+    )?;
     let foreground = !args.detach && !create_only;
     if foreground
         && args.interactive
@@ -493,6 +501,7 @@ fn run_or_create(global: &GlobalOpts, args: RunArgs, create_only: bool) -> Resul
         host_flags: host_flags(&args),
         options: parsed.options,
         health: None,
+        paused: false,
     };
     let dir = containers.create(&mut record, args.name.as_deref())?;
     if let Some(cidfile) = &cidfile {
@@ -501,6 +510,7 @@ fn run_or_create(global: &GlobalOpts, args: RunArgs, create_only: bool) -> Resul
             return Err(e);
         }
     }
+    crate::events::container(&root, "create", &record, &[]);
     let job = Job {
         args: &args,
         containers: &containers,
@@ -545,6 +555,17 @@ fn run_or_create(global: &GlobalOpts, args: RunArgs, create_only: bool) -> Resul
         Snapshot::new(&dir).unmount()?;
         println!("{id}");
         return Ok(0);
+    }
+    if !args.detach && args.interactive && args.tty {
+        // Under a monitor, attached: the detach keys can leave it running.
+        return launch::start_interactive(
+            global,
+            &containers,
+            &record,
+            spec,
+            detach_keys,
+            args.more.sig_proxy,
+        );
     }
     let started = if args.detach {
         monitor::start_detached(global, &containers, &record, spec).map(|()| None)
@@ -692,7 +713,7 @@ fn parse_add_hosts(items: &[String]) -> Result<Vec<(String, String)>> {
 }
 
 /// `--restart no|on-failure[:N]|always|unless-stopped`.
-fn parse_restart(value: &str) -> Result<RestartPolicy> {
+pub fn parse_restart(value: &str) -> Result<RestartPolicy> {
     let (name, max) = match value.split_once(':') {
         Some((n, m)) => (n, Some(m)),
         None => (value, None),

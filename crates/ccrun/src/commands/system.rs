@@ -21,6 +21,10 @@ pub enum SystemSubcommand {
     Df(DfArgs),
     /// Remove stopped containers and unused images
     Prune(PruneArgs),
+    /// Display system-wide information
+    Info(super::info::InfoArgs),
+    /// Get real time events from the engine's event log
+    Events(super::events::EventsArgs),
 }
 
 /// Flags of `system df`.
@@ -49,6 +53,8 @@ pub fn run(global: &GlobalOpts, cmd: SystemSubcommand) -> Result<i32> {
     match cmd {
         SystemSubcommand::Df(args) => df(global, args),
         SystemSubcommand::Prune(args) => super::prune::system_prune(global, args),
+        SystemSubcommand::Info(args) => super::info::info(global, args),
+        SystemSubcommand::Events(args) => super::events::events(global, args),
     }
 }
 

@@ -37,7 +37,9 @@ pub fn remove(
     Snapshot::new(&store.dir_of(&record.id))
         .remove()
         .with_context(|| format!("removing the filesystem of {}", record.short_id()))?;
-    store.remove(record)
+    store.remove(record)?;
+    crate::events::container(store.root(), "destroy", record, &[]);
+    Ok(())
 }
 
 /// Deletes a stopped `--rm` container's files: its snapshot, its record and name, and
@@ -47,6 +49,7 @@ pub fn discard(store: &ContainerStore, record: &Record) -> Result<()> {
         .remove()
         .with_context(|| format!("removing the filesystem of {}", record.short_id()))?;
     store.remove(record)?;
+    crate::events::container(store.root(), "destroy", record, &[]);
     crate::volumes::remove_anonymous_or_warn(store.root(), record);
     Ok(())
 }
@@ -57,6 +60,8 @@ fn kill_and_wait(store: &ContainerStore, record: &Record) -> Result<()> {
     store.update(&record.id, |r| r.stopped_by_user = true)?;
     if let Some(process) = ProcessHandle::open(record.pid, record.pid_start_time)? {
         process.signal(Signal::SIGKILL)?;
+        crate::events::container(store.root(), "kill", record, &[("signal", "9".into())]);
+        super::pause::thaw_to_end(store, record);
         if !process.wait_exit(Duration::from_secs(10))? {
             bail!("container {} did not die after SIGKILL", record.short_id());
         }

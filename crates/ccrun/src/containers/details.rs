@@ -509,9 +509,9 @@ fn load_spec(dir: &Path) -> Result<Option<Spec>> {
 fn state(record: &Record) -> State {
     let ended = matches!(record.status, Status::Exited | Status::Dead);
     State {
-        status: record.status.as_str(),
+        status: record.state_name(),
         running: record.status == Status::Running,
-        paused: false,
+        paused: record.state_name() == "paused",
         restarting: false,
         oom_killed: record.oom_killed,
         dead: record.status == Status::Dead,

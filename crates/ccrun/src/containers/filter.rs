@@ -121,7 +121,7 @@ impl Filters {
 
 fn matches_one(key: &str, index: usize, value: &str, r: &Record, resolved: &Resolved) -> bool {
     match key {
-        "status" => r.status.as_str() == value,
+        "status" => r.state_name() == value,
         "name" => name_matches(&r.name, value),
         "id" => r.id.starts_with(value),
         "label" => match value.split_once('=') {
@@ -318,6 +318,7 @@ mod tests {
             log_max_size: 0,
             network: Default::default(),
             attachment: None,
+            paused: false,
             hostname: String::new(),
             extra_hosts: vec![],
             volume_mounts: vec![],

@@ -72,6 +72,8 @@ pub fn finish(
     id: &str,
     exit: Option<Exit>,
 ) -> Result<Next> {
+    // Whoever watched it is done: nobody serves its attach socket any more.
+    super::attach::remove_socket(&store.dir_of(id));
     let mut oom_killed = false;
     if let Ok(container) = Container::load(&global.state_root(), id) {
         oom_killed = exit.as_ref().is_some_and(|e| e.code == 137) && container.oom_killed();
@@ -88,6 +90,7 @@ pub fn finish(
         r.monitor_pid = 0;
         r.monitor_start_time = 0;
         r.attachment = None;
+        r.paused = false;
         match &exit {
             Some(exit) => {
                 r.status = Status::Exited;
@@ -107,6 +110,10 @@ pub fn finish(
         // Removed meanwhile (`rm -f`); nothing of it is left to settle.
         return Ok(Next::Done);
     };
+    let code = record
+        .exit_code
+        .map_or_else(|| "-1".to_string(), |c| c.to_string());
+    crate::events::container(store.root(), "die", &record, &[("exitCode", code)]);
     if oom_killed {
         eprintln!(
             "ccrun: container {} was OOM killed (memory limit reached)",

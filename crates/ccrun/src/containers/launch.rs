@@ -227,6 +227,7 @@ pub fn mark_running(
         r.exit_code = None;
         r.oom_killed = false;
         r.error = None;
+        r.paused = false;
         r.monitor_pid = monitor;
         r.monitor_start_time = monitor_start_time;
         r.attachment = attachment;
@@ -237,8 +238,10 @@ pub fn mark_running(
             .as_ref()
             .map(|_| super::health::HealthState::starting());
     });
-    if let Err(e) = updated {
-        eprintln!("ccrun: recording the start of {}: {e:#}", record.short_id());
+    match updated {
+        Ok(Some(r)) => crate::events::container(store.root(), "start", &r, &[]),
+        Ok(None) => {}
+        Err(e) => eprintln!("ccrun: recording the start of {}: {e:#}", record.short_id()),
     }
 }
 
@@ -253,7 +256,7 @@ pub fn remove_stale_state(global: &GlobalOpts, id: &str) {
 }
 
 /// How `start` connects to the container.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Attach {
     /// A monitor watches it; ccrun returns at once.
     Detached,
@@ -262,6 +265,45 @@ pub enum Attach {
         /// Relay stdin too.
         interactive: bool,
     },
+    /// A monitor watches it and ccrun attaches to it (`-it`): the detach keys
+    /// leave it running.
+    Attached {
+        /// The bytes that detach.
+        detach_keys: Vec<u8>,
+        /// Forward ccrun's signals to it.
+        sig_proxy: bool,
+    },
+}
+
+/// Starts an interactive terminal container (`run -it`, `start -ai`) under a
+/// monitor with ccrun attached, so that the detach keys can leave it running.
+/// Returns its exit code, or 0 when detached.
+pub fn start_interactive(
+    global: &GlobalOpts,
+    store: &ContainerStore,
+    record: &Record,
+    spec: Spec,
+    detach_keys: Vec<u8>,
+    sig_proxy: bool,
+) -> Result<i32> {
+    let stream = match monitor::start_attached(global, store, record, spec) {
+        Ok(stream) => stream,
+        Err(e) => {
+            fail_start(global, store, &record.id, &e);
+            return Err(e);
+        }
+    };
+    // The record now holds the pid the signals go to.
+    let running = store.get(&record.id)?.unwrap_or_else(|| record.clone());
+    let opts = super::attach::Options {
+        stdin: true,
+        tty: true,
+        detach_keys,
+        sig_proxy,
+        eof_ends_input: true,
+    };
+    let outcome = super::attach::relay(&stream, &running, &opts)?;
+    super::attach::finish(store, &running, outcome)
 }
 
 /// Starts the process of an existing container from its `config.json`, in the same
@@ -278,13 +320,30 @@ pub fn start_existing(
         // Left by a run whose watcher died: free its address and ports first.
         crate::networks::disconnect(store, record)?;
     }
+    if let Attach::Attached {
+        detach_keys,
+        sig_proxy,
+    } = attach
+    {
+        let spec = load_config(&dir).and_then(|spec| {
+            mount_rootfs(record, &dir, &spec)?;
+            Ok(spec)
+        });
+        return match spec {
+            Ok(spec) => start_interactive(global, store, record, spec, detach_keys, sig_proxy),
+            Err(e) => {
+                fail_start(global, store, &record.id, &e);
+                Err(e)
+            }
+        };
+    }
     let started = load_config(&dir).and_then(|spec| {
         mount_rootfs(record, &dir, &spec)?;
         match attach {
-            Attach::Detached => monitor::start_detached(global, store, record, spec).map(|()| None),
             Attach::Foreground { interactive } => {
                 foreground(global, store, record, spec, interactive).map(Some)
             }
+            _ => monitor::start_detached(global, store, record, spec).map(|()| None),
         }
     });
     match started {
@@ -342,6 +401,7 @@ pub fn fail_start(global: &GlobalOpts, store: &ContainerStore, id: &str, err: &a
     let code = crate::exit::code_for(err);
     let message = crate::exit::one_line(err);
     remove_stale_state(global, id);
+    super::attach::remove_socket(&store.dir_of(id));
     if let Ok(Some(record)) = store.get(id) {
         if let Err(e) = crate::networks::disconnect(store, &record) {
             eprintln!("ccrun: {e:#}");

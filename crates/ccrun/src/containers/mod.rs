@@ -4,8 +4,11 @@
 //! `resolv.conf`) and its overlayfs snapshot (`upper/`, `work/`, `merged/`).
 //! Names are reserved atomically in `<root>/containers/names/`.
 
+pub mod attach;
 pub mod cleanup;
+pub mod copy;
 pub mod details;
+pub mod files;
 pub mod filter;
 pub mod finish;
 pub mod health;
@@ -13,9 +16,12 @@ pub mod launch;
 pub mod monitor;
 pub mod names;
 pub mod options;
+pub mod pause;
 pub mod process;
 pub mod record;
+pub mod stats;
 pub mod store;
+pub mod update;
 
 pub use record::{Record, RootfsSource, Status};
 pub use store::ContainerStore;

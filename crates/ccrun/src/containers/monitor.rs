@@ -1,13 +1,15 @@
 //! Detached containers. ccrun forks a process that creates the container (so the
 //! container's init is its child), reports back over a pipe, and then execs
-//! `ccrun-monitor`, which keeps the container's output in its log, reaps it, writes
-//! its exit file and runs `ccrun container-cleanup` to settle the record.
+//! `ccrun-monitor`, which keeps the container's output in its log, serves its attach
+//! socket (see [`super::attach`]), reaps it, writes its exit file and runs
+//! `ccrun container-cleanup` to settle the record.
 
 use std::convert::Infallible;
 use std::ffi::{CString, OsStr};
 use std::io::Read;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -18,7 +20,7 @@ use oci_spec::runtime::Spec;
 
 use super::launch::{mark_running, remove_stale_state};
 use super::record::{EXIT_FILE, LOG_FILE};
-use super::{ContainerStore, Record};
+use super::{attach, ContainerStore, Record};
 use crate::cli::GlobalOpts;
 use crate::exit::{self, Reported};
 
@@ -80,14 +82,47 @@ pub fn start_detached(
     global: &GlobalOpts,
     store: &ContainerStore,
     record: &Record,
-    mut spec: Spec,
+    spec: Spec,
 ) -> Result<()> {
+    spawn(global, store, record, spec, false).map(|_| ())
+}
+
+/// Starts the container under a monitor, as [`start_detached`] does, with ccrun
+/// connected to its attach socket (asking for its input) before the container
+/// starts, so that none of its output is missed: `run -it`, `start -ai`.
+pub fn start_attached(
+    global: &GlobalOpts,
+    store: &ContainerStore,
+    record: &Record,
+    spec: Spec,
+) -> Result<UnixStream> {
+    spawn(global, store, record, spec, true)?
+        .context("internal error: no connection to the attach socket")
+}
+
+fn spawn(
+    global: &GlobalOpts,
+    store: &ContainerStore,
+    record: &Record,
+    mut spec: Spec,
+    connect: bool,
+) -> Result<Option<UnixStream>> {
     crate::networks::refresh_shared_netns(store, record, &mut spec)?;
     crate::commands::sharing::refresh(store, record, &mut spec)?;
     let monitor = monitor_binary()?;
     let ccrun = ccrun_runtime::exeseal::original_exe().context("locating the ccrun binary")?;
     let terminal = spec.process().as_ref().and_then(|p| p.terminal()) == Some(true);
     let wiring = Wiring::new(terminal, record.interactive)?;
+    let dir = store.dir_of(&record.id);
+    let listener = attach::listen(&dir)?;
+    // Connected before the fork: the monitor takes this connection before it reads
+    // any output.
+    let client = connect.then(|| attach::connect(&dir, true)).transpose()?;
+    let window = if connect && terminal {
+        crate::tty::own_window_size()
+    } else {
+        None
+    };
     let (report_r, report_w) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
     let threads = ccrun_runtime::sys::thread_count().context("counting threads")?;
     if threads != 1 {
@@ -104,6 +139,8 @@ pub fn start_detached(
                 record,
                 spec,
                 wiring,
+                listener,
+                window,
                 monitor,
                 ccrun,
             };
@@ -120,11 +157,12 @@ pub fn start_detached(
         ForkResult::Parent { .. } => {
             drop(report_w);
             drop(wiring);
+            drop(listener);
             let mut report = String::new();
             std::fs::File::from(report_r)
                 .read_to_string(&mut report)
                 .context("reading the monitor's report")?;
-            parse_report(&report)
+            parse_report(&report).map(|()| client)
         }
     }
 }
@@ -154,6 +192,10 @@ struct MonitorJob<'a> {
     record: &'a Record,
     spec: Spec,
     wiring: Wiring,
+    /// The listening attach socket, for the monitor.
+    listener: OwnedFd,
+    /// The terminal size to give the container before it starts (`run -it`).
+    window: Option<nix::pty::Winsize>,
     monitor: PathBuf,
     ccrun: PathBuf,
 }
@@ -210,6 +252,9 @@ impl MonitorJob<'_> {
         let me = std::process::id() as i32;
         mark_running(self.store, self.record, &container, me, attachment);
         let console = container.take_console();
+        if let (Some(master), Some(window)) = (&console, &self.window) {
+            crate::tty::set_window_size(master.as_fd(), window);
+        }
         if let Err(e) = container.start() {
             let _ = container.delete(true);
             return Err(e.into());
@@ -239,9 +284,14 @@ impl MonitorJob<'_> {
             passed.extend([out.as_raw_fd(), err.as_raw_fd()]);
         }
         if let Some(w) = &stdin_writer {
-            argv.extend(["--keep-fd".into(), w.as_raw_fd().to_string().into()]);
+            argv.extend(["--stdin".into(), w.as_raw_fd().to_string().into()]);
             passed.push(w.as_raw_fd());
         }
+        argv.extend([
+            "--attach".into(),
+            self.listener.as_raw_fd().to_string().into(),
+        ]);
+        passed.push(self.listener.as_raw_fd());
         argv.push("--".into());
         argv.extend(ccrun_command(
             self.global,

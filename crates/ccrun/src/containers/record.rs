@@ -170,6 +170,9 @@ pub struct Record {
     /// Healthcheck state of the current or last run (see [`super::health`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<super::health::HealthState>,
+    /// Frozen by `pause` (while running).
+    #[serde(default)]
+    pub paused: bool,
 }
 
 /// Flags as given that `inspect` shows in `HostConfig`: the spec holds their effect
@@ -255,6 +258,15 @@ impl Record {
     /// The first 12 hex digits, as Docker shows ids.
     pub fn short_id(&self) -> &str {
         &self.id[..12.min(self.id.len())]
+    }
+
+    /// Docker's state word: `paused` for a paused running container, else the status.
+    pub fn state_name(&self) -> &'static str {
+        if self.paused && self.status == Status::Running {
+            "paused"
+        } else {
+            self.status.as_str()
+        }
     }
 
     /// Loads the record from a container directory.

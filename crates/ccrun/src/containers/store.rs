@@ -96,6 +96,35 @@ impl ContainerStore {
         Ok(dir)
     }
 
+    /// Gives container `id` the name `new`, releasing its old name; fails if `new` is
+    /// taken. Returns the record as renamed.
+    pub fn rename(&self, id: &str, new: &str) -> Result<Record> {
+        names::validate(new)?;
+        let _lock = self.lock()?;
+        let dir = self.dir_of(id);
+        let mut record = Record::load(&dir)?;
+        if record.name == new {
+            bail!(
+                "renaming container {}: it is already named {new}",
+                record.name
+            );
+        }
+        if !self.reserve(new, id)? {
+            let holder = self.name_owner(new).unwrap_or_default();
+            bail!("the container name \"/{new}\" is already in use by container \"{holder}\"");
+        }
+        let old = std::mem::replace(&mut record.name, new.to_string());
+        if let Err(e) = record.save(&dir) {
+            let _ = fs::remove_file(self.name_path(new));
+            return Err(e);
+        }
+        if self.name_owner(&old).as_deref() == Some(id) {
+            fs::remove_file(self.name_path(&old))
+                .with_context(|| format!("releasing the name {old}"))?;
+        }
+        Ok(refresh(record, &dir))
+    }
+
     fn name_path(&self, name: &str) -> PathBuf {
         self.dir.join("names").join(name)
     }

@@ -104,6 +104,7 @@ pub fn connect(
         }
         return Err(e);
     }
+    network_event(containers, "connect", &net, record);
     Ok(Some(attachment))
 }
 
@@ -236,6 +237,9 @@ pub fn disconnect(containers: &ContainerStore, record: &Record) -> Result<()> {
     if net.resolves_names() {
         sync_members(&networks, containers, &net)?;
     }
+    if record.attachment.is_some() {
+        network_event(containers, "disconnect", &net, record);
+    }
     for extra in &record.options.networks {
         disconnect_secondary(&networks, containers, record, extra, true)?;
     }
@@ -262,6 +266,19 @@ pub fn check_aliases(aliases: &[String]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Docker's network `connect`/`disconnect` event: the network, and the container.
+fn network_event(containers: &ContainerStore, action: &str, net: &NetworkRecord, record: &Record) {
+    let attributes = std::collections::BTreeMap::from([
+        ("name".to_string(), net.name.clone()),
+        ("type".to_string(), net.driver.clone()),
+        ("container".to_string(), record.id.clone()),
+    ]);
+    crate::events::emit(
+        containers.root(),
+        crate::events::Event::new("network", action, &net.id, attributes),
+    );
 }
 
 /// The network namespace of running container `id`, for `--network container:ID`.

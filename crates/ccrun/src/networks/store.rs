@@ -235,6 +235,7 @@ impl NetworkStore {
             .with_context(|| format!("creating {}", dir.display()))?;
         let bytes = serde_json::to_vec_pretty(&record).context("serialising the network")?;
         write_atomic(&dir.join("network.json"), &bytes)?;
+        crate::events::object(self.root(), "network", "create", &record.id, name);
         Ok(record)
     }
 
@@ -244,10 +245,17 @@ impl NetworkStore {
         let _lock = self.lock()?;
         let dir = self.dir_of(&record.name);
         match fs::remove_dir_all(&dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e).with_context(|| format!("removing {}", dir.display())),
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("removing {}", dir.display())),
         }
+        crate::events::object(self.root(), "network", "destroy", &record.id, &record.name);
+        Ok(())
+    }
+
+    /// The storage root the store lives in (for the event log).
+    fn root(&self) -> &Path {
+        self.dir.parent().unwrap_or(&self.dir)
     }
 }
 

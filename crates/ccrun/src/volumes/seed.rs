@@ -128,7 +128,7 @@ pub fn seed(rootfs: &Path, destination: &str, data: &Path, shift: IdShift) -> Re
 }
 
 /// The names in a directory, without `.` and `..`.
-fn names(dir: &OwnedFd) -> rustix::io::Result<Vec<CString>> {
+pub fn names(dir: impl AsFd) -> rustix::io::Result<Vec<CString>> {
     let mut out = Vec::new();
     for entry in rfs::Dir::read_from(dir)? {
         let entry = entry?;

@@ -94,6 +94,11 @@ impl VolumeStore {
         crate::storage::lock_exclusive(&self.dir.join(".lock"))
     }
 
+    /// The storage root the store lives in (for the event log).
+    fn root(&self) -> &Path {
+        self.dir.parent().unwrap_or(&self.dir)
+    }
+
     /// The directory of volume `name`.
     pub fn dir_of(&self, name: &str) -> PathBuf {
         self.dir.join(name)
@@ -172,6 +177,7 @@ impl VolumeStore {
             let _ = fs::remove_dir_all(&tmp);
             return Err(e).with_context(|| format!("creating volume {name}"));
         }
+        crate::events::object(self.root(), "volume", "create", name, name);
         Ok(volume)
     }
 
@@ -209,6 +215,7 @@ impl VolumeStore {
             Err(e) if e.kind() == ErrorKind::NotFound => bail!("no such volume: {name}"),
             Err(e) => return Err(e).with_context(|| format!("removing {}", dir.display())),
         }
+        crate::events::object(self.root(), "volume", "destroy", name, name);
         let size = ccrun_image::tree_size(&aside);
         fs::remove_dir_all(&aside).with_context(|| format!("removing {}", aside.display()))?;
         Ok(size)

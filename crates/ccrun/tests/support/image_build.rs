@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 
 use ccrun_image::Digest;
 
+/// The creation time test images get unless a test sets one.
+const DEFAULT_CREATED: &str = "2024-01-02T03:04:05Z";
+
 /// One file-system entry of a test layer.
 pub enum Entry {
     /// A directory with a mode.
@@ -281,7 +284,7 @@ impl Layout {
         tag: Option<&str>,
         run_config: serde_json::Value,
     ) -> Built {
-        self.image_created_at(layers, arch, tag, run_config, "2024-01-02T03:04:05Z")
+        self.image_full(layers, arch, tag, run_config, DEFAULT_CREATED, None)
     }
 
     /// Like [`Layout::image_with_config`] with `created` as the config's creation time.
@@ -293,14 +296,43 @@ impl Layout {
         run_config: serde_json::Value,
         created: &str,
     ) -> Built {
-        let config = serde_json::json!({
+        self.image_full(layers, arch, tag, run_config, created, None)
+    }
+
+    /// Like [`Layout::image_with_config`], with `history` as the image config's
+    /// `history` list.
+    pub fn image_with_history(
+        &mut self,
+        layers: &[&Layer],
+        arch: &str,
+        tag: Option<&str>,
+        run_config: serde_json::Value,
+        history: Option<serde_json::Value>,
+    ) -> Built {
+        self.image_full(layers, arch, tag, run_config, DEFAULT_CREATED, history)
+    }
+
+    /// An image of `layers` with the run config, creation time and history given.
+    fn image_full(
+        &mut self,
+        layers: &[&Layer],
+        arch: &str,
+        tag: Option<&str>,
+        run_config: serde_json::Value,
+        created: &str,
+        history: Option<serde_json::Value>,
+    ) -> Built {
+        let mut config = serde_json::json!({
             "created": created,
             "architecture": arch,
             "os": "linux",
             "config": run_config,
             "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| l.diff_id.to_string()).collect::<Vec<_>>()},
-        })
-        .to_string();
+        });
+        if let Some(history) = history {
+            config["history"] = history;
+        }
+        let config = config.to_string();
         let config_digest = self.blob(config.as_bytes());
         let mut descs = Vec::new();
         for l in layers {
@@ -324,7 +356,6 @@ impl Layout {
             }));
         }
         self.save();
-        let _ = arch;
         Built {
             manifest: manifest_digest,
             config: config_digest,

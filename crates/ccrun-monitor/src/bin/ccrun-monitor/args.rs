@@ -9,16 +9,20 @@ use std::path::PathBuf;
 pub const USAGE: &str = "\
 usage: ccrun-monitor --pid PID --log PATH [--log-max-size BYTES] --exit-file PATH
                      [--log-format cri|json] [--log-rotated N]
-                     (--stdout FD --stderr FD | --tty FD) [--keep-fd FD]...
+                     (--stdout FD --stderr FD | --tty FD) [--stdin FD]
+                     [--attach FD] [--keep-fd FD]...
                      [--health-interval MS --health-cmd ARG [--health-cmd ARG]...]
                      [-- EXIT_COMMAND [ARG]...]
 
 Watches PID, which must be a child of this process: copies what arrives on the
 output fds into the CRI log at PATH (rotated to PATH.1 beyond BYTES; 0, the
 default, never rotates; N rotated files are kept, default 1), then writes the
-exit file and executes EXIT_COMMAND. --keep-fd fds are only held open until the
-end. With --health-interval, the command of the --health-cmd words runs every
-MS milliseconds while the process lives (one at a time).";
+exit file and executes EXIT_COMMAND. --attach is a listening unix socket whose
+clients get the output as it comes and the container's input (--stdin, the
+write end of its stdin pipe, or the --tty master) on request (see
+ccrun_monitor::attach). --keep-fd fds are only held open until the end. With
+--health-interval, the command of the --health-cmd words runs every MS
+milliseconds while the process lives (one at a time).";
 
 /// Where the container's output arrives.
 #[derive(Debug, PartialEq, Eq)]
@@ -53,6 +57,10 @@ pub struct Args {
     pub exit_file: PathBuf,
     /// The container's output.
     pub output: Output,
+    /// The write end of the container's stdin pipe, handed to attach clients.
+    pub stdin: Option<RawFd>,
+    /// A listening unix socket for attach clients.
+    pub attach: Option<RawFd>,
     /// Fds held open until the end.
     pub keep_fds: Vec<RawFd>,
     /// Executed after the exit file is written; empty for none.
@@ -66,6 +74,8 @@ impl Args {
             Output::Pipes { stdout, stderr } => vec![stdout, stderr],
             Output::Tty(fd) => vec![fd],
         };
+        fds.extend(self.stdin);
+        fds.extend(self.attach);
         fds.extend(&self.keep_fds);
         fds
     }
@@ -93,6 +103,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
     let mut stdout = None;
     let mut stderr = None;
     let mut tty = None;
+    let mut stdin = None;
+    let mut attach = None;
     let mut keep_fds = Vec::new();
     let mut exit_command = None;
 
@@ -113,8 +125,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
                 break;
             }
             "--pid" | "--log" | "--log-max-size" | "--exit-file" | "--stdout" | "--stderr"
-            | "--tty" | "--keep-fd" | "--log-format" | "--log-rotated" | "--health-interval"
-            | "--health-cmd" => {}
+            | "--tty" | "--stdin" | "--attach" | "--keep-fd" | "--log-format" | "--log-rotated"
+            | "--health-interval" | "--health-cmd" => {}
             _ => return Err(format!("unexpected argument {arg:?}")),
         }
         let value = match inline.or_else(|| args.next()) {
@@ -133,6 +145,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
             "--log-rotated" => set(&mut log_rotated, name, parse_number(name, &value)?)?,
             "--health-interval" => set(&mut health_interval, name, parse_number(name, &value)?)?,
             "--health-cmd" => health_cmd.push(value),
+            "--stdin" => set(&mut stdin, name, parse_fd(name, &value)?)?,
+            "--attach" => set(&mut attach, name, parse_fd(name, &value)?)?,
             _ => keep_fds.push(parse_fd(name, &value)?),
         }
     }
@@ -161,9 +175,14 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
         health,
         exit_file: exit_file.ok_or("--exit-file is required")?,
         output,
+        stdin,
+        attach,
         keep_fds,
         exit_command,
     };
+    if args.stdin.is_some() && matches!(args.output, Output::Tty(_)) {
+        return Err("--stdin cannot be combined with --tty (the terminal is the input)".into());
+    }
     let mut fds = args.fds();
     fds.sort_unstable();
     if let Some(twice) = fds.windows(2).find(|pair| pair[0] == pair[1]) {
@@ -240,6 +259,9 @@ mod tests {
             "7",
             "--keep-fd",
             "8",
+            "--stdin",
+            "9",
+            "--attach=10",
             "--",
             "sh",
             "-c",
@@ -257,6 +279,8 @@ mod tests {
                 stdout: 5,
                 stderr: 6,
             },
+            stdin: Some(9),
+            attach: Some(10),
             keep_fds: vec![7, 8],
             exit_command: ["sh", "-c", "--pid"].map(OsString::from).to_vec(),
         };
@@ -291,6 +315,11 @@ mod tests {
             (&["--tty", "2"], "not an fd above 2"),
             (&["--tty", "x"], "not a valid number"),
             (&["--tty", "3", "--keep-fd", "3"], "fd 3 is named twice"),
+            (&["--tty", "3", "--attach", "3"], "fd 3 is named twice"),
+            (
+                &["--tty", "3", "--stdin", "4"],
+                "cannot be combined with --tty",
+            ),
             (&["--tty", "3", "--pid", "1"], "--pid is given twice"),
             (
                 &["--tty", "3", "--log-max-size", "-1"],

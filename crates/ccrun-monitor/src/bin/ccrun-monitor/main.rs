@@ -6,8 +6,13 @@
 //! reaps it, writes the exit file and executes the engine's exit command
 //! (cleanup). See [`args::USAGE`] for the command line.
 //!
+//! With `--attach`, clients of a listening unix socket (`ccrun attach`, and
+//! `ccrun run -it`) get the output as it arrives and the container's input
+//! descriptor (see [`ccrun_monitor::attach`]).
+//!
 //! It runs for the container's whole life, so it stays small: no threads, one
-//! 32 KiB read buffer, libc and std only.
+//! 32 KiB read buffer (and one frame buffer while clients are attached), libc and
+//! std only.
 
 mod args;
 mod health;
@@ -21,6 +26,7 @@ use std::process::exit;
 use std::time::SystemTime;
 
 use args::{Args, Command, Output};
+use ccrun_monitor::attach::{self as protocol, Kind};
 use ccrun_monitor::{exitfile, logfile};
 use logfile::{LogWriter, Stream};
 
@@ -119,6 +125,141 @@ impl Log<'_> {
     }
 }
 
+/// At most this many attach clients at once; more are turned away.
+const MAX_CLIENTS: usize = 32;
+
+/// One client of the attach socket.
+struct Client {
+    fd: RawFd,
+    /// Its request has been answered.
+    answered: bool,
+}
+
+/// The attach socket and its clients.
+struct Attach {
+    /// The listening socket; -1 without `--attach`.
+    listener: RawFd,
+    clients: Vec<Client>,
+    /// The container's input handed to clients that ask: the stdin pipe's write
+    /// end, or a duplicate of the terminal's master side.
+    stdin: Option<RawFd>,
+    /// Reused for every frame.
+    frame: Vec<u8>,
+}
+
+impl Attach {
+    fn new(args: &Args) -> Attach {
+        let stdin = match args.output {
+            // A duplicate, since the output side closes its fd at the end.
+            Output::Tty(fd) if args.attach.is_some() => sys::dup(fd)
+                .map_err(|e| eprintln!("ccrun-monitor: cannot duplicate the terminal: {e}"))
+                .ok(),
+            _ => args.stdin,
+        };
+        Attach {
+            listener: args.attach.unwrap_or(-1),
+            clients: Vec::new(),
+            stdin,
+            frame: Vec::new(),
+        }
+    }
+
+    /// Sends a frame to every client; one that cannot take it now is dropped.
+    fn broadcast(&mut self, kind: Kind, data: &[u8]) {
+        if self.clients.is_empty() {
+            return;
+        }
+        self.frame.clear();
+        self.frame
+            .extend_from_slice(&protocol::header(kind, data.len()));
+        self.frame.extend_from_slice(data);
+        let frame = &self.frame;
+        self.clients.retain(|client| {
+            let sent = sys::send_all_now(client.fd, frame);
+            if !sent {
+                sys::close(client.fd);
+            }
+            sent
+        });
+    }
+
+    /// Takes every pending connection.
+    fn accept_all(&mut self) {
+        loop {
+            match sys::accept(self.listener) {
+                Ok(Some(fd)) if self.clients.len() < MAX_CLIENTS => self.clients.push(Client {
+                    fd,
+                    answered: false,
+                }),
+                Ok(Some(fd)) => sys::close(fd),
+                Ok(None) => return,
+                Err(e) => {
+                    eprintln!("ccrun-monitor: accepting an attach client: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Reads what client `fd` sent: answers its request, drops it once it hung up.
+    fn serve(&mut self, fd: RawFd) {
+        let Some(at) = self.clients.iter().position(|c| c.fd == fd) else {
+            return;
+        };
+        let mut request = [0u8; 16];
+        let keep = match sys::read(fd, &mut request) {
+            Ok(0) => false,
+            Ok(n) => {
+                let client = &mut self.clients[at];
+                if client.answered || !request[..n].contains(&protocol::WANT_STDIN) {
+                    true
+                } else {
+                    client.answered = true;
+                    match self.stdin {
+                        Some(stdin) => {
+                            sys::send_with_fd(fd, &protocol::header(Kind::Stdin, 0), stdin).is_ok()
+                        }
+                        None => sys::send_all_now(fd, &protocol::header(Kind::NoStdin, 0)),
+                    }
+                }
+            }
+            Err(e) => matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ),
+        };
+        if !keep {
+            sys::close(fd);
+            self.clients.remove(at);
+        }
+    }
+
+    /// Tells every client how the container ended and lets them go.
+    fn finish(&mut self, code: i32) {
+        self.broadcast(Kind::Exit, &code.to_be_bytes());
+        for client in self.clients.drain(..) {
+            sys::close(client.fd);
+        }
+    }
+}
+
+/// Where output goes: the log and the attached clients.
+struct Sinks<'a> {
+    log: Log<'a>,
+    attach: Attach,
+}
+
+impl Sinks<'_> {
+    fn write(&mut self, stream: Stream, data: &[u8]) {
+        self.log.write(stream, data);
+        let kind = match stream {
+            Stream::Stdout => Kind::Stdout,
+            Stream::Stderr => Kind::Stderr,
+        };
+        self.attach.broadcast(kind, data);
+    }
+}
+
 /// Copies output into the log until the process exits, reaps it, then saves
 /// the rest of the output and the exit file.
 fn monitor(args: &Args) {
@@ -135,6 +276,15 @@ fn monitor(args: &Args) {
     ) {
         Ok(writer) => log.writer = Some(writer),
         Err(e) => log.check(Err(e)),
+    }
+    let mut sinks = Sinks {
+        log,
+        attach: Attach::new(args),
+    };
+    // A client that connected before the container's output began (`run -it`
+    // attaches before its monitor runs) sees all of it.
+    if sinks.attach.listener >= 0 {
+        sinks.attach.accept_all();
     }
     let mut sources: Vec<Source> = match args.output {
         Output::Pipes { stdout, stderr } => vec![
@@ -174,7 +324,7 @@ fn monitor(args: &Args) {
         args.pid,
         pidfd,
         &mut sources,
-        &mut log,
+        &mut sinks,
         &mut buf,
         &mut checks,
     );
@@ -189,15 +339,16 @@ fn monitor(args: &Args) {
     let finished = SystemTime::now();
     sys::reap_exited_children();
 
-    drain(&mut sources, &mut log, &mut buf);
-    log.finish();
-    drop(log);
+    drain(&mut sources, &mut sinks, &mut buf);
+    sinks.log.finish();
     if let Err(e) = exitfile::write(&args.exit_file, code, finished) {
         eprintln!(
             "ccrun-monitor: cannot write the exit file {}: {e}",
             args.exit_file.display()
         );
     }
+    sinks.attach.finish(code);
+    drop(sinks);
     // Nothing may reach the exit command: the log, the pidfd, the output and
     // --keep-fd fds (which keep the container's stdin open).
     if let Err(e) = sys::close_other_fds(&[]) {
@@ -205,12 +356,12 @@ fn monitor(args: &Args) {
     }
 }
 
-/// Copies output as it arrives until the process exits.
+/// Copies output as it arrives until the process exits, and serves attach clients.
 fn copy_until_exit(
     pid: libc::pid_t,
     pidfd: Option<RawFd>,
     sources: &mut [Source],
-    log: &mut Log,
+    sinks: &mut Sinks,
     buf: &mut [u8],
     checks: &mut health::Checks,
 ) {
@@ -218,18 +369,23 @@ fn copy_until_exit(
         Some(fd) => (fd, -1),
         None => (-1, FALLBACK_POLL_MS),
     };
+    let pollfd = |fd: RawFd| libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let mut fds = Vec::new();
     loop {
-        // poll ignores negative fds: closed sources and a missing pidfd.
-        let mut fds = [libc::pollfd {
-            fd: -1,
-            events: libc::POLLIN,
-            revents: 0,
-        }; 4];
-        fds[0].fd = process_fd;
-        for (slot, source) in fds[1..3].iter_mut().zip(sources.iter()) {
-            slot.fd = source.fd;
-        }
-        fds[3].fd = checks.pollfd();
+        // poll ignores negative fds: closed sources, a missing pidfd, listener or
+        // healthcheck. Slots: the process, two sources, the listener, the running
+        // healthcheck, then the clients.
+        fds.clear();
+        fds.push(pollfd(process_fd));
+        fds.extend(sources.iter().map(|s| pollfd(s.fd)));
+        fds.resize(3, pollfd(-1));
+        fds.push(pollfd(sinks.attach.listener));
+        fds.push(pollfd(checks.pollfd()));
+        fds.extend(sinks.attach.clients.iter().map(|c| pollfd(c.fd)));
         match sys::poll(&mut fds, checks.timeout_ms(timeout)) {
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -242,8 +398,14 @@ fn copy_until_exit(
         }
         for (slot, source) in fds[1..3].iter().zip(sources.iter_mut()) {
             if slot.revents != 0 {
-                read_once(source, log, buf);
+                read_once(source, sinks, buf);
             }
+        }
+        for slot in fds[5..].iter().filter(|slot| slot.revents != 0) {
+            sinks.attach.serve(slot.fd);
+        }
+        if fds[3].revents != 0 {
+            sinks.attach.accept_all();
         }
         let exited = match pidfd {
             Some(_) => fds[0].revents != 0,
@@ -257,7 +419,7 @@ fn copy_until_exit(
 }
 
 /// Saves what the process wrote before it exited without waiting for more.
-fn drain(sources: &mut [Source], log: &mut Log, buf: &mut [u8]) {
+fn drain(sources: &mut [Source], sinks: &mut Sinks, buf: &mut [u8]) {
     for source in sources {
         // Whatever the process wrote before exiting fits in the pipe. Anything
         // beyond comes from processes that outlived it, which could keep the
@@ -265,7 +427,7 @@ fn drain(sources: &mut [Source], log: &mut Log, buf: &mut [u8]) {
         let limit = sys::pipe_capacity(source.fd).unwrap_or(TTY_DRAIN_LIMIT);
         let mut total = 0;
         while source.fd >= 0 && total < limit {
-            match read_once(source, log, buf) {
+            match read_once(source, sinks, buf) {
                 0 => break,
                 n => total += n,
             }
@@ -273,9 +435,10 @@ fn drain(sources: &mut [Source], log: &mut Log, buf: &mut [u8]) {
     }
 }
 
-/// Reads once from `source` into the log. Returns how many bytes that was: 0
-/// when nothing is available now or the source has been closed.
-fn read_once(source: &mut Source, log: &mut Log, buf: &mut [u8]) -> usize {
+/// Reads once from `source` into the log and to attached clients. Returns how
+/// many bytes that was: 0 when nothing is available now or the source has been
+/// closed.
+fn read_once(source: &mut Source, sinks: &mut Sinks, buf: &mut [u8]) -> usize {
     loop {
         match sys::read(source.fd, buf) {
             Ok(0) => {
@@ -283,7 +446,7 @@ fn read_once(source: &mut Source, log: &mut Log, buf: &mut [u8]) -> usize {
                 return 0;
             }
             Ok(n) => {
-                log.write(source.stream, &buf[..n]);
+                sinks.write(source.stream, &buf[..n]);
                 return n;
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -229,3 +229,89 @@ pub fn poll(fds: &mut [libc::pollfd], timeout_ms: libc::c_int) -> io::Result<usi
     let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
     check(n).map(|n| n as usize)
 }
+
+/// Accepts a pending connection on the listening socket `fd`, non-blocking and
+/// close-on-exec; `None` when there is none.
+pub fn accept(fd: RawFd) -> io::Result<Option<RawFd>> {
+    loop {
+        // SAFETY: accept4 with null address pointers only returns a new fd or -1.
+        let ret = unsafe {
+            libc::accept4(
+                fd,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            )
+        };
+        match check(ret) {
+            Ok(client) => return Ok(Some(client)),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Sends all of `data` on the socket `fd` without blocking (and without SIGPIPE);
+/// false when the socket could not take it all now or is gone.
+pub fn send_all_now(fd: RawFd, mut data: &[u8]) -> bool {
+    while !data.is_empty() {
+        // SAFETY: `data` is valid for reads of `data.len()` bytes.
+        let ret = unsafe {
+            libc::send(
+                fd,
+                data.as_ptr().cast(),
+                data.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        match check(ret) {
+            Ok(n) => data = &data[n as usize..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+/// Sends `data` on the socket `fd` with a copy of `passed` attached (`SCM_RIGHTS`).
+pub fn send_with_fd(fd: RawFd, data: &[u8], passed: RawFd) -> io::Result<()> {
+    // Room for one fd, aligned as cmsghdr requires.
+    let mut control = [0u64; 4];
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    // SAFETY: msghdr is plain data; every pointer set below outlives the sendmsg call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    // SAFETY: CMSG_SPACE only computes a size.
+    msg.msg_controllen = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as _;
+    // SAFETY: the control buffer is large enough for one header and one fd, so
+    // CMSG_FIRSTHDR is non-null and CMSG_DATA points inside it.
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), passed);
+    }
+    loop {
+        // SAFETY: `msg` describes valid buffers (see above).
+        let ret = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+        match check(ret) {
+            Ok(n) if n as usize == data.len() => return Ok(()),
+            Ok(_) => return Err(io::Error::new(io::ErrorKind::WriteZero, "short send")),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// A close-on-exec duplicate of `fd`.
+pub fn dup(fd: RawFd) -> io::Result<RawFd> {
+    // SAFETY: F_DUPFD_CLOEXEC only creates a new descriptor (3 or above).
+    check(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) })
+}

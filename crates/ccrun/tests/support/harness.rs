@@ -1,21 +1,24 @@
-//! A test main for suites that share one expensive fixture (a registry with images):
-//! runs the named tests a few at a time, each caught on its own, filtered by the
-//! command line's words like libtest, and prints libtest's closing line.
+//! A test main for suites that share an expensive fixture (a registry with images):
+//! the fixture is built once, the selected tests run a few at a time, and the fixture
+//! is torn down (dropped) at the end even when tests fail.
 #![allow(dead_code)]
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-/// A named test on fixture `T`.
-pub type Named<'a, T> = (&'a str, fn(&T));
+/// A named test of a suite whose tests share a fixture `F`.
+pub type Test<'a, F> = (&'a str, fn(&F));
 
-/// Builds the fixture with `setup` (only if a test is selected), runs the selected
-/// `tests` on it four at a time, drops it, and exits 1 if any failed.
-pub fn run_all<T: Sync>(tests: &[Named<'_, T>], setup: impl FnOnce() -> T) {
+/// Runs the `tests` whose names contain a command-line argument (all without one)
+/// against the fixture `build` makes, `threads` at a time; prints libtest's summary
+/// line and exits 1 when any failed.
+pub fn run<F: Sync>(tests: &[Test<'_, F>], threads: usize, build: impl FnOnce() -> F) {
+    ccrun_testkit::require_root();
     let filter: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let selected: Vec<&Named<'_, T>> = tests
+    let selected: Vec<&Test<'_, F>> = tests
         .iter()
         .filter(|(name, _)| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str())))
         .collect();
@@ -23,14 +26,13 @@ pub fn run_all<T: Sync>(tests: &[Named<'_, T>], setup: impl FnOnce() -> T) {
         println!("no tests selected");
         return;
     }
-    let fixture = setup();
-    let next = std::sync::atomic::AtomicUsize::new(0);
+    let fixture = build();
+    let next = AtomicUsize::new(0);
     let failed = Mutex::new(Vec::new());
-    // A few tests at a time: each is mostly waiting on container processes.
     std::thread::scope(|scope| {
-        for _ in 0..4 {
+        for _ in 0..threads {
             scope.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let i = next.fetch_add(1, Ordering::SeqCst);
                 let Some((name, test)) = selected.get(i) else {
                     break;
                 };
