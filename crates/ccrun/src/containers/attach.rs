@@ -101,7 +101,7 @@ pub fn parse_detach_keys(text: &str) -> Result<Vec<u8>> {
                 (Some(c @ (b'[' | b'\\' | b']' | b'^' | b'_')), _) => Ok(c - b'[' + 27),
                 (None, [c]) if c.is_ascii() => Ok(*c),
                 _ => bail!(
-                    "invalid detach keys {text:?}: use a comma-separated list of characters \
+                    "invalid --detach-keys {text:?}: use a comma-separated list of characters \
                      and ctrl-<a-z, @, [, \\, ], ^, _>"
                 ),
             }
