@@ -128,7 +128,23 @@ impl Ccrun {
 
     /// A command with `--state` set.
     pub fn cmd(&self) -> Command {
-        let mut c = match &self.netns {
+        self.cmd_in(self.netns.as_ref())
+    }
+
+    /// `ccrun <args>` in the test's own network namespace even for a [`Ccrun::in_netns`]:
+    /// for `pull` from a test registry on the host's loopback, which the throw-away
+    /// namespace cannot reach (as a Docker daemon pulls from its own namespace).
+    pub fn ccrun_outside_netns(&self, args: &[&str]) -> Output {
+        self.cmd_in(None)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("spawn ccrun")
+    }
+
+    /// A command with `--state` set, run in `netns` if given.
+    fn cmd_in(&self, netns: Option<&NetNs>) -> Command {
+        let mut c = match netns {
             Some(ns) => {
                 let mut c = ns.command(self.binary.to_str().expect("utf-8 path"));
                 c.env_remove("CCRUN_NETWORK");
