@@ -523,6 +523,11 @@ fn main() {
         println!("no tests selected");
         return;
     }
+    assert!(
+        !app_images::cache_root().starts_with(std::env::temp_dir()),
+        "the app image cache must not be below the temporary directory, which the \
+         tests replace with a tmpfs: set CCRUN_APP_IMAGES_DIR or TMPDIR elsewhere"
+    );
     scratch_on_tmpfs();
     let mut apps = Apps::start();
     let tally = ccrun_testkit::run_in_process(tests, &mut apps);

@@ -78,8 +78,7 @@ pub struct AppImages {
 impl AppImages {
     /// The cached images, built first (under the cache's lock) if they are not there.
     pub fn get() -> AppImages {
-        let root = std::env::var_os("CCRUN_APP_IMAGES_DIR")
-            .map_or_else(|| PathBuf::from("/var/tmp/ccrun-app-images"), PathBuf::from);
+        let root = cache_root();
         std::fs::create_dir_all(&root).expect("app image cache dir");
         let key = cache_key();
         let dir = root.join(&key);
@@ -99,6 +98,12 @@ impl AppImages {
             versions: std::fs::read_to_string(dir.join("versions")).expect("versions"),
         }
     }
+}
+
+/// The cache's directory: `$CCRUN_APP_IMAGES_DIR`, else `/var/tmp/ccrun-app-images`.
+pub fn cache_root() -> PathBuf {
+    std::env::var_os("CCRUN_APP_IMAGES_DIR")
+        .map_or_else(|| PathBuf::from("/var/tmp/ccrun-app-images"), PathBuf::from)
 }
 
 /// `r<RECIPE>-<hash>`: the hash covers the recipe and the Debian candidate versions.
@@ -208,16 +213,9 @@ fn build(root: &Path, key: &str) {
         }),
     );
 
-    let redis = Staging::new(&work, "redis", &rootfs);
-    redis.dir("data");
-    redis.chown("data", &rootfs, "redis");
-    redis.file(
-        "usr/local/bin/docker-entrypoint.sh",
-        REDIS_ENTRYPOINT.as_bytes(),
-        0o755,
-    );
+    let redis = service_layer(&work, &rootfs, "redis", "data", REDIS_ENTRYPOINT);
     layout.image_with_config(
-        &[&base, &redis.layer()],
+        &[&base, &redis],
         arch,
         Some("redis"),
         serde_json::json!({
@@ -233,16 +231,15 @@ fn build(root: &Path, key: &str) {
         }),
     );
 
-    let postgres = Staging::new(&work, "postgres", &rootfs);
-    postgres.dir("var/lib/postgresql/data");
-    postgres.chown("var/lib/postgresql/data", &rootfs, "postgres");
-    postgres.file(
-        "usr/local/bin/docker-entrypoint.sh",
-        POSTGRES_ENTRYPOINT.as_bytes(),
-        0o755,
+    let postgres = service_layer(
+        &work,
+        &rootfs,
+        "postgres",
+        "var/lib/postgresql/data",
+        POSTGRES_ENTRYPOINT,
     );
     layout.image_with_config(
-        &[&base, &postgres.layer()],
+        &[&base, &postgres],
         arch,
         Some("postgres"),
         serde_json::json!({
@@ -276,6 +273,21 @@ fn build(root: &Path, key: &str) {
         "built the application test images in {:.0?}:\n{versions}",
         started.elapsed()
     );
+}
+
+/// The layer of a service run by an entrypoint as `user` (of the base's passwd): its
+/// data directory `data`, `user`'s, and `entrypoint` as
+/// /usr/local/bin/docker-entrypoint.sh.
+fn service_layer(work: &Path, base: &Path, user: &str, data: &str, entrypoint: &str) -> Layer {
+    let layer = Staging::new(work, user, base);
+    layer.dir(data);
+    layer.chown(data, user);
+    layer.file(
+        "usr/local/bin/docker-entrypoint.sh",
+        entrypoint.as_bytes(),
+        0o755,
+    );
+    layer.layer()
 }
 
 /// A gzip layer of everything below `dir`, owners and modes as they are, hard links
@@ -396,8 +408,8 @@ impl<'a> Staging<'a> {
     }
 
     /// Gives `rel` to `user` (and their primary group) of the base's `/etc/passwd`.
-    fn chown(&self, rel: &str, base: &Path, user: &str) {
-        let passwd = std::fs::read_to_string(base.join("etc/passwd")).expect("passwd");
+    fn chown(&self, rel: &str, user: &str) {
+        let passwd = std::fs::read_to_string(self.base.join("etc/passwd")).expect("passwd");
         let (uid, gid) = passwd
             .lines()
             .map(|l| l.split(':').collect::<Vec<_>>())
