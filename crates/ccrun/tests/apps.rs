@@ -7,7 +7,8 @@
 //!
 //! Its own main (no libtest harness): the registry is started once for all tests and
 //! stopped at the end even when tests fail; the tests run one after the other, each
-//! with its own store, so timings are not skewed by the others on 2 cores.
+//! with its own store, so timings are not skewed by the others on 2 cores. The first
+//! run on a machine builds the images (a few minutes); later ones take about 40 s.
 
 mod support;
 
@@ -138,8 +139,8 @@ impl App {
         self.ok(&["inspect", "-f", template, name])
     }
 
-    /// Waits until `ccrun logs NAME` shows `needle` on stdout (`stderr` false) or on
-    /// stderr: the monitor writes the log as output arrives.
+    /// Waits until `ccrun logs NAME` shows `needle` on its stderr if `on_stderr`, else
+    /// on its stdout: the monitor writes the log as output arrives.
     fn wait_for_log(&self, name: &str, needle: &str, on_stderr: bool) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -341,7 +342,7 @@ fn redis_is_reached_by_name_across_restarts(apps: &mut Apps) {
     let new_client = ["run", "--rm", "--network", "appnet", &t.image];
     let new_client = [&new_client[..], &["redis-cli", "-h", "cache", "get", "k"]].concat();
     assert_eq!(t.ok(&new_client), "v1");
-    t.ok(&["rm", "-f", "client", "cache"]);
+    t.ok(&["rm", "-f", "-v", "client", "cache"]);
     t.ok(&["network", "rm", "appnet"]);
 }
 
