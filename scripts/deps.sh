@@ -9,6 +9,7 @@ packages=(
   iproute2 iptables nftables   # network tests inspect what ccrun set up
   iperf3                       # bench/net.sh: throughput over the bridge and a plain veth
   hyperfine jq uidmap openssl strace curl
+  debootstrap                  # builds the nginx/redis/postgres images of the app tests
   libseccomp-dev               # the runtime compiles seccomp profiles with libseccomp
 )
 missing=()

@@ -128,13 +128,24 @@ impl Ccrun {
 
     /// A command with `--state` set.
     pub fn cmd(&self) -> Command {
-        self.cmd_with(&self.binary)
+        self.cmd_with(&self.binary, self.netns.as_ref())
     }
 
-    /// A command running `binary` with this harness's state, root, network and
-    /// environment.
-    fn cmd_with(&self, binary: &Path) -> Command {
-        let mut c = match &self.netns {
+    /// `ccrun <args>` in the test's own network namespace even for a [`Ccrun::in_netns`]:
+    /// for `pull` from a test registry on the host's loopback, which the throw-away
+    /// namespace cannot reach (as a Docker daemon pulls from its own namespace).
+    pub fn ccrun_outside_netns(&self, args: &[&str]) -> Output {
+        self.cmd_with(&self.binary, None)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("spawn ccrun")
+    }
+
+    /// A command running `binary` with this harness's state, root and environment, in
+    /// `netns` if given.
+    fn cmd_with(&self, binary: &Path, netns: Option<&NetNs>) -> Command {
+        let mut c = match netns {
             Some(ns) => {
                 let mut c = ns.command(binary.to_str().expect("utf-8 path"));
                 c.env_remove("CCRUN_NETWORK");
@@ -300,7 +311,7 @@ impl Drop for Ccrun {
                 if id.len() == 64 {
                     // The build's binary: a copy under attack may be broken by now.
                     let _ = self
-                        .cmd_with(Path::new(env!("CARGO_BIN_EXE_ccrun")))
+                        .cmd_with(Path::new(env!("CARGO_BIN_EXE_ccrun")), self.netns.as_ref())
                         .args(["rm", "-f", &id])
                         .stdin(Stdio::null())
                         .output();
