@@ -459,16 +459,20 @@ fn postgres_keeps_its_rows_on_an_idmapped_bind_mount(apps: &mut Apps) {
     t.ok(&["rm", "-f", "db"]);
 }
 
-/// Gives this process a tmpfs of its own as its temporary directory, where every
-/// test's store and state, the registry's storage and bind sources go: removing a
-/// store holding an unpacked application image (some 400 MB) from this machine's
-/// disk, mounted with `discard`, takes about 20 s, from a tmpfs a fraction of one.
-/// It is mounted over the temporary directory in a private mount namespace, which
-/// ccrun, its monitors and the containers share as this process's children: it shows
-/// nowhere else and is gone with them however the run ends, leaving nothing behind.
-fn scratch_on_tmpfs() {
+/// Puts the tests' temporary files (stores and state, the registry's storage, bind
+/// sources) on a tmpfs: removing a store holding an unpacked application image (some
+/// 400 MB) from this machine's disk, mounted with `discard`, takes about 20 s, from a
+/// tmpfs a fraction of one. The tmpfs is mounted on a directory of its own, made the
+/// temporary directory (`TMPDIR`) of this process and its children, in a private mount
+/// namespace that ccrun, its monitors and the containers share as this process's
+/// children: it shows nowhere else and is gone with them however the run ends. The
+/// build's binaries and the image cache stay visible wherever they are (a checkout
+/// below /tmp included). Returns the directory.
+fn scratch_on_tmpfs() -> std::path::PathBuf {
     use nix::mount::{mount, MsFlags};
     use nix::sched::{unshare, CloneFlags};
+    let dir = std::env::temp_dir().join(format!("ccrun-apps-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch directory");
     // Still single-threaded here, as unsharing CLONE_NEWNS (with CLONE_FS) needs.
     unshare(CloneFlags::CLONE_NEWNS).expect("unshare the mount namespace");
     // Nothing mounted here propagates to the host's namespace.
@@ -482,12 +486,21 @@ fn scratch_on_tmpfs() {
     .expect("make mounts private");
     mount(
         Some("tmpfs"),
-        &std::env::temp_dir(),
+        &dir,
         Some("tmpfs"),
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
         Some("size=8g,mode=1777"),
     )
-    .expect("mount a tmpfs on the temporary directory");
+    .expect("mount a tmpfs on the scratch directory");
+    // Single-threaded still: nothing reads the environment concurrently.
+    std::env::set_var("TMPDIR", &dir);
+    dir
+}
+
+/// Detaches the scratch tmpfs and removes its (empty) mount point.
+fn remove_scratch(dir: &std::path::Path) {
+    let _ = nix::mount::umount2(dir, nix::mount::MntFlags::MNT_DETACH);
+    let _ = std::fs::remove_dir(dir);
 }
 
 fn main() {
@@ -524,15 +537,11 @@ fn main() {
         println!("no tests selected");
         return;
     }
-    assert!(
-        !app_images::cache_root().starts_with(std::env::temp_dir()),
-        "the app image cache must not be below the temporary directory, which the \
-         tests replace with a tmpfs: set CCRUN_APP_IMAGES_DIR or TMPDIR elsewhere"
-    );
-    scratch_on_tmpfs();
+    let scratch = scratch_on_tmpfs();
     let mut apps = Apps::start();
     let tally = ccrun_testkit::run_in_process(tests, &mut apps);
-    // The registry goes before exit, which skips destructors.
+    // The registry and the scratch space go before exit, which skips destructors.
     drop(apps);
+    remove_scratch(&scratch);
     tally.finish();
 }
