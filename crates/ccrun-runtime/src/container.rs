@@ -567,8 +567,13 @@ impl Container {
             Ok(cg) => cg.destroy()?,
             Err(e) => tracing::debug!("no cgroup to remove: {e}"),
         }
-        std::fs::remove_dir_all(&self.state_dir)
-            .map_err(|e| Error::io("removing", &self.state_dir, e))?;
+        match std::fs::remove_dir_all(&self.state_dir) {
+            Ok(()) => {}
+            // Whoever else was deleting it (a monitor's cleanup, a concurrent `rm -f`)
+            // finished first: the container is gone either way.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("removing", &self.state_dir, e)),
+        }
         if let Some(h) = saved_hooks {
             self.state.status = Status::Stopped;
             hooks::run_warn(Stage::Poststop, &h, &self.hook_state(None));
