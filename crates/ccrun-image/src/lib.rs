@@ -16,7 +16,9 @@ pub mod decompress;
 pub mod digest;
 pub mod error;
 mod fsutil;
+pub mod layer_writer;
 pub mod limits;
+pub mod local;
 pub mod manifest;
 pub mod platform;
 pub mod pull;
@@ -26,7 +28,7 @@ pub mod snapshot;
 pub mod store;
 pub mod unpack;
 
-pub use digest::Digest;
+pub use digest::{Digest, HashingWriter};
 pub use error::{Error, Result};
 pub use fsutil::tree_size;
 pub use limits::Limits;
