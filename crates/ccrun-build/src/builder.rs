@@ -1008,6 +1008,7 @@ impl<'a> Builder<'a> {
             _ => {
                 let text = ins.args.trim();
                 let script = match ins.heredocs.as_slice() {
+                    [] => text.to_string(),
                     [only] if text == only.marker => only.content.clone(),
                     docs => {
                         let mut s = text.to_string();
@@ -1152,7 +1153,7 @@ impl<'a> Builder<'a> {
                     clamp_mtime: self.clamp,
                 },
             )?;
-            let layer = (written.entries > 0).then(|| LocalLayer {
+            let layer = (written.entries > 0).then_some(LocalLayer {
                 diff_id: written.diff_id,
                 size: written.size,
             });
@@ -1410,7 +1411,7 @@ impl<'a> Builder<'a> {
         for src in &words {
             // A heredoc named as a source is a file with its content.
             if let Some(doc) = ins.heredocs.iter().find(|d| {
-                &d.name
+                d.name
                     == src
                         .trim_start_matches("<<-")
                         .trim_start_matches("<<")
@@ -1531,7 +1532,7 @@ impl<'a> Builder<'a> {
                 added_any = true;
             }
         }
-        drop(src_view);
+        // The views stay mounted until the layer is written: files are read from them.
         drop(view);
         if !added_any {
             return Err(step_err(
@@ -1562,6 +1563,7 @@ impl<'a> Builder<'a> {
         }
         self.say(&format!("{tag} {}", shorten(&text)));
         let layer = self.commit_files(&files, &key)?;
+        drop(src_view);
         self.history(stage, &text, self.timestamp(), layer);
         stage.key = key;
         Ok(())
@@ -1589,8 +1591,8 @@ impl<'a> Builder<'a> {
                 .canonicalize()
                 .map_err(|_| format!("{src}: not found in the {describe}"))?;
             let real_root = root.canonicalize().map_err(|e| e.to_string())?;
-            if from_context && !real.starts_with(&real_root) {
-                return Err(format!("{src}: outside the build context"));
+            if !real.starts_with(&real_root) {
+                return Err(format!("{src}: outside the {describe}"));
             }
             if from_context && !rel.is_empty() && self.ignore.excludes(&rel) {
                 return Err(format!("{src}: excluded by .dockerignore"));

@@ -153,6 +153,11 @@ pub enum Command {
     Update(commands::update::UpdateArgs),
     /// Show the history of an image
     History(commands::history::HistoryArgs),
+    /// Build an image from a Dockerfile
+    Build(Box<commands::build::BuildArgs>),
+    /// Manage the build cache
+    #[command(subcommand)]
+    Builder(commands::build::BuilderCommand),
 }
 
 impl Command {
@@ -167,7 +172,8 @@ impl Command {
             | Command::Restart(_)
             | Command::Exec(_)
             | Command::ContainerCleanup(_)
-            | Command::HealthcheckRun(_) => true,
+            | Command::HealthcheckRun(_)
+            | Command::Build(_) => true,
             Command::Container(sub) => {
                 matches!(sub, C::Run(_) | C::Start(_) | C::Restart(_) | C::Exec(_))
             }

@@ -987,7 +987,7 @@ fn platform_fits(stored: &str, wanted: Option<&str>) -> bool {
 /// Pulls through `ccrun pull` in a child process: pulling uses threads, and the
 /// container must be created from a single-threaded process. Progress goes to stderr
 /// so that stdout carries only the container's output, as with `docker run`.
-fn pull_in_child(
+pub(crate) fn pull_in_child(
     global: &GlobalOpts,
     name: &str,
     platform: Option<&str>,
