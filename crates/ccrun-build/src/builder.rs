@@ -777,11 +777,15 @@ impl<'a> Builder<'a> {
                 ))
             }
         }
-        // Metadata steps make no layer; their key still chains, and the cache keeps
-        // when they first ran so that a cached build gives the same image.
+        // Metadata steps make no layer; their key still chains (through what they
+        // made of the config, so an ARG value matters only where it is used), and the
+        // cache keeps when they first ran so that a cached build gives the same image.
+        let effect = serde_json::to_string(&stage.config).map_err(|e| Error::Context {
+            message: format!("encoding the image config: {e}"),
+        })?;
         let key = KeyBuilder::new(&stage.key)
             .part(ins.text())
-            .part(self.args_key(stage))
+            .part(effect)
             .finish();
         let created = self.cached_time(&key)?;
         self.history(stage, &ins.text(), created, None);
@@ -821,15 +825,6 @@ impl<'a> Builder<'a> {
             out.push((k, self.expand(stage, ins, v)?));
         }
         Ok(out)
-    }
-
-    /// The part of a key for the build args in scope.
-    fn args_key(&self, stage: &Stage) -> String {
-        stage
-            .args
-            .iter()
-            .map(|(k, v)| format!("{k}={}\0", v.as_deref().unwrap_or("")))
-            .collect()
     }
 
     fn cached_time(&self, key: &str) -> Result<String> {
