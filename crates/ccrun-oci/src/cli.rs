@@ -96,6 +96,24 @@ pub enum Command {
     Features,
 }
 
+impl Command {
+    /// The container id the command names, if it names one.
+    pub fn id(&self) -> Option<&str> {
+        Some(match self {
+            Command::Create(a) => &a.id,
+            Command::Run(a) => &a.id,
+            Command::Start(a) | Command::State(a) | Command::Pause(a) | Command::Resume(a) => &a.id,
+            Command::Kill(a) => &a.id,
+            Command::Delete(a) => &a.id,
+            Command::Exec(a) => &a.id,
+            Command::Ps(a) => &a.id,
+            Command::Update(a) => &a.id,
+            Command::Events(a) => &a.id,
+            Command::List(_) | Command::Spec(_) | Command::Features => return None,
+        })
+    }
+}
+
 /// Just a container id.
 #[derive(Debug, Args)]
 pub struct IdArg {
