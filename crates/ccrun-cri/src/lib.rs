@@ -13,10 +13,13 @@ pub mod v1 {
     include!("gen/runtime.v1.rs");
 }
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
 use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::{Response, Status};
 
 pub use v1::image_service_client::ImageServiceClient;
 pub use v1::runtime_service_client::RuntimeServiceClient;
@@ -38,4 +41,73 @@ pub async fn connect(socket: &Path) -> Result<Channel, Error> {
             }
         }))
         .await
+}
+
+/// A blocking CRI client: both services over one connection, each call run to
+/// completion on a private single-threaded tokio runtime and bounded by a timeout (a
+/// kubelet sets deadlines too). The runtime's thread is the caller's: nothing here
+/// spawns threads of its own.
+pub struct Cri {
+    rt: tokio::runtime::Runtime,
+    runtime: RuntimeServiceClient<Channel>,
+    images: ImageServiceClient<Channel>,
+    timeout: Duration,
+}
+
+impl Cri {
+    /// Connects to the CRI endpoint at `socket`; each call fails after `timeout`.
+    pub fn connect(socket: &Path, timeout: Duration) -> std::io::Result<Cri> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let channel = rt
+            .block_on(connect(socket))
+            .map_err(std::io::Error::other)?;
+        Ok(Cri {
+            rt,
+            runtime: RuntimeServiceClient::new(channel.clone()),
+            images: ImageServiceClient::new(channel),
+            timeout,
+        })
+    }
+
+    /// Calls the RuntimeService: `call` gets a client (a cheap clone) and returns the
+    /// call's future, e.g. `cri.runtime(|mut c| async move { c.version(req).await })`.
+    pub fn runtime<T, F>(
+        &self,
+        call: impl FnOnce(RuntimeServiceClient<Channel>) -> F,
+    ) -> Result<T, Status>
+    where
+        F: Future<Output = Result<Response<T>, Status>>,
+    {
+        self.block(call(self.runtime.clone()))
+    }
+
+    /// Calls the ImageService, as [`Cri::runtime`] does the RuntimeService.
+    pub fn images<T, F>(
+        &self,
+        call: impl FnOnce(ImageServiceClient<Channel>) -> F,
+    ) -> Result<T, Status>
+    where
+        F: Future<Output = Result<Response<T>, Status>>,
+    {
+        self.block(call(self.images.clone()))
+    }
+
+    fn block<T, F>(&self, call: F) -> Result<T, Status>
+    where
+        F: Future<Output = Result<Response<T>, Status>>,
+    {
+        // The timer is made inside the runtime, which it needs.
+        match self
+            .rt
+            .block_on(async { tokio::time::timeout(self.timeout, call).await })
+        {
+            Ok(result) => result.map(Response::into_inner),
+            Err(_) => Err(Status::deadline_exceeded(format!(
+                "no answer within {:?}",
+                self.timeout
+            ))),
+        }
+    }
 }
