@@ -238,6 +238,13 @@ pub struct ExecArgs {
     /// Pass this many fds after stdio (3, 4, …) to the process.
     #[arg(long, default_value_t = 0)]
     pub preserve_fds: u32,
+    /// Exec in a paused container too (the process is frozen until it is resumed).
+    #[arg(long)]
+    pub ignore_paused: bool,
+    /// Run the process in an existing sub-cgroup of the container's:
+    /// `[CONTROLLER[,CONTROLLER…]:]PATH` (repeatable).
+    #[arg(long)]
+    pub cgroup: Vec<String>,
     /// Accepted for runc compatibility.
     #[arg(long)]
     pub process_label: Option<String>,

@@ -762,7 +762,7 @@ fn with_default_device_rules(
 
 /// The directories of `cgroup` (whose path is `path` in every hierarchy), each with the
 /// name of its hierarchy's mount point: `memory` for `/sys/fs/cgroup/memory/ccrun/ID`.
-fn hierarchy_dirs(cgroup: &Cgroup, path: &str) -> Vec<(String, PathBuf)> {
+pub(crate) fn hierarchy_dirs(cgroup: &Cgroup, path: &str) -> Vec<(String, PathBuf)> {
     let depth = Path::new(path).components().count().saturating_sub(1);
     cgroup
         .paths()
