@@ -349,18 +349,20 @@ fn failing_create_hooks_leave_nothing_behind(env: &mut Env) {
     }
 }
 
-fn failing_start_container_hook_fails_start(env: &mut Env) {
+/// As runc: `start` has returned when the hook runs; the failure ends the container
+/// before its program runs (the init's setup-failure status, 125).
+fn failing_start_container_hook_ends_the_container(env: &mut Env) {
     let hooks = HooksBuilder::default()
         .start_container(vec![shell_hook("exit 1", None)])
         .build()
         .expect("hooks");
     let (started, status) = env.try_run(Setup {
-        script: "true".into(),
+        script: "exit 0".into(),
         hooks: Some(hooks),
         ..Default::default()
     });
-    assert!(started.is_err(), "{started:?}");
-    assert_ne!(status.expect("wait"), ExitStatus::Exited(0));
+    started.expect("start returns despite the hook");
+    assert_eq!(status.expect("wait"), ExitStatus::Exited(125));
 }
 
 fn failing_poststart_and_poststop_hooks_are_warnings(env: &mut Env) {
@@ -1147,8 +1149,8 @@ fn main() {
             failing_create_hooks_leave_nothing_behind,
         ),
         (
-            "failing_start_container_hook_fails_start",
-            failing_start_container_hook_fails_start,
+            "failing_start_container_hook_ends_the_container",
+            failing_start_container_hook_ends_the_container,
         ),
         (
             "failing_poststart_and_poststop_hooks_are_warnings",
