@@ -239,9 +239,9 @@ impl Container {
         rootfs_plan.no_pivot = opts.no_pivot;
         rootfs_plan.new_mount_ns = ns.clone_flags & libc::CLONE_NEWNS != 0;
         rootfs_plan.own_mount_ns = ns.mount;
-        if !ns.mount
-            && !(rootfs_plan.masked_paths.is_empty() && rootfs_plan.readonly_paths.is_empty())
-        {
+        let restricts_paths =
+            !rootfs_plan.masked_paths.is_empty() || !rootfs_plan.readonly_paths.is_empty();
+        if !ns.mount && restricts_paths {
             // As runc: masking a path for the container would hide it on the host too.
             return Err(Error::InvalidSpec(
                 "unable to restrict sys entries without a private MNT namespace \
