@@ -124,15 +124,7 @@ impl Node {
         cmd.stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup"))
             .stderr(log);
-        // SAFETY: prctl is async-signal-safe; it only sets the death signal.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        ccrun_testkit::die_with_parent(&mut cmd);
         cmd.spawn().unwrap_or_else(|e| panic!("{cmd:?}: {e}"))
     }
 
@@ -880,24 +872,14 @@ fn run_pod(node: &Node, handler: &str) -> Observed {
     assert_eq!(cgroup_value(app_pid, "cpu", "cpu.shares"), "512");
 
     // ListContainers / ListPodSandbox.
-    let filter = v1::ListContainersRequest {
-        filter: Some(v1::ContainerFilter {
-            pod_sandbox_id: sandbox.clone(),
-            ..Default::default()
-        }),
-    };
-    let listed = cri
-        .runtime(|mut c| async move { c.list_containers(filter).await })
-        .expect("ListContainers");
+    let listed = list_containers(cri, &sandbox);
     let mut names: Vec<String> = listed
-        .containers
         .iter()
         .filter_map(|c| c.metadata.as_ref().map(|m| m.name.clone()))
         .collect();
     names.sort();
     assert_eq!(names, ["app", "priv", "secure"], "{handler}");
     assert!(listed
-        .containers
         .iter()
         .all(|c| c.state == v1::ContainerState::ContainerRunning as i32));
     let pods = list_pods(cri);
@@ -959,16 +941,8 @@ fn run_pod(node: &Node, handler: &str) -> Observed {
     cri.runtime(|mut c| async move { c.remove_pod_sandbox(req).await })
         .unwrap_or_else(|e| panic!("RemovePodSandbox ({handler}): {e}"));
     assert!(list_pods(cri).iter().all(|p| p.id != sandbox));
-    let filter = v1::ListContainersRequest {
-        filter: Some(v1::ContainerFilter {
-            pod_sandbox_id: sandbox.clone(),
-            ..Default::default()
-        }),
-    };
-    let left = cri
-        .runtime(|mut c| async move { c.list_containers(filter).await })
-        .expect("ListContainers");
-    assert!(left.containers.is_empty(), "{handler}: {left:?}");
+    let left = list_containers(cri, &sandbox);
+    assert!(left.is_empty(), "{handler}: {left:?}");
     // The runtime's own state is gone too.
     let root = node.path(&format!("{handler}-root/k8s.io"));
     let state = ccrun_testkit::container_state_dirs(&root);
@@ -992,6 +966,18 @@ fn container_status(cri: &Cri, id: &str) -> v1::ContainerStatusResponse {
     };
     cri.runtime(|mut c| async move { c.container_status(req).await })
         .expect("ContainerStatus")
+}
+
+fn list_containers(cri: &Cri, sandbox: &str) -> Vec<v1::Container> {
+    let filter = v1::ListContainersRequest {
+        filter: Some(v1::ContainerFilter {
+            pod_sandbox_id: sandbox.to_string(),
+            ..Default::default()
+        }),
+    };
+    cri.runtime(|mut c| async move { c.list_containers(filter).await })
+        .expect("ListContainers")
+        .containers
 }
 
 fn list_pods(cri: &Cri) -> Vec<v1::PodSandbox> {
