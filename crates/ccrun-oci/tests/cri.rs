@@ -910,7 +910,9 @@ fn run_pod(node: &Node, handler: &str) -> Observed {
         took < Duration::from_secs(8),
         "{handler}: TERM took {took:?}"
     );
-    let logs = log_lines("stdout F got-term");
+    // stdout and stderr are copied separately: their relative order may vary.
+    let mut logs = log_lines("stdout F got-term");
+    logs.sort();
     assert_eq!(app_stopped.exit_code, 0, "{handler}: {app_stopped:?}");
     let (took, priv_stopped) = stop(&privileged, 2);
     assert!(
