@@ -238,6 +238,17 @@ impl Container {
             RootfsPlan::from_spec(spec, rootfs.clone(), opts.bundle.clone(), ns.user)?;
         rootfs_plan.no_pivot = opts.no_pivot;
         rootfs_plan.new_mount_ns = ns.clone_flags & libc::CLONE_NEWNS != 0;
+        rootfs_plan.own_mount_ns = ns.mount;
+        let restricts_paths =
+            !rootfs_plan.masked_paths.is_empty() || !rootfs_plan.readonly_paths.is_empty();
+        if !ns.mount && restricts_paths {
+            // As runc: masking a path for the container would hide it on the host too.
+            return Err(Error::InvalidSpec(
+                "unable to restrict sys entries without a private MNT namespace \
+                 (linux.maskedPaths and linux.readonlyPaths need a mount namespace)"
+                    .into(),
+            ));
+        }
         if let Some(cg) = guard.cgroup.as_ref() {
             rootfs_plan.cgroups = hierarchy_dirs(cg, &cgroup_path);
         }
@@ -751,7 +762,7 @@ fn with_default_device_rules(
 
 /// The directories of `cgroup` (whose path is `path` in every hierarchy), each with the
 /// name of its hierarchy's mount point: `memory` for `/sys/fs/cgroup/memory/ccrun/ID`.
-fn hierarchy_dirs(cgroup: &Cgroup, path: &str) -> Vec<(String, PathBuf)> {
+pub(crate) fn hierarchy_dirs(cgroup: &Cgroup, path: &str) -> Vec<(String, PathBuf)> {
     let depth = Path::new(path).components().count().saturating_sub(1);
     cgroup
         .paths()

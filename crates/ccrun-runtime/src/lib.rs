@@ -35,6 +35,6 @@ pub mod userns;
 
 pub use container::{default_cgroup_path, Container, CreateOptions, ANNOTATION_ROOTFS_IDMAP};
 pub use error::{Error, Result};
-pub use exec::{ExecOptions, ExecProcess};
+pub use exec::{ExecOptions, ExecPlacement, ExecProcess};
 pub use signals::{ExitStatus, Forwarder};
 pub use state::{State, Status};
