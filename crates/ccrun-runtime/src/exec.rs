@@ -102,8 +102,8 @@ struct Target {
     user: Option<Namespace>,
     /// The other namespaces that are not the caller's.
     others: Vec<Namespace>,
-    /// The container's cgroup.
-    cgroup: Cgroup,
+    /// The container's cgroup, if it has one.
+    cgroup: Option<Cgroup>,
 }
 
 /// The process to start, validated by the caller.
@@ -195,7 +195,12 @@ impl Container {
                 "annotations": state.annotations,
             }))?;
         }
-        let target = Target::open(state.pid, self.cgroup()?)?;
+        let cgroup = match state.cgroup_path.is_empty() {
+            // A rootless container without a cgroup of its own: nothing to join.
+            true => None,
+            false => Some(self.cgroup()?),
+        };
+        let target = Target::open(state.pid, cgroup)?;
         if let Some(fds) = plan.stdio {
             let user = plan.process.user();
             let owner = if target.user.is_some() {
@@ -228,7 +233,7 @@ impl Container {
 }
 
 impl Target {
-    fn open(pid: i32, cgroup: Cgroup) -> Result<Target> {
+    fn open(pid: i32, cgroup: Option<Cgroup>) -> Result<Target> {
         let user = open_namespace(pid, "user", libc::CLONE_NEWUSER)?;
         let mut others = Vec::new();
         for &(name, flag) in NAMESPACES {
@@ -404,7 +409,9 @@ fn read_pid(fd: OwnedFd) -> Result<i32> {
 /// we join the container's), then the user namespace, then those that were refused
 /// before (joining one owned by the container's user namespace may need its capabilities).
 fn join(target: &Target) -> Result<()> {
-    target.cgroup.add_process(nix::unistd::getpid().as_raw())?;
+    if let Some(cgroup) = &target.cgroup {
+        cgroup.add_process(nix::unistd::getpid().as_raw())?;
+    }
     let mut refused = Vec::new();
     for ns in &target.others {
         match ns.join() {

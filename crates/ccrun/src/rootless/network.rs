@@ -1,0 +1,132 @@
+//! The default network of rootless containers: pasta (from passt) attached to the
+//! container's network namespace, which gives it the host's addresses and routes,
+//! carries its outbound traffic through host sockets and forwards published ports
+//! (`-p`) from host sockets into it. pasta runs as the user, in the background, and
+//! quits when the namespace goes; ccrun also ends it by its pid file.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use ccrun_net::{Attachment, PortMapping, Protocol};
+
+use crate::containers::{ContainerStore, Record};
+
+/// The network name rootless containers record for pasta.
+pub const USER_NETWORK: &str = "pasta";
+/// pasta's pid file in the container directory.
+const PID_FILE: &str = "pasta.pid";
+
+/// The binary run; `CCRUN_PASTA` names another.
+fn pasta() -> Result<std::path::PathBuf> {
+    if let Some(path) = std::env::var_os("CCRUN_PASTA") {
+        return Ok(path.into());
+    }
+    ccrun_runtime::rootless::helper("pasta").map_err(|_| {
+        anyhow::anyhow!(
+            "rootless networking needs pasta, which is not installed: install the passt \
+             package, or run with --network none or --network host"
+        )
+    })
+}
+
+/// pasta's `-t`/`-u` option for one published port.
+fn port_option(p: &PortMapping) -> (String, String) {
+    let flag = match p.protocol {
+        Protocol::Udp => "-u",
+        _ => "-t",
+    };
+    let addr = p.host_ip.map(|ip| format!("{ip}/")).unwrap_or_default();
+    (
+        flag.to_string(),
+        format!("{addr}{}:{}", p.host_port, p.container_port),
+    )
+}
+
+/// Starts pasta for the container whose init is `pid`, with its published ports.
+pub fn connect(containers: &ContainerStore, record: &Record, pid: i32) -> Result<Attachment> {
+    let ports = match &record.network {
+        crate::containers::record::NetworkChoice::Bridge { ports, .. } => ports.clone(),
+        _ => Vec::new(),
+    };
+    let mut chosen = Vec::new();
+    for p in ports {
+        let host_port = match p.host_port {
+            0 => ccrun_net::ports::pick_free_port(p.host_ip, p.protocol)?,
+            n => n,
+        };
+        chosen.push(PortMapping { host_port, ..p });
+    }
+    let pid_file = containers.dir_of(&record.id).join(PID_FILE);
+    let _ = std::fs::remove_file(&pid_file);
+    let mut cmd = std::process::Command::new(pasta()?);
+    cmd.args(["--config-net", "--quiet", "--no-map-gw"])
+        .arg("--pid")
+        .arg(&pid_file);
+    for p in &chosen {
+        let (flag, spec) = port_option(p);
+        cmd.arg(flag).arg(spec);
+    }
+    cmd.arg(pid.to_string())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null());
+    let out = cmd.output().context("starting pasta")?;
+    if !out.status.success() {
+        bail!(
+            "pasta could not network the container: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(Attachment {
+        container_id: record.id.clone(),
+        network: USER_NETWORK.to_string(),
+        ip: std::net::Ipv4Addr::UNSPECIFIED,
+        prefix_len: 0,
+        gateway: std::net::Ipv4Addr::UNSPECIFIED,
+        host_veth: String::new(),
+        mtu: 65520,
+        ports: chosen,
+    })
+}
+
+/// Brings up `lo` in the network namespace of process `pid` from a child process: a
+/// rootless ccrun could enter the container's namespace but never come back to the
+/// host's, which its user namespace does not own.
+pub fn loopback_up(pid: i32) -> Result<()> {
+    let ns = std::fs::File::open(format!("/proc/{pid}/ns/net"))
+        .context("opening the container's network namespace")?;
+    // SAFETY: ccrun is single-threaded while it starts a container; the child only
+    // enters the namespace, sends one netlink request and exits.
+    match unsafe { nix::unistd::fork() }.context("fork")? {
+        nix::unistd::ForkResult::Child => {
+            let up = nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(anyhow::Error::from)
+                .and_then(|()| Ok(ccrun_net::netlink::Netlink::new()?.set_up("lo")?));
+            // SAFETY: ends the child without running the parent's destructors.
+            unsafe { libc::_exit(i32::from(up.is_err())) }
+        }
+        nix::unistd::ForkResult::Parent { child } => match nix::sys::wait::waitpid(child, None) {
+            Ok(nix::sys::wait::WaitStatus::Exited(_, 0)) => Ok(()),
+            other => bail!("bringing up lo in the container: {other:?}"),
+        },
+    }
+}
+
+/// Ends the container's pasta, if it still runs (it also quits by itself once the
+/// namespace is gone).
+pub fn disconnect(containers: &ContainerStore, record: &Record) {
+    let file = containers.dir_of(&record.id).join(PID_FILE);
+    if let Some(pid) = pasta_pid(&file) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+    let _ = std::fs::remove_file(&file);
+}
+
+/// The pid in `file` if that process is a pasta.
+fn pasta_pid(file: &Path) -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(file).ok()?.trim().parse().ok()?;
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    comm.trim().starts_with("pasta").then_some(pid)
+}
