@@ -540,6 +540,12 @@ fn run_or_create(global: &GlobalOpts, args: RunArgs, create_only: bool) -> Resul
         }
     }
     crate::events::container(&root, "create", &record, &[]);
+    let run_user = match (&args.user, &userns) {
+        (Some(user), _) => user.clone(),
+        // keep-id runs as the caller by default, as podman's does.
+        (None, UsernsMode::KeepId { uid, gid, .. }) => format!("{uid}:{gid}"),
+        (None, _) => source.defaults.user.clone().unwrap_or_default(),
+    };
     let job = Job {
         args: &args,
         containers: &containers,
@@ -558,11 +564,7 @@ fn run_or_create(global: &GlobalOpts, args: RunArgs, create_only: bool) -> Resul
             .clone()
             .or_else(|| source.defaults.working_dir.clone())
             .unwrap_or_else(|| "/".to_string()),
-        user: args
-            .user
-            .clone()
-            .or_else(|| source.defaults.user.clone())
-            .unwrap_or_default(),
+        user: run_user,
         argv,
     };
     let spec = match job.prepare() {

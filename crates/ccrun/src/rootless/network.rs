@@ -4,6 +4,7 @@
 //! (`-p`) from host sockets into it. pasta runs as the user, in the background, and
 //! quits when the namespace goes; ccrun also ends it by its pid file.
 
+use std::os::fd::AsRawFd;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
@@ -48,6 +49,18 @@ pub fn connect(containers: &ContainerStore, record: &Record, pid: i32) -> Result
         crate::containers::record::NetworkChoice::Bridge { ports, .. } => ports.clone(),
         _ => Vec::new(),
     };
+    if nix::unistd::access(
+        "/dev/net/tun",
+        nix::unistd::AccessFlags::R_OK | nix::unistd::AccessFlags::W_OK,
+    )
+    .is_err()
+    {
+        bail!(
+            "rootless networking needs /dev/net/tun open to you (mode 0666, as udev sets \
+             it on most distributions; here it is not): fix its mode, or run with \
+             --network none or --network host"
+        );
+    }
     let mut chosen = Vec::new();
     for p in ports {
         let host_port = match p.host_port {
@@ -59,17 +72,39 @@ pub fn connect(containers: &ContainerStore, record: &Record, pid: i32) -> Result
     let pid_file = containers.dir_of(&record.id).join(PID_FILE);
     let _ = std::fs::remove_file(&pid_file);
     let mut cmd = std::process::Command::new(pasta()?);
-    cmd.args(["--config-net", "--quiet", "--no-map-gw"])
+    cmd.args(["--config-net", "--quiet", "--no-map-gw", "--runas", "0:0"])
         .arg("--pid")
         .arg(&pid_file);
     for p in &chosen {
         let (flag, spec) = port_option(p);
         cmd.arg(flag).arg(spec);
     }
-    cmd.arg(pid.to_string())
-        .stdin(std::process::Stdio::null())
+    // The container's init is not dumpable until its exec, so pasta (which drops its
+    // capabilities early) could not open its namespaces: it gets them open from us.
+    let inherited = ["net", "user"].map(|kind| {
+        let path = format!("/proc/{pid}/ns/{kind}");
+        let file = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
+        nix::fcntl::fcntl(
+            file.as_raw_fd(),
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+        )
+        .with_context(|| format!("passing {path} to pasta"))?;
+        Ok::<_, anyhow::Error>(file)
+    });
+    let [net, user] = inherited;
+    let (net, user) = (net?, user?);
+    cmd.arg("--netns")
+        .arg(format!("/proc/self/fd/{}", net.as_raw_fd()));
+    if !same_namespace(&user, "/proc/self/ns/user") {
+        // keep-id: the container has a user namespace of its own inside ours.
+        cmd.arg("--userns")
+            .arg(format!("/proc/self/fd/{}", user.as_raw_fd()));
+    }
+    cmd.stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null());
-    let out = cmd.output().context("starting pasta")?;
+    let out = cmd.output().context("starting pasta");
+    drop((net, user));
+    let out = out?;
     if !out.status.success() {
         bail!(
             "pasta could not network the container: {}",
@@ -86,6 +121,15 @@ pub fn connect(containers: &ContainerStore, record: &Record, pid: i32) -> Result
         mtu: 65520,
         ports: chosen,
     })
+}
+
+/// Whether the namespace `file` is the one at `path`.
+fn same_namespace(file: &std::fs::File, path: &str) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
 }
 
 /// Brings up `lo` in the network namespace of process `pid` from a child process: a
@@ -124,9 +168,10 @@ pub fn disconnect(containers: &ContainerStore, record: &Record) {
     let _ = std::fs::remove_file(&file);
 }
 
-/// The pid in `file` if that process is a pasta.
+/// The pid in `file` if that process is a pasta (`passt.avx2` and the like).
 fn pasta_pid(file: &Path) -> Option<i32> {
     let pid: i32 = std::fs::read_to_string(file).ok()?.trim().parse().ok()?;
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-    comm.trim().starts_with("pasta").then_some(pid)
+    let comm = comm.trim();
+    (comm.starts_with("pasta") || comm.starts_with("passt")).then_some(pid)
 }
