@@ -213,15 +213,16 @@ pub fn has_limits(resources: Option<&oci_spec::runtime::LinuxResources>) -> bool
     })
 }
 
-/// What to do when the container's cgroup cannot be made (`err`): in a user namespace
-/// whose caller may not write the cgroup tree (rootless without a delegated subtree),
+/// What to do when the container's cgroup cannot be made (`err`): rootless (in a user
+/// namespace, or not root) without a delegated subtree to write,
 /// a container that asks for no limits runs without a cgroup of its own (returns the
 /// empty cgroup path), as rootless runc does; one that does is refused, saying why.
 pub fn without_cgroup(
     err: ccrun_cgroups::Error,
     resources: Option<&oci_spec::runtime::LinuxResources>,
 ) -> Result<String> {
-    if !err.is_denied() || !in_user_namespace() {
+    let rootless = in_user_namespace() || !nix::unistd::geteuid().is_root();
+    if !err.is_denied() || !rootless {
         return Err(err.into());
     }
     if has_limits(resources) {
