@@ -18,7 +18,7 @@ use std::time::Duration;
 use ccrun_runtime::subid::{self, Entry};
 use image_build::{base_layer, Layout};
 use registry::{Format, Registry};
-use support::{stderr, stdout, wait_until, Ccrun, Rootfs};
+use support::{alive, stderr, stdout, wait_until, Ccrun, Rootfs};
 
 const CCRUN: &str = env!("CARGO_BIN_EXE_ccrun");
 
@@ -495,6 +495,31 @@ fn rootless_user_runs_containers() {
         },
     );
     assert!(user.ok(&["port", "web"]).contains(&port.to_string()));
+    // pasta goes with the container, however its watcher ends: here the monitor is
+    // killed before any cleanup could end pasta by its pid file.
+    let id = user.ok(&["inspect", "-f", "{{.Id}}", "web"]);
+    let container_dir = store.join("containers").join(id.trim());
+    let pasta: i32 = std::fs::read_to_string(container_dir.join("pasta.pid"))
+        .expect("pasta.pid")
+        .trim()
+        .parse()
+        .expect("pid");
+    assert!(alive(pasta), "pasta runs for the container");
+    let record: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(container_dir.join("container.json")).expect("record"),
+    )
+    .expect("record JSON");
+    let monitor = record["monitor_pid"].as_i64().expect("monitor pid") as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(monitor),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the monitor");
+    wait_until(
+        "pasta to end with its watcher",
+        Duration::from_secs(10),
+        || !alive(pasta),
+    );
     user.ok(&["rm", "-f", "web"]);
 
     // -it on a terminal.

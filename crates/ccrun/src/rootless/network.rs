@@ -1,8 +1,11 @@
 //! The default network of rootless containers: pasta (from passt) attached to the
 //! container's network namespace, which gives it the host's addresses and routes,
 //! carries its outbound traffic through host sockets and forwards published ports
-//! (`-p`) from host sockets into it. pasta runs as the user, in the background, and
-//! quits when the namespace goes; ccrun also ends it by its pid file.
+//! (`-p`) from host sockets into it. pasta runs as the user, in the foreground, as a
+//! child of the process that watches the container (ccrun in the foreground, else the
+//! monitor) with the parent-death signal set: given the namespace as a descriptor it
+//! cannot notice the namespace going, so it must never outlive its watcher, whatever
+//! ends that. The cleanup ends it by its pid file before then.
 
 use std::os::fd::AsRawFd;
 use std::path::Path;
@@ -16,6 +19,8 @@ use crate::containers::{ContainerStore, Record};
 pub const USER_NETWORK: &str = "pasta";
 /// pasta's pid file in the container directory.
 const PID_FILE: &str = "pasta.pid";
+/// What pasta says, in the container directory.
+const LOG_FILE: &str = "pasta.log";
 
 /// The binary run; `CCRUN_PASTA` names another.
 fn pasta() -> Result<std::path::PathBuf> {
@@ -72,9 +77,16 @@ pub fn connect(containers: &ContainerStore, record: &Record, pid: i32) -> Result
     let pid_file = containers.dir_of(&record.id).join(PID_FILE);
     let _ = std::fs::remove_file(&pid_file);
     let mut cmd = std::process::Command::new(pasta()?);
-    cmd.args(["--config-net", "--quiet", "--no-map-gw", "--runas", "0:0"])
-        .arg("--pid")
-        .arg(&pid_file);
+    cmd.args([
+        "--foreground",
+        "--config-net",
+        "--quiet",
+        "--no-map-gw",
+        "--runas",
+        "0:0",
+    ])
+    .arg("--pid")
+    .arg(&pid_file);
     for p in &chosen {
         let (flag, spec) = port_option(p);
         cmd.arg(flag).arg(spec);
@@ -100,17 +112,24 @@ pub fn connect(containers: &ContainerStore, record: &Record, pid: i32) -> Result
         cmd.arg("--userns")
             .arg(format!("/proc/self/fd/{}", user.as_raw_fd()));
     }
+    let log = containers.dir_of(&record.id).join(LOG_FILE);
+    let log_file =
+        std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
     cmd.stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null());
-    let out = cmd.output().context("starting pasta");
-    drop((net, user));
-    let out = out?;
-    if !out.status.success() {
-        bail!(
-            "pasta could not network the container: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        .stdout(std::process::Stdio::null())
+        .stderr(log_file);
+    // SAFETY: only prctl, which is async-signal-safe, runs between fork and exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
+    let child = cmd.spawn().context("starting pasta");
+    drop((net, user));
+    wait_ready(child?, &pid_file, &log)?;
     Ok(Attachment {
         container_id: record.id.clone(),
         network: USER_NETWORK.to_string(),
@@ -121,6 +140,31 @@ pub fn connect(containers: &ContainerStore, record: &Record, pid: i32) -> Result
         mtu: 65520,
         ports: chosen,
     })
+}
+
+/// Waits until pasta has configured the namespace, which it says by writing its pid
+/// file (after its netlink setup); fails with its own words if it exits first, and ends
+/// it if it takes more than a few seconds.
+fn wait_ready(mut pasta: std::process::Child, pid_file: &Path, log: &Path) -> Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        if pasta_pid(pid_file).is_some() {
+            return Ok(());
+        }
+        if let Some(status) = pasta.try_wait().context("waiting for pasta")? {
+            let said = std::fs::read_to_string(log).unwrap_or_default();
+            bail!(
+                "pasta could not network the container ({status}): {}",
+                said.trim()
+            );
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = pasta.kill();
+            let _ = pasta.wait();
+            bail!("pasta did not set up the container's network within 5 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
 }
 
 /// Whether the namespace `file` is the one at `path`.
