@@ -12,6 +12,7 @@ packages=(
   hyperfine jq uidmap openssl strace curl
   debootstrap                  # builds the nginx/redis/postgres images of the app tests
   libseccomp-dev               # the runtime compiles seccomp profiles with libseccomp
+  passt fuse-overlayfs         # rootless: pasta networking, overlay fallback (uidmap above)
 )
 missing=()
 for p in "${packages[@]}"; do

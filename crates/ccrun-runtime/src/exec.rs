@@ -116,8 +116,8 @@ struct Target {
     user: Option<Namespace>,
     /// The other namespaces that are not the caller's.
     others: Vec<Namespace>,
-    /// The container's cgroup.
-    cgroup: Cgroup,
+    /// The container's cgroup, if it has one (a rootless container may not).
+    cgroup: Option<Cgroup>,
     /// Directories of sub-cgroups to move into after joining `cgroup`.
     sub_cgroups: Vec<PathBuf>,
     /// The init's root, when the container shares the caller's mount namespace (a spec
@@ -277,7 +277,12 @@ impl Container {
                 "annotations": state.annotations,
             }))?;
         }
-        let target = Target::open(state.pid, self.cgroup()?, sub_cgroups)?;
+        let cgroup = match state.cgroup_path.is_empty() {
+            // A rootless container without a cgroup of its own: nothing to join.
+            true => None,
+            false => Some(self.cgroup()?),
+        };
+        let target = Target::open(state.pid, cgroup, sub_cgroups)?;
         if let Some(fds) = plan.stdio {
             let user = plan.process.user();
             let owner = if target.user.is_some() {
@@ -310,7 +315,7 @@ impl Container {
 }
 
 impl Target {
-    fn open(pid: i32, cgroup: Cgroup, sub_cgroups: Vec<PathBuf>) -> Result<Target> {
+    fn open(pid: i32, cgroup: Option<Cgroup>, sub_cgroups: Vec<PathBuf>) -> Result<Target> {
         let user = open_namespace(pid, "user", libc::CLONE_NEWUSER)?;
         let mut others = Vec::new();
         for &(name, flag) in NAMESPACES {
@@ -496,7 +501,9 @@ fn read_pid(fd: OwnedFd) -> Result<i32> {
 /// before (joining one owned by the container's user namespace may need its capabilities).
 fn join(target: &Target) -> Result<()> {
     let pid = nix::unistd::getpid().as_raw();
-    target.cgroup.add_process(pid)?;
+    if let Some(cgroup) = &target.cgroup {
+        cgroup.add_process(pid)?;
+    }
     for dir in &target.sub_cgroups {
         let procs = dir.join("cgroup.procs");
         std::fs::write(&procs, pid.to_string())

@@ -303,8 +303,21 @@ pub fn bind_tree(
     };
     let recursive = opts.recursive;
     let src = host_source(bundle, m.source().as_deref().unwrap_or(Path::new("")));
-    let tree = sys::open_tree_clone_with(&src, recursive)
-        .map_err(|e| Error::sys(format!("bind mount source {}", src.display()), e))?;
+    let tree = match sys::open_tree_clone_with(&src, recursive) {
+        Ok(tree) => tree,
+        // An unprivileged caller (rootless ccrun-oci) may not clone mounts of the
+        // host's mount namespace: the init binds the source by path in its own, as
+        // with runc; only an idmap needs the parent.
+        Err(nix::errno::Errno::EPERM) if maps.is_none() && !nix::unistd::geteuid().is_root() => {
+            return Ok(None)
+        }
+        Err(e) => {
+            return Err(Error::sys(
+                format!("bind mount source {}", src.display()),
+                e,
+            ))
+        }
+    };
     let (set, clear) = attrs_of(opts.flags);
     sys::mount_setattr(tree.as_fd(), recursive, set, clear, None)
         .map_err(|e| Error::sys(format!("setting flags of mount {dest}"), e))?;

@@ -34,7 +34,8 @@ pub struct GlobalOpts {
     /// $XDG_DATA_HOME/ccrun otherwise]
     #[arg(long, global = true, env = "CCRUN_ROOT", value_name = "DIR")]
     pub root: Option<PathBuf>,
-    /// Directory for runtime state of running containers [default: /run/ccrun]
+    /// Directory for runtime state of running containers [default: /run/ccrun for root,
+    /// $XDG_RUNTIME_DIR/ccrun otherwise]
     #[arg(long, global = true, env = "CCRUN_STATE", value_name = "DIR")]
     pub state: Option<PathBuf>,
     /// Log level: error, warn, info, debug, trace
@@ -54,7 +55,7 @@ impl GlobalOpts {
         if let Some(root) = &self.root {
             return root.clone();
         }
-        if nix::unistd::geteuid().is_root() {
+        if !crate::rootless::active() {
             return PathBuf::from("/var/lib/ccrun");
         }
         let data = std::env::var_os("XDG_DATA_HOME")
@@ -64,11 +65,18 @@ impl GlobalOpts {
         data.join("ccrun")
     }
 
-    /// The runtime state directory (tmpfs, so it vanishes on reboot like the containers do).
+    /// The runtime state directory (tmpfs, so it vanishes on reboot like the containers
+    /// do): `/run/ccrun`, or `$XDG_RUNTIME_DIR/ccrun` rootless.
     pub fn state_root(&self) -> PathBuf {
         self.state
             .clone()
-            .unwrap_or_else(|| PathBuf::from("/run/ccrun"))
+            .unwrap_or_else(|| match crate::rootless::active() {
+                // Checked when ccrun entered the rootless namespace.
+                true => {
+                    crate::rootless::state_root().unwrap_or_else(|_| PathBuf::from("/tmp/ccrun"))
+                }
+                false => PathBuf::from("/run/ccrun"),
+            })
     }
 }
 

@@ -229,10 +229,15 @@ pub fn build(global: &GlobalOpts, args: BuildArgs) -> Result<i32> {
         quiet: args.quiet,
         terminal: std::io::stderr().is_terminal(),
     };
-    let userns = match crate::config::userns() {
-        Some("host") => UsernsMode::Host,
-        _ => spec_builder::private_userns(),
+    // RUN steps use ccrun's shared private range (or, configured so and for rootless
+    // ccrun, the caller's own user namespace): a build step is no container of the
+    // store's, so it holds no range of its own.
+    let shared = if crate::config::userns() == Some("host") || crate::rootless::active() {
+        super::run::UsernsArg::Host
+    } else {
+        super::run::UsernsArg::Private
     };
+    let (userns, _) = crate::rootless::userns_mode(shared)?;
     let mut engine = CcrunEngine {
         global,
         userns,
@@ -312,7 +317,8 @@ impl Engine for CcrunEngine<'_> {
                 gid_start,
                 count,
             },
-            UsernsMode::Host => Owners::Keep,
+            // Builds never ask for keep-id (see `build`).
+            UsernsMode::Host | UsernsMode::KeepId { .. } => Owners::Keep,
         }
     }
 
@@ -332,7 +338,7 @@ impl CcrunEngine<'_> {
                 let (uids, gids) = spec_builder::build_id_mappings(&self.userns)?;
                 Some(ccrun_runtime::userns::new_userns_fd(&uids, &gids)?)
             }
-            UsernsMode::Host => None,
+            UsernsMode::Host | UsernsMode::KeepId { .. } => None,
         };
         let rootfs = snapshot
             .mount(

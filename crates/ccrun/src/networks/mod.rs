@@ -37,6 +37,10 @@ pub fn connect(
         NetworkChoice::Bridge {
             network, ip, ports, ..
         } => (network, ip, ports),
+        NetworkChoice::None if crate::rootless::active() => {
+            crate::rootless::network::loopback_up(pid)?;
+            return Ok(None);
+        }
         NetworkChoice::None => {
             let netns = ccrun_net::netns::of_pid(pid)
                 .context("opening the container's network namespace")?;
@@ -45,6 +49,9 @@ pub fn connect(
         }
         NetworkChoice::Host | NetworkChoice::Container { .. } => return Ok(None),
     };
+    if network == crate::rootless::network::USER_NETWORK {
+        return crate::rootless::network::connect(containers, record, pid).map(Some);
+    }
     // Checked before anything is set up, so a bad `$CCRUN_FIREWALL` is one clear error.
     ccrun_net::Backend::detect()?;
     let networks = NetworkStore::open(containers.root())?;
@@ -222,6 +229,10 @@ pub fn disconnect(containers: &ContainerStore, record: &Record) -> Result<()> {
         (None, NetworkChoice::Bridge { network, .. }) => network.clone(),
         _ => return Ok(()),
     };
+    if network == crate::rootless::network::USER_NETWORK {
+        crate::rootless::network::disconnect(containers, record);
+        return Ok(());
+    }
     if ccrun_net::Backend::detect().is_err() {
         // `connect` refuses to attach under a firewall choice it cannot make.
         return Ok(());
