@@ -282,3 +282,27 @@ fn mac_address_and_links() {
     assert!(stderr(&out).contains("non-running"), "{}", stderr(&out));
     ok(&c, &["rm", "-f", "target"]);
 }
+
+#[test]
+fn a_renamed_container_is_found_by_its_new_name_only() {
+    let (c, r) = (Ccrun::in_netns(), Rootfs::busybox());
+    ok(
+        &c,
+        &["network", "create", "--subnet", "10.231.5.0/24", "lan"],
+    );
+    for name in ["old", "peer"] {
+        c.run_detached(
+            r.path(),
+            &["--name", name, "--network", "lan", "sleep", "100"],
+        );
+    }
+    assert!(ping(&c, "peer", "old"));
+    ok(&c, &["rename", "old", "new"]);
+    assert!(ping(&c, "peer", "new"), "peers find it by its new name");
+    assert!(!ping(&c, "peer", "old"), "and no longer by the old one");
+    let own = ok(&c, &["exec", "new", "cat", "/etc/hosts"]);
+    assert!(own.contains("\tnew") || own.contains(" new"), "{own}");
+    assert!(!own.contains("old"), "{own}");
+    ok(&c, &["rm", "-f", "new", "peer"]);
+    ok(&c, &["network", "rm", "lan"]);
+}

@@ -548,3 +548,20 @@ pub fn mac_of(record: &Record, network: &str, ip: std::net::Ipv4Addr) -> String 
             bytes.join(":")
         })
 }
+
+/// After `record` was renamed: its own `/etc/hosts` and those of its peers on every
+/// user-defined network it is on name it by its new name.
+pub fn renamed(containers: &ContainerStore, record: &Record) -> Result<()> {
+    let networks = NetworkStore::open(containers.root())?;
+    let mut peers_told = false;
+    for m in memberships_of(containers, record)? {
+        if m.network.name != DEFAULT_NETWORK {
+            sync_members(&networks, containers, &m.network)?;
+            peers_told = true;
+        }
+    }
+    if !peers_told {
+        write_hosts(&networks, containers, record)?;
+    }
+    Ok(())
+}
