@@ -4,7 +4,9 @@
 #
 #   root      ccrun run --rm --network none IMAGE true          (as root, --userns auto)
 #   rootless  the same as an unprivileged user                   (its own user namespace)
-#   podman    podman run --rm --network none IMAGE true as that user (rootless podman)
+#   podman    podman --runtime runc run --rm --network none IMAGE true as that user
+#             (rootless podman; runc, since Debian's crun refuses this host's hybrid
+#             cgroups and the user cannot unmount the cgroup2 mount as the crun wrapper does)
 #
 # The user is made for the run (useradd, which gives it /etc/subuid and /etc/subgid
 # entries in a free range) and removed at the end with its home, its subordinate ids
@@ -66,12 +68,12 @@ export user home work
 root_env=(env CCRUN_ROOT="$work/root" CCRUN_STATE="$work/state" CCRUN_USERNS_USER="$subid_owner")
 "${root_env[@]}" "$CCRUN" pull -q "$image" >/dev/null
 as_user "$CCRUN" pull -q "$image" >/dev/null
-as_user podman pull -q --tls-verify=false "$image" >/dev/null
+as_user podman --runtime runc pull -q --tls-verify=false "$image" >/dev/null
 
 hyperfine -N --warmup 3 --runs "$runs" --export-json "$work/out.json" \
   -n root "${root_env[*]} $CCRUN run --rm --network none $image true" \
   -n rootless "setpriv --reuid=$user --regid=$user --init-groups env -i HOME=$home PATH=/usr/bin:/bin XDG_RUNTIME_DIR=$work/xdg $CCRUN run --rm --network none $image true" \
-  -n podman "setpriv --reuid=$user --regid=$user --init-groups env -i HOME=$home PATH=/usr/bin:/bin XDG_RUNTIME_DIR=$work/xdg podman run --rm --network none $image true" \
+  -n podman "setpriv --reuid=$user --regid=$user --init-groups env -i HOME=$home PATH=/usr/bin:/bin XDG_RUNTIME_DIR=$work/xdg podman --runtime runc run --rm --network none $image true" \
   >/dev/null
 
 median() { jq -r ".results[] | select(.command == \"$1\") | .median" "$work/out.json"; }
