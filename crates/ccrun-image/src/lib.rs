@@ -16,6 +16,8 @@ pub mod decompress;
 pub mod digest;
 pub mod error;
 mod fsutil;
+pub mod layer_writer;
+pub mod layers;
 pub mod limits;
 pub mod manifest;
 pub mod platform;
@@ -24,6 +26,7 @@ pub mod reference;
 pub mod registry;
 pub mod snapshot;
 pub mod store;
+pub mod tar_split;
 pub mod unpack;
 
 pub use digest::Digest;
