@@ -16,6 +16,7 @@ pub mod decompress;
 pub mod digest;
 pub mod error;
 mod fsutil;
+pub mod gzip;
 pub mod layer_writer;
 pub mod layers;
 pub mod limits;
