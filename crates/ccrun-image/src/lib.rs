@@ -23,6 +23,7 @@ pub mod limits;
 pub mod manifest;
 pub mod platform;
 pub mod pull;
+pub mod push;
 pub mod reference;
 pub mod registry;
 pub mod snapshot;

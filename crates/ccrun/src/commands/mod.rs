@@ -17,6 +17,7 @@ pub mod logs;
 pub mod network;
 pub mod pause;
 pub mod prune;
+pub mod push;
 pub mod rename;
 pub mod run;
 pub mod run_flags;
