@@ -147,9 +147,14 @@ impl<W: Write> HashingWriter<W> {
         }
     }
 
-    /// The digest and length of everything written, and the inner writer.
-    pub fn finish(self) -> (Digest, u64, W) {
-        (Digest::from_hasher(self.hasher), self.count, self.inner)
+    /// Bytes written so far.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// The digest of everything written, and the inner writer.
+    pub fn finish(self) -> (Digest, W) {
+        (Digest::from_hasher(self.hasher), self.inner)
     }
 }
 

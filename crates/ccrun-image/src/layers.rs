@@ -6,6 +6,7 @@
 use std::fs::File;
 use std::io::{self, BufWriter, Read};
 use std::path::Path;
+use std::sync::mpsc;
 
 use crate::digest::{Digest, HashingReader};
 use crate::error::{Error, IoContext, Result};
@@ -102,7 +103,7 @@ impl LayerTar {
     /// The layer written anew from its directory, whatever record it has.
     pub fn rewritten(store: &Store, diff_id: &Digest) -> Result<LayerTar> {
         let dir = store.layer_dir(diff_id);
-        let reader = layer_writer::spawn(&dir, layer_writer::Options::default())?;
+        let reader = written_on_a_thread(&dir)?;
         Ok(LayerTar {
             reader: HashingReader::new(Box::new(reader)),
             diff_id: diff_id.clone(),
@@ -138,6 +139,75 @@ impl LayerTar {
 impl Read for LayerTar {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.reader.read(buf)
+    }
+}
+
+/// [`layer_writer::write_layer`] of `dir` on a thread of its own, as a reader of
+/// the tarball. The thread ends when the tarball is written or the reader is
+/// dropped; a failure is the reader's error.
+fn written_on_a_thread(dir: &Path) -> Result<ChannelReader> {
+    // Fail now on a missing directory rather than at the first read.
+    std::fs::read_dir(dir).ctx("reading", dir)?;
+    let (tx, rx) = mpsc::sync_channel(8);
+    let dir = dir.to_path_buf();
+    let thread = std::thread::spawn(move || -> io::Result<()> {
+        let out = io::BufWriter::with_capacity(256 * 1024, ChannelWriter(tx));
+        layer_writer::write_layer(&dir, out, &layer_writer::WriteOptions::default())
+            .map(|_| ())
+            .map_err(io::Error::other)
+    });
+    Ok(ChannelReader {
+        rx,
+        chunk: Vec::new(),
+        at: 0,
+        thread: Some(thread),
+    })
+}
+
+struct ChannelWriter(mpsc::SyncSender<Vec<u8>>);
+
+impl io::Write for ChannelWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0
+            .send(buf.to_vec())
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "reader gone"))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+struct ChannelReader {
+    rx: mpsc::Receiver<Vec<u8>>,
+    chunk: Vec<u8>,
+    at: usize,
+    thread: Option<std::thread::JoinHandle<io::Result<()>>>,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.chunk.len() {
+            match self.rx.recv() {
+                Ok(chunk) => {
+                    self.chunk = chunk;
+                    self.at = 0;
+                }
+                Err(_) => {
+                    // The writer is done: its result says whether the tar is whole.
+                    return match self.thread.take().map(|t| t.join()) {
+                        Some(Ok(Ok(()))) | None => Ok(0),
+                        Some(Ok(Err(e))) => Err(e),
+                        Some(Err(_)) => Err(io::Error::other("layer writer thread panicked")),
+                    };
+                }
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.at);
+        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
     }
 }
 

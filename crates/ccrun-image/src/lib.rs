@@ -20,6 +20,7 @@ pub mod gzip;
 pub mod layer_writer;
 pub mod layers;
 pub mod limits;
+pub mod local;
 pub mod manifest;
 pub mod platform;
 pub mod pull;
@@ -31,7 +32,7 @@ pub mod store;
 pub mod tar_split;
 pub mod unpack;
 
-pub use digest::Digest;
+pub use digest::{Digest, HashingWriter};
 pub use error::{Error, Result};
 pub use fsutil::tree_size;
 pub use limits::Limits;

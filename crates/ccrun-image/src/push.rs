@@ -490,7 +490,8 @@ impl Pusher<'_> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         gzip::compress(&mut tar, &mut out, self.options.compression_level, threads)
             .ctx("compressing a layer into", &tmp)?;
-        let (digest, size, mut inner) = out.finish();
+        let size = out.count();
+        let (digest, mut inner) = out.finish();
         inner.flush().ctx("writing", &tmp)?;
         drop(inner);
         let (diff_id, _) = tar.finish()?;
