@@ -75,14 +75,6 @@ pub trait ImageUsage {
     /// directories). [`Store::gc`] keeps these even when no image lists them any more,
     /// e.g. after `rmi -f` of an image a stopped container was created from.
     fn layers_in_use(&self) -> Result<Vec<PathBuf>>;
-
-    /// Layers a build cache holds without an image listing them (by diff-id).
-    /// [`Store::gc`] keeps these too, so `rmi` and `image prune` never take a
-    /// cached build step's layer; pruning the cache itself is the cache's business.
-    /// None by default.
-    fn cached_layers(&self) -> Result<Vec<Digest>> {
-        Ok(Vec::new())
-    }
 }
 
 /// What `rmi` did, line by line as Docker prints it.
@@ -568,9 +560,6 @@ impl Store {
             if let Some(name) = dir.file_name() {
                 keep_layers.insert(name.to_string_lossy().into_owned());
             }
-        }
-        for diff_id in usage.cached_layers()? {
-            keep_layers.insert(diff_id.hex().to_string());
         }
         let mut failures = Vec::new();
         let (blobs, blob_bytes) = sweep(
