@@ -93,6 +93,18 @@ pub struct WrittenLayer {
 /// Writes the tree under `dir` (not `dir` itself) as an uncompressed layer tarball
 /// to `out`, returning its diff-id and size. Sockets are left out, as Docker does.
 pub fn write_layer<W: Write>(dir: &Path, out: W, opts: &WriteOptions) -> Result<WrittenLayer> {
+    write_layer_excluding(dir, out, opts, &[])
+}
+
+/// [`write_layer`] without the entries at the paths `exclude` (relative to `dir`,
+/// e.g. `etc/hosts`) and what is below them: the mount points an engine adds to
+/// a container, which `commit` leaves out as Docker does.
+pub fn write_layer_excluding<W: Write>(
+    dir: &Path,
+    out: W,
+    opts: &WriteOptions,
+    exclude: &[PathBuf],
+) -> Result<WrittenLayer> {
     let mut writer = Writer {
         builder: tar::Builder::new(HashingWriter::new(out)),
         opts,
@@ -104,6 +116,9 @@ pub fn write_layer<W: Write>(dir: &Path, out: W, opts: &WriteOptions) -> Result<
     let mut stack: Vec<PathBuf> = sorted_children(dir, Path::new(""))?;
     stack.reverse();
     while let Some(rel) = stack.pop() {
+        if exclude.contains(&rel) {
+            continue;
+        }
         let is_dir = writer.entry(&rel)?;
         if is_dir {
             let mut children = sorted_children(&dir.join(&rel), &rel)?;

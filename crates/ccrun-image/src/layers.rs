@@ -211,6 +211,18 @@ impl Read for ChannelReader {
     }
 }
 
+/// The length of stored layer `diff_id`'s tarball (what a manifest's descriptor of
+/// it says): from its tar-split record, else by writing it anew to nowhere.
+pub fn tar_size(store: &Store, diff_id: &Digest) -> Result<u64> {
+    let record = store.tar_split_path(diff_id);
+    if let Ok(size) = crate::tar_split::total_length(&record) {
+        return Ok(size);
+    }
+    let mut tar = LayerTar::rewritten(store, diff_id)?;
+    io::copy(&mut tar, &mut io::sink()).ctx("reading layer", store.layer_dir(diff_id))?;
+    Ok(tar.finish()?.1)
+}
+
 /// Removes a staged layer directory and its record after a failure (what cannot be
 /// removed is left for the next lock of the store to clear).
 pub(crate) fn discard(dir: &Path, record: &Path) {

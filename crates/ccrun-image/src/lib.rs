@@ -12,11 +12,13 @@
 //! counted and why.
 
 pub mod auth;
+pub mod changes;
 pub mod decompress;
 pub mod digest;
 pub mod error;
 mod fsutil;
 pub mod gzip;
+pub mod import;
 pub mod layer_writer;
 pub mod layers;
 pub mod limits;

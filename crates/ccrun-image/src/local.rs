@@ -13,7 +13,7 @@ use std::path::Path;
 
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
-use crate::layer_writer::{write_layer, WriteOptions, WrittenLayer};
+use crate::layer_writer::{write_layer_excluding, WriteOptions, WrittenLayer};
 use crate::limits::Limits;
 use crate::reference::Reference;
 use crate::store::{ImageRecord, Store, StoreLock};
@@ -51,6 +51,18 @@ pub fn capture_layer(
     dir: &Path,
     opts: &WriteOptions,
 ) -> Result<WrittenLayer> {
+    capture_layer_excluding(store, lock, dir, opts, &[])
+}
+
+/// [`capture_layer`] without the paths `exclude` (see
+/// [`crate::layer_writer::write_layer_excluding`]).
+pub fn capture_layer_excluding(
+    store: &Store,
+    lock: &StoreLock,
+    dir: &Path,
+    opts: &WriteOptions,
+    exclude: &[std::path::PathBuf],
+) -> Result<WrittenLayer> {
     let tmp = store.tmp_dir(lock, "capture")?;
     let result = (|| {
         let path = tmp.join("layer.tar");
@@ -60,7 +72,8 @@ pub fn capture_layer(
             .create_new(true)
             .open(&path)
             .ctx("creating", &path)?;
-        let written = write_layer(dir, std::io::BufWriter::new(&mut file), opts)?;
+        let written =
+            write_layer_excluding(dir, std::io::BufWriter::new(&mut file), opts, exclude)?;
         file.rewind().ctx("rewinding", &path)?;
         let diff_id = store_layer(store, lock, &mut file)?;
         written.diff_id.verify(&diff_id, "captured layer")?;

@@ -287,6 +287,48 @@ impl Read for Reassembled {
     }
 }
 
+/// The length of the tar a record describes, read from the record alone (no file
+/// is opened), and checked against the sum of its parts.
+pub fn total_length(record: &Path) -> io::Result<u64> {
+    let mut r = flate2::read::GzDecoder::new(BufReader::new(File::open(record)?));
+    let mut magic = [0u8; MAGIC.len()];
+    r.read_exact(&mut magic)?;
+    if magic != MAGIC {
+        return Err(invalid("not a tar-split record"));
+    }
+    let mut sum = 0u64;
+    loop {
+        let mut tag = [0u8; 1];
+        r.read_exact(&mut tag)?;
+        match tag[0] {
+            RAW => {
+                let len = u64::from(read_u32(&mut r)?);
+                let skipped = io::copy(&mut (&mut r).take(len), &mut io::sink())?;
+                if skipped != len {
+                    return Err(invalid("record ends early"));
+                }
+                sum += len;
+            }
+            FILE => {
+                sum += read_u64(&mut r)?;
+                let len = read_u32(&mut r)?;
+                if len > MAX_PATH {
+                    return Err(invalid("path too long"));
+                }
+                io::copy(&mut (&mut r).take(u64::from(len)), &mut io::sink())?;
+            }
+            END => {
+                let total = read_u64(&mut r)?;
+                if total != sum {
+                    return Err(invalid("parts do not add up to the total"));
+                }
+                return Ok(total);
+            }
+            _ => return Err(invalid("unknown record")),
+        }
+    }
+}
+
 fn invalid(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("tar-split: {what}"))
 }
@@ -338,6 +380,7 @@ mod tests {
         back.read_to_end(&mut out).expect("reassemble");
         assert_eq!(out, stream);
         assert_eq!(back.total(), Some(stream.len() as u64));
+        assert_eq!(total_length(&path).expect("length"), stream.len() as u64);
 
         // A file that shrank is an error, not a short tar.
         std::fs::write(tmp.path().join("d/f"), b"hello").expect("write");

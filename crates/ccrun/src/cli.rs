@@ -153,6 +153,8 @@ pub enum Command {
     Update(commands::update::UpdateArgs),
     /// Show the history of an image
     History(commands::history::HistoryArgs),
+    /// Make a new image from a container's changes
+    Commit(commands::commit::CommitArgs),
 }
 
 impl Command {

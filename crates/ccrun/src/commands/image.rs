@@ -43,6 +43,8 @@ pub enum ImageCommand {
     Push(super::push::PushArgs),
     /// Give an image another name
     Tag(super::push::TagArgs),
+    /// Make an image from a filesystem tarball
+    Import(super::commit::ImportArgs),
 }
 
 /// `ccrun image …`.
@@ -66,6 +68,8 @@ pub enum ImageSubcommand {
     Push(super::push::PushArgs),
     /// Give an image another name
     Tag(super::push::TagArgs),
+    /// Make an image from a filesystem tarball
+    Import(super::commit::ImportArgs),
 }
 
 /// `--insecure-registry`, shared by the commands that talk to registries.
@@ -185,6 +189,9 @@ pub fn run(global: &GlobalOpts, cmd: ImageCommand) -> anyhow::Result<i32> {
         }
         ImageCommand::Tag(args) | ImageCommand::Image(ImageSubcommand::Tag(args)) => {
             super::push::tag(global, args)
+        }
+        ImageCommand::Import(args) | ImageCommand::Image(ImageSubcommand::Import(args)) => {
+            super::commit::import(global, args)
         }
         ImageCommand::Login(args) => login(args),
         ImageCommand::Logout { server } => logout(server),

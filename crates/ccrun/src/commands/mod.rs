@@ -1,6 +1,7 @@
 //! One module per group of subcommands; `dispatch` routes a parsed command line.
 
 pub mod attach;
+pub mod commit;
 pub mod container;
 pub mod cp;
 pub mod diff;
@@ -91,6 +92,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Rename(args) => rename::rename(&cli.global, args),
         Command::Update(args) => update::update(&cli.global, args),
         Command::History(args) => history::history(&cli.global, args),
+        Command::Commit(args) => commit::commit(&cli.global, args),
     }
 }
 
