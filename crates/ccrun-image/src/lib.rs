@@ -11,6 +11,7 @@
 //! (bytes, or with a `k`, `m`, `g` or `t` suffix): see [`limits`] for what is
 //! counted and why.
 
+pub mod archive;
 pub mod auth;
 pub mod changes;
 pub mod decompress;

@@ -43,6 +43,10 @@ pub enum ImageCommand {
     Push(super::push::PushArgs),
     /// Give an image another name
     Tag(super::push::TagArgs),
+    /// Write images to a tar archive (docker-archive or oci-archive)
+    Save(super::save::SaveArgs),
+    /// Load images from a tar archive (docker-archive or oci-archive)
+    Load(super::save::LoadArgs),
     /// Make an image from a filesystem tarball
     Import(super::commit::ImportArgs),
 }
@@ -68,6 +72,10 @@ pub enum ImageSubcommand {
     Push(super::push::PushArgs),
     /// Give an image another name
     Tag(super::push::TagArgs),
+    /// Write images to a tar archive (docker-archive or oci-archive)
+    Save(super::save::SaveArgs),
+    /// Load images from a tar archive (docker-archive or oci-archive)
+    Load(super::save::LoadArgs),
     /// Make an image from a filesystem tarball
     Import(super::commit::ImportArgs),
 }
@@ -189,6 +197,12 @@ pub fn run(global: &GlobalOpts, cmd: ImageCommand) -> anyhow::Result<i32> {
         }
         ImageCommand::Tag(args) | ImageCommand::Image(ImageSubcommand::Tag(args)) => {
             super::push::tag(global, args)
+        }
+        ImageCommand::Save(args) | ImageCommand::Image(ImageSubcommand::Save(args)) => {
+            super::save::save(global, args)
+        }
+        ImageCommand::Load(args) | ImageCommand::Image(ImageSubcommand::Load(args)) => {
+            super::save::load(global, args)
         }
         ImageCommand::Import(args) | ImageCommand::Image(ImageSubcommand::Import(args)) => {
             super::commit::import(global, args)

@@ -22,6 +22,7 @@ pub mod push;
 pub mod rename;
 pub mod run;
 pub mod run_flags;
+pub mod save;
 pub mod sharing;
 pub mod stats;
 pub mod system;
