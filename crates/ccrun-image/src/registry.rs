@@ -537,14 +537,24 @@ impl RegistryClient {
                     req = req.header("Authorization", h);
                 }
             }
-            let mut reader = body.reader();
-            if !matches!(body, Payload::Empty) {
-                req = req.header("Content-Length", body.len().to_string());
-            }
-            let req = req
-                .body(ureq::SendBody::from_reader(&mut reader))
-                .map_err(|e| self.registry_error(format!("{what}: {e}")))?;
-            let resp = self.agent.run(req).map_err(|e| self.http_error(what, e))?;
+            let bad_request = |e: ureq::http::Error| self.registry_error(format!("{what}: {e}"));
+            let sent = match body {
+                // No body at all (not an empty chunked one, which a HEAD must not
+                // have); a length of 0 where the method has one.
+                Payload::Empty => {
+                    if matches!(method, "POST" | "PUT" | "PATCH") {
+                        req = req.header("Content-Length", "0");
+                    }
+                    self.agent.run(req.body(()).map_err(bad_request)?)
+                }
+                _ => {
+                    let mut reader = body.reader();
+                    req = req.header("Content-Length", body.len().to_string());
+                    let send = ureq::SendBody::from_reader(&mut reader);
+                    self.agent.run(req.body(send).map_err(bad_request)?)
+                }
+            };
+            let resp = sent.map_err(|e| self.http_error(what, e))?;
             if resp.status().as_u16() == 401 && same_host && !renewed {
                 renewed = true;
                 self.learn_auth(&resp)?;
