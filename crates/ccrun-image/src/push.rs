@@ -8,10 +8,13 @@
 //! registry has is mounted from there (`POST …/blobs/uploads/?mount=&from=`).
 //! Only then is the layer's tar written again from the store (byte for byte, see
 //! [`crate::tar_split`]), gzip-compressed on every core into an unnamed temporary
-//! file, and uploaded: in one `PUT`, or in `PATCH` chunks with `Content-Range` when
-//! larger than the chunk size. A chunk that fails is sent again from where the
-//! registry says it has the upload (`GET` of the upload's `Range`); an upload the
-//! registry lost is started again.
+//! file, and uploaded: a blob no larger than the chunk size in one `PUT` once it is
+//! made (after a `HEAD`, its digest being known by then), a larger one in `PATCH`
+//! chunks with `Content-Range` while it is being compressed, so that the upload
+//! overlaps the compression (its digest is known only at the end, so it goes up
+//! without a `HEAD`, as Docker's do; a later push knows it from the blob cache). A
+//! chunk that fails is sent again from where the registry says it has the upload
+//! (`GET` of the upload's `Range`); an upload the registry lost is started again.
 //!
 //! The manifest keeps the schema the image was stored with (Docker's v2s2 or OCI).
 //! When every layer went as the stored manifest describes it, those very bytes are
@@ -21,7 +24,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 
 use ureq::http::Response;
 use ureq::Body;
@@ -62,7 +65,7 @@ impl Default for PushOptions {
     fn default() -> Self {
         PushOptions {
             insecure_registries: Vec::new(),
-            chunk_size: 16 << 20,
+            chunk_size: 8 << 20,
             jobs: 3,
             compression_level: gzip::DEFAULT_LEVEL,
         }
@@ -77,8 +80,9 @@ pub trait PushProgress: Sync {
     fn exists(&self, _index: usize) {}
     /// Layer `index` was mounted from repository `from` of the same registry.
     fn mounted(&self, _index: usize, _from: &str) {}
-    /// Layer `index` is being uploaded: `size` bytes of compressed blob.
-    fn uploading(&self, _index: usize, _size: u64) {}
+    /// Layer `index` is being uploaded: `size` bytes of compressed blob, `None` while
+    /// it is still being compressed (it goes up as it is made).
+    fn uploading(&self, _index: usize, _size: Option<u64>) {}
     /// `bytes` more of layer `index` were uploaded.
     fn advance(&self, _index: usize, _bytes: u64) {}
     /// Layer `index` was uploaded.
@@ -449,66 +453,110 @@ impl Pusher<'_> {
         self.compress_and_upload(index, diff_id, session)
     }
 
-    /// Writes the layer's tar again, compresses it into an unnamed temporary file
-    /// and uploads that unless the registry turns out to have it.
+    /// Writes the layer's tar again and uploads it compressed (see [`Pusher::pipelined`]);
+    /// a tar that no longer matches its tar-split record is written anew.
     fn compress_and_upload(
         &self,
         index: usize,
         diff_id: &Digest,
         session: Option<String>,
     ) -> Result<Outcome> {
-        let (file, descriptor, actual) = match self.compress(LayerTar::open(self.store, diff_id)?) {
-            Ok(done) => done,
+        match self.pipelined(index, LayerTar::open(self.store, diff_id)?, session) {
             Err(e @ Error::DigestMismatch { .. }) => {
                 // The record no longer matches the files: write the tar anew.
                 self.progress.warn(&format!("{e}; writing the layer anew"));
-                self.compress(LayerTar::rewritten(self.store, diff_id)?)?
+                self.pipelined(index, LayerTar::rewritten(self.store, diff_id)?, None)
             }
-            Err(e) => return Err(e),
-        };
-        let outcome = Outcome {
-            descriptor: descriptor.clone(),
-            diff_id: actual,
-            compressed: Some(descriptor.clone()),
-        };
-        if self.has_blob(&descriptor.digest)? {
-            self.progress.exists(index);
-            return Ok(outcome);
+            other => other,
         }
-        self.progress.uploading(index, descriptor.size);
-        self.upload(index, &descriptor.digest, &file, descriptor.size, session)?;
-        self.progress.pushed(index);
-        Ok(outcome)
     }
 
-    /// Compresses a layer tar into an unnamed file in the store's `tmp/` (gone with
-    /// the process, whatever happens); returns it, its descriptor and the tar's digest.
-    fn compress(&self, mut tar: LayerTar) -> Result<(File, Descriptor, Digest)> {
+    /// Compresses `tar` into an unnamed file in the store's `tmp/` (gone with the
+    /// process, whatever happens) on a thread of its own, while this one uploads what
+    /// is there: a blob larger than a chunk goes up chunk by chunk as it is made, so
+    /// the upload overlaps the compression; a smaller one is checked for (`HEAD`,
+    /// its digest being known by then) and then sent whole.
+    fn pipelined(&self, index: usize, tar: LayerTar, session: Option<String>) -> Result<Outcome> {
         let tmp = self.store.tmp_root();
         let file = tempfile::tempfile_in(&tmp).ctx("creating a temporary file in", &tmp)?;
-        let mut out = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, &file));
+        let growing = Growing::default();
+        std::thread::scope(|s| {
+            let compressor = s.spawn(|| {
+                let result = self.compress(tar, &file, &growing);
+                growing.finish(result.as_ref().ok().map(|(d, _)| (d.digest.clone(), d.size)));
+                result
+            });
+            let uploaded = self.upload_as_made(index, &file, &growing, session);
+            // Did the upload fail on its own (not because the compression did)? Then
+            // the compression is stopped, and the upload's error is the one to tell.
+            let upload_failed = uploaded.is_err() && !growing.compression_failed();
+            if uploaded.is_err() {
+                growing.abort();
+            }
+            let compressed = compressor
+                .join()
+                .unwrap_or_else(|_| Err(self.error("the compression thread panicked".into())));
+            match (compressed, uploaded) {
+                (Ok((descriptor, diff_id)), Ok(())) => Ok(Outcome {
+                    compressed: Some(descriptor.clone()),
+                    descriptor,
+                    diff_id,
+                }),
+                (_, Err(e)) if upload_failed => Err(e),
+                // The compression's own error (a tar that no longer matches its
+                // record among them) says more than the upload's "it failed".
+                (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+            }
+        })
+    }
+
+    /// Compresses a layer tar into `file`, telling `growing` as it goes; returns the
+    /// blob's descriptor and the tar's digest.
+    fn compress(&self, mut tar: LayerTar, file: &File, growing: &Growing) -> Result<(Descriptor, Digest)> {
+        let tmp = self.store.tmp_root();
+        let mut out = HashingWriter::new(Notifying { file, growing });
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         gzip::compress(&mut tar, &mut out, self.options.compression_level, threads)
             .ctx("compressing a layer into", &tmp)?;
         let size = out.count();
-        let (digest, mut inner) = out.finish();
-        inner.flush().ctx("writing", &tmp)?;
-        drop(inner);
+        let (digest, _) = out.finish();
         let (diff_id, _) = tar.finish()?;
         let media_type = self
             .schema
             .layer_type(LayerCompression::Gzip)
             .unwrap_or(manifest::OCI_LAYER_GZIP)
             .to_string();
-        Ok((
-            file,
-            Descriptor {
-                media_type,
-                digest,
-                size,
-            },
-            diff_id,
-        ))
+        let descriptor = Descriptor {
+            media_type,
+            digest,
+            size,
+        };
+        Ok((descriptor, diff_id))
+    }
+
+    /// Uploads the blob being compressed into `file`.
+    fn upload_as_made(
+        &self,
+        index: usize,
+        file: &File,
+        growing: &Growing,
+        session: Option<String>,
+    ) -> Result<()> {
+        let chunk = self.options.chunk_size;
+        let (_, whole) = growing.wait(if chunk == 0 { u64::MAX } else { chunk + 1 })?;
+        if let Some((digest, size)) = &whole {
+            if self.has_blob(digest)? {
+                self.progress.exists(index);
+                return Ok(());
+            }
+            self.progress.uploading(index, Some(*size));
+        } else {
+            // Its size is known once it is made.
+            self.progress.uploading(index, None);
+        }
+        self.upload(index, file, growing, session)?;
+        self.progress.pushed(index);
+        Ok(())
     }
 
     fn blob_url(&self, digest: &Digest) -> Result<String> {
@@ -595,16 +643,18 @@ impl Pusher<'_> {
         self.client.url(location)
     }
 
-    /// Uploads `size` bytes of `file` as blob `digest`, starting again (in a new
-    /// session) when the registry loses the upload or a request fails on the way.
+    /// Uploads `blob` (in `file`), starting again in a new session when the registry
+    /// loses the upload or a request fails on the way. A blob no larger than a chunk
+    /// (or any, with chunks off) goes up in one `PUT` once it is whole; a larger one
+    /// in chunks as it is made.
     fn upload(
         &self,
         index: usize,
-        digest: &Digest,
         file: &File,
-        size: u64,
+        blob: &dyn Blob,
         mut session: Option<String>,
     ) -> Result<()> {
+        let chunk = self.options.chunk_size;
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -612,17 +662,18 @@ impl Pusher<'_> {
                 Some(l) => l,
                 None => self.start_upload()?,
             };
-            let sent = if self.options.chunk_size > 0 && size > self.options.chunk_size {
-                self.chunked(index, location, digest, file, size)
-            } else {
-                self.monolithic(index, &location, digest, file, size)
+            let (_, whole) = blob.wait(if chunk == 0 { u64::MAX } else { chunk + 1 })?;
+            let sent = match whole {
+                Some((digest, size)) if chunk == 0 || size <= chunk => {
+                    self.monolithic(index, &location, &digest, file, size)
+                }
+                _ => self.chunked(index, location, file, blob),
             };
             match sent {
                 Ok(()) => return Ok(()),
                 Err(e) if attempt < MAX_ATTEMPTS && restartable(&e) => {
-                    self.progress.warn(&format!(
-                        "uploading blob {digest}: {e}; starting the upload again"
-                    ));
+                    self.progress
+                        .warn(&format!("uploading a blob: {e}; starting the upload again"));
                     std::thread::sleep(backoff(attempt));
                 }
                 Err(e) => return Err(e),
@@ -646,26 +697,33 @@ impl Pusher<'_> {
             len: size,
         };
         let headers = [("Content-Type", "application/octet-stream".to_string())];
-        let resp =
-            self.client
-                .request("PUT", &with_digest(location, digest), &headers, body, &what)?;
+        let resp = self.client.request(
+            "PUT",
+            &with_digest(location, digest),
+            &headers,
+            body,
+            &what,
+        )?;
         self.progress.advance(index, size);
         self.closed(resp, digest, &what)
     }
 
-    /// The blob in `PATCH` chunks, then an empty `PUT` to close the upload.
-    fn chunked(
-        &self,
-        index: usize,
-        mut location: String,
-        digest: &Digest,
-        file: &File,
-        size: u64,
-    ) -> Result<()> {
-        let what = format!("uploading blob {digest}");
+    /// The blob in `PATCH` chunks as they are there, then an empty `PUT` to close
+    /// the upload. A chunk that fails is sent again from where the registry says the
+    /// upload is.
+    fn chunked(&self, index: usize, mut location: String, file: &File, blob: &dyn Blob) -> Result<()> {
+        let chunk = self.options.chunk_size.max(1);
+        let what = "uploading a blob in chunks".to_string();
         let (mut offset, mut failures) = (0u64, 0u32);
-        while offset < size {
-            let len = self.options.chunk_size.min(size - offset);
+        let (digest, _) = loop {
+            let (there, whole) = blob.wait(offset.saturating_add(chunk))?;
+            if let Some((digest, size)) = whole.as_ref().filter(|(_, size)| offset >= *size) {
+                break (digest.clone(), *size);
+            }
+            let len = chunk.min(there.saturating_sub(offset));
+            if len == 0 {
+                continue;
+            }
             let headers = [
                 ("Content-Type", "application/octet-stream".to_string()),
                 ("Content-Range", format!("{offset}-{}", offset + len - 1)),
@@ -720,18 +778,19 @@ impl Pusher<'_> {
                 location = self.client.url(l)?;
             }
             self.progress.warn(&format!(
-                "uploading blob {digest}: a chunk failed ({failure}); resuming at byte {have}"
+                "{what}: a chunk failed ({failure}); resuming at byte {have}"
             ));
             offset = have;
-        }
+        };
+        let what = format!("uploading blob {digest}");
         let resp = self.client.request(
             "PUT",
-            &with_digest(&location, digest),
+            &with_digest(&location, &digest),
             &[],
             Payload::Empty,
             &what,
         )?;
-        self.closed(resp, digest, &what)
+        self.closed(resp, &digest, &what)
     }
 
     /// Checks the answer to the `PUT` that closes an upload.
@@ -819,6 +878,100 @@ impl Pusher<'_> {
             )?;
         }
         Ok(digest)
+    }
+}
+
+/// A blob to upload from a file: how much of it is there, and once it is whole, its
+/// digest and size.
+trait Blob: Sync {
+    /// Waits until `want` bytes are there or the blob is whole; returns how many are
+    /// there and, once whole, its digest and size. Fails if it will never be whole.
+    fn wait(&self, want: u64) -> Result<(u64, Option<(Digest, u64)>)>;
+}
+
+/// A blob being written into a file by another thread (the compressor).
+#[derive(Default)]
+struct Growing {
+    state: Mutex<GrowingState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct GrowingState {
+    written: u64,
+    /// Set at the end: the digest and size, or `None` if the compression failed.
+    end: Option<Option<(Digest, u64)>>,
+    /// Set when the upload failed: the compression stops.
+    aborted: bool,
+}
+
+impl Growing {
+    fn state(&self) -> std::sync::MutexGuard<'_, GrowingState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts `n` more bytes written; fails once the upload was given up.
+    fn wrote(&self, n: u64) -> io::Result<()> {
+        let mut s = self.state();
+        if s.aborted {
+            return Err(io::Error::other("the upload failed"));
+        }
+        s.written += n;
+        self.changed.notify_all();
+        Ok(())
+    }
+
+    /// The compression ended: with the blob's digest and size, or `None` on failure.
+    fn finish(&self, end: Option<(Digest, u64)>) {
+        self.state().end = Some(end);
+        self.changed.notify_all();
+    }
+
+    /// Stops the compression: its next write fails.
+    fn abort(&self) {
+        self.state().aborted = true;
+    }
+
+    /// Whether the compression ended in failure.
+    fn compression_failed(&self) -> bool {
+        matches!(self.state().end, Some(None))
+    }
+}
+
+impl Blob for Growing {
+    fn wait(&self, want: u64) -> Result<(u64, Option<(Digest, u64)>)> {
+        let mut s = self.state();
+        loop {
+            match &s.end {
+                Some(Some(whole)) => return Ok((s.written, Some(whole.clone()))),
+                Some(None) => {
+                    return Err(Error::Registry {
+                        registry: String::new(),
+                        message: "the layer could not be compressed".into(),
+                    })
+                }
+                None if s.written >= want => return Ok((s.written, None)),
+                None => s = self.changed.wait(s).unwrap_or_else(|p| p.into_inner()),
+            }
+        }
+    }
+}
+
+/// Writes into the file and tells [`Growing`] how far it got.
+struct Notifying<'a> {
+    file: &'a File,
+    growing: &'a Growing,
+}
+
+impl Write for Notifying<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.growing.wrote(n as u64)?;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 

@@ -24,9 +24,10 @@ pub struct PushArgs {
     pub quiet: bool,
     #[command(flatten)]
     pub insecure: InsecureRegistries,
-    /// Upload layers larger than SIZE in chunks of SIZE (PATCH requests, resumed
-    /// where the registry says after a failure); 0 sends every layer in one request
-    #[arg(long, default_value = "16m", value_name = "SIZE", value_parser = size)]
+    /// Upload layers larger than SIZE in chunks of SIZE while they are compressed
+    /// (PATCH requests, resumed where the registry says after a failure); 0 sends
+    /// every layer in one request once it is compressed
+    #[arg(long, default_value = "8m", value_name = "SIZE", value_parser = size)]
     pub chunk_size: u64,
     /// How many layers to push at once
     #[arg(long, env = "CCRUN_PUSH_JOBS", default_value_t = 3, value_name = "N")]
@@ -204,10 +205,13 @@ impl PushProgress for Display {
         self.done(index, &format!("Mounted from {from}"));
     }
 
-    fn uploading(&self, index: usize, size: u64) {
+    fn uploading(&self, index: usize, size: Option<u64>) {
         let layers = self.layers.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((_, Some(bar))) = layers.get(index) {
-            bar.set_length(size);
+            match size {
+                Some(size) => bar.set_length(size),
+                None => bar.unset_length(),
+            }
             bar.set_style(bar_style(terminal_columns()));
             bar.set_message("Pushing");
             bar.enable_steady_tick(Duration::from_millis(200));
