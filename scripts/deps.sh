@@ -6,11 +6,13 @@ packages=(
   docker-registry  # the real CNCF registry the image tests pull from
   skopeo umoci     # push test images / compare
   crun runc podman containerd  # peers for benchmarks and OCI runtime tests
+  containernetworking-plugins  # CNI bridge/host-local for the CRI test's pods
   iproute2 iptables nftables   # network tests inspect what ccrun set up
   iperf3                       # bench/net.sh: throughput over the bridge and a plain veth
   hyperfine jq uidmap openssl strace curl
   debootstrap                  # builds the nginx/redis/postgres images of the app tests
   libseccomp-dev               # the runtime compiles seccomp profiles with libseccomp
+  passt fuse-overlayfs         # rootless: pasta networking, overlay fallback (uidmap above)
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -170,6 +170,20 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// True when the cgroup filesystem refused us (not ours to write, as for a rootless
+    /// caller without a delegated subtree).
+    pub fn is_denied(&self) -> bool {
+        match self {
+            Error::Read { source, .. }
+            | Error::Write { source, .. }
+            | Error::CreateDir { source, .. } => {
+                source.kind() == io::ErrorKind::PermissionDenied
+                    || matches!(source.raw_os_error(), Some(libc::EPERM | libc::EROFS))
+            }
+            _ => false,
+        }
+    }
+
     /// True when a directory or file was missing: a cgroup level removed concurrently.
     pub fn is_vanished(&self) -> bool {
         match self {

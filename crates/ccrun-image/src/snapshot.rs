@@ -152,23 +152,38 @@ impl Snapshot {
         // Relative layer names keep the option string short; they resolve against the
         // working directory, which is restored afterwards.
         let lower: Vec<String> = (0..count).rev().map(|i| i.to_string()).collect();
-        let data = format!(
+        let mut data = format!(
             "lowerdir={},upperdir=../upper,workdir=../work",
             lower.join(":")
         );
+        // Rootless: overlayfs in a user namespace reads `user.overlay.*` attributes,
+        // which rootless unpacking writes (trusted.* needs host root).
+        let rootless = ccrun_runtime::rootless::in_user_namespace();
+        if rootless {
+            data.push_str(",userxattr");
+        }
         let cwd = fs::File::open(".").ctx("opening", Path::new("."))?;
         std::env::set_current_dir(links).ctx("entering", links)?;
         let merged = self.merged();
-        let result = mount(
+        let result = match mount(
             Some("overlay"),
             &merged,
             Some("overlay"),
             MsFlags::empty(),
             Some(data.as_str()),
-        );
+        ) {
+            // Kernels before 5.11 have no overlayfs in user namespaces: fuse-overlayfs
+            // does the same in user space.
+            Err(e) if rootless => fuse_overlayfs(&data, &merged).map_err(|fuse| Error::Io {
+                context: "mounting overlay (and fuse-overlayfs) on",
+                path: merged.clone(),
+                source: std::io::Error::other(format!("{e}; fuse-overlayfs: {fuse}")),
+            }),
+            other => other.map_err(|e| sys_err("mounting overlay on", &merged, e)),
+        };
         nix::unistd::fchdir(std::os::fd::AsRawFd::as_raw_fd(&cwd))
             .map_err(|e| sys_err("returning to", Path::new("."), e))?;
-        result.map_err(|e| sys_err("mounting overlay on", &merged, e))
+        result
     }
 
     /// Unmounts the merged view if mounted (the upper directory stays).
@@ -188,6 +203,25 @@ impl Snapshot {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e).ctx("removing", &self.dir),
         }
+    }
+}
+
+/// Mounts the overlay `data` describes (paths relative to the working directory) on
+/// `merged` with fuse-overlayfs, which serves it from a process of its own until the
+/// mount goes (with the mount namespace of the container and its monitor).
+fn fuse_overlayfs(data: &str, merged: &Path) -> std::result::Result<(), String> {
+    let data = data.replace(",userxattr", "");
+    let out = std::process::Command::new("fuse-overlayfs")
+        .arg("-o")
+        .arg(&data)
+        .arg(merged)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("running fuse-overlayfs (install it): {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
     }
 }
 

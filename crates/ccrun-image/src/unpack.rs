@@ -39,6 +39,18 @@ pub const MAX_DEPTH: usize = 8192;
 const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
 /// The xattr overlayfs reads to treat a directory as opaque.
 pub const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+/// Its name for overlayfs mounted in a user namespace (`userxattr`): rootless
+/// unpacking may not set `trusted.*` attributes.
+pub const USER_OPAQUE_XATTR: &str = "user.overlay.opaque";
+
+/// The opaque marker this process writes and its overlays read.
+pub fn opaque_xattr() -> &'static str {
+    if ccrun_runtime::rootless::in_user_namespace() {
+        USER_OPAQUE_XATTR
+    } else {
+        OPAQUE_XATTR
+    }
+}
 
 /// Told the path (relative to the layer directory) and size of each regular file's
 /// content just before it is read: see [`unpack_observed`].
@@ -202,12 +214,11 @@ impl Tree<'_> {
         let name = &cstring(name, &shown, self)?;
         if name_bytes == OPAQUE_MARKER {
             let parent = self.parent(parents, &shown)?;
-            return rfs::fsetxattr(&parent, OPAQUE_XATTR, b"y", XattrFlags::empty())
+            let xattr = opaque_xattr();
+            return rfs::fsetxattr(&parent, xattr, b"y", XattrFlags::empty())
                 .map(|_| 0)
                 .map_err(|e| {
-                    self.bad(format!(
-                        "{shown}: marking directory opaque ({OPAQUE_XATTR}): {e}"
-                    ))
+                    self.bad(format!("{shown}: marking directory opaque ({xattr}): {e}"))
                 });
         }
         if let Some(hidden) = name_bytes.strip_prefix(WHITEOUT_PREFIX) {

@@ -96,6 +96,24 @@ pub enum Command {
     Features,
 }
 
+impl Command {
+    /// The container id the command names, if it names one.
+    pub fn id(&self) -> Option<&str> {
+        Some(match self {
+            Command::Create(a) => &a.id,
+            Command::Run(a) => &a.id,
+            Command::Start(a) | Command::State(a) | Command::Pause(a) | Command::Resume(a) => &a.id,
+            Command::Kill(a) => &a.id,
+            Command::Delete(a) => &a.id,
+            Command::Exec(a) => &a.id,
+            Command::Ps(a) => &a.id,
+            Command::Update(a) => &a.id,
+            Command::Events(a) => &a.id,
+            Command::List(_) | Command::Spec(_) | Command::Features => return None,
+        })
+    }
+}
+
 /// Just a container id.
 #[derive(Debug, Args)]
 pub struct IdArg {
@@ -220,6 +238,13 @@ pub struct ExecArgs {
     /// Pass this many fds after stdio (3, 4, …) to the process.
     #[arg(long, default_value_t = 0)]
     pub preserve_fds: u32,
+    /// Exec in a paused container too (the process is frozen until it is resumed).
+    #[arg(long)]
+    pub ignore_paused: bool,
+    /// Run the process in an existing sub-cgroup of the container's:
+    /// `[CONTROLLER[,CONTROLLER…]:]PATH` (repeatable).
+    #[arg(long)]
+    pub cgroup: Vec<String>,
     /// Accepted for runc compatibility.
     #[arg(long)]
     pub process_label: Option<String>,

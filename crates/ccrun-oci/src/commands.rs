@@ -19,10 +19,13 @@ use crate::{exec, info, relay, resources};
 /// Runs `command`; the result is the process's exit code.
 pub fn dispatch(cli: &Cli, command: &Command, logger: &mut Logger) -> Result<i32> {
     let root = cli.root.as_path();
+    if command.id().is_some_and(str::is_empty) {
+        bail!("container id cannot be empty");
+    }
     match command {
-        Command::Create(args) => create(root, args).map(|_| 0),
+        Command::Create(args) => create(root, args, logger).map(|_| 0),
         Command::Start(a) => start(root, &a.id).map(|()| 0),
-        Command::Run(args) => run(root, args),
+        Command::Run(args) => run(root, args, logger),
         Command::State(a) => state(root, &a.id).map(|()| 0),
         Command::Kill(args) => kill(root, args).map(|()| 0),
         Command::Delete(args) => delete(root, args).map(|()| 0),
@@ -81,17 +84,22 @@ impl<'a> Creation<'a> {
     }
 }
 
-fn create(root: &Path, args: &CreateArgs) -> Result<Container> {
-    create_container(root, &Creation::new(&args.bundle, &args.id, true))
+fn create(root: &Path, args: &CreateArgs, logger: &mut Logger) -> Result<Container> {
+    create_container(root, &Creation::new(&args.bundle, &args.id, true), logger)
 }
 
-fn create_container(root: &Path, how: &Creation<'_>) -> Result<Container> {
+fn create_container(root: &Path, how: &Creation<'_>, logger: &mut Logger) -> Result<Container> {
     let bundle = how
         .bundle
         .canonicalize()
         .with_context(|| format!("bundle {}", how.bundle.display()))?;
-    // Unknown and unhonoured fields are refused here rather than ignored.
-    let spec = ccrun_runtime::spec::load(&bundle)?;
+    // Unknown properties are ignored, as the runtime spec says; fields ccrun knows but
+    // does not honour are refused here rather than ignored.
+    let loaded = ccrun_runtime::spec::load_reporting(&bundle)?;
+    for key in &loaded.ignored {
+        logger.debug(&format!("config.json: ignoring unknown property {key}"));
+    }
+    let spec = loaded.value;
     let terminal = spec.process().as_ref().and_then(|p| p.terminal()) == Some(true);
     check_console(terminal, how.console_socket.is_some(), how.detach)?;
     if root.join(how.id).exists() {
@@ -170,14 +178,18 @@ fn start(root: &Path, id: &str) -> Result<()> {
     }
 }
 
-fn run(root: &Path, args: &RunArgs) -> Result<i32> {
+fn run(root: &Path, args: &RunArgs, logger: &mut Logger) -> Result<i32> {
     // Blocked before the clone so no signal meant for the container is lost.
     let forwarder = if args.detach {
         None
     } else {
         Some(Forwarder::block()?)
     };
-    let mut c = create_container(root, &Creation::new(&args.bundle, &args.id, args.detach))?;
+    let mut c = create_container(
+        root,
+        &Creation::new(&args.bundle, &args.id, args.detach),
+        logger,
+    )?;
     let console = c.take_console();
     if let Err(e) = c.start() {
         let _ = c.delete(true);
@@ -242,19 +254,39 @@ fn state(root: &Path, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// A signal by name (`KILL`, `SIGKILL`, `kill`) or number.
-pub fn parse_signal(text: &str) -> Result<Signal> {
+/// A signal number from a name (`KILL`, `SIGKILL`, `kill`), a real-time signal
+/// (`RTMIN`, `SIGRTMIN+3`, `RTMAX-1`) or a number (1 to `SIGRTMAX`), as runc and
+/// kill(1) take them.
+pub fn parse_signal(text: &str) -> Result<i32> {
+    let unknown = || anyhow!("unknown signal {text:?}");
+    let valid = |n: i32| (1..=libc::SIGRTMAX()).contains(&n).then_some(n);
     if let Ok(n) = text.parse::<i32>() {
-        return Signal::try_from(n).map_err(|_| anyhow!("unknown signal {text:?}"));
+        return valid(n).ok_or_else(unknown);
     }
     let upper = text.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") {
-        upper
-    } else {
-        format!("SIG{upper}")
+    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+    let realtime = |base: i32, rest: &str| -> Option<i32> {
+        let n = match rest.as_bytes().first() {
+            None => Some(base),
+            Some(b'+') => rest[1..].parse::<i32>().ok().map(|n| base + n),
+            Some(b'-') => rest[1..].parse::<i32>().ok().map(|n| base - n),
+            _ => None,
+        }?;
+        (libc::SIGRTMIN()..=libc::SIGRTMAX())
+            .contains(&n)
+            .then_some(n)
     };
-    name.parse::<Signal>()
-        .map_err(|_| anyhow!("unknown signal {text:?}"))
+    let number = if let Some(rest) = name.strip_prefix("RTMIN") {
+        realtime(libc::SIGRTMIN(), rest)
+    } else if let Some(rest) = name.strip_prefix("RTMAX") {
+        realtime(libc::SIGRTMAX(), rest)
+    } else {
+        format!("SIG{name}")
+            .parse::<Signal>()
+            .ok()
+            .map(|s| s as i32)
+    };
+    number.and_then(valid).ok_or_else(unknown)
 }
 
 fn kill(root: &Path, args: &KillArgs) -> Result<()> {
@@ -266,7 +298,17 @@ fn kill(root: &Path, args: &KillArgs) -> Result<()> {
     if c.state.status == Status::Stopped {
         bail!("container not running");
     }
-    Ok(c.kill(signal)?)
+    match Signal::try_from(signal) {
+        Ok(sig) => Ok(c.kill(sig)?),
+        // Real-time signals have no `Signal` value; the state was checked on load
+        // (the recorded init, not a process that reused its pid).
+        Err(_) => nix::errno::Errno::result(
+            // SAFETY: kill(2) with a pid and a signal number; no memory is involved.
+            unsafe { libc::kill(c.pid(), signal) },
+        )
+        .map(drop)
+        .with_context(|| format!("kill {}", args.signal)),
+    }
 }
 
 fn delete(root: &Path, args: &DeleteArgs) -> Result<()> {
@@ -299,22 +341,57 @@ fn delete(root: &Path, args: &DeleteArgs) -> Result<()> {
 fn ps(root: &Path, args: &PsArgs) -> Result<()> {
     let c = load(root, &args.id)?;
     let pids = resources::pids(&c)?;
-    match args.format {
-        Format::Json => println!("{}", serde_json::to_string(&pids)?),
-        Format::Table => {
-            println!("{:>8} CMD", "PID");
-            for pid in pids {
-                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                let words: Vec<String> = cmdline
-                    .split(|b| *b == 0)
-                    .filter(|w| !w.is_empty())
-                    .map(|w| String::from_utf8_lossy(w).into_owned())
-                    .collect();
-                println!("{pid:>8} {}", words.join(" "));
-            }
+    if args.format == Format::Json {
+        println!("{}", serde_json::to_string(&pids)?);
+        return Ok(());
+    }
+    // As runc: the host's ps(1) with the given arguments (default `-ef`), its header
+    // and the lines of the container's processes.
+    let ps_args: Vec<&str> = if args.ps_args.is_empty() {
+        vec!["-ef"]
+    } else {
+        args.ps_args.iter().map(String::as_str).collect()
+    };
+    let out = std::process::Command::new("ps")
+        .args(&ps_args)
+        .output()
+        .context("running ps")?;
+    if !out.status.success() {
+        bail!(
+            "ps {}: {}: {}",
+            ps_args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    print!(
+        "{}",
+        filter_ps(&String::from_utf8_lossy(&out.stdout), &pids)?
+    );
+    Ok(())
+}
+
+/// The header of ps(1)'s output and its lines whose PID column is one of `pids`.
+fn filter_ps(output: &str, pids: &[i32]) -> Result<String> {
+    let mut lines = output.lines();
+    let header = lines.next().unwrap_or_default();
+    let column = header
+        .split_whitespace()
+        .position(|f| f == "PID")
+        .ok_or_else(|| anyhow!("couldn't find PID field in ps output"))?;
+    let mut text = format!("{header}\n");
+    for line in lines.filter(|l| !l.is_empty()) {
+        let pid: i32 = line
+            .split_whitespace()
+            .nth(column)
+            .and_then(|f| f.parse().ok())
+            .ok_or_else(|| anyhow!("unable to parse pid: {line:?}"))?;
+        if pids.contains(&pid) {
+            text.push_str(line);
+            text.push('\n');
         }
     }
-    Ok(())
+    Ok(text)
 }
 
 fn list(root: &Path, args: &ListArgs) -> Result<()> {
@@ -328,6 +405,8 @@ fn list(root: &Path, args: &ListArgs) -> Result<()> {
     match args.format {
         Format::Json => {
             let docs: Vec<StateDoc> = containers.iter().map(StateDoc::of).collect();
+            // runc encodes an empty list as `null` (a nil Go slice); clients expect it.
+            let docs = (!docs.is_empty()).then_some(docs);
             println!("{}", serde_json::to_string(&docs)?);
         }
         Format::Table => {
@@ -374,11 +453,36 @@ mod tests {
 
     #[test]
     fn signals_parse_by_name_and_number() {
-        assert_eq!(parse_signal("9").expect("9"), Signal::SIGKILL);
-        assert_eq!(parse_signal("KILL").expect("KILL"), Signal::SIGKILL);
-        assert_eq!(parse_signal("sigterm").expect("sigterm"), Signal::SIGTERM);
+        assert_eq!(parse_signal("9").expect("9"), libc::SIGKILL);
+        assert_eq!(parse_signal("KILL").expect("KILL"), libc::SIGKILL);
+        assert_eq!(parse_signal("sigterm").expect("sigterm"), libc::SIGTERM);
         assert!(parse_signal("NOPE").is_err());
         assert!(parse_signal("999").is_err());
+        assert!(parse_signal("0").is_err());
+    }
+
+    #[test]
+    fn real_time_signals_parse() {
+        let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
+        assert_eq!(parse_signal("RTMIN").expect("RTMIN"), min);
+        assert_eq!(parse_signal("SIGRTMIN+3").expect("+3"), min + 3);
+        assert_eq!(parse_signal("rtmax-1").expect("-1"), max - 1);
+        assert_eq!(parse_signal(&max.to_string()).expect("max"), max);
+        assert!(parse_signal("RTMIN+99").is_err());
+        assert!(parse_signal("RTMAX+1").is_err());
+        assert!(parse_signal("RTMINX").is_err());
+    }
+
+    #[test]
+    fn ps_output_keeps_the_header_and_the_containers_lines() {
+        let out = "UID PID PPID C STIME TTY TIME CMD\n\
+                   root 1 0 0 10:00 ? 00:00:01 /sbin/init\n\
+                   root 42 1 0 10:01 ? 00:00:00 sleep 1000\n";
+        assert_eq!(
+            filter_ps(out, &[42]).expect("filter"),
+            "UID PID PPID C STIME TTY TIME CMD\nroot 42 1 0 10:01 ? 00:00:00 sleep 1000\n"
+        );
+        assert!(filter_ps("UID CMD\n", &[1]).is_err());
     }
 
     #[test]

@@ -3,10 +3,10 @@
 //! flags on top of the container's own `process` (as runc does).
 
 use std::os::fd::AsFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use ccrun_runtime::{console, Container, ExecOptions, Forwarder, Status};
+use ccrun_runtime::{console, Container, ExecOptions, ExecPlacement, Forwarder, Status};
 use oci_spec::runtime::{Process, Spec};
 use serde_json::{json, Value};
 
@@ -19,9 +19,23 @@ pub fn exec(root: &Path, args: &ExecArgs) -> Result<i32> {
     let c = load(root, &args.id)?;
     match c.state.status {
         Status::Running | Status::Created => {}
-        Status::Paused => bail!("cannot exec in a paused container"),
+        Status::Paused if args.ignore_paused => {}
+        Status::Paused => {
+            bail!("cannot exec in a paused container (use --ignore-paused to override)")
+        }
         _ => bail!("cannot exec in a stopped container"),
     }
+    let placement = ExecPlacement {
+        allow_paused: args.ignore_paused,
+        sub_cgroups: args
+            .cgroup
+            .iter()
+            .map(|spec| parse_cgroup(spec))
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .flatten()
+            .collect(),
+    };
     let process = match &args.process {
         Some(path) => read_process(path)?,
         None => process_from_args(&c, args)?,
@@ -33,11 +47,14 @@ pub fn exec(root: &Path, args: &ExecArgs) -> Result<i32> {
     } else {
         Some(Forwarder::block()?)
     };
-    let mut started = c.exec(ExecOptions {
-        process,
-        stdio: None,
-        preserve_fds: args.preserve_fds,
-    })?;
+    let mut started = c.exec_placed(
+        ExecOptions {
+            process,
+            stdio: None,
+            preserve_fds: args.preserve_fds,
+        },
+        &placement,
+    )?;
     let result = (|| -> Result<()> {
         if let Some(socket) = &args.console_socket {
             // Only taken when it goes to the socket: foreground exec relays it below.
@@ -66,6 +83,22 @@ pub fn exec(root: &Path, args: &ExecArgs) -> Result<i32> {
         None => Ok(0),
         Some(forwarder) => Ok(relay::wait(&forwarder, started.console.take(), started.pid)?.code()),
     }
+}
+
+/// runc's `exec --cgroup [CONTROLLER[,CONTROLLER…]:]PATH`: (controller, path) pairs, one
+/// with an empty controller for every hierarchy.
+fn parse_cgroup(spec: &str) -> Result<Vec<(String, PathBuf)>> {
+    let (controllers, path) = match spec.split_once(':') {
+        Some((c, p)) => (c, p),
+        None => ("", spec),
+    };
+    if path.is_empty() {
+        bail!("--cgroup {spec:?}: no cgroup path");
+    }
+    Ok(controllers
+        .split(',')
+        .map(|c| (c.to_string(), PathBuf::from(path)))
+        .collect())
 }
 
 fn read_process(path: &Path) -> Result<Process> {
@@ -162,4 +195,25 @@ fn process_from_args(c: &Container, args: &ExecArgs) -> Result<Process> {
         p["noNewPrivileges"] = json!(true);
     }
     serde_json::from_value(p).context("building the exec process")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cgroup_flags_name_controllers_and_a_path() {
+        assert_eq!(
+            parse_cgroup("sub").expect("plain"),
+            [(String::new(), PathBuf::from("sub"))]
+        );
+        assert_eq!(
+            parse_cgroup("cpu,memory:a/b").expect("controllers"),
+            [
+                ("cpu".to_string(), PathBuf::from("a/b")),
+                ("memory".to_string(), PathBuf::from("a/b"))
+            ]
+        );
+        assert!(parse_cgroup("memory:").is_err());
+    }
 }

@@ -26,7 +26,8 @@ pub fn spec(args: &SpecArgs) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
-/// Mount options the runtime understands (flags, propagation, bind kinds).
+/// Mount options the runtime understands (flags, recursive attributes, propagation,
+/// bind kinds, idmaps, crun's `tmpcopyup`).
 const MOUNT_OPTIONS: &[&str] = &[
     "async",
     "atime",
@@ -36,6 +37,7 @@ const MOUNT_OPTIONS: &[&str] = &[
     "diratime",
     "dirsync",
     "exec",
+    "idmap",
     "lazytime",
     "loud",
     "mand",
@@ -50,13 +52,32 @@ const MOUNT_OPTIONS: &[&str] = &[
     "nosuid",
     "nosymfollow",
     "private",
+    "ratime",
     "rbind",
+    "rdev",
+    "rdiratime",
     "relatime",
     "remount",
+    "rexec",
+    "ridmap",
+    "rnoatime",
+    "rnodev",
+    "rnodiratime",
+    "rnoexec",
+    "rnorelatime",
+    "rnostrictatime",
+    "rnosuid",
+    "rnosymfollow",
     "ro",
     "rprivate",
+    "rrelatime",
+    "rro",
+    "rrw",
     "rshared",
     "rslave",
+    "rstrictatime",
+    "rsuid",
+    "rsymfollow",
     "runbindable",
     "rw",
     "shared",
@@ -66,6 +87,7 @@ const MOUNT_OPTIONS: &[&str] = &[
     "suid",
     "symfollow",
     "sync",
+    "tmpcopyup",
     "unbindable",
 ];
 

@@ -1,6 +1,9 @@
-//! runc's logging: errors (and with `--debug` debug lines) go to `--log FILE` in the
-//! chosen format as well as to stderr. conmon and containerd's shim read that file when
-//! a command fails and show the `msg` of its error lines, so the JSON shape matters.
+//! runc's logging (logrus): log lines (errors, and with `--debug` debug lines) go to
+//! `--log FILE` in the chosen format, or to stderr when there is no log file. An error
+//! is also written to stderr as its bare message when the lines go to a file, as runc
+//! 1.1 does. conmon and containerd's shim read the file when a command fails and show
+//! the `msg` of its error lines, and clients and test suites grep stderr for
+//! `level=error`, so both shapes matter.
 
 use std::io::Write;
 use std::path::Path;
@@ -49,30 +52,29 @@ impl Logger {
         }
     }
 
-    /// Logs an error: to the log file and to stderr.
+    /// Logs an error: a log line (to the log file, else stderr) and, with a log file,
+    /// the bare message on stderr, as runc does.
     pub fn error(&mut self, msg: &str) {
-        eprintln!("ccrun-oci: {msg}");
+        if self.file.is_some() {
+            eprintln!("{msg}");
+        }
         self.write("error", msg);
     }
 
     /// Logs a debug line when `--debug` was given (to the log file, else stderr).
     pub fn debug(&mut self, msg: &str) {
-        if !self.debug {
-            return;
+        if self.debug {
+            self.write("debug", msg);
         }
-        if self.file.is_none() {
-            eprintln!("ccrun-oci: debug: {msg}");
-        }
-        self.write("debug", msg);
     }
 
     fn write(&mut self, level: &str, msg: &str) {
-        let Some(file) = self.file.as_mut() else {
-            return;
-        };
         let line = format_line(self.format, level, msg, &crate::now_rfc3339());
         // Nothing sensible is left to do when the log itself cannot be written.
-        let _ = file.write_all(line.as_bytes());
+        let _ = match self.file.as_mut() {
+            Some(file) => file.write_all(line.as_bytes()),
+            None => std::io::stderr().write_all(line.as_bytes()),
+        };
     }
 }
 

@@ -30,9 +30,9 @@ use crate::cli::Cli;
 /// The runtime-spec version this runtime implements.
 pub const OCI_VERSION: &str = "1.2.0";
 
-/// The current time as RFC 3339 (UTC, nanoseconds), as runc writes it.
+/// The current time as RFC 3339 (UTC, whole seconds), as runc's log lines carry it.
 pub fn now_rfc3339() -> String {
-    humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string()
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
 
 fn main() -> ExitCode {

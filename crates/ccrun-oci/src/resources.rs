@@ -22,10 +22,34 @@ pub fn pids(c: &Container) -> Result<Vec<i32>> {
     Ok(c.cgroup()?.procs()?)
 }
 
-/// Signals every process of the container; the cgroup crate freezes the cgroup around
-/// the walk so nothing forks past the signal (as runc does).
-pub fn kill_all(c: &Container, signal: Signal) -> Result<()> {
-    Ok(c.cgroup()?.kill_all(signal)?)
+/// Signals every process of the container; the cgroup is frozen around the walk so
+/// nothing forks past the signal (as runc does).
+pub fn kill_all(c: &Container, signal: i32) -> Result<()> {
+    let cgroup = c.cgroup()?;
+    if let Ok(sig) = Signal::try_from(signal) {
+        return Ok(cgroup.kill_all(sig)?);
+    }
+    // A real-time signal, which the cgroup crate's `Signal` cannot carry: the same walk.
+    let was_frozen = cgroup.is_frozen().unwrap_or(false);
+    if !was_frozen {
+        cgroup.freeze()?;
+    }
+    let result = cgroup
+        .procs()
+        .map_err(anyhow::Error::from)
+        .and_then(|pids| {
+            pids.into_iter().try_for_each(|pid| {
+                // SAFETY: kill(2) with a pid and a signal number; no memory is involved.
+                match nix::errno::Errno::result(unsafe { libc::kill(pid, signal) }) {
+                    Ok(_) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+                    Err(e) => Err(anyhow::anyhow!("signalling {pid}: {e}")),
+                }
+            })
+        });
+    if !was_frozen {
+        cgroup.thaw()?;
+    }
+    result
 }
 
 /// `update`'s resources: the `--resources` document, then the flags over it.

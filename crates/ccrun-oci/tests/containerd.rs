@@ -337,6 +337,9 @@ fn ctr_run_with_a_terminal() {
     args.extend(["tty", "sh", "-c", "tty; read line; echo got $line; exit 6"]);
     let pty = OnPty::spawn(c.command(&args), 24, 80);
     pty.wait_for("/dev/pts/0");
+    // Nothing comes before the program's own output: no NUL byte, no caret-echoed one.
+    let text = pty.text();
+    assert!(text.starts_with("/dev/pts/0"), "{text:?}");
     pty.write(b"hello\r");
     pty.wait_for("got hello");
     assert_eq!(pty.exit_code(), Some(6));

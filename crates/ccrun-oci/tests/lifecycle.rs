@@ -5,14 +5,13 @@
 
 mod support;
 
-use std::io::{IoSliceMut, Read, Write};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::io::{Read, Write};
 use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{cgroup_file, unique_id, wait_until, Bundle, Oci};
+use support::{cgroup_file, receive_fd, unique_id, wait_until, Bundle, Oci};
 
 fn pid_of(state: &Value) -> i64 {
     state["pid"].as_i64().expect("pid")
@@ -425,35 +424,6 @@ fn errors_go_to_the_log_file_as_json_lines() {
             .is_some_and(|m| m.contains("/no/such/program")),
         "{line}"
     );
-}
-
-/// Receives one fd sent with SCM_RIGHTS on an accepted connection of `listener`.
-fn receive_fd(listener: &UnixListener) -> (OwnedFd, Vec<u8>) {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-    use std::os::fd::AsRawFd;
-    let (conn, _) = listener.accept().expect("accept");
-    let mut name = vec![0u8; 256];
-    let mut iov = [IoSliceMut::new(&mut name)];
-    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let msg = recvmsg::<()>(
-        conn.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::empty(),
-    )
-    .expect("recvmsg");
-    let len = msg.bytes;
-    let fd = msg
-        .cmsgs()
-        .expect("cmsgs")
-        .find_map(|c| match c {
-            ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
-            _ => None,
-        })
-        .expect("an fd in the control data");
-    name.truncate(len);
-    // SAFETY: the kernel just installed this fd for us; nothing else owns it.
-    (unsafe { OwnedFd::from_raw_fd(fd) }, name)
 }
 
 #[test]

@@ -228,16 +228,38 @@ impl Container {
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_else(|| default_cgroup_path(&opts.id));
         let layout = Layout::detect()?;
-        let cgroup = Cgroup::create(&layout, &cgroup_path)?;
-        guard.cgroup = Some(cgroup);
+        let cgroup_path = match Cgroup::create(&layout, &cgroup_path) {
+            Ok(cgroup) => {
+                guard.cgroup = Some(cgroup);
+                cgroup_path
+            }
+            Err(e) => crate::rootless::without_cgroup(e, linux.resources().as_ref())?,
+        };
         if let Some(cg) = guard.cgroup.as_ref() {
             cg.apply(&with_default_device_rules(&linux))?;
         }
 
-        let mut rootfs_plan =
-            RootfsPlan::from_spec(spec, rootfs.clone(), opts.bundle.clone(), ns.user)?;
+        // Inside a user namespace (rootless) nothing can mknod, even without one of the
+        // container's own.
+        let mut rootfs_plan = RootfsPlan::from_spec(
+            spec,
+            rootfs.clone(),
+            opts.bundle.clone(),
+            ns.user || crate::rootless::in_user_namespace(),
+        )?;
         rootfs_plan.no_pivot = opts.no_pivot;
         rootfs_plan.new_mount_ns = ns.clone_flags & libc::CLONE_NEWNS != 0;
+        rootfs_plan.own_mount_ns = ns.mount;
+        let restricts_paths =
+            !rootfs_plan.masked_paths.is_empty() || !rootfs_plan.readonly_paths.is_empty();
+        if !ns.mount && restricts_paths {
+            // As runc: masking a path for the container would hide it on the host too.
+            return Err(Error::InvalidSpec(
+                "unable to restrict sys entries without a private MNT namespace \
+                 (linux.maskedPaths and linux.readonlyPaths need a mount namespace)"
+                    .into(),
+            ));
+        }
         if let Some(cg) = guard.cgroup.as_ref() {
             rootfs_plan.cgroups = hierarchy_dirs(cg, &cgroup_path);
         }
@@ -535,6 +557,12 @@ impl Container {
 
     /// The container's cgroup.
     pub fn cgroup(&self) -> Result<Cgroup> {
+        if self.state.cgroup_path.is_empty() {
+            return Err(Error::Setup(format!(
+                "container {} has no cgroup (rootless without a delegated cgroup v2 subtree)",
+                self.state.id
+            )));
+        }
         Ok(Cgroup::open(&Layout::detect()?, &self.state.cgroup_path)?)
     }
 
@@ -751,7 +779,7 @@ fn with_default_device_rules(
 
 /// The directories of `cgroup` (whose path is `path` in every hierarchy), each with the
 /// name of its hierarchy's mount point: `memory` for `/sys/fs/cgroup/memory/ccrun/ID`.
-fn hierarchy_dirs(cgroup: &Cgroup, path: &str) -> Vec<(String, PathBuf)> {
+pub(crate) fn hierarchy_dirs(cgroup: &Cgroup, path: &str) -> Vec<(String, PathBuf)> {
     let depth = Path::new(path).components().count().saturating_sub(1);
     cgroup
         .paths()

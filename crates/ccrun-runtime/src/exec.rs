@@ -17,6 +17,7 @@
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
 
 use ccrun_cgroups::Cgroup;
 use nix::errno::Errno;
@@ -51,6 +52,19 @@ pub struct ExecOptions {
     /// How many of the caller's fds after stdio (3, 4, …) the process keeps, as runc's
     /// `exec --preserve-fds`; every other fd is closed at exec.
     pub preserve_fds: u32,
+}
+
+/// Where and when [`Container::exec_placed`] may start a process, beyond what
+/// [`ExecOptions`] says (runc's `exec --ignore-paused` and `--cgroup`).
+#[derive(Debug, Clone, Default)]
+pub struct ExecPlacement {
+    /// Start the process in a paused container too. It joins the frozen cgroup and so
+    /// stays frozen, and the call blocks, until the container is resumed, as with runc.
+    pub allow_paused: bool,
+    /// Sub-cgroups of the container's cgroup the process goes into once it joined the
+    /// container's: (controller, path relative to the container's cgroup). An empty
+    /// controller means every hierarchy; each sub-cgroup must exist.
+    pub sub_cgroups: Vec<(String, PathBuf)>,
 }
 
 /// A process started in a container by [`Container::exec`].
@@ -102,8 +116,14 @@ struct Target {
     user: Option<Namespace>,
     /// The other namespaces that are not the caller's.
     others: Vec<Namespace>,
-    /// The container's cgroup.
-    cgroup: Cgroup,
+    /// The container's cgroup, if it has one (a rootless container may not).
+    cgroup: Option<Cgroup>,
+    /// Directories of sub-cgroups to move into after joining `cgroup`.
+    sub_cgroups: Vec<PathBuf>,
+    /// The init's root, when the container shares the caller's mount namespace (a spec
+    /// without one): joining no mount namespace leaves the caller's root, so the
+    /// process `chroot`s here, as the init did.
+    root: Option<OwnedFd>,
 }
 
 /// The process to start, validated by the caller.
@@ -130,16 +150,76 @@ impl Container {
     /// be run (Docker's exit codes 127 and 126), [`Error::Setup`] for other failures
     /// inside the container.
     pub fn exec(&self, opts: ExecOptions) -> Result<ExecProcess> {
-        self.exec_with(opts, true)
+        self.exec_with(opts, true, &ExecPlacement::default())
     }
 
     /// [`Container::exec`] without the container's seccomp filter, as Docker runs
     /// `exec --privileged` (the process's capabilities are the caller's choice).
     pub fn exec_unconfined(&self, opts: ExecOptions) -> Result<ExecProcess> {
-        self.exec_with(opts, false)
+        self.exec_with(opts, false, &ExecPlacement::default())
     }
 
-    fn exec_with(&self, opts: ExecOptions, seccomp: bool) -> Result<ExecProcess> {
+    /// [`Container::exec`] placed as `placement` says: in a paused container, or in
+    /// sub-cgroups of the container's cgroup.
+    pub fn exec_placed(&self, opts: ExecOptions, placement: &ExecPlacement) -> Result<ExecProcess> {
+        self.exec_with(opts, true, placement)
+    }
+
+    /// The directories of the sub-cgroups `wanted` names, checked to exist.
+    fn sub_cgroup_dirs(&self, wanted: &[(String, PathBuf)]) -> Result<Vec<PathBuf>> {
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let hierarchies =
+            crate::container::hierarchy_dirs(&self.cgroup()?, &self.state.cgroup_path);
+        let mut dirs = Vec::new();
+        for (controller, path) in wanted {
+            if path.is_absolute()
+                || path
+                    .components()
+                    .any(|c| !matches!(c, Component::Normal(_)))
+            {
+                return Err(Error::InvalidSpec(format!(
+                    "exec cgroup {}: must be a path below the container's cgroup",
+                    path.display()
+                )));
+            }
+            let mut found = false;
+            for (name, dir) in &hierarchies {
+                // cgroup v2 (and the hybrid unified hierarchy) holds every controller.
+                let matches = controller.is_empty()
+                    || name.is_empty()
+                    || name.split(',').any(|c| c == controller);
+                if !matches {
+                    continue;
+                }
+                found = true;
+                let sub = dir.join(path);
+                if !sub.is_dir() {
+                    return Err(Error::InvalidSpec(format!(
+                        "exec cgroup {}: {} does not exist",
+                        path.display(),
+                        sub.display()
+                    )));
+                }
+                dirs.push(sub);
+            }
+            if !found {
+                return Err(Error::InvalidSpec(format!(
+                    "exec cgroup {controller}:{}: no such controller",
+                    path.display()
+                )));
+            }
+        }
+        Ok(dirs)
+    }
+
+    fn exec_with(
+        &self,
+        opts: ExecOptions,
+        seccomp: bool,
+        placement: &ExecPlacement,
+    ) -> Result<ExecProcess> {
         let args = opts.process.args().clone().unwrap_or_default();
         if args.is_empty() {
             return Err(Error::InvalidSpec("process.args is empty".into()));
@@ -182,9 +262,11 @@ impl Container {
             status: status.to_string(),
             action: "exec",
         };
-        if !matches!(state.status, Status::Created | Status::Running) {
+        let paused_ok = placement.allow_paused && state.status == Status::Paused;
+        if !(paused_ok || matches!(state.status, Status::Created | Status::Running)) {
             return Err(wrong_state(state.status));
         }
+        let sub_cgroups = self.sub_cgroup_dirs(&placement.sub_cgroups)?;
         if plan.security.listener_path().is_some() {
             // The exec'd process's notify fd goes to the container's seccomp agent too.
             plan.security.connect_listener(serde_json::json!({
@@ -195,7 +277,12 @@ impl Container {
                 "annotations": state.annotations,
             }))?;
         }
-        let target = Target::open(state.pid, self.cgroup()?)?;
+        let cgroup = match state.cgroup_path.is_empty() {
+            // A rootless container without a cgroup of its own: nothing to join.
+            true => None,
+            false => Some(self.cgroup()?),
+        };
+        let target = Target::open(state.pid, cgroup, sub_cgroups)?;
         if let Some(fds) = plan.stdio {
             let user = plan.process.user();
             let owner = if target.user.is_some() {
@@ -228,7 +315,7 @@ impl Container {
 }
 
 impl Target {
-    fn open(pid: i32, cgroup: Cgroup) -> Result<Target> {
+    fn open(pid: i32, cgroup: Option<Cgroup>, sub_cgroups: Vec<PathBuf>) -> Result<Target> {
         let user = open_namespace(pid, "user", libc::CLONE_NEWUSER)?;
         let mut others = Vec::new();
         for &(name, flag) in NAMESPACES {
@@ -236,10 +323,19 @@ impl Target {
                 others.push(ns);
             }
         }
+        let root = if others.iter().any(|ns| ns.flag == libc::CLONE_NEWNS) {
+            None
+        } else {
+            let path = format!("/proc/{pid}/root");
+            let dir = File::open(&path).map_err(|e| Error::io("opening", &path, e))?;
+            Some(OwnedFd::from(dir))
+        };
         Ok(Target {
             user,
             others,
             cgroup,
+            sub_cgroups,
+            root,
         })
     }
 }
@@ -404,7 +500,15 @@ fn read_pid(fd: OwnedFd) -> Result<i32> {
 /// we join the container's), then the user namespace, then those that were refused
 /// before (joining one owned by the container's user namespace may need its capabilities).
 fn join(target: &Target) -> Result<()> {
-    target.cgroup.add_process(nix::unistd::getpid().as_raw())?;
+    let pid = nix::unistd::getpid().as_raw();
+    if let Some(cgroup) = &target.cgroup {
+        cgroup.add_process(pid)?;
+    }
+    for dir in &target.sub_cgroups {
+        let procs = dir.join("cgroup.procs");
+        std::fs::write(&procs, pid.to_string())
+            .map_err(|e| Error::io("joining sub-cgroup", Path::new(&procs), e))?;
+    }
     let mut refused = Vec::new();
     for ns in &target.others {
         match ns.join() {
@@ -418,6 +522,10 @@ fn join(target: &Target) -> Result<()> {
     }
     for ns in refused {
         ns.join().map_err(|e| join_error(ns, e))?;
+    }
+    if let Some(root) = &target.root {
+        nix::unistd::fchdir(root.as_raw_fd()).ctx(|| "entering the container's root".into())?;
+        nix::unistd::chroot(".").ctx(|| "chroot into the container's root".into())?;
     }
     Ok(())
 }

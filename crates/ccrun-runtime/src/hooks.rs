@@ -4,10 +4,12 @@
 //! namespaces exist (the init waits for them before `pivot_root`), `createContainer`
 //! in the init just after them (path resolved in the runtime's mount namespace, still
 //! visible before `pivot_root`), `startContainer` in the init once `start` opened the
-//! exec gate (path resolved in the container), `poststart` by `start` after the user's
-//! program started, and `poststop` by `delete` after the container is gone. A failing
-//! hook fails create or start; `poststart` and `poststop` failures are only warnings,
-//! as the runtime spec says.
+//! exec gate (path resolved in the container), `poststart` by `start` once the gate is
+//! open, and `poststop` by `delete` after the container is gone. A failing create-time
+//! hook fails create; a failing `startContainer` hook ends the container before its
+//! program runs (as with runc, `start` has returned by then); `poststart` and
+//! `poststop` failures are only warnings, as the runtime spec says. Hooks without
+//! `env` that run in the container get its `process.env`.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -134,8 +136,31 @@ pub fn any_during_create(hooks: Option<&Hooks>) -> bool {
     })
 }
 
-/// Runs the hooks of `stage` in order; the first failure stops and is returned.
+/// Runs the hooks of `stage` in order; the first failure stops and is returned. A
+/// hook without `env` inherits this process's environment.
 pub fn run(stage: Stage, hooks: &Hooks, state: &HookState) -> Result<()> {
+    run_with_env(stage, hooks, state, None)
+}
+
+/// [`run`] for the hooks that run in the container (`createContainer`,
+/// `startContainer`): a hook without `env` gets `process_env`, the container's
+/// `process.env`, as runc's init (whose environment it is by then) passes it on,
+/// rather than the runtime's own host environment.
+pub fn run_in_container(
+    stage: Stage,
+    hooks: &Hooks,
+    state: &HookState,
+    process_env: &[String],
+) -> Result<()> {
+    run_with_env(stage, hooks, state, Some(process_env))
+}
+
+fn run_with_env(
+    stage: Stage,
+    hooks: &Hooks,
+    state: &HookState,
+    default_env: Option<&[String]>,
+) -> Result<()> {
     let list = stage.of(hooks);
     if list.is_empty() {
         return Ok(());
@@ -143,7 +168,7 @@ pub fn run(stage: Stage, hooks: &Hooks, state: &HookState) -> Result<()> {
     let json = serde_json::to_vec(state)
         .map_err(|e| Error::Setup(format!("encoding state for hooks: {e}")))?;
     for (i, hook) in list.iter().enumerate() {
-        run_one(hook, &json).map_err(|msg| {
+        run_one(hook, &json, default_env).map_err(|msg| {
             Error::Setup(format!(
                 "{} hook #{i} ({}): {msg}",
                 stage.name(),
@@ -162,7 +187,11 @@ pub fn run_warn(stage: Stage, hooks: &Hooks, state: &HookState) {
     }
 }
 
-fn run_one(hook: &Hook, state: &[u8]) -> std::result::Result<(), String> {
+fn run_one(
+    hook: &Hook,
+    state: &[u8],
+    default_env: Option<&[String]>,
+) -> std::result::Result<(), String> {
     let path = hook.path();
     let mut cmd = Command::new(path);
     let args = hook.args().as_deref().unwrap_or(&[]);
@@ -174,8 +203,9 @@ fn run_one(hook: &Hook, state: &[u8]) -> std::result::Result<(), String> {
             cmd.arg0(path);
         }
     }
-    // Without `env` the hook inherits the runtime's environment, as runc's hooks do.
-    if let Some(env) = hook.env() {
+    // Without `env` the hook inherits the environment of the process running it: the
+    // runtime's, or in the container the process's (see `run_in_container`).
+    if let Some(env) = hook.env().as_deref().or(default_env) {
         cmd.env_clear();
         for entry in env {
             let (k, v) = entry.split_once('=').unwrap_or((entry.as_str(), ""));
@@ -295,6 +325,30 @@ mod tests {
         let err = run(Stage::Poststart, &hooks, &state()).expect_err("timeout");
         assert!(err.to_string().contains("timed out after 1s"), "{err}");
         assert!(start.elapsed() < Duration::from_secs(3));
+    }
+
+    #[test]
+    fn hooks_in_the_container_get_the_process_env_unless_they_have_their_own() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("env");
+        let dump = sh(&format!("env > {}", out.display()), None);
+        let mut own = dump.clone();
+        own.set_env(Some(vec!["OWN=1".into()]));
+        let process_env = ["FROM_PROCESS=yes".to_string(), "PATH=/bin".to_string()];
+        for (hook, want, unwanted) in [
+            (dump, "FROM_PROCESS=yes", "OWN=1"),
+            (own, "OWN=1", "FROM_PROCESS=yes"),
+        ] {
+            let hooks = HooksBuilder::default()
+                .start_container(vec![hook])
+                .build()
+                .expect("hooks");
+            run_in_container(Stage::StartContainer, &hooks, &state(), &process_env).expect("run");
+            let env = std::fs::read_to_string(&out).expect("env");
+            assert!(env.lines().any(|l| l == want), "{env}");
+            assert!(!env.lines().any(|l| l == unwanted), "{env}");
+            assert!(!env.contains("CARGO"), "the runtime's env leaked: {env}");
+        }
     }
 
     #[test]

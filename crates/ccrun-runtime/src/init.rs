@@ -83,6 +83,14 @@ pub fn main(plan: &InitPlan, chan: Channel) -> ! {
             exit(1);
         }
     };
+    // A seccomp agent gets the filter's notify fd during create, as runc sends it:
+    // an agent may wait for it before the container is started. The filter is loaded
+    // here, while the init still has every capability, and so constrains the rest of
+    // the init's way to exec, as runc's does.
+    if let Err(e) = plan.security.load_for_agent() {
+        let _ = chan.send(&Message::Failed(FailureKind::Setup, e.to_string()), None);
+        exit(1);
+    }
     if chan
         .send(&Message::Ready, ready.console.as_ref().map(|fd| fd.as_fd()))
         .is_err()
@@ -91,8 +99,16 @@ pub fn main(plan: &InitPlan, chan: Channel) -> ! {
     }
     drop(chan);
     drop(ready.console);
-    if let Err(e) = wait_at_gate(plan.exec_fifo, plan.hooks.as_ref(), ready.hook_state) {
+    if let Err(e) = wait_at_gate(plan.exec_fifo) {
         fail_after_start(&format!("waiting for start: {e}"), 125);
+    }
+    // As runc: after `start` was released, so a failing hook ends the container (its
+    // program never runs) without failing `start` or holding up `poststart`.
+    if let (Some(hooks), Some(state)) = (&plan.hooks, ready.hook_state) {
+        let env = plan.process.env().as_deref().unwrap_or(&[]);
+        if let Err(e) = hooks::run_in_container(Stage::StartContainer, hooks, &state, env) {
+            fail_after_start(&e.to_string(), 125);
+        }
     }
     if let Err(e) = plan.security.take_identity(&plan.process) {
         fail_after_start(&e.to_string(), 125);
@@ -167,7 +183,8 @@ fn prepare(plan: &InitPlan, chan: &Channel) -> std::result::Result<Ready, (Failu
             std::fs::write(&path, value).map_err(|e| Error::io("setting sysctl", &path, e))?;
         }
         if let (Some(hooks), Some(state)) = (&plan.hooks, &plan.hook_state) {
-            hook_state = Some(runtime_hooks(chan, hooks, state)?);
+            let env = plan.process.env().as_deref().unwrap_or(&[]);
+            hook_state = Some(runtime_hooks(chan, hooks, state, env)?);
         }
         Ok(())
     };
@@ -212,7 +229,12 @@ fn prepare(plan: &InitPlan, chan: &Channel) -> std::result::Result<Ready, (Failu
 /// Has the parent run the `prestart` and `createRuntime` hooks, then runs the
 /// `createContainer` ones here, in the container's namespaces; returns the state for
 /// `startContainer`.
-fn runtime_hooks(chan: &Channel, hooks: &Hooks, state: &HookState) -> Result<HookState> {
+fn runtime_hooks(
+    chan: &Channel,
+    hooks: &Hooks,
+    state: &HookState,
+    env: &[String],
+) -> Result<HookState> {
     chan.send(&Message::CreateHooks, None)?;
     let pid = match chan.recv()?.0 {
         Message::HooksDone(pid) => pid,
@@ -221,7 +243,7 @@ fn runtime_hooks(chan: &Channel, hooks: &Hooks, state: &HookState) -> Result<Hoo
     };
     let mut state = state.clone();
     state.pid = Some(pid);
-    hooks::run(Stage::CreateContainer, hooks, &state)?;
+    hooks::run_in_container(Stage::CreateContainer, hooks, &state, env)?;
     state.status = crate::state::Status::Created;
     Ok(state)
 }
@@ -287,17 +309,14 @@ fn enter_cwd(process: &Process) -> Result<()> {
     nix::unistd::chdir(cwd.as_path()).ctx(|| format!("chdir to cwd {}", cwd.display()))
 }
 
-/// Blocks until `start` opens the exec fifo for reading, runs the `startContainer`
-/// hooks, then signals `start` (which fails if the init dies before that).
-fn wait_at_gate(fifo: RawFd, hooks: Option<&Hooks>, state: Option<HookState>) -> Result<()> {
+/// Blocks until `start` opens the exec fifo for reading, then signals `start` (which
+/// fails if the init dies before that).
+fn wait_at_gate(fifo: RawFd) -> Result<()> {
     let path = format!("/proc/self/fd/{fifo}");
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .open(&path)
         .map_err(|e| Error::io("opening exec fifo", &path, e))?;
-    if let (Some(hooks), Some(state)) = (hooks, state) {
-        hooks::run(Stage::StartContainer, hooks, &state)?;
-    }
     f.write_all(b"0")
         .map_err(|e| Error::io("writing exec fifo", &path, e))?;
     // SAFETY: the O_PATH fd was inherited for this purpose and is not used afterwards.

@@ -52,15 +52,22 @@ const RECURSIVE_ATTRS: &[(&str, u64, u64)] = &[
     ("rexec", 0, sys::MOUNT_ATTR_NOEXEC),
     ("rnodiratime", sys::MOUNT_ATTR_NODIRATIME, 0),
     ("rdiratime", 0, sys::MOUNT_ATTR_NODIRATIME),
-    ("rrelatime", 0, sys::MOUNT_ATTR__ATIME),
-    ("rnoatime", sys::MOUNT_ATTR_NOATIME, sys::MOUNT_ATTR__ATIME),
-    (
-        "rstrictatime",
-        sys::MOUNT_ATTR_STRICTATIME,
-        sys::MOUNT_ATTR__ATIME,
-    ),
     ("rnosymfollow", sys::MOUNT_ATTR_NOSYMFOLLOW, 0),
     ("rsymfollow", 0, sys::MOUNT_ATTR_NOSYMFOLLOW),
+];
+
+/// Recursive access-time options and the mode each selects. The mode is one field of
+/// the mount's attributes, not a set of bits: `mount_setattr` takes the new mode in
+/// `attr_set` only with the whole `MOUNT_ATTR__ATIME` mask in `attr_clr` (EINVAL
+/// otherwise). Dropping `relatime` leaves strict access times; dropping `noatime` or
+/// `strictatime` leaves the kernel's default, `relatime`.
+const RECURSIVE_ATIME: &[(&str, u64)] = &[
+    ("rrelatime", sys::MOUNT_ATTR_RELATIME),
+    ("rnoatime", sys::MOUNT_ATTR_NOATIME),
+    ("rstrictatime", sys::MOUNT_ATTR_STRICTATIME),
+    ("rnorelatime", sys::MOUNT_ATTR_STRICTATIME),
+    ("ratime", sys::MOUNT_ATTR_RELATIME),
+    ("rnostrictatime", sys::MOUNT_ATTR_RELATIME),
 ];
 
 /// Parses OCI/fstab style options (`ro`, `nosuid`, `rbind`, `rprivate`, `size=64k`, …).
@@ -136,11 +143,15 @@ pub fn parse_options(options: &[String]) -> ParsedOptions {
             other => {
                 if let Some((_, set, clear)) = RECURSIVE_ATTRS.iter().find(|(n, _, _)| *n == other)
                 {
-                    // The atime mode is one field: a new mode replaces an earlier one.
-                    p.rec_set &= !clear;
-                    p.rec_set |= set;
-                    p.rec_clear &= !set;
-                    p.rec_clear |= clear & !set;
+                    // A later option wins over an earlier opposite one.
+                    p.rec_set = (p.rec_set & !clear) | set;
+                    p.rec_clear = (p.rec_clear & !set) | clear;
+                    continue;
+                }
+                if let Some((_, mode)) = RECURSIVE_ATIME.iter().find(|(n, _)| *n == other) {
+                    // A new mode replaces an earlier one.
+                    p.rec_set = (p.rec_set & !sys::MOUNT_ATTR__ATIME) | mode;
+                    p.rec_clear |= sys::MOUNT_ATTR__ATIME;
                     continue;
                 }
                 data.push(other.to_string());
@@ -292,8 +303,21 @@ pub fn bind_tree(
     };
     let recursive = opts.recursive;
     let src = host_source(bundle, m.source().as_deref().unwrap_or(Path::new("")));
-    let tree = sys::open_tree_clone_with(&src, recursive)
-        .map_err(|e| Error::sys(format!("bind mount source {}", src.display()), e))?;
+    let tree = match sys::open_tree_clone_with(&src, recursive) {
+        Ok(tree) => tree,
+        // An unprivileged caller (rootless ccrun-oci) may not clone mounts of the
+        // host's mount namespace: the init binds the source by path in its own, as
+        // with runc; only an idmap needs the parent.
+        Err(nix::errno::Errno::EPERM) if maps.is_none() && !nix::unistd::geteuid().is_root() => {
+            return Ok(None)
+        }
+        Err(e) => {
+            return Err(Error::sys(
+                format!("bind mount source {}", src.display()),
+                e,
+            ))
+        }
+    };
     let (set, clear) = attrs_of(opts.flags);
     sys::mount_setattr(tree.as_fd(), recursive, set, clear, None)
         .map_err(|e| Error::sys(format!("setting flags of mount {dest}"), e))?;
@@ -464,6 +488,9 @@ fn mount_entry_base(
     if typ == "cgroup" {
         return mount_cgroup(root, dest, opts, sources.cgroups);
     }
+    if matches!(typ, "proc" | "sysfs") {
+        refuse_unless_directory(root, dest, typ)?;
+    }
     let target = fsroot::mkdir_all(root, dest, 0o755)
         .ctx(|| format!("creating mount point {}", dest.display()))?;
     // What the tmpfs will cover, still readable through this fd once covered.
@@ -538,6 +565,34 @@ fn mount_entry_base(
     }
     let mounted = reopen(root, dest)?;
     apply_propagation(&sys::proc_fd_path(mounted.as_fd()), &opts.propagation)
+}
+
+/// Refuses to mount `typ` (proc, sysfs) on `dest` when something other than a
+/// directory is there: a symlink (`/proc -> /host/proc`) is the classic way to make a
+/// runtime mount where it should not. runc refuses it with the same words.
+fn refuse_unless_directory(root: BorrowedFd<'_>, dest: &Path, typ: &str) -> Result<()> {
+    let rel = fsroot::relative(dest);
+    let opened = sys::openat2(
+        root,
+        &rel,
+        libc::O_PATH | libc::O_NOFOLLOW,
+        0,
+        sys::RESOLVE_IN_ROOT | sys::RESOLVE_NO_MAGICLINKS,
+    );
+    let fd = match opened {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => return Ok(()),
+        Err(e) => return Err(Error::sys(format!("opening {}", dest.display()), e)),
+    };
+    let st = nix::sys::stat::fstat(fd.as_raw_fd()).ctx(|| format!("stat {}", dest.display()))?;
+    if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+        Ok(())
+    } else {
+        Err(Error::InvalidSpec(format!(
+            "filesystem {typ:?} must be mounted on ordinary directory ({} is not one)",
+            dest.display()
+        )))
+    }
 }
 
 /// Opens `dest` again after mounting on it: an fd taken before the mount still names
@@ -714,6 +769,30 @@ mod tests {
         tmpfs.set_typ(Some("tmpfs".into()));
         validate(&[tmpfs]).expect("tmpfs data and tmpcopyup");
         assert!(validate(&[bind(&["tmpcopyup"])]).is_err());
+    }
+
+    #[test]
+    fn recursive_atime_options_clear_the_whole_atime_field() {
+        for (opt, mode) in [
+            ("rnoatime", sys::MOUNT_ATTR_NOATIME),
+            ("rstrictatime", sys::MOUNT_ATTR_STRICTATIME),
+            ("rrelatime", sys::MOUNT_ATTR_RELATIME),
+            ("rnorelatime", sys::MOUNT_ATTR_STRICTATIME),
+        ] {
+            let p = opts(&["rbind", opt]);
+            assert_eq!(p.rec_clear, sys::MOUNT_ATTR__ATIME, "{opt}");
+            assert_eq!(p.rec_set, mode, "{opt}");
+            assert!(p.data.is_empty(), "{opt} is not data");
+        }
+        // The last mode wins; other recursive attributes stay.
+        let p = opts(&["rnoatime", "rro", "rstrictatime"]);
+        assert_eq!(
+            p.rec_set,
+            sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_STRICTATIME
+        );
+        assert_eq!(p.rec_clear, sys::MOUNT_ATTR__ATIME);
+        let p = opts(&["rro", "rrw"]);
+        assert_eq!((p.rec_set, p.rec_clear), (0, sys::MOUNT_ATTR_RDONLY));
     }
 
     #[test]

@@ -251,11 +251,6 @@ pub fn plan(spec: &Spec) -> Result<NamespacePlan> {
         }
         plan.time_offsets = render_time_offsets(offsets)?;
     }
-    if !plan.mount {
-        return Err(Error::InvalidSpec(
-            "a mount namespace is required (ccrun pivots into the rootfs)".into(),
-        ));
-    }
     for (flag, path) in &plan.join {
         check_kind(path, *flag)?;
     }
@@ -306,8 +301,10 @@ mod tests {
     }
 
     #[test]
-    fn mount_namespace_is_required() {
-        assert!(plan(&spec_with(vec![ns(LinuxNamespaceType::Pid)])).is_err());
+    fn no_mount_namespace_shares_the_runtimes() {
+        let p = plan(&spec_with(vec![ns(LinuxNamespaceType::Pid)])).expect("plan");
+        assert!(!p.mount);
+        assert_eq!(p.clone_flags & libc::CLONE_NEWNS, 0);
     }
 
     #[test]

@@ -202,8 +202,13 @@ pub fn give_stdio_pipes(fds: &[std::os::fd::RawFd], uid: u32, gid: u32) -> Resul
         if st.st_mode & libc::S_IFMT != libc::S_IFIFO || (st.st_uid, st.st_gid) == (uid, gid) {
             continue;
         }
-        nix::unistd::fchown(fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
-            .ctx(|| format!("handing stdio fd {fd} to uid {uid}"))?;
+        match nix::unistd::fchown(fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid))) {
+            Ok(()) => {}
+            // Rootless: a pipe of someone outside our user namespace (the caller's
+            // shell) is not ours to give away; the process can still use it as is.
+            Err(Errno::EPERM) if crate::rootless::in_user_namespace() => {}
+            Err(e) => return Err(Error::sys(format!("handing stdio fd {fd} to uid {uid}"), e)),
+        }
     }
     Ok(())
 }

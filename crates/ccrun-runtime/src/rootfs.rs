@@ -39,6 +39,11 @@ pub struct RootfsPlan {
     /// The init has a mount namespace of its own, whose copy of the rootfs directory is
     /// its working directory (see [`setup`]); otherwise the rootfs is attached by path.
     pub new_mount_ns: bool,
+    /// The spec lists a mount namespace (new or joined). Without one the container
+    /// shares the runtime's, as runc allows: its mounts are made there, the propagation
+    /// of `/` is left alone, and the init `chroot`s into the rootfs instead of pivoting
+    /// (which would move the root of every process in the namespace).
+    pub own_mount_ns: bool,
     /// Extra devices from the spec.
     pub devices: Vec<DeviceNode>,
     /// Provide the default devices (when `/dev` is a fresh filesystem).
@@ -89,6 +94,7 @@ impl RootfsPlan {
                 .is_some_and(|p| !p.is_empty()),
             trees: Vec::new(),
             new_mount_ns: true,
+            own_mount_ns: true,
             cgroups: Vec::new(),
             devices: linux
                 .and_then(|l| l.devices().as_ref())
@@ -128,21 +134,26 @@ pub fn setup(
 ) -> Result<()> {
     // The requested propagation for the copy of the host's mounts, `rprivate` unless
     // the spec asks otherwise (then host mounts may propagate in, or out for shared).
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        plan.propagation,
-        None::<&str>,
-    )
-    .ctx(|| "setting propagation of /".into())?;
+    // Unbindable waits until the container's root is in place (below, as crun does):
+    // until then the host's mounts are still bound from (bind mount sources, the
+    // /dev/null that masks paths), which an unbindable mount refuses with EINVAL.
+    let initial = if plan.propagation.contains(MsFlags::MS_UNBINDABLE) {
+        MsFlags::MS_PRIVATE | (plan.propagation & MsFlags::MS_REC)
+    } else {
+        plan.propagation
+    };
+    if plan.own_mount_ns {
+        mount(None::<&str>, "/", None::<&str>, initial, None::<&str>)
+            .ctx(|| "setting propagation of /".into())?;
+    }
     // The rootfs bind mount must not propagate to the host, and pivot_root refuses a
     // shared parent: make the mount holding the rootfs private when it is shared. After
-    // a recursive private, slave or unbindable nothing is shared (the common case, which
-    // skips reading mountinfo).
-    let none_shared = plan.propagation.contains(MsFlags::MS_REC)
-        && !plan.propagation.contains(MsFlags::MS_SHARED);
-    if !none_shared {
+    // a recursive private or slave nothing is shared (the common case, which skips
+    // reading mountinfo).
+    // Without a mount namespace of its own nothing pivots, and the host's mounts are
+    // not the container's to change.
+    let none_shared = initial.contains(MsFlags::MS_REC) && !initial.contains(MsFlags::MS_SHARED);
+    if plan.own_mount_ns && !none_shared {
         make_parent_private(&plan.rootfs)?;
     }
     // pivot_root needs the new root to be a mount point: the tree is one.
@@ -197,6 +208,16 @@ pub fn setup(
     }
     for p in &plan.readonly_paths {
         readonly_path(root.as_fd(), Path::new(p))?;
+    }
+    if !plan.own_mount_ns {
+        // The runtime's mount namespace: only this process changes its root.
+        nix::unistd::fchdir(root.as_raw_fd()).ctx(|| "entering the rootfs".into())?;
+        nix::unistd::chroot(".").ctx(|| "chroot".into())?;
+        nix::unistd::chdir("/").ctx(|| "chdir /".into())?;
+        if plan.readonly {
+            mounts::remount_bind(Path::new("/"), MsFlags::MS_RDONLY)?;
+        }
+        return Ok(());
     }
     enter_root(root.as_fd(), plan.no_pivot)?;
     drop(root);

@@ -10,7 +10,9 @@
 //! With `SCMP_ACT_NOTIFY`, the caller connects to the seccomp agent's `listenerPath`
 //! before it forks ([`Plan::connect_listener`]); right after loading the filter the
 //! process sends the agent the spec's container process state with the filter's
-//! notify fd (`SCM_RIGHTS`), once, and closes the connection.
+//! notify fd (`SCM_RIGHTS`), once, and closes the connection. A container's init loads
+//! such a filter during create ([`Plan::load_for_agent`]), as runc does, so the agent
+//! has the fd before the container is started.
 
 use std::cell::Cell;
 use std::io::IoSlice;
@@ -125,6 +127,8 @@ pub struct Plan {
     /// Load the filter before dropping capabilities: the process ends up without
     /// `no_new_privs` and without `CAP_SYS_ADMIN`.
     seccomp_early: bool,
+    /// The filter is loaded already (for a seccomp agent, see [`Plan::load_for_agent`]).
+    seccomp_loaded: Cell<bool>,
     personality: Option<libc::c_ulong>,
     labels: Vec<ExecLabel>,
 }
@@ -239,6 +243,7 @@ impl Plan {
             no_new_privs,
             seccomp,
             seccomp_early,
+            seccomp_loaded: Cell::new(false),
             personality,
             labels,
         })
@@ -296,7 +301,20 @@ impl Plan {
         self.listener.is_some()
     }
 
+    /// For a container's init whose filter notifies a seccomp agent: loads the filter
+    /// now and sends the agent its fd, so the agent has it once `create` returns, as
+    /// with runc. Does nothing without an agent.
+    pub fn load_for_agent(&self) -> Result<()> {
+        match &self.seccomp {
+            Some(filter) if self.listener.is_some() => self.load_seccomp(filter),
+            _ => Ok(()),
+        }
+    }
+
     fn load_seccomp(&self, filter: &Filter) -> Result<()> {
+        if self.seccomp_loaded.replace(true) {
+            return Ok(());
+        }
         filter.load()?;
         let Some(listener) = &self.listener else {
             return Ok(());

@@ -25,6 +25,8 @@ pub const MOUNT_ATTR_NOEXEC: u64 = 0x0000_0008;
 pub const MOUNT_ATTR__ATIME: u64 = 0x0000_0070;
 /// `mount_setattr` atime mode: never update atime.
 pub const MOUNT_ATTR_NOATIME: u64 = 0x0000_0010;
+/// `MOUNT_ATTR_RELATIME`: the default access-time mode (the field's zero value).
+pub const MOUNT_ATTR_RELATIME: u64 = 0;
 /// `mount_setattr` atime mode: always update atime.
 pub const MOUNT_ATTR_STRICTATIME: u64 = 0x0000_0020;
 /// `mount_setattr` attribute: no directory atime updates.

@@ -31,6 +31,12 @@ pub fn host_id(mappings: &[LinuxIdMapping], id: u32) -> Option<u32> {
 
 /// Writes uid_map and gid_map of process `pid`.
 pub fn write_maps(pid: i32, uids: &[LinuxIdMapping], gids: &[LinuxIdMapping]) -> Result<()> {
+    if !nix::unistd::geteuid().is_root() && !gids.is_empty() {
+        // An unprivileged caller (rootless ccrun-oci, as runc) may map only its own
+        // gid, and only once setgroups is denied in the namespace.
+        let path = format!("/proc/{pid}/setgroups");
+        std::fs::write(&path, "deny").map_err(|e| Error::io("writing", &path, e))?;
+    }
     for (file, maps) in [("uid_map", uids), ("gid_map", gids)] {
         if maps.is_empty() {
             continue;

@@ -28,6 +28,21 @@ pub fn busybox() -> PathBuf {
         .expect("busybox not found: install busybox-static")
 }
 
+/// Makes the process `cmd` starts die (SIGKILL) with the thread that starts it, so a
+/// test run killed from outside leaves no daemon of its (a registry, containerd)
+/// running.
+pub fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: prctl is async-signal-safe; it only sets the death signal.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(cmd, || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// chmod.
 pub fn set_mode(path: &Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");

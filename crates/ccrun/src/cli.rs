@@ -34,7 +34,8 @@ pub struct GlobalOpts {
     /// $XDG_DATA_HOME/ccrun otherwise]
     #[arg(long, global = true, env = "CCRUN_ROOT", value_name = "DIR")]
     pub root: Option<PathBuf>,
-    /// Directory for runtime state of running containers [default: /run/ccrun]
+    /// Directory for runtime state of running containers [default: /run/ccrun for root,
+    /// $XDG_RUNTIME_DIR/ccrun otherwise]
     #[arg(long, global = true, env = "CCRUN_STATE", value_name = "DIR")]
     pub state: Option<PathBuf>,
     /// Log level: error, warn, info, debug, trace
@@ -54,7 +55,7 @@ impl GlobalOpts {
         if let Some(root) = &self.root {
             return root.clone();
         }
-        if nix::unistd::geteuid().is_root() {
+        if !crate::rootless::active() {
             return PathBuf::from("/var/lib/ccrun");
         }
         let data = std::env::var_os("XDG_DATA_HOME")
@@ -64,11 +65,18 @@ impl GlobalOpts {
         data.join("ccrun")
     }
 
-    /// The runtime state directory (tmpfs, so it vanishes on reboot like the containers do).
+    /// The runtime state directory (tmpfs, so it vanishes on reboot like the containers
+    /// do): `/run/ccrun`, or `$XDG_RUNTIME_DIR/ccrun` rootless.
     pub fn state_root(&self) -> PathBuf {
         self.state
             .clone()
-            .unwrap_or_else(|| PathBuf::from("/run/ccrun"))
+            .unwrap_or_else(|| match crate::rootless::active() {
+                // Checked when ccrun entered the rootless namespace.
+                true => {
+                    crate::rootless::state_root().unwrap_or_else(|_| PathBuf::from("/tmp/ccrun"))
+                }
+                false => PathBuf::from("/run/ccrun"),
+            })
     }
 }
 
@@ -155,6 +163,11 @@ pub enum Command {
     History(commands::history::HistoryArgs),
     /// Make a new image from a container's changes
     Commit(commands::commit::CommitArgs),
+    /// Build an image from a Dockerfile
+    Build(Box<commands::build::BuildArgs>),
+    /// Manage the build cache
+    #[command(subcommand)]
+    Builder(commands::build::BuilderCommand),
 }
 
 impl Command {
@@ -169,7 +182,8 @@ impl Command {
             | Command::Restart(_)
             | Command::Exec(_)
             | Command::ContainerCleanup(_)
-            | Command::HealthcheckRun(_) => true,
+            | Command::HealthcheckRun(_)
+            | Command::Build(_) => true,
             Command::Container(sub) => {
                 matches!(sub, C::Run(_) | C::Start(_) | C::Restart(_) | C::Exec(_))
             }
@@ -307,6 +321,27 @@ mod tests {
     #[test]
     fn command_line_definition_is_consistent() {
         super::Cli::command().debug_assert();
+    }
+
+    /// The README's command table (`scripts/command-table.py`) names every command.
+    #[test]
+    fn readme_lists_every_command() {
+        let readme = include_str!("../../../README.md");
+        let table = readme
+            .split("<!-- command-table: begin -->")
+            .nth(1)
+            .and_then(|rest| rest.split("<!-- command-table: end -->").next())
+            .expect("the README has a command table");
+        let missing: Vec<String> = super::command()
+            .get_subcommands()
+            .filter(|c| !c.is_hide_set())
+            .map(|c| c.get_name().to_string())
+            .filter(|name| name != "help" && !table.contains(&format!("| `{name}` |")))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "missing from the README's command table (run scripts/command-table.py): {missing:?}"
+        );
     }
 
     #[test]

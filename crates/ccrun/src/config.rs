@@ -23,7 +23,11 @@
 //! default_ulimits = ["nofile=1024:2048"]
 //! log_driver = "k8s-file"
 //! log_size_max = "10m"
-//! userns = "private"
+//! userns = "auto"
+//!
+//! [userns]
+//! user = "ccrun"
+//! size = 67108864
 //!
 //! [network]
 //! default_subnet = "10.88.0.0/16"
@@ -62,6 +66,21 @@ pub struct Config {
     /// Network defaults.
     #[serde(default)]
     pub network: NetworkConfig,
+    /// ccrun's subordinate id ranges.
+    #[serde(default)]
+    pub userns: UsernsConfig,
+}
+
+/// `[userns]`: whose `/etc/subuid` and `/etc/subgid` entries hold the ids of root's
+/// containers (`--userns private` and `auto`), and how many ids to give that user when
+/// ccrun creates them.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsernsConfig {
+    /// The owner of the entries [default: `ccrun`].
+    pub user: Option<String>,
+    /// Ids allotted on first use, a multiple of 65536 [default: 65536 × 1024].
+    pub size: Option<u32>,
 }
 
 /// `[[registry]]`.
@@ -99,7 +118,7 @@ pub struct ContainersConfig {
     pub log_driver: Option<String>,
     /// Default `--log-opt max-size`.
     pub log_size_max: Option<SizeValue>,
-    /// Default `--userns`: `private` or `host`.
+    /// Default `--userns`: `auto`, `private`, `host` or `keep-id`.
     pub userns: Option<String>,
 }
 
@@ -161,8 +180,21 @@ impl Config {
                 .map_err(|e| fail("log_size_max", crate::exit::one_line(&e)))?;
         }
         if let Some(userns) = self.containers.userns.as_deref() {
-            if !matches!(userns, "private" | "host") {
-                return Err(fail("userns", format!("{userns:?}: use private or host")));
+            if !matches!(userns, "auto" | "private" | "host" | "keep-id") {
+                return Err(fail(
+                    "userns",
+                    format!("{userns:?}: use auto, private, host or keep-id"),
+                ));
+            }
+        }
+        if let Some(user) = self.userns.user.as_deref() {
+            if user.is_empty() || user.contains([':', '\n', '/']) {
+                return Err(fail("user", format!("{user:?} is not a user name")));
+            }
+        }
+        if let Some(size) = self.userns.size {
+            if size == 0 || size % 65_536 != 0 {
+                return Err(fail("size", format!("{size}: use a multiple of 65536")));
             }
         }
         if let Some(subnet) = self.network.default_subnet.as_deref() {
@@ -211,6 +243,8 @@ impl Config {
         mine.log_size_max = theirs.log_size_max.or(mine.log_size_max.take());
         mine.userns = theirs.userns.or(mine.userns.take());
         self.network.default_subnet = other.network.default_subnet.or(self.network.default_subnet);
+        self.userns.user = other.userns.user.or(self.userns.user);
+        self.userns.size = other.userns.size.or(self.userns.size);
         self
     }
 }
@@ -361,9 +395,24 @@ pub fn log_size_max() -> Option<u64> {
     get().log_size_max().ok().flatten()
 }
 
-/// The default `--userns` (`private` or `host`), if the file sets one.
+/// The default `--userns` (`auto`, `private`, `host` or `keep-id`), if the file sets one.
 pub fn userns() -> Option<&'static str> {
     get().containers.userns.as_deref()
+}
+
+/// The owner of ccrun's subordinate id entries: `CCRUN_USERNS_USER`, else the file's
+/// `[userns] user`, else `ccrun`.
+pub fn userns_user() -> String {
+    std::env::var("CCRUN_USERNS_USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .or_else(|| get().userns.user.clone())
+        .unwrap_or_else(|| "ccrun".to_string())
+}
+
+/// How many ids to allot ccrun's user when its entries are made (`[userns] size`).
+pub fn userns_size() -> Option<u32> {
+    get().userns.size
 }
 
 /// The subnet of the default bridge network, if the file sets one.

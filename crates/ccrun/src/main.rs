@@ -10,9 +10,11 @@ mod events;
 mod exit;
 mod format;
 mod formatted;
+mod idranges;
 mod image_config;
 mod networks;
 mod relay;
+mod rootless;
 mod security;
 mod spec_builder;
 mod storage;
@@ -37,7 +39,8 @@ fn main() {
     let read_config = !generated_docs && !matches!(cli.command, Command::ContainerCleanup(_));
     let checked = match generated_docs {
         true => Ok(()),
-        false => protect_host(&cli),
+        // An unprivileged user's ccrun first becomes root of that user's namespace.
+        false => rootless::enter(cli.global.state.as_deref()).and_then(|()| protect_host(&cli)),
     }
     .and_then(|()| match read_config {
         true => config::init(),

@@ -17,12 +17,6 @@ use oci_spec::runtime::{
 use crate::security::Security;
 use crate::user::Identity;
 
-/// Host id range a private user namespace maps container ids 0..65535 onto when
-/// `/etc/subuid` has no `ccrun` entry.
-pub const DEFAULT_SUBID_START: u32 = 100_000;
-/// Size of the mapped range.
-pub const DEFAULT_SUBID_COUNT: u32 = 65_536;
-
 /// How the container's user namespace is set up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UsernsMode {
@@ -35,8 +29,39 @@ pub enum UsernsMode {
         /// Number of ids mapped.
         count: u32,
     },
-    /// No user namespace: container root is host root.
+    /// No user namespace: container root is host root (rootless: the caller).
     Host,
+    /// Rootless `--userns keep-id`: a user namespace inside the rootless one in which
+    /// the caller's own uid and gid (`uid`, `gid`) are the caller; container ids below
+    /// them are the rootless namespace's `1..`, those above the same ids, up to `count`.
+    KeepId {
+        /// The caller's uid on the host, its uid inside.
+        uid: u32,
+        /// The caller's gid on the host, its gid inside.
+        gid: u32,
+        /// Ids the rootless namespace maps (root included).
+        count: u32,
+    },
+}
+
+/// Where container id `id` lands under keep-id (see [`UsernsMode::KeepId`]).
+fn keep_id(id: u32, own: u32, count: u32) -> u32 {
+    match id {
+        _ if id == own => 0,
+        _ if id < own => id + 1,
+        _ if id < count => id,
+        _ => 65_534,
+    }
+}
+
+/// The inverse of [`keep_id`].
+fn unkeep_id(host: u32, own: u32, count: u32) -> u32 {
+    match host {
+        0 => own,
+        _ if host <= own => host - 1,
+        _ if host < count => host,
+        _ => 65_534,
+    }
 }
 
 impl UsernsMode {
@@ -49,7 +74,13 @@ impl UsernsMode {
                 ..
             } => (uid_start, gid_start),
             UsernsMode::Host => (0, 0),
+            UsernsMode::KeepId { .. } => self.host_ids(0, 0),
         }
+    }
+
+    /// Whether the container gets a user namespace of its own.
+    pub fn has_own_namespace(&self) -> bool {
+        !matches!(self, UsernsMode::Host)
     }
 
     /// Host uid and gid of container `uid`/`gid` (the overflow id 65534 when the
@@ -71,6 +102,11 @@ impl UsernsMode {
                 (map(uid, uid_start), map(gid, gid_start))
             }
             UsernsMode::Host => (uid, gid),
+            UsernsMode::KeepId {
+                uid: own_uid,
+                gid: own_gid,
+                count,
+            } => (keep_id(uid, own_uid, count), keep_id(gid, own_gid, count)),
         }
     }
 
@@ -90,6 +126,14 @@ impl UsernsMode {
                 (map(uid, uid_start), map(gid, gid_start))
             }
             UsernsMode::Host => (uid, gid),
+            UsernsMode::KeepId {
+                uid: own_uid,
+                gid: own_gid,
+                count,
+            } => (
+                unkeep_id(uid, own_uid, count),
+                unkeep_id(gid, own_gid, count),
+            ),
         }
     }
 }
@@ -316,11 +360,28 @@ pub const READONLY_PATHS: &[&str] = &[
 ];
 
 fn id_map(start: u32, count: u32) -> Result<LinuxIdMapping> {
+    line(0, start, count)
+}
+
+fn line(container: u32, host: u32, size: u32) -> Result<LinuxIdMapping> {
     Ok(LinuxIdMappingBuilder::default()
-        .container_id(0u32)
-        .host_id(start)
-        .size(count)
+        .container_id(container)
+        .host_id(host)
+        .size(size)
         .build()?)
+}
+
+/// The keep-id mapping of `own` (see [`UsernsMode::KeepId`]).
+fn keep_id_map(own: u32, count: u32) -> Result<Vec<LinuxIdMapping>> {
+    let mut maps = Vec::new();
+    if own > 0 {
+        maps.push(line(0, 1, own)?);
+    }
+    maps.push(line(own, 0, 1)?);
+    if count > own + 1 {
+        maps.push(line(own + 1, own + 1, count - own - 1)?);
+    }
+    Ok(maps)
 }
 
 /// The uid and gid mappings of a user namespace mode (empty for the host's).
@@ -335,6 +396,9 @@ pub fn build_id_mappings(mode: &UsernsMode) -> Result<(Vec<LinuxIdMapping>, Vec<
             vec![id_map(gid_start, count)?],
         )),
         UsernsMode::Host => Ok((Vec::new(), Vec::new())),
+        UsernsMode::KeepId { uid, gid, count } => {
+            Ok((keep_id_map(uid, count)?, keep_id_map(gid, count)?))
+        }
     }
 }
 
@@ -429,7 +493,7 @@ pub fn build(run: &RunSpec) -> Result<Spec> {
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    if let UsernsMode::Private { .. } = run.userns {
+    if run.userns.has_own_namespace() {
         match &ns.user {
             // Another container's user namespace, whose mapping is the same as ours.
             Some(path) => namespaces.push(
@@ -545,7 +609,7 @@ pub fn build(run: &RunSpec) -> Result<Spec> {
     let mut device_mounts = Vec::new();
     let mut devices = Vec::new();
     for d in &sec.devices {
-        if let UsernsMode::Private { .. } = run.userns {
+        if run.userns.has_own_namespace() {
             device_mounts.push(
                 MountBuilder::default()
                     .destination(d.device.path().clone())
@@ -633,30 +697,6 @@ fn adjust_default_mount(mut m: Mount, sec: &Security) -> Mount {
     }
     m.set_options(Some(options));
     m
-}
-
-/// The private user namespace range: the `ccrun` entry of `/etc/subuid` and
-/// `/etc/subgid` when present, else [`DEFAULT_SUBID_START`] + [`DEFAULT_SUBID_COUNT`].
-pub fn private_userns() -> UsernsMode {
-    let lookup = |file: &str| -> Option<(u32, u32)> {
-        let text = std::fs::read_to_string(file).ok()?;
-        text.lines().find_map(|line| {
-            let mut f = line.trim().split(':');
-            if f.next()? != "ccrun" {
-                return None;
-            }
-            Some((f.next()?.parse().ok()?, f.next()?.parse().ok()?))
-        })
-    };
-    let (uid_start, ucount) =
-        lookup("/etc/subuid").unwrap_or((DEFAULT_SUBID_START, DEFAULT_SUBID_COUNT));
-    let (gid_start, gcount) =
-        lookup("/etc/subgid").unwrap_or((DEFAULT_SUBID_START, DEFAULT_SUBID_COUNT));
-    UsernsMode::Private {
-        uid_start,
-        gid_start,
-        count: ucount.min(gcount).min(DEFAULT_SUBID_COUNT),
-    }
 }
 
 #[cfg(test)]

@@ -114,6 +114,26 @@ impl Ctx {
         let id = self.ok(&["inspect", "-f", "{{.Id}}", name]);
         self.env.root().join("containers").join(id).join("upper")
     }
+
+    /// The host uid and gid of container `name`'s root: the first entries of its
+    /// `config.json` mappings (its own range under `--userns auto`).
+    fn root_on_host(&self, name: &str) -> (u32, u32) {
+        let id = self.ok(&["inspect", "-f", "{{.Id}}", name]);
+        let path = self
+            .env
+            .root()
+            .join("containers")
+            .join(id)
+            .join("config.json");
+        let config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).expect("config.json")).expect("JSON");
+        let first = |key: &str| {
+            config["linux"][key][0]["hostID"]
+                .as_u64()
+                .expect("a user-namespace mapping") as u32
+        };
+        (first("uidMappings"), first("gidMappings"))
+    }
 }
 
 impl Drop for Ctx {
@@ -225,9 +245,15 @@ fn cp_and_export_see_the_containers_owners_through_the_user_namespace(images: &I
         c.ok(&["exec", "owners", "stat", "-c", "%u:%g", "/tmp/in"]),
         "0:0"
     );
-    // On the host the file belongs to the container's root: host uid 100000.
+    // On the host the file belongs to the container's root: the first id of its range.
     let stored = std::fs::metadata(c.upper("owners").join("tmp/in")).expect("in the upper dir");
-    assert_eq!((stored.uid(), stored.gid()), (100_000, 100_000));
+    let root = c.root_on_host("owners");
+    assert_ne!(
+        root,
+        (0, 0),
+        "the container has a user namespace of its own"
+    );
+    assert_eq!((stored.uid(), stored.gid()), root);
     c.ok(&[
         "exec",
         "owners",

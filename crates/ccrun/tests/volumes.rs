@@ -1,6 +1,7 @@
 //! Volumes and bind mounts for real: `-v`, `--mount`, the `volume` commands, `rm -v`,
-//! and who owns what on the host under the default private user namespace (container
-//! root = host uid 100000) and with `--userns host`. Every test runs `--rootfs`
+//! and who owns what on the host under `--userns private` (container root = the first
+//! id of ccrun's shared range; set as the default through a configuration file) and
+//! with `--userns host`. (`--userns auto`'s idmapped volumes: tests/userns.rs.) Every test runs `--rootfs`
 //! containers from a busybox root in its own storage root and checks that nothing is
 //! left behind (containers, runtime state, mounts, processes, volumes).
 
@@ -12,14 +13,14 @@ use std::process::{Output, Stdio};
 
 use support::{host_mounts, stderr, stdout, Ccrun, Rootfs};
 
-/// Host uid (and gid) of the container's root under the default user namespace.
-const MAPPED_ROOT: u32 = 100_000;
-
 /// A storage root, a busybox rootfs and a host directory to bind-mount.
 struct Ctx {
     c: Ccrun,
     r: Rootfs,
     host: tempfile::TempDir,
+    /// Host uid (and gid) of the container's root under `--userns private`.
+    mapped_root: u32,
+    _config: tempfile::TempDir,
 }
 
 impl Ctx {
@@ -30,10 +31,27 @@ impl Ctx {
             .expect("host dir");
         // The container's root (an unprivileged host user) must reach bind sources.
         ccrun_testkit::set_mode(host.path(), 0o755);
+        let config = tempfile::tempdir().expect("config dir");
+        let file = config.path().join("ccrun.toml");
+        std::fs::write(&file, "[containers]\nuserns = \"private\"\n").expect("config");
+        let c = Ccrun::new().with_env("CCRUN_CONFIG", file.to_str().expect("utf-8"));
+        let r = Rootfs::busybox();
+        // The first run makes the harness's subordinate ids; private is their first range.
+        let out = c.run(r.path(), &["--rm", "true"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let entries = ccrun_runtime::subid::entries_of(
+            Path::new(ccrun_runtime::subid::SUBUID),
+            c.subid_owner(),
+            None,
+        )
+        .expect("subuid");
+        let mapped_root = entries.first().expect("the harness's range").start;
         Ctx {
-            c: Ccrun::new(),
-            r: Rootfs::busybox(),
+            c,
+            r,
             host,
+            mapped_root,
+            _config: config,
         }
     }
 
@@ -152,7 +170,7 @@ fn bind_mount_is_shared_both_ways() {
     let x = Ctx::new();
     let dir = x.host_dir("shared");
     // Owned by the container's mapped root, as `U` or a chown would leave it.
-    std::os::unix::fs::chown(&dir, Some(MAPPED_ROOT), Some(MAPPED_ROOT)).expect("chown");
+    std::os::unix::fs::chown(&dir, Some(x.mapped_root), Some(x.mapped_root)).expect("chown");
     std::fs::write(dir.join("from-host"), "host says hi\n").expect("write");
     let v = format!("{}:/mnt/shared", dir.display());
     let out = x.run_ok(&[
@@ -169,7 +187,7 @@ fn bind_mount_is_shared_both_ways() {
     );
     assert_eq!(
         owner(&dir.join("from-container")),
-        (MAPPED_ROOT, MAPPED_ROOT)
+        (x.mapped_root, x.mapped_root)
     );
     // A single file, onto a path the image does not have (created as a mount point).
     let file = format!("{}:/new/dir/motd", dir.join("from-host").display());
@@ -192,7 +210,7 @@ fn bind_mount_is_shared_both_ways() {
 fn read_only_bind_refuses_writes() {
     let x = Ctx::new();
     let dir = x.host_dir("ro");
-    std::os::unix::fs::chown(&dir, Some(MAPPED_ROOT), Some(MAPPED_ROOT)).expect("chown");
+    std::os::unix::fs::chown(&dir, Some(x.mapped_root), Some(x.mapped_root)).expect("chown");
     for spec in [
         format!("-v={}:/ro:ro,z", dir.display()),
         format!("--mount=type=bind,src={},dst=/ro,readonly", dir.display()),
@@ -266,8 +284,8 @@ fn named_volume_keeps_data_with_mapped_owners() {
     ]);
     // Created on first use, owned by the container's root as seen from the host.
     let data = x.data("keep");
-    assert_eq!(owner(&data), (MAPPED_ROOT, MAPPED_ROOT));
-    assert_eq!(owner(&data.join("f")), (MAPPED_ROOT, MAPPED_ROOT));
+    assert_eq!(owner(&data), (x.mapped_root, x.mapped_root));
+    assert_eq!(owner(&data.join("f")), (x.mapped_root, x.mapped_root));
     // A later container reads and writes it as root.
     let out = x.run_ok(&[
         "-v",
@@ -293,7 +311,7 @@ fn named_volume_keeps_data_with_mapped_owners() {
     ]);
     assert_eq!(
         owner(&data.join("shared/u")),
-        (MAPPED_ROOT + 1000, MAPPED_ROOT + 1000)
+        (x.mapped_root + 1000, x.mapped_root + 1000)
     );
     assert_eq!(
         x.run_ok(&[
@@ -347,7 +365,7 @@ fn host_userns_volume_is_owned_by_host_root() {
     assert_eq!(out, "0");
     assert_eq!(
         owner(&x.data("hostvol").join("f")),
-        (MAPPED_ROOT, MAPPED_ROOT)
+        (x.mapped_root, x.mapped_root)
     );
     x.finish();
 }
@@ -369,7 +387,7 @@ fn u_option_chowns_a_bind_source_to_the_container_user() {
     ]);
     assert_eq!(out, "0");
     for p in ["", "sub", "sub/f", "sub/new", "link"] {
-        assert_eq!(owner(&dir.join(p)), (MAPPED_ROOT, MAPPED_ROOT), "{p}");
+        assert_eq!(owner(&dir.join(p)), (x.mapped_root, x.mapped_root), "{p}");
     }
     // The link was not followed.
     assert_eq!(owner(Path::new("/etc/passwd")), (0, 0));
@@ -378,7 +396,7 @@ fn u_option_chowns_a_bind_source_to_the_container_user() {
     x.run_ok(&["-u", "1000", "--mount", &m, "touch", "/g/sub/by-user"]);
     assert_eq!(
         owner(&dir.join("sub/f")),
-        (MAPPED_ROOT + 1000, MAPPED_ROOT + 1000)
+        (x.mapped_root + 1000, x.mapped_root + 1000)
     );
     // Never on a system directory.
     let out = x.run(&["-v", "/etc:/x:U", "true"]);
@@ -412,10 +430,10 @@ fn new_volume_is_seeded_from_the_root_filesystem_only_once() {
     assert_eq!(out, "from the image\n750 0\n1000");
     // On the host: the rootfs's raw ids shifted into the container's range.
     let data = x.data("seeded");
-    assert_eq!(owner(&data), (MAPPED_ROOT, MAPPED_ROOT));
+    assert_eq!(owner(&data), (x.mapped_root, x.mapped_root));
     assert_eq!(
         owner(&data.join("sub/owned")),
-        (MAPPED_ROOT + 1000, MAPPED_ROOT + 1000)
+        (x.mapped_root + 1000, x.mapped_root + 1000)
     );
     assert_eq!(
         std::fs::read_link(data.join("link")).expect("link"),

@@ -3,6 +3,8 @@
 //! test created (by `delete --force`, which also removes its cgroup).
 #![allow(dead_code)]
 
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -250,4 +252,35 @@ pub fn unmount_under(dir: &Path) {
     for p in points {
         let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
     }
+}
+
+/// Receives one fd sent with SCM_RIGHTS on an accepted connection of `listener`.
+pub fn receive_fd(listener: &UnixListener) -> (OwnedFd, Vec<u8>) {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::io::IoSliceMut;
+    use std::os::fd::AsRawFd;
+    use std::os::fd::FromRawFd;
+    let (conn, _) = listener.accept().expect("accept");
+    let mut name = vec![0u8; 256];
+    let mut iov = [IoSliceMut::new(&mut name)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::empty(),
+    )
+    .expect("recvmsg");
+    let len = msg.bytes;
+    let fd = msg
+        .cmsgs()
+        .expect("cmsgs")
+        .find_map(|c| match c {
+            ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
+            _ => None,
+        })
+        .expect("an fd in the control data");
+    name.truncate(len);
+    // SAFETY: the kernel just installed this fd for us; nothing else owns it.
+    (unsafe { OwnedFd::from_raw_fd(fd) }, name)
 }

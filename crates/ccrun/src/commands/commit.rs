@@ -132,6 +132,7 @@ pub fn commit(global: &GlobalOpts, args: CommitArgs) -> Result<i32> {
             count,
         },
         UsernsMode::Host => Owners::Keep,
+        UsernsMode::KeepId { uid, gid, count } => Owners::KeepId { uid, gid, count },
     };
     let container = Container {
         parent: &parent,

@@ -1,6 +1,7 @@
 //! One module per group of subcommands; `dispatch` routes a parsed command line.
 
 pub mod attach;
+pub mod build;
 pub mod commit;
 pub mod container;
 pub mod cp;
@@ -35,12 +36,17 @@ use anyhow::{bail, Result};
 use crate::cli::{Cli, Command};
 
 /// Runs `f` on each name the user gave, printing Docker's per-object error line for
-/// each that fails, and fails after trying them all (`docker rm a b c` style).
+/// each that fails, and fails after trying them all (`docker rm a b c` style); with
+/// one name, its error alone.
 pub fn for_each_named(
     what: &str,
     names: &[String],
     mut f: impl FnMut(&str) -> Result<()>,
 ) -> Result<()> {
+    // One name: its error is the one line printed.
+    if let [name] = names {
+        return f(name);
+    }
     let mut failed = Vec::new();
     for name in names {
         if let Err(e) = f(name) {
@@ -94,6 +100,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Update(args) => update::update(&cli.global, args),
         Command::History(args) => history::history(&cli.global, args),
         Command::Commit(args) => commit::commit(&cli.global, args),
+        Command::Build(args) => build::build(&cli.global, *args),
+        Command::Builder(cmd) => build::builder(&cli.global, cmd),
     }
 }
 

@@ -138,11 +138,17 @@ pub fn system_prune(global: &GlobalOpts, args: PruneArgs) -> Result<i32> {
     } else {
         "all dangling images"
     };
-    let warning = format!("WARNING! This will remove:\n  - all stopped containers\n  - {images}\n");
+    let warning = format!(
+        "WARNING! This will remove:\n  - all stopped containers\n  - {images}\n  - all build cache\n"
+    );
     if !args.force && !confirm(&warning)? {
         return Ok(0);
     }
     let containers = prune_containers(global)?;
+    // The image collection below frees the layers only the cache kept.
+    ccrun_build::Cache::new(&global.store_root())
+        .prune()
+        .context("removing the build cache")?;
     let images = prune_images(global, args.all)?;
     let mut out = std::io::stdout().lock();
     print_section(&mut out, "Deleted Containers:", &containers.lines)?;

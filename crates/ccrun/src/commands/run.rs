@@ -31,10 +31,24 @@ use super::{run_flags, sharing};
 /// `--userns` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum UsernsArg {
-    /// Map container uids 0-65535 to an unprivileged host range (default)
+    /// A 65536-id host range of the container's own, released on removal (root's
+    /// default)
+    Auto,
+    /// Map container uids 0-65535 to ccrun's one shared unprivileged host range
     Private,
-    /// Share the host's user namespace: container root is host root
+    /// Share ccrun's user namespace: container root is host root (rootless: you; the
+    /// rootless default)
     Host,
+    /// Rootless: your own uid and gid inside, root below them in your subordinate ids
+    #[value(name = "keep-id")]
+    KeepId,
+}
+
+impl UsernsArg {
+    /// The configuration file's `userns` value.
+    fn from_config(value: &str) -> Option<UsernsArg> {
+        <UsernsArg as clap::ValueEnum>::from_str(value, false).ok()
+    }
 }
 
 /// `--pull` values.
@@ -287,6 +301,7 @@ fn run_or_create(global: &GlobalOpts, args: RunArgs, create_only: bool) -> Resul
     validate(&args)?;
     let mut limits = limits(&args)?;
     args.more.add_limits(&mut limits)?;
+    crate::rootless::check_limits(&limits)?;
     let mut parsed = args.more.parse(&args.log_opt, args.detach)?;
     let labels: Vec<_> = super::parse_labels(&args.label)?;
     let restart_policy = parse_restart(&args.restart)?;
@@ -322,21 +337,20 @@ fn run_or_create(global: &GlobalOpts, args: RunArgs, create_only: bool) -> Resul
     .map(|(flag, _)| flag);
     let chosen_userns = args
         .userns
-        .or_else(|| (crate::config::userns() == Some("host")).then_some(UsernsArg::Host));
-    let userns = match (chosen_userns, args.privileged, host_namespace) {
-        (Some(UsernsArg::Private), true, _) => {
-            bail!("conflicting options: --privileged needs --userns host")
+        .or_else(|| crate::config::userns().and_then(UsernsArg::from_config));
+    let userns_arg = match (chosen_userns, args.privileged, host_namespace) {
+        (Some(UsernsArg::Host), _, _) | (None, true, _) | (None, false, Some(_)) => UsernsArg::Host,
+        (Some(other), true, _) => {
+            bail!("conflicting options: --privileged needs --userns host, not {other:?}")
         }
-        (Some(UsernsArg::Private), false, Some(flag)) => {
+        (Some(_), false, Some(flag)) => {
             bail!("conflicting options: {flag} host needs --userns host")
         }
-        (Some(UsernsArg::Host), _, _) | (None, true, _) | (None, false, Some(_)) => {
-            UsernsMode::Host
-        }
-        (Some(UsernsArg::Private), false, None) | (None, false, None) => {
-            spec_builder::private_userns()
-        }
+        (Some(chosen), false, None) => chosen,
+        (None, false, None) if crate::rootless::active() => UsernsArg::Host,
+        (None, false, None) => UsernsArg::Auto,
     };
+    let (userns, allocation) = crate::rootless::userns_mode(userns_arg)?;
     if args.hostname.is_some() && !parsed.options.uts_mode.is_empty() {
         bail!(
             "conflicting options: --hostname and --uts {}",
@@ -502,8 +516,23 @@ fn run_or_create(global: &GlobalOpts, args: RunArgs, create_only: bool) -> Resul
         options: parsed.options,
         health: None,
         paused: false,
+        id_range: None,
     };
-    let dir = containers.create(&mut record, args.name.as_deref())?;
+    // A joined user namespace (--pid/--ipc container:) brings its container's range.
+    let allocation = allocation.filter(|_| shared.namespaces.user.is_none());
+    let dir = containers.create(
+        &mut record,
+        args.name.as_deref(),
+        |store, r| match &allocation {
+            Some(allocation) => crate::idranges::assign(allocation, store, r),
+            None => Ok(()),
+        },
+    )?;
+    let userns = match (record.id_range, &shared.namespaces.user) {
+        (Some(range), _) => range.mode(),
+        (None, Some(joined)) => sharing::joined_mode(joined).unwrap_or(userns),
+        (None, None) => userns,
+    };
     if let Some(cidfile) = &cidfile {
         if let Err(e) = cidfile.write(&id) {
             let _ = cleanup::discard(&containers, &record);
@@ -511,6 +540,12 @@ fn run_or_create(global: &GlobalOpts, args: RunArgs, create_only: bool) -> Resul
         }
     }
     crate::events::container(&root, "create", &record, &[]);
+    let run_user = match (&args.user, &userns) {
+        (Some(user), _) => user.clone(),
+        // keep-id runs as the caller by default, as podman's does.
+        (None, UsernsMode::KeepId { uid, gid, .. }) => format!("{uid}:{gid}"),
+        (None, _) => source.defaults.user.clone().unwrap_or_default(),
+    };
     let job = Job {
         args: &args,
         containers: &containers,
@@ -529,11 +564,7 @@ fn run_or_create(global: &GlobalOpts, args: RunArgs, create_only: bool) -> Resul
             .clone()
             .or_else(|| source.defaults.working_dir.clone())
             .unwrap_or_else(|| "/".to_string()),
-        user: args
-            .user
-            .clone()
-            .or_else(|| source.defaults.user.clone())
-            .unwrap_or_default(),
+        user: run_user,
         argv,
     };
     let spec = match job.prepare() {
@@ -649,6 +680,17 @@ fn network_choice(
                 NetworkChoice::None
             }
         }
+        "bridge" if crate::rootless::active() => {
+            no_aliases(&args.network)?;
+            if args.ip.is_some() {
+                bail!("--ip needs a bridge network, which rootless ccrun does not make");
+            }
+            bridge(crate::rootless::network::USER_NETWORK.to_string())
+        }
+        name if crate::rootless::active() => bail!(
+            "--network {name}: rootless containers have the default network (pasta), \
+             none, host or container:NAME; user-defined networks need root"
+        ),
         name => {
             let net = NetworkStore::open(root)?.find(name)?;
             if !net.resolves_names() {
@@ -847,7 +889,8 @@ impl Job<'_> {
             namespaces: self.shared.namespaces.clone(),
             domainname: self.record.options.domainname.clone(),
             annotations: self.record.options.annotations.clone(),
-            cgroup_path: self.record.options.cgroup_path(&self.record.id),
+            cgroup_path: crate::rootless::cgroup_path(&self.record.id)
+                .unwrap_or_else(|| self.record.options.cgroup_path(&self.record.id)),
         })?;
         launch::save_config(self.dir, &spec)?;
         Ok(spec)
@@ -860,28 +903,52 @@ impl Job<'_> {
         }
         // An overlay snapshot shows the image through the container's mapping already;
         // a --rootfs directory shows raw ids, which the runtime maps only when mounting.
-        let shift = match (&self.record.rootfs, &self.userns) {
+        let image = matches!(self.record.rootfs, RootfsSource::Image { .. });
+        let (shift, root_owner, user_owner) = match (self.record.id_range, &self.userns) {
+            // --userns auto: volumes are idmapped, so they keep the container's own ids.
+            (Some(r), _) => (
+                match image {
+                    true => IdShift::Unmap {
+                        uid_start: r.uid_start,
+                        gid_start: r.gid_start,
+                        count: r.count,
+                    },
+                    false => IdShift::Keep,
+                },
+                (0, 0),
+                (identity.uid, identity.gid),
+            ),
             (
-                RootfsSource::Dir(_),
+                None,
                 &UsernsMode::Private {
                     uid_start,
                     gid_start,
                     count,
                 },
-            ) => IdShift::Map {
-                uid_start,
-                gid_start,
-                count,
-            },
-            _ => IdShift::Keep,
+            ) if !image => (
+                IdShift::Map {
+                    uid_start,
+                    gid_start,
+                    count,
+                },
+                self.userns.root_owner(),
+                self.userns.host_ids(identity.uid, identity.gid),
+            ),
+            _ => (
+                IdShift::Keep,
+                self.userns.root_owner(),
+                self.userns.host_ids(identity.uid, identity.gid),
+            ),
         };
         volumes::attach(
             &volumes::Target {
                 store_root: self.store_root,
                 rootfs,
                 shift,
-                root_owner: self.userns.root_owner(),
-                user_owner: self.userns.host_ids(identity.uid, identity.gid),
+                root_owner,
+                user_owner,
+                own_userns: self.userns.has_own_namespace(),
+                idmap_volumes: self.record.id_range.is_some(),
             },
             &self.planned,
         )
@@ -895,6 +962,9 @@ impl Job<'_> {
             RootfsSource::Image { layers } => layers,
         };
         let userns_fd: Option<OwnedFd> = match &self.userns {
+            // Rootless layers cannot be idmapped: they already hold the ids the
+            // rootless namespace maps.
+            UsernsMode::KeepId { .. } => None,
             UsernsMode::Private { .. } => {
                 let (uids, gids) = spec_builder::build_id_mappings(&self.userns)?;
                 Some(ccrun_runtime::userns::new_userns_fd(&uids, &gids)?)
@@ -987,7 +1057,7 @@ fn platform_fits(stored: &str, wanted: Option<&str>) -> bool {
 /// Pulls through `ccrun pull` in a child process: pulling uses threads, and the
 /// container must be created from a single-threaded process. Progress goes to stderr
 /// so that stdout carries only the container's output, as with `docker run`.
-fn pull_in_child(
+pub(crate) fn pull_in_child(
     global: &GlobalOpts,
     name: &str,
     platform: Option<&str>,

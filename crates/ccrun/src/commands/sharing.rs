@@ -143,17 +143,17 @@ pub fn resolve(
     }
     if let Some((what, other)) = user_from {
         let own = has_own_userns(other.pid)?;
-        match (userns, own) {
-            (UsernsMode::Private { .. }, true) => {
+        match (userns.has_own_namespace(), own) {
+            (true, true) => {
                 shared.namespaces.user =
                     Some(PathBuf::from(format!("/proc/{}/ns/user", other.pid)));
             }
-            (UsernsMode::Host, false) => {}
-            (UsernsMode::Private { .. }, false) => bail!(
+            (false, false) => {}
+            (true, false) => bail!(
                 "{what}: container {} runs in the host's user namespace; add --userns host",
                 other.name
             ),
-            (UsernsMode::Host, true) => bail!(
+            (false, true) => bail!(
                 "{what}: container {} runs in a user namespace of its own, which the \
                  host's cannot share; drop --userns host and --privileged",
                 other.name
@@ -161,6 +161,25 @@ pub fn resolve(
         }
     }
     Ok(shared)
+}
+
+/// The single-range mapping of the user namespace at `path` (`/proc/PID/ns/user`), read
+/// from that process's maps: what a container joining it is mapped by.
+pub fn joined_mode(path: &std::path::Path) -> Option<UsernsMode> {
+    let proc_dir = path.parent()?.parent()?;
+    let read = |file: &str| {
+        let text = std::fs::read_to_string(proc_dir.join(file)).ok()?;
+        match ccrun_runtime::userns::parse_map(&text)?.as_slice() {
+            [m] if m.container_id() == 0 => Some((m.host_id(), m.size())),
+            _ => None,
+        }
+    };
+    let ((uid_start, count), (gid_start, gids)) = (read("uid_map")?, read("gid_map")?);
+    Some(UsernsMode::Private {
+        uid_start,
+        gid_start,
+        count: count.min(gids),
+    })
 }
 
 /// Points the paths of `spec` that name another container's process (its shared

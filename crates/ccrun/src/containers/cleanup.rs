@@ -101,7 +101,10 @@ impl ccrun_image::ImageUsage for ContainerUsage<'_> {
             .collect())
     }
 
+    /// The layers containers stack, and those the build cache names (matched by
+    /// directory name, the diff-id), which `builder prune` releases.
     fn layers_in_use(&self) -> ccrun_image::Result<Vec<std::path::PathBuf>> {
+        let cached = ccrun_build::Cache::new(self.0.root()).layers();
         Ok(self
             .records()?
             .into_iter()
@@ -109,6 +112,7 @@ impl ccrun_image::ImageUsage for ContainerUsage<'_> {
                 RootfsSource::Image { layers } => layers,
                 RootfsSource::Dir(_) => Vec::new(),
             })
+            .chain(cached.iter().map(|d| std::path::PathBuf::from(d.hex())))
             .collect())
     }
 }

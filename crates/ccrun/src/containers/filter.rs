@@ -319,6 +319,7 @@ mod tests {
             network: Default::default(),
             attachment: None,
             paused: false,
+            id_range: None,
             hostname: String::new(),
             extra_hosts: vec![],
             volume_mounts: vec![],

@@ -75,6 +75,9 @@ pub fn mount_rootfs(record: &Record, dir: &Path, spec: &Spec) -> Result<PathBuf>
         .any(|ns| ns.typ() == LinuxNamespaceType::User && ns.path().is_none());
     let uids = linux.uid_mappings().clone().unwrap_or_default();
     let gids = linux.gid_mappings().clone().unwrap_or_default();
+    // Rootless layers cannot be idmapped (the kernel allows it only to host root); they
+    // hold the rootless namespace's ids already.
+    let private_userns = private_userns && !crate::rootless::active();
     let userns_fd: Option<OwnedFd> = if private_userns {
         Some(ccrun_runtime::userns::new_userns_fd(&uids, &gids)?)
     } else {

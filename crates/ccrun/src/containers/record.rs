@@ -173,6 +173,10 @@ pub struct Record {
     /// Frozen by `pause` (while running).
     #[serde(default)]
     pub paused: bool,
+    /// Its own host id range under `--userns auto`: allocated with the record under
+    /// the store lock, released with it (see [`crate::idranges`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_range: Option<crate::idranges::IdRange>,
 }
 
 /// Flags as given that `inspect` shows in `HostConfig`: the spec holds their effect

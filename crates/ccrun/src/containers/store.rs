@@ -56,9 +56,18 @@ impl ContainerStore {
     }
 
     /// Creates the container's directory and record, reserving `name` (or a generated
-    /// one, stored into `record.name`). Fails if the name is taken.
-    pub fn create(&self, record: &mut Record, name: Option<&str>) -> Result<PathBuf> {
+    /// one, stored into `record.name`). Fails if the name is taken. `under_lock` runs on
+    /// the record before it is saved, while the store lock is held (it may list the
+    /// other records): to hand out what records own (the id range of `--userns auto`)
+    /// without two creates taking the same.
+    pub fn create(
+        &self,
+        record: &mut Record,
+        name: Option<&str>,
+        under_lock: impl FnOnce(&ContainerStore, &mut Record) -> Result<()>,
+    ) -> Result<PathBuf> {
         let _lock = self.lock()?;
+        under_lock(self, record)?;
         if let Some(name) = name {
             names::validate(name)?;
             self.reserve(name, &record.id)?

@@ -37,6 +37,10 @@ pub fn connect(
         NetworkChoice::Bridge {
             network, ip, ports, ..
         } => (network, ip, ports),
+        NetworkChoice::None if crate::rootless::active() => {
+            crate::rootless::network::loopback_up(pid)?;
+            return Ok(None);
+        }
         NetworkChoice::None => {
             let netns = ccrun_net::netns::of_pid(pid)
                 .context("opening the container's network namespace")?;
@@ -45,6 +49,9 @@ pub fn connect(
         }
         NetworkChoice::Host | NetworkChoice::Container { .. } => return Ok(None),
     };
+    if network == crate::rootless::network::USER_NETWORK {
+        return crate::rootless::network::connect(containers, record, pid).map(Some);
+    }
     // Checked before anything is set up, so a bad `$CCRUN_FIREWALL` is one clear error.
     ccrun_net::Backend::detect()?;
     let networks = NetworkStore::open(containers.root())?;
@@ -222,6 +229,10 @@ pub fn disconnect(containers: &ContainerStore, record: &Record) -> Result<()> {
         (None, NetworkChoice::Bridge { network, .. }) => network.clone(),
         _ => return Ok(()),
     };
+    if network == crate::rootless::network::USER_NETWORK {
+        crate::rootless::network::disconnect(containers, record);
+        return Ok(());
+    }
     if ccrun_net::Backend::detect().is_err() {
         // `connect` refuses to attach under a firewall choice it cannot make.
         return Ok(());
@@ -477,4 +488,80 @@ fn names_of(record: &Record, with_name: bool, aliases: &[String]) -> String {
         }
     }
     unique.join(" ")
+}
+
+/// A network a container is on, as `inspect` shows it under `NetworkSettings.Networks`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    /// The network.
+    pub network: NetworkRecord,
+    /// `--network-alias`/`--alias` names on it.
+    pub aliases: Vec<String>,
+    /// The address the container holds there, while it holds one.
+    pub ip: Option<std::net::Ipv4Addr>,
+}
+
+/// The networks `record` is on (its own first, then those it was connected to), with
+/// the address it holds on each according to the network's allocations; networks
+/// removed since are left out.
+pub fn memberships_of(containers: &ContainerStore, record: &Record) -> Result<Vec<Membership>> {
+    let networks = NetworkStore::open(containers.root())?;
+    let known = networks.list()?;
+    let mut out = Vec::new();
+    for (name, aliases) in memberships(record) {
+        let Some(network) = known.iter().find(|n| n.name == name) else {
+            continue;
+        };
+        let ipam = ccrun_net::ipam::Ipam::open(
+            networks.ipam_dir(&network.name),
+            &network.name,
+            network.subnet,
+            network.gateway,
+        )?;
+        out.push(Membership {
+            network: network.clone(),
+            aliases: aliases.to_vec(),
+            ip: ipam.lookup(&record.id)?,
+        });
+    }
+    Ok(out)
+}
+
+/// The MAC address `record` has on `network` where it holds `ip`, as text
+/// (`02:42:ac:11:00:02`): `--mac-address` on its own network, else the one derived
+/// from the address.
+pub fn mac_of(record: &Record, network: &str, ip: std::net::Ipv4Addr) -> String {
+    let own = record
+        .attachment
+        .as_ref()
+        .is_some_and(|a| a.network == network);
+    record
+        .options
+        .mac_address
+        .clone()
+        .filter(|_| own)
+        .unwrap_or_else(|| {
+            let bytes: Vec<String> = ccrun_net::container_mac(ip)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            bytes.join(":")
+        })
+}
+
+/// After `record` was renamed: its own `/etc/hosts` and those of its peers on every
+/// user-defined network it is on name it by its new name.
+pub fn renamed(containers: &ContainerStore, record: &Record) -> Result<()> {
+    let networks = NetworkStore::open(containers.root())?;
+    let mut peers_told = false;
+    for m in memberships_of(containers, record)? {
+        if m.network.name != DEFAULT_NETWORK {
+            sync_members(&networks, containers, &m.network)?;
+            peers_told = true;
+        }
+    }
+    if !peers_told {
+        write_hosts(&networks, containers, record)?;
+    }
+    Ok(())
 }

@@ -427,7 +427,9 @@ pub fn default_nofile() -> Result<PosixRlimit> {
         .unwrap_or(DOCKER_NOFILE);
     let mut limit = DOCKER_NOFILE.min(nr_open);
     let sys_resource = 1u64 << ccrun_runtime::caps::number(Capability::SysResource);
-    let may_raise = ccrun_runtime::caps::current_effective()? & sys_resource != 0;
+    // Capabilities in a user namespace (rootless) do not raise host limits.
+    let may_raise = ccrun_runtime::caps::current_effective()? & sys_resource != 0
+        && !ccrun_runtime::rootless::in_user_namespace();
     if !may_raise {
         let (_, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
             .context("reading ccrun's open-files limit")?;

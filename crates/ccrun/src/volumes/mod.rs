@@ -112,6 +112,12 @@ pub struct Target<'a> {
     pub root_owner: (u32, u32),
     /// Host uid and gid of the container's user (what `U` chowns to).
     pub user_owner: (u32, u32),
+    /// The container has a user namespace of its own (binds may be idmapped).
+    pub own_userns: bool,
+    /// Volumes are mounted idmapped with the container's mapping (`--userns auto`), so
+    /// they hold the ids the container sees, whatever its range (`root_owner`,
+    /// `user_owner` and `shift` say those ids then).
+    pub idmap_volumes: bool,
 }
 
 /// Creates the volumes that do not exist yet, seeds the new ones from the image,
@@ -140,7 +146,7 @@ pub fn attach(target: &Target<'_>, planned: &[MountRequest]) -> Result<Vec<Mount
                     options.push("ro".to_string());
                 }
                 if b.idmap {
-                    if target.root_owner == (0, 0) {
+                    if !target.own_userns {
                         bail!(
                             "-v {}:{}:idmap needs the container's own user namespace \
                              (not --userns host)",
@@ -161,6 +167,9 @@ pub fn attach(target: &Target<'_>, planned: &[MountRequest]) -> Result<Vec<Mount
                 let mut options = vec!["rbind".to_string(), "rprivate".to_string()];
                 if v.readonly {
                     options.push("ro".to_string());
+                }
+                if target.idmap_volumes {
+                    options.push("ridmap".to_string());
                 }
                 build_mount(&v.destination, "bind", &data, options)?
             }

@@ -41,6 +41,16 @@ pub enum IdShift {
         /// Number of ids mapped.
         count: u32,
     },
+    /// Shifted out of the container's host range, back to the ids the container sees:
+    /// for volumes mounted idmapped (`--userns auto`), which store those.
+    Unmap {
+        /// Host uid of container uid 0.
+        uid_start: u32,
+        /// Host gid of container gid 0.
+        gid_start: u32,
+        /// Number of ids mapped.
+        count: u32,
+    },
 }
 
 impl IdShift {
@@ -50,6 +60,9 @@ impl IdShift {
             IdShift::Map {
                 uid_start, count, ..
             } => shift(id, uid_start, count),
+            IdShift::Unmap {
+                uid_start, count, ..
+            } => unshift(id, uid_start, count),
         }
     }
 
@@ -59,6 +72,9 @@ impl IdShift {
             IdShift::Map {
                 gid_start, count, ..
             } => shift(id, gid_start, count),
+            IdShift::Unmap {
+                gid_start, count, ..
+            } => unshift(id, gid_start, count),
         }
     }
 }
@@ -68,6 +84,13 @@ fn shift(id: u32, start: u32, count: u32) -> u32 {
         start.saturating_add(id)
     } else {
         OVERFLOW_ID
+    }
+}
+
+fn unshift(id: u32, start: u32, count: u32) -> u32 {
+    match id.checked_sub(start) {
+        Some(n) if n < count => n,
+        _ => OVERFLOW_ID,
     }
 }
 
@@ -362,6 +385,13 @@ mod tests {
         assert_eq!(map.gid(1000), 201_000);
         assert_eq!(map.uid(70_000), OVERFLOW_ID);
         assert_eq!(IdShift::Keep.uid(1234), 1234);
+        let unmap = IdShift::Unmap {
+            uid_start: 200_000,
+            gid_start: 300_000,
+            count: 65_536,
+        };
+        assert_eq!((unmap.uid(200_005), unmap.gid(300_000)), (5, 0));
+        assert_eq!(unmap.uid(5), OVERFLOW_ID);
     }
 
     #[test]

@@ -8,13 +8,19 @@ use std::process::{Child, Command, Output, Stdio};
 pub struct Env {
     /// Temp dir holding both.
     pub dir: tempfile::TempDir,
+    /// The owner of this environment's own subordinate ids (`CCRUN_USERNS_USER`),
+    /// whose lines the drop removes.
+    subid_owner: String,
 }
 
 impl Env {
     /// A fresh environment.
     pub fn new() -> Env {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Env {
             dir: tempfile::tempdir().expect("tempdir"),
+            subid_owner: format!("ccrun-e{}-{n}", std::process::id()),
         }
     }
 
@@ -43,6 +49,7 @@ impl Env {
             .args(args)
             .env("DOCKER_CONFIG", self.docker_config())
             .env_remove("CCRUN_ROOT")
+            .env("CCRUN_USERNS_USER", &self.subid_owner)
             .env_remove("CCRUN_INSECURE_REGISTRIES")
             .env("CCRUN_LOG", "warn")
             // A bridge network is only ever made inside namespaces the network tests create.
@@ -113,4 +120,12 @@ pub fn list(dir: &Path) -> Vec<String> {
         .unwrap_or_default();
     v.sort();
     v
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        for file in [ccrun_runtime::subid::SUBUID, ccrun_runtime::subid::SUBGID] {
+            let _ = ccrun_runtime::subid::remove_owner(Path::new(file), &self.subid_owner);
+        }
+    }
 }

@@ -21,6 +21,10 @@ pub struct Ccrun {
     env: Vec<(String, String)>,
     /// The ccrun binary run (see [`Ccrun::with_binary`]).
     binary: std::path::PathBuf,
+    /// The owner of this harness's own subordinate ids (`CCRUN_USERNS_USER`), whose
+    /// `/etc/subuid` and `/etc/subgid` lines ccrun makes on first use and the drop
+    /// removes: tests never leave ids allotted, nor share them with other runs.
+    subid_owner: String,
 }
 
 /// A network namespace made for one test (`ip netns add`), deleted on drop.
@@ -84,12 +88,15 @@ impl Ccrun {
             .prefix("ccrun-root-")
             .tempdir()
             .expect("root dir");
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ccrun {
             state,
             root,
             netns: None,
             env: Vec::new(),
             binary: env!("CARGO_BIN_EXE_ccrun").into(),
+            subid_owner: format!("ccrun-t{}-{n}", std::process::id()),
         }
     }
 
@@ -119,6 +126,16 @@ impl Ccrun {
     /// The network namespace of [`Ccrun::in_netns`].
     pub fn netns(&self) -> &NetNs {
         self.netns.as_ref().expect("a Ccrun made with in_netns")
+    }
+
+    /// The owner of this harness's subordinate ids in `/etc/subuid` and `/etc/subgid`.
+    pub fn subid_owner(&self) -> &str {
+        &self.subid_owner
+    }
+
+    /// The storage root used.
+    pub fn root(&self) -> &Path {
+        self.root.path()
     }
 
     /// The state root used.
@@ -161,6 +178,7 @@ impl Ccrun {
         };
         c.env("CCRUN_STATE", self.state.path());
         c.env("CCRUN_ROOT", self.root.path());
+        c.env("CCRUN_USERNS_USER", &self.subid_owner);
         c.env_remove("CCRUN_LOG");
         c.envs(self.env.iter().map(|(k, v)| (k, v)));
         c
@@ -317,6 +335,9 @@ impl Drop for Ccrun {
                         .output();
                 }
             }
+        }
+        for file in [ccrun_runtime::subid::SUBUID, ccrun_runtime::subid::SUBGID] {
+            let _ = ccrun_runtime::subid::remove_owner(Path::new(file), &self.subid_owner);
         }
     }
 }

@@ -81,16 +81,7 @@ impl Registry {
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log fd"))
             .stderr(log);
-        // SAFETY: prctl is async-signal-safe. The registry dies with the thread that
-        // started it, so a test run killed from outside leaves no registry running.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        ccrun_testkit::die_with_parent(&mut cmd);
         let child = cmd
             .spawn()
             .expect("start docker-registry (apt-get install docker-registry)");
