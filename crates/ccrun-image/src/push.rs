@@ -483,7 +483,12 @@ impl Pusher<'_> {
         std::thread::scope(|s| {
             let compressor = s.spawn(|| {
                 let result = self.compress(tar, &file, &growing);
-                growing.finish(result.as_ref().ok().map(|(d, _)| (d.digest.clone(), d.size)));
+                growing.finish(
+                    result
+                        .as_ref()
+                        .ok()
+                        .map(|(d, _)| (d.digest.clone(), d.size)),
+                );
                 result
             });
             let uploaded = self.upload_as_made(index, &file, &growing, session);
@@ -512,7 +517,12 @@ impl Pusher<'_> {
 
     /// Compresses a layer tar into `file`, telling `growing` as it goes; returns the
     /// blob's descriptor and the tar's digest.
-    fn compress(&self, mut tar: LayerTar, file: &File, growing: &Growing) -> Result<(Descriptor, Digest)> {
+    fn compress(
+        &self,
+        mut tar: LayerTar,
+        file: &File,
+        growing: &Growing,
+    ) -> Result<(Descriptor, Digest)> {
         let tmp = self.store.tmp_root();
         let mut out = HashingWriter::new(Notifying { file, growing });
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -697,13 +707,9 @@ impl Pusher<'_> {
             len: size,
         };
         let headers = [("Content-Type", "application/octet-stream".to_string())];
-        let resp = self.client.request(
-            "PUT",
-            &with_digest(location, digest),
-            &headers,
-            body,
-            &what,
-        )?;
+        let resp =
+            self.client
+                .request("PUT", &with_digest(location, digest), &headers, body, &what)?;
         self.progress.advance(index, size);
         self.closed(resp, digest, &what)
     }
@@ -711,7 +717,13 @@ impl Pusher<'_> {
     /// The blob in `PATCH` chunks as they are there, then an empty `PUT` to close
     /// the upload. A chunk that fails is sent again from where the registry says the
     /// upload is.
-    fn chunked(&self, index: usize, mut location: String, file: &File, blob: &dyn Blob) -> Result<()> {
+    fn chunked(
+        &self,
+        index: usize,
+        mut location: String,
+        file: &File,
+        blob: &dyn Blob,
+    ) -> Result<()> {
         let chunk = self.options.chunk_size.max(1);
         let what = "uploading a blob in chunks".to_string();
         let (mut offset, mut failures) = (0u64, 0u32);
