@@ -397,12 +397,21 @@ fn push_with_token_auth_and_without_permission(w: &World) {
         String::from_utf8_lossy(&import.stderr)
     );
 
-    // Anonymous users may pull, not push: the token server leaves push out.
+    // Anonymous users may pull, not push: the token server leaves push out. The
+    // refused push leaves the store as it was: no record, no blob cache, no leftovers.
+    let before = c.store_contents();
     let err = c.refused(&["push", &name]);
     assert!(
         err.contains("unauthorized") || err.contains("denied"),
         "{err}"
     );
+    assert_eq!(
+        c.store_contents(),
+        before,
+        "the refused push changed the store"
+    );
+    assert!(before.3.is_empty(), "tmp/ is clean: {:?}", before.3);
+    assert!(!c.env.store().join("blob-cache.json").exists());
 
     let login = c.with_stdin(
         &["login", "-u", USER, "--password-stdin", &w.token.addr],
@@ -426,11 +435,56 @@ fn push_with_token_auth_and_without_permission(w: &World) {
     );
 }
 
+/// Credentials from `~/.docker/config.json` (no `DOCKER_CONFIG`, no login), as
+/// `docker login` leaves them.
+fn push_with_credentials_from_home_docker_config(w: &World) {
+    use base64::Engine as _;
+    let c = Ctx::new();
+    let tar = rootfs_tar(&[Entry::File("home-file".into(), b"h\n".to_vec(), 0o644, 0)]);
+    let name = format!("{}/dist/home:v1", w.token.addr);
+    let import = c.with_stdin(&["import", "-", &name], &tar);
+    assert!(
+        import.status.success(),
+        "{}",
+        String::from_utf8_lossy(&import.stderr)
+    );
+    let home = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(home.path().join(".docker")).expect("mkdir .docker");
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
+    let config = serde_json::json!({"auths": {w.token.addr.as_str(): {"auth": auth}}});
+    std::fs::write(home.path().join(".docker/config.json"), config.to_string())
+        .expect("write config.json");
+    let out = c
+        .env
+        .cmd(&["push", &name])
+        .env_remove("DOCKER_CONFIG")
+        .env("HOME", home.path())
+        .output()
+        .expect("run ccrun");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(": Pushed"), "{stdout}");
+    let digest = stdout
+        .lines()
+        .last()
+        .and_then(|l| l.split_whitespace().nth(2))
+        .unwrap_or("?");
+    assert_eq!(
+        skopeo_digest(&name, Some(&format!("{USER}:{PASSWORD}"))),
+        digest
+    );
+}
+
 fn push_to_an_unreachable_registry_fails_at_once(w: &World) {
     let c = Ctx::new();
     c.ok(&["pull", "-q", &w.oci()]);
     let nowhere = format!("127.0.0.1:{}/dist/nowhere:v1", registry::free_port());
     c.ok(&["tag", &w.oci(), &nowhere]);
+    let before = c.store_contents();
     let started = Instant::now();
     let err = c.refused(&["push", &nowhere]);
     assert!(err.to_lowercase().contains("refused"), "{err}");
@@ -438,6 +492,11 @@ fn push_to_an_unreachable_registry_fails_at_once(w: &World) {
         started.elapsed() < Duration::from_secs(10),
         "took {:?}",
         started.elapsed()
+    );
+    assert_eq!(
+        c.store_contents(),
+        before,
+        "the failed push changed the store"
     );
     // Nothing to push under a name the store does not have.
     let err = c.refused(&["push", &format!("{}/dist/absent:v1", w.proxy.addr)]);
@@ -1020,6 +1079,107 @@ fn import_from_a_file_stdin_and_a_url(_w: &World) {
     assert!(c.store_contents().3.is_empty(), "tmp/ is clean");
 }
 
+/// `rmi` and `image prune -a` keep the layers the build cache names, so a build after
+/// its image was removed and the store pruned is fully cached and gives the same image;
+/// once `builder prune` emptied the cache, `image prune -a` removes them too.
+fn image_prune_keeps_what_the_build_cache_names(w: &World) {
+    let c = Ctx::new();
+    let ctx = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        format!(
+            "FROM {}\nRUN echo made by a step > /made\nCOPY f /f\n",
+            w.app()
+        ),
+    )
+    .expect("write Dockerfile");
+    std::fs::write(ctx.path().join("f"), "copied\n").expect("write f");
+    let context = ctx.path().to_string_lossy().into_owned();
+    let build = || {
+        let out = c
+            .env
+            .run(&["build", "--network", "none", "-t", "cached:1", &context]);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "build failed: {stderr}");
+        (
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            stderr,
+        )
+    };
+    let cached = |progress: &str| -> Vec<String> {
+        progress
+            .lines()
+            .filter(|l| l.starts_with('[') && l.ends_with(" CACHED"))
+            .map(|l| {
+                l.split("] ")
+                    .nth(1)
+                    .unwrap_or(l)
+                    .trim_end_matches(" CACHED")
+                    .to_string()
+            })
+            .collect()
+    };
+    let (first, progress) = build();
+    assert!(cached(&progress).is_empty(), "{progress}");
+    let layers: Vec<String> = serde_json::from_str::<Vec<String>>(&c.ok(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{json .RootFS.Layers}}",
+        "cached:1",
+    ]))
+    .expect("RootFS.Layers")
+    .iter()
+    .map(|l| l.trim_start_matches("sha256:").to_string())
+    .collect();
+    let made: Vec<String> = layers[layers.len() - 2..].to_vec();
+
+    c.ok(&["rmi", "cached:1"]);
+    c.ok(&["image", "prune", "-a", "-f"]);
+    assert!(c.ok(&["images", "-q"]).is_empty(), "every image is gone");
+    let kept = c.env.list("layers");
+    for l in &made {
+        assert!(
+            kept.contains(l),
+            "layer {l} of a cached step was kept: {kept:?}"
+        );
+    }
+    assert!(
+        !kept.contains(&layers[0]),
+        "the base image's layers went: {kept:?}"
+    );
+
+    // FROM pulls the base again; both steps come from the cache.
+    let (again, progress) = build();
+    assert_eq!(
+        cached(&progress),
+        ["RUN /bin/sh -c echo made by a step > /made", "COPY f /f"],
+        "{progress}"
+    );
+    assert_eq!(again, first, "the same image");
+    let made_file = c.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "cached:1",
+        "cat",
+        "/made",
+        "/f",
+    ]);
+    assert_eq!(made_file, "made by a step\ncopied");
+
+    // Without the cache, nothing holds them.
+    c.ok(&["rmi", "cached:1"]);
+    c.ok(&["builder", "prune", "-f"]);
+    c.ok(&["image", "prune", "-a", "-f"]);
+    assert!(
+        c.env.list("layers").is_empty(),
+        "{:?}",
+        c.env.list("layers")
+    );
+}
+
 fn main() {
     let tests: &[harness::Test<World>] = &[
         (
@@ -1033,6 +1193,10 @@ fn main() {
         (
             "push_with_token_auth_and_without_permission",
             push_with_token_auth_and_without_permission,
+        ),
+        (
+            "push_with_credentials_from_home_docker_config",
+            push_with_credentials_from_home_docker_config,
         ),
         (
             "push_to_an_unreachable_registry_fails_at_once",
@@ -1057,6 +1221,10 @@ fn main() {
         (
             "import_from_a_file_stdin_and_a_url",
             import_from_a_file_stdin_and_a_url,
+        ),
+        (
+            "image_prune_keeps_what_the_build_cache_names",
+            image_prune_keeps_what_the_build_cache_names,
         ),
     ];
     harness::run(tests, 3, World::build);
