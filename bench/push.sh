@@ -1,7 +1,7 @@
 #!/bin/bash
 # Benchmark (not a test): push a two-layer image of about 30 MB (compressed; this
 # machine's /usr/lib/python3.11 and /usr/lib/python3) to a local docker-registry, in one
-# run with hyperfine. Prints medians and ratios.
+# run with hyperfine, the commands in turn round after round. Prints medians and ratios.
 #
 #   ccrun              ccrun push IMAGE 127.0.0.1:PORT/ccrun-N:latest, from ccrun's store,
 #                      where layers are kept unpacked: each layer's tar is written again
@@ -155,25 +155,33 @@ for c in "$ccrun_push" "$skopeo_storage" "$skopeo_layout"; do
   fi
 done
 
-echo "== hyperfine: $runs runs each (after 1 warm-up)"
-if ! hyperfine --warmup 1 --runs "$runs" --export-json "$work/result.json" \
-  --prepare "$prepare" \
-  -n "ccrun push (store)" "$ccrun_push" \
-  -n "skopeo copy (containers-storage)" "$skopeo_storage" \
-  -n "skopeo copy (OCI layout, upload only)" "$skopeo_layout" \
-  >"$work/hyperfine.txt" 2>&1; then
-  cat "$work/hyperfine.txt" >&2
-  exit 1
-fi
+# Rounds, not one block of runs per command: on a shared machine the load changes
+# over a minute, and running the commands in turn within each round (one hyperfine
+# run each, with its --prepare) lets every command see the same load.
+echo "== hyperfine: $runs rounds of one run of each command, in turn (after the warm-up above)"
+names=("ccrun push (store)" "skopeo copy (containers-storage)" "skopeo copy (OCI layout, upload only)")
+cmds=("$ccrun_push" "$skopeo_storage" "$skopeo_layout")
+for ((r = 1; r <= runs; r++)); do
+  for i in "${!cmds[@]}"; do
+    if ! hyperfine --runs 1 --export-json "$work/result-$r-$i.json" --prepare "$prepare" \
+      -n "${names[$i]}" "${cmds[$i]}" >"$work/hyperfine.txt" 2>&1; then
+      cat "$work/hyperfine.txt" >&2
+      exit 1
+    fi
+  done
+done
 
-python3 - "$work/result.json" "$compressed" <<'PY'
-import json, statistics, sys
+python3 - "$work" "$compressed" <<'PY'
+import glob, json, statistics, sys
 mb = int(sys.argv[2]) / 1e6
-res = {r["command"]: r for r in json.load(open(sys.argv[1]))["results"]}
-med = {n: statistics.median(r["times"]) for n, r in res.items()}
-print(f"\n== results: {mb:.1f} MB compressed, median seconds")
+times = {}
+for f in sorted(glob.glob(f"{sys.argv[1]}/result-*.json")):
+    for r in json.load(open(f))["results"]:
+        times.setdefault(r["command"], []).extend(r["times"])
+med = {n: statistics.median(t) for n, t in times.items()}
+print(f"\n== results: {mb:.1f} MB compressed, median seconds of {len(next(iter(times.values())))} runs")
 for n, t in med.items():
-    print(f"  {n:40} {t:7.3f} s")
+    print(f"  {n:40} {t:7.3f} s   (min {min(times[n]):.3f}, max {max(times[n]):.3f})")
 ccrun, storage = "ccrun push (store)", "skopeo copy (containers-storage)"
 layout = "skopeo copy (OCI layout, upload only)"
 print(f"  ccrun / skopeo (containers-storage)      = {med[ccrun] / med[storage]:.2f}x   (target <= 1.2x)")
