@@ -1180,6 +1180,58 @@ fn image_prune_keeps_what_the_build_cache_names(w: &World) {
     );
 }
 
+/// A layer whose files changed under its tar-split record: the tar read back does not
+/// hash to the diff-id, which is found only once the layer went up in chunks (they go
+/// as they are compressed). That upload is never closed; the layer is written anew
+/// and pushed, with a config naming its new diff-id, and what was pushed pulls whole.
+fn push_writes_anew_a_layer_that_no_longer_matches_its_record(w: &World) {
+    let c = Ctx::new();
+    let mut data = noise(600 * 1024, 11);
+    let tar = rootfs_tar(&[
+        Entry::Dir("data/", 0o755),
+        Entry::File("data/blob".into(), data.clone(), 0o644, 0),
+    ]);
+    let name = format!("{}/dist/anew:v1", w.proxy.addr);
+    let import = c.with_stdin(&["import", "-", &name], &tar);
+    assert!(
+        import.status.success(),
+        "{}",
+        String::from_utf8_lossy(&import.stderr)
+    );
+    let layers: Vec<String> =
+        serde_json::from_str(&c.ok(&["image", "inspect", "-f", "{{json .RootFS.Layers}}", &name]))
+            .expect("RootFS.Layers");
+    let diff_id = layers[0].trim_start_matches("sha256:");
+    // The same size, other bytes: the record still fits, the digest does not.
+    data[1000] ^= 0xff;
+    let file = c.env.store().join("layers").join(diff_id).join("data/blob");
+    std::fs::write(&file, &data).expect("change the layer's file");
+
+    let mark = w.mark();
+    let out = c.env.run(&["push", "--chunk-size", "64k", &name]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("writing the layer anew"), "{stderr}");
+    assert!(stderr.contains("the pushed image id is"), "{stderr}");
+    let requests = w.uploads_to(mark, "dist/anew");
+    let closing: Vec<&String> = requests
+        .iter()
+        .filter(|r| r.starts_with("PUT ") && r.contains("digest="))
+        .collect();
+    // The layer and the config: the abandoned upload was never closed.
+    assert_eq!(closing.len(), 2, "{requests:?}");
+    assert!(
+        requests.iter().filter(|r| r.starts_with("PATCH ")).count() >= 2,
+        "the first upload went in chunks: {requests:?}"
+    );
+
+    let other = Ctx::new();
+    let direct = format!("{}/dist/anew:v1", w.reg.addr);
+    other.ok(&["pull", "-q", &direct]);
+    let sum = other.ok(&["run", "--rm", &direct, "sha256sum", "/data/blob"]);
+    assert!(sum.starts_with(&sha256_hex(&data)), "{sum}");
+}
+
 fn main() {
     let tests: &[harness::Test<World>] = &[
         (
@@ -1189,6 +1241,10 @@ fn main() {
         (
             "chunked_upload_resumes_after_a_failed_chunk",
             chunked_upload_resumes_after_a_failed_chunk,
+        ),
+        (
+            "push_writes_anew_a_layer_that_no_longer_matches_its_record",
+            push_writes_anew_a_layer_that_no_longer_matches_its_record,
         ),
         (
             "push_with_token_auth_and_without_permission",
