@@ -482,6 +482,8 @@ impl Pusher<'_> {
         let growing = Growing::default();
         std::thread::scope(|s| {
             let compressor = s.spawn(|| {
+                // Should the compression panic, the upload must not wait for it forever.
+                let _ended = EndOnDrop(&growing);
                 let result = self.compress(tar, &file, &growing);
                 growing.finish(
                     result
@@ -553,7 +555,7 @@ impl Pusher<'_> {
         session: Option<String>,
     ) -> Result<()> {
         let chunk = self.options.chunk_size;
-        let (_, whole) = growing.wait(if chunk == 0 { u64::MAX } else { chunk + 1 })?;
+        let (_, whole) = growing.wait(whole_or_more_than(chunk))?;
         if let Some((digest, size)) = &whole {
             if self.has_blob(digest)? {
                 self.progress.exists(index);
@@ -672,7 +674,7 @@ impl Pusher<'_> {
                 Some(l) => l,
                 None => self.start_upload()?,
             };
-            let (_, whole) = blob.wait(if chunk == 0 { u64::MAX } else { chunk + 1 })?;
+            let (_, whole) = blob.wait(whole_or_more_than(chunk))?;
             let sent = match whole {
                 Some((digest, size)) if chunk == 0 || size <= chunk => {
                     self.monolithic(index, &location, &digest, file, size)
@@ -969,6 +971,30 @@ impl Blob for Growing {
     }
 }
 
+/// How many bytes to wait for before an upload can choose between one `PUT` (the
+/// whole blob is there and no larger than `chunk`) and chunks: more than a chunk,
+/// or all of it when chunks are off (`0`).
+fn whole_or_more_than(chunk: u64) -> u64 {
+    if chunk == 0 {
+        u64::MAX
+    } else {
+        chunk.saturating_add(1)
+    }
+}
+
+/// Marks the compression as failed when dropped before it ended (a panic).
+struct EndOnDrop<'a>(&'a Growing);
+
+impl Drop for EndOnDrop<'_> {
+    fn drop(&mut self) {
+        let mut s = self.0.state();
+        if s.end.is_none() {
+            s.end = Some(None);
+            self.0.changed.notify_all();
+        }
+    }
+}
+
 /// Writes into the file and tells [`Growing`] how far it got.
 struct Notifying<'a> {
     file: &'a File,
@@ -1143,6 +1169,44 @@ impl BlobCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_growing_blob_is_waited_for_until_there_or_whole() {
+        let growing = Growing::default();
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| growing.wait(10));
+            growing.wrote(4).expect("wrote");
+            growing.wrote(7).expect("wrote");
+            let (there, whole) = waiter.join().expect("join").expect("wait");
+            assert!(there >= 10 && whole.is_none(), "{there} {whole:?}");
+        });
+        let digest = Digest::of(b"blob");
+        growing.finish(Some((digest.clone(), 11)));
+        // Whole: no more waiting, however much is asked for.
+        let (there, whole) = growing.wait(u64::MAX).expect("wait");
+        assert_eq!((there, whole), (11, Some((digest, 11))));
+        assert_eq!(whole_or_more_than(0), u64::MAX);
+        assert_eq!(whole_or_more_than(u64::MAX), u64::MAX);
+        assert_eq!(whole_or_more_than(8), 9);
+    }
+
+    #[test]
+    fn a_failed_or_abandoned_compression_ends_the_wait() {
+        let failed = Growing::default();
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| failed.wait(u64::MAX));
+            // What a panicking compressor leaves behind.
+            drop(EndOnDrop(&failed));
+            assert!(waiter.join().expect("join").is_err());
+        });
+        assert!(failed.compression_failed());
+
+        // An upload given up stops the compression at its next write.
+        let aborted = Growing::default();
+        aborted.abort();
+        assert!(aborted.wrote(1).is_err());
+        assert!(!aborted.compression_failed());
+    }
 
     #[test]
     fn upload_urls_and_ranges() {
