@@ -1242,6 +1242,45 @@ fn push_writes_anew_a_layer_that_no_longer_matches_its_record(w: &World) {
     assert!(sum.starts_with(&sha256_hex(&data)), "{sum}");
 }
 
+/// `export` then `import`: a container's whole filesystem, its changes included, as a
+/// one-layer image that runs.
+fn export_then_import_gives_the_container_filesystem(w: &World) {
+    let c = Ctx::new();
+    c.ok(&["pull", "-q", &w.app()]);
+    c.ok(&[
+        "run",
+        "--name",
+        "exported",
+        &w.app(),
+        "sh",
+        "-c",
+        "echo made before export > /made; rm /etc/remove-me",
+    ]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let archive = dir.path().join("fs.tar");
+    let archive = archive.to_str().expect("utf-8");
+    c.ok(&["export", "-o", archive, "exported"]);
+    c.ok(&["import", archive, "reimported:v1"]);
+    let layers: Vec<String> = serde_json::from_str(&c.ok(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{json .RootFS.Layers}}",
+        "reimported:v1",
+    ]))
+    .expect("RootFS.Layers");
+    assert_eq!(layers.len(), 1, "{layers:?}");
+    let out = c.ok(&[
+        "run",
+        "--rm",
+        "reimported:v1",
+        "sh",
+        "-c",
+        "cat /made /srv/second; test ! -e /etc/remove-me && echo removed",
+    ]);
+    assert_eq!(out, "made before export\nsecond layer\nremoved");
+}
+
 fn main() {
     let tests: &[harness::Test<World>] = &[
         (
@@ -1287,6 +1326,10 @@ fn main() {
         (
             "import_from_a_file_stdin_and_a_url",
             import_from_a_file_stdin_and_a_url,
+        ),
+        (
+            "export_then_import_gives_the_container_filesystem",
+            export_then_import_gives_the_container_filesystem,
         ),
         (
             "image_prune_keeps_what_the_build_cache_names",
