@@ -7,9 +7,12 @@
 #                      where layers are kept unpacked: each layer's tar is written again
 #                      from its tar-split record, gzip-compressed (level 6, every core)
 #                      and uploaded
+#   ccrun (no overlap) the same with --chunk-size 0: each layer goes up in one PUT once
+#                      it is compressed, instead of in chunks while it is
 #   skopeo (storage)   skopeo copy containers-storage:IMAGE docker://…/skopeo-N:latest,
 #                      from podman's store, which also keeps layers unpacked: the same
-#                      work (tar-split, gzip on every core with pgzip, upload). The target
+#                      work (tar-split, gzip on every core with pgzip, upload). The
+#                      target is ccrun within 1.2x of this
 #   skopeo (layout)    skopeo copy oci:LAYOUT docker://…, for reference: the gzip blobs
 #                      exist already, so this is the upload alone
 #
@@ -145,9 +148,11 @@ echo 0 >"$work/n"
 # in the middle of ccrun's push.
 prepare="n=\$(( \$(cat $work/n) + 1 )); echo \$n > $work/n; rm -rf $work/ccrun; cp -a $work/ccrun-pristine $work/ccrun; rm -rf $work/blob-info-cache/*; sync"
 ccrun_push="$ccrun --root $work/ccrun push -q $source_reg/source/python:latest $reg/ccrun-\$(cat $work/n)/python:latest"
+# The same without chunks: each layer is uploaded once it is compressed, not while.
+ccrun_whole="$ccrun --root $work/ccrun push -q --chunk-size 0 $source_reg/source/python:latest $reg/whole-\$(cat $work/n)/python:latest"
 skopeo_storage="skopeo copy -q --dest-tls-verify=false '$storage' docker://$reg/skopeo-\$(cat $work/n)/python:latest"
 skopeo_layout="skopeo copy -q --dest-tls-verify=false oci:$layout:latest docker://$reg/layout-\$(cat $work/n)/python:latest"
-for c in "$ccrun_push" "$skopeo_storage" "$skopeo_layout"; do
+for c in "$ccrun_push" "$ccrun_whole" "$skopeo_storage" "$skopeo_layout"; do
   if ! out=$(bash -c "$prepare" && bash -c "$c" 2>&1); then
     echo "failed: $c" >&2
     echo "$out" >&2
@@ -159,8 +164,9 @@ done
 # over a minute, and running the commands in turn within each round (one hyperfine
 # run each, with its --prepare) lets every command see the same load.
 echo "== hyperfine: $runs rounds of one run of each command, in turn (after the warm-up above)"
-names=("ccrun push (store)" "skopeo copy (containers-storage)" "skopeo copy (OCI layout, upload only)")
-cmds=("$ccrun_push" "$skopeo_storage" "$skopeo_layout")
+names=("ccrun push (store)" "ccrun push --chunk-size 0 (no overlap)" "skopeo copy (containers-storage)"
+  "skopeo copy (OCI layout, upload only)")
+cmds=("$ccrun_push" "$ccrun_whole" "$skopeo_storage" "$skopeo_layout")
 for ((r = 1; r <= runs; r++)); do
   for i in "${!cmds[@]}"; do
     if ! hyperfine --runs 1 --export-json "$work/result-$r-$i.json" --prepare "$prepare" \
@@ -186,4 +192,6 @@ ccrun, storage = "ccrun push (store)", "skopeo copy (containers-storage)"
 layout = "skopeo copy (OCI layout, upload only)"
 print(f"  ccrun / skopeo (containers-storage)      = {med[ccrun] / med[storage]:.2f}x   (target <= 1.2x)")
 print(f"  ccrun / skopeo (layout, upload only)     = {med[ccrun] / med[layout]:.2f}x")
+whole = "ccrun push --chunk-size 0 (no overlap)"
+print(f"  ccrun without overlap / ccrun            = {med[whole] / med[ccrun]:.2f}x")
 PY
