@@ -103,6 +103,8 @@ podman_warm=$(measure podman_build)
 printf '%-6s %10s %10s %8s %s\n' case ccrun podman ratio target
 printf '%-6s %9.3fs %9.3fs %8.3f %s\n' cold "$ccrun_cold" "$podman_cold" "$(echo "$ccrun_cold / $podman_cold" | bc -l)" "<= 0.5"
 printf '%-6s %9.3fs %9.3fs %8.3f %s\n' warm "$ccrun_warm" "$podman_warm" "$(echo "$ccrun_warm / $podman_warm" | bc -l)" "<= 0.2"
+bench_record build "multi-stage build, cold (--no-cache)" "ccrun build" "$ccrun_cold" "podman build" "$podman_cold" s "$runs"
+bench_record build "multi-stage build, warm (cached)" "ccrun build" "$ccrun_warm" "podman build" "$podman_warm" s "$runs"
 
 # The issue's build benchmark includes the push of a ~30 MB image by ccrun and by
 # skopeo copy: bench/push.sh, with the same binary and number of runs.

@@ -337,6 +337,11 @@ ratio("ccrun private userns / crun", priv, crun)
 ratio("podman / ccrun --userns host", podman, host, "(same isolation: no userns)")
 ratio("podman / ccrun private userns", podman, priv)
 ratio("podman / crun", podman, crun)
+from results import record
+n = len(times[crun])
+record("exec", "exec CONTAINER true, no userns", "ccrun", med[host], "crun", med[crun], runs=n)
+record("exec", "exec CONTAINER true, userns", "ccrun", med[priv], "crun", med[crun_u], runs=n)
+record("exec", "exec CONTAINER true, default", "ccrun", med[priv], "podman (crun)", med[podman], runs=n)
 PY
 
 echo

@@ -192,3 +192,12 @@ remove_run_cgroups() {
     fi
   done < <(find /sys/fs/cgroup -mindepth 1 -maxdepth 4 -type d \( "${match[@]}" \) 2>/dev/null | sort -r)
 }
+
+# The benchmarks' Python summaries import bench/results.py.
+export PYTHONPATH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)${PYTHONPATH:+:$PYTHONPATH}"
+
+# Records one ccrun-against-peer comparison for bench/report.sh (see bench/results.py):
+#   bench_record BENCHMARK WHAT CCRUN_LABEL CCRUN_VALUE PEER_LABEL PEER_VALUE UNIT RUNS [lower|higher]
+bench_record() {
+  python3 "$(dirname "${BASH_SOURCE[0]}")/results.py" "$1" "$2" "$3" "$4" "$5" "$6" "$7" "$8" "${9:-lower}"
+}

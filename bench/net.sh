@@ -360,6 +360,7 @@ note_ids
 
 python3 - "$work" "$runs" "${cases[@]}" <<'PY'
 import glob, json, statistics, sys
+from results import record
 work, runs, cases = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 labels = {
     "veth": "veth baseline (netns <-> netns)",
@@ -394,6 +395,8 @@ def throughput():
           f"{med['c2c'] / med['c2c-nonf']:.2f} (1.00: no cost)")
     print(f"bridge + second veth pair, no netfilter: diag / veth = "
           f"{med['c2c-nonf'] / med['veth']:.2f} (1.00: no cost)")
+    record("net", "TCP throughput container -> container", "ccrun bridge", med["c2c"],
+           "veth pair (netns <-> netns)", med["veth"], unit="Gbit/s", runs=runs, better="higher")
 
 
 if runs > 0:

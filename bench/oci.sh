@@ -127,4 +127,10 @@ print()
 for kind in ("lifecycle", "run"):
     for peer in ("crun", "runc"):
         print(f"ratio ccrun-oci/{peer:4} ({kind}): {med(kind, 'ccrun-oci') / med(kind, peer):.2f}x")
+from results import record
+n = sum(1 for _ in open(f"{work}/run-ccrun-oci"))
+for kind, what in (("lifecycle", "create+start+wait+delete"), ("run", "run")):
+    for peer in ("crun", "runc"):
+        if peer in runtimes:
+            record("oci", what, "ccrun-oci", med(kind, "ccrun-oci"), peer, med(kind, peer), runs=n)
 PY

@@ -13,6 +13,7 @@ set -euo pipefail
 RUNS=${1:-5}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$(mktemp -d /var/tmp/ccrun-bench.XXXXXX)
+export PYTHONPATH="$HERE/bench${PYTHONPATH:+:$PYTHONPATH}" # bench/results.py
 REG_PID=
 
 cleanup() {
@@ -112,4 +113,9 @@ for name, t in unpack.items():
     print(f"  {name:22s} {t:7.3f} s")
 print(f"  ccrun pull / tar -xzf         = {unpack['ccrun pull'] / unpack['tar -xzf']:.2f}x   (target <= 1.5x)")
 print(f"  ccrun pull --jobs 1 / tar -xzf = {unpack['ccrun pull --jobs 1'] / unpack['tar -xzf']:.2f}x")
+from results import record
+runs = len(json.load(open(sys.argv[1]))["results"][0]["times"])
+record("pull", f"pull {mb:.0f} MB from a local registry", "ccrun pull", pull["ccrun"], "podman pull", pull["podman"], unit="s", runs=runs)
+record("pull", f"pull {mb:.0f} MB from a local registry", "ccrun pull", pull["ccrun"], "skopeo copy (no unpack)", pull["skopeo"], unit="s", runs=runs)
+record("pull", "download + verify + unpack vs unpack alone", "ccrun pull", unpack["ccrun pull"], "tar -xzf", unpack["tar -xzf"], unit="s", runs=runs)
 EOF

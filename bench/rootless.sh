@@ -82,3 +82,5 @@ printf '  ccrun rootless     %7.1f ms\n' "$(jq -n "$rootless * 1000")"
 printf '  podman rootless    %7.1f ms\n' "$(jq -n "$podman * 1000")"
 printf 'rootless / root:             %.2fx (target <= 1.5)\n' "$(jq -n "$rootless / $root")"
 printf 'podman rootless / rootless:  %.2fx (target >= 5)\n' "$(jq -n "$podman / $rootless")"
+python3 "$(dirname "$0")/results.py" rootless "run --rm IMAGE true, rootless" "ccrun rootless" "$(jq -n "$rootless * 1000")" "podman rootless" "$(jq -n "$podman * 1000")" ms "$runs" lower
+python3 "$(dirname "$0")/results.py" rootless "run --rm IMAGE true" "ccrun rootless" "$(jq -n "$rootless * 1000")" "ccrun as root" "$(jq -n "$root * 1000")" ms "$runs" lower

@@ -207,4 +207,10 @@ if host in med:
     print(f"ccrun --userns host / crun        {med[host] / med[crun]:6.2f}x")
     print(f"ccrun default / crun              {med[priv] / med[crun]:6.2f}x")
 print(f"podman / crun                     {med[podman] / med[crun]:6.2f}x")
+from results import record
+n = len(res[crun]["times"])
+record("run-image", "run --rm IMAGE true, default userns", "ccrun", med[priv], "podman (crun)", med[podman], runs=n)
+record("run-image", "run --rm IMAGE true, default userns", "ccrun", med[priv], "crun (bundle)", med[crun], runs=n)
+if host in med:
+    record("run-image", "run --rm IMAGE true, --userns host", "ccrun", med[host], "crun (bundle)", med[crun], runs=n)
 PY

@@ -105,4 +105,8 @@ for name, r in res.items():
 print()
 print(f"ratio ccrun/crun, no userns:      {med('ccrun (no userns)')/med('crun (no userns)'):.2f}x")
 print(f"ratio ccrun/crun, with userns:    {med('ccrun (private userns, idmapped rootfs)')/med('crun (userns)'):.2f}x")
+from results import record
+n = len(res['crun (no userns)']['times'])
+record("start", "run --rootfs DIR true, no userns", "ccrun", med('ccrun (no userns)'), "crun", med('crun (no userns)'), runs=n)
+record("start", "run --rootfs DIR true, userns", "ccrun", med('ccrun (private userns, idmapped rootfs)'), "crun", med('crun (userns)'), runs=n)
 PY

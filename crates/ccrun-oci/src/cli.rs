@@ -8,12 +8,25 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Default state directory, runc's `/run/runc` for ccrun-oci.
 pub const DEFAULT_ROOT: &str = "/run/ccrun-oci";
 
+/// The state directory when `--root` is not given: [`DEFAULT_ROOT`] for root; for an
+/// unprivileged user `$XDG_RUNTIME_DIR/ccrun-oci`, where runc keeps `runc`, since
+/// /run is root's.
+fn default_root() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(dir) if !dir.is_empty() && !nix::unistd::geteuid().is_root() => {
+            PathBuf::from(dir).join("ccrun-oci")
+        }
+        _ => PathBuf::from(DEFAULT_ROOT),
+    }
+}
+
 /// A runc-compatible OCI runtime on the ccrun runtime core.
 #[derive(Debug, Parser)]
 #[command(name = "ccrun-oci", disable_version_flag = true)]
 pub struct Cli {
-    /// Directory holding the containers' state.
-    #[arg(long, default_value = DEFAULT_ROOT)]
+    /// Directory holding the containers' state (default: /run/ccrun-oci, or
+    /// $XDG_RUNTIME_DIR/ccrun-oci for an unprivileged user, as runc's)
+    #[arg(long, default_value_os_t = default_root())]
     pub root: PathBuf,
     /// Also write log lines (and errors) to this file, as runc does.
     #[arg(long)]

@@ -14,7 +14,7 @@ pub fn spec(args: &SpecArgs) -> Result<()> {
     if path.exists() {
         bail!("File {} exists. Remove it first", path.display());
     }
-    let spec = if args.rootless {
+    let mut spec = if args.rootless {
         Spec::rootless(
             nix::unistd::geteuid().as_raw(),
             nix::unistd::getegid().as_raw(),
@@ -22,6 +22,8 @@ pub fn spec(args: &SpecArgs) -> Result<()> {
     } else {
         Spec::default()
     };
+    // oci-spec's default names the container after youki; runc's after itself.
+    spec.set_hostname(Some("ccrun-oci".to_string()));
     spec.save(&path)
         .with_context(|| format!("writing {}", path.display()))
 }

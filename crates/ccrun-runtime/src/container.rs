@@ -249,6 +249,7 @@ impl Container {
         )?;
         rootfs_plan.no_pivot = opts.no_pivot;
         rootfs_plan.new_mount_ns = ns.clone_flags & libc::CLONE_NEWNS != 0;
+        let rootfs_plan_new_mount_ns = rootfs_plan.new_mount_ns;
         rootfs_plan.own_mount_ns = ns.mount;
         let restricts_paths =
             !rootfs_plan.masked_paths.is_empty() || !rootfs_plan.readonly_paths.is_empty();
@@ -362,12 +363,23 @@ impl Container {
         // The rootfs as a detached tree (idmapped with the container's mapping when
         // asked), for the init to attach.
         let root_tree = if want_idmap {
-            userns::idmapped_rootfs(pid, &rootfs)?
+            Some(userns::idmapped_rootfs(pid, &rootfs)?)
         } else {
-            sys::open_tree_clone(&rootfs)
-                .map_err(|e| Error::sys(format!("open_tree {}", rootfs.display()), e))?
+            match sys::open_tree_clone(&rootfs) {
+                Ok(tree) => Some(tree),
+                // An unprivileged caller (rootless ccrun-oci) may not clone mounts of
+                // the host's mount namespace; the init, root in its own user and mount
+                // namespaces, clones its copy of the rootfs itself (from its working
+                // directory), as runc's init binds it.
+                Err(nix::errno::Errno::EPERM)
+                    if !nix::unistd::geteuid().is_root() && rootfs_plan_new_mount_ns =>
+                {
+                    None
+                }
+                Err(e) => return Err(Error::sys(format!("open_tree {}", rootfs.display()), e)),
+            }
         };
-        parent_end.send(&Message::Continue, Some(root_tree.as_fd()))?;
+        parent_end.send(&Message::Continue, root_tree.as_ref().map(|t| t.as_fd()))?;
         drop(root_tree);
         let pid_start_time = state::proc_stat(pid).map(|s| s.0).unwrap_or(0);
         let mut state = State {

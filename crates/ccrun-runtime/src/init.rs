@@ -167,10 +167,6 @@ fn prepare(plan: &InitPlan, chan: &Channel) -> std::result::Result<Ready, (Failu
     if !matches!(msg, Message::Continue) {
         return Err((FailureKind::Setup, format!("unexpected message {msg:?}")));
     }
-    let root_tree = root_tree.ok_or((
-        FailureKind::Setup,
-        "the runtime sent no rootfs to attach".to_string(),
-    ))?;
     become_root(plan).map_err(setup_err)?;
     join_namespaces(plan).map_err(setup_err)?;
     let mut hook_state = None;

@@ -122,16 +122,28 @@ impl RootfsPlan {
 /// `before_pivot` runs once the mounts are in place, before masked and read-only paths
 /// (sysctls are written then, and the hooks run).
 ///
-/// `root_tree` is the rootfs as a detached mount made by the parent. In a new mount
+/// `root_tree` is the rootfs as a detached mount made by the parent; without one (an
+/// unprivileged parent could not make it) the init clones its own copy of its working
+/// directory, the rootfs, in its new mount namespace. In a new mount
 /// namespace it is attached on the init's working directory, the namespace's copy of
 /// the rootfs directory, and entered through its fd: the init never looks up the
 /// rootfs's host path, which its root in a user namespace (an unprivileged host user)
 /// may not be allowed to traverse.
 pub fn setup(
     plan: &RootfsPlan,
-    root_tree: OwnedFd,
+    root_tree: Option<OwnedFd>,
     before_pivot: &mut dyn FnMut() -> Result<()>,
 ) -> Result<()> {
+    let root_tree = match root_tree {
+        Some(tree) => tree,
+        None if plan.new_mount_ns => sys::open_tree_clone(Path::new("."))
+            .ctx(|| format!("binding the rootfs {}", plan.rootfs.display()))?,
+        None => {
+            return Err(Error::Setup(
+                "the runtime sent no rootfs to attach".to_string(),
+            ))
+        }
+    };
     // The requested propagation for the copy of the host's mounts, `rprivate` unless
     // the spec asks otherwise (then host mounts may propagate in, or out for shared).
     // Unbindable waits until the container's root is in place (below, as crun does):
