@@ -194,4 +194,14 @@ print(f"  ccrun / skopeo (containers-storage)      = {med[ccrun] / med[storage]:
 print(f"  ccrun / skopeo (layout, upload only)     = {med[ccrun] / med[layout]:.2f}x")
 whole = "ccrun push --chunk-size 0 (no overlap)"
 print(f"  ccrun without overlap / ccrun            = {med[whole] / med[ccrun]:.2f}x")
+# For bench/report.sh, as the other benchmarks record theirs (bench/results.py).
+try:
+    from results import record
+except ImportError:
+    print("  (not recorded: bench/results.py is missing)")
+else:
+    runs = len(times[ccrun])
+    what = f"push {mb:.0f} MB to a local registry"
+    record("push", what, "ccrun push", med[ccrun], "skopeo copy (containers-storage)", med[storage], unit="s", runs=runs)
+    record("push", what, "ccrun push", med[ccrun], "skopeo copy (OCI layout, upload only)", med[layout], unit="s", runs=runs)
 PY
