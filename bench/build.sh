@@ -2,7 +2,8 @@
 # `ccrun build` against `podman build` of the same multi-stage Dockerfile from the same
 # local registry: cold (no cache; the base image already pulled by both) and warm
 # (everything cached), RUNS times each; prints medians and the ratios ccrun/podman.
-# Targets: cold <= 0.5x podman's time, warm <= 0.2x.
+# Targets: cold <= 0.5x podman's time, warm <= 0.2x. Then the push of a ~30 MB image,
+# ccrun push against skopeo copy (bench/push.sh, same RUNS; target <= 1.2x).
 #
 #   bench/build.sh [RUNS]     (default 5; as root)
 #
@@ -104,3 +105,9 @@ printf '%-6s %9.3fs %9.3fs %8.3f %s\n' cold "$ccrun_cold" "$podman_cold" "$(echo
 printf '%-6s %9.3fs %9.3fs %8.3f %s\n' warm "$ccrun_warm" "$podman_warm" "$(echo "$ccrun_warm / $podman_warm" | bc -l)" "<= 0.2"
 bench_record build "multi-stage build, cold (--no-cache)" "ccrun build" "$ccrun_cold" "podman build" "$podman_cold" s "$runs"
 bench_record build "multi-stage build, warm (cached)" "ccrun build" "$ccrun_warm" "podman build" "$podman_warm" s "$runs"
+
+# The issue's build benchmark includes the push of a ~30 MB image by ccrun and by
+# skopeo copy: bench/push.sh, with the same binary and number of runs.
+echo
+echo "== push: ccrun push against skopeo copy (bench/push.sh)"
+CCRUN=$(realpath "$ccrun") "$here/push.sh" "$runs"

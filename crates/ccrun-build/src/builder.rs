@@ -1752,6 +1752,7 @@ fn host_ids(owners: Owners, uid: u32, gid: u32) -> (u32, u32) {
             gid_start,
             ..
         } => (uid_start + uid, gid_start + gid),
+        Owners::KeepId { .. } => owners.host_ids(uid, gid),
     }
 }
 

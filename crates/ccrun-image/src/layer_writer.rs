@@ -48,9 +48,67 @@ pub enum Owners {
         /// Number of ids in the range.
         count: u32,
     },
+    /// From a rootless `--userns keep-id` container: on disk (in the rootless user
+    /// namespace) 0 is the caller's own `uid`/`gid` inside, ids `1..=own` are the
+    /// container's `0..own`, others up to `count` the same ids; the rest 65534.
+    KeepId {
+        /// The caller's uid, as the container sees it.
+        uid: u32,
+        /// The caller's gid, as the container sees it.
+        gid: u32,
+        /// Ids the rootless namespace maps (root included).
+        count: u32,
+    },
+}
+
+/// Container id of id `id` on disk under keep-id (see [`Owners::KeepId`]).
+fn unkeep_id(id: u32, own: u32, count: u32) -> u32 {
+    match id {
+        0 => own,
+        _ if id <= own => id - 1,
+        _ if id < count => id,
+        _ => 65_534,
+    }
+}
+
+/// On-disk id of container id `id` under keep-id, the inverse of [`unkeep_id`].
+fn keep_id(id: u32, own: u32, count: u32) -> u32 {
+    match id {
+        _ if id == own => 0,
+        _ if id < own => id + 1,
+        _ if id < count => id,
+        _ => 65_534,
+    }
 }
 
 impl Owners {
+    /// The on-disk uid and gid of container ids `uid`/`gid`: the inverse of the
+    /// mapping into the layer (65534 for ids outside it).
+    pub fn host_ids(&self, uid: u32, gid: u32) -> (u32, u32) {
+        match *self {
+            Owners::Keep => (uid, gid),
+            Owners::Unshift {
+                uid_start,
+                gid_start,
+                count,
+            } => {
+                let shift = |id: u32, start: u32| {
+                    if id < count {
+                        start.saturating_add(id)
+                    } else {
+                        65_534
+                    }
+                };
+                (shift(uid, uid_start), shift(gid, gid_start))
+            }
+            Owners::KeepId {
+                uid: own_uid,
+                gid: own_gid,
+                count,
+            } => (keep_id(uid, own_uid, count), keep_id(gid, own_gid, count)),
+        }
+    }
+
     fn map(&self, uid: u32, gid: u32) -> (u32, u32) {
         match *self {
             Owners::Keep => (uid, gid),
@@ -65,6 +123,14 @@ impl Owners {
                 };
                 (shift(uid, uid_start), shift(gid, gid_start))
             }
+            Owners::KeepId {
+                uid: own_uid,
+                gid: own_gid,
+                count,
+            } => (
+                unkeep_id(uid, own_uid, count),
+                unkeep_id(gid, own_gid, count),
+            ),
         }
     }
 }
@@ -93,6 +159,18 @@ pub struct WrittenLayer {
 /// Writes the tree under `dir` (not `dir` itself) as an uncompressed layer tarball
 /// to `out`, returning its diff-id and size. Sockets are left out, as Docker does.
 pub fn write_layer<W: Write>(dir: &Path, out: W, opts: &WriteOptions) -> Result<WrittenLayer> {
+    write_layer_excluding(dir, out, opts, &[])
+}
+
+/// [`write_layer`] without the entries at the paths `exclude` (relative to `dir`,
+/// e.g. `etc/hosts`) and what is below them: the mount points an engine adds to
+/// a container, which `commit` leaves out as Docker does.
+pub fn write_layer_excluding<W: Write>(
+    dir: &Path,
+    out: W,
+    opts: &WriteOptions,
+    exclude: &[PathBuf],
+) -> Result<WrittenLayer> {
     let mut writer = Writer {
         builder: tar::Builder::new(HashingWriter::new(out)),
         opts,
@@ -104,6 +182,9 @@ pub fn write_layer<W: Write>(dir: &Path, out: W, opts: &WriteOptions) -> Result<
     let mut stack: Vec<PathBuf> = sorted_children(dir, Path::new(""))?;
     stack.reverse();
     while let Some(rel) = stack.pop() {
+        if exclude.contains(&rel) {
+            continue;
+        }
         let is_dir = writer.entry(&rel)?;
         if is_dir {
             let mut children = sorted_children(&dir.join(&rel), &rel)?;
@@ -348,6 +429,26 @@ mod tests {
     use super::*;
     use crate::limits::Limits;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn keep_id_owners_are_recorded_as_the_container_saw_them() {
+        // The caller is 1000 inside; the rootless namespace maps 65536 ids.
+        let owners = Owners::KeepId {
+            uid: 1000,
+            gid: 1000,
+            count: 65_536,
+        };
+        // On disk 0 is the caller, 1 is the container's root, 1001 is 1001.
+        assert_eq!(owners.map(0, 0), (1000, 1000));
+        assert_eq!(owners.map(1, 1), (0, 0));
+        assert_eq!(owners.map(1000, 1000), (999, 999));
+        assert_eq!(owners.map(1001, 5000), (1001, 5000));
+        assert_eq!(owners.map(70_000, 70_000), (65_534, 65_534));
+        for id in [0, 1, 999, 1000, 1001, 65_535] {
+            let (u, g) = owners.host_ids(id, id);
+            assert_eq!(owners.map(u, g), (id, id), "round trip of {id}");
+        }
+    }
 
     fn entries(tar_bytes: &[u8]) -> Vec<(String, tar::EntryType, u64, String)> {
         let mut archive = tar::Archive::new(tar_bytes);

@@ -11,21 +11,28 @@
 //! (bytes, or with a `k`, `m`, `g` or `t` suffix): see [`limits`] for what is
 //! counted and why.
 
+pub mod archive;
 pub mod auth;
+pub mod changes;
 pub mod decompress;
 pub mod digest;
 pub mod error;
 mod fsutil;
+pub mod gzip;
+pub mod import;
 pub mod layer_writer;
+pub mod layers;
 pub mod limits;
 pub mod local;
 pub mod manifest;
 pub mod platform;
 pub mod pull;
+pub mod push;
 pub mod reference;
 pub mod registry;
 pub mod snapshot;
 pub mod store;
+pub mod tar_split;
 pub mod unpack;
 
 pub use digest::{Digest, HashingWriter};

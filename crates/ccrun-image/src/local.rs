@@ -11,9 +11,9 @@ use std::fs::File;
 use std::io::{BufReader, Read, Seek};
 use std::path::Path;
 
-use crate::digest::{Digest, HashingReader};
+use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
-use crate::layer_writer::{write_layer, WriteOptions, WrittenLayer};
+use crate::layer_writer::{write_layer_excluding, WriteOptions, WrittenLayer};
 use crate::limits::Limits;
 use crate::reference::Reference;
 use crate::store::{ImageRecord, Store, StoreLock};
@@ -25,18 +25,21 @@ pub const LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 /// pulled layer; returns its diff-id. A layer already stored is kept as it is.
 pub fn store_layer<R: Read>(store: &Store, lock: &StoreLock, input: R) -> Result<Digest> {
     let tmp = store.tmp_dir(lock, "local-layer")?;
+    // Recorded, so that push and save give this very tarball back.
+    let record = tmp.with_extension("tar-split");
     let limits = Limits::from_env(store.dir())?;
     let meter = limits.meter("local layer");
-    let mut hashing = HashingReader::new(BufReader::with_capacity(256 * 1024, input));
     let warn = |m: String| tracing::warn!("{m}");
-    let unpacked = crate::unpack::unpack(&mut hashing, &tmp, &meter, &warn);
-    if let Err(e) = unpacked {
-        let _ = crate::fsutil::remove_tree(&tmp);
-        return Err(e);
+    let input = BufReader::with_capacity(256 * 1024, input);
+    let result =
+        crate::layers::unpack_recorded(input, &tmp, &record, &meter, &warn).and_then(|u| {
+            store.commit_layer(lock, &tmp, Some(&record), &u.diff_id, false)?;
+            Ok(u.diff_id)
+        });
+    if result.is_err() {
+        crate::layers::discard(&tmp, &record);
     }
-    let (diff_id, _) = hashing.finish();
-    store.commit_layer(lock, &tmp, &diff_id, false)?;
-    Ok(diff_id)
+    result
 }
 
 /// Writes `dir` (an overlayfs upper directory, see [`crate::layer_writer`]) as a layer
@@ -48,6 +51,18 @@ pub fn capture_layer(
     dir: &Path,
     opts: &WriteOptions,
 ) -> Result<WrittenLayer> {
+    capture_layer_excluding(store, lock, dir, opts, &[])
+}
+
+/// [`capture_layer`] without the paths `exclude` (see
+/// [`crate::layer_writer::write_layer_excluding`]).
+pub fn capture_layer_excluding(
+    store: &Store,
+    lock: &StoreLock,
+    dir: &Path,
+    opts: &WriteOptions,
+    exclude: &[std::path::PathBuf],
+) -> Result<WrittenLayer> {
     let tmp = store.tmp_dir(lock, "capture")?;
     let result = (|| {
         let path = tmp.join("layer.tar");
@@ -57,7 +72,8 @@ pub fn capture_layer(
             .create_new(true)
             .open(&path)
             .ctx("creating", &path)?;
-        let written = write_layer(dir, std::io::BufWriter::new(&mut file), opts)?;
+        let written =
+            write_layer_excluding(dir, std::io::BufWriter::new(&mut file), opts, exclude)?;
         file.rewind().ctx("rewinding", &path)?;
         let diff_id = store_layer(store, lock, &mut file)?;
         written.diff_id.verify(&diff_id, "captured layer")?;

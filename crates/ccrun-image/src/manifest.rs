@@ -15,6 +15,93 @@ pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 /// OCI image index (multi-platform).
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
+/// Docker's image config.
+pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+/// The OCI image config.
+pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+/// A gzip-compressed layer in a Docker manifest.
+pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+/// An uncompressed layer in a Docker manifest.
+pub const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
+/// A gzip-compressed OCI layer.
+pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+/// A zstd-compressed OCI layer.
+pub const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+/// An uncompressed OCI layer.
+pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
+
+/// The two kinds of single-image manifest, with the media types that go in each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schema {
+    /// Docker's image manifest, schema 2.
+    Docker,
+    /// The OCI image manifest.
+    Oci,
+}
+
+/// How a layer blob is compressed, as its media type says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerCompression {
+    /// gzip.
+    Gzip,
+    /// zstd.
+    Zstd,
+    /// Not at all.
+    None,
+}
+
+impl Schema {
+    /// The schema of a stored manifest: its `mediaType`, else its config's (OCI
+    /// allows leaving the manifest's out).
+    pub fn of(manifest: &serde_json::Value) -> Schema {
+        let media_type = manifest["mediaType"]
+            .as_str()
+            .or_else(|| manifest["config"]["mediaType"].as_str());
+        match media_type {
+            Some(DOCKER_MANIFEST | DOCKER_CONFIG) => Schema::Docker,
+            _ => Schema::Oci,
+        }
+    }
+
+    /// The manifest's media type.
+    pub fn manifest_type(self) -> &'static str {
+        match self {
+            Schema::Docker => DOCKER_MANIFEST,
+            Schema::Oci => OCI_MANIFEST,
+        }
+    }
+
+    /// The config's media type.
+    pub fn config_type(self) -> &'static str {
+        match self {
+            Schema::Docker => DOCKER_CONFIG,
+            Schema::Oci => OCI_CONFIG,
+        }
+    }
+
+    /// The media type of a layer compressed so, if this schema has one.
+    pub fn layer_type(self, compression: LayerCompression) -> Option<&'static str> {
+        match (self, compression) {
+            (Schema::Docker, LayerCompression::Gzip) => Some(DOCKER_LAYER_GZIP),
+            (Schema::Docker, LayerCompression::None) => Some(DOCKER_LAYER),
+            (Schema::Docker, LayerCompression::Zstd) => None,
+            (Schema::Oci, LayerCompression::Gzip) => Some(OCI_LAYER_GZIP),
+            (Schema::Oci, LayerCompression::Zstd) => Some(OCI_LAYER_ZSTD),
+            (Schema::Oci, LayerCompression::None) => Some(OCI_LAYER),
+        }
+    }
+}
+
+/// The compression a layer media type names, if it is one we know.
+pub fn layer_compression(media_type: &str) -> Option<LayerCompression> {
+    match media_type {
+        DOCKER_LAYER_GZIP | OCI_LAYER_GZIP => Some(LayerCompression::Gzip),
+        OCI_LAYER_ZSTD => Some(LayerCompression::Zstd),
+        DOCKER_LAYER | OCI_LAYER => Some(LayerCompression::None),
+        _ => None,
+    }
+}
+
 /// The `Accept` header for manifest requests: every type we can pull.
 pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
 application/vnd.docker.distribution.manifest.list.v2+json, \

@@ -14,13 +14,13 @@ use crate::decompress;
 use crate::digest::{Digest, HashingReader};
 use crate::error::{Error, Result};
 use crate::fsutil;
+use crate::layers;
 use crate::limits::Limits;
 use crate::manifest::{self, Fetched};
 use crate::platform::Platform;
 use crate::reference::Reference;
 use crate::registry::{ClientOptions, RegistryClient};
 use crate::store::{ImageRecord, ImageUsage, Store, StoreLock};
-use crate::unpack;
 
 /// Largest image config we accept.
 const MAX_CONFIG: u64 = 64 << 20;
@@ -377,6 +377,7 @@ impl Fetcher<'_> {
             ..
         } = *self;
         let tmp = store.tmp_dir(lock, &format!("layer-{}", job.diff_id.hex()))?;
+        let record = tmp.with_extension("tar-split");
         let meter = self.limits.meter(&job.digest.to_string());
         let result = (|| {
             let body = Watched {
@@ -389,10 +390,9 @@ impl Fetcher<'_> {
             let unpacked = (|| {
                 let buffered = BufReader::with_capacity(256 * 1024, &mut compressed);
                 let decoder = decompress::decoder(buffered).map_err(|e| stream_error(job, e))?;
-                let mut plain = HashingReader::new(decoder);
                 let warn = |m: String| progress.warn(&m);
-                unpack::unpack(&mut plain, &tmp, &meter, &warn)?;
-                Ok(plain.finish().0)
+                layers::unpack_recorded(decoder, &tmp, &record, &meter, &warn)
+                    .map(|unpacked| unpacked.diff_id)
             })();
             if let Err(e @ Error::TooLarge { .. }) = unpacked {
                 // Downloading the rest only to name a digest mismatch is not worth it.
@@ -437,12 +437,10 @@ impl Fetcher<'_> {
                 &diff_id,
                 format!("uncompressed layer {} (config diff_id)", job.digest),
             )?;
-            store.commit_layer(lock, &tmp, &job.diff_id, self.sync)
+            store.commit_layer(lock, &tmp, Some(&record), &job.diff_id, self.sync)
         })();
         if result.is_err() {
-            if let Err(e) = fsutil::remove_tree(&tmp) {
-                tracing::warn!("{e}");
-            }
+            layers::discard(&tmp, &record);
         }
         result
     }

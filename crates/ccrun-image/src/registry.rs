@@ -73,6 +73,8 @@ pub struct RegistryClient {
     host: String,
     base: String,
     repository: String,
+    /// The token scopes asked for (`repository:NAME:ACTIONS`).
+    scopes: Vec<String>,
     credentials: Option<Credentials>,
     auth: Mutex<AuthState>,
 }
@@ -87,6 +89,23 @@ impl RegistryClient {
             }
         }
         let client = RegistryClient::new(reference, options);
+        client.probe()?;
+        Ok(client)
+    }
+
+    /// Connects to the registry of `reference` to push to its repository: the token
+    /// asked for allows `pull,push` there, and `pull` in each of `mount_from` (other
+    /// repositories of the same registry that blobs may be mounted from). Mirrors are
+    /// for pulls only.
+    pub fn connect_push(
+        reference: &Reference,
+        options: &ClientOptions,
+        mount_from: &[String],
+    ) -> Result<RegistryClient> {
+        let mut client = RegistryClient::new(reference, options);
+        client.scopes = std::iter::once(format!("repository:{}:pull,push", client.repository))
+            .chain(mount_from.iter().map(|r| format!("repository:{r}:pull")))
+            .collect();
         client.probe()?;
         Ok(client)
     }
@@ -118,8 +137,9 @@ impl RegistryClient {
         // Any repository name gives us the registry's host mapping (docker.io → registry-1).
         let probe_ref = Reference::parse(&format!("{registry}/probe"))?;
         let mut client = RegistryClient::new(&probe_ref, options);
-        // An empty repository asks the token server for a token without scope.
+        // No scope asks the token server for a token without any.
         client.repository = String::new();
+        client.scopes.clear();
         client.probe()
     }
 
@@ -143,6 +163,7 @@ impl RegistryClient {
             base: format!("{scheme}://{host}"),
             host,
             repository: reference.repository().to_string(),
+            scopes: vec![format!("repository:{}:pull", reference.repository())],
             credentials: options.credentials.clone(),
             auth: Mutex::new(AuthState::Anonymous),
         }
@@ -201,9 +222,8 @@ impl RegistryClient {
         if let Some(s) = service {
             params.push(format!("service={}", urlencode(s)));
         }
-        if !self.repository.is_empty() {
-            let scope = format!("repository:{}:pull", self.repository);
-            params.push(format!("scope={}", urlencode(&scope)));
+        for scope in &self.scopes {
+            params.push(format!("scope={}", urlencode(scope)));
         }
         if let Some(c) = &self.credentials {
             params.push(format!("account={}", urlencode(&c.username)));
@@ -301,14 +321,21 @@ impl RegistryClient {
             req = req.header("Range", format!("bytes={start}-"));
         }
         if with_auth {
-            match &*self.lock_auth() {
-                AuthState::Anonymous => {}
-                AuthState::Basic(h) => req = req.header("Authorization", h.as_str()),
-                AuthState::Bearer(t) => req = req.header("Authorization", format!("Bearer {t}")),
+            if let Some(h) = self.auth_header() {
+                req = req.header("Authorization", h);
             }
         }
         req.call()
             .map_err(|e| self.http_error(&format!("GET {url}"), e))
+    }
+
+    /// The `Authorization` header for the registry, if we have one.
+    fn auth_header(&self) -> Option<String> {
+        match &*self.lock_auth() {
+            AuthState::Anonymous => None,
+            AuthState::Basic(h) => Some(h.clone()),
+            AuthState::Bearer(t) => Some(format!("Bearer {t}")),
+        }
     }
 
     /// GET with auth, redirects (dropping `Authorization` on other hosts), token
@@ -475,6 +502,81 @@ impl RegistryClient {
         }
     }
 
+    /// The repository this client is for.
+    pub fn repository(&self) -> &str {
+        &self.repository
+    }
+
+    /// An absolute URL for an API path (`/v2/…`) or a `Location` a response gave.
+    pub(crate) fn url(&self, location: &str) -> Result<String> {
+        resolve_location(&format!("{}/v2/", self.base), location)
+            .ok_or_else(|| self.registry_error(format!("bad location {location:?}")))
+    }
+
+    /// Sends one request with our credentials (to the registry's own origin only),
+    /// getting a fresh token once if it answers 401, and returns whatever it answers
+    /// then. Nothing else is retried here: whether an upload request may be sent again
+    /// is for the caller to decide.
+    pub(crate) fn request(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, String)],
+        body: Payload<'_>,
+        what: &str,
+    ) -> Result<Response<Body>> {
+        let mut renewed = false;
+        loop {
+            let same_host = same_origin(url, &self.base);
+            let mut req = ureq::http::Request::builder().method(method).uri(url);
+            for (k, v) in headers {
+                req = req.header(*k, v.as_str());
+            }
+            if same_host {
+                if let Some(h) = self.auth_header() {
+                    req = req.header("Authorization", h);
+                }
+            }
+            let bad_request = |e: ureq::http::Error| self.registry_error(format!("{what}: {e}"));
+            let sent = match body {
+                // No body at all (not an empty chunked one, which a HEAD must not
+                // have); a length of 0 where the method has one.
+                Payload::Empty => {
+                    if matches!(method, "POST" | "PUT" | "PATCH") {
+                        req = req.header("Content-Length", "0");
+                    }
+                    self.agent.run(req.body(()).map_err(bad_request)?)
+                }
+                _ => {
+                    let mut reader = body.reader();
+                    req = req.header("Content-Length", body.len().to_string());
+                    let send = ureq::SendBody::from_reader(&mut reader);
+                    self.agent.run(req.body(send).map_err(bad_request)?)
+                }
+            };
+            let resp = sent.map_err(|e| self.http_error(what, e))?;
+            if resp.status().as_u16() == 401 && same_host && !renewed {
+                renewed = true;
+                self.learn_auth(&resp)?;
+                continue;
+            }
+            return Ok(resp);
+        }
+    }
+
+    /// An error for an answer `what` did not expect, with the registry's own words.
+    pub(crate) fn unexpected(&self, what: &str, resp: Response<Body>) -> Error {
+        let status = resp.status().as_u16();
+        let text = error_text(resp);
+        match status {
+            401 | 403 => Error::Unauthorized {
+                registry: self.host.clone(),
+                message: format!("{what}: {text}"),
+            },
+            _ => self.registry_error(format!("{what}: HTTP {status}: {text}")),
+        }
+    }
+
     fn registry_error(&self, message: String) -> Error {
         Error::Registry {
             registry: self.host.clone(),
@@ -486,6 +588,80 @@ impl RegistryClient {
         Error::Http {
             context: format!("{}: {context}", self.host),
             source: Box::new(e),
+        }
+    }
+}
+
+/// A request body that can be sent again: nothing, bytes, or a range of a file.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Payload<'a> {
+    /// No body.
+    Empty,
+    /// These bytes.
+    Bytes(&'a [u8]),
+    /// `len` bytes of `file` from `offset`.
+    File {
+        /// The file (read with `pread`, so its offset is not used).
+        file: &'a std::fs::File,
+        /// Where the range starts.
+        offset: u64,
+        /// How long it is.
+        len: u64,
+    },
+}
+
+impl Payload<'_> {
+    fn len(&self) -> u64 {
+        match self {
+            Payload::Empty => 0,
+            Payload::Bytes(b) => b.len() as u64,
+            Payload::File { len, .. } => *len,
+        }
+    }
+
+    fn reader(&self) -> PayloadReader<'_> {
+        match *self {
+            Payload::Empty => PayloadReader::Bytes(&[]),
+            Payload::Bytes(b) => PayloadReader::Bytes(b),
+            Payload::File { file, offset, len } => PayloadReader::File {
+                file,
+                offset,
+                left: len,
+            },
+        }
+    }
+}
+
+enum PayloadReader<'a> {
+    Bytes(&'a [u8]),
+    File {
+        file: &'a std::fs::File,
+        offset: u64,
+        left: u64,
+    },
+}
+
+impl Read for PayloadReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            PayloadReader::Bytes(b) => b.read(buf),
+            PayloadReader::File { file, offset, left } => {
+                use std::os::unix::fs::FileExt;
+                let want = buf.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
+                if want == 0 {
+                    return Ok(0);
+                }
+                let n = file.read_at(&mut buf[..want], *offset)?;
+                if n == 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "upload file shorter than expected",
+                    ));
+                }
+                *offset += n as u64;
+                *left -= n as u64;
+                Ok(n)
+            }
         }
     }
 }
@@ -645,12 +821,12 @@ pub(crate) fn transient(e: &ureq::Error) -> bool {
     }
 }
 
-fn retryable_status(s: u16) -> bool {
+pub(crate) fn retryable_status(s: u16) -> bool {
     s == 429 || (500..=599).contains(&s) && s != 501 && s != 505
 }
 
 /// 0.5 s, 1 s, 2 s, 4 s … capped at 8 s.
-fn backoff(attempt: u32) -> Duration {
+pub(crate) fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(250u64 << attempt.clamp(1, 5))
 }
 

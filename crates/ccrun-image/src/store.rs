@@ -4,6 +4,8 @@
 //! - `blobs/sha256/<hex>`: manifests, indexes and configs, by digest;
 //! - `layers/<hex>/`: each layer unpacked once, keyed by its diff-id (the digest
 //!   of the uncompressed tar), ready to be an overlayfs lower directory;
+//! - `tar-split/<hex>`: how to write each layer's original tar again from its
+//!   directory (see [`crate::tar_split`]), for `push` and `save`;
 //! - `images.json`: the image records (names → manifest, config, layers);
 //! - `tmp/`: work in progress, emptied whenever the lock is taken;
 //! - `lock`: `flock`ed by whoever changes the store.
@@ -115,7 +117,7 @@ impl Store {
     /// Opens (creating if needed) the image store under `root`.
     pub fn open(root: &Path) -> Result<Store> {
         let dir = root.join("image");
-        for sub in ["blobs/sha256", "layers", "tmp"] {
+        for sub in ["blobs/sha256", "layers", "tar-split", "tmp"] {
             fsutil::create_dir_all_mode(&dir.join(sub), 0o700)?;
         }
         Ok(Store { dir })
@@ -212,24 +214,41 @@ impl Store {
         self.dir.join("layers").join(diff_id.hex())
     }
 
+    /// Where the tar-split record of layer `diff_id` is (or would be).
+    pub fn tar_split_path(&self, diff_id: &Digest) -> PathBuf {
+        self.dir.join("tar-split").join(diff_id.hex())
+    }
+
     /// Whether a layer is fully unpacked in the store.
     pub fn has_layer(&self, diff_id: &Digest) -> bool {
         self.layer_dir(diff_id).is_dir()
     }
 
-    /// Moves a verified, unpacked layer from `tmp` into place. The rename makes it
-    /// appear whole or not at all, which is what survives SIGKILL. Surviving power
-    /// loss also needs the data on disk first: `sync` does one `syncfs` for that.
-    /// It is off by default, as in Docker and Podman, because on a busy disk it
-    /// waits for everyone's dirty pages.
+    /// Moves a verified, unpacked layer from `tmp` into place, with its tar-split
+    /// `record` if it has one (first, so that a layer in place has its record unless
+    /// it never had one). The rename makes it appear whole or not at all, which is
+    /// what survives SIGKILL. Surviving power loss also needs the data on disk first:
+    /// `sync` does one `syncfs` for that. It is off by default, as in Docker and
+    /// Podman, because on a busy disk it waits for everyone's dirty pages.
     pub(crate) fn commit_layer(
         &self,
         _lock: &StoreLock,
         tmp: &Path,
+        record: Option<&Path>,
         diff_id: &Digest,
         sync: bool,
     ) -> Result<()> {
         let dest = self.layer_dir(diff_id);
+        let record_dest = self.tar_split_path(diff_id);
+        if let Some(record) = record.filter(|r| r.exists()) {
+            if record_dest.exists() {
+                fs::remove_file(record).ctx("removing", record)?;
+            } else {
+                // A layer present without a record (unpacked by an older ccrun) gets
+                // this one: it describes the same bytes.
+                fs::rename(record, &record_dest).ctx("committing tar-split", &record_dest)?;
+            }
+        }
         if dest.is_dir() {
             return fsutil::remove_tree(tmp);
         }
@@ -328,6 +347,47 @@ impl Store {
         }
         self.save_records(lock, &records)?;
         Ok(record)
+    }
+
+    /// `tag SOURCE TARGET`: gives the image `source` (a name or id) the name
+    /// `target`, which moves from any other image that had it, as Docker does.
+    pub fn tag(&self, lock: &StoreLock, source: &str, target: &Reference) -> Result<ImageRecord> {
+        if target.digest().is_some() {
+            return Err(Error::InvalidReference {
+                reference: target.to_string(),
+                reason: "refusing to create a tag with a digest reference",
+            });
+        }
+        let record = self
+            .find(source)?
+            .ok_or_else(|| Error::ImageNotFound(source.to_string()))?;
+        let name = target.to_string();
+        let mut records = self.records()?;
+        for r in records.images.iter_mut() {
+            if r.id == record.id {
+                if !r.names.contains(&name) {
+                    r.names.push(name.clone());
+                }
+            } else {
+                r.names.retain(|n| n != &name);
+            }
+        }
+        self.save_records(lock, &records)?;
+        self.find(&record.id.to_string())?
+            .ok_or_else(|| Error::ImageNotFound(source.to_string()))
+    }
+
+    /// Records that `repo_digest` (`registry/repo@sha256:…`, what a push made) names
+    /// image `id`.
+    pub fn add_repo_digest(&self, lock: &StoreLock, id: &Digest, repo_digest: &str) -> Result<()> {
+        let mut records = self.records()?;
+        if let Some(r) = records.images.iter_mut().find(|r| &r.id == id) {
+            if !r.repo_digests.iter().any(|d| d == repo_digest) {
+                r.repo_digests.push(repo_digest.to_string());
+                self.save_records(lock, &records)?;
+            }
+        }
+        Ok(())
     }
 
     /// Finds the record for a reference (`alpine`, `alpine@sha256:…`) or an image id
@@ -514,10 +574,17 @@ impl Store {
             |dir| self.discard_layer(dir),
             &mut failures,
         )?;
+        // Records of the layers gone (or never committed); not counted as layers.
+        let (_, record_bytes) = sweep(
+            &self.dir.join("tar-split"),
+            &keep_layers,
+            fsutil::remove_tree_counted,
+            &mut failures,
+        )?;
         let stats = GcStats {
             layers,
             blobs,
-            bytes: blob_bytes + layer_bytes,
+            bytes: blob_bytes + layer_bytes + record_bytes,
         };
         if failures.is_empty() {
             Ok(stats)

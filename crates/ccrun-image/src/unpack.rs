@@ -52,6 +52,10 @@ pub fn opaque_xattr() -> &'static str {
     }
 }
 
+/// Told the path (relative to the layer directory) and size of each regular file's
+/// content just before it is read: see [`unpack_observed`].
+pub type OnFile<'f> = &'f dyn Fn(&[u8], u64);
+
 /// What an unpack produced, for progress reports.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct UnpackStats {
@@ -73,7 +77,20 @@ pub fn unpack<R: Read>(
     meter: &Meter,
     warn: &dyn Fn(String),
 ) -> Result<UnpackStats> {
-    let result = unpack_metered(meter.reader(input), dest, meter, warn);
+    unpack_observed(input, dest, meter, warn, None)
+}
+
+/// [`unpack`], telling `on_file` the path (relative to `dest`) and size of each
+/// regular file's content just before it is read from `input`, so that a
+/// [`crate::tar_split::Recorder`] can leave it out of its record.
+pub fn unpack_observed<R: Read>(
+    input: R,
+    dest: &Path,
+    meter: &Meter,
+    warn: &dyn Fn(String),
+    on_file: Option<OnFile<'_>>,
+) -> Result<UnpackStats> {
+    let result = unpack_metered(meter.reader(input), dest, meter, warn, on_file);
     match (result, meter.exceeded()) {
         // The tar reader wraps our error in its own words: say it plainly.
         (Err(_), Some(over)) => Err(over),
@@ -86,6 +103,7 @@ fn unpack_metered<R: Read>(
     dest: &Path,
     meter: &Meter,
     warn: &dyn Fn(String),
+    on_file: Option<OnFile<'_>>,
 ) -> Result<UnpackStats> {
     let layer = meter.layer();
     let root = rfs::open(
@@ -102,6 +120,7 @@ fn unpack_metered<R: Read>(
         is_root: rustix::process::geteuid().is_root(),
         warn,
         warned_chown: false,
+        on_file,
     };
     let mut stats = UnpackStats::default();
     {
@@ -156,6 +175,8 @@ struct Tree<'w> {
     is_root: bool,
     warn: &'w dyn Fn(String),
     warned_chown: bool,
+    /// See [`unpack_observed`].
+    on_file: Option<OnFile<'w>>,
 }
 
 impl Tree<'_> {
@@ -218,6 +239,10 @@ impl Tree<'_> {
                     // archive holds. Counted before a byte of them is read.
                     let stored = entry.header().entry_size().unwrap_or(0);
                     meter.charge_holes(&shown, entry.size().saturating_sub(stored))?;
+                } else if let Some(on_file) = self.on_file {
+                    // What the archive holds of a sparse file is not its content on
+                    // disk: that stays in the tar-split record as raw bytes.
+                    on_file(&comps.join(&b'/'), entry.size());
                 }
                 self.file(parents, name, entry, sparse, &meta, &shown)
             }

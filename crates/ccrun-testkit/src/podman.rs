@@ -29,3 +29,68 @@ pub fn write_private_config(dir: &Path) {
     )
     .expect("containers.conf");
 }
+
+/// A podman with storage (vfs), run root and configuration of its own in a temp dir
+/// (see [`write_private_config`]); what it created is removed on drop.
+pub struct Podman {
+    dir: tempfile::TempDir,
+}
+
+impl Podman {
+    /// A fresh private podman.
+    pub fn new() -> Podman {
+        let dir = tempfile::Builder::new()
+            .prefix("ccrun-podman-")
+            .tempdir()
+            .expect("tempdir");
+        write_private_config(dir.path());
+        Podman { dir }
+    }
+
+    /// `podman ARGS` with this podman's storage and configuration.
+    pub fn command(&self, args: &[&str]) -> std::process::Command {
+        let d = self.dir.path();
+        let mut c = std::process::Command::new("podman");
+        c.env("CONTAINERS_STORAGE_CONF", d.join("storage.conf"))
+            .env("CONTAINERS_CONF", d.join("containers.conf"))
+            .arg("--root")
+            .arg(d.join("root"))
+            .arg("--runroot")
+            .arg(d.join("run"))
+            .args(["--storage-driver", "vfs", "--cgroup-manager", "cgroupfs"])
+            .args(["--events-backend", "file"])
+            .args(args)
+            .stdin(std::process::Stdio::null());
+        c
+    }
+
+    /// Runs `podman ARGS`, asserting success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.command(args).output().expect("run podman");
+        assert!(
+            out.status.success(),
+            "podman {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The directory everything of this podman is in.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Default for Podman {
+    fn default() -> Self {
+        Podman::new()
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        // Only created containers (never started, nothing mounted) and images: removing
+        // them and the temp dir leaves nothing.
+        let _ = self.command(&["rm", "--all", "--force"]).output();
+    }
+}

@@ -161,6 +161,8 @@ pub enum Command {
     Update(commands::update::UpdateArgs),
     /// Show the history of an image
     History(commands::history::HistoryArgs),
+    /// Make a new image from a container's changes
+    Commit(commands::commit::CommitArgs),
     /// Build an image from a Dockerfile
     Build(Box<commands::build::BuildArgs>),
     /// Manage the build cache

@@ -13,8 +13,8 @@ mod image_build;
 #[path = "support/registry.rs"]
 mod registry;
 
+use ccrun_testkit::podman::Podman;
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
 
 use image_build::{busybox_layer, Layout};
 use registry::{Format, Registry};
@@ -74,53 +74,6 @@ const PODMAN_ONLY_IMAGE: &[&str] = &[
 /// `Entrypoint` is a string there (an array in Docker), `StopSignal` a number (a
 /// name such as "SIGTERM" in Docker).
 const PODMAN_TYPES_DIFFER: &[&str] = &["Config.Entrypoint", "Config.StopSignal"];
-
-/// A private podman: storage, run root and configuration in a temp dir.
-struct Podman {
-    dir: tempfile::TempDir,
-}
-
-impl Podman {
-    fn new() -> Podman {
-        let dir = tempfile::Builder::new()
-            .prefix("ccrun-podman-inspect-")
-            .tempdir()
-            .expect("tempdir");
-        ccrun_testkit::podman::write_private_config(dir.path());
-        Podman { dir }
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let d = self.dir.path();
-        let out = Command::new("podman")
-            .env("CONTAINERS_STORAGE_CONF", d.join("storage.conf"))
-            .env("CONTAINERS_CONF", d.join("containers.conf"))
-            .arg("--root")
-            .arg(d.join("root"))
-            .arg("--runroot")
-            .arg(d.join("run"))
-            .args(["--storage-driver", "vfs", "--cgroup-manager", "cgroupfs"])
-            .args(["--events-backend", "file"])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run podman");
-        assert!(
-            out.status.success(),
-            "podman {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Podman {
-    fn drop(&mut self) {
-        // Only created containers (never started, nothing mounted): removing them and
-        // the temp dir leaves nothing.
-        let _ = std::panic::catch_unwind(|| self.ok(&["rm", "--all", "--force"]));
-    }
-}
 
 /// `path → JSON type` of every key, two levels deep.
 fn key_types(v: &Value) -> BTreeMap<String, &'static str> {

@@ -57,6 +57,8 @@ pub enum ContainerSubcommand {
     Diff(super::diff::DiffArgs),
     /// Write a container's filesystem as a tar archive
     Export(super::export::ExportArgs),
+    /// Make a new image from a container's changes
+    Commit(super::commit::CommitArgs),
     /// Display a live stream of containers' resource usage
     Stats(super::stats::StatsArgs),
     /// Pause all processes within one or more containers
@@ -94,6 +96,7 @@ pub fn run(global: &GlobalOpts, cmd: ContainerSubcommand) -> Result<i32> {
         ContainerSubcommand::Cp(args) => super::cp::cp(global, args),
         ContainerSubcommand::Diff(args) => super::diff::diff(global, args),
         ContainerSubcommand::Export(args) => super::export::export(global, args),
+        ContainerSubcommand::Commit(args) => super::commit::commit(global, args),
         ContainerSubcommand::Stats(args) => super::stats::stats(global, args),
         ContainerSubcommand::Pause(args) => super::pause::pause(global, args),
         ContainerSubcommand::Unpause(args) => super::pause::unpause(global, args),

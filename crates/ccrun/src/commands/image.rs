@@ -1,4 +1,5 @@
-//! Image subcommands: pull, images, rmi, login, logout, image inspect/ls/rm.
+//! Image subcommands: pull, images, rmi, login, logout, image inspect/ls/rm; the
+//! verbs of other modules (push, tag, save, load, import) are listed here too.
 //! The work is done by `ccrun_image`; this module parses flags and prints.
 
 use std::collections::BTreeMap;
@@ -38,6 +39,16 @@ pub enum ImageCommand {
         /// Registry host [default: docker.io]
         server: Option<String>,
     },
+    /// Upload an image to a registry
+    Push(super::push::PushArgs),
+    /// Give an image another name
+    Tag(super::push::TagArgs),
+    /// Write images to a tar archive (docker-archive or oci-archive)
+    Save(super::save::SaveArgs),
+    /// Load images from a tar archive (docker-archive or oci-archive)
+    Load(super::save::LoadArgs),
+    /// Make an image from a filesystem tarball
+    Import(super::commit::ImportArgs),
 }
 
 /// `ccrun image …`.
@@ -57,6 +68,16 @@ pub enum ImageSubcommand {
     Prune(super::prune::PruneArgs),
     /// Show the history of an image
     History(super::history::HistoryArgs),
+    /// Upload an image to a registry
+    Push(super::push::PushArgs),
+    /// Give an image another name
+    Tag(super::push::TagArgs),
+    /// Write images to a tar archive (docker-archive or oci-archive)
+    Save(super::save::SaveArgs),
+    /// Load images from a tar archive (docker-archive or oci-archive)
+    Load(super::save::LoadArgs),
+    /// Make an image from a filesystem tarball
+    Import(super::commit::ImportArgs),
 }
 
 /// `--insecure-registry`, shared by the commands that talk to registries.
@@ -171,12 +192,27 @@ pub fn run(global: &GlobalOpts, cmd: ImageCommand) -> anyhow::Result<i32> {
         ImageCommand::Image(ImageSubcommand::History(args)) => {
             super::history::history(global, args)
         }
+        ImageCommand::Push(args) | ImageCommand::Image(ImageSubcommand::Push(args)) => {
+            super::push::push(global, args)
+        }
+        ImageCommand::Tag(args) | ImageCommand::Image(ImageSubcommand::Tag(args)) => {
+            super::push::tag(global, args)
+        }
+        ImageCommand::Save(args) | ImageCommand::Image(ImageSubcommand::Save(args)) => {
+            super::save::save(global, args)
+        }
+        ImageCommand::Load(args) | ImageCommand::Image(ImageSubcommand::Load(args)) => {
+            super::save::load(global, args)
+        }
+        ImageCommand::Import(args) | ImageCommand::Image(ImageSubcommand::Import(args)) => {
+            super::commit::import(global, args)
+        }
         ImageCommand::Login(args) => login(args),
         ImageCommand::Logout { server } => logout(server),
     }
 }
 
-fn open_store(global: &GlobalOpts) -> anyhow::Result<Store> {
+pub(crate) fn open_store(global: &GlobalOpts) -> anyhow::Result<Store> {
     let root = global.store_root();
     Store::open(&root).with_context(|| format!("opening image store in {}", root.display()))
 }
@@ -362,7 +398,7 @@ impl PullProgress for Display {
 }
 
 /// The terminal's width in columns (80 when it cannot be told).
-fn terminal_columns() -> usize {
+pub(crate) fn terminal_columns() -> usize {
     let mut size = libc::winsize {
         ws_row: 0,
         ws_col: 0,
@@ -381,7 +417,7 @@ fn terminal_columns() -> usize {
 /// A layer's progress line fitted to `columns`: Docker's `id: Downloading [==>  ]
 /// 1.2MB/3.4MB` with the bar taking what is left, and no bar at all when too narrow,
 /// so that no line wraps (a wrapped line breaks the redrawing).
-fn bar_style(columns: usize) -> ProgressStyle {
+pub(crate) fn bar_style(columns: usize) -> ProgressStyle {
     ProgressStyle::with_template(&bar_template(columns))
         .map(|s| s.progress_chars("=> "))
         .unwrap_or_else(|_| ProgressStyle::default_bar())

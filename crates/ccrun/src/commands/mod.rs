@@ -2,6 +2,7 @@
 
 pub mod attach;
 pub mod build;
+pub mod commit;
 pub mod container;
 pub mod cp;
 pub mod diff;
@@ -18,9 +19,11 @@ pub mod logs;
 pub mod network;
 pub mod pause;
 pub mod prune;
+pub mod push;
 pub mod rename;
 pub mod run;
 pub mod run_flags;
+pub mod save;
 pub mod sharing;
 pub mod stats;
 pub mod system;
@@ -96,6 +99,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Rename(args) => rename::rename(&cli.global, args),
         Command::Update(args) => update::update(&cli.global, args),
         Command::History(args) => history::history(&cli.global, args),
+        Command::Commit(args) => commit::commit(&cli.global, args),
         Command::Build(args) => build::build(&cli.global, *args),
         Command::Builder(cmd) => build::builder(&cli.global, cmd),
     }

@@ -62,6 +62,13 @@ fn ids_of(spec: &Spec) -> IdMap {
     }
 }
 
+/// How the owners in `record`'s files on the host relate to the container's ids
+/// (from its saved runtime spec).
+pub fn id_map(store: &ContainerStore, record: &Record) -> Result<IdMap> {
+    let spec = load_config(&store.dir_of(&record.id))?;
+    Ok(ids_of(&spec))
+}
+
 /// A container's root filesystem, open.
 pub struct ContainerRoot {
     /// The root directory.
@@ -619,7 +626,7 @@ pub struct Change {
 
 /// Paths the engine itself puts into every container (mount points of its standard
 /// mounts and of the files it bind-mounts); Docker's diff leaves them out too.
-const ENGINE_PATHS: &[&str] = &[
+pub const ENGINE_PATHS: &[&str] = &[
     "/dev",
     "/proc",
     "/sys",

@@ -1,9 +1,11 @@
 //! A misbehaving HTTP proxy on 127.0.0.1 in front of a test registry: it logs
 //! requests, and on demand flips a byte in blobs, slows them down, drops the
 //! connection mid-blob, answers blob GETs with 429 Too Many Requests, rewrites the
-//! Content-Type of manifests, serves one manifest's body for another, or redirects
+//! Content-Type of manifests, serves one manifest's body for another, redirects
 //! blob GETs to a second listener (a "CDN") that records the headers it receives
-//! and fetches from the registry like a presigned URL.
+//! and fetches from the registry like a presigned URL, or fails a blob upload's
+//! PATCH. It tells the registry the address the client used (`X-Forwarded-Host`),
+//! so the upload locations the registry hands out lead back through the proxy.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -64,6 +66,9 @@ pub struct Faults {
     /// registry's headers for `key` (`Docker-Content-Digest` included) but the body
     /// of the manifest `other` (a tag or digest in the same repository).
     pub swap_manifest: Mutex<Option<(String, String)>>,
+    /// Answer the Nth upload PATCH from now (1 = the next one; 0 = never) with 500,
+    /// its body read but not forwarded: a chunk the registry never got. Counted down.
+    pub fail_patch: AtomicU64,
 }
 
 /// The running proxy (and CDN); stops accepting on drop.
@@ -261,6 +266,23 @@ fn handle(conn: TcpStream, shared: &Shared, is_cdn: bool) {
     if reader.read_exact(&mut body).is_err() {
         return;
     }
+    if method == "PATCH" && !is_cdn {
+        let fail =
+            shared
+                .faults
+                .fail_patch
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                == Ok(1);
+        if fail {
+            let body = r#"{"errors":[{"code":"UNKNOWN","message":"injected chunk failure"}]}"#;
+            let _ = write!(
+                out,
+                "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            return;
+        }
+    }
     let Some(mut response) = forward(shared, &method, &path, &headers, &body) else {
         return;
     };
@@ -348,6 +370,9 @@ fn forward(
     for (k, v) in headers {
         if k != "connection" && k != "host" {
             req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        if k == "host" {
+            req.push_str(&format!("x-forwarded-host: {v}\r\n"));
         }
     }
     req.push_str(&format!(
