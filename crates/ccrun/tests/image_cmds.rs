@@ -119,7 +119,12 @@ impl Ctx {
     /// `config.json` mappings (its own range under `--userns auto`).
     fn root_on_host(&self, name: &str) -> (u32, u32) {
         let id = self.ok(&["inspect", "-f", "{{.Id}}", name]);
-        let path = self.env.root().join("containers").join(id).join("config.json");
+        let path = self
+            .env
+            .root()
+            .join("containers")
+            .join(id)
+            .join("config.json");
         let config: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&path).expect("config.json")).expect("JSON");
         let first = |key: &str| {
@@ -243,7 +248,11 @@ fn cp_and_export_see_the_containers_owners_through_the_user_namespace(images: &I
     // On the host the file belongs to the container's root: the first id of its range.
     let stored = std::fs::metadata(c.upper("owners").join("tmp/in")).expect("in the upper dir");
     let root = c.root_on_host("owners");
-    assert_ne!(root, (0, 0), "the container has a user namespace of its own");
+    assert_ne!(
+        root,
+        (0, 0),
+        "the container has a user namespace of its own"
+    );
     assert_eq!((stored.uid(), stored.gid()), root);
     c.ok(&[
         "exec",
