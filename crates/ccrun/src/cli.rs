@@ -321,6 +321,27 @@ mod tests {
         super::Cli::command().debug_assert();
     }
 
+    /// The README's command table (`scripts/command-table.py`) names every command.
+    #[test]
+    fn readme_lists_every_command() {
+        let readme = include_str!("../../../README.md");
+        let table = readme
+            .split("<!-- command-table: begin -->")
+            .nth(1)
+            .and_then(|rest| rest.split("<!-- command-table: end -->").next())
+            .expect("the README has a command table");
+        let missing: Vec<String> = super::command()
+            .get_subcommands()
+            .filter(|c| !c.is_hide_set())
+            .map(|c| c.get_name().to_string())
+            .filter(|name| name != "help" && !table.contains(&format!("| `{name}` |")))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "missing from the README's command table (run scripts/command-table.py): {missing:?}"
+        );
+    }
+
     #[test]
     fn globals_are_listed_once() {
         let mut cmd = super::command();

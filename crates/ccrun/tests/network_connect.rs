@@ -88,6 +88,62 @@ fn connect_adds_an_interface_and_names_disconnect_takes_them_away() {
     );
     let inspect = ok(&c, &["network", "inspect", "back"]);
     assert!(inspect.contains("10.231.2.77/24"), "{inspect}");
+    // `inspect` of the container lists both networks as Docker does, with the
+    // addresses and MACs the container really has.
+    let networks = ok(
+        &c,
+        &[
+            "inspect",
+            "-f",
+            "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{$v.IPAddress}} {{$v.MacAddress}} {{join $v.Aliases \",\"}};{{end}}",
+            "web",
+        ],
+    );
+    let mac = |ifname: &str| {
+        ok(
+            &c,
+            &[
+                "exec",
+                "web",
+                "cat",
+                &format!("/sys/class/net/{ifname}/address"),
+            ],
+        )
+        .trim()
+        .to_string()
+    };
+    let eth0 = ok(
+        &c,
+        &["exec", "web", "ip", "-4", "-o", "addr", "show", "eth0"],
+    );
+    let front_ip = eth0
+        .split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .and_then(|a| a.split('/').next())
+        .expect("eth0 has an address")
+        .to_string();
+    let id = ok(&c, &["inspect", "-f", "{{.Id}}", "web"]);
+    let short = &id.trim()[..12];
+    assert_eq!(
+        networks.trim(),
+        format!(
+            "back 10.231.2.77 {} web,{short},store;front {front_ip} {} web,{short};",
+            mac("eth1"),
+            mac("eth0")
+        ),
+        "{networks}"
+    );
+    let top = ok(
+        &c,
+        &[
+            "inspect",
+            "-f",
+            "{{.NetworkSettings.IPAddress}} {{.NetworkSettings.MacAddress}}",
+            "web",
+        ],
+    );
+    assert_eq!(top.trim(), format!("{front_ip} {}", mac("eth0")));
 
     // Kept across a restart, with the same address.
     ok(&c, &["restart", "-t", "0", "web"]);
@@ -108,6 +164,17 @@ fn connect_adds_an_interface_and_names_disconnect_takes_them_away() {
 
     // A stopped container is connected for its next start.
     ok(&c, &["stop", "-t", "0", "web"]);
+    // Stopped: on its network without an address, as in Docker.
+    let stopped = ok(
+        &c,
+        &[
+            "inspect",
+            "-f",
+            "{{range $k, $v := .NetworkSettings.Networks}}{{$k}}={{$v.IPAddress}};{{end}}",
+            "web",
+        ],
+    );
+    assert_eq!(stopped.trim(), "front=;");
     ok(&c, &["network", "connect", "back", "web"]);
     ok(&c, &["start", "web"]);
     assert_eq!(interfaces(&c, "web"), ["eth0", "eth1"]);
@@ -214,4 +281,28 @@ fn mac_address_and_links() {
     assert_eq!(out.status.code(), Some(125));
     assert!(stderr(&out).contains("non-running"), "{}", stderr(&out));
     ok(&c, &["rm", "-f", "target"]);
+}
+
+#[test]
+fn a_renamed_container_is_found_by_its_new_name_only() {
+    let (c, r) = (Ccrun::in_netns(), Rootfs::busybox());
+    ok(
+        &c,
+        &["network", "create", "--subnet", "10.231.5.0/24", "lan"],
+    );
+    for name in ["old", "peer"] {
+        c.run_detached(
+            r.path(),
+            &["--name", name, "--network", "lan", "sleep", "100"],
+        );
+    }
+    assert!(ping(&c, "peer", "old"));
+    ok(&c, &["rename", "old", "new"]);
+    assert!(ping(&c, "peer", "new"), "peers find it by its new name");
+    assert!(!ping(&c, "peer", "old"), "and no longer by the old one");
+    let own = ok(&c, &["exec", "new", "cat", "/etc/hosts"]);
+    assert!(own.contains("\tnew") || own.contains(" new"), "{own}");
+    assert!(!own.contains("old"), "{own}");
+    ok(&c, &["rm", "-f", "new", "peer"]);
+    ok(&c, &["network", "rm", "lan"]);
 }

@@ -33,12 +33,17 @@ use anyhow::{bail, Result};
 use crate::cli::{Cli, Command};
 
 /// Runs `f` on each name the user gave, printing Docker's per-object error line for
-/// each that fails, and fails after trying them all (`docker rm a b c` style).
+/// each that fails, and fails after trying them all (`docker rm a b c` style); with
+/// one name, its error alone.
 pub fn for_each_named(
     what: &str,
     names: &[String],
     mut f: impl FnMut(&str) -> Result<()>,
 ) -> Result<()> {
+    // One name: its error is the one line printed.
+    if let [name] = names {
+        return f(name);
+    }
     let mut failed = Vec::new();
     for name in names {
         if let Err(e) = f(name) {

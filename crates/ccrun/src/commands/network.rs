@@ -431,12 +431,7 @@ fn inspect_json(
                     ccrun_net::secondary_veth_name(&r.id, &net.name),
                 ),
             };
-            let mac = r
-                .options
-                .mac_address
-                .clone()
-                .filter(|_| r.attachment.as_ref().is_some_and(|a| a.network == net.name))
-                .unwrap_or_else(|| mac_text(ccrun_net::container_mac(ip)));
+            let mac = crate::networks::mac_of(r, &net.name, ip);
             Some((
                 r.id.clone(),
                 serde_json::json!({
@@ -464,11 +459,6 @@ fn inspect_json(
 }
 
 /// `02:42:ac:12:00:02`.
-fn mac_text(mac: [u8; 6]) -> String {
-    let bytes: Vec<String> = mac.iter().map(|b| format!("{b:02x}")).collect();
-    bytes.join(":")
-}
-
 /// Runs `port`: the published ports of a running container.
 pub fn port(global: &GlobalOpts, args: PortArgs) -> Result<i32> {
     let containers = ContainerStore::open(&global.store_root())?;

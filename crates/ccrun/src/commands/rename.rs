@@ -21,6 +21,14 @@ pub fn rename(global: &GlobalOpts, args: RenameArgs) -> Result<i32> {
     let store = ContainerStore::open(&global.store_root())?;
     let record = store.find(&args.container)?;
     let renamed = store.rename(&record.id, &args.new_name)?;
+    // The name is changed; names in hosts files follow (a failure there is reported,
+    // the rename stands, as in Docker when its DNS update fails).
+    if let Err(e) = crate::networks::renamed(&store, &renamed) {
+        tracing::warn!(
+            "{} was renamed, but not in every /etc/hosts: {e:#}",
+            renamed.name
+        );
+    }
     crate::events::container(
         store.root(),
         "rename",

@@ -489,7 +489,10 @@ impl ContainerDetails {
                 stop_timeout: record.stop_timeout,
                 healthcheck: record.options.healthcheck.clone(),
             },
-            network_settings: network_settings(record),
+            network_settings: network_settings(
+                record,
+                &crate::networks::memberships_of(store, record)?,
+            ),
         })
     }
 }
@@ -894,7 +897,10 @@ fn user_mounts(spec: &Spec, dir: &Path, volumes: &[VolumeMount]) -> Vec<MountPoi
 /// Docker's `NetworkSettings`: the address on the network, the gateway, the ports
 /// (published ones with their host bindings while it runs, exposed ones as null) and
 /// the network the container is attached to.
-fn network_settings(record: &Record) -> serde_json::Value {
+fn network_settings(
+    record: &Record,
+    memberships: &[crate::networks::Membership],
+) -> serde_json::Value {
     let mut ports = PortMap::new();
     for port in &record.exposed_ports {
         let key = if port.contains('/') {
@@ -928,26 +934,51 @@ fn network_settings(record: &Record) -> serde_json::Value {
         .map(|a| a.host_veth.clone())
         .unwrap_or_default();
     let mut networks = serde_json::Map::new();
-    if let super::record::NetworkChoice::Bridge { network, .. } = &record.network {
+    for m in memberships {
+        let primary = record
+            .attachment
+            .as_ref()
+            .filter(|a| a.network == m.network.name);
+        // Docker lists the container's name, its short id and its aliases on
+        // user-defined networks; the default bridge has no names.
+        let aliases = (m.network.name != crate::networks::DEFAULT_NETWORK).then(|| {
+            let mut names = vec![record.name.clone(), short_id(&record.id)];
+            names.extend(m.aliases.iter().cloned());
+            names
+        });
+        let (ip, prefix, gateway, mac) = match m.ip {
+            Some(ip) => (
+                ip.to_string(),
+                m.network.subnet.prefix_len(),
+                primary.map_or_else(|| m.network.gateway.to_string(), |a| a.gateway.to_string()),
+                crate::networks::mac_of(record, &m.network.name, ip),
+            ),
+            None => (String::new(), 0, String::new(), String::new()),
+        };
         networks.insert(
-            network.clone(),
+            m.network.name.clone(),
             serde_json::json!({
                 "IPAMConfig": null,
                 "Links": null,
-                "Aliases": [record.name.clone()],
-                "NetworkID": network,
-                "EndpointID": endpoint,
+                "Aliases": aliases,
+                "NetworkID": m.network.id,
+                "EndpointID": primary.map(|a| a.host_veth.clone()).unwrap_or_default(),
                 "Gateway": gateway,
                 "IPAddress": ip,
                 "IPPrefixLen": prefix,
                 "IPv6Gateway": "",
                 "GlobalIPv6Address": "",
                 "GlobalIPv6PrefixLen": 0,
-                "MacAddress": "",
+                "MacAddress": mac,
                 "DriverOpts": null,
             }),
         );
     }
+    let mac = record
+        .attachment
+        .as_ref()
+        .map(|a| crate::networks::mac_of(record, &a.network, a.ip))
+        .unwrap_or_default();
     serde_json::json!({
         "Bridge": "",
         "SandboxID": "",
@@ -965,9 +996,14 @@ fn network_settings(record: &Record) -> serde_json::Value {
         "IPAddress": ip,
         "IPPrefixLen": prefix,
         "IPv6Gateway": "",
-        "MacAddress": "",
+        "MacAddress": mac,
         "Networks": networks,
     })
+}
+
+/// Docker's short id: the first 12 hex digits.
+fn short_id(id: &str) -> String {
+    id.chars().take(12).collect()
 }
 
 #[cfg(test)]

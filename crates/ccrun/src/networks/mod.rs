@@ -489,3 +489,79 @@ fn names_of(record: &Record, with_name: bool, aliases: &[String]) -> String {
     }
     unique.join(" ")
 }
+
+/// A network a container is on, as `inspect` shows it under `NetworkSettings.Networks`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    /// The network.
+    pub network: NetworkRecord,
+    /// `--network-alias`/`--alias` names on it.
+    pub aliases: Vec<String>,
+    /// The address the container holds there, while it holds one.
+    pub ip: Option<std::net::Ipv4Addr>,
+}
+
+/// The networks `record` is on (its own first, then those it was connected to), with
+/// the address it holds on each according to the network's allocations; networks
+/// removed since are left out.
+pub fn memberships_of(containers: &ContainerStore, record: &Record) -> Result<Vec<Membership>> {
+    let networks = NetworkStore::open(containers.root())?;
+    let known = networks.list()?;
+    let mut out = Vec::new();
+    for (name, aliases) in memberships(record) {
+        let Some(network) = known.iter().find(|n| n.name == name) else {
+            continue;
+        };
+        let ipam = ccrun_net::ipam::Ipam::open(
+            networks.ipam_dir(&network.name),
+            &network.name,
+            network.subnet,
+            network.gateway,
+        )?;
+        out.push(Membership {
+            network: network.clone(),
+            aliases: aliases.to_vec(),
+            ip: ipam.lookup(&record.id)?,
+        });
+    }
+    Ok(out)
+}
+
+/// The MAC address `record` has on `network` where it holds `ip`, as text
+/// (`02:42:ac:11:00:02`): `--mac-address` on its own network, else the one derived
+/// from the address.
+pub fn mac_of(record: &Record, network: &str, ip: std::net::Ipv4Addr) -> String {
+    let own = record
+        .attachment
+        .as_ref()
+        .is_some_and(|a| a.network == network);
+    record
+        .options
+        .mac_address
+        .clone()
+        .filter(|_| own)
+        .unwrap_or_else(|| {
+            let bytes: Vec<String> = ccrun_net::container_mac(ip)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            bytes.join(":")
+        })
+}
+
+/// After `record` was renamed: its own `/etc/hosts` and those of its peers on every
+/// user-defined network it is on name it by its new name.
+pub fn renamed(containers: &ContainerStore, record: &Record) -> Result<()> {
+    let networks = NetworkStore::open(containers.root())?;
+    let mut peers_told = false;
+    for m in memberships_of(containers, record)? {
+        if m.network.name != DEFAULT_NETWORK {
+            sync_members(&networks, containers, &m.network)?;
+            peers_told = true;
+        }
+    }
+    if !peers_told {
+        write_hosts(&networks, containers, record)?;
+    }
+    Ok(())
+}
