@@ -20,6 +20,7 @@ pub mod layer_writer;
 pub mod limits;
 pub mod local;
 pub mod manifest;
+mod partial;
 pub mod platform;
 pub mod pull;
 pub mod reference;
