@@ -22,6 +22,9 @@
 #   CCRUN=PATH   the ccrun binary (ccrun-oci and ccrun-monitor next to it); when
 #                unset, `cargo build --release` runs first
 #   ENGINE_JSON=FILE   also write the medians as JSON (bench/report.sh uses it)
+#   CCRUN_BASELINE=PATH   another ccrun binary (an older build, say) timed as well,
+#                `ccrun run --rm (baseline)`, on the same store, interleaved with the
+#                others: before/after figures taken under the same load
 #
 # Like bench/start.sh it runs in a private mount namespace without the cgroup2 mount
 # at /sys/fs/cgroup/unified (crun refuses the hybrid layout with it), so all three
@@ -43,6 +46,10 @@ if [[ ${CCRUN_BENCH_INNER:-} != 1 ]]; then
   fi
   CCRUN=$(realpath "$CCRUN")
   export CCRUN
+  if [[ -n ${CCRUN_BASELINE:-} ]]; then
+    CCRUN_BASELINE=$(realpath "$CCRUN_BASELINE")
+    export CCRUN_BASELINE
+  fi
   bench_reexec_private -- "$@"
 fi
 
@@ -133,6 +140,9 @@ commands=(
   -n "ccrun-oci run (host spec)" "$oci --root $work/state-oci run --bundle $work/bundle-host bench-h"
   -n "ccrun run --rm (bridge, netns)" "ip netns exec $netns ${ccrun_base[*]} run --rm $image true"
 )
+if [[ -n ${CCRUN_BASELINE:-} ]]; then
+  commands+=(-n "ccrun run --rm (baseline)" "$CCRUN_BASELINE --root $work/ccrun --state $work/ccrun-state run --rm --network none $image true")
+fi
 if crun --root "$work/state-crun" run --bundle "$work/bundle-host" bench-h >/dev/null 2>&1; then
   commands+=(-n "crun run (host spec)" "crun --root $work/state-crun run --bundle $work/bundle-host bench-h")
 fi
@@ -170,6 +180,9 @@ bridge = "ccrun run --rm (bridge, netns)"
 print(f"engine - runtime, auto userns:   {med[auto] - med[oci]:+6.2f} ms  (target <= 5)")
 print(f"engine - runtime, --userns host: {med[host] - med[ocih]:+6.2f} ms")
 print(f"bridge - none:                   {med[bridge] - med[auto]:+6.2f} ms  (target <= 5)")
+base = "ccrun run --rm (baseline)"
+if base in med:
+    print(f"this build - baseline:           {med[auto] - med[base]:+6.2f} ms")
 if out:
     json.dump(med, open(out, "w"), indent=1)
 PY
