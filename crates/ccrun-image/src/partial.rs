@@ -59,6 +59,11 @@ impl PartialBlob {
         self.held
     }
 
+    /// Whether the partial file holds no byte (none was received, or it is gone).
+    pub(crate) fn is_empty(&self) -> bool {
+        fs::metadata(&self.path).map_or(true, |m| m.len() == 0)
+    }
+
     /// Deletes the partial file: its blob was received whole, or its bytes are bad.
     pub(crate) fn remove(self) {
         if let Err(e) = fs::remove_file(&self.path) {

@@ -396,8 +396,8 @@ impl Fetcher<'_> {
 
     /// Streams one layer: download → hash → decompress → hash → unpack, in one pass,
     /// then checks both digests and only then moves the layer into the store. The
-    /// partial download is kept if the blob was not received whole (for the next
-    /// pull to resume), deleted otherwise.
+    /// partial download is kept if part of the blob was received, but not all of it
+    /// (for the next pull to resume), deleted otherwise.
     fn layer_from(&self, job: &Job, partial: PartialBlob) -> Result<()> {
         let Fetcher {
             store,
@@ -475,7 +475,8 @@ impl Fetcher<'_> {
             )?;
             store.commit_layer(lock, &tmp, &job.diff_id, self.sync)
         })();
-        if received {
+        // An empty one is of no use either (a blob the registry refused, say).
+        if received || partial.is_empty() {
             partial.remove();
         }
         if result.is_err() {

@@ -249,3 +249,31 @@ fn prune_removes_partial_downloads() {
     env.ok(&["system", "prune", "-f"]);
     assert!(env.list("partial").is_empty(), "{:?}", env.list("partial"));
 }
+
+/// Sends `DELETE path` to `addr` and returns the status line.
+fn delete(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(addr).expect("connect to the registry");
+    write!(
+        conn,
+        "DELETE {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut answer = String::new();
+    let _ = conn.read_to_string(&mut answer);
+    answer.lines().next().unwrap_or_default().to_string()
+}
+
+#[test]
+fn a_blob_the_registry_refuses_leaves_no_partial_file() {
+    let f = fixture();
+    let status = delete(
+        &f.reg.addr,
+        &format!("/v2/test/busybox/blobs/{}", f.layer.digest),
+    );
+    assert!(status.contains(" 202"), "deleting the layer blob: {status}");
+    let env = Env::new();
+    let err = env.fails(&["pull", &format!("{}/test/busybox:one", f.reg.addr)]);
+    assert!(err.contains("not found"), "{err}");
+    assert!(env.list("partial").is_empty(), "{:?}", env.list("partial"));
+}
