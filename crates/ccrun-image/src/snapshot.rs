@@ -114,9 +114,15 @@ impl Snapshot {
         let result = self
             .link_layers(&links, &layers, opts.userns, &mut attached)
             .and_then(|()| self.mount_overlay(&links, layers.len(), opts.volatile));
+        // The overlay holds its layers now: their idmapped mounts are detached from
+        // the tree. The empty mount points stay when the overlay is up (the next
+        // mount replaces them, the container's removal deletes them): an `rmdir`
+        // here was a journal write on the start path.
         for path in attached.iter().rev() {
             let _ = umount2(path, MntFlags::MNT_DETACH);
-            let _ = fs::remove_dir(path);
+            if result.is_err() {
+                let _ = fs::remove_dir(path);
+            }
         }
         result.map(|()| self.merged())
     }
