@@ -423,6 +423,20 @@ impl Cgroup {
         self.add_process_unified(std::process::id() as i32)
     }
 
+    /// An open fd of the cgroup's unified (v2) directory, for starting a process right
+    /// in it (clone3's `CLONE_INTO_CGROUP`) instead of moving it there with
+    /// [`Cgroup::add_process_unified`]; `None` without a unified hierarchy.
+    pub fn open_unified_dir(&self) -> Result<Option<std::os::fd::OwnedFd>> {
+        let Some(unified) = &self.unified else {
+            return Ok(None);
+        };
+        let dir = std::fs::File::open(&unified.dir).map_err(|source| Error::Read {
+            path: unified.dir.clone(),
+            source,
+        })?;
+        Ok(Some(dir.into()))
+    }
+
     /// Moves process `pid` into the cgroup's unified (v2) directory only: the part of
     /// [`Cgroup::add_process`] a [`SelfJoin`] leaves to the parent.
     pub fn add_process_unified(&self, pid: i32) -> Result<()> {

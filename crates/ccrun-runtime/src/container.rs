@@ -314,6 +314,8 @@ impl Container {
         // may not be allowed to traverse.
         let cwd = WorkingDir::enter(&rootfs)?;
         let joins_itself = guard.cgroup.is_some() && ns.user_join.is_none();
+        // Whether the init was started right in the cgroup's unified directory.
+        let mut started_in_unified = false;
         let pid = match &ns.user_join {
             None => {
                 // Shared network, UTS, IPC, PID and time namespaces are entered here,
@@ -326,9 +328,30 @@ impl Container {
                     Some(cg) => Some(cg.open_self_join()?),
                     None => None,
                 };
-                // SAFETY: we checked above that this process is single-threaded; the
-                // child only runs `init::main`, which never returns.
-                let cloned = unsafe { sys::clone_fork(ns.clone_flags) };
+                // The unified hierarchy it starts in (see `clone_fork_into_cgroup`).
+                let unified_dir = match guard.cgroup.as_ref() {
+                    Some(cg) => cg.open_unified_dir()?,
+                    None => None,
+                };
+                let cloned = match &unified_dir {
+                    // SAFETY: we checked above that this process is single-threaded;
+                    // the child only runs `init::main`, which never returns.
+                    Some(dir) => {
+                        match unsafe { sys::clone_fork_into_cgroup(ns.clone_flags, dir.as_fd()) } {
+                            Err(Errno::ENOSYS | Errno::E2BIG | Errno::EINVAL) => {
+                                started_in_unified = false;
+                                // SAFETY: as above.
+                                unsafe { sys::clone_fork(ns.clone_flags) }
+                            }
+                            other => {
+                                started_in_unified = true;
+                                other
+                            }
+                        }
+                    }
+                    // SAFETY: as above.
+                    None => unsafe { sys::clone_fork(ns.clone_flags) },
+                };
                 if cloned == Ok(0) {
                     drop(parent_end);
                     init::main(&plan, child_end, self_joined.take());
@@ -347,7 +370,9 @@ impl Container {
 
         if let Some(cg) = guard.cgroup.as_ref() {
             if joins_itself {
-                cg.add_process_unified(pid)?;
+                if !started_in_unified {
+                    cg.add_process_unified(pid)?;
+                }
             } else {
                 cg.add_process(pid)?;
             }
