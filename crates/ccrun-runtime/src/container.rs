@@ -338,7 +338,13 @@ impl Container {
                     // the child only runs `init::main`, which never returns.
                     Some(dir) => {
                         match unsafe { sys::clone_fork_into_cgroup(ns.clone_flags, dir.as_fd()) } {
-                            Err(Errno::ENOSYS | Errno::E2BIG | Errno::EINVAL) => {
+                            // Whatever clone3 refused (a kernel without it, a seccomp
+                            // filter answering ENOSYS or EPERM, the cgroup itself), the
+                            // plain clone and the move afterwards report it their way.
+                            Err(e) => {
+                                tracing::debug!(
+                                    "clone3 into the cgroup: {e}; cloning, then moving"
+                                );
                                 started_in_unified = false;
                                 // SAFETY: as above.
                                 unsafe { sys::clone_fork(ns.clone_flags) }

@@ -111,8 +111,8 @@ const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 /// [`clone_fork`] with the child started in the cgroup2 directory `cgroup` (an open
 /// fd of it), through clone3's `CLONE_INTO_CGROUP` (Linux 5.7): no migration after
 /// the fact, which on the unified hierarchy waits for an RCU grace period. Fails
-/// with `ENOSYS`, `E2BIG` or `EINVAL` where the kernel lacks it; the caller then
-/// clones and moves the child as before.
+/// with `ENOSYS`, `E2BIG` or `EINVAL` where the kernel lacks it (or a seccomp filter
+/// hides it); the caller then clones and moves the child as before.
 ///
 /// # Safety
 ///
