@@ -395,6 +395,57 @@ impl Cgroup {
         Ok(())
     }
 
+    /// Opens what a new, single-threaded process needs to move *itself* into the
+    /// cgroup's v1 hierarchies (see [`SelfJoin`]); the hierarchies it does not cover
+    /// (the unified one) still need [`Cgroup::add_process_unified`] for that process.
+    pub fn open_self_join(&self) -> Result<SelfJoin> {
+        let mut tasks = Vec::new();
+        for legacy in self.distinct_legacy() {
+            let path = legacy.dir.join("tasks");
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(|source| Error::Write {
+                    path: path.clone(),
+                    value: "0".into(),
+                    source,
+                })?;
+            tasks.push((path, file));
+        }
+        Ok(SelfJoin { tasks })
+    }
+
+    /// Moves the calling process, which must be single-threaded, into the cgroup: as
+    /// [`Cgroup::add_process`] with its own pid, without the grace period (see
+    /// [`SelfJoin`]).
+    pub fn join_self(&self) -> Result<()> {
+        self.open_self_join()?.join()?;
+        self.add_process_unified(std::process::id() as i32)
+    }
+
+    /// An open fd of the cgroup's unified (v2) directory, for starting a process right
+    /// in it (clone3's `CLONE_INTO_CGROUP`) instead of moving it there with
+    /// [`Cgroup::add_process_unified`]; `None` without a unified hierarchy.
+    pub fn open_unified_dir(&self) -> Result<Option<std::os::fd::OwnedFd>> {
+        let Some(unified) = &self.unified else {
+            return Ok(None);
+        };
+        let dir = std::fs::File::open(&unified.dir).map_err(|source| Error::Read {
+            path: unified.dir.clone(),
+            source,
+        })?;
+        Ok(Some(dir.into()))
+    }
+
+    /// Moves process `pid` into the cgroup's unified (v2) directory only: the part of
+    /// [`Cgroup::add_process`] a [`SelfJoin`] leaves to the parent.
+    pub fn add_process_unified(&self, pid: i32) -> Result<()> {
+        if let Some(unified) = &self.unified {
+            fs::write(&unified.dir.join("cgroup.procs"), &pid.to_string())?;
+        }
+        Ok(())
+    }
+
     /// Pids currently in the cgroup, including those in child cgroups below it,
     /// sorted and without duplicates. Directories that do not exist contribute nothing.
     pub fn procs(&self) -> Result<Vec<i32>> {
@@ -654,6 +705,44 @@ impl Cgroup {
             .values()
             .filter(|l| seen.insert(l.dir.clone()))
             .collect()
+    }
+}
+
+/// The v1 `tasks` files of a cgroup, opened by its creator for a new process to move
+/// itself in with: writing `0` to `tasks` moves the writing thread alone, which the
+/// kernel does without taking the global `cgroup_threadgroup_rwsem` for writing, so
+/// without the RCU grace period (about 10 ms) that moving a process through
+/// `cgroup.procs` waits for. The process must be single-threaded (then its one thread
+/// is all of it) and must not yet have left the creator's cgroup namespace. The files
+/// were opened by the creator, whose credentials (the opener's, not the writer's) the
+/// kernel checks, so a child in a new user namespace may write them.
+#[derive(Debug)]
+pub struct SelfJoin {
+    tasks: Vec<(PathBuf, std::fs::File)>,
+}
+
+impl SelfJoin {
+    /// Moves the calling thread into every hierarchy, then closes the files. Only
+    /// plain `write(2)` calls: safe in a child forked from a single-threaded process.
+    pub fn join(self) -> Result<()> {
+        for (path, file) in self.tasks {
+            // SAFETY: a one-byte buffer that lives for the call, on a descriptor we own.
+            let n = unsafe {
+                libc::write(
+                    std::os::fd::AsRawFd::as_raw_fd(&file),
+                    c"0".as_ptr().cast(),
+                    1,
+                )
+            };
+            if n != 1 {
+                return Err(Error::Write {
+                    path,
+                    value: "0".into(),
+                    source: std::io::Error::last_os_error(),
+                });
+            }
+        }
+        Ok(())
     }
 }
 

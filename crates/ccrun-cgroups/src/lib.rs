@@ -67,7 +67,7 @@ mod v1;
 mod v2;
 mod writer;
 
-pub use cgroup::{Cgroup, DeviceBackend};
+pub use cgroup::{Cgroup, DeviceBackend, SelfJoin};
 pub use devices::{allow_device, default_allowed_devices};
 pub use error::{Error, Result};
 pub use layout::Layout;

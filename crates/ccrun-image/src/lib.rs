@@ -25,6 +25,7 @@ pub mod layers;
 pub mod limits;
 pub mod local;
 pub mod manifest;
+mod partial;
 pub mod platform;
 pub mod pull;
 pub mod push;

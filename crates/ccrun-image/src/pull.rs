@@ -17,6 +17,7 @@ use crate::fsutil;
 use crate::layers;
 use crate::limits::Limits;
 use crate::manifest::{self, Fetched};
+use crate::partial::PartialBlob;
 use crate::platform::Platform;
 use crate::reference::Reference;
 use crate::registry::{ClientOptions, RegistryClient};
@@ -60,8 +61,12 @@ pub trait PullProgress: Sync {
     /// Layer `index` (`digest`, `size` compressed bytes) is needed; `present` if
     /// the store already has it.
     fn layer(&self, _index: usize, _digest: &Digest, _size: u64, _present: bool) {}
-    /// `bytes` more of layer `index` were downloaded.
+    /// `bytes` more of layer `index` were downloaded (or read back from the partial
+    /// download an interrupted pull left).
     fn advance(&self, _index: usize, _bytes: u64) {}
+    /// Layer `index` is downloaded again from its start: what was counted of it
+    /// by [`PullProgress::advance`] no longer holds.
+    fn restart(&self, _index: usize) {}
     /// Layer `index` is verified and committed.
     fn layer_done(&self, _index: usize) {}
     /// A non-fatal warning, e.g. a device node we could not create.
@@ -366,9 +371,34 @@ fn download_layers(fetcher: &Fetcher<'_>, jobs: Vec<Job>, workers: usize) -> Res
 }
 
 impl Fetcher<'_> {
-    /// Streams one layer: download → hash → decompress → hash → unpack, in one pass,
-    /// then checks both digests and only then moves the layer into the store.
+    /// Fetches one layer, resuming from the bytes an earlier, interrupted pull left
+    /// in the store (see [`crate::partial`]). Bytes held that turn out not to be the
+    /// blob's (the digest over the whole does not match) are deleted, and the layer
+    /// is downloaded once more from its start.
     fn layer(&self, job: &Job) -> Result<()> {
+        let size = job.descriptor.size();
+        let partial = PartialBlob::open(self.store, self.lock, &job.digest, size)?;
+        let resumed = partial.held() > 0;
+        match self.layer_from(job, partial) {
+            Err(e @ Error::DigestMismatch { .. }) if resumed => {
+                self.progress.warn(&format!(
+                    "{e}: the partial download this pull resumed was bad; deleted it and \
+                     downloading layer {} again from the start",
+                    job.digest
+                ));
+                self.progress.restart(job.index);
+                let partial = PartialBlob::open(self.store, self.lock, &job.digest, size)?;
+                self.layer_from(job, partial)
+            }
+            other => other,
+        }
+    }
+
+    /// Streams one layer: download → hash → decompress → hash → unpack, in one pass,
+    /// then checks both digests and only then moves the layer into the store. The
+    /// partial download is kept if part of the blob was received, but not all of it
+    /// (for the next pull to resume), deleted otherwise.
+    fn layer_from(&self, job: &Job, partial: PartialBlob) -> Result<()> {
         let Fetcher {
             store,
             lock,
@@ -379,9 +409,11 @@ impl Fetcher<'_> {
         let tmp = store.tmp_dir(lock, &format!("layer-{}", job.diff_id.hex()))?;
         let record = tmp.with_extension("tar-split");
         let meter = self.limits.meter(&job.digest.to_string());
+        // Whether the whole blob went through (so the partial download is of no more use).
+        let mut received = false;
         let result = (|| {
             let body = Watched {
-                inner: client.blob(&job.digest, Some(job.descriptor.size())),
+                inner: partial.body(client, &job.digest, job.descriptor.size())?,
                 index: job.index,
                 failed: &self.failed,
                 progress,
@@ -395,11 +427,15 @@ impl Fetcher<'_> {
                     .map(|unpacked| unpacked.diff_id)
             })();
             if let Err(e @ Error::TooLarge { .. }) = unpacked {
-                // Downloading the rest only to name a digest mismatch is not worth it.
+                // Downloading the rest only to name a digest mismatch is not worth it,
+                // nor is keeping what came of a layer refused.
+                received = true;
                 return Err(e);
             }
             let drained = io::copy(&mut compressed, &mut io::sink());
+            received = drained.is_ok();
             if compressed.get_mut().inner.sent_too_much() {
+                received = true;
                 // What was hashed is a prefix: its digest would only mislead.
                 return Err(Error::InvalidContent {
                     what: format!("layer {}", job.digest),
@@ -439,6 +475,10 @@ impl Fetcher<'_> {
             )?;
             store.commit_layer(lock, &tmp, Some(&record), &job.diff_id, self.sync)
         })();
+        // An empty one is of no use either (a blob the registry refused, say).
+        if received || partial.is_empty() {
+            partial.remove();
+        }
         if result.is_err() {
             layers::discard(&tmp, &record);
         }

@@ -683,6 +683,19 @@ pub struct BlobReader<'c> {
 }
 
 impl BlobReader<'_> {
+    /// Starts the download at byte `offset` (`Range: bytes=offset-`), the bytes
+    /// before it being held elsewhere (a partial download in the store). A registry
+    /// that ignores `Range` sends the blob from its start: the first `offset` bytes
+    /// are then read and dropped, so the stream still continues at `offset`.
+    pub fn starting_at(mut self, offset: u64) -> Self {
+        self.offset = offset;
+        if self.size.is_some_and(|s| offset >= s) {
+            // Everything is held: nothing to ask for (a `Range` past the end is a 416).
+            self.opened = true;
+        }
+        self
+    }
+
     /// Opens (or reopens at `offset`) the blob.
     fn open(&mut self) -> io::Result<()> {
         let what = format!("blob {}", self.digest);
@@ -696,10 +709,17 @@ impl BlobReader<'_> {
                 &what,
             )
             .map_err(io::Error::other)?;
-        let partial = resp.status().as_u16() == 206;
+        let status = resp.status().as_u16();
+        let partial = status == 206;
         let mut body = resp.into_body().into_reader();
         if self.offset > 0 && !partial {
-            // The server ignored Range: skip what we already have.
+            // The server ignored Range: the blob comes from its start; skip what we
+            // already have.
+            tracing::info!(
+                "blob {}: the registry ignored Range (HTTP {}); downloading from the start",
+                self.digest,
+                status
+            );
             let skipped = io::copy(&mut (&mut body).take(self.offset), &mut io::sink())?;
             if skipped != self.offset {
                 return Err(io::Error::new(

@@ -36,6 +36,13 @@ pub struct MountOptions<'a> {
     pub userns: Option<BorrowedFd<'a>>,
     /// Host uid and gid that own the upper directory (the container's root).
     pub root_owner: (u32, u32),
+    /// Mount with overlayfs's `volatile` option (Linux >= 5.10), for a snapshot that
+    /// is mounted once and thrown away with its container (`--rm`): overlayfs then
+    /// never syncs the upper filesystem, where unmounting would otherwise flush the
+    /// whole filesystem the store is on (every other writer's dirty data too). After a
+    /// crash the kernel refuses to mount such an upper directory again, which a `--rm`
+    /// container never needs. Kernels without the option get a plain mount.
+    pub volatile: bool,
 }
 
 /// A container's overlay root under `dir`.
@@ -106,10 +113,16 @@ impl Snapshot {
         let mut attached = Vec::new();
         let result = self
             .link_layers(&links, &layers, opts.userns, &mut attached)
-            .and_then(|()| self.mount_overlay(&links, layers.len()));
+            .and_then(|()| self.mount_overlay(&links, layers.len(), opts.volatile));
+        // The overlay holds its layers now: their idmapped mounts are detached from
+        // the tree. The empty mount points stay when the overlay is up (the next
+        // mount replaces them, the container's removal deletes them): an `rmdir`
+        // here was a journal write on the start path.
         for path in attached.iter().rev() {
             let _ = umount2(path, MntFlags::MNT_DETACH);
-            let _ = fs::remove_dir(path);
+            if result.is_err() {
+                let _ = fs::remove_dir(path);
+            }
         }
         result.map(|()| self.merged())
     }
@@ -148,7 +161,7 @@ impl Snapshot {
         Ok(())
     }
 
-    fn mount_overlay(&self, links: &Path, count: usize) -> Result<()> {
+    fn mount_overlay(&self, links: &Path, count: usize, volatile: bool) -> Result<()> {
         // Relative layer names keep the option string short; they resolve against the
         // working directory, which is restored afterwards.
         let lower: Vec<String> = (0..count).rev().map(|i| i.to_string()).collect();
@@ -165,13 +178,24 @@ impl Snapshot {
         let cwd = fs::File::open(".").ctx("opening", Path::new("."))?;
         std::env::set_current_dir(links).ctx("entering", links)?;
         let merged = self.merged();
-        let result = match mount(
-            Some("overlay"),
-            &merged,
-            Some("overlay"),
-            MsFlags::empty(),
-            Some(data.as_str()),
-        ) {
+        let overlay = |data: &str| {
+            mount(
+                Some("overlay"),
+                &merged,
+                Some("overlay"),
+                MsFlags::empty(),
+                Some(data),
+            )
+        };
+        let mounted = match volatile {
+            true => match overlay(&format!("{data},volatile")) {
+                // Before 5.10 overlayfs does not know the option.
+                Err(nix::errno::Errno::EINVAL) => overlay(&data),
+                other => other,
+            },
+            false => overlay(&data),
+        };
+        let result = match mounted {
             // Kernels before 5.11 have no overlayfs in user namespaces: fuse-overlayfs
             // does the same in user space.
             Err(e) if rootless => fuse_overlayfs(&data, &merged).map_err(|fuse| Error::Io {

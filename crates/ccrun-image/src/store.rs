@@ -8,6 +8,8 @@
 //!   directory (see [`crate::tar_split`]), for `push` and `save`;
 //! - `images.json`: the image records (names → manifest, config, layers);
 //! - `tmp/`: work in progress, emptied whenever the lock is taken;
+//! - `partial/<hex>`: the bytes of a blob an interrupted pull received, for the next
+//!   pull to resume from (see the `partial` module); removed by [`Store::remove_partials`];
 //! - `lock`: `flock`ed by whoever changes the store.
 //!
 //! Everything becomes visible by a `rename`, so a process killed at any point
@@ -101,6 +103,9 @@ pub struct GcStats {
 struct Records {
     images: Vec<ImageRecord>,
 }
+
+/// The directory of partial blob downloads, under the store's.
+const PARTIAL_DIR: &str = "partial";
 
 /// The image store under a root directory.
 #[derive(Debug, Clone)]
@@ -258,6 +263,30 @@ impl Store {
         }
         fs::rename(tmp, &dest).ctx("committing layer", &dest)?;
         fsutil::fsync_dir(&self.dir.join("layers"))
+    }
+
+    /// Where the partial download of blob `digest` is kept (its directory created).
+    pub(crate) fn partial_path(&self, _lock: &StoreLock, digest: &Digest) -> Result<PathBuf> {
+        let dir = self.dir.join(PARTIAL_DIR);
+        fsutil::create_dir_all_mode(&dir, 0o700)?;
+        Ok(dir.join(digest.hex()))
+    }
+
+    /// Deletes every partial download (what interrupted pulls left for the next one
+    /// to resume from); returns the bytes freed. `image prune` and `system prune` call it.
+    pub fn remove_partials(&self, _lock: &StoreLock) -> Result<u64> {
+        let dir = self.dir.join(PARTIAL_DIR);
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e).ctx("listing", dir),
+        };
+        let mut freed = 0;
+        for entry in entries {
+            let entry = entry.ctx("listing", &dir)?;
+            freed += fsutil::remove_tree_counted(&entry.path())?;
+        }
+        Ok(freed)
     }
 
     fn blob_path(&self, digest: &Digest) -> PathBuf {

@@ -314,19 +314,57 @@ impl Container {
         // rootfs there without looking up the host path, which its unprivileged root
         // may not be allowed to traverse.
         let cwd = WorkingDir::enter(&rootfs)?;
+        let joins_itself = guard.cgroup.is_some() && ns.user_join.is_none();
+        // Whether the init was started right in the cgroup's unified directory.
+        let mut started_in_unified = false;
         let pid = match &ns.user_join {
             None => {
                 // Shared network, UTS, IPC, PID and time namespaces are entered here,
                 // around the clone, so the init inherits them: from inside a new user
                 // namespace it could not join namespaces another user namespace owns.
                 let inherited = namespaces::EnteredAround::enter(&ns)?;
-                // SAFETY: we checked above that this process is single-threaded; the
-                // child only runs `init::main`, which never returns.
-                let cloned = unsafe { sys::clone_fork(ns.clone_flags) };
+                // The init moves itself into the v1 hierarchies, which spares the
+                // grace period a move through cgroup.procs waits for (see SelfJoin).
+                let mut self_joined = match guard.cgroup.as_ref() {
+                    Some(cg) => Some(cg.open_self_join()?),
+                    None => None,
+                };
+                // The unified hierarchy it starts in (see `clone_fork_into_cgroup`).
+                let unified_dir = match guard.cgroup.as_ref() {
+                    Some(cg) => cg.open_unified_dir()?,
+                    None => None,
+                };
+                let cloned = match &unified_dir {
+                    // SAFETY: we checked above that this process is single-threaded;
+                    // the child only runs `init::main`, which never returns.
+                    Some(dir) => {
+                        match unsafe { sys::clone_fork_into_cgroup(ns.clone_flags, dir.as_fd()) } {
+                            // Whatever clone3 refused (a kernel without it, a seccomp
+                            // filter answering ENOSYS or EPERM, the cgroup itself), the
+                            // plain clone and the move afterwards report it their way.
+                            Err(e) => {
+                                tracing::debug!(
+                                    "clone3 into the cgroup: {e}; cloning, then moving"
+                                );
+                                started_in_unified = false;
+                                // SAFETY: as above.
+                                unsafe { sys::clone_fork(ns.clone_flags) }
+                            }
+                            other => {
+                                started_in_unified = true;
+                                other
+                            }
+                        }
+                    }
+                    // SAFETY: as above.
+                    None => unsafe { sys::clone_fork(ns.clone_flags) },
+                };
                 if cloned == Ok(0) {
                     drop(parent_end);
-                    init::main(&plan, child_end);
+                    init::main(&plan, child_end, self_joined.take());
                 }
+                // Our copies of the files: the init holds its own.
+                drop(self_joined.take());
                 drop(child_end);
                 inherited.leave()?;
                 cloned.ctx(|| "clone".into())?
@@ -338,7 +376,13 @@ impl Container {
         guard.pid = Some(pid);
 
         if let Some(cg) = guard.cgroup.as_ref() {
-            cg.add_process(pid)?;
+            if joins_itself {
+                if !started_in_unified {
+                    cg.add_process_unified(pid)?;
+                }
+            } else {
+                cg.add_process(pid)?;
+            }
         }
         if ns.user && ns.user_join.is_none() {
             userns::write_maps(pid, &uid_maps, &gid_maps)?;
@@ -662,7 +706,7 @@ fn spawn_init_in_userns(
                 std::mem::forget(entered);
                 // SAFETY: still single-threaded; the child only runs `init::main`.
                 match unsafe { sys::clone_fork(ns.clone_flags | libc::CLONE_PARENT) } {
-                    Ok(0) => init::main(plan, child_end),
+                    Ok(0) => init::main(plan, child_end, None),
                     Ok(pid) => Message::Pid(pid),
                     Err(e) => Message::Failed(FailureKind::Setup, format!("clone: {e}")),
                 }

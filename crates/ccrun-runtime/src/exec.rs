@@ -502,7 +502,8 @@ fn read_pid(fd: OwnedFd) -> Result<i32> {
 fn join(target: &Target) -> Result<()> {
     let pid = nix::unistd::getpid().as_raw();
     if let Some(cgroup) = &target.cgroup {
-        cgroup.add_process(pid)?;
+        // This helper is single-threaded: it moves itself without a grace period.
+        cgroup.join_self()?;
     }
     for dir in &target.sub_cgroups {
         let procs = dir.join("cgroup.procs");

@@ -68,8 +68,14 @@ struct Ready {
     env: Vec<CString>,
 }
 
-/// Entry point in the child. Never returns.
-pub fn main(plan: &InitPlan, chan: Channel) -> ! {
+/// Entry point in the child. Never returns. `cgroup`: the v1 hierarchies the init
+/// moves itself into first, before it leaves the runtime's cgroup namespace.
+pub fn main(plan: &InitPlan, chan: Channel, cgroup: Option<ccrun_cgroups::SelfJoin>) -> ! {
+    if let Some(Err(e)) = cgroup.map(ccrun_cgroups::SelfJoin::join) {
+        let msg = format!("joining the container's cgroup: {e}");
+        let _ = chan.send(&Message::Failed(FailureKind::Setup, msg), None);
+        exit(1);
+    }
     // While the host's /proc is still ours.
     plan.security.note_host_pid();
     if let Err(e) = attach_stdio(plan) {

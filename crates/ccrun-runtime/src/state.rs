@@ -81,7 +81,10 @@ impl State {
         serde_json::from_slice(&bytes).map_err(|source| Error::State { path, source })
     }
 
-    /// Writes the state file atomically (temp file, fsync, rename).
+    /// Writes the state file atomically (temp file, rename). Not fsynced: the state
+    /// describes live processes, which a crash ends anyway (and the state root is a
+    /// tmpfs on most hosts, `/run`); a flush would cost a journal commit on every
+    /// create and start where it is on disk.
     pub fn save(&self, state_dir: &Path) -> Result<()> {
         let path = Self::file(state_dir);
         let tmp = state_dir.join(".state.json.tmp");
@@ -91,7 +94,6 @@ impl State {
         })?;
         let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io("creating", &tmp, e))?;
         f.write_all(&bytes)
-            .and_then(|()| f.sync_all())
             .map_err(|e| Error::io("writing", &tmp, e))?;
         std::fs::rename(&tmp, &path).map_err(|e| Error::io("renaming", &path, e))
     }

@@ -132,14 +132,25 @@ impl EventLog {
     /// Appends `event` as one line under the log's lock, rotating first when the
     /// line would take the log past [`MAX_LOG_SIZE`].
     pub fn append(&self, event: &Event) -> Result<()> {
+        self.append_all(std::slice::from_ref(event))
+    }
+
+    /// Appends `events` as lines, in order, in one write under the log's lock (one
+    /// lock, one open, one write for what happens together, as `die` and `destroy` of
+    /// a `--rm` container), rotating first when they would take the log past
+    /// [`MAX_LOG_SIZE`].
+    pub fn append_all(&self, events: &[Event]) -> Result<()> {
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(&self.dir)
             .with_context(|| format!("creating {}", self.dir.display()))?;
         let _lock = crate::storage::lock_exclusive(&self.dir.join("lock"))?;
-        let mut line = serde_json::to_vec(event).context("serialising the event")?;
-        line.push(b'\n');
+        let mut line = Vec::new();
+        for event in events {
+            serde_json::to_writer(&mut line, event).context("serialising the event")?;
+            line.push(b'\n');
+        }
         let path = self.path();
         let size = fs::metadata(&path).map_or(0, |m| m.len());
         if size > 0 && size + line.len() as u64 > MAX_LOG_SIZE {
@@ -152,7 +163,7 @@ impl EventLog {
             .mode(0o600)
             .open(&path)
             .with_context(|| format!("opening {}", path.display()))?;
-        // One write of a whole line: readers never see half an event (they skip an
+        // One write of whole lines: readers never see half an event (they skip an
         // unfinished last line until it is complete).
         file.write_all(&line)
             .with_context(|| format!("writing {}", path.display()))
@@ -289,6 +300,22 @@ pub fn container(root: &Path, action: &str, record: &Record, extra: &[(&str, Str
         root,
         Event::new("container", action, &record.id, attributes),
     );
+}
+
+/// Appends container events `actions` (each with its extra attributes) for `record`
+/// in one write, as [`container`] does one.
+pub fn containers(root: &Path, record: &Record, actions: &[(&str, &[(&str, String)])]) {
+    let events: Vec<Event> = actions
+        .iter()
+        .map(|(action, extra)| {
+            let mut attributes = container_attributes(record);
+            attributes.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
+            Event::new("container", action, &record.id, attributes)
+        })
+        .collect();
+    if let Err(e) = EventLog::new(root).append_all(&events) {
+        tracing::warn!("event log: {e:#}");
+    }
 }
 
 /// Appends an event about an image, volume or network, named `name`.

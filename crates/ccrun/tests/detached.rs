@@ -559,3 +559,41 @@ fn name_and_prefix_conflicts_are_clear_125_errors() {
         stderr(&out)
     );
 }
+
+/// The init is in its own cgroup in every hierarchy, the unified (cgroup2) one
+/// included, where the runtime now creates it directly (clone3 `CLONE_INTO_CGROUP`)
+/// instead of moving it (this checks where it is, not how it got there); and the
+/// cgroups go with the container.
+#[test]
+fn init_starts_in_its_cgroups_the_unified_one_included() {
+    let (c, r) = (Ccrun::new(), Rootfs::busybox());
+    let id = run_d(&c, &r, &["sleep", "30"]);
+    let pid = pid_of(&c, &id);
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup");
+    let wanted = format!("/ccrun/{id}");
+    for controller in ["memory", "pids"] {
+        assert!(
+            cgroups.lines().any(|l| l
+                .split(':')
+                .nth(1)
+                .is_some_and(|c| c.split(',').any(|c| c == controller))
+                && l.ends_with(&wanted)),
+            "{controller}: {cgroups}"
+        );
+    }
+    let unified = std::path::Path::new("/sys/fs/cgroup/unified");
+    let is_cgroup2 = nix::sys::statfs::statfs(unified)
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC);
+    if is_cgroup2 {
+        assert!(
+            cgroups.lines().any(|l| l == format!("0::{wanted}")),
+            "unified: {cgroups}"
+        );
+    }
+    let out = c.ccrun(&["rm", "-f", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_gone(&c, &id);
+    if is_cgroup2 {
+        assert!(!unified.join("ccrun").join(&id).exists());
+    }
+}

@@ -346,6 +346,7 @@ impl CcrunEngine<'_> {
                 MountOptions {
                     userns: userns_fd.as_ref().map(|fd| fd.as_fd()),
                     root_owner,
+                    volatile: false,
                 },
             )
             .context("mounting the build step's root filesystem")?;

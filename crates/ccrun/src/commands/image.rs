@@ -374,6 +374,14 @@ impl PullProgress for Display {
         });
     }
 
+    fn restart(&self, index: usize) {
+        self.with_layer(index, |_, bar| {
+            if let Some(bar) = bar {
+                bar.set_position(0);
+            }
+        });
+    }
+
     fn layer_done(&self, index: usize) {
         self.with_layer(index, |id, bar| match (&self.mode, bar) {
             (_, Some(bar)) => {

@@ -239,7 +239,8 @@ fn prune_containers(global: &GlobalOpts) -> Result<Pruned> {
 }
 
 /// Removes the images no container uses: the dangling (untagged) ones, or all with
-/// `all`; then collects the layers and blobs nothing references any more.
+/// `all`; then collects the layers and blobs nothing references any more, and the
+/// partial downloads interrupted pulls left.
 fn prune_images(global: &GlobalOpts, all: bool) -> Result<Pruned> {
     let root = global.store_root();
     let store =
@@ -278,6 +279,11 @@ fn prune_images(global: &GlobalOpts, all: bool) -> Result<Pruned> {
         }
         Err(e) => return Err(e).context("removing unused layers"),
     };
-    pruned.bytes = freed.bytes;
+    // What interrupted pulls left to resume from goes too (a later pull of the image
+    // downloads it again from the start).
+    let partials = store
+        .remove_partials(&lock)
+        .context("removing partial downloads")?;
+    pruned.bytes = freed.bytes + partials;
     Ok(pruned)
 }

@@ -566,6 +566,7 @@ fn run_or_create(global: &GlobalOpts, args: RunArgs, create_only: bool) -> Resul
             .unwrap_or_else(|| "/".to_string()),
         user: run_user,
         argv,
+        mounted_once: args.rm && !create_only,
     };
     let spec = match job.prepare() {
         Ok(spec) => spec,
@@ -816,6 +817,9 @@ struct Job<'a> {
     workdir: String,
     user: String,
     argv: Vec<String>,
+    /// The snapshot is mounted this once and removed with the container (`run
+    /// --rm`; `create --rm` mounts it again at `start`).
+    mounted_once: bool,
 }
 
 impl Job<'_> {
@@ -892,7 +896,7 @@ impl Job<'_> {
             cgroup_path: crate::rootless::cgroup_path(&self.record.id)
                 .unwrap_or_else(|| self.record.options.cgroup_path(&self.record.id)),
         })?;
-        launch::save_config(self.dir, &spec)?;
+        launch::save_config(self.dir, &spec, !self.record.auto_remove)?;
         Ok(spec)
     }
 
@@ -977,6 +981,7 @@ impl Job<'_> {
                 MountOptions {
                     userns: userns_fd.as_ref().map(|fd| fd.as_fd()),
                     root_owner,
+                    volatile: self.mounted_once,
                 },
             )
             .context("mounting the container's root filesystem")?;

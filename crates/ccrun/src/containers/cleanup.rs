@@ -45,13 +45,71 @@ pub fn remove(
 /// Deletes a stopped `--rm` container's files: its snapshot, its record and name, and
 /// (as Docker's `--rm` does) its anonymous volumes.
 pub fn discard(store: &ContainerStore, record: &Record) -> Result<()> {
+    discard_with_events(store, record, &[])
+}
+
+/// [`discard`], appending the events `before` (`die`, say) together with `destroy` in
+/// one write. The container is gone once the snapshot is unmounted and its directory
+/// renamed aside; deleting that directory (the upper layer: many unlinks, each of which
+/// may wait for the filesystem's journal) is left to a child process, so that a
+/// foreground `run --rm` reports the exit status without waiting for it.
+pub fn discard_with_events(
+    store: &ContainerStore,
+    record: &Record,
+    before: &[(&str, &[(&str, String)])],
+) -> Result<()> {
     Snapshot::new(&store.dir_of(&record.id))
-        .remove()
-        .with_context(|| format!("removing the filesystem of {}", record.short_id()))?;
-    store.remove(record)?;
-    crate::events::container(store.root(), "destroy", record, &[]);
+        .unmount()
+        .with_context(|| format!("unmounting the filesystem of {}", record.short_id()))?;
+    let trash = store.set_aside(record)?;
+    let mut events = before.to_vec();
+    events.push(("destroy", &[]));
+    crate::events::containers(store.root(), record, &events);
     crate::volumes::remove_anonymous_or_warn(store.root(), record);
+    if let Some(trash) = trash {
+        remove_in_background(&trash);
+    }
     Ok(())
+}
+
+/// Removes `dir`, a container directory already set aside, from a child process that
+/// outlives ccrun (with its stdio on `/dev/null`, so that nobody reading ccrun's output
+/// waits for it); inline where ccrun cannot fork safely (more than one thread) or the
+/// fork fails. A removal that never finishes leaves debris that `container prune`
+/// clears.
+fn remove_in_background(dir: &std::path::Path) {
+    let remove = |dir: &std::path::Path| {
+        if let Err(e) = super::store::remove_tree(dir) {
+            tracing::warn!("{e:#} (container prune removes it later)");
+        }
+    };
+    if ccrun_runtime::sys::thread_count().ok() != Some(1) {
+        return remove(dir);
+    }
+    // SAFETY: this process is single-threaded (checked just above), so the child may
+    // do anything the parent could.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Child) => {
+            let _ = nix::unistd::setsid();
+            if let Ok(null) = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/null")
+            {
+                for fd in 0..3 {
+                    let _ = nix::unistd::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), fd);
+                }
+            }
+            remove(dir);
+            // SAFETY: ends the child without running the parent's exit handlers.
+            unsafe { libc::_exit(0) }
+        }
+        Ok(nix::unistd::ForkResult::Parent { .. }) => {}
+        Err(e) => {
+            tracing::debug!("fork for the removal of {}: {e}", dir.display());
+            remove(dir);
+        }
+    }
 }
 
 /// Kills the container's process and lets its monitor settle the record first, so

@@ -81,12 +81,13 @@ pub fn finish(
             tracing::warn!("removing the runtime state of {id}: {e}");
         }
     }
-    if let Some(current) = store.get(id)? {
-        if let Err(e) = crate::networks::disconnect(store, &current) {
+    let current = store.get(id)?;
+    if let Some(current) = &current {
+        if let Err(e) = crate::networks::disconnect(store, current) {
             eprintln!("ccrun: {e:#}");
         }
     }
-    let updated = store.update(id, |r| {
+    let settle = |r: &mut Record| {
         r.monitor_pid = 0;
         r.monitor_start_time = 0;
         r.attachment = None;
@@ -105,7 +106,15 @@ pub fn finish(
                 r.error = Some(UNOBSERVED.to_string());
             }
         }
-    })?;
+    };
+    let updated = match current {
+        // A --rm container's record is removed right below: not written again first.
+        Some(mut record) if record.auto_remove => {
+            settle(&mut record);
+            Some(record)
+        }
+        _ => store.update(id, settle)?,
+    };
     let Some(record) = updated else {
         // Removed meanwhile (`rm -f`); nothing of it is left to settle.
         return Ok(Next::Done);
@@ -113,23 +122,24 @@ pub fn finish(
     let code = record
         .exit_code
         .map_or_else(|| "-1".to_string(), |c| c.to_string());
-    crate::events::container(store.root(), "die", &record, &[("exitCode", code)]);
+    let die = [("exitCode", code)];
     if oom_killed {
         eprintln!(
             "ccrun: container {} was OOM killed (memory limit reached)",
             record.short_id()
         );
     }
+    if record.auto_remove {
+        super::cleanup::discard_with_events(store, &record, &[("die", &die)])?;
+        return Ok(Next::Done);
+    }
+    crate::events::container(store.root(), "die", &record, &die);
     let snapshot = Snapshot::new(&store.dir_of(id));
     if let Some(delay) = restart_delay(&record) {
         snapshot.unmount()?;
         return Ok(Next::Restart { delay });
     }
-    if record.auto_remove {
-        super::cleanup::discard(store, &record)?;
-    } else {
-        snapshot.unmount()?;
-    }
+    snapshot.unmount()?;
     Ok(Next::Done)
 }
 

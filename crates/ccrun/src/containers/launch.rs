@@ -25,10 +25,11 @@ use nix::unistd::pipe2;
 /// File name of the OCI spec inside the container directory.
 pub const CONFIG_FILE: &str = "config.json";
 
-/// Writes the spec as the container's `config.json`, so any OCI runtime can replay it.
-pub fn save_config(dir: &Path, spec: &Spec) -> Result<()> {
+/// Writes the spec as the container's `config.json`, so any OCI runtime can replay it;
+/// `durable` as in [`super::record::replace_file`] (a `--rm` container's goes with it).
+pub fn save_config(dir: &Path, spec: &Spec, durable: bool) -> Result<()> {
     let bytes = serde_json::to_vec_pretty(spec).context("serialising config.json")?;
-    super::record::write_atomic(&dir.join(CONFIG_FILE), &bytes)
+    super::record::replace_file(&dir.join(CONFIG_FILE), &bytes, durable)
 }
 
 /// Reads the container's saved `config.json`.
@@ -97,6 +98,7 @@ pub fn mount_rootfs(record: &Record, dir: &Path, spec: &Spec) -> Result<PathBuf>
             MountOptions {
                 userns: userns_fd.as_ref().map(|fd| fd.as_fd()),
                 root_owner,
+                volatile: false,
             },
         )
         .context("mounting the container's root filesystem")

@@ -280,21 +280,31 @@ impl Record {
         serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))
     }
 
-    /// Writes the record atomically (temp file, fsync, rename).
+    /// Writes the record atomically (temp file, fsync, rename). A `--rm` container's
+    /// record is not fsynced: it is removed when the container ends, and one a crash
+    /// left behind only says that the container died.
     pub fn save(&self, dir: &Path) -> Result<()> {
         let bytes = serde_json::to_vec_pretty(self).context("serialising the record")?;
-        write_atomic(&dir.join(RECORD_FILE), &bytes)
+        replace_file(&dir.join(RECORD_FILE), &bytes, !self.auto_remove)
     }
 }
 
-/// Replaces `path` with `bytes` so readers see the old or the new content, never a mix.
+/// Replaces `path` with `bytes` so readers see the old or the new content, never a mix,
+/// and the new content is on disk when it returns.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    replace_file(path, bytes, true)
+}
+
+/// Replaces `path` with `bytes` so readers see the old or the new content, never a mix;
+/// with `durable` the content is flushed to disk first (an fsync, a journal commit:
+/// milliseconds on a busy disk), so that a crash cannot leave an empty file either.
+pub fn replace_file(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
     use std::io::Write;
     let tmp = path.with_extension("tmp");
     let mut file =
         std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     file.write_all(bytes)
-        .and_then(|()| file.sync_all())
+        .and_then(|()| if durable { file.sync_all() } else { Ok(()) })
         .with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming onto {}", path.display()))
 }

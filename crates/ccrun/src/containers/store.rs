@@ -311,6 +311,19 @@ impl ContainerStore {
     /// container or debris that [`ContainerStore::sweep_debris`] and the stale-name
     /// check clear, never a half-removed container.
     pub fn remove(&self, record: &Record) -> Result<()> {
+        if let Some(trash) = self.set_aside(record)? {
+            if let Err(e) = remove_tree(&trash) {
+                tracing::warn!("{e:#} (container prune removes it later)");
+            }
+        }
+        Ok(())
+    }
+
+    /// The first, quick step of [`ContainerStore::remove`]: under the lock, renames
+    /// the container's directory aside and releases its name, so the container is gone
+    /// from then on. Returns the directory (now debris that
+    /// [`ContainerStore::sweep_debris`] also clears) for the caller to delete.
+    pub fn set_aside(&self, record: &Record) -> Result<Option<PathBuf>> {
         let lock = self.lock()?;
         let dir = self.dir_of(&record.id);
         let trash = self.dir.join(format!("{TRASH_PREFIX}{}", record.id));
@@ -323,12 +336,7 @@ impl ContainerStore {
             let _ = fs::remove_file(self.name_path(&record.name));
         }
         drop(lock);
-        if moved {
-            if let Err(e) = remove_tree(&trash) {
-                tracing::warn!("{e:#} (container prune removes it later)");
-            }
-        }
-        Ok(())
+        Ok(moved.then_some(trash))
     }
 }
 
@@ -372,7 +380,7 @@ fn refresh(mut record: Record, dir: &Path) -> Record {
 /// Prefix of a container directory being removed.
 const TRASH_PREFIX: &str = ".removing-";
 
-fn remove_tree(path: &Path) -> Result<()> {
+pub(crate) fn remove_tree(path: &Path) -> Result<()> {
     match fs::remove_dir_all(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),

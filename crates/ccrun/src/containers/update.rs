@@ -157,7 +157,7 @@ pub fn update(
         merge(&mut all, &resources);
         linux.set_resources(Some(all));
         spec.set_linux(Some(linux));
-        save_config(&dir, &spec)?;
+        save_config(&dir, &spec, true)?;
     }
     if let Some(policy) = changes.restart {
         store.update(&record.id, |r| r.restart_policy = policy)?;

@@ -1,7 +1,8 @@
 //! A misbehaving HTTP proxy on 127.0.0.1 in front of a test registry: it logs
 //! requests, and on demand flips a byte in blobs, slows them down, drops the
-//! connection mid-blob, answers blob GETs with 429 Too Many Requests, rewrites the
-//! Content-Type of manifests, serves one manifest's body for another, redirects
+//! connection mid-blob, ignores `Range`, answers blob GETs with 429 Too Many
+//! Requests, rewrites the Content-Type of manifests, serves one manifest's body for
+//! another, redirects
 //! blob GETs to a second listener (a "CDN") that records the headers it receives
 //! and fetches from the registry like a presigned URL, or fails a blob upload's
 //! PATCH. It tells the registry the address the client used (`X-Forwarded-Host`),
@@ -55,6 +56,10 @@ pub struct Faults {
     pub throttle_ms: AtomicU64,
     /// Close the connection after this many blob body bytes, once (0 = never).
     pub drop_after: AtomicU64,
+    /// Forward blob GETs without their `Range` header, as a registry that does not
+    /// support ranges: the answer is the whole blob with 200 (the log still shows
+    /// the `Range` asked for).
+    pub strip_range: AtomicBool,
     /// Redirect blob GETs to the CDN listener.
     pub redirect_blobs: AtomicBool,
     /// Answer this many blob GETs with `429 Too Many Requests` and `Retry-After: 1`
@@ -282,6 +287,9 @@ fn handle(conn: TcpStream, shared: &Shared, is_cdn: bool) {
             );
             return;
         }
+    }
+    if is_blob && shared.faults.strip_range.load(Ordering::Relaxed) {
+        headers.retain(|(k, _)| k != "range");
     }
     let Some(mut response) = forward(shared, &method, &path, &headers, &body) else {
         return;
