@@ -185,4 +185,10 @@ if base in med:
     print(f"this build - baseline:           {med[auto] - med[base]:+6.2f} ms")
 if out:
     json.dump(med, open(out, "w"), indent=1)
+from results import record
+n = len(times[oci])
+record("engine", "run --rm IMAGE true vs the runtime on its spec", "ccrun run --rm", med[auto], "ccrun-oci run", med[oci], runs=n)
+record("engine", "run --rm --userns host IMAGE true vs the runtime on its spec", "ccrun run --rm", med[host], "ccrun-oci run", med[ocih], runs=n)
+if "crun run (host spec)" in med:
+    record("engine", "run --rm --userns host IMAGE true vs the runtime on its spec", "ccrun run --rm", med[host], "crun run", med["crun run (host spec)"], runs=n)
 PY
