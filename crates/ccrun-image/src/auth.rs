@@ -57,6 +57,14 @@ pub fn default_config_path() -> Option<PathBuf> {
     std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker/config.json"))
 }
 
+/// The credentials stored for `registry` in the default credentials file, if any.
+pub fn stored_credentials(registry: &str) -> Result<Option<Credentials>> {
+    match default_config_path() {
+        Some(path) => DockerConfig::load(&path)?.get(registry),
+        None => Ok(None),
+    }
+}
+
 /// A Docker `config.json`, keeping fields we do not know untouched on rewrite.
 pub struct DockerConfig {
     path: PathBuf,

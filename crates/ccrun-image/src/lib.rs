@@ -31,6 +31,7 @@ pub mod pull;
 pub mod push;
 pub mod reference;
 pub mod registry;
+pub mod search;
 pub mod snapshot;
 pub mod store;
 pub mod tar_split;

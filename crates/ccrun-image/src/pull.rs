@@ -9,7 +9,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageManifest, MediaType};
 
-use crate::auth::{default_config_path, DockerConfig};
 use crate::decompress;
 use crate::digest::{Digest, HashingReader};
 use crate::error::{Error, Result};
@@ -108,10 +107,7 @@ fn pull_locked(
     progress: &dyn PullProgress,
 ) -> Result<ImageRecord> {
     let wanted = options.platform.clone().unwrap_or_else(Platform::host);
-    let credentials = match default_config_path() {
-        Some(path) => DockerConfig::load(&path)?.get(reference.registry())?,
-        None => None,
-    };
+    let credentials = crate::auth::stored_credentials(reference.registry())?;
     let client = RegistryClient::connect(
         reference,
         &ClientOptions {

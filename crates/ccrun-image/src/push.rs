@@ -29,7 +29,6 @@ use std::sync::{Condvar, Mutex};
 use ureq::http::Response;
 use ureq::Body;
 
-use crate::auth::{default_config_path, DockerConfig};
 use crate::digest::{Digest, HashingWriter};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
@@ -150,10 +149,7 @@ pub fn push(
             }
         }
     }
-    let credentials = match default_config_path() {
-        Some(path) => DockerConfig::load(&path)?.get(target.registry())?,
-        None => None,
-    };
+    let credentials = crate::auth::stored_credentials(target.registry())?;
     let client = RegistryClient::connect_push(
         target,
         &ClientOptions {

@@ -143,6 +143,53 @@ impl RegistryClient {
         client.probe()
     }
 
+    /// A client for `registry` as a whole, to read its catalog (`/v2/_catalog`): the
+    /// token asked for allows `registry:catalog:*`.
+    pub fn connect_catalog(registry: &str, options: &ClientOptions) -> Result<RegistryClient> {
+        let probe_ref = Reference::parse(&format!("{registry}/probe"))?;
+        let mut client = RegistryClient::new(&probe_ref, options);
+        client.repository = String::new();
+        client.scopes = vec!["registry:catalog:*".to_string()];
+        client.probe()?;
+        Ok(client)
+    }
+
+    /// A client for Docker Hub's search API (`index.docker.io/v1/search`), which
+    /// needs no credentials.
+    pub fn connect_hub_search(options: &ClientOptions) -> Result<RegistryClient> {
+        let probe_ref = Reference::parse("docker.io/library/probe")?;
+        let mut client = RegistryClient::new(&probe_ref, options);
+        client.host = "index.docker.io".to_string();
+        client.base = "https://index.docker.io".to_string();
+        client.repository = String::new();
+        client.scopes.clear();
+        client.credentials = None;
+        Ok(client)
+    }
+
+    /// GETs `path` (under the registry's base URL) and returns its body, at most
+    /// `limit` bytes, and its `Link` header (the next page of a paginated list).
+    pub fn get_small(
+        &self,
+        path: &str,
+        limit: u64,
+        what: &str,
+    ) -> Result<(Vec<u8>, Option<String>)> {
+        let mut resp = self.get(path, Some("application/json"), None, what)?;
+        let link = resp
+            .headers()
+            .get("link")
+            .and_then(|l| l.to_str().ok())
+            .map(str::to_string);
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(limit)
+            .read_to_vec()
+            .map_err(|e| self.http_error(&format!("reading {what}"), e))?;
+        Ok((body, link))
+    }
+
     fn new(reference: &Reference, options: &ClientOptions) -> RegistryClient {
         let host = reference.api_host().to_string();
         let scheme = if is_insecure(&host, &options.insecure_registries) {
@@ -921,7 +968,7 @@ fn resolve_location(current: &str, location: &str) -> Option<String> {
 }
 
 /// Percent-encodes a query parameter value.
-fn urlencode(s: &str) -> String {
+pub(crate) fn urlencode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {

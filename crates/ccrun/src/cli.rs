@@ -168,6 +168,8 @@ pub enum Command {
     /// Manage the build cache
     #[command(subcommand)]
     Builder(commands::build::BuilderCommand),
+    /// Search a registry for images (Docker Hub, or HOST/TERM for another registry)
+    Search(commands::search::SearchArgs),
 }
 
 impl Command {

@@ -1335,6 +1335,91 @@ fn main() {
             "image_prune_keeps_what_the_build_cache_names",
             image_prune_keeps_what_the_build_cache_names,
         ),
+        (
+            "search_finds_repositories_and_tags",
+            search_finds_repositories_and_tags,
+        ),
     ];
     harness::run(tests, 3, World::build);
+}
+
+/// `search` of a registry other than Docker Hub goes through its catalog, filtered by
+/// the term; `--list-tags` lists a repository's tags; a catalog behind token auth
+/// needs a login; an unreachable registry and a bad filter are one-line errors.
+fn search_finds_repositories_and_tags(w: &World) {
+    let c = Ctx::new();
+    let names = |term: &str, extra: &[&str]| -> Vec<String> {
+        let mut args = vec!["search", "--format", "{{.Name}}"];
+        args.extend_from_slice(extra);
+        args.push(term);
+        let mut found: Vec<String> = c.ok(&args).lines().map(str::to_string).collect();
+        found.sort();
+        found
+    };
+    let reg = &w.reg.addr;
+    assert_eq!(
+        names(&format!("{reg}/test/"), &[]),
+        [format!("{reg}/test/app"), format!("{reg}/test/oci")]
+    );
+    assert_eq!(
+        names(&format!("{reg}/OCI"), &[]),
+        [format!("{reg}/test/oci")]
+    );
+    assert_eq!(names(&format!("{reg}/test/"), &["--limit", "1"]).len(), 1);
+    assert!(names(&format!("{reg}/no-such-thing"), &[]).is_empty());
+    let table = c.ok(&["search", &format!("{reg}/test/app")]);
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines.next().unwrap_or("").split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "DESCRIPTION", "STARS", "OFFICIAL", "AUTOMATED"]
+    );
+    assert_eq!(
+        lines
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .collect::<Vec<_>>(),
+        [vec![format!("{reg}/test/app").as_str(), "0"]]
+    );
+    let json = c.ok(&["search", "--format", "json", &format!("{reg}/test/oci")]);
+    let row: serde_json::Value = serde_json::from_str(&json).expect("one JSON object");
+    assert_eq!(row["Name"], format!("{reg}/test/oci"));
+    assert_eq!(row["IsOfficial"], "", "Docker's: [OK] or nothing");
+
+    let app = format!("{reg}/test/app");
+    let tags = c.ok(&["search", "--list-tags", &app]);
+    let rows: Vec<Vec<&str>> = tags
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows, [vec!["NAME", "TAG"], vec![app.as_str(), "v1"]]);
+
+    // Behind token auth the catalog needs a login.
+    let token = &w.token.addr;
+    let err = c.refused(&["search", &format!("{token}/dist")]);
+    assert!(err.contains(token.as_str()), "{err}");
+    let login = c.with_stdin(
+        &["login", "-u", USER, "--password-stdin", token],
+        format!("{PASSWORD}\n").as_bytes(),
+    );
+    assert!(
+        login.status.success(),
+        "{}",
+        String::from_utf8_lossy(&login.stderr)
+    );
+    let tar = rootfs_tar(&[Entry::File("found-me".into(), b"f\n".to_vec(), 0o644, 0)]);
+    let mine = format!("{token}/search/found-me:v1");
+    let import = c.with_stdin(&["import", "-", &mine], &tar);
+    assert!(
+        import.status.success(),
+        "{}",
+        String::from_utf8_lossy(&import.stderr)
+    );
+    c.ok(&["push", &mine]);
+    let found = c.ok(&["search", "--format", "{{.Name}}", &format!("{token}/found")]);
+    assert_eq!(found, format!("{token}/search/found-me"));
+
+    let err = c.refused(&["search", &format!("127.0.0.1:{}/x", registry::free_port())]);
+    assert!(err.contains("searching"), "{err}");
+    let err = c.refused(&["search", "--filter", "stars=many", &format!("{reg}/x")]);
+    assert!(err.contains("stars"), "{err}");
 }

@@ -24,6 +24,7 @@ pub mod rename;
 pub mod run;
 pub mod run_flags;
 pub mod save;
+pub mod search;
 pub mod sharing;
 pub mod stats;
 pub mod system;
@@ -102,6 +103,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Commit(args) => commit::commit(&cli.global, args),
         Command::Build(args) => build::build(&cli.global, *args),
         Command::Builder(cmd) => build::builder(&cli.global, cmd),
+        Command::Search(args) => search::search(args),
     }
 }
 
