@@ -187,7 +187,13 @@ impl Snapshot {
                 Some(data),
             )
         };
+        // Rootless, `CCRUN_ROOTLESS_OVERLAY=fuse` asks for fuse-overlayfs even where the
+        // kernel's overlayfs would do (podman's `mount_program`): for file systems the
+        // kernel's overlayfs refuses as upper or lower in a user namespace.
+        let want_fuse =
+            rootless && std::env::var_os(ROOTLESS_OVERLAY_ENV).is_some_and(|v| v == "fuse");
         let mounted = match volatile {
+            _ if want_fuse => Err(nix::errno::Errno::EOPNOTSUPP),
             true => match overlay(&format!("{data},volatile")) {
                 // Before 5.10 overlayfs does not know the option.
                 Err(nix::errno::Errno::EINVAL) => overlay(&data),
@@ -229,6 +235,9 @@ impl Snapshot {
         }
     }
 }
+
+/// The variable that, set to `fuse`, makes rootless snapshots use fuse-overlayfs.
+pub const ROOTLESS_OVERLAY_ENV: &str = "CCRUN_ROOTLESS_OVERLAY";
 
 /// Mounts the overlay `data` describes (paths relative to the working directory) on
 /// `merged` with fuse-overlayfs, which serves it from a process of its own until the

@@ -16,7 +16,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use ccrun_runtime::subid::{self, Entry};
-use image_build::{base_layer, Layout};
+use image_build::{base_layer, layer, Comp, Layout};
 use registry::{Format, Registry};
 use support::{alive, stderr, stdout, wait_until, Ccrun, Rootfs};
 
@@ -329,20 +329,29 @@ fn wait_gone(pid: i32) -> bool {
 
 /// `/dev/net/tun` open to everyone for the test (udev makes it 0666; this host may
 /// not), put back as it was on drop.
-struct TunOpen(u32);
+struct TunOpen(DeviceOpen);
 
 impl TunOpen {
     fn new() -> TunOpen {
-        let mode = std::fs::metadata("/dev/net/tun").expect("tun").mode() & 0o7777;
-        std::fs::set_permissions("/dev/net/tun", std::fs::Permissions::from_mode(0o666))
-            .expect("chmod tun");
-        TunOpen(mode)
+        TunOpen(DeviceOpen::new("/dev/net/tun"))
     }
 }
 
-impl Drop for TunOpen {
+/// A device node open to everyone for the test (udev makes /dev/fuse and
+/// /dev/net/tun 0666; this host may not), its mode restored on drop.
+struct DeviceOpen(&'static str, u32);
+
+impl DeviceOpen {
+    fn new(path: &'static str) -> DeviceOpen {
+        let mode = std::fs::metadata(path).expect(path).mode() & 0o7777;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+        DeviceOpen(path, mode)
+    }
+}
+
+impl Drop for DeviceOpen {
     fn drop(&mut self) {
-        let _ = std::fs::set_permissions("/dev/net/tun", std::fs::Permissions::from_mode(self.0));
+        let _ = std::fs::set_permissions(self.0, std::fs::Permissions::from_mode(self.1));
     }
 }
 
@@ -354,6 +363,81 @@ fn busybox_registry() -> (Registry, tempfile::TempDir, String) {
     reg.push(&layout.dir, "latest", "test/busybox", Format::Oci);
     let image = format!("{}/test/busybox:latest", reg.addr);
     (reg, layouts, image)
+}
+
+/// fuse-overlayfs instead of the kernel's overlayfs (`CCRUN_ROOTLESS_OVERLAY=fuse`, the
+/// fallback for kernels without overlayfs in user namespaces): the container's root is
+/// a FUSE mount, the image's layers read as the kernel's overlay reads them (a file a
+/// later layer deletes is gone), writes land in the container's upper directory, and
+/// removal leaves no mount behind.
+#[test]
+fn rootless_fuse_overlayfs_serves_the_layers() {
+    support::require_root();
+    assert!(
+        Path::new("/usr/bin/fuse-overlayfs").exists(),
+        "fuse-overlayfs is needed (scripts/deps.sh installs it)"
+    );
+    let _fuse = DeviceOpen::new("/dev/fuse");
+    let reg = Registry::start();
+    let layouts = tempfile::tempdir().expect("tempdir");
+    let mut layout = Layout::new(&layouts.path().join("oci"));
+    let files = layer(
+        &[
+            image_build::Entry::Dir("srv/", 0o755),
+            image_build::Entry::File("srv/keep".into(), b"kept\n".to_vec(), 0o644, 0),
+            image_build::Entry::File("srv/gone".into(), b"gone\n".to_vec(), 0o644, 0),
+        ],
+        Comp::Gzip,
+    );
+    let deletes = layer(
+        &[image_build::Entry::File(
+            "srv/.wh.gone".into(),
+            Vec::new(),
+            0o644,
+            0,
+        )],
+        Comp::Gzip,
+    );
+    layout.image(&[&base_layer(), &files, &deletes], "amd64", Some("latest"));
+    reg.push(&layout.dir, "latest", "test/fuse", Format::Oci);
+    let image = format!("{}/test/fuse:latest", reg.addr);
+    let user = TestUser::create(true);
+    let fuse = |args: &[&str]| -> String {
+        let out = user
+            .command(CCRUN)
+            .env("CCRUN_ROOTLESS_OVERLAY", "fuse")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("ccrun");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    fuse(&["pull", "-q", &image]);
+    let out = fuse(&[
+        "run",
+        "--network",
+        "none",
+        "--name",
+        "fused",
+        &image,
+        "sh",
+        "-c",
+        "grep ' / / ' /proc/self/mountinfo; cat /srv/keep; ls /srv; echo new > /srv/new",
+    ]);
+    let mut lines = out.lines();
+    let root = lines.next().unwrap_or_default();
+    assert!(root.contains(" - fuse"), "the root is a FUSE mount: {root}");
+    assert_eq!(lines.collect::<Vec<_>>(), ["kept", "keep"], "{out}");
+    let upper = user
+        .home
+        .join(".local/share/ccrun/containers")
+        .join(fuse(&["inspect", "-f", "{{.Id}}", "fused"]))
+        .join("upper/srv/new");
+    assert_eq!(std::fs::read_to_string(&upper).expect("upper"), "new\n");
+    fuse(&["rm", "fused"]);
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(!mounts.contains("fuse-overlayfs"), "{mounts}");
 }
 
 #[test]
