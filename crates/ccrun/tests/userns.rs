@@ -327,16 +327,6 @@ fn wait_gone(pid: i32) -> bool {
     false
 }
 
-/// `/dev/net/tun` open to everyone for the test (udev makes it 0666; this host may
-/// not), put back as it was on drop.
-struct TunOpen(DeviceOpen);
-
-impl TunOpen {
-    fn new() -> TunOpen {
-        TunOpen(DeviceOpen::new("/dev/net/tun"))
-    }
-}
-
 /// A device node open to everyone for the test (udev makes /dev/fuse and
 /// /dev/net/tun 0666; this host may not), its mode restored on drop.
 struct DeviceOpen(&'static str, u32);
@@ -443,7 +433,7 @@ fn rootless_fuse_overlayfs_serves_the_layers() {
 #[test]
 fn rootless_user_runs_containers() {
     support::require_root();
-    let _tun = TunOpen::new();
+    let _tun = DeviceOpen::new("/dev/net/tun");
     let (_reg, _layouts, image) = busybox_registry();
     let user = TestUser::create(true);
     let image = image.as_str();
