@@ -4,7 +4,7 @@
 # plain veth path, and network setup adding under 20 ms to a container's start.
 #
 # Everything happens in network namespaces this script makes, never in the host's:
-#   ccrun-bench-net-<pid>     "the host" for ccrun: its bridge ccrun0 (10.88.0.0/16),
+#   ccrun-bench-net-<pid>     "the host" for ccrun: its bridge ccrun0 (172.17.0.0/16),
 #                             the containers' veths and its nftables table are made
 #                             here, as every ccrun command runs under
 #                             `nsenter --net=/run/netns/ccrun-bench-net-<pid>` (not
@@ -27,7 +27,7 @@
 #                          veth; `ccrun inspect -f '{{.NetworkSettings.IPAddress}}'`
 #   host->127.0.0.1:5201   client in ccrun's namespace, through the published port
 #                          (nftables DNAT in the output hook, route_localnet, masquerade)
-#   host->10.88.0.1:5201   the same towards the bridge's own address (the gateway)
+#   host->GATEWAY:5201     the same towards the bridge's own address (the gateway)
 #   diagnostic: container->container with net.bridge.bridge-nf-call-iptables=0 set in
 #                          ccrun's namespace for that run only (and back to 1 after):
 #                          bridged frames then skip the IPv4 netfilter hooks, so no
@@ -238,7 +238,7 @@ run_d --name bench-srv -p 5201:5201 --rootfs "$rootfs" iperf3 -s >/dev/null
 run_d --name bench-cli --rootfs "$rootfs" sleep 1000000 >/dev/null
 srv_ip=$(cc inspect -f '{{.NetworkSettings.IPAddress}}' bench-srv)
 cli_ip=$(cc inspect -f '{{.NetworkSettings.IPAddress}}' bench-cli)
-gateway=10.88.0.1
+gateway=$(cc inspect -f '{{.NetworkSettings.Gateway}}' bench-srv)
 echo "   bench-srv $srv_ip (iperf3 -s, -p 5201:5201), bench-cli $cli_ip; gateway $gateway"
 # (ip -o, not /sys/class/net: nsenter keeps the host's sysfs, which shows its interfaces)
 echo "   eth0 in bench-cli: $(cc exec bench-cli ip -o link show eth0 | grep -o 'mtu [0-9]*');" \
@@ -366,7 +366,7 @@ labels = {
     "veth": "veth baseline (netns <-> netns)",
     "c2c": "container -> container (bridge)",
     "host-lo": "host -> 127.0.0.1:5201 (published)",
-    "host-gw": "host -> 10.88.0.1:5201 (published)",
+    "host-gw": "host -> gateway:5201 (published)",
     "c2c-nonf": "diag: c2c, bridge-nf-call-iptables=0",
 }
 def throughput():

@@ -1,10 +1,10 @@
 """Writes bench/report.sh's report from the comparisons the benchmarks recorded.
 
-    report.py RESULTS RUNLOG OUTDIR RUNS
+    report.py OUTDIR NAME...
 
-RESULTS: lines of bench/results.py; RUNLOG: one line per benchmark run by report.sh
-(name, status, load average before and after, seconds). Writes OUTDIR/REPORT.md and
-OUTDIR/ratios.svg. Every ratio is expressed as "cost": ccrun's time over the peer's (for
+For each benchmark NAME, in order: OUTDIR/results/NAME.tsv (lines of bench/results.py)
+and OUTDIR/results/NAME.run (name, status, load average before and after, seconds,
+runs) from its latest run. Writes OUTDIR/REPORT.md and OUTDIR/ratios.svg. Every ratio is expressed as "cost": ccrun's time over the peer's (for
 throughputs, the peer's over ccrun's), so below 1 always means ccrun did better.
 """
 import datetime
@@ -96,14 +96,39 @@ def svg_chart(rows):
     return "\n".join(out) + "\n"
 
 
-def main():
-    results_path, runlog_path, outdir, runs = sys.argv[1:5]
+def split_old_run(results_path, runlog_path, outdir, runs):
+    """The arguments of the first version of report.sh (one results file and one run
+    log for the whole run): split into the per-benchmark files read below."""
+    os.makedirs(os.path.join(outdir, "results"), exist_ok=True)
     rows = read_tsv(results_path)
-    runlog = read_tsv(runlog_path)
+    names = []
+    for name, status, before, after, secs in read_tsv(runlog_path):
+        names.append(name)
+        base = os.path.join(outdir, "results", name)
+        with open(base + ".run", "w") as f:
+            f.write("\t".join([name, status, before, after, secs, runs]) + "\n")
+        with open(base + ".tsv", "w") as f:
+            f.writelines("\t".join(r) + "\n" for r in rows if r[0] == name)
+    return names
+
+
+def main():
+    if len(sys.argv) == 5 and os.path.isfile(sys.argv[1]):
+        outdir = sys.argv[3]
+        names = split_old_run(sys.argv[1], sys.argv[2], outdir, sys.argv[4])
+    else:
+        outdir, names = sys.argv[1], sys.argv[2:]
+    rows, runlog = [], []
+    for name in names:
+        base = os.path.join(outdir, "results", name)
+        if os.path.exists(base + ".run"):
+            runlog += read_tsv(base + ".run")
+            rows += read_tsv(base + ".tsv") if os.path.exists(base + ".tsv") else []
     md = [
         "# ccrun benchmark report",
         "",
-        f"Written by `bench/report.sh {runs}` on {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC.",
+        f"Written by `bench/report.sh` on {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC"
+        " (each benchmark's runs and time in the last table).",
         f"Machine: {os.cpu_count()} × {cpu_model()}, Linux {platform.release()}.",
         "Peers: " + "; ".join(version(c) for c in (
             ["crun", "--version"], ["runc", "--version"], ["podman", "--version"],
@@ -126,11 +151,11 @@ def main():
         "",
         "## The runs",
         "",
-        "| benchmark | status | load average before | after | seconds | log |",
-        "|---|---|---:|---:|---:|---|",
+        "| benchmark | status | runs | load average before | after | seconds | log |",
+        "|---|---|---:|---:|---:|---:|---|",
     ]
-    for name, status, before, after, secs in runlog:
-        md.append(f"| {name} | {status} | {before} | {after} | {secs} | [log](logs/{name}.log) |")
+    for name, status, before, after, secs, runs in runlog:
+        md.append(f"| {name} | {status} | {runs} | {before} | {after} | {secs} | [log](logs/{name}.log) |")
     with open(os.path.join(outdir, "REPORT.md"), "w") as f:
         f.write("\n".join(md) + "\n")
     with open(os.path.join(outdir, "ratios.svg"), "w") as f:

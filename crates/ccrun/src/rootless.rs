@@ -137,9 +137,16 @@ fn start_pause(file: &Path, uid: u32, gid: u32) -> Result<i32> {
     match unsafe { nix::unistd::fork() }.context("fork")? {
         nix::unistd::ForkResult::Child => {
             drop(r);
-            let reply = match ccrun_runtime::rootless::enter(&maps) {
+            // The user's network namespace, owned by the user namespace: where the
+            // bridges of the user's networks live (see `in_user_netns`).
+            let reply = match ccrun_runtime::rootless::enter(&maps)
+                .map_err(|e| e.to_string())
+                .and_then(|()| {
+                    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+                        .map_err(|e| format!("creating the user's network namespace: {e}"))
+                }) {
                 Ok(()) => "ok".to_string(),
-                Err(e) => e.to_string(),
+                Err(e) => e,
             };
             let _ = nix::unistd::write(&w, reply.as_bytes());
             drop(w);
@@ -184,6 +191,47 @@ fn pause_forever() -> ! {
     loop {
         nix::unistd::pause();
     }
+}
+
+/// Runs `f` in the user's network namespace (the pause process's), where the bridges
+/// of the user's own networks connect its containers; as root, `f` runs as it is. A
+/// thread of its own enters the namespace and ends there: an unprivileged user could
+/// not come back to the host's.
+pub fn in_user_netns<T: Send>(f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    if !active() {
+        return f();
+    }
+    let netns = user_netns()?;
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                nix::sched::setns(&netns, nix::sched::CloneFlags::CLONE_NEWNET)
+                    .context("entering the user's network namespace")?;
+                f()
+            })
+            .join()
+            .unwrap_or_else(|_| bail!("the network thread panicked"))
+    })
+}
+
+/// The user's network namespace: the pause process's.
+fn user_netns() -> Result<std::fs::File> {
+    let pause = state_root()?.join(PAUSE_FILE);
+    let pid = live_pause(&pause).context("the rootless pause process is gone")?;
+    let path = format!("/proc/{pid}/ns/net");
+    let netns = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
+    let own = std::fs::metadata("/proc/self/ns/net").context("reading /proc/self/ns/net")?;
+    let theirs = netns
+        .metadata()
+        .with_context(|| format!("reading {path}"))?;
+    use std::os::unix::fs::MetadataExt;
+    if (own.dev(), own.ino()) == (theirs.dev(), theirs.ino()) {
+        bail!(
+            "the rootless pause process (pid {pid}) predates user-defined networks and has no \
+             network namespace of its own: stop your containers, kill it and try again"
+        );
+    }
+    Ok(netns)
 }
 
 /// Joins the user and mount namespaces of the pause process `pid` as their root.

@@ -430,6 +430,126 @@ fn rootless_fuse_overlayfs_serves_the_layers() {
     assert!(!mounts.contains("fuse-overlayfs"), "{mounts}");
 }
 
+/// A user-defined network of a rootless user: its bridge lives in the user's own
+/// network namespace (the pause process's), where containers on it reach each other
+/// by name and alias; nothing of it shows in the host's namespace; ports are refused
+/// there with a clear message, and removal takes the bridge away.
+#[test]
+fn rootless_containers_talk_over_a_user_network() {
+    support::require_root();
+    let (_reg, _layouts, image) = busybox_registry();
+    let user = TestUser::create(true);
+    let image = image.as_str();
+    let host_links = || {
+        let out = Command::new("ip")
+            .args(["-o", "link"])
+            .output()
+            .expect("ip link");
+        stdout(&out)
+    };
+    let before = host_links();
+    user.ok(&["network", "create", "--subnet", "10.89.7.0/24", "lan"]);
+    user.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "db",
+        "--network",
+        "lan",
+        "--network-alias",
+        "store",
+        image,
+        "sleep",
+        "100",
+    ]);
+    user.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "app",
+        "--network",
+        "lan",
+        image,
+        "sleep",
+        "100",
+    ]);
+    let out = user.ok(&[
+        "exec",
+        "app",
+        "sh",
+        "-c",
+        "ping -c 1 -W 2 db && ping -c 1 -W 2 store",
+    ]);
+    assert!(out.contains("1 packets received"), "{out}");
+    let ip = user.ok(&[
+        "inspect",
+        "-f",
+        "{{.NetworkSettings.Networks.lan.IPAddress}}",
+        "db",
+    ]);
+    assert!(ip.starts_with("10.89.7."), "{ip}");
+    let out = user.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "lan",
+        image,
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "2",
+        "app",
+    ]);
+    assert!(out.contains("1 packets received"), "{out}");
+    assert_eq!(
+        host_links(),
+        before,
+        "nothing in the host's network namespace"
+    );
+
+    let out = user.ccrun(&[
+        "run",
+        "--rm",
+        "--network",
+        "lan",
+        "-p",
+        "8080:80",
+        image,
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("default network"), "{}", stderr(&out));
+
+    user.ok(&["rm", "-f", "app", "db"]);
+    user.ok(&["network", "rm", "lan"]);
+    let pause: i32 = std::fs::read_to_string(user.xdg.path().join("ccrun/pause.pid"))
+        .expect("pause.pid")
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("pid");
+    let links = Command::new("nsenter")
+        .args([
+            "-t",
+            &pause.to_string(),
+            "-U",
+            "-n",
+            "--preserve-credentials",
+            "ip",
+            "-o",
+            "link",
+        ])
+        .output()
+        .expect("nsenter");
+    assert!(links.status.success(), "{}", stderr(&links));
+    let links = stdout(&links);
+    assert!(
+        !links.contains("veth") && links.lines().count() == 1,
+        "only lo is left: {links}"
+    );
+}
+
 #[test]
 fn rootless_user_runs_containers() {
     support::require_root();

@@ -271,13 +271,16 @@ fn connect(networks: &NetworkStore, containers: &ContainerStore, args: &ConnectA
     if running {
         let netns = ccrun_net::netns::of_pid(record.pid)
             .context("opening the container's network namespace")?;
-        crate::networks::connect_secondary(networks, containers, &record, netns.as_fd(), &extra)?;
+        crate::rootless::in_user_netns(|| {
+            crate::networks::connect_secondary(networks, containers, &record, netns.as_fd(), &extra)
+        })?;
     }
     let updated = containers.update(&record.id, |r| r.options.networks.push(extra.clone()))?;
     let Some(updated) = updated else {
         if running {
-            let _ =
-                crate::networks::disconnect_secondary(networks, containers, &record, &extra, true);
+            let _ = crate::rootless::in_user_netns(|| {
+                crate::networks::disconnect_secondary(networks, containers, &record, &extra, true)
+            });
         }
         bail!("container {} was removed meanwhile", record.name);
     };
@@ -323,7 +326,9 @@ fn disconnect(
         r.options.networks.retain(|n| n.network != net.name);
     })?;
     if record.status == crate::containers::Status::Running {
-        crate::networks::disconnect_secondary(networks, containers, &record, extra, false)?;
+        crate::rootless::in_user_netns(|| {
+            crate::networks::disconnect_secondary(networks, containers, &record, extra, false)
+        })?;
         if let Some(updated) = updated {
             crate::networks::write_hosts(networks, containers, &updated)?;
         }
@@ -344,8 +349,10 @@ fn remove(networks: &NetworkStore, containers: &ContainerStore, net: &NetworkRec
             users.len()
         );
     }
-    ccrun_net::remove_network(&net.config())
-        .with_context(|| format!("removing the bridge of {}", net.name))?;
+    crate::rootless::in_user_netns(|| {
+        ccrun_net::remove_network(&net.config())
+            .with_context(|| format!("removing the bridge of {}", net.name))
+    })?;
     networks.remove(net)
 }
 

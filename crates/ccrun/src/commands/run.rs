@@ -688,9 +688,9 @@ fn network_choice(
             }
             bridge(crate::rootless::network::USER_NETWORK.to_string())
         }
-        name if crate::rootless::active() => bail!(
-            "--network {name}: rootless containers have the default network (pasta), \
-             none, host or container:NAME; user-defined networks need root"
+        name if crate::rootless::active() && !ports.is_empty() => bail!(
+            "--network {name}: rootless user-defined networks connect containers to each \
+             other only; publish ports on the default network (pasta)"
         ),
         name => {
             let net = NetworkStore::open(root)?.find(name)?;

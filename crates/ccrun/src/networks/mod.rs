@@ -52,6 +52,19 @@ pub fn connect(
     if network == crate::rootless::network::USER_NETWORK {
         return crate::rootless::network::connect(containers, record, pid).map(Some);
     }
+    crate::rootless::in_user_netns(|| connect_bridge(containers, record, pid, network, *ip, ports))
+        .map(Some)
+}
+
+/// [`connect`] to the bridge network `network`, from the namespace its bridge is in.
+fn connect_bridge(
+    containers: &ContainerStore,
+    record: &Record,
+    pid: i32,
+    network: &str,
+    ip: Option<std::net::Ipv4Addr>,
+    ports: &[ccrun_net::PortMapping],
+) -> Result<ccrun_net::Attachment> {
     // Checked before anything is set up, so a bad `$CCRUN_FIREWALL` is one clear error.
     ccrun_net::Backend::detect()?;
     let networks = NetworkStore::open(containers.root())?;
@@ -74,7 +87,7 @@ pub fn connect(
             &networks.ipam_dir(&net.name),
             netns.as_fd(),
             &record.id,
-            *ip,
+            ip,
             ports,
             &endpoint,
         )
@@ -112,7 +125,7 @@ pub fn connect(
         return Err(e);
     }
     network_event(containers, "connect", &net, record);
-    Ok(Some(attachment))
+    Ok(attachment)
 }
 
 /// Runs `attach` of `record` to `net`; if it fails, clears what containers that died
@@ -233,12 +246,17 @@ pub fn disconnect(containers: &ContainerStore, record: &Record) -> Result<()> {
         crate::rootless::network::disconnect(containers, record);
         return Ok(());
     }
+    crate::rootless::in_user_netns(|| disconnect_bridge(containers, record, &network))
+}
+
+/// [`disconnect`] from the bridge network `network`, in the namespace its bridge is in.
+fn disconnect_bridge(containers: &ContainerStore, record: &Record, network: &str) -> Result<()> {
     if ccrun_net::Backend::detect().is_err() {
         // `connect` refuses to attach under a firewall choice it cannot make.
         return Ok(());
     }
     let networks = NetworkStore::open(containers.root())?;
-    let net = match networks.find(&network) {
+    let net = match networks.find(network) {
         Ok(net) => net,
         // The network went first (it cannot while in use); nothing is left to undo.
         Err(_) => return Ok(()),
