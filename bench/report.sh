@@ -7,12 +7,14 @@
 #   bench/report.sh [RUNS] [BENCHMARK...]
 #       RUNS: runs per measured command (default 20, at least 20 for the report; the
 #             throughput cases of net.sh take 2 s each)
-#       BENCHMARK: some of start oci run-image exec net pull build push rootless engine
+#       BENCHMARK: some of start oci run-image exec verbs net pull build push rootless engine
 #             (default: every one whose script exists)
 #
 # Each benchmark is its own script (see bench/README.md) and prints its own summary into
 # bench/report/logs/NAME.log; through bench/results.py each also records the comparisons
-# it makes, which this script gathers. A benchmark that fails is reported as failed in
+# it makes, kept in bench/report/results/NAME.tsv (with NAME.run: status, load, time).
+# Naming some benchmarks runs those again and keeps the others' last results, so the
+# report always shows every benchmark. A benchmark that fails is reported as failed in
 # the table (its log says why) and the others still run; the exit status is then 1.
 # Needs what scripts/deps.sh installs; run as root.
 set -uo pipefail
@@ -23,16 +25,15 @@ if ! [[ $runs =~ ^[0-9]+$ ]] || ((runs < 2)); then
   exit 2
 fi
 shift $(($# > 0 ? 1 : 0))
-all=(start oci run-image exec net pull build push rootless engine)
+all=(start oci run-image exec verbs net pull build push rootless engine)
 wanted=("$@")
 ((${#wanted[@]})) || wanted=("${all[@]}")
 [[ $(id -u) == 0 ]] || { echo "run as root" >&2; exit 1; }
 
 out=bench/report
-mkdir -p "$out/logs"
+mkdir -p "$out/logs" "$out/results"
 results=$(mktemp /var/tmp/ccrun-report.XXXXXX)
-runlog=$(mktemp /var/tmp/ccrun-report-runs.XXXXXX)
-trap 'rm -f "$results" "$runlog"' EXIT
+trap 'rm -f "$results"' EXIT
 
 echo "== building ccrun (release)"
 cargo build --release -q -p ccrun -p ccrun-oci -p ccrun-monitor || exit 1
@@ -50,6 +51,7 @@ for name in "${wanted[@]}"; do
     net) args=("$runs" 2 "$runs") ;;
     *) args=("$runs") ;;
   esac
+  : >"$results"
   load_before=$(cut -d' ' -f1 /proc/loadavg)
   start=$(date +%s)
   echo "== $name: $script ${args[*]} (log: $out/logs/$name.log)"
@@ -61,10 +63,11 @@ for name in "${wanted[@]}"; do
     echo "   FAILED, last lines of its log:"
     tail -5 "$out/logs/$name.log" | sed 's/^/   /'
   fi
-  printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$status" "$load_before" \
-    "$(cut -d' ' -f1 /proc/loadavg)" "$(($(date +%s) - start))" >>"$runlog"
+  cp "$results" "$out/results/$name.tsv"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$status" "$load_before" \
+    "$(cut -d' ' -f1 /proc/loadavg)" "$(($(date +%s) - start))" "$runs" >"$out/results/$name.run"
 done
 
-python3 bench/report.py "$results" "$runlog" "$out" "$runs" || exit 1
+python3 bench/report.py "$out" "${all[@]}" || exit 1
 echo "== wrote $out/REPORT.md and $out/ratios.svg"
 exit "$failed"

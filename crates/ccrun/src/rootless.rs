@@ -101,9 +101,13 @@ pub fn enter(explicit_state: Option<&Path>) -> Result<()> {
         }
     };
     join(pid)?;
+    let _ = PAUSE_PID.set(pid);
     std::env::set_var(ENV_OUTER, format!("{uid}:{gid}"));
     Ok(())
 }
+
+/// The pause process this ccrun joined (set by [`enter`]).
+static PAUSE_PID: OnceLock<i32> = OnceLock::new();
 
 /// The pid of the pause process named by `file`, if it still runs.
 fn live_pause(file: &Path) -> Option<i32> {
@@ -216,8 +220,11 @@ pub fn in_user_netns<T: Send>(f: impl FnOnce() -> Result<T> + Send) -> Result<T>
 
 /// The user's network namespace: the pause process's.
 fn user_netns() -> Result<std::fs::File> {
-    let pause = state_root()?.join(PAUSE_FILE);
-    let pid = live_pause(&pause).context("the rootless pause process is gone")?;
+    let pid = match PAUSE_PID.get() {
+        Some(pid) => *pid,
+        None => live_pause(&state_root()?.join(PAUSE_FILE))
+            .context("the rootless pause process is gone")?,
+    };
     let path = format!("/proc/{pid}/ns/net");
     let netns = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
     let own = std::fs::metadata("/proc/self/ns/net").context("reading /proc/self/ns/net")?;
