@@ -54,7 +54,8 @@ def fmt(value, unit):
 def svg_chart(rows):
     """A horizontal bar chart of the costs on a log scale, centred on 1."""
     bars = [(f"{r[0]}: {r[1]} — {r[2]} vs {r[4]}", cost(r)) for r in rows if cost(r)]
-    label_w, plot_w, bar_h, top = 560, 420, 22, 50
+    longest = max((len(label) for label, _ in bars), default=20)
+    label_w, plot_w, bar_h, top = 20 + int(6.6 * longest), 420, 22, 50
     lo, hi = 0.01, 10.0
     for _, c in bars:
         lo, hi = min(lo, c / 1.5), max(hi, c * 1.5)
@@ -88,8 +89,9 @@ def svg_chart(rows):
                    f'{html.escape(label)}</text>')
         out.append(f'<rect x="{x0:.1f}" y="{y + 4}" width="{max(x1 - x0, 1):.1f}" '
                    f'height="{bar_h - 8}" fill="{colour}"/>')
-        tx = x1 + 4 if c > 1 else x1 + 4
-        out.append(f'<text x="{tx:.1f}" y="{y + 15}">{c:.2f}</text>')
+        tx = x1 + 4
+        shown = f"{c:.2f}" if c >= 0.01 else f"{c:.1e}"
+        out.append(f'<text x="{tx:.1f}" y="{y + 15}">{shown}</text>')
     out.append(f'<line x1="{one:.1f}" y1="{top - 8}" x2="{one:.1f}" y2="{height - 30}" '
                f'stroke="black"/>')
     out.append("</svg>")
@@ -145,8 +147,9 @@ def main():
     ]
     for r in rows:
         c = cost(r)
+        shown = "" if c is None else (f"{c:.2f}" if c >= 0.01 else f"{c:.1e}")
         md.append(f"| {r[0]} | {r[1]} | {r[2]} | {fmt(float(r[3]), r[6])} | {r[4]} | "
-                  f"{fmt(float(r[5]), r[6])} | {r[7]} | {'' if c is None else f'{c:.2f}'} |")
+                  f"{fmt(float(r[5]), r[6])} | {r[7]} | {shown} |")
     md += [
         "",
         "## The runs",
