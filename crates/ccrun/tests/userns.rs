@@ -508,6 +508,31 @@ fn rootless_containers_talk_over_a_user_network() {
         "nothing in the host's network namespace"
     );
 
+    // Through a restart (same address back) and a second network connected later.
+    user.ok(&["restart", "-t", "0", "db"]);
+    let out = user.ok(&["exec", "app", "ping", "-c", "1", "-W", "2", "store"]);
+    assert!(out.contains("1 packets received"), "{out}");
+    user.ok(&["network", "create", "--subnet", "10.89.8.0/24", "back"]);
+    user.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "cache",
+        "--network",
+        "back",
+        image,
+        "sleep",
+        "100",
+    ]);
+    user.ok(&["network", "connect", "back", "app"]);
+    let out = user.ok(&["exec", "app", "ping", "-c", "1", "-W", "2", "cache"]);
+    assert!(out.contains("1 packets received"), "{out}");
+    user.ok(&["network", "disconnect", "back", "app"]);
+    let out = user.ccrun(&["exec", "app", "ping", "-c", "1", "-W", "1", "cache"]);
+    assert_ne!(out.status.code(), Some(0), "disconnected from back");
+    user.ok(&["rm", "-f", "cache"]);
+    user.ok(&["network", "rm", "back"]);
+
     let out = user.ccrun(&[
         "run",
         "--rm",
