@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -12,7 +11,9 @@ use ccrun_image::auth::{default_config_path, Credentials, DockerConfig};
 use ccrun_image::registry::{ClientOptions, RegistryClient};
 use ccrun_image::store::{ImageRecord, Removal, Store};
 use ccrun_image::{Digest, Platform, PullOptions, PullProgress, Reference};
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::layer_progress::{LayerDisplay, Mode};
 
 use super::inspect::{InspectOpts, ObjectType};
 use crate::cli::GlobalOpts;
@@ -255,7 +256,7 @@ fn pull_reference(global: &GlobalOpts, args: &PullArgs, name: &str) -> anyhow::R
         mirrors: crate::config::mirrors(reference.registry()),
     };
     let before = store.find(&reference.to_string()).ok().flatten();
-    let display = Display::new(args.quiet);
+    let display = LayerDisplay::new(args.quiet);
     if !args.quiet {
         let what = reference
             .tag()
@@ -295,46 +296,10 @@ fn pull_reference(global: &GlobalOpts, args: &PullArgs, name: &str) -> anyhow::R
     Ok(0)
 }
 
-/// Pull progress: bars on a terminal, plain lines otherwise, nothing when quiet.
-struct Display {
-    mode: Mode,
-    layers: Mutex<Vec<(String, Option<ProgressBar>)>>,
-}
-
-enum Mode {
-    Quiet,
-    Lines,
-    Bars(MultiProgress),
-}
-
-impl Display {
-    fn new(quiet: bool) -> Display {
-        let mode = if quiet {
-            Mode::Quiet
-        } else if std::io::stdout().is_terminal() {
-            Mode::Bars(MultiProgress::with_draw_target(ProgressDrawTarget::stdout()))
-        } else {
-            Mode::Lines
-        };
-        Display {
-            mode,
-            layers: Mutex::new(Vec::new()),
-        }
-    }
-
-    fn with_layer(&self, index: usize, f: impl FnOnce(&str, Option<&ProgressBar>)) {
-        // A poisoned lock only means another thread panicked mid-update; keep drawing.
-        let layers = self.layers.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((id, bar)) = layers.get(index) {
-            f(id, bar.as_ref());
-        }
-    }
-}
-
-impl PullProgress for Display {
+impl PullProgress for LayerDisplay {
     fn layer(&self, index: usize, digest: &Digest, size: u64, present: bool) {
         let id = digest.hex()[..12].to_string();
-        let bar = match &self.mode {
+        let bar = match self.mode() {
             Mode::Quiet => None,
             Mode::Lines => {
                 let state = if present {
@@ -359,19 +324,11 @@ impl PullProgress for Display {
                 }
             }
         };
-        let mut layers = self.layers.lock().unwrap_or_else(|p| p.into_inner());
-        if layers.len() <= index {
-            layers.resize(index + 1, (String::new(), None));
-        }
-        layers[index] = (id, bar);
+        self.set_layer(index, id, bar);
     }
 
     fn advance(&self, index: usize, bytes: u64) {
-        self.with_layer(index, |_, bar| {
-            if let Some(bar) = bar {
-                bar.inc(bytes);
-            }
-        });
+        LayerDisplay::advance(self, index, bytes);
     }
 
     fn restart(&self, index: usize) {
@@ -383,25 +340,11 @@ impl PullProgress for Display {
     }
 
     fn layer_done(&self, index: usize) {
-        self.with_layer(index, |id, bar| match (&self.mode, bar) {
-            (_, Some(bar)) => {
-                // The line stays, as Docker's do: "abc123def456: Pull complete".
-                let done = ProgressStyle::with_template("{prefix}: {msg}");
-                bar.set_style(done.unwrap_or_else(|_| ProgressStyle::default_bar()));
-                bar.finish_with_message("Pull complete");
-            }
-            (Mode::Lines, None) => println!("{id}: Pull complete"),
-            _ => {}
-        });
+        self.finish(index, "Pull complete");
     }
 
     fn warn(&self, message: &str) {
-        match &self.mode {
-            Mode::Bars(multi) => {
-                let _ = multi.println(format!("warning: {message}"));
-            }
-            _ => eprintln!("warning: {message}"),
-        }
+        LayerDisplay::warn(self, message);
     }
 }
 

@@ -14,6 +14,7 @@ pub mod history;
 pub mod image;
 pub mod info;
 pub mod inspect;
+pub(crate) mod layer_progress;
 pub mod lifecycle;
 pub mod logs;
 pub mod network;

@@ -1,16 +1,15 @@
 //! `ccrun push IMAGE [DESTINATION]` and `ccrun tag SOURCE TARGET`: images to
 //! registries (the work is [`ccrun_image::push`]), with Docker's progress lines.
 
-use std::io::IsTerminal;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use ccrun_image::push::{PushOptions, PushProgress};
 use ccrun_image::Reference;
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 
 use super::image::{bar_style, familiar, open_store, terminal_columns, InsecureRegistries};
+use super::layer_progress::{plain_style, LayerDisplay, Mode};
 use crate::cli::GlobalOpts;
 
 /// Flags of `push`.
@@ -106,7 +105,7 @@ pub fn push(global: &GlobalOpts, args: PushArgs) -> Result<i32> {
         if store.find(source)?.is_none() {
             bail!("no such image: {}", familiar(source));
         }
-        let display = Display::new(args.quiet);
+        let display = LayerDisplay::new(args.quiet);
         let pushed = ccrun_image::push::push(&store, source, target, &options, &display)
             .with_context(|| format!("pushing {}", familiar(&target.to_string())))?;
         crate::events::object(
@@ -128,54 +127,9 @@ pub fn push(global: &GlobalOpts, args: PushArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// Push progress: bars on a terminal, Docker's plain lines otherwise.
-struct Display {
-    mode: Mode,
-    layers: Mutex<Vec<(String, Option<ProgressBar>)>>,
-}
-
-enum Mode {
-    Quiet,
-    Lines,
-    Bars(MultiProgress),
-}
-
-impl Display {
-    fn new(quiet: bool) -> Display {
-        let mode = if quiet {
-            Mode::Quiet
-        } else if std::io::stdout().is_terminal() {
-            Mode::Bars(MultiProgress::with_draw_target(ProgressDrawTarget::stdout()))
-        } else {
-            Mode::Lines
-        };
-        Display {
-            mode,
-            layers: Mutex::new(Vec::new()),
-        }
-    }
-
-    /// Sets layer `index`'s final state: its line stays, as Docker's do.
-    fn done(&self, index: usize, state: &str) {
-        let layers = self.layers.lock().unwrap_or_else(|p| p.into_inner());
-        let Some((id, bar)) = layers.get(index) else {
-            return;
-        };
-        match (&self.mode, bar) {
-            (Mode::Bars(_), Some(bar)) => {
-                let style = ProgressStyle::with_template("{prefix}: {msg}");
-                bar.set_style(style.unwrap_or_else(|_| ProgressStyle::default_bar()));
-                bar.finish_with_message(state.to_string());
-            }
-            (Mode::Lines, _) => println!("{id}: {state}"),
-            _ => {}
-        }
-    }
-}
-
-impl PushProgress for Display {
+impl PushProgress for LayerDisplay {
     fn layer(&self, index: usize, id: &str) {
-        let bar = match &self.mode {
+        let bar = match self.mode() {
             Mode::Quiet => None,
             Mode::Lines => {
                 println!("{id}: Preparing");
@@ -183,59 +137,47 @@ impl PushProgress for Display {
             }
             Mode::Bars(multi) => {
                 let bar = multi.add(ProgressBar::new(0));
-                let style = ProgressStyle::with_template("{prefix}: {msg}");
-                bar.set_style(style.unwrap_or_else(|_| ProgressStyle::default_bar()));
+                bar.set_style(plain_style());
                 bar.set_prefix(id.to_string());
                 bar.set_message("Preparing");
                 Some(bar)
             }
         };
-        let mut layers = self.layers.lock().unwrap_or_else(|p| p.into_inner());
-        if layers.len() <= index {
-            layers.resize(index + 1, (String::new(), None));
-        }
-        layers[index] = (id.to_string(), bar);
+        self.set_layer(index, id.to_string(), bar);
     }
 
     fn exists(&self, index: usize) {
-        self.done(index, "Layer already exists");
+        self.finish(index, "Layer already exists");
     }
 
     fn mounted(&self, index: usize, from: &str) {
-        self.done(index, &format!("Mounted from {from}"));
+        self.finish(index, &format!("Mounted from {from}"));
     }
 
     fn uploading(&self, index: usize, size: Option<u64>) {
-        let layers = self.layers.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, Some(bar))) = layers.get(index) {
-            match size {
-                Some(size) => bar.set_length(size),
-                None => bar.unset_length(),
+        self.with_layer(index, |_, bar| {
+            if let Some(bar) = bar {
+                match size {
+                    Some(size) => bar.set_length(size),
+                    None => bar.unset_length(),
+                }
+                bar.set_style(bar_style(terminal_columns()));
+                bar.set_message("Pushing");
+                bar.enable_steady_tick(Duration::from_millis(200));
             }
-            bar.set_style(bar_style(terminal_columns()));
-            bar.set_message("Pushing");
-            bar.enable_steady_tick(Duration::from_millis(200));
-        }
+        });
     }
 
     fn advance(&self, index: usize, bytes: u64) {
-        let layers = self.layers.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, Some(bar))) = layers.get(index) {
-            bar.inc(bytes);
-        }
+        LayerDisplay::advance(self, index, bytes);
     }
 
     fn pushed(&self, index: usize) {
-        self.done(index, "Pushed");
+        self.finish(index, "Pushed");
     }
 
     fn warn(&self, message: &str) {
-        match &self.mode {
-            Mode::Bars(multi) => {
-                let _ = multi.println(format!("warning: {message}"));
-            }
-            _ => eprintln!("warning: {message}"),
-        }
+        LayerDisplay::warn(self, message);
     }
 }
 
