@@ -109,7 +109,9 @@ impl Owners {
         }
     }
 
-    fn map(&self, uid: u32, gid: u32) -> (u32, u32) {
+    /// The uid and gid recorded in the layer (the container's) of files owned by
+    /// `uid`/`gid` on disk: the inverse of [`Owners::host_ids`].
+    pub fn container_ids(&self, uid: u32, gid: u32) -> (u32, u32) {
         match *self {
             Owners::Keep => (uid, gid),
             Owners::Unshift {
@@ -252,7 +254,7 @@ impl<W: Write> Writer<'_, W> {
         let meta = fs::symlink_metadata(&path).ctx("reading", &path)?;
         let ft = meta.file_type();
         let mut header = tar::Header::new_gnu();
-        let (uid, gid) = self.opts.owners.map(meta.uid(), meta.gid());
+        let (uid, gid) = self.opts.owners.container_ids(meta.uid(), meta.gid());
         header.set_uid(uid.into());
         header.set_gid(gid.into());
         header.set_mode(meta.mode() & 0o7777);
@@ -439,14 +441,14 @@ mod tests {
             count: 65_536,
         };
         // On disk 0 is the caller, 1 is the container's root, 1001 is 1001.
-        assert_eq!(owners.map(0, 0), (1000, 1000));
-        assert_eq!(owners.map(1, 1), (0, 0));
-        assert_eq!(owners.map(1000, 1000), (999, 999));
-        assert_eq!(owners.map(1001, 5000), (1001, 5000));
-        assert_eq!(owners.map(70_000, 70_000), (65_534, 65_534));
+        assert_eq!(owners.container_ids(0, 0), (1000, 1000));
+        assert_eq!(owners.container_ids(1, 1), (0, 0));
+        assert_eq!(owners.container_ids(1000, 1000), (999, 999));
+        assert_eq!(owners.container_ids(1001, 5000), (1001, 5000));
+        assert_eq!(owners.container_ids(70_000, 70_000), (65_534, 65_534));
         for id in [0, 1, 999, 1000, 1001, 65_535] {
             let (u, g) = owners.host_ids(id, id);
-            assert_eq!(owners.map(u, g), (id, id), "round trip of {id}");
+            assert_eq!(owners.container_ids(u, g), (id, id), "round trip of {id}");
         }
     }
 

@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use ccrun_image::layer_writer::Owners;
 use oci_spec::runtime::{
     LinuxBlockIoBuilder, LinuxBuilder, LinuxCpuBuilder, LinuxDeviceCgroup, LinuxIdMapping,
     LinuxIdMappingBuilder, LinuxMemoryBuilder, LinuxNamespace, LinuxNamespaceBuilder,
@@ -44,26 +45,6 @@ pub enum UsernsMode {
     },
 }
 
-/// Where container id `id` lands under keep-id (see [`UsernsMode::KeepId`]).
-fn keep_id(id: u32, own: u32, count: u32) -> u32 {
-    match id {
-        _ if id == own => 0,
-        _ if id < own => id + 1,
-        _ if id < count => id,
-        _ => 65_534,
-    }
-}
-
-/// The inverse of [`keep_id`].
-fn unkeep_id(host: u32, own: u32, count: u32) -> u32 {
-    match host {
-        0 => own,
-        _ if host <= own => host - 1,
-        _ if host < count => host,
-        _ => 65_534,
-    }
-}
-
 impl UsernsMode {
     /// Host uid and gid of the container's root.
     pub fn root_owner(&self) -> (u32, u32) {
@@ -86,55 +67,30 @@ impl UsernsMode {
     /// Host uid and gid of container `uid`/`gid` (the overflow id 65534 when the
     /// mapping does not cover them).
     pub fn host_ids(&self, uid: u32, gid: u32) -> (u32, u32) {
+        self.owners().host_ids(uid, gid)
+    }
+
+    /// The same mapping, as layers written from the container's files record owners.
+    pub fn owners(&self) -> Owners {
         match *self {
             UsernsMode::Private {
                 uid_start,
                 gid_start,
                 count,
-            } => {
-                let map = |id: u32, start: u32| {
-                    if id < count {
-                        start.saturating_add(id)
-                    } else {
-                        65_534
-                    }
-                };
-                (map(uid, uid_start), map(gid, gid_start))
-            }
-            UsernsMode::Host => (uid, gid),
-            UsernsMode::KeepId {
-                uid: own_uid,
-                gid: own_gid,
+            } => Owners::Unshift {
+                uid_start,
+                gid_start,
                 count,
-            } => (keep_id(uid, own_uid, count), keep_id(gid, own_gid, count)),
+            },
+            UsernsMode::Host => Owners::Keep,
+            UsernsMode::KeepId { uid, gid, count } => Owners::KeepId { uid, gid, count },
         }
     }
 
     /// Container uid and gid of host `uid`/`gid`, the inverse of
     /// [`UsernsMode::host_ids`] (65534 for host ids outside the mapping).
     pub fn container_ids(&self, uid: u32, gid: u32) -> (u32, u32) {
-        match *self {
-            UsernsMode::Private {
-                uid_start,
-                gid_start,
-                count,
-            } => {
-                let map = |id: u32, start: u32| match id.checked_sub(start) {
-                    Some(n) if n < count => n,
-                    _ => 65_534,
-                };
-                (map(uid, uid_start), map(gid, gid_start))
-            }
-            UsernsMode::Host => (uid, gid),
-            UsernsMode::KeepId {
-                uid: own_uid,
-                gid: own_gid,
-                count,
-            } => (
-                unkeep_id(uid, own_uid, count),
-                unkeep_id(gid, own_gid, count),
-            ),
-        }
+        self.owners().container_ids(uid, gid)
     }
 }
 

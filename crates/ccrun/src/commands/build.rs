@@ -307,19 +307,7 @@ impl Engine for CcrunEngine<'_> {
     }
 
     fn owners(&self) -> Owners {
-        match self.userns {
-            UsernsMode::Private {
-                uid_start,
-                gid_start,
-                count,
-            } => Owners::Unshift {
-                uid_start,
-                gid_start,
-                count,
-            },
-            // Builds never ask for keep-id (see `build`).
-            UsernsMode::Host | UsernsMode::KeepId { .. } => Owners::Keep,
-        }
+        self.userns.owners()
     }
 
     fn run(&mut self, step: &RunStep<'_>) -> ccrun_build::Result<i32> {

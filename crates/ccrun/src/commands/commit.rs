@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use ccrun_image::import::{Container, Options};
-use ccrun_image::layer_writer::{Owners, WriteOptions};
+use ccrun_image::layer_writer::WriteOptions;
 use ccrun_image::{Reference, Snapshot};
 use serde_json::{json, Map, Value};
 
@@ -16,7 +16,6 @@ use crate::cli::GlobalOpts;
 use crate::containers::details::ContainerDetails;
 use crate::containers::files::{self, ENGINE_PATHS};
 use crate::containers::{ContainerStore, Record, RootfsSource, Status};
-use crate::spec_builder::UsernsMode;
 
 /// Flags of `commit`.
 #[derive(Debug, clap::Args)]
@@ -121,19 +120,7 @@ pub fn commit(global: &GlobalOpts, args: CommitArgs) -> Result<i32> {
     } else {
         empty.path().to_path_buf()
     };
-    let owners = match files::id_map(&containers, &record)? {
-        UsernsMode::Private {
-            uid_start,
-            gid_start,
-            count,
-        } => Owners::Unshift {
-            uid_start,
-            gid_start,
-            count,
-        },
-        UsernsMode::Host => Owners::Keep,
-        UsernsMode::KeepId { uid, gid, count } => Owners::KeepId { uid, gid, count },
-    };
+    let owners = files::id_map(&containers, &record)?.owners();
     let container = Container {
         parent: &parent,
         upper: &upper,
