@@ -867,6 +867,23 @@ impl<'a> Builder<'a> {
         stage.created = created;
     }
 
+    /// On a cache hit for `key`: says `shown` is CACHED, adds the cached layer to the
+    /// stage with its history entry `created_by`, and moves the stage to `key`.
+    /// Returns whether there was a hit.
+    fn reuse_cached(&self, stage: &mut Stage, key: &str, shown: &str, created_by: &str) -> bool {
+        let Some((l, created)) = self.cached_layer(key) else {
+            return false;
+        };
+        self.say(&format!("{shown} CACHED"));
+        let layer = LocalLayer {
+            diff_id: l.diff_id,
+            size: l.size,
+        };
+        self.history(stage, created_by, created, Some(layer));
+        stage.key = key.to_string();
+        true
+    }
+
     /// A cached layer for `key`, if it is usable.
     fn cached_layer(&self, key: &str) -> Option<(CachedLayer, String)> {
         if self.opts.no_cache {
@@ -946,18 +963,7 @@ impl<'a> Builder<'a> {
             .part(stage.config.config.user.clone().unwrap_or_default())
             .finish();
         let text = ins.text();
-        if let Some((l, created)) = self.cached_layer(&key) {
-            self.say(&format!("{tag} {text} CACHED"));
-            self.history(
-                stage,
-                &text,
-                created,
-                Some(LocalLayer {
-                    diff_id: l.diff_id,
-                    size: l.size,
-                }),
-            );
-            stage.key = key;
+        if self.reuse_cached(stage, &key, &format!("{tag} {text}"), &text) {
             return Ok(());
         }
         self.say(&format!("{tag} {text}"));
@@ -1060,18 +1066,8 @@ impl<'a> Builder<'a> {
             .part(env.join("\0"))
             .part(format!("{mounts:?} {network:?}"))
             .finish();
-        if let Some((l, created)) = self.cached_layer(&key) {
-            self.say(&format!("{tag} {shown} CACHED"));
-            self.history(
-                stage,
-                &format!("RUN {}", argv_text(&argv)),
-                created,
-                Some(LocalLayer {
-                    diff_id: l.diff_id,
-                    size: l.size,
-                }),
-            );
-            stage.key = key;
+        let created_by = format!("RUN {}", argv_text(&argv));
+        if self.reuse_cached(stage, &key, &format!("{tag} {shown}"), &created_by) {
             return Ok(());
         }
         self.say(&format!("{tag} {shown}"));
@@ -1542,18 +1538,7 @@ impl<'a> Builder<'a> {
             .part(&text)
             .part(files.content_key()?)
             .finish();
-        if let Some((l, created)) = self.cached_layer(&key) {
-            self.say(&format!("{tag} {} CACHED", shorten(&text)));
-            self.history(
-                stage,
-                &text,
-                created,
-                Some(LocalLayer {
-                    diff_id: l.diff_id,
-                    size: l.size,
-                }),
-            );
-            stage.key = key;
+        if self.reuse_cached(stage, &key, &format!("{tag} {}", shorten(&text)), &text) {
             return Ok(());
         }
         self.say(&format!("{tag} {}", shorten(&text)));
