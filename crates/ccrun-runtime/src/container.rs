@@ -249,7 +249,6 @@ impl Container {
         )?;
         rootfs_plan.no_pivot = opts.no_pivot;
         rootfs_plan.new_mount_ns = ns.clone_flags & libc::CLONE_NEWNS != 0;
-        let rootfs_plan_new_mount_ns = rootfs_plan.new_mount_ns;
         rootfs_plan.own_mount_ns = ns.mount;
         let restricts_paths =
             !rootfs_plan.masked_paths.is_empty() || !rootfs_plan.readonly_paths.is_empty();
@@ -416,7 +415,7 @@ impl Container {
                 // namespaces, clones its copy of the rootfs itself (from its working
                 // directory), as runc's init binds it.
                 Err(nix::errno::Errno::EPERM)
-                    if !nix::unistd::geteuid().is_root() && rootfs_plan_new_mount_ns =>
+                    if !nix::unistd::geteuid().is_root() && plan.rootfs.new_mount_ns =>
                 {
                     None
                 }

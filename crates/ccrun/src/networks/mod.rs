@@ -391,14 +391,18 @@ pub fn allocations(
     networks: &NetworkStore,
     net: &NetworkRecord,
 ) -> Result<Vec<(std::net::Ipv4Addr, String)>> {
+    Ok(ipam_of(networks, net)?.allocations()?)
+}
+
+/// The address allocations of network `net`.
+fn ipam_of(networks: &NetworkStore, net: &NetworkRecord) -> Result<ccrun_net::ipam::Ipam> {
     let config = net.config();
-    let ipam = ccrun_net::ipam::Ipam::open(
+    Ok(ccrun_net::ipam::Ipam::open(
         networks.ipam_dir(&net.name),
         &net.name,
         config.subnet,
         config.gateway,
-    )?;
-    Ok(ipam.allocations()?)
+    )?)
 }
 
 fn is_not_found(e: &anyhow::Error) -> bool {
@@ -530,16 +534,10 @@ pub fn memberships_of(containers: &ContainerStore, record: &Record) -> Result<Ve
         let Some(network) = known.iter().find(|n| n.name == name) else {
             continue;
         };
-        let ipam = ccrun_net::ipam::Ipam::open(
-            networks.ipam_dir(&network.name),
-            &network.name,
-            network.subnet,
-            network.gateway,
-        )?;
         out.push(Membership {
             network: network.clone(),
             aliases: aliases.to_vec(),
-            ip: ipam.lookup(&record.id)?,
+            ip: ipam_of(&networks, network)?.lookup(&record.id)?,
         });
     }
     Ok(out)
