@@ -98,28 +98,8 @@ def svg_chart(rows):
     return "\n".join(out) + "\n"
 
 
-def split_old_run(results_path, runlog_path, outdir, runs):
-    """The arguments of the first version of report.sh (one results file and one run
-    log for the whole run): split into the per-benchmark files read below."""
-    os.makedirs(os.path.join(outdir, "results"), exist_ok=True)
-    rows = read_tsv(results_path)
-    names = []
-    for name, status, before, after, secs in read_tsv(runlog_path):
-        names.append(name)
-        base = os.path.join(outdir, "results", name)
-        with open(base + ".run", "w") as f:
-            f.write("\t".join([name, status, before, after, secs, runs]) + "\n")
-        with open(base + ".tsv", "w") as f:
-            f.writelines("\t".join(r) + "\n" for r in rows if r[0] == name)
-    return names
-
-
 def main():
-    if len(sys.argv) == 5 and os.path.isfile(sys.argv[1]):
-        outdir = sys.argv[3]
-        names = split_old_run(sys.argv[1], sys.argv[2], outdir, sys.argv[4])
-    else:
-        outdir, names = sys.argv[1], sys.argv[2:]
+    outdir, names = sys.argv[1], sys.argv[2:]
     rows, runlog = [], []
     for name in names:
         base = os.path.join(outdir, "results", name)
