@@ -1820,8 +1820,10 @@ fn healthcheck(ins: &Instruction, _escape: char) -> std::result::Result<Healthch
     Ok(hc)
 }
 
-/// A Go duration (`30s`, `1m30s`, `500ms`, `1h`) in nanoseconds.
-fn duration_ns(s: &str) -> Option<i64> {
+/// A Go duration (`30s`, `1m30s`, `1.5s`, `500ms`, `1h`) in nanoseconds, as Docker's
+/// `HEALTHCHECK` options and `--health-*` flags take it; `None` when it is not one or
+/// does not fit.
+pub fn duration_ns(s: &str) -> Option<i64> {
     let mut total: f64 = 0.0;
     let mut rest = s;
     if rest.is_empty() {
@@ -1846,7 +1848,7 @@ fn duration_ns(s: &str) -> Option<i64> {
         total += n * mult;
         rest = &rest[unit_end..];
     }
-    Some(total as i64)
+    (total.is_finite() && total <= i64::MAX as f64).then_some(total as i64)
 }
 
 /// `80`, `80/udp`, `8000-8002/tcp` → `80/tcp` … keys.

@@ -17,6 +17,6 @@ pub mod files;
 pub mod ignore;
 pub mod shell;
 
-pub use builder::{build, Built, Engine, Network, Options, RunStep, StepMount};
+pub use builder::{build, duration_ns, Built, Engine, Network, Options, RunStep, StepMount};
 pub use cache::Cache;
 pub use error::{Error, Result};

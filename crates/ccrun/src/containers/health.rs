@@ -253,36 +253,10 @@ pub fn parse_go_duration(flag: &str, text: &str) -> Result<Duration> {
     if text == "0" {
         return Ok(Duration::ZERO);
     }
-    let mut rest = text;
-    let mut total = 0f64;
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        let value: f64 = rest[..num_len].parse().map_err(|_| bad())?;
-        rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let nanos = match &rest[..unit_len] {
-            "ns" => 1.0,
-            "us" | "µs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return Err(bad()),
-        };
-        total += value * nanos;
-        rest = &rest[unit_len..];
-    }
-    if !total.is_finite() || total > u64::MAX as f64 {
-        return Err(bad());
-    }
-    Ok(Duration::from_nanos(total as u64))
+    let nanos = ccrun_build::duration_ns(text)
+        .and_then(|n| u64::try_from(n).ok())
+        .ok_or_else(bad)?;
+    Ok(Duration::from_nanos(nanos))
 }
 
 /// `wait --condition` values (podman's), beyond `stopped`/`exited`.
