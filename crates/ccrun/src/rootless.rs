@@ -5,7 +5,6 @@
 //! state under `$XDG_RUNTIME_DIR`, and pasta for networking.
 
 use std::io::Read as _;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -178,16 +177,7 @@ fn start_pause(file: &Path, uid: u32, gid: u32) -> Result<i32> {
 
 /// The pause process's life: detached from the caller's session and descriptors.
 fn pause_forever() -> ! {
-    let _ = nix::unistd::setsid();
-    if let Ok(null) = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-    {
-        for fd in 0..3 {
-            let _ = nix::unistd::dup2(null.as_raw_fd(), fd);
-        }
-    }
+    crate::containers::process::detach_from_caller();
     // SAFETY: closing descriptors this process owns; nothing uses them any more.
     unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
     // SAFETY: a NUL-terminated name for prctl.

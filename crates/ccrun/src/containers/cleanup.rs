@@ -90,16 +90,7 @@ fn remove_in_background(dir: &std::path::Path) {
     // do anything the parent could.
     match unsafe { nix::unistd::fork() } {
         Ok(nix::unistd::ForkResult::Child) => {
-            let _ = nix::unistd::setsid();
-            if let Ok(null) = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open("/dev/null")
-            {
-                for fd in 0..3 {
-                    let _ = nix::unistd::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), fd);
-                }
-            }
+            super::process::detach_from_caller();
             remove(dir);
             // SAFETY: ends the child without running the parent's exit handlers.
             unsafe { libc::_exit(0) }

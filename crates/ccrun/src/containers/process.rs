@@ -97,6 +97,22 @@ pub fn parse_signal(text: &str) -> Result<Signal> {
     }
 }
 
+/// Detaches the calling (forked) process from its caller: a session of its own, and
+/// `/dev/null` as its stdin, stdout and stderr, so that it holds none of the caller's
+/// terminal or pipes while it lives on.
+pub fn detach_from_caller() {
+    let _ = nix::unistd::setsid();
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        for fd in 0..3 {
+            let _ = nix::unistd::dup2(null.as_raw_fd(), fd);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
